@@ -1,0 +1,42 @@
+"""Flag kinds, reason codes and other vocabularies, with their labels, read from codes.yaml."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_CODES_FILE = Path(__file__).with_name("codes.yaml")
+
+
+@cache
+def vocabulary() -> dict[str, dict[str, dict[str, Any]]]:
+    return yaml.safe_load(_CODES_FILE.read_text(encoding="utf-8"))
+
+
+def flags() -> dict[str, dict[str, Any]]:
+    return vocabulary()["flags"]
+
+
+def reasons() -> dict[str, dict[str, Any]]:
+    return vocabulary()["reasons"]
+
+
+def label(section: str, code: str, lang: str = "zh") -> str:
+    """Label of ``code`` in ``section`` (flags, reasons, feed_kinds, …); unknown codes raise."""
+    try:
+        return vocabulary()[section][code][lang]
+    except KeyError:
+        raise KeyError(f"unknown {section} code {code!r}; add it to {_CODES_FILE.name}") from None
+
+
+def feed_kinds() -> list[str]:
+    return list(vocabulary()["feed_kinds"])
+
+
+def items(item_class: str | None = None) -> list[str]:
+    """Evidence item codes, optionally only those of one class (income, asset, vehicle, …)."""
+    table = vocabulary()["items"]
+    return [code for code, meta in table.items() if item_class in (None, meta["class"])]

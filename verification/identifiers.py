@@ -18,10 +18,17 @@ import pandas as pd
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 # GB/T 2260 province-level prefixes (first two digits of the area code).
-_PROVINCES = frozenset(
-    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 50 51 52 53 54 61 62 63 64 "
-    "65 71 81 82 83 91".split()
-)
+# fmt: off
+_PROVINCES = frozenset([
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
+    "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
+    "65", "71", "81", "82", "83", "91",
+])
+# fmt: on
+# ASCII only: str.isdigit() and regex \d also accept e.g. Arabic-Indic digits, which NFKC keeps.
+_ID18 = re.compile(r"[0-9]{17}[0-9X]")
+_ID15 = re.compile(r"[0-9]{15}")
+_EARLIEST_BIRTH_YEAR = 1880
 _STRIP = re.compile(r"[\s'\"`‘’“”\u3000\u200b\ufeff-]")
 
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -38,11 +45,21 @@ class InvalidIdentifier(ValueError):
 
 
 def canonical_text(raw: object) -> str:
-    """NFKC-fold (full-width → ASCII), drop spaces, quotes and dashes, upper-case."""
-    if raw is None or (isinstance(raw, float) and np.isnan(raw)):
+    """NFKC-fold (full-width → ASCII), drop spaces, quotes and dashes, upper-case.
+
+    Repeated until nothing changes (at most a few rounds): dropping a space can bring combining
+    marks together that NFKC then reorders, and upper-casing can un-normalise. A fixpoint makes
+    canonicalisation idempotent for any input, not only for plausible ID numbers.
+    """
+    if raw is None or raw is pd.NA or raw is pd.NaT or (isinstance(raw, float) and np.isnan(raw)):
         return ""
-    text = unicodedata.normalize("NFKC", str(raw))
-    return _STRIP.sub("", text).upper()
+    text = str(raw)
+    for _ in range(8):
+        folded = _STRIP.sub("", unicodedata.normalize("NFKC", text)).upper()
+        if folded == text:
+            break
+        text = folded
+    return text
 
 
 def id_check_char(first17: str) -> str:
@@ -57,16 +74,20 @@ def upgrade_15(id15: str) -> str:
     return body + id_check_char(body)
 
 
-def canonical_id(raw: object) -> str:
-    """Canonical 18-character resident ID, or raise InvalidIdentifier with the reason."""
+def canonical_id(raw: object, *, today: dt.date | None = None) -> str:
+    """Canonical 18-character resident ID, or raise InvalidIdentifier with the reason.
+
+    ``today`` bounds the birth date (a number cannot be issued for someone not yet born); tests
+    pin it, callers leave it to the clock.
+    """
     text = canonical_text(raw)
     if not text:
         raise InvalidIdentifier("ID_MISSING", "ID number is empty")
-    if len(text) == 15 and text.isdigit():
+    if _ID15.fullmatch(text):
         text = upgrade_15(text)
     if len(text) != 18:
         raise InvalidIdentifier("ID_LENGTH", f"ID number has {len(text)} characters, expected 18")
-    if not (text[:17].isdigit() and (text[17].isdigit() or text[17] == "X")):
+    if not _ID18.fullmatch(text):
         raise InvalidIdentifier("ID_CHARACTERS", "ID number may hold only digits and a final X")
     if text[:2] not in _PROVINCES:
         raise InvalidIdentifier("ID_AREA", f"area code {text[:6]} names no province")
@@ -74,7 +95,7 @@ def canonical_id(raw: object) -> str:
         born = dt.date(int(text[6:10]), int(text[10:12]), int(text[12:14]))
     except ValueError:
         raise InvalidIdentifier("ID_BIRTH_DATE", f"birth date {text[6:14]} is not a date") from None
-    if born.year < 1880 or born > dt.date.today():
+    if born.year < _EARLIEST_BIRTH_YEAR or born > (today or dt.date.today()):
         raise InvalidIdentifier("ID_BIRTH_DATE", f"birth date {text[6:14]} is out of range")
     expected = id_check_char(text[:17])
     if text[17] != expected:
@@ -132,39 +153,124 @@ class CanonicalIds:
     messages: pd.Series
 
 
-def canonicalise_ids(raw: pd.Series) -> CanonicalIds:
-    """Canonicalise a column of ID numbers. Volume here is one value per partner row, so the
-    cheap vectorised path handles the common already-clean case and only the rest is looped."""
-    text = raw.astype("string").fillna("")
-    clean = text.str.fullmatch(r"\d{17}[\dX]")
-    values = pd.Series([None] * len(text), index=text.index, dtype=object)
-    reasons = pd.Series([""] * len(text), index=text.index, dtype=object)
-    messages = pd.Series([""] * len(text), index=text.index, dtype=object)
-    clean_idx = clean[clean.fillna(False)].index
-    if len(clean_idx):
-        digits = np.frombuffer(
-            "".join(text.loc[clean_idx].str.slice(0, 17)).encode(), dtype=np.uint8
-        ).reshape(-1, 17) - ord("0")
-        sums = digits.astype(np.int64) @ np.array(_ID_WEIGHTS, dtype=np.int64)
-        expected = np.array(list(_ID_CHECK))[sums % 11]
-        ok = text.loc[clean_idx].str.slice(17).to_numpy() == expected
-        ok_idx = clean_idx[ok]
-        values.loc[ok_idx] = text.loc[ok_idx]
-        clean_idx = clean_idx[~ok]
-    slow_idx = text.index.difference(values.dropna().index)
-    for i in slow_idx:
+def canonical_texts(raw: pd.Series) -> pd.Series:
+    """``canonical_text`` over a column (missing values give "").
+
+    One column-wise round is already the fixpoint for ASCII results; the rare rest is looped.
+    """
+    text = raw.astype("string").fillna("").str.normalize("NFKC")
+    text = text.str.replace(_STRIP, "", regex=True).str.upper().astype(object)
+    values = text.to_numpy()
+    for i in np.flatnonzero([not t.isascii() for t in values]):
+        values[i] = canonical_text(values[i])
+    return pd.Series(values, index=raw.index, dtype=object)
+
+
+def _digit_matrix(text: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``text`` that are ``width`` ASCII characters long, as a (rows, width) uint8 array."""
+    rows = np.flatnonzero([len(t) == width and t.isascii() for t in text])
+    if not len(rows):
+        return rows, np.zeros((0, width), dtype=np.uint8)
+    joined = "".join(text[rows]).encode("ascii")
+    return rows, np.frombuffer(joined, dtype=np.uint8).reshape(-1, width)
+
+
+def _is_digit(chars: np.ndarray) -> np.ndarray:
+    return (chars >= ord("0")) & (chars <= ord("9"))
+
+
+def _check_chars(digits17: np.ndarray) -> np.ndarray:
+    """Check characters (as ASCII codes) for a (rows, 17) matrix of ASCII digits."""
+    sums = (digits17.astype(np.int64) - ord("0")) @ np.array(_ID_WEIGHTS, dtype=np.int64)
+    return np.frombuffer(_ID_CHECK.encode("ascii"), dtype=np.uint8)[sums % 11]
+
+
+def _upgrade_15_column(text: np.ndarray) -> np.ndarray:
+    """``upgrade_15`` applied to every all-digit 15-character entry of ``text``."""
+    rows, chars = _digit_matrix(text, 15)
+    legacy = _is_digit(chars).all(axis=1)
+    rows, chars = rows[legacy], chars[legacy]
+    if not len(rows):
+        return text
+    century = np.tile(np.frombuffer(b"19", dtype=np.uint8), (len(rows), 1))
+    body = np.hstack([chars[:, :6], century, chars[:, 6:]])
+    full = np.hstack([body, _check_chars(body)[:, None]])
+    text = text.copy()
+    text[rows] = [full[i].tobytes().decode("ascii") for i in range(len(rows))]
+    return text
+
+
+def _number(chars: np.ndarray) -> np.ndarray:
+    """Integer value of each row of an ASCII digit matrix."""
+    powers = 10 ** np.arange(chars.shape[1] - 1, -1, -1, dtype=np.int64)
+    return (chars.astype(np.int64) - ord("0")) @ powers
+
+
+def _valid_birth_dates(year: np.ndarray, month: np.ndarray, day: np.ndarray, today: dt.date):
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+    last_day = month_days[np.clip(month, 1, 12) - 1] + ((month == 2) & leap)
+    is_date = (month >= 1) & (month <= 12) & (day >= 1) & (day <= last_day)
+    stamp = year * 10000 + month * 100 + day
+    today_stamp = today.year * 10000 + today.month * 100 + today.day
+    return is_date & (year >= _EARLIEST_BIRTH_YEAR) & (stamp <= today_stamp)
+
+
+_PROVINCE_TABLE = np.zeros(100, dtype=bool)
+_PROVINCE_TABLE[[int(p) for p in _PROVINCES]] = True
+
+
+def _passes_all_checks(text: np.ndarray, today: dt.date) -> np.ndarray:
+    """Boolean mask of canonical texts that are valid 18-character IDs (no reason needed)."""
+    ok = np.zeros(len(text), dtype=bool)
+    rows, chars = _digit_matrix(text, 18)
+    if not len(rows):
+        return ok
+    last = chars[:, 17]
+    shaped = _is_digit(chars[:, :17]).all(axis=1) & (_is_digit(last) | (last == ord("X")))
+    rows, chars = rows[shaped], chars[shaped]
+    born = _valid_birth_dates(
+        _number(chars[:, 6:10]), _number(chars[:, 10:12]), _number(chars[:, 12:14]), today
+    )
+    province = _PROVINCE_TABLE[_number(chars[:, :2])]
+    check = _check_chars(chars[:, :17]) == chars[:, 17]
+    ok[rows] = born & province & check
+    return ok
+
+
+def canonicalise_ids(raw: pd.Series, *, today: dt.date | None = None) -> CanonicalIds:
+    """Canonicalise a column of ID numbers; the same answers as ``canonical_id`` row by row.
+
+    The common case (clean or merely untidy, valid numbers) is checked column-wise; only the
+    invalid rows go through the scalar function, which says why each one fails.
+    """
+    today = today or dt.date.today()
+    text = _upgrade_15_column(canonical_texts(raw).to_numpy())
+    ok = _passes_all_checks(text, today)
+    values = np.where(ok, text, None).astype(object)
+    reasons = np.full(len(text), "", dtype=object)
+    messages = np.full(len(text), "", dtype=object)
+    original = raw.to_numpy(dtype=object)
+    for i in np.flatnonzero(~ok):
         try:
-            values.at[i] = canonical_id(text.at[i])
+            values[i] = canonical_id(original[i], today=today)
         except InvalidIdentifier as err:
-            reasons.at[i] = err.reason
-            messages.at[i] = str(err)
-    return CanonicalIds(values=values, reasons=reasons, messages=messages)
+            reasons[i] = err.reason
+            messages[i] = str(err)
+    index = raw.index
+    return CanonicalIds(
+        values=pd.Series(values, index=index, dtype=object),
+        reasons=pd.Series(reasons, index=index, dtype=object),
+        messages=pd.Series(messages, index=index, dtype=object),
+    )
 
 
 def canonical_uscc(raw: object) -> str:
     text = canonical_text(raw)
     if len(text) != 18:
-        raise InvalidIdentifier("USCC_LENGTH", f"credit code has {len(text)} characters, expected 18")
+        raise InvalidIdentifier(
+            "USCC_LENGTH", f"credit code has {len(text)} characters, expected 18"
+        )
     bad = [c for c in text if c not in USCC_ALPHABET]
     if bad:
         raise InvalidIdentifier("USCC_CHARACTERS", f"credit code holds characters {''.join(bad)!r}")
@@ -191,3 +297,26 @@ def org_code_check_char(first8: str) -> str:
 
 def make_uscc(first17: str) -> str:
     return first17 + uscc_check_char(first17)
+
+
+@dataclass(frozen=True)
+class CheckedUscc:
+    """A canonical credit code and the warnings it raised (never a rejection on a check)."""
+
+    code: str
+    warnings: tuple[str, ...]  # "USCC_CHECK", "USCC_ORG_CHECK"
+
+
+def check_uscc(raw: object) -> CheckedUscc:
+    """Canonicalise a credit code; raise only on length/alphabet, warn on failed checks.
+
+    Early pilot codes were issued before the check rules settled, so a failed check character
+    (or organisation-code check in positions 9–17) is reported, and the record is kept.
+    """
+    code = canonical_uscc(raw)
+    warnings: list[str] = []
+    if not uscc_check_ok(code):
+        warnings.append("USCC_CHECK")
+    if org_code_check_char(code[8:16]) != code[16]:
+        warnings.append("USCC_ORG_CHECK")
+    return CheckedUscc(code=code, warnings=tuple(warnings))

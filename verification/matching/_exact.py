@@ -1,0 +1,71 @@
+"""Exact match on the keyed person token: the only path that can yield a ``certain`` grade.
+
+Member tokens are unique in a well-formed roster, so the join is a hash lookup of every record
+token in an index of member tokens (``Index.get_indexer``) followed by one ``take``; that avoids
+the sort and the copies of a general merge. A roster where one person sits in two households is
+still matched correctly (one row per record x household) by falling back to a merge.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from verification.matching._grades import GRADE_DTYPE
+
+MEMBER_KEY = "person_token"
+
+
+def _check_frames(records: pd.DataFrame, members: pd.DataFrame) -> None:
+    for name, frame in (("records", records), ("members", members)):
+        if MEMBER_KEY not in frame.columns:
+            raise ValueError(f"{name} have no {MEMBER_KEY!r} column; tokenise the IDs first")
+    if "household_id" not in members.columns:
+        raise ValueError("members have no 'household_id' column")
+    if "household_id" in records.columns:
+        raise ValueError(
+            "records already carry 'household_id'; matching decides it — drop or rename the column"
+        )
+    key_ids = {records.attrs.get("token_key_id"), members.attrs.get("token_key_id")} - {None}
+    if len(key_ids) > 1:
+        raise ValueError(
+            f"records and members were tokenised with different keys {sorted(key_ids)}; "
+            "re-tokenise one side with the current key"
+        )
+
+
+def _record_tokens(records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """int64 tokens and a mask of records that have one (<NA> where the ID was invalid)."""
+    column = records[MEMBER_KEY]
+    present = column.notna().to_numpy()
+    values = column.to_numpy(dtype=np.int64, na_value=0)
+    return values, present
+
+
+def match_exact(records: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
+    """Records whose token is in the roster, with ``household_id`` and ``match_grade='certain'``.
+
+    Inner join on ``person_token``; records without a token or with a token not in the roster
+    are left out (``match_records`` sends them to the probabilistic fallback).
+    """
+    _check_frames(records, members)
+    tokens, present = _record_tokens(records)
+    member_tokens = members[MEMBER_KEY].to_numpy(dtype=np.int64)
+    roster = pd.Index(member_tokens)
+    if roster.is_unique:
+        position = roster.get_indexer(tokens)
+        hit = (position >= 0) & present
+        # a fresh frame object (the take already copied the data): new columns stay ours
+        matched = records.iloc[np.flatnonzero(hit)].copy(deep=False)
+        households = members["household_id"].to_numpy()
+        matched["household_id"] = households[position[hit]]
+    else:
+        keyed = records.iloc[np.flatnonzero(present)]
+        keyed = keyed.assign(**{MEMBER_KEY: tokens[present]})
+        roster_frame = members[[MEMBER_KEY, "household_id"]].astype({MEMBER_KEY: np.int64})
+        matched = keyed.merge(roster_frame, on=MEMBER_KEY, how="inner")
+        matched[MEMBER_KEY] = matched[MEMBER_KEY].astype("Int64")
+    matched["match_grade"] = pd.Categorical.from_codes(
+        np.zeros(len(matched), dtype=np.int8), dtype=GRADE_DTYPE
+    )
+    return matched

@@ -106,6 +106,9 @@ class _Builder:
         male = bool(self.rng.random() < 0.5)
         return Person(self.new_id(born, male), self.name(surname), born, relation)
 
+    def age(self, person: Person) -> int:
+        return (self.as_of - person.birth).days // 365
+
     def family(self) -> list[Person]:
         head = self.person("户主", (28, 80))
         surname = head.name[0]
@@ -118,8 +121,14 @@ class _Builder:
                 people.append(self.person("子女", (1, min(25, age_head - 20)), surname))
         if age_head < 50 and self.rng.random() < 0.2:
             people.append(self.person("父母", (age_head + 22, age_head + 30), surname))
-        if self.rng.random() < 0.15:
-            p = people[int(self.rng.integers(0, len(people)))]
+        # Every household keeps one working-age member without disability, so the 特困 test
+        # (no labour capacity) never applies: the truth below is about 低保 only.
+        if not any(18 <= self.age(p) < 60 for p in people):
+            people.append(self.person("子女", (30, 45), surname))
+        worker = next(p for p in people if 18 <= self.age(p) < 60)
+        others = [p for p in people if p is not worker]
+        if others and self.rng.random() < 0.15:
+            p = others[int(self.rng.integers(0, len(others)))]
             p.disability_grade = int(self.rng.integers(1, 5))
             p.disability_type = str(self.rng.choice(["limb", "visual", "hearing", "intellectual"]))
         return people
@@ -235,7 +244,8 @@ def _apply_change(b: _Builder, scenario: str, people: list[Person]) -> None:
     size = len(people)
     who = people[int(b.rng.integers(0, size))]
     if scenario == "keep_exempt_vehicle":
-        who.disability_grade, who.disability_type = 2, "limb"
+        # grade 3 limb: entitled to a disability vehicle, yet still able to work (特困 lists 1–2)
+        who.disability_grade, who.disability_type = 3, "limb"
         b.vehicle(who, "disability_vehicle")
     elif scenario == "vehicle":
         b.vehicle(who, "car")

@@ -1,0 +1,55 @@
+"""Staged partner rows → evidence items, as each contract declares in ``x-hedui.evidence``.
+
+A mapping names the item (fixed ``item`` or a column ``item_field``), the ``amount`` column (yuan
+per month for income, yuan value for assets), the ``period`` (a month) or ``date`` column, and an
+optional ``where`` filter (e.g. only active vehicles). One row may yield several items (a wage
+row gives the wage and the social-insurance contribution).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from schemas import load_contract
+
+EVIDENCE_COLUMNS = ["person_token", "source_kind", "feed_id", "record_ref", "item", "amount",
+                    "period_start", "period_end"]
+
+
+def empty_evidence() -> pd.DataFrame:
+    return pd.DataFrame({
+        "person_token": pd.Series(dtype="int64"), "source_kind": pd.Series(dtype="string"),
+        "feed_id": pd.Series(dtype="int64"), "record_ref": pd.Series(dtype="string"),
+        "item": pd.Series(dtype="string"), "amount": pd.Series(dtype="float64"),
+        "period_start": pd.Series(dtype="datetime64[ns]"),
+        "period_end": pd.Series(dtype="datetime64[ns]"),
+    })
+
+
+def evidence_from_staged(staged: pd.DataFrame, kind: str, feed_id: int) -> pd.DataFrame:
+    parts = [empty_evidence()]
+    for mapping in load_contract(kind)["x-hedui"]["evidence"]:
+        rows = staged
+        for column, value in mapping.get("where", {}).items():
+            rows = rows[rows[column] == value]
+        if "amount" in mapping:
+            rows = rows[rows[mapping["amount"]].notna()]
+        if rows.empty:
+            continue
+        if "period" in mapping:
+            start = pd.to_datetime(rows[mapping["period"]]).dt.to_period("M").dt.start_time
+            end = start + pd.offsets.MonthEnd(0)
+        else:
+            start = end = pd.to_datetime(rows[mapping["date"]])
+        item = rows[mapping["item_field"]] if "item_field" in mapping else mapping["item"]
+        parts.append(pd.DataFrame({
+            "person_token": rows["person_token"].astype("int64"),
+            "source_kind": kind, "feed_id": feed_id,
+            "record_ref": rows["record_id"].astype("string"),
+            "item": item,
+            "amount": rows[mapping["amount"]].astype("float64") if "amount" in mapping else 0.0,
+            "period_start": start.astype("datetime64[ns]"),
+            "period_end": end.astype("datetime64[ns]"),
+        }))
+    out = pd.concat(parts, ignore_index=True)
+    return out.astype({"source_kind": "string", "item": "string", "record_ref": "string"})

@@ -1,0 +1,296 @@
+"""The service layer: the functions the CLI and the Airflow tasks both call.
+
+Between steps only ids and paths travel (Airflow XCom stays small); frames go through Parquet
+files under ``var/runs/<run_id>/``. Every step is idempotent: a review is keyed by ``run_key``,
+rerunning any step replaces its own output, and finishing a run replaces the run's rows in one
+transaction, so a rerun never duplicates anything.
+
+    pull_partner      partner → feeds accepted or rejected (connectors + intake)
+    start_review      pick the latest accepted feed per kind and the policy version
+    prepare_evidence  staged rows → evidence matched to households (once per run)
+    review_shard      one street: assess + flags → Parquet
+    finish_review     shards → database, in one transaction
+    write_reports     database → per-street/community reports
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import delete, insert, select
+
+from connectors.http_pull import PartnerClient
+from connectors.keys import CentreKeyring, PartnerDirectory
+from connectors.registry import load_partners
+from schemas import feed_kinds
+from verification import audit, intake
+from verification.assessment import assess
+from verification.config import Settings
+from verification.evidence import empty_evidence, evidence_from_staged
+from verification.flags import decide_flags
+from verification.matching import match_exact
+from verification.policy import load_parameters
+from verification.storage import session_scope
+from verification.storage.models import (
+    Assessment,
+    Feed,
+    Flag,
+    FlagEvidence,
+    FlagReason,
+    Household,
+    Member,
+    Partner,
+    Run,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+DEFAULT_REGION = "210112"
+
+
+# ---- partner feeds -----------------------------------------------------------------------------
+def pull_partner(settings: Settings, partner: str, client: PartnerClient,
+                 keyring: CentreKeyring | None = None,
+                 trusted: PartnerDirectory | None = None) -> list[intake.IntakeResult]:
+    """Pull every new feed of ``partner``, take it in, and send the partner its receipt."""
+    keyring = keyring or CentreKeyring.load(settings.keys_dir)
+    trusted = trusted or PartnerDirectory.load(settings.keys_dir)
+    results = []
+    for kind in load_partners()[partner].feeds:
+        after = intake.last_sequence(settings, partner, kind)
+        for listing in client.list_feeds(kind, after=after):
+            raw = settings.feeds_dir / partner / f"{kind}-{listing.sequence}.hedui"
+            client.download(listing, raw)
+            feed_id = intake.register_feed(settings, partner, kind, listing.period,
+                                           listing.sequence, raw)
+            result = intake.process_feed(settings, feed_id, keyring, trusted)
+            client.send_receipt(kind, listing.sequence, result.receipt())
+            results.append(result)
+    return results
+
+
+# ---- review ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunPlan:
+    run_id: int
+    shards: list[str]
+
+
+def start_review(settings: Settings, run_key: str, as_of: dt.date,
+                 region: str = DEFAULT_REGION, kind: str = "review") -> int:
+    """Create (or reset) the run ``run_key``: fixes the feed versions and the policy version."""
+    policy = load_parameters().at(region, as_of)
+    with session_scope(settings.database_url) as session:
+        feeds = _latest_feeds(session)
+        run = session.scalar(select(Run).where(Run.run_key == run_key))
+        if run is None:
+            run = Run(run_key=run_key, as_of=as_of, region=region, kind=kind)
+            session.add(run)
+        run.as_of, run.status, run.stage, run.finished_at = as_of, "running", "started", None
+        run.policy_version, run.feed_versions = policy.version, feeds
+        session.flush()
+        audit.record(session, "pipeline", "run.started", f"run:{run.id}",
+                     {"run_key": run_key, "policy_version": policy.version,
+                      "feeds": {k: v.get("feed_id") for k, v in feeds.items()}})
+        run_id = run.id
+    shutil.rmtree(_run_dir(settings, run_id), ignore_errors=True)
+    return run_id
+
+
+def _latest_feeds(session) -> dict[str, dict]:  # noqa: ANN001
+    """Per feed kind: the newest accepted feed, or a note that none is available."""
+    found: dict[str, dict] = {}
+    rows = session.execute(select(Feed, Partner.code).join(Partner)
+                           .where(Feed.status == "accepted")
+                           .order_by(Feed.kind, Feed.sequence.desc())).all()
+    for feed, partner in rows:
+        found.setdefault(feed.kind, {
+            "feed_id": feed.id, "partner": partner, "sequence": feed.sequence,
+            "period": feed.period, "digest": feed.plaintext_digest,
+            "staged_path": feed.staged_path, "received_at": feed.received_at.isoformat(),
+        })
+    for kind in feed_kinds():
+        found.setdefault(kind, {"feed_id": None, "status": "missing"})
+    return found
+
+
+def _run_dir(settings: Settings, run_id: int) -> Path:
+    return settings.runs_dir / f"run-{run_id}"
+
+
+def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
+    """Staged rows of the run's feeds → evidence matched to members; returns the shards."""
+    with session_scope(settings.database_url) as session:
+        run = session.get(Run, run_id)
+        versions = run.feed_versions
+        run.stage = "matching"
+    members = load_members(settings)
+    parts = [empty_evidence()]
+    for kind, version in versions.items():
+        if version.get("feed_id"):
+            staged = pd.read_parquet(version["staged_path"])
+            parts.append(evidence_from_staged(staged, kind, version["feed_id"]))
+    evidence = pd.concat(parts, ignore_index=True)
+    matched = match_exact(evidence, members[["person_token", "household_id"]])
+    folder = _run_dir(settings, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    matched.to_parquet(folder / "evidence.parquet", index=False)
+    households = load_households(settings)
+    shards = sorted(households["street_code"].unique().tolist())
+    log.info("run %s: %d evidence rows matched of %d, %d shards", run_id, len(matched),
+             len(evidence), len(shards))
+    return RunPlan(run_id, shards)
+
+
+def review_shard(settings: Settings, run_id: int, shard: str) -> str:
+    """Assess and flag the households of one street; writes Parquet, returns its folder."""
+    with session_scope(settings.database_url) as session:
+        run = session.get(Run, run_id)
+        as_of, region, versions = run.as_of, run.region, run.feed_versions
+    households = load_households(settings, street=shard)
+    members = load_members(settings, households.index)
+    evidence = pd.read_parquet(_run_dir(settings, run_id) / "evidence.parquet")
+    evidence = evidence[evidence["household_id"].isin(households.index)]
+    sources = sources_frame(versions)
+    result = assess(households, members, evidence, sources, load_parameters(), as_of)
+    frames = decide_flags(households, result.results, result.reasons, evidence, as_of)
+    out = _run_dir(settings, run_id) / f"shard-{shard}"
+    out.mkdir(parents=True, exist_ok=True)
+    result.results.reset_index(names="household_id").to_parquet(out / "assessments.parquet")
+    frames.flags.to_parquet(out / "flags.parquet", index=False)
+    frames.reasons.astype({"code": str, "parameter": str, "reference": str}).to_parquet(
+        out / "flag_reasons.parquet", index=False)
+    frames.evidence.to_parquet(out / "flag_evidence.parquet", index=False)
+    log.info("run %s shard %s (%s): %d households assessed", run_id, shard, region,
+             len(households))
+    return str(out)
+
+
+def sources_frame(versions: dict[str, dict]) -> pd.DataFrame:
+    rows = []
+    for kind, v in versions.items():
+        period_end = (pd.Period(v["period"], freq="M").end_time.normalize()
+                      if v.get("period") else pd.NaT)
+        rows.append({"source_kind": kind, "feed_id": v.get("feed_id"), "period_end": period_end,
+                     "received_at": pd.Timestamp(v["received_at"]) if v.get("received_at")
+                     else pd.NaT, "status": "accepted" if v.get("feed_id") else "missing"})
+    return pd.DataFrame(rows).astype({"period_end": "datetime64[ns]",
+                                      "received_at": "datetime64[ns]"})
+
+
+def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dict[str, int]:
+    """Write every shard's results in one transaction, replacing the run's earlier rows."""
+    frames = {name: pd.concat([pd.read_parquet(Path(d) / f"{name}.parquet") for d in shard_dirs],
+                              ignore_index=True)
+              for name in ("assessments", "flags", "flag_reasons", "flag_evidence")}
+    counts = frames["flags"]["kind"].value_counts().to_dict()
+    with session_scope(settings.database_url) as session:
+        run = session.get(Run, run_id)
+        session.execute(delete(Flag).where(Flag.run_id == run_id))
+        session.execute(delete(Assessment).where(Assessment.run_id == run_id))
+        _insert_assessments(session, run_id, frames["assessments"])
+        flag_ids = _insert_flags(session, run, frames["flags"])
+        _insert_children(session, FlagReason, frames["flag_reasons"], flag_ids)
+        _insert_children(session, FlagEvidence, frames["flag_evidence"], flag_ids)
+        run.status, run.stage, run.finished_at = "done", "flagged", utcnow()
+        run.households, run.counts = len(frames["assessments"]), counts
+        audit.record(session, "pipeline", "run.flagged", f"run:{run_id}", counts)
+    return counts
+
+
+def _insert_assessments(session, run_id: int, frame: pd.DataFrame) -> None:  # noqa: ANN001
+    detail_cols = [c for c in frame.columns if c not in (
+        "household_id", "decision", "category", "benefit", "household_size", "per_capita_income",
+        "financial_assets_per_capita")]
+    rows = [{"run_id": run_id, "household_id": int(r["household_id"]),
+             "decision": r["decision"], "category": r["category"],
+             "benefit": _num(r["benefit"]), "household_size": int(r["household_size"]),
+             "per_capita_income": _num(r["per_capita_income"]),
+             "financial_assets_per_capita": _num(r["financial_assets_per_capita"]),
+             "details": {c: _plain(r[c]) for c in detail_cols}}
+            for r in frame.to_dict("records")]
+    if rows:
+        session.execute(insert(Assessment), rows)
+
+
+def _insert_flags(session, run: Run, flags: pd.DataFrame) -> dict[int, int]:  # noqa: ANN001
+    rows = [{"run_id": run.id, "household_id": int(r["household_id"]), "kind": r["kind"],
+             "street_code": r["street_code"], "community_code": r["community_code"],
+             "due_date": r["due_date"] if pd.notna(r["due_date"]) else None,
+             "evidence_digest": r["evidence_digest"], "policy_version": run.policy_version}
+            for r in flags.to_dict("records")]
+    if rows:
+        session.execute(insert(Flag), rows)
+    return dict(session.execute(select(Flag.household_id, Flag.id)
+                                .where(Flag.run_id == run.id)).all())
+
+
+def _insert_children(session, model, frame: pd.DataFrame,  # noqa: ANN001
+                     flag_ids: dict[int, int]) -> None:
+    if frame.empty:
+        return
+    records = frame.assign(flag_id=frame["household_id"].map(flag_ids)).drop(
+        columns=["household_id"])
+    if model is FlagReason:
+        rows = [{"flag_id": int(r["flag_id"]), "code": r["code"],
+                 "detail": {k: _plain(r[k]) for k in ("value", "limit", "parameter", "reference",
+                                                      "evidence_refs")}}
+                for r in records.to_dict("records")]
+    else:
+        rows = [{"flag_id": int(r["flag_id"]), "source_kind": r["source_kind"],
+                 "feed_id": int(r["feed_id"]), "record_ref": r["record_ref"], "item": r["item"],
+                 "amount": float(r["amount"]), "period_start": _date(r["period_start"]),
+                 "period_end": _date(r["period_end"]), "match_grade": r["match_grade"]}
+                for r in records.to_dict("records")]
+    session.execute(insert(model), rows)
+
+
+def _num(value: object) -> float:
+    return 0.0 if value is None or pd.isna(value) else float(value)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, str | bool | int) or value is None:
+        return value
+    if pd.isna(value):
+        return None
+    return float(value) if isinstance(value, float) or hasattr(value, "item") else str(value)
+
+
+def _date(value: object) -> dt.date | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).date()
+
+
+# ---- frames from the database ----------------------------------------------------------------
+def load_households(settings: Settings, street: str | None = None) -> pd.DataFrame:
+    query = select(Household.id.label("household_id"), Household.household_code,
+                   Household.area_code, Household.street_code, Household.community_code,
+                   Household.status, Household.category, Household.urban_rural,
+                   Household.current_benefit)
+    if street:
+        query = query.where(Household.street_code == street)
+    with session_scope(settings.database_url) as session:
+        frame = pd.DataFrame(session.execute(query).mappings().all())
+    if frame.empty:
+        frame = pd.DataFrame(columns=[c.name for c in query.selected_columns])
+    return frame.set_index("household_id")
+
+
+def load_members(settings: Settings, household_ids: pd.Index | None = None) -> pd.DataFrame:
+    query = select(Member.household_id, Member.person_token, Member.birth_date, Member.gender,
+                   Member.relation, Member.exclusion, Member.disability_grade,
+                   Member.disability_type, Member.labour_capacity)
+    if household_ids is not None:
+        query = query.where(Member.household_id.in_([int(i) for i in household_ids]))
+    with session_scope(settings.database_url) as session:
+        frame = pd.DataFrame(session.execute(query).mappings().all(),
+                             columns=[c.name for c in query.selected_columns])
+    frame["birth_date"] = pd.to_datetime(frame["birth_date"])
+    frame["person_token"] = frame["person_token"].astype("int64")
+    frame["counted"] = frame["exclusion"].fillna("").eq("")
+    return frame

@@ -19,6 +19,8 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from verification.policy import ParameterTree, Policy
 
@@ -292,7 +294,11 @@ def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
     pos = people["pos"].to_numpy()
     return {
         "able_members": np.bincount(pos[counted & ~unable], minlength=group.n)[: group.n],
-        "unable_members": np.bincount(pos[counted & unable], minlength=group.n)[: group.n],
+        # Members the register marks as unable to work put 特困 in question even where the
+        # national tests (age, listed disability) then say otherwise.
+        "unable_members": np.bincount(
+            pos[counted & (unable | ~people["labour_capacity"].astype(bool).to_numpy())],
+            minlength=group.n)[: group.n],
         "supporters": np.bincount(pos[~counted & present & able], minlength=group.n)[: group.n],
     }
 
@@ -480,9 +486,21 @@ def _rows(
 def _refs(group: _Group, mask: np.ndarray, frame: pd.DataFrame | None = None) -> pd.Series:
     """``kind:feed_id:record_ref;…`` per household position, for the rows in ``mask``."""
     rows = (group.evidence if frame is None else frame)[mask]
-    text = (rows["source_kind"].astype(str) + ":" + rows["feed_id"].astype(str) + ":"
-            + rows["record_ref"].astype(str))
-    return text.groupby(rows["pos"].to_numpy(), sort=False).agg(";".join)
+    if not len(rows):
+        return pd.Series([], index=pd.Index([], dtype=np.int64), dtype=object)
+    order = np.argsort(rows["pos"].to_numpy(), kind="stable")
+    pos = rows["pos"].to_numpy()[order]
+    text = _ref_text(rows).to_numpy(zero_copy_only=False)[order] + ";"
+    starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
+    # Object-array reduceat concatenates each household's run of strings in one C loop.
+    joined = np.add.reduceat(text, starts)
+    return pd.Series([value[:-1] for value in joined], index=pos[starts], dtype=object)
+
+
+def _ref_text(rows: pd.DataFrame) -> pa.Array:
+    parts = [pa.array(rows[column].astype(str).to_numpy(), type=pa.string())
+             for column in ("source_kind", "feed_id", "record_ref")]
+    return pc.binary_join_element_wise(*parts, ":")
 
 
 def _income_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
@@ -583,8 +601,8 @@ def _outcome_reasons(group: _Group, results: pd.DataFrame, t: dict) -> list[pd.D
 
 
 def _data_reasons(group: _Group, m: dict, missing: dict[str, str]) -> list[pd.DataFrame]:
-    rows = [_rows(group, "NO_COUNTED_MEMBERS", m["size"] == 0, False, 0, 1, "dibao.standard",
-                  reference="")]
+    rows = [_rows(group, "NO_COUNTED_MEMBERS", m["size"] == 0, False, 0, 1, "household",
+                  reference="最低生活保障审核确认办法（民发〔2021〕57号）第七条 共同生活家庭成员")]
     if missing:
         needing = [rule for rule in _RULE_SOURCES
                    if set(group.policy.value(f"requirements.{rule}") or {}) & set(missing)]

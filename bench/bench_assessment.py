@@ -1,0 +1,125 @@
+"""Benchmark: assess a synthetic district of N households (default 1,000,000) in one call.
+
+    .venv/bin/python bench/bench_assessment.py [--households 1000000] [--seed 7]
+
+Prints the frame sizes, seconds for ``assess()`` and peak memory (RSS high-water mark of the
+process, which includes generating the data). Data are numpy-generated; nothing is read from disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from verification.assessment import assess
+from verification.policy import load_parameters
+
+AS_OF = date(2025, 7, 1)
+# item, source kind, share of persons with one such record, typical amount, months covered
+EVIDENCE_MIX = [
+    ("wage", "wages", 0.45, 1800.0, 12),
+    ("enterprise_pension", "pensions", 0.20, 1400.0, 12),
+    ("basic_pension_residents", "pensions", 0.15, 180.0, 12),
+    ("unemployment_benefit", "pensions", 0.03, 900.0, 6),
+    ("old_age_allowance", "pensions", 0.05, 100.0, 12),
+    ("medical_oop", "wages", 0.10, 250.0, 12),
+    ("deposit", "deposits", 0.50, 8000.0, 1),
+    ("fund", "deposits", 0.05, 5000.0, 1),
+    ("home", "real_estate", 0.30, 0.0, 1),
+    ("car", "vehicles", 0.06, 0.0, 1),
+    ("e_bike", "vehicles", 0.05, 0.0, 1),
+    ("business", "business", 0.02, 0.0, 1),
+]
+
+
+def synthetic_district(n: int, seed: int) -> tuple[pd.DataFrame, ...]:
+    rng = np.random.default_rng(seed)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    households = pd.DataFrame({
+        "household_code": pd.Series(ids).astype(str).to_numpy(),
+        "area_code": "210112",
+        "street_code": "210112001",
+        "community_code": "210112001001",
+        "status": "recipient",
+        "category": "dibao",
+        "urban_rural": np.where(rng.random(n) < 0.7, "urban", "rural"),
+        "current_benefit": 0.0,
+    }, index=pd.Index(ids, name="household_id"))
+    sizes = rng.choice([1, 2, 3, 4, 5], size=n, p=[0.25, 0.25, 0.25, 0.15, 0.10])
+    member_household = np.repeat(ids, sizes)
+    m = len(member_household)
+    birth = np.datetime64("1940-01-01") + rng.integers(0, 365 * 80, size=m).astype("timedelta64[D]")
+    members = pd.DataFrame({
+        "household_id": member_household,
+        "person_token": rng.integers(1, 2**62, size=m, dtype=np.int64),
+        "birth_date": birth,
+        "gender": np.where(rng.random(m) < 0.5, "M", "F"),
+        "relation": "其他",
+        "counted": rng.random(m) < 0.98,
+        "exclusion": "",
+        "disability_grade": np.where(rng.random(m) < 0.05, rng.integers(1, 5, size=m), 0),
+        "disability_type": np.where(rng.random(m) < 0.05, "limb", ""),
+        "labour_capacity": rng.random(m) < 0.6,
+    })
+    return households, members, _evidence(rng, members), _sources()
+
+
+def _evidence(rng: np.random.Generator, members: pd.DataFrame) -> pd.DataFrame:
+    parts = []
+    for feed_id, (item, kind, share, typical, months) in enumerate(EVIDENCE_MIX, start=1):
+        chosen = np.flatnonzero(rng.random(len(members)) < share)
+        end = np.datetime64("2025-06-30")
+        start = (end.astype("datetime64[M]") - (months - 1)).astype("datetime64[D]")
+        parts.append(pd.DataFrame({
+            "household_id": members["household_id"].to_numpy()[chosen],
+            "person_token": members["person_token"].to_numpy()[chosen],
+            "source_kind": kind,
+            "feed_id": feed_id,
+            "record_ref": pd.Series(chosen).astype(str).to_numpy(),
+            "item": item,
+            "amount": rng.gamma(2.0, typical / 2.0, size=len(chosen)).round(2),
+            "period_start": start,
+            "period_end": end,
+            "match_grade": np.where(rng.random(len(chosen)) < 0.01, "probable", "certain"),
+        }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _sources() -> pd.DataFrame:
+    kinds = sorted({kind for _, kind, *_ in EVIDENCE_MIX})
+    return pd.DataFrame({
+        "source_kind": kinds,
+        "feed_id": np.arange(1, len(kinds) + 1),
+        "period_end": pd.Timestamp("2025-06-30"),
+        "received_at": pd.Timestamp("2025-07-01"),
+        "status": "accepted",
+    })
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--households", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    households, members, evidence, sources = synthetic_district(args.households, args.seed)
+    generated = time.perf_counter() - started
+    tree = load_parameters()
+    started = time.perf_counter()
+    result = assess(households, members, evidence, sources, tree, AS_OF)
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"households {len(households):,}  members {len(members):,}  evidence {len(evidence):,}")
+    print(f"generate {generated:.1f} s")
+    print(f"assess {seconds:.1f} s  ({len(result.reasons):,} reason rows)")
+    print(f"peak memory {peak_mb:,.0f} MB")
+    print(result.results["category"].value_counts().to_string())
+
+
+if __name__ == "__main__":
+    main()

@@ -200,9 +200,19 @@ def _digest(root: Path) -> str:
     return hasher.hexdigest()
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that keeps dates as text, so a bad date is reported with its key path."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [resolver for resolver in resolvers if resolver[0] != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _read(file: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ParameterError(file, "", f"not valid YAML: {exc}") from None
     if data is None:

@@ -68,6 +68,7 @@ __all__ = [
     "UnknownKey",
     "UnsupportedSuite",
     "WrongRecipient",
+    "check_framing",
     "pack",
     "read_manifest",
     "unpack",
@@ -749,6 +750,31 @@ def read_manifest(source: BinaryIO, *, trusted: PartnerDirectory | None = None) 
     manifest = _parse_manifest(header)
     if trusted is not None:
         _check_partner(manifest, trusted)
+    return manifest
+
+
+def check_framing(source: BinaryIO, *, trusted: PartnerDirectory | None = None) -> Manifest:
+    """What can be checked without the centre's private key: header, signature (with ``trusted``),
+    manifest, and that the file is exactly as long as the manifest announces (so an incomplete
+    upload or download is caught before anyone tries to decrypt it). Altered ciphertext is only
+    caught by ``verify``/``unpack``, which need the centre's key."""
+    header = _read_header(source)
+    _suite(header.suite)
+    if trusted is not None:
+        _check_sender(header, trusted)
+    manifest = _parse_manifest(header)
+    if trusted is not None:
+        _check_partner(manifest, trusted)
+    count = _chunk_count(manifest.plaintext_size, header.chunk_size)
+    expected = manifest.plaintext_size + count * TAG_LEN
+    seen = 0
+    while block := source.read(DEFAULT_CHUNK_SIZE):
+        seen += len(block)
+        if seen > expected:
+            raise Tampered(f"unexpected data after the final chunk {count}: the file was altered")
+    if seen < expected:
+        raise Truncated(f"the file holds {seen} of the {expected} encrypted bytes the manifest "
+                        "announces; the transfer was cut short, fetch the feed again")
     return manifest
 
 

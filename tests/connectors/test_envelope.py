@@ -410,3 +410,14 @@ def test_error_classes_have_distinct_reasons() -> None:
                env.MalformedEnvelope]
     assert all(issubclass(cls, env.EnvelopeError) for cls in classes)
     assert len({cls.reason for cls in classes}) == len(classes)
+
+
+def test_check_framing_without_the_centre_key() -> None:
+    blob = packed()
+    assert env.check_framing(io.BytesIO(blob), trusted=directory()).sequence == 7
+    with pytest.raises(env.Truncated, match="cut short"):
+        env.check_framing(io.BytesIO(blob[:-1]))
+    with pytest.raises(env.Tampered, match="after the final chunk"):
+        env.check_framing(io.BytesIO(blob + b"x"))
+    with pytest.raises(env.BadSignature):
+        env.check_framing(io.BytesIO(flip(blob, regions(blob)["manifest"][0])), trusted=directory())

@@ -92,6 +92,43 @@ def _policy_groups(
 # --------------------------------------------------------------------------- one region
 
 
+class _Rows(dict):
+    """Evidence rows as named numpy arrays, sorted by household position (``pos``).
+
+    Plain arrays instead of a DataFrame: selecting millions of rows then costs one ``take`` per
+    column, with no block consolidation.
+    """
+
+    @classmethod
+    def take(cls, evidence: pd.DataFrame, rows: np.ndarray, pos: np.ndarray) -> _Rows:
+        picked = cls(pos=pos[rows])
+        for column in ("person_token", "amount", "source_kind", "feed_id", "record_ref"):
+            picked[column] = evidence[column].to_numpy()[rows]
+        for column in ("period_start", "period_end"):
+            picked[column] = pd.to_datetime(evidence[column]).to_numpy()[rows]
+        picked["amount"] = picked["amount"].astype(np.float64)
+        return picked
+
+    def __len__(self) -> int:
+        return len(self["pos"])
+
+    def ref_text(self) -> np.ndarray:
+        """``kind:feed_id:record_ref`` per row (computed once, in Arrow)."""
+        if "ref_text" not in self:
+            parts = [_arrow_text(self[column]) for column in ("source_kind", "feed_id",
+                                                                "record_ref")]
+            joined = pc.binary_join_element_wise(*parts, ":")
+            self["ref_text"] = joined.to_numpy(zero_copy_only=False).astype(object)
+        return self["ref_text"]
+
+
+def _arrow_text(values: np.ndarray) -> pa.Array:
+    array = pa.array(values, from_pandas=True)
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    return array if pa.types.is_string(array.type) else array.cast(pa.string())
+
+
 @dataclass
 class _Group:
     """One region's households with member and evidence rows placed by household position."""
@@ -100,23 +137,23 @@ class _Group:
     as_of: date
     households: pd.DataFrame
     members: pd.DataFrame  # counted and not, with ``pos`` and ``age``
-    evidence: pd.DataFrame  # certain matches of counted members, with ``pos``, months, item code
-    uncertain: pd.DataFrame
-    items: pd.Index  # the factorised item codes of ``evidence``
+    evidence: _Rows  # certain matches of counted members, with months and item codes
+    uncertain: _Rows
+    items: pd.Index  # the item codes ``evidence["item_code"]`` points into
 
     @property
     def n(self) -> int:
         return len(self.households)
 
     def sum_by_household(self, weights: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        pos = self.evidence["pos"].to_numpy()
+        pos = self.evidence["pos"]
         if mask is not None:
             pos, weights = pos[mask], weights[mask]
         return np.bincount(pos, weights=weights, minlength=self.n)[: self.n]
 
     def item_mask(self, items: tuple[str, ...] | None) -> np.ndarray:
         lookup = self.items.isin(list(items or ()))
-        return lookup[self.evidence["item_code"].to_numpy()]
+        return lookup[self.evidence["item_code"]]
 
 
 def _assess_group(
@@ -144,24 +181,44 @@ def _prepare(
     as_of: date,
 ) -> _Group:
     index = households.index
-    people = members.assign(pos=index.get_indexer(members["household_id"].astype(np.int64)))
-    people = people[people["pos"] >= 0].copy()
+    columns = ["household_id", "person_token", "birth_date", "counted", "exclusion",
+               "disability_grade", "disability_type", "labour_capacity"]
+    people = members[columns].assign(pos=index.get_indexer(members["household_id"]))
+    people = people[people["pos"].to_numpy() >= 0].reset_index(drop=True)
     people["counted"] = people["counted"].astype(bool)
     people["age"] = _age(people["birth_date"], as_of)
-    rows = evidence.assign(pos=index.get_indexer(evidence["household_id"].astype(np.int64)))
-    not_counted = people.loc[~people["counted"], "person_token"].to_numpy()
-    keep = (rows["pos"].to_numpy() >= 0) & ~rows["person_token"].isin(not_counted).to_numpy()
-    rows = rows[keep]
-    certain = (rows["match_grade"] == "certain").to_numpy()
-    decided = rows[certain].copy()
-    codes, items = pd.factorize(decided["item"], sort=False)
-    decided["item_code"] = codes
+    pos = index.get_indexer(evidence["household_id"])
+    not_counted = pd.Index(people.loc[~people["counted"], "person_token"])
+    keep = (pos >= 0) & ~evidence["person_token"].isin(not_counted).to_numpy()
+    certain = (evidence["match_grade"] == "certain").to_numpy()
+    codes, items = _item_codes(evidence["item"])
+    decided = _by_position(evidence, keep & certain, pos)
+    decided["item_code"] = codes[decided.pop("row")]
     decided["start_m"] = _month_index(decided["period_start"], as_of)
     decided["end_m"] = _month_index(decided["period_end"], as_of)
-    decided["registered"] = (
-        decided["period_start"].isna() | (decided["period_start"] <= pd.Timestamp(as_of))
-    ).to_numpy()
-    return _Group(policy, as_of, households, people, decided, rows[~certain], pd.Index(items))
+    starts = decided["period_start"]
+    decided["registered"] = np.isnat(starts) | (starts <= np.datetime64(as_of, "ns"))
+    uncertain = _by_position(evidence, keep & ~certain, pos)
+    return _Group(policy, as_of, households, people, decided, uncertain, items)
+
+
+def _by_position(evidence: pd.DataFrame, mask: np.ndarray, pos: np.ndarray) -> _Rows:
+    chosen = np.flatnonzero(mask)
+    chosen = chosen[np.argsort(pos[chosen], kind="stable")]
+    rows = _Rows.take(evidence, chosen, pos)
+    rows["row"] = chosen
+    for column in ("period_start", "period_end"):
+        rows[column] = rows[column].astype("datetime64[ns]")
+    return rows
+
+
+def _item_codes(items: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer code per evidence row and the item names the codes point into."""
+    if isinstance(items.dtype, pd.CategoricalDtype):
+        codes = items.cat.codes.to_numpy()
+        return codes, pd.Index(list(items.cat.categories) + [""])  # code -1 → ""
+    codes, names = pd.factorize(items, sort=False)
+    return codes, pd.Index(list(names) + [""])
 
 
 def _age(birth_dates: pd.Series, as_of: date) -> np.ndarray:
@@ -172,9 +229,9 @@ def _age(birth_dates: pd.Series, as_of: date) -> np.ndarray:
     return (as_of.year - births.dt.year - before_birthday.astype(int)).to_numpy()
 
 
-def _month_index(stamps: pd.Series, as_of: date) -> np.ndarray:
+def _month_index(stamps: np.ndarray, as_of: date) -> np.ndarray:
     """Months since 1970-01 (January 1970 = 0); a missing date counts as the as-of month."""
-    values = pd.to_datetime(stamps).to_numpy().astype("datetime64[M]")
+    values = stamps.astype("datetime64[M]")
     months = values.astype(np.int64)
     fallback = (as_of.year - 1970) * 12 + as_of.month - 1
     return np.where(np.isnat(values), fallback, months)
@@ -184,8 +241,8 @@ def _window_share(group: _Group, months: int) -> np.ndarray:
     """Months each evidence row overlaps the ``months`` full months before the as-of month."""
     last = (group.as_of.year - 1970) * 12 + group.as_of.month - 2
     first = last - months + 1
-    start = np.maximum(group.evidence["start_m"].to_numpy(), first)
-    end = np.minimum(group.evidence["end_m"].to_numpy(), last)
+    start = np.maximum(group.evidence["start_m"], first)
+    end = np.minimum(group.evidence["end_m"], last)
     return np.clip(end - start + 1, 0, None).astype(np.float64)
 
 
@@ -214,10 +271,10 @@ def _missing_sources(sources: pd.DataFrame, policy: Policy, as_of: date) -> dict
 
 def _measures(group: _Group) -> dict[str, np.ndarray]:
     policy, ev = group.policy, group.evidence
-    amount = ev["amount"].to_numpy(dtype=np.float64)
+    amount = ev["amount"]
     window = int(policy.require("income.look_back_months"))
     monthly = amount * _window_share(group, window) / window
-    registered = ev["registered"].to_numpy()
+    registered = ev["registered"]
     counted_income = group.item_mask(policy.require("income.counted_items"))
     size = np.bincount(
         group.members.loc[group.members["counted"], "pos"].to_numpy(), minlength=group.n
@@ -266,11 +323,12 @@ def _counted_businesses(group: _Group) -> np.ndarray:
     exempt = np.zeros(len(ev), dtype=bool)
     capital_max = policy.value("business.exempt_capital_max")
     if capital_max:
-        amount = ev["amount"].to_numpy(dtype=np.float64)
+        amount = ev["amount"]
         exempt |= (amount > 0) & (amount <= capital_max)
     grade_max = policy.value("business.exempt_disability_grade_max") or 0
     if grade_max:
-        grades = group.members.set_index("person_token")["disability_grade"]
+        people = group.members.drop_duplicates("person_token")
+        grades = people.set_index("person_token")["disability_grade"]
         holder = grades.reindex(ev["person_token"]).fillna(0).to_numpy()
         exempt |= (holder >= 1) & (holder <= grade_max)
     return business & ~exempt
@@ -439,18 +497,31 @@ def _no_reasons() -> pd.DataFrame:
 def _reasons(
     group: _Group, m: dict, t: dict, results: pd.DataFrame, missing: dict[str, str]
 ) -> pd.DataFrame:
-    rows = (
-        _income_reasons(group, m, t)
-        + _asset_reasons(group, m, t)
-        + _tekun_reasons(group, m, t)
-        + _rigid_reasons(group, m, t)
-        + _outcome_reasons(group, results, t)
-        + _data_reasons(group, m, missing)
-    )
-    frame = pd.concat([row for row in rows if len(row)], ignore_index=True)
+    parts = [
+        part
+        for part in (
+            _income_reasons(group, m, t)
+            + _asset_reasons(group, m, t)
+            + _tekun_reasons(group, m, t)
+            + _rigid_reasons(group, m, t)
+            + _outcome_reasons(group, results, t)
+            + _data_reasons(group, m, missing)
+        )
+        if len(part["household_id"])
+    ]
+    if not parts:
+        return _no_reasons()
+    columns = {
+        column: np.concatenate([part[column] for part in parts])
+        for column in ("household_id", "passed", "value", "limit", "evidence_refs")
+    }
+    sizes = [len(part["household_id"]) for part in parts]
+    # One label per part: build the categoricals from codes instead of hashing millions of strings.
     for column in ("code", "parameter", "reference"):
-        frame[column] = frame[column].astype("category")
-    return frame[REASON_COLUMNS]
+        labels = pd.Index(sorted({part[column] for part in parts}))
+        codes = np.repeat(labels.get_indexer([part[column] for part in parts]), sizes)
+        columns[column] = pd.Categorical.from_codes(codes, categories=labels)
+    return pd.DataFrame(columns)[REASON_COLUMNS]
 
 
 def _rows(
@@ -461,17 +532,13 @@ def _rows(
     value: np.ndarray | float,
     limit: np.ndarray | float,
     parameter: str,
-    refs: pd.Series | None = None,
+    refs: np.ndarray | None = None,
     reference: str | None = None,
-) -> pd.DataFrame:
+) -> dict:
     """Reason rows for the households selected by ``where`` (a boolean array over positions)."""
     positions = np.flatnonzero(where)
     pick = (lambda x: np.broadcast_to(x, (group.n,))[positions])  # noqa: E731
-    evidence_refs = (
-        refs.reindex(positions).fillna("").to_numpy() if refs is not None
-        else np.full(len(positions), "", dtype=object)
-    )
-    return pd.DataFrame({
+    return {
         "household_id": group.households.index.to_numpy()[positions],
         "code": code,
         "passed": pick(passed).astype(bool),
@@ -479,28 +546,25 @@ def _rows(
         "limit": pick(np.asarray(limit, dtype=np.float64)),
         "parameter": parameter,
         "reference": group.policy.reference(parameter) if reference is None else reference,
-        "evidence_refs": evidence_refs,
-    })
+        "evidence_refs": (refs[positions] if refs is not None
+                          else np.full(len(positions), "", dtype=object)),
+    }
 
 
-def _refs(group: _Group, mask: np.ndarray, frame: pd.DataFrame | None = None) -> pd.Series:
-    """``kind:feed_id:record_ref;…`` per household position, for the rows in ``mask``."""
-    rows = (group.evidence if frame is None else frame)[mask]
-    if not len(rows):
-        return pd.Series([], index=pd.Index([], dtype=np.int64), dtype=object)
-    order = np.argsort(rows["pos"].to_numpy(), kind="stable")
-    pos = rows["pos"].to_numpy()[order]
-    text = _ref_text(rows).to_numpy(zero_copy_only=False)[order] + ";"
-    starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
+def _refs(group: _Group, mask: np.ndarray, rows: _Rows | None = None) -> np.ndarray:
+    """``kind:feed_id:record_ref;…`` per household position ("" without any), rows in ``mask``."""
+    rows = group.evidence if rows is None else rows
+    chosen = np.flatnonzero(mask)
+    refs = np.full(group.n, "", dtype=object)
+    if not len(chosen):
+        return refs
+    pos = rows["pos"][chosen]  # rows are sorted by position, so each household is one run
+    first = np.r_[True, pos[1:] != pos[:-1]]
+    separated = np.where(first, "", ";").astype(object) + rows.ref_text()[chosen]
+    starts = np.flatnonzero(first)
     # Object-array reduceat concatenates each household's run of strings in one C loop.
-    joined = np.add.reduceat(text, starts)
-    return pd.Series([value[:-1] for value in joined], index=pos[starts], dtype=object)
-
-
-def _ref_text(rows: pd.DataFrame) -> pa.Array:
-    parts = [pa.array(rows[column].astype(str).to_numpy(), type=pa.string())
-             for column in ("source_kind", "feed_id", "record_ref")]
-    return pc.binary_join_element_wise(*parts, ":")
+    refs[pos[starts]] = np.add.reduceat(separated, starts)
+    return refs
 
 
 def _income_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
@@ -533,7 +597,7 @@ def _asset_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     business_refs = _refs(group, business)
     homes, commercial = group.item_mask(("home",)), group.item_mask(("commercial_property",))
     payroll = group.item_mask(("public_payroll",))
-    has = (lambda refs: np.isin(np.arange(group.n), refs.index))  # noqa: E731
+    has = (lambda refs: refs != "")  # noqa: E731
     return [
         _rows(group, "FINANCIAL_ASSETS_OVER_LIMIT", m["size"] > 0, t["financial"],
               t["limit_financial_per_capita"], t["limit_asset_limit"],
@@ -607,7 +671,7 @@ def _data_reasons(group: _Group, m: dict, missing: dict[str, str]) -> list[pd.Da
         needing = [rule for rule in _RULE_SOURCES
                    if set(group.policy.value(f"requirements.{rule}") or {}) & set(missing)]
         listed = ";".join(f"{kind}::{state}" for kind, state in sorted(missing.items()))
-        refs = pd.Series(listed, index=np.arange(group.n))
+        refs = np.full(group.n, listed, dtype=object)
         rows.append(_rows(group, "SOURCE_UNAVAILABLE", np.ones(group.n, dtype=bool), False,
                           len(missing), 0, f"requirements.{needing[0]}", refs,
                           reference="；".join(group.policy.reference(f"requirements.{rule}")
@@ -615,7 +679,7 @@ def _data_reasons(group: _Group, m: dict, missing: dict[str, str]) -> list[pd.Da
     uncertain = group.uncertain
     if len(uncertain):
         refs = _refs(group, np.ones(len(uncertain), dtype=bool), uncertain)
-        counts = np.bincount(uncertain["pos"].to_numpy(), minlength=group.n)[: group.n]
+        counts = np.bincount(uncertain["pos"], minlength=group.n)[: group.n]
         rows.append(_rows(group, "MATCH_UNCERTAIN", counts > 0, True, counts, 0, "match_grade",
                           refs, reference="证据匹配等级非确定，仅供人工复核 / match not certain"))
     return rows

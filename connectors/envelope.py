@@ -473,15 +473,21 @@ def _parse_manifest(header: _Header) -> Manifest:
 
 def _wrap_info(header_suite: str, sender_key_id: str, recipient_key_id: str) -> bytes:
     # Binds the wrapped content key to the suite and both key ids (HPKE "info").
-    return b"\x00".join([WRAP_INFO_CONTEXT.rstrip(b"\x00"), header_suite.encode(),
-                         sender_key_id.encode(), recipient_key_id.encode()])
+    return WRAP_INFO_CONTEXT + b"\x00".join(
+        [header_suite.encode(), sender_key_id.encode(), recipient_key_id.encode()])
 
 
-def _payload_cipher(spec: _Suite, content_key: bytes, header_digest: bytes) -> _AesGcm | _Sm4Gcm:
+def _payload_key(spec: _Suite, content_key: bytes, header_digest: bytes) -> bytes:
+    # HKDF with the suite's hash, salted with the header digest: the chunk key is bound to this
+    # exact signed header as well as to the content key.
     cipher_len = 16 if spec.cipher is _Sm4Gcm else 32
     kdf = HKDF(algorithm=spec.kdf_hash(), length=cipher_len, salt=header_digest,
                info=PAYLOAD_KEY_CONTEXT + spec.name.encode())
-    return spec.cipher(kdf.derive(content_key))
+    return kdf.derive(content_key)
+
+
+def _payload_cipher(spec: _Suite, content_key: bytes, header_digest: bytes) -> _AesGcm | _Sm4Gcm:
+    return spec.cipher(_payload_key(spec, content_key, header_digest))
 
 
 def _header_digest(spec: _Suite, header_bytes: bytes) -> bytes:

@@ -2,10 +2,18 @@
 
 Exact on the keyed person token first (``certain``); a Fellegi–Sunter fallback on name, birth
 date, gender and region for records without a usable ID (``probable`` / ``possible``). Only a
-``certain`` match may support a REMOVE (``grade_supports_removal``).
+``certain`` match may support a REMOVE (``grade_supports_removal``). See docs/matching.md.
 """
 
-from verification.matching._exact import match_exact
+from verification.matching._engine import (
+    LinkResult,
+    MatchResult,
+    best_per_left,
+    link,
+    match_records,
+    person_keys,
+)
+from verification.matching._exact import exact_pairs, match_exact
 from verification.matching._grades import (
     CERTAIN,
     GRADE_DTYPE,
@@ -16,15 +24,38 @@ from verification.matching._grades import (
     grade_requires_review,
     grade_supports_removal,
 )
+from verification.matching.names import name_key, name_keys, normalise_name
+from verification.matching.settings import (
+    Comparison,
+    ComparisonLevel,
+    MatchSettings,
+    block_on,
+    default_settings,
+)
 
 __all__ = [
     "CERTAIN",
-    "GRADE_DTYPE",
     "GRADES",
+    "GRADE_DTYPE",
     "NONE",
     "POSSIBLE",
     "PROBABLE",
+    "Comparison",
+    "ComparisonLevel",
+    "LinkResult",
+    "MatchResult",
+    "MatchSettings",
+    "best_per_left",
+    "block_on",
+    "default_settings",
+    "exact_pairs",
     "grade_requires_review",
     "grade_supports_removal",
+    "link",
     "match_exact",
+    "match_records",
+    "name_key",
+    "name_keys",
+    "normalise_name",
+    "person_keys",
 ]

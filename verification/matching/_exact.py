@@ -42,29 +42,32 @@ def _record_tokens(records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return values, present
 
 
+def exact_pairs(records: pd.DataFrame, members: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (record, member) of every exact token match, in record order."""
+    _check_frames(records, members)
+    tokens, present = _record_tokens(records)
+    roster = pd.Index(members[MEMBER_KEY].to_numpy(dtype=np.int64))
+    if roster.is_unique:
+        position = roster.get_indexer(tokens)
+        hit = np.flatnonzero((position >= 0) & present)
+        return hit, position[hit]
+    keyed = pd.DataFrame({"token": tokens[present], "record": np.flatnonzero(present)})
+    roster_frame = pd.DataFrame({"token": roster.to_numpy(), "member": np.arange(len(roster))})
+    joined = keyed.merge(roster_frame, on="token").sort_values(["record", "member"])
+    return joined["record"].to_numpy(), joined["member"].to_numpy()
+
+
 def match_exact(records: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
     """Records whose token is in the roster, with ``household_id`` and ``match_grade='certain'``.
 
-    Inner join on ``person_token``; records without a token or with a token not in the roster
-    are left out (``match_records`` sends them to the probabilistic fallback).
+    Inner join on ``person_token`` (one row per record x matching member; the record's index is
+    kept); records without a token or with a token not in the roster are left out
+    (``match_records`` sends them to the probabilistic fallback).
     """
-    _check_frames(records, members)
-    tokens, present = _record_tokens(records)
-    member_tokens = members[MEMBER_KEY].to_numpy(dtype=np.int64)
-    roster = pd.Index(member_tokens)
-    if roster.is_unique:
-        position = roster.get_indexer(tokens)
-        hit = (position >= 0) & present
-        # a fresh frame object (the take already copied the data): new columns stay ours
-        matched = records.iloc[np.flatnonzero(hit)].copy(deep=False)
-        households = members["household_id"].to_numpy()
-        matched["household_id"] = households[position[hit]]
-    else:
-        keyed = records.iloc[np.flatnonzero(present)]
-        keyed = keyed.assign(**{MEMBER_KEY: tokens[present]})
-        roster_frame = members[[MEMBER_KEY, "household_id"]].astype({MEMBER_KEY: np.int64})
-        matched = keyed.merge(roster_frame, on=MEMBER_KEY, how="inner")
-        matched[MEMBER_KEY] = matched[MEMBER_KEY].astype("Int64")
+    record_rows, member_rows = exact_pairs(records, members)
+    # a fresh frame object (the take already copied the data): new columns stay ours
+    matched = records.iloc[record_rows].copy(deep=False)
+    matched["household_id"] = members["household_id"].to_numpy()[member_rows]
     matched["match_grade"] = pd.Categorical.from_codes(
         np.zeros(len(matched), dtype=np.int8), dtype=GRADE_DTYPE
     )

@@ -1,0 +1,154 @@
+"""Comparison vectors: for every candidate pair, the level each comparison falls into.
+
+Levels are evaluated strongest first and only on pairs no earlier level claimed. Equality-like
+levels work on integer codes (both sides factorised together once); string-distance levels call
+rapidfuzz's element-wise ``cpdist`` on the remaining pairs only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from rapidfuzz import process
+from rapidfuzz.distance import OSA, JaroWinkler
+
+from verification.matching.settings import Comparison, ComparisonLevel
+
+NULL_LEVEL = -1
+
+
+class PairColumns:
+    """Column values of both sides, looked up once per column and transform and reused."""
+
+    def __init__(self, left: pd.DataFrame, right: pd.DataFrame, li: np.ndarray, ri: np.ndarray):
+        self.left, self.right, self.li, self.ri = left, right, li, ri
+        self._codes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._strings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._scores: dict[tuple[str, str], np.ndarray] = {}
+
+    def scores(self, column: str, scorer: Callable[..., float], rows: np.ndarray) -> np.ndarray:
+        """String scores for ``rows``; computed once per column and scorer, on the rows of the
+        first request (later levels only ever ask about rows earlier levels left undecided)."""
+        cache_key = (column, scorer.__qualname__)
+        if cache_key not in self._scores:
+            left, right = self.strings(column)
+            full = np.full(len(self.li), np.nan)
+            full[rows] = process.cpdist(left[rows], right[rows], scorer=scorer, workers=-1)
+            self._scores[cache_key] = full
+        return self._scores[cache_key][rows]
+
+    def strings(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pair string values ("" where missing)."""
+        if column not in self._strings:
+            sides = [
+                _as_text(frame[column]).fillna("").to_numpy(dtype=object)[index]
+                for frame, index in ((self.left, self.li), (self.right, self.ri))
+            ]
+            self._strings[column] = (sides[0], sides[1])
+        return self._strings[column]
+
+    def codes(self, column: str, transform: str = "", width: int = 0) -> tuple[np.ndarray, ...]:
+        """Per-pair integer codes of (transformed) values, shared between sides; -1 = missing."""
+        cache_key = (column, f"{transform}{width}")
+        if cache_key not in self._codes:
+            left = _transform(_as_text(self.left[column]), transform, width)
+            right = _transform(_as_text(self.right[column]), transform, width)
+            if transform == "swap":  # compare the left's swapped form with the right as written
+                right = _as_text(self.right[column])
+            codes, _ = pd.factorize(pd.concat([left, right], ignore_index=True))
+            self._codes[cache_key] = (codes[: len(left)][self.li], codes[len(left) :][self.ri])
+        return self._codes[cache_key]
+
+    def missing(self, column: str) -> np.ndarray:
+        left, right = self.codes(column)
+        return (left < 0) | (right < 0)
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Strings for comparison: dates as YYYYMMDD, blanks as missing."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        text = values.dt.strftime("%Y%m%d")
+    else:
+        text = values.astype("string")
+    return text.where(text.str.len() > 0)
+
+
+def _transform(values: pd.Series, transform: str, width: int) -> pd.Series:
+    if transform == "prefix":
+        return values.where(values.str.len() >= width).str.slice(0, width)
+    if transform == "swap":  # YYYYMMDD → YYYYDDMM
+        return values.str.slice(0, 4) + values.str.slice(6, 8) + values.str.slice(4, 6)
+    return values
+
+
+def _distance_level(
+    scorer: Callable[..., float], accept: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[PairColumns, str, ComparisonLevel, np.ndarray], np.ndarray]:
+    def holds(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
+        return accept(cols.scores(column, scorer, rows), level.threshold)
+
+    return holds
+
+
+def _exact(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
+    left, right = cols.codes(column)
+    return (left[rows] == right[rows]) & (left[rows] >= 0)
+
+
+def _prefix(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
+    left, right = cols.codes(column, "prefix", int(level.threshold or 0))
+    return (left[rows] == right[rows]) & (left[rows] >= 0)
+
+
+def _month_day_swapped(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
+    left, right = cols.codes(column, "swap")
+    return (left[rows] == right[rows]) & (left[rows] >= 0)
+
+
+def _abs_diff(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
+    left = pd.to_numeric(cols.left[column], errors="coerce").to_numpy(dtype=float)[cols.li[rows]]
+    right = pd.to_numeric(cols.right[column], errors="coerce").to_numpy(dtype=float)[cols.ri[rows]]
+    return np.abs(left - right) <= float(level.threshold or 0)
+
+
+_LEVEL_TESTS = {
+    "exact": _exact,
+    "prefix": _prefix,
+    "month_day_swapped": _month_day_swapped,
+    "abs_diff": _abs_diff,
+    "osa": _distance_level(OSA.distance, lambda s, t: s <= t),
+    "jaro_winkler": _distance_level(JaroWinkler.similarity, lambda s, t: s >= t),
+}
+
+
+def comparison_levels(cols: PairColumns, comparison: Comparison) -> np.ndarray:
+    """Level index per pair: 0 = strongest level, len(levels) = else, -1 = null."""
+    levels = np.full(len(cols.li), len(comparison.levels), dtype=np.int8)
+    undecided = ~cols.missing(comparison.column)
+    levels[~undecided] = NULL_LEVEL
+    for index, level in enumerate(comparison.levels):
+        rows = np.flatnonzero(undecided)
+        if not len(rows):
+            break
+        column = level.column or comparison.column
+        hit = _LEVEL_TESTS[level.kind](cols, column, level, rows)
+        levels[rows[hit]] = index
+        undecided[rows[hit]] = False
+    return levels
+
+
+def comparison_matrix(
+    left: pd.DataFrame,
+    right: pd.DataFrame,
+    li: np.ndarray,
+    ri: np.ndarray,
+    comparisons: tuple[Comparison, ...],
+) -> np.ndarray:
+    """(pairs × comparisons) int8 matrix of levels."""
+    cols = PairColumns(left, right, li, ri)
+    matrix = np.empty((len(li), len(comparisons)), dtype=np.int8)
+    for k, comparison in enumerate(comparisons):
+        matrix[:, k] = comparison_levels(cols, comparison)
+    return matrix

@@ -1,0 +1,377 @@
+"""The matcher: exact on tokens, then Fellegi–Sunter on name, birth date, gender and region.
+
+``link`` is the general probabilistic linker (two frames, settings → scored pairs); it knows
+nothing about households and is what the FEBRL benchmark runs. ``match_records`` is the
+household pipeline step built on it and on ``exact_pairs``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from verification.matching._blocking import candidate_pairs
+from verification.matching._compare import comparison_matrix
+from verification.matching._em import FellegiSunter, fit, level_frequencies
+from verification.matching._exact import MEMBER_KEY, exact_pairs
+from verification.matching._grades import GRADE_DTYPE, GRADES, NONE, POSSIBLE, PROBABLE
+from verification.matching.names import NAME_KEY_COLUMNS, name_keys
+from verification.matching.settings import MatchSettings, default_settings
+from verification.tokens import TokenKey
+
+
+@dataclass
+class LinkResult:
+    """Every candidate pair with its comparison levels, weight, probability and grade."""
+
+    pairs: pd.DataFrame  # left_row, right_row (positions), one level column per comparison, …
+    model: FellegiSunter
+    settings: MatchSettings
+
+    def model_log(self) -> dict[str, Any]:
+        labels = [(c.name, c.level_labels) for c in self.settings.comparisons]
+        return self.model.to_dict(labels)
+
+
+def _ensure_columns(frame: pd.DataFrame, columns: set[str]) -> pd.DataFrame:
+    """Absent comparison columns become all-missing: they then give no evidence either way."""
+    absent = [c for c in columns if c not in frame.columns]
+    return frame.assign(**dict.fromkeys(absent, pd.NA)) if absent else frame
+
+
+def _grades(probability: np.ndarray, settings: MatchSettings) -> np.ndarray:
+    """Codes into GRADES: 1 probable, 2 possible, 3 none (0, certain, is never given here)."""
+    return np.select(
+        [probability >= settings.probable_threshold, probability >= settings.possible_threshold],
+        [1, 2],
+        default=3,
+    ).astype(np.int8)
+
+
+def _fit_unlabelled(gamma, li, training_rows, n_levels, settings: MatchSettings):
+    train = np.isin(li, training_rows)
+    # Nearly all candidate pairs are non-matches, so their level frequencies start u well.
+    u_start = level_frequencies(gamma[train], n_levels, np.ones(int(train.sum())))
+    # start: one match per training record among its candidates
+    prior_start = float(np.clip(len(np.unique(li[train])) / max(train.sum(), 1), 1e-6, 0.5))
+    iterations = settings.em_max_iterations if train.any() else 0
+    model = fit(gamma[train], n_levels, u_start, prior_start, iterations, settings.em_tolerance)
+    model.method = "em"
+    return model
+
+
+def _random_pair_u(left, right, n_levels, settings: MatchSettings) -> list[np.ndarray]:
+    """u as level frequencies among random pairs: almost all of them are non-matches."""
+    rng = np.random.default_rng(settings.seed)
+    li = rng.integers(0, len(left), settings.random_pairs_for_u)
+    ri = rng.integers(0, len(right), settings.random_pairs_for_u)
+    gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
+    return level_frequencies(gamma, n_levels, np.ones(len(li)))
+
+
+def _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels) -> FellegiSunter:
+    """m from the pairs the token says are the same person; u from random pairs; λ given.
+
+    All three then describe *all* record × member pairs (blocking only skips pairs too weak to
+    matter), so agreeing on both name and birth date counts as the rare event it is.
+    """
+    labelled = known_match[li] >= 0
+    true_pair = labelled & (ri == known_match[li])
+    m = level_frequencies(gamma[true_pair], n_levels, np.ones(int(true_pair.sum())))
+    return FellegiSunter(prior=prior, m=m, u=u, method="labelled")
+
+
+def link(
+    left: pd.DataFrame,
+    right: pd.DataFrame,
+    settings: MatchSettings,
+    training_rows: np.ndarray | None = None,
+    known_match: np.ndarray | None = None,
+    match_share: float | None = None,
+) -> LinkResult:
+    """Score every candidate pair of ``left`` × ``right``.
+
+    Without labels, EM fits λ, m and u on the candidate pairs of ``training_rows`` (positions in
+    ``left``; default: a sample of ``settings.training_records`` rows). With ``known_match`` (per
+    left row the position in ``right`` of the same person, -1 when unknown) and at least
+    ``settings.min_labelled_records`` labelled rows with a blocked true pair, m comes from the
+    labelled pairs, u from random pairs and λ = ``match_share`` / len(right), where
+    ``match_share`` is the share of left rows expected to have a match at all. The true links of
+    an evaluation are never labels.
+    """
+    left, right = _prepared(left, right, settings)
+    li, ri = candidate_pairs(left, right, settings.blocking_rules)
+    gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
+    n_levels = [len(c.levels) + 1 for c in settings.comparisons]
+    if known_match is not None and _enough_labels(li, ri, known_match, settings):
+        prior = float(np.clip((match_share or 1.0) / max(len(right), 1), 1e-12, 0.5))
+        u = _random_pair_u(left, right, n_levels, settings)
+        model = _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels)
+    else:
+        if training_rows is None:
+            rng = np.random.default_rng(settings.seed)
+            size = min(settings.training_records, len(left))
+            training_rows = rng.choice(len(left), size=size, replace=False)
+        model = _fit_unlabelled(gamma, li, training_rows, n_levels, settings)
+    return LinkResult(pairs=scored_pairs(li, ri, gamma, model, settings), model=model,
+                      settings=settings)
+
+
+def scored_pairs(li, ri, gamma, model: FellegiSunter, settings: MatchSettings) -> pd.DataFrame:
+    """Pairs with their level labels, weight (log2 odds), probability and grade code."""
+    weight = model.match_weight(gamma)
+    probability = 1.0 / (1.0 + np.exp2(-np.clip(weight, -1000, 1000)))
+    pairs = pd.DataFrame({"left_row": li, "right_row": ri})
+    for k, comparison in enumerate(settings.comparisons):
+        labels = np.array(("null", *comparison.level_labels), dtype=object)
+        pairs[f"level_{comparison.name}"] = labels[gamma[:, k] + 1]
+    pairs["match_weight"] = weight
+    pairs["match_probability"] = probability
+    pairs["grade_code"] = _grades(probability, settings)
+    return pairs
+
+
+def score(left, right, model: FellegiSunter, settings: MatchSettings, li=None, ri=None):
+    """Score ``left`` × ``right`` with a fitted model: the blocked candidate pairs, or the pairs
+    given as positions ``li``/``ri``. Returns the pairs and their comparison matrix."""
+    left, right = _prepared(left, right, settings)
+    if li is None:
+        li, ri = candidate_pairs(left, right, settings.blocking_rules)
+    gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
+    return scored_pairs(li, ri, gamma, model, settings), gamma
+
+
+def _prepared(left, right, settings: MatchSettings):
+    needed = {col for c in settings.comparisons for col in c.columns}
+    needed |= {col for rule in settings.blocking_rules for col in rule}
+    return _ensure_columns(left, needed), _ensure_columns(right, needed)
+
+
+def _enough_labels(li, ri, known_match, settings: MatchSettings) -> bool:
+    true_pairs = (known_match[li] >= 0) & (ri == known_match[li])
+    return len(np.unique(li[true_pairs])) >= settings.min_labelled_records
+
+
+def best_per_left(pairs: pd.DataFrame, margin: float) -> pd.DataFrame:
+    """The highest-weight pair of each left row; ``ambiguous`` when a rival on the right is within
+    ``margin`` log2 units (the officer has to choose)."""
+    ranked = pairs.sort_values(["left_row", "match_weight"], ascending=[True, False], kind="stable")
+    first = ~ranked["left_row"].duplicated()
+    best = ranked[first].copy()
+    runner_up = ranked[~first].drop_duplicates("left_row").set_index("left_row")["match_weight"]
+    rival = best["left_row"].map(runner_up)
+    best["ambiguous"] = (rival >= best["match_weight"] - margin).fillna(False).to_numpy(bool)
+    return best
+
+
+# --------------------------------------------------------------------------- household step
+
+
+@dataclass
+class MatchResult:
+    """Outcome of ``match_records``.
+
+    ``matched``: records with ``household_id``, ``person_token_matched``, ``match_grade``
+    (certain / probable / possible) and ``match_weight`` (log2 odds; NaN for certain).
+    ``unmatched``: records with no match at all. ``candidates``: for every record graded
+    probable or possible, up to ``max_candidates`` members with the comparison levels that
+    explain the weight — what the officer sees on REVIEW.
+    """
+
+    matched: pd.DataFrame
+    unmatched: pd.DataFrame
+    candidates: pd.DataFrame
+    settings: MatchSettings
+    model: dict[str, Any] | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def run_log(self) -> dict[str, Any]:
+        """Settings, fitted parameters and counts: logged with each run. No personal data."""
+        return {"settings": self.settings.to_dict(), "model": self.model, "counts": self.counts}
+
+
+def person_keys(frame: pd.DataFrame, key: TokenKey | bytes) -> pd.DataFrame:
+    """Comparison columns of a frame of people: keyed name forms from ``name`` (raw, in memory
+    only; dropped from the result) and ``birth_ymd``/``birth_ym`` from ``birth_date``."""
+    out = frame.drop(columns=["name"], errors="ignore")
+    if "name" in frame.columns and "name_chars" not in frame.columns:
+        out = pd.concat([out, name_keys(frame["name"], key)], axis=1)
+    if "birth_date" in frame.columns and "birth_ymd" not in frame.columns:
+        born = pd.to_datetime(frame["birth_date"], errors="coerce")
+        out["birth_ymd"] = born.dt.strftime("%Y%m%d")
+        out["birth_ym"] = born.dt.strftime("%Y%m")
+    return out
+
+
+def _needs_keys(frame: pd.DataFrame) -> bool:
+    return "name" in frame.columns and not set(NAME_KEY_COLUMNS) <= set(frame.columns)
+
+
+def _graded(grade_codes: np.ndarray) -> pd.Categorical:
+    return pd.Categorical.from_codes(grade_codes.astype(np.int8), dtype=GRADE_DTYPE)
+
+
+def _cap(codes: np.ndarray, mask: np.ndarray, grade: str) -> np.ndarray:
+    """Lower grades where ``mask`` holds to at most ``grade`` (codes grow as grades weaken)."""
+    return np.where(mask, np.maximum(codes, GRADES.index(grade)), codes)
+
+
+class _Keyed:
+    """Record rows with their comparison columns, keyed on demand (raw names stay in memory)."""
+
+    def __init__(self, records: pd.DataFrame, key: TokenKey | bytes | None) -> None:
+        self.records, self.key = records, key
+
+    def rows(self, positions: np.ndarray) -> pd.DataFrame:
+        frame = self.records.iloc[positions]
+        return person_keys(frame, self.key) if _needs_keys(frame) else frame
+
+
+def match_records(
+    records: pd.DataFrame,
+    members: pd.DataFrame,
+    settings: MatchSettings | None = None,
+    *,
+    key: TokenKey | bytes | None = None,
+) -> MatchResult:
+    """Exact token match first (certain), then the probabilistic fallback for the rest.
+
+    Records and members may carry the keyed comparison columns already (``name_chars`` …,
+    ``birth_ymd``, ``gender``, ``community_code``) or raw ``name``/``birth_date``, which are keyed
+    here in memory with ``key`` (default: a fresh random key for this run, so nothing keyed here
+    can be linked to anything outside it).
+    """
+    settings = settings or default_settings()
+    exact_rows, exact_members = exact_pairs(records, members)
+    rest_rows = np.setdiff1d(np.arange(len(records)), exact_rows)
+    if _needs_keys(records) or _needs_keys(members):
+        key = key if key is not None else os.urandom(32)
+    people = person_keys(members, key) if _needs_keys(members) else members
+    keyed = _Keyed(records, key)
+    linked, pairs = _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, settings)
+    exact = _grade_exact(keyed, people, exact_rows, exact_members, linked.model, settings)
+    doubted = np.unique(exact.loc[exact["grade_code"] > 0, "record_row"])
+    if len(doubted):  # a doubted token match: look for the person the other fields describe
+        extra, _ = score(keyed.rows(doubted).reset_index(drop=True), people, linked.model, settings)
+        pairs = pd.concat([pairs, extra.assign(record_row=doubted[extra["left_row"].to_numpy()])])
+    fallback = _fallback_grades(records, pairs, settings)
+    exact = exact[~exact["record_row"].isin(fallback["record_row"])]
+    matched = pd.concat([_matched_frame(records, members, exact),
+                         _matched_frame(records, members, fallback)])
+    unmatched_rows = np.setdiff1d(rest_rows, fallback["record_row"].to_numpy())
+    reviewed = pd.concat([exact[exact["grade_code"] > 0], fallback], ignore_index=True)
+    shown = pd.concat([exact[exact["grade_code"] > 0], pairs], ignore_index=True)
+    counts = {"records": len(records), "candidate_pairs": len(linked.pairs)}
+    counts |= matched["match_grade"].value_counts().reindex(GRADES[:3], fill_value=0).to_dict()
+    counts[NONE] = len(unmatched_rows)
+    return MatchResult(
+        matched=matched,
+        unmatched=records.iloc[unmatched_rows],
+        candidates=_candidates(records, members, shown, reviewed, settings),
+        settings=settings,
+        model=linked.model_log(),
+        counts={k: int(v) for k, v in counts.items()},
+    )
+
+
+def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settings):
+    """Exact pairs graded ``certain`` unless the other fields speak against the token.
+
+    The evidence is the fitted log2 Bayes factor of the non-ID comparisons (name, birth date,
+    gender, region) for the pair; below ``settings.exact_contradiction_weight`` — say a wholly
+    different name and birth date: a valid ID typed into someone else's record — the pair is at
+    most ``possible`` and goes to REVIEW with the candidates the other fields point to.
+    """
+    pairs = pd.DataFrame({"record_row": exact_rows, "right_row": exact_members,
+                          "grade_code": np.zeros(len(exact_rows), dtype=np.int8),
+                          "match_weight": np.nan, "match_probability": 1.0})
+    threshold = settings.exact_contradiction_weight
+    if not len(pairs) or threshold is None or not _comparable(keyed.records, people, settings):
+        return pairs
+    scored, gamma = score(keyed.rows(exact_rows).reset_index(drop=True), people, model, settings,
+                          np.arange(len(exact_rows)), exact_members)
+    evidence = model.contributions(gamma).sum(axis=1)
+    doubted = evidence < threshold
+    scored = scored.drop(columns=["left_row", "right_row", "grade_code"])
+    pairs = pd.concat([pairs[["record_row", "right_row", "grade_code"]], scored], axis=1)
+    pairs["grade_code"] = _cap(pairs["grade_code"].to_numpy(), doubted, POSSIBLE)
+    pairs.loc[~doubted, ["match_weight", "match_probability"]] = [np.nan, 1.0]
+    return pairs
+
+
+def _comparable(records: pd.DataFrame, people: pd.DataFrame, settings: MatchSettings) -> bool:
+    """Both sides carry something to compare (raw names count: they are keyed on demand)."""
+    def has(frame: pd.DataFrame, column: str) -> bool:
+        return column in frame.columns or (column in NAME_KEY_COLUMNS and "name" in frame.columns)
+
+    return any(has(records, c.column) and has(people, c.column) for c in settings.comparisons)
+
+
+def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, settings):
+    """Candidate pairs of the records left over, scored with weights learnt from labelled pairs
+    of exactly matched records (their token says which candidate is the person)."""
+    rng = np.random.default_rng(settings.seed)
+    labelled = np.unique(exact_rows)
+    sample = rng.choice(labelled, size=min(settings.training_records, len(labelled)),
+                        replace=False)
+    pool = np.union1d(rest_rows, sample)
+    first_member = pd.Series(exact_members).groupby(exact_rows).first()
+    known = first_member.reindex(pool).fillna(-1).to_numpy(dtype=np.int64)
+    known[~np.isin(pool, sample)] = -1
+    # Records without a valid ID are assumed to be on the roster as often as those with one.
+    with_token = int(keyed.records[MEMBER_KEY].notna().sum())
+    share = len(labelled) / with_token if with_token else 1.0
+    linked = link(keyed.rows(pool).reset_index(drop=True), people, settings,
+                  training_rows=np.arange(len(pool)), known_match=known, match_share=share)
+    pairs = linked.pairs[np.isin(pool[linked.pairs["left_row"].to_numpy()], rest_rows)]
+    return linked, pairs.assign(record_row=pool[pairs["left_row"].to_numpy()])
+
+
+def _fallback_grades(records: pd.DataFrame, pairs: pd.DataFrame, settings) -> pd.DataFrame:
+    """Best candidate per record, graded, capped, and kept if probable or possible."""
+    best = best_per_left(pairs, settings.ambiguity_margin)
+    codes = best["grade_code"].to_numpy()
+    has_id = records[MEMBER_KEY].notna().to_numpy()[best["record_row"].to_numpy()]
+    codes = _cap(codes, has_id, settings.valid_id_mismatch_grade)
+    codes = _cap(codes, best["ambiguous"].to_numpy(), POSSIBLE)
+    best = best.assign(grade_code=codes)
+    return best[np.isin(codes, [GRADES.index(PROBABLE), GRADES.index(POSSIBLE)])]
+
+
+def _matched_frame(records, members, graded: pd.DataFrame) -> pd.DataFrame:
+    member_rows = graded["right_row"].to_numpy()
+    out = records.iloc[graded["record_row"].to_numpy()].copy(deep=False)
+    out["household_id"] = members["household_id"].to_numpy()[member_rows]
+    out["person_token_matched"] = members[MEMBER_KEY].to_numpy(dtype=np.int64)[member_rows]
+    out["match_grade"] = _graded(graded["grade_code"].to_numpy())
+    out["match_weight"] = graded["match_weight"].to_numpy()
+    return out
+
+
+def _candidates(records, members, pairs, reviewed, settings: MatchSettings) -> pd.DataFrame:
+    """Top candidates of every record sent to REVIEW, best first, with the levels that explain
+    the weight (e.g. name homophone, birth date exact, same street)."""
+    shown = pairs[pairs["record_row"].isin(reviewed["record_row"])]
+    shown = shown.sort_values(["record_row", "match_weight"], ascending=[True, False],
+                              na_position="first")
+    shown = shown.groupby("record_row", sort=False).head(settings.max_candidates)
+    grade = reviewed.drop_duplicates("record_row").set_index("record_row")["grade_code"]
+    member_rows = shown["right_row"].to_numpy()
+    out = pd.DataFrame(
+        {
+            "record_index": records.index.to_numpy()[shown["record_row"].to_numpy()],
+            "rank": shown.groupby("record_row").cumcount().to_numpy() + 1,
+            "household_id": members["household_id"].to_numpy()[member_rows],
+            "person_token": members[MEMBER_KEY].to_numpy(dtype=np.int64)[member_rows],
+            "match_weight": shown["match_weight"].to_numpy(),
+            "match_probability": shown["match_probability"].to_numpy(),
+            "record_grade": _graded(shown["record_row"].map(grade).to_numpy()),
+        }
+    )
+    for column in (c for c in shown.columns if c.startswith("level_")):
+        out[column] = shown[column].to_numpy()
+    return out

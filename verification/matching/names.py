@@ -1,0 +1,97 @@
+"""Name keys: what the fallback matcher compares instead of names.
+
+A raw name exists only in memory, inside the step that builds these keys. The keys are strings
+of *keyed codes*: each unit (a character, or a toneless pinyin syllable) becomes one code point
+in Unicode's supplementary private-use area, chosen by HMAC-SHA256 under the token key. Equal
+units give equal codes, so exact agreement, edit distance and swaps can be measured on the codes
+with ordinary string tools (rapidfuzz); without the key a code says nothing about its unit.
+
+Columns built from a name:
+
+* ``name_chars`` — one code per character of the normalised name (NFKC, separators such as the
+  middle dot of minority names dropped, common traditional characters → simplified);
+* ``name_sounds`` — one code per toneless pinyin syllable (pypinyin): homophones, and any
+  traditional/simplified pair, agree here;
+* ``name_fuzzy`` — the same with the confusions of pinyin input and regional speech folded
+  (zh/z, ch/c, sh/s, n/l, -ng/-n): 刘/牛, 陈/岑 agree here;
+* ``surname_sound`` — the code of the first syllable, for blocking.
+
+Honest limits: codes are per unit, so someone holding many keyed strings could guess frequent
+characters (王, 李, 张) by frequency analysis. The keys are pseudonyms that need the key and
+staff access to the match tables, not anonymity. 65,534 code points make an accidental clash of
+two different units rare (≈1 in 65,534 per pair) and a clash only ever adds agreement for that
+unit, never a certain match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import unicodedata
+from functools import lru_cache
+
+import pandas as pd
+from pypinyin import Style, lazy_pinyin
+
+from verification.matching._trad_simp import TRANSLATION
+from verification.tokens import TokenKey
+
+NAME_KEY_COLUMNS = ("name_chars", "name_sounds", "name_fuzzy", "surname_sound")
+_SEPARATORS = re.compile(r"[\s·•・‧.﹒\-_'\"`‘’“”,，。]")
+_PRIVATE_USE_START = 0xF0000
+_PRIVATE_USE_SIZE = 65534
+_FUZZY = ((re.compile(r"^zh"), "z"), (re.compile(r"^ch"), "c"), (re.compile(r"^sh"), "s"),
+          (re.compile(r"^l"), "n"), (re.compile(r"ng$"), "n"))
+
+
+def normalise_name(name: str) -> str:
+    """NFKC, separators and spaces dropped, common traditional characters simplified, upper-case
+    Latin (for names written partly in letters)."""
+    text = unicodedata.normalize("NFKC", name)
+    return _SEPARATORS.sub("", text).translate(TRANSLATION).upper()
+
+
+def name_syllables(normalised: str) -> list[str]:
+    """Toneless pinyin, one syllable per Chinese character; other runs kept as written."""
+    return [s.lower() for s in lazy_pinyin(normalised, style=Style.NORMAL, v_to_u=False)]
+
+
+def fuzzy_syllable(syllable: str) -> str:
+    for pattern, replacement in _FUZZY:
+        syllable = pattern.sub(replacement, syllable)
+    return syllable
+
+
+@lru_cache(maxsize=200_000)
+def _code(secret: bytes, kind: str, unit: str) -> str:
+    digest = hmac.new(secret, f"{kind}:{unit}".encode(), hashlib.sha256).digest()
+    return chr(_PRIVATE_USE_START + int.from_bytes(digest[:4], "big") % _PRIVATE_USE_SIZE)
+
+
+def _encode(secret: bytes, kind: str, units: list[str]) -> str:
+    return "".join(_code(secret, kind, unit) for unit in units)
+
+
+def name_key(name: str, key: TokenKey | bytes) -> dict[str, str]:
+    """The keyed forms of one name (see the module docstring)."""
+    secret = key.secret if isinstance(key, TokenKey) else key
+    normalised = normalise_name(name)
+    sounds = name_syllables(normalised)
+    return {
+        "name_chars": _encode(secret, "char", list(normalised)),
+        "name_sounds": _encode(secret, "sound", sounds),
+        "name_fuzzy": _encode(secret, "sound", [fuzzy_syllable(s) for s in sounds]),
+        "surname_sound": _encode(secret, "sound", sounds[:1]),
+    }
+
+
+def name_keys(names: pd.Series, key: TokenKey | bytes) -> pd.DataFrame:
+    """Keyed name columns for a column of names (each distinct name is keyed once)."""
+    present = names.notna() & (names.astype("string").str.strip() != "")
+    distinct = pd.unique(names[present].astype(str))
+    table = pd.DataFrame([name_key(n, key) for n in distinct], index=distinct,
+                         columns=list(NAME_KEY_COLUMNS))
+    keyed = table.reindex(names.where(present).astype(object).to_numpy())
+    keyed.index = names.index
+    return keyed

@@ -1,0 +1,190 @@
+"""Matching settings: blocking, comparisons and grade thresholds, as plain data.
+
+Everything the probabilistic matcher does is declared here, so a run can log exactly what it
+used (``MatchSettings.to_json``) and a later run can repeat it (``MatchSettings.from_json``).
+Comparisons declare their levels as data, strongest first; the first level a pair satisfies is
+its level, and a pair satisfying none falls into an implicit last level, ``else``. A pair where
+either side lacks the comparison's column is ``null`` and contributes no evidence either way.
+
+Blocking rules say which pairs are compared at all: each rule is a list of columns that must be
+equal (AND), and a pair is a candidate when any rule holds (OR). ``block_on("a") | block_on("b")``
+and ``block_on("a") & block_on("b")`` compose them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from verification.matching._grades import GRADES
+
+LEVEL_KINDS = (
+    "exact",  # values equal
+    "prefix",  # first ``threshold`` characters equal (region codes: 12 → 9 → 6 digits)
+    "osa",  # optimal string alignment distance ≤ threshold (typos and adjacent swaps)
+    "jaro_winkler",  # Jaro–Winkler similarity ≥ threshold
+    "month_day_swapped",  # YYYYMMDD with month and day exchanged
+    "abs_diff",  # numeric values within ``threshold`` of each other
+)
+
+
+@dataclass(frozen=True)
+class ComparisonLevel:
+    label: str
+    kind: str
+    threshold: float | None = None
+    column: str | None = None  # defaults to the comparison's column
+
+    def __post_init__(self) -> None:
+        if self.kind not in LEVEL_KINDS:
+            raise ValueError(f"level {self.label!r}: unknown kind {self.kind!r} ({LEVEL_KINDS})")
+        if self.kind in ("prefix", "osa", "jaro_winkler", "abs_diff") and self.threshold is None:
+            raise ValueError(f"level {self.label!r}: kind {self.kind!r} needs a threshold")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    column: str
+    levels: tuple[ComparisonLevel, ...]
+
+    @property
+    def level_labels(self) -> tuple[str, ...]:
+        return (*(level.label for level in self.levels), "else")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        used = [self.column, *(level.column or self.column for level in self.levels)]
+        return tuple(dict.fromkeys(used))
+
+
+class BlockingRules(tuple):
+    """OR of AND-rules: ``BlockingRules((("a",), ("b", "c")))`` = a equal, or b and c equal."""
+
+    def __or__(self, other: BlockingRules) -> BlockingRules:  # type: ignore[override]
+        return BlockingRules((*self, *other))
+
+    def __and__(self, other: BlockingRules) -> BlockingRules:
+        # (a | b) & (c | d) = ac | ad | bc | bd
+        return BlockingRules(tuple(dict.fromkeys((*x, *y))) for x in self for y in other)
+
+
+def block_on(*columns: str) -> BlockingRules:
+    return BlockingRules((tuple(columns),))
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """What the fallback matcher compares and how it grades. Defaults suit the household roster.
+
+    Grades come from the posterior match probability of the best candidate: ``probable`` from
+    ``probable_threshold``, ``possible`` from ``possible_threshold`` (0.5 is the Bayes decision:
+    more likely a match than not), else ``none``. ``certain`` is never given here: it is reserved
+    for the exact token match.
+    """
+
+    comparisons: tuple[Comparison, ...]
+    blocking_rules: tuple[tuple[str, ...], ...]
+    probable_threshold: float = 0.99
+    possible_threshold: float = 0.5
+    max_candidates: int = 3  # candidates kept per record for the officer
+    # A record carrying a valid ID that differs from the candidate's is at most this grade: two
+    # people can share name and birth date, and a valid number is rarely a typo (MOD 11-2 catches
+    # every single-digit error).
+    valid_id_mismatch_grade: str = "possible"
+    # When the runner-up is within this many log2 units of the best, the best is at most
+    # ``possible``: the officer must choose.
+    ambiguity_margin: float = 3.0
+    # An exact token match whose other fields (name, birth date, …) give evidence below this
+    # log2 Bayes factor is capped at possible: a valid ID typed into someone else's record must
+    # not remove anyone. None switches the check off.
+    exact_contradiction_weight: float | None = 0.0
+    # Labelled learning (m and u from exactly matched records) needs this many labelled records
+    # with their true pair among the candidates; below it EM learns from the data alone.
+    min_labelled_records: int = 200
+    em_max_iterations: int = 200
+    em_tolerance: float = 1e-7
+    training_records: int = 50_000  # records sampled (with all their candidates) to fit EM
+    random_pairs_for_u: int = 200_000  # random record × member pairs that estimate u
+    seed: int = 2026
+
+    def __post_init__(self) -> None:
+        if not 0 < self.possible_threshold <= self.probable_threshold < 1:
+            raise ValueError("need 0 < possible_threshold <= probable_threshold < 1")
+        if self.valid_id_mismatch_grade not in GRADES[1:]:
+            raise ValueError("valid_id_mismatch_grade must be probable, possible or none")
+        if not self.blocking_rules or not all(self.blocking_rules):
+            raise ValueError("at least one non-empty blocking rule is needed")
+        object.__setattr__(self, "blocking_rules", tuple(tuple(r) for r in self.blocking_rules))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MatchSettings:
+        data = dict(data)
+        data["comparisons"] = tuple(
+            Comparison(
+                name=c["name"],
+                column=c["column"],
+                levels=tuple(ComparisonLevel(**level) for level in c["levels"]),
+            )
+            for c in data["comparisons"]
+        )
+        data["blocking_rules"] = tuple(tuple(rule) for rule in data["blocking_rules"])
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> MatchSettings:
+        return cls.from_dict(json.loads(text))
+
+
+def _household_comparisons() -> tuple[Comparison, ...]:
+    name = Comparison(
+        "name",
+        "name_chars",
+        (
+            ComparisonLevel("exact", "exact"),
+            ComparisonLevel("homophone", "exact", column="name_sounds"),
+            ComparisonLevel("fuzzy_homophone", "exact", column="name_fuzzy"),
+            ComparisonLevel("one_edit_or_swap", "osa", 1, column="name_sounds"),
+            ComparisonLevel("one_char_edit", "osa", 1),
+        ),
+    )
+    birth = Comparison(
+        "birth_date",
+        "birth_ymd",
+        (
+            ComparisonLevel("exact", "exact"),
+            ComparisonLevel("one_digit_or_swap", "osa", 1),
+            ComparisonLevel("month_day_swapped", "month_day_swapped"),
+            ComparisonLevel("same_year_month", "prefix", 6),
+            ComparisonLevel("same_year", "prefix", 4),
+        ),
+    )
+    gender = Comparison("gender", "gender", (ComparisonLevel("exact", "exact"),))
+    region = Comparison(
+        "region",
+        "community_code",
+        (
+            ComparisonLevel("same_community", "exact"),
+            ComparisonLevel("same_street", "prefix", 9),
+            ComparisonLevel("same_area", "prefix", 6),
+        ),
+    )
+    return (name, birth, gender, region)
+
+
+def default_settings() -> MatchSettings:
+    """Household roster defaults: name keys, birth date, gender and region (see docs/matching.md).
+
+    Blocking: same name sound (homophones and traditional/simplified agree), or same birth date
+    (catches a badly mistyped name), or same surname sound and birth year-month.
+    """
+    rules = block_on("name_sounds") | block_on("birth_ymd") | block_on("surname_sound", "birth_ym")
+    return MatchSettings(comparisons=_household_comparisons(), blocking_rules=tuple(rules))
+

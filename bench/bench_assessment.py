@@ -110,6 +110,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--households", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--check", action="store_true",
+                        help="also recompute income in DuckDB and compare")
     args = parser.parse_args()
     started = time.perf_counter()
     households, members, evidence, sources = synthetic_district(args.households, args.seed)
@@ -125,6 +127,34 @@ def main() -> None:
     print(f"assess {seconds:.1f} s  ({len(result.reasons):,} reason rows)")
     print(f"peak memory {peak_mb:,.0f} MB (after generating the data: {before_mb:,.0f} MB)")
     print(result.results["category"].value_counts().to_string())
+    if args.check:
+        _check_income_with_duckdb(members, evidence, result.results, tree.at("210112", AS_OF))
+
+
+def _check_income_with_duckdb(members, evidence, results, policy) -> None:  # noqa: ANN001
+    """Recompute monthly household income in SQL (an independent path) and compare."""
+    import duckdb
+
+    window = policy.value("income.look_back_months")
+    last = (AS_OF.year - 1970) * 12 + AS_OF.month - 2
+    items = ", ".join(f"'{item}'" for item in policy.value("income.counted_items"))
+    month = "((year({0}) - 1970) * 12 + month({0}) - 1)"
+    started = time.perf_counter()
+    baseline = duckdb.sql(f"""
+        select e.household_id, sum(e.amount * greatest(0,
+                 least({month.format('e.period_end')}, {last})
+                 - greatest({month.format('e.period_start')}, {last - window + 1}) + 1)) / {window}
+               as income
+        from evidence e
+        where e.match_grade = 'certain' and e.item in ({items})
+          and e.person_token not in (select person_token from members where not counted)
+        group by e.household_id
+    """).df().set_index("household_id")["income"]
+    seconds = time.perf_counter() - started
+    ours = results["income_monthly"]
+    difference = (ours - baseline.reindex(ours.index).fillna(0)).abs().max()
+    print(f"duckdb baseline income {seconds:.1f} s; max difference {difference:.4f} yuan")
+    assert difference < 0.01, "assessment income disagrees with the SQL baseline"
 
 
 if __name__ == "__main__":

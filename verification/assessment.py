@@ -326,11 +326,13 @@ def _counted_businesses(group: _Group) -> np.ndarray:
         amount = ev["amount"]
         exempt |= (amount > 0) & (amount <= capital_max)
     grade_max = policy.value("business.exempt_disability_grade_max") or 0
-    if grade_max:
-        people = group.members.drop_duplicates("person_token")
-        grades = people.set_index("person_token")["disability_grade"]
-        holder = grades.reindex(ev["person_token"]).fillna(0).to_numpy()
-        exempt |= (holder >= 1) & (holder <= grade_max)
+    if grade_max and business.any():
+        # Look up only the holders of registrations: a few rows, not every member.
+        tokens = ev["person_token"][business]
+        people = group.members[group.members["person_token"].isin(tokens)]
+        grades = people.drop_duplicates("person_token").set_index("person_token")
+        holder = grades["disability_grade"].reindex(tokens).fillna(0).to_numpy()
+        exempt[np.flatnonzero(business)] |= (holder >= 1) & (holder <= grade_max)
     return business & ~exempt
 
 

@@ -69,6 +69,9 @@ def _single_applicant(wage: float, on: date = date(2025, 7, 1)) -> tuple:
         ("210112/requirements.yaml",
          f"income:\n  values:\n    2026-01-01: {{value: {{salaries: 30}}, {REFERENCE}}}\n",
          "requirements.income.values.2026-01-01.value"),
+        ("210112/assets.yaml",
+         f"financial_items:\n  values:\n    2026-01-01: {{value: [deposit, car], {REFERENCE}}}\n",
+         "assets.financial_items.values.2026-01-01.value"),
         ("000000/dibao.yaml", "extra:\n  description: {zh: 额外, en: Extra}\n  unit: parsecs\n"
          "  type: number\n  values: {}\n", "dibao.extra.unit"),
     ],

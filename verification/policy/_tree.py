@@ -27,7 +27,9 @@ _UNITS = {
     "yuan", "yuan_per_month", "yuan_per_year", "ratio", "months", "days", "years", "count",
     "items", "grade", "choice",
 }
-_DEFINITION_KEYS = {"description", "unit", "type", "urban_rural", "choices", "values"}
+_DEFINITION_KEYS = {
+    "description", "unit", "type", "urban_rural", "choices", "item_class", "values",
+}
 _REGIONAL_LEAF_KEYS = {"values"}
 _ENTRY_KEYS = {"value", "reference"}
 _REFERENCE_KEYS = {"title", "en", "number", "date", "article", "url", "example"}
@@ -69,6 +71,7 @@ class Definition:
     type: str
     urban_rural: bool = False
     choices: tuple[str, ...] = ()
+    item_class: str = ""  # for items: the class every listed item must have (codes.yaml)
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,13 @@ def _definition(file: Path, path: str, node: dict[str, Any]) -> Definition:
     urban_rural = node.get("urban_rural", False)
     if not isinstance(urban_rural, bool):
         raise ParameterError(file, f"{path}.urban_rural", "expected true or false")
-    return Definition(path, description, node["unit"], node["type"], urban_rural, choices)
+    item_class = node.get("item_class", "")
+    classes = {meta["class"] for meta in codes.vocabulary()["items"].values()}
+    if item_class and (node["type"] != "items" or item_class not in classes):
+        raise ParameterError(file, f"{path}.item_class",
+                             f"only for items parameters; one of {sorted(classes)}")
+    return Definition(path, description, node["unit"], node["type"], urban_rural, choices,
+                      item_class)
 
 
 def _walk_regional(tree: ParameterTree, file: Path, region: str, path: str, node: Any) -> None:
@@ -370,12 +379,13 @@ def _check_boolean(value: Any, _: Definition) -> str:
     return "" if isinstance(value, bool) else "expected true or false"
 
 
-def _check_items(value: Any, _: Definition) -> str:
-    known = set(codes.items())
+def _check_items(value: Any, definition: Definition) -> str:
+    known = set(codes.items(definition.item_class or None))
     if not isinstance(value, list):
         return "expected a list of evidence item codes"
     unknown = [item for item in value if item not in known]
-    return f"unknown evidence items {unknown}; see verification/codes.yaml" if unknown else ""
+    kind = f"{definition.item_class} items" if definition.item_class else "evidence items"
+    return f"not {kind}: {unknown}; see verification/codes.yaml" if unknown else ""
 
 
 def _check_choice(value: Any, definition: Definition) -> str:

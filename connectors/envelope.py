@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import struct
@@ -559,6 +560,55 @@ def _now(now: datetime | None) -> datetime:
     return (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
 
 
+class _BackgroundSink:
+    """Hashes and writes blocks on a worker thread, in order, at most ``depth`` blocks behind.
+
+    hashlib and file writes release the GIL, so on a machine with two cores the digest and the
+    output overlap with reading and the AEAD. Memory stays O(chunk): ``depth`` blocks at most wait.
+    """
+
+    def __init__(self, dest: BinaryIO | None, digest: Any = None, depth: int = 3) -> None:
+        self._dest = dest
+        self._digest = digest
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="envelope-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    if self._digest is not None:
+                        self._digest.update(block)
+                    if self._dest is not None:
+                        self._dest.write(block)
+                except BaseException as exc:  # handed to the producing thread in write/close
+                    self._error = exc
+
+    def write(self, block: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(block)
+
+    def close(self) -> None:
+        """Wait for every queued block; re-raise a write error in the caller's thread."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> _BackgroundSink:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if exc_info[0] is None:
+            self.close()
+        else:  # the caller already failed: stop the worker, keep the caller's exception
+            self._queue.put(None)
+            self._thread.join()
+
+
 def _rewindable(source: BinaryIO) -> tuple[BinaryIO, int]:
     """The source and its start offset; a non-seekable stream is spooled to disk first."""
     try:
@@ -574,9 +624,10 @@ def _rewindable(source: BinaryIO) -> tuple[BinaryIO, int]:
 
 def _measure(source: BinaryIO, spec: _Suite, chunk_size: int) -> tuple[str, int]:
     digest, size = spec.new_digest(), 0
-    while block := source.read(chunk_size):
-        digest.update(block)
-        size += len(block)
+    view = memoryview(bytearray(max(chunk_size, DEFAULT_CHUNK_SIZE)))
+    while got := source.readinto(view):
+        digest.update(view[:got])
+        size += got
     return digest.hexdigest(), size
 
 
@@ -632,10 +683,17 @@ def pack(
 
 def _seal_chunks(src: BinaryIO, dest: BinaryIO, cipher: _AesGcm | _Sm4Gcm, header: _Header,
                  header_digest: bytes, size: int) -> None:
+    view = memoryview(bytearray(header.chunk_size))
+    with _BackgroundSink(dest) as out:
+        _seal_into(src, out, cipher, header, header_digest, size, view)
+    if src.read(1):
+        raise ValueError("the source grew while it was being packed; pack a finished file")
+
+
+def _seal_into(src: BinaryIO, out: _BackgroundSink, cipher: _AesGcm | _Sm4Gcm, header: _Header,
+               header_digest: bytes, size: int, view: memoryview) -> None:
     chunk_size = header.chunk_size
     count = _chunk_count(size, chunk_size)
-    buffer = bytearray(chunk_size)
-    view = memoryview(buffer)
     for index in range(count):
         want = min(chunk_size, size - index * chunk_size)
         got = src.readinto(view[:want]) if want else 0
@@ -645,10 +703,8 @@ def _seal_chunks(src: BinaryIO, dest: BinaryIO, cipher: _AesGcm | _Sm4Gcm, heade
                 raise ValueError("the source shrank while it was being packed")
             got += more
         last = index == count - 1
-        dest.write(cipher.seal(_nonce(header.nonce_prefix, index, last), view[:want],
-                               _aad(header_digest, index)))
-    if src.read(1):
-        raise ValueError("the source grew while it was being packed; pack a finished file")
+        out.write(cipher.seal(_nonce(header.nonce_prefix, index, last), view[:want],
+                              _aad(header_digest, index)))
 
 
 def _open_header(
@@ -675,9 +731,20 @@ def _open_chunks(source: BinaryIO, dest: BinaryIO | None, header: _Header, manif
     header_bytes = header.to_bytes()
     header_digest = _header_digest(spec, header_bytes)
     cipher = _payload_cipher(spec, content_key, header_digest)
+    digest = spec.new_digest()
+    with _BackgroundSink(dest, digest) as out:
+        _open_into(source, out, header, manifest, cipher, header_digest)
+    if _read_exact(source, 1):
+        count = _chunk_count(manifest.plaintext_size, header.chunk_size)
+        raise Tampered(f"unexpected data after the final chunk {count}: the file was altered")
+    if digest.hexdigest() != manifest.plaintext_digest:
+        raise Tampered("the decrypted data does not match the manifest's plaintext digest")
+
+
+def _open_into(source: BinaryIO, out: _BackgroundSink, header: _Header, manifest: Manifest,
+               cipher: _AesGcm | _Sm4Gcm, header_digest: bytes) -> None:
     size, chunk_size = manifest.plaintext_size, header.chunk_size
     count = _chunk_count(size, chunk_size)
-    digest = spec.new_digest()
     for index in range(count):
         want = min(chunk_size, size - index * chunk_size) + TAG_LEN
         data = _read_exact(source, want)
@@ -689,16 +756,10 @@ def _open_chunks(source: BinaryIO, dest: BinaryIO | None, header: _Header, manif
             plain = cipher.open(_nonce(header.nonce_prefix, index, index == count - 1), data,
                                 _aad(header_digest, index))
         except InvalidTag:
-            offset = len(header_bytes) + index * (chunk_size + TAG_LEN)
+            offset = len(header.to_bytes()) + index * (chunk_size + TAG_LEN)
             raise Tampered(f"chunk {index + 1} of {count} (file offset {offset}) fails "
                            "authentication: the file was altered, reordered or damaged") from None
-        digest.update(plain)
-        if dest is not None:
-            dest.write(plain)
-    if _read_exact(source, 1):
-        raise Tampered(f"unexpected data after the final chunk {count}: the file was altered")
-    if digest.hexdigest() != manifest.plaintext_digest:
-        raise Tampered("the decrypted data does not match the manifest's plaintext digest")
+        out.write(plain)  # hashed, and written to dest if any, on the sink's thread
 
 
 def unpack(

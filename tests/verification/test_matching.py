@@ -1,0 +1,350 @@
+"""Matching: exact on tokens, the probabilistic fallback, the safety rule, settings as data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pypinyin import lazy_pinyin
+from rapidfuzz.distance import OSA
+
+from verification.identifiers import canonicalise_ids, make_id
+from verification.matching import (
+    CERTAIN,
+    GRADES,
+    POSSIBLE,
+    PROBABLE,
+    Comparison,
+    ComparisonLevel,
+    MatchSettings,
+    best_per_left,
+    block_on,
+    default_settings,
+    grade_requires_review,
+    grade_supports_removal,
+    link,
+    match_exact,
+    match_records,
+    name_key,
+    name_keys,
+    normalise_name,
+    person_keys,
+)
+from verification.matching._compare import comparison_matrix
+from verification.matching._trad_simp import _PAIRS, TRAD_TO_SIMP
+from verification.synthetic_names import corrupt_birth_date, corrupt_name, random_names
+from verification.tokens import TokenKey, person_tokens
+
+KEY = TokenKey("test-1", b"a test key, not a secret")
+
+
+# Safety rule -----------------------------------------------------------------------------------
+
+
+def test_only_certain_supports_removal() -> None:
+    assert grade_supports_removal(CERTAIN)
+    for grade in (PROBABLE, POSSIBLE, "none"):
+        assert not grade_supports_removal(grade)
+
+
+def test_probable_and_possible_require_review() -> None:
+    assert [grade_requires_review(g) for g in GRADES] == [False, True, True, False]
+
+
+@pytest.mark.parametrize("grade", ["Certain", "sure", "", None])
+def test_unknown_grade_is_refused_not_treated_as_weak(grade: object) -> None:
+    with pytest.raises(ValueError, match="unknown match grade"):
+        grade_supports_removal(grade)  # type: ignore[arg-type]
+
+
+# Exact match -----------------------------------------------------------------------------------
+
+
+def _members(tokens: list[int], households: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"household_id": households, "person_token": tokens}).astype("int64")
+
+
+def test_match_exact_inner_joins_on_token_and_keeps_record_columns() -> None:
+    members = _members([10, 20, 30], [1, 1, 2])
+    records = pd.DataFrame(
+        {"person_token": pd.array([20, None, 30, 99, 20], dtype="Int64"),
+         "amount": [1.0, 2.0, 3.0, 4.0, 5.0]},
+        index=["a", "b", "c", "d", "e"],
+    )
+    matched = match_exact(records, members)
+    assert matched.index.tolist() == ["a", "c", "e"]
+    assert matched["household_id"].tolist() == [1, 2, 1]
+    assert matched["amount"].tolist() == [1.0, 3.0, 5.0]
+    assert (matched["match_grade"] == CERTAIN).all()
+    assert "household_id" not in records.columns  # input untouched
+
+
+def test_match_exact_with_a_person_in_two_households() -> None:
+    members = _members([10, 10, 20], [1, 2, 3])
+    records = pd.DataFrame({"person_token": pd.array([10, 20], dtype="Int64")})
+    matched = match_exact(records, members)
+    assert sorted(zip(matched.index, matched["household_id"], strict=True)) == [
+        (0, 1), (0, 2), (1, 3)
+    ]
+
+
+def test_match_exact_empty_and_all_missing() -> None:
+    members = _members([10], [1])
+    empty = pd.DataFrame({"person_token": pd.array([], dtype="Int64")})
+    assert len(match_exact(empty, members)) == 0
+    missing = pd.DataFrame({"person_token": pd.array([None, None], dtype="Int64")})
+    assert len(match_exact(missing, members)) == 0
+
+
+def test_match_exact_refuses_records_that_already_carry_a_household() -> None:
+    records = pd.DataFrame({"person_token": pd.array([10], dtype="Int64"), "household_id": [5]})
+    with pytest.raises(ValueError, match="household_id"):
+        match_exact(records, _members([10], [1]))
+
+
+def test_match_exact_needs_tokens() -> None:
+    with pytest.raises(ValueError, match="person_token"):
+        match_exact(pd.DataFrame({"id_number": ["x"]}), _members([10], [1]))
+
+
+# Settings --------------------------------------------------------------------------------------
+
+
+def test_default_settings_round_trip_json() -> None:
+    settings = default_settings()
+    text = settings.to_json()
+    assert MatchSettings.from_json(text) == settings
+    assert json.loads(text)["probable_threshold"] == settings.probable_threshold
+
+
+def test_custom_settings_round_trip() -> None:
+    settings = MatchSettings(
+        comparisons=(Comparison("dob", "dob", (ComparisonLevel("exact", "exact"),
+                                               ComparisonLevel("near", "osa", 1))),),
+        blocking_rules=tuple(block_on("a", "b") | block_on("c")),
+        probable_threshold=0.999,
+        possible_threshold=0.6,
+        exact_contradiction_weight=None,
+    )
+    assert MatchSettings.from_json(settings.to_json()) == settings
+
+
+def test_blocking_rules_compose() -> None:
+    assert tuple(block_on("a") | block_on("b", "c")) == (("a",), ("b", "c"))
+    assert tuple((block_on("a") | block_on("b")) & block_on("c")) == (("a", "c"), ("b", "c"))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"possible_threshold": 0.995}, {"probable_threshold": 1.0}, {"blocking_rules": ()},
+     {"valid_id_mismatch_grade": "certain"}],
+)
+def test_invalid_settings_are_refused(changes: dict) -> None:
+    data = default_settings().to_dict() | changes
+    with pytest.raises(ValueError):
+        MatchSettings.from_dict(data)
+
+
+def test_level_needs_a_threshold_and_a_known_kind() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        ComparisonLevel("near", "osa")
+    with pytest.raises(ValueError, match="unknown kind"):
+        ComparisonLevel("x", "soundex")
+
+
+# Names -----------------------------------------------------------------------------------------
+
+
+def test_traditional_table_pairs_read_the_same() -> None:
+    for pair in _PAIRS:
+        assert lazy_pinyin(pair[0]) == lazy_pinyin(pair[1]), pair
+    assert all(len(pair) == 2 and pair[0] != pair[1] for pair in _PAIRS)
+
+
+def test_normalise_name() -> None:
+    assert normalise_name(" 張 曉明 ") == "张晓明"
+    assert normalise_name("阿依古丽·买买提") == "阿依古丽买买提"
+    assert normalise_name("ＬＩ明") == "LI明"
+
+
+def test_name_keys_agree_as_designed() -> None:
+    base = name_key("张晓明", KEY)
+    assert name_key("張曉明", KEY) == base  # traditional
+    homophone = name_key("张小明", KEY)
+    assert homophone["name_chars"] != base["name_chars"]
+    assert homophone["name_sounds"] == base["name_sounds"]
+    fuzzy = name_key("刘洋", KEY), name_key("牛洋", KEY)
+    assert fuzzy[0]["name_sounds"] != fuzzy[1]["name_sounds"]
+    assert fuzzy[0]["name_fuzzy"] == fuzzy[1]["name_fuzzy"]
+    swapped = name_key("张明晓", KEY)
+    assert OSA.distance(swapped["name_chars"], base["name_chars"]) == 1
+
+
+def test_name_keys_hold_no_name_characters_and_depend_on_the_key() -> None:
+    keyed = name_key("张晓明", KEY)
+    assert not set("张晓明zhangxiaoming") & set("".join(keyed.values()))
+    other_key = TokenKey("other", b"another key")
+    assert name_key("张晓明", other_key)["name_chars"] != keyed["name_chars"]
+
+
+def test_name_keys_column_handles_missing() -> None:
+    keys = name_keys(pd.Series(["张晓明", None, "", "張曉明"], index=[3, 4, 5, 6]), KEY)
+    assert keys.index.tolist() == [3, 4, 5, 6]
+    assert keys["name_chars"].isna().tolist() == [False, True, True, False]
+    assert keys.loc[3, "name_chars"] == keys.loc[6, "name_chars"]
+
+
+@given(st.sampled_from(sorted(TRAD_TO_SIMP.values())), st.sampled_from(sorted(TRAD_TO_SIMP)))
+def test_traditional_and_simplified_names_get_the_same_keys(surname: str, given: str) -> None:
+    simplified = surname + TRAD_TO_SIMP[given]
+    traditional = {v: k for k, v in TRAD_TO_SIMP.items()}.get(surname, surname) + given
+    assert name_key(traditional, KEY) == name_key(simplified, KEY)
+
+
+# Comparison levels -----------------------------------------------------------------------------
+
+
+def test_comparison_levels_strongest_first_and_null() -> None:
+    settings = default_settings()
+    names = pd.Series(["张晓明", "张小明", "张明晓", "张晓", "李雷", None])
+    left = pd.concat([name_keys(names, KEY),
+                      pd.DataFrame({"birth_ymd": ["19800312", "19800312", "19801203", "19800313",
+                                                  "19810101", "19800312"]})], axis=1)
+    right = pd.concat([name_keys(pd.Series(["张晓明"]), KEY),
+                       pd.DataFrame({"birth_ymd": ["19800312"]})], axis=1)
+    comparisons = settings.comparisons[:2]  # name, birth date
+    gamma = comparison_matrix(left, right, np.arange(6), np.zeros(6, dtype=int), comparisons)
+    name_labels = [("null", *comparisons[0].level_labels)[g + 1] for g in gamma[:, 0]]
+    birth_labels = [("null", *comparisons[1].level_labels)[g + 1] for g in gamma[:, 1]]
+    assert name_labels == ["exact", "homophone", "one_edit_or_swap", "one_edit_or_swap", "else",
+                           "null"]
+    assert birth_labels == ["exact", "exact", "month_day_swapped", "one_digit_or_swap", "else",
+                            "exact"]
+
+
+# Probabilistic linking (unlabelled EM) ----------------------------------------------------------
+
+
+def _people(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    born = [dt.date(1940, 1, 1) + dt.timedelta(days=int(d)) for d in rng.integers(0, 25000, n)]
+    male = rng.random(n) < 0.5
+    ids = [make_id("210112", b, int(i % 500) * 2 + int(m))
+           for i, (b, m) in enumerate(zip(born, male, strict=True))]
+    return pd.DataFrame({
+        "id_number": ids,
+        "name": random_names(rng, n),
+        "birth_date": pd.to_datetime(born),
+        "gender": np.where(male, "M", "F"),
+        "community_code": [f"210112{s:03d}{c:03d}" for s, c in
+                           zip(rng.integers(1, 13, n), rng.integers(1, 30, n), strict=True)],
+    }).drop_duplicates("id_number", ignore_index=True)
+
+
+def test_em_links_two_noisy_copies_without_labels() -> None:
+    rng = np.random.default_rng(7)
+    people = _people(rng, 1500)
+    copy = people.copy()
+    noisy = rng.random(len(copy)) < 0.4
+    copy.loc[noisy, "name"] = [corrupt_name(n, "homophone", rng) for n in copy.loc[noisy, "name"]]
+    settings = MatchSettings(
+        comparisons=default_settings().comparisons,
+        blocking_rules=tuple(block_on("name_sounds") | block_on("birth_ymd")),
+    )
+    result = link(person_keys(copy, KEY), person_keys(people, KEY), settings)
+    best = best_per_left(result.pairs, 0.0)
+    linked = best[best["match_probability"] >= settings.possible_threshold]
+    correct = (linked["left_row"] == linked["right_row"]).sum()
+    assert result.model.method == "em"
+    assert correct / len(linked) > 0.99
+    assert correct / len(people) > 0.97
+
+
+# End to end: corrupted records go to REVIEW, never REMOVE -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def district() -> dict:
+    rng = np.random.default_rng(11)
+    people = _people(rng, 4000)
+    people["household_id"] = np.arange(len(people)) // 3
+    members = people.assign(person_token=person_tokens(KEY, people["id_number"]).astype("int64"))
+    source = people.sample(1500, random_state=3, replace=True).reset_index(drop=True)
+    kind = rng.choice(["clean", "missing_id", "typo_id", "wrong_id"], len(source),
+                      p=[0.6, 0.15, 0.15, 0.1])
+    raw = source["id_number"].to_numpy(dtype=object).copy()
+    raw[kind == "missing_id"] = None
+    raw[kind == "typo_id"] = [r[:3] + str((int(r[3]) + 1) % 10) + r[4:]
+                              for r in raw[kind == "typo_id"]]
+    others = people["id_number"].to_numpy()[rng.integers(0, len(people), len(source))]
+    raw[kind == "wrong_id"] = others[kind == "wrong_id"]
+    dirty = rng.random(len(source)) < 0.3
+    names = [corrupt_name(n, str(rng.choice(["homophone", "swap", "traditional", "typo"])), rng)
+             if d else n for n, d in zip(source["name"], dirty, strict=True)]
+    born = [pd.Timestamp(corrupt_birth_date(b.date(), rng)) if rng.random() < 0.1 else b
+            for b in source["birth_date"]]
+    records = pd.DataFrame({
+        "record_ref": [f"W{i:05d}" for i in range(len(source))],
+        "person_token": person_tokens(KEY, canonicalise_ids(pd.Series(raw)).values),
+        "name": names,
+        "birth_date": born,
+        "gender": source["gender"],
+    })
+    truth = person_tokens(KEY, source["id_number"]).astype("int64")
+    result = match_records(records, members.drop(columns="id_number"), key=KEY)
+    return {"result": result, "kind": kind, "truth": truth, "records": records}
+
+
+def test_end_to_end_certain_only_for_clean_ids_and_always_right(district: dict) -> None:
+    matched = district["result"].matched
+    certain = matched[matched["match_grade"] == CERTAIN]
+    kinds = district["kind"][certain.index]
+    assert set(kinds) <= {"clean"}  # typo, missing and wrong IDs are never certain
+    assert (certain["person_token_matched"] == district["truth"][certain.index]).all()
+
+
+def test_end_to_end_corrupted_records_lead_to_review_never_removal(district: dict) -> None:
+    matched = district["result"].matched
+    corrupted = matched[district["kind"][matched.index] != "clean"]
+    assert len(corrupted) > 300
+    assert not corrupted["match_grade"].map(grade_supports_removal).any()
+    assert corrupted["match_grade"].map(grade_requires_review).all()
+
+
+def test_end_to_end_fallback_finds_most_people_without_a_valid_id(district: dict) -> None:
+    matched = district["result"].matched
+    kind = district["kind"]
+    no_valid_id = np.flatnonzero(np.isin(kind, ["missing_id", "typo_id"]))
+    found = matched.loc[matched.index.isin(no_valid_id)]
+    right = found["person_token_matched"] == district["truth"][found.index]
+    assert right.mean() > 0.98
+    assert len(found) / len(no_valid_id) > 0.9
+
+
+def test_end_to_end_review_shows_candidates_with_explanations(district: dict) -> None:
+    result = district["result"]
+    review = result.matched[result.matched["match_grade"].isin([PROBABLE, POSSIBLE])]
+    shown = result.candidates
+    assert set(review.index) <= set(shown["record_index"])
+    first = shown[shown["rank"] == 1]
+    assert {"level_name", "level_birth_date", "match_probability"} <= set(shown.columns)
+    assert first["record_index"].is_unique
+    assert not shown.filter(like="name").apply(
+        lambda col: col.astype(str).str.contains("[\u4e00-\u9fff]").any()
+    ).any()  # officers see the levels, and no raw names travel with the candidates
+
+
+def test_end_to_end_partition_and_run_log(district: dict) -> None:
+    result = district["result"]
+    records = district["records"]
+    matched_rows = set(result.matched.index)
+    assert matched_rows.isdisjoint(result.unmatched.index)
+    assert matched_rows | set(result.unmatched.index) == set(records.index)
+    log = json.loads(json.dumps(result.run_log()))  # serialisable, for the run record
+    assert log["model"]["method"] == "labelled"
+    assert MatchSettings.from_dict(log["settings"]) == result.settings
+    assert sum(log["counts"][g] for g in GRADES) == len(records)

@@ -44,3 +44,8 @@ def partner_for_kind(kind: str) -> PartnerSpec:
         if kind in spec.feeds:
             return spec
     raise KeyError(f"no partner delivers feed kind {kind!r}")
+
+
+def feed_asset_name(kind: str) -> str:
+    """The Airflow Asset updated whenever a feed of ``kind`` is accepted."""
+    return f"hedui://feeds/{kind}"

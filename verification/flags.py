@@ -81,8 +81,9 @@ def _review_reasons(hh: pd.DataFrame, reasons: pd.DataFrame,
         "evidence_refs": _refs_of(deaths),
     })
     undetermined = hh.index[hh["decision"].eq("undetermined")]
-    found = pd.concat([found[found["household_id"].isin(hh.index)], death_rows],
-                      ignore_index=True)
+    found = found[found["household_id"].isin(hh.index)]
+    if len(death_rows):
+        found = pd.concat([found, death_rows], ignore_index=True) if len(found) else death_rows
     missing_reason = undetermined.difference(found["household_id"])
     if len(missing_reason):
         raise FlagInvariantError(f"{len(missing_reason)} undetermined households carry no reason")

@@ -21,17 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from schemas import field_names
+from verification import jurisdictions
 from verification.identifiers import make_id
 
 AREA_CODE = "210112"
-STREETS = {  # synthetic 9-digit codes under the real district code
-    "210112001": ("五三街道", ["五三社区", "白塔堡社区", "新城社区"]),
-    "210112002": ("浑河站西街道", ["站西社区", "河畔社区", "长青社区"]),
-    "210112003": ("桃仙街道", ["桃仙社区", "机场社区", "朱尔社区"]),
-    "210112004": ("祝家街道", ["祝家社区", "王士兰社区"]),
-    "210112005": ("高坎街道", ["高坎社区", "碾盘社区", "新民屯社区"]),
-    "210112006": ("李相街道", ["李相社区", "古城子社区"]),
-}
+STREETS = {code: (name, list(jurisdictions.communities(code).values()))
+           for code, name in jurisdictions.streets().items()}
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉兰萍红娥玲芬芳燕彩春菊兰凤洁梅琳素云莲真环雪荣爱妹霞香月莺媛艳瑞凡佳嘉琼勤珍贞莉桂娣叶璧璐娅琦晶妍茜秋珊莎锦黛青倩婷姣婉娴瑾颖露瑶怡婵雁蓓纨仪荷丹蓉眉君琴蕊薇菁梦岚苑婕馨瑗琰韵融园艺咏卿聪澜纯毓悦昭冰爽琬茗羽希宁欣飘育滢馥筠柔竹霭凝晓欢霄枫芸菲寒伊亚宜可姬舒影荔枝丽阳妮宝贝初程梵罡恒鸿桦骅剑娇纪宽苛灵玛媚琪晴容睿烁堂唯威韦雯苇萱阅彦宇雨洋忠宗曼紫逸贤蝶菡绿蓝儿翠烟"
 SCENARIOS = {

@@ -74,7 +74,43 @@ def pull_partner(settings: Settings, partner: str, client: PartnerClient,
     return results
 
 
+class FeedRejected(RuntimeError):
+    """At least one feed was rejected as a whole; it is recorded, and this alerts operators."""
+
+
+def pull_and_report(settings: Settings, partner: str, client: PartnerClient) -> list[dict]:
+    """``pull_partner`` for a scheduled task: small summaries back, an error if any feed was
+    rejected (so the task fails and alerts, and no Asset update claims new data)."""
+    results = pull_partner(settings, partner, client)
+    summaries = [r.__dict__ for r in results]
+    rejected = [r for r in results if r.status == "rejected"]
+    if rejected:
+        raise FeedRejected("; ".join(f"{r.kind} #{r.sequence}: {r.reason}" for r in rejected))
+    return summaries
+
+
 # ---- review ------------------------------------------------------------------------------------
+def start_review_from_request(settings: Settings, params: dict, dag_run_id: str,
+                              logical_date: dt.datetime | None) -> int:
+    """Start a review from a DAG run's params: optional caseload file, as-of date, run key.
+
+    Without a run key a scheduled run is keyed by its month (rerunning it replaces its results)
+    and a manual run by its Airflow run id."""
+    from verification.roster import load_roster
+
+    if params.get("roster_file"):
+        load_roster(settings, Path(params["roster_file"]), actor="dynamic_review")
+    if params.get("as_of"):
+        as_of = dt.date.fromisoformat(params["as_of"])
+    elif logical_date is not None:
+        as_of = logical_date.date()
+    else:
+        as_of = dt.date.today()
+    run_key = params.get("run_key") or (f"review-{as_of:%Y-%m}" if logical_date else dag_run_id)
+    return start_review(settings, run_key, as_of)
+
+
+
 @dataclass(frozen=True)
 class RunPlan:
     run_id: int
@@ -185,8 +221,7 @@ def sources_frame(versions: dict[str, dict]) -> pd.DataFrame:
 
 def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dict[str, int]:
     """Write every shard's results in one transaction, replacing the run's earlier rows."""
-    frames = {name: pd.concat([pd.read_parquet(Path(d) / f"{name}.parquet") for d in shard_dirs],
-                              ignore_index=True)
+    frames = {name: _concat([pd.read_parquet(Path(d) / f"{name}.parquet") for d in shard_dirs])
               for name in ("assessments", "flags", "flag_reasons", "flag_evidence")}
     counts = frames["flags"]["kind"].value_counts().to_dict()
     with session_scope(settings.database_url) as session:
@@ -201,6 +236,11 @@ def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dic
         run.households, run.counts = len(frames["assessments"]), counts
         audit.record(session, "pipeline", "run.flagged", f"run:{run_id}", counts)
     return counts
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    filled = [p for p in parts if len(p)]
+    return pd.concat(filled, ignore_index=True) if filled else parts[0]
 
 
 def _insert_assessments(session, run_id: int, frame: pd.DataFrame) -> None:  # noqa: ANN001

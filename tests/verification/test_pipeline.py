@@ -1,0 +1,65 @@
+"""The flow in-process on both databases: flags equal the generator's truth, reruns duplicate
+nothing, and a missing partner feed leads to review — never to a removal or an addition."""
+
+import datetime as dt
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from tests.conftest import flags_by_household, pull_everything, review_in_process
+from verification.roster import load_roster
+from verification.storage import session_scope
+from verification.storage.models import (
+    Assessment,
+    Feed,
+    Flag,
+    FlagEvidence,
+    FlagReason,
+    Run,
+)
+
+AS_OF = dt.date(2026, 11, 1)
+
+
+def _truth(district_dir) -> pd.DataFrame:
+    return pd.read_csv(district_dir / "truth.csv", dtype=str)
+
+
+def test_flags_equal_ground_truth_and_rerun_changes_nothing(settings, district_dir):
+    results = pull_everything(settings, district_dir)
+    assert {r.status for r in results} == {"accepted"}
+    load_roster(settings, district_dir / "roster.csv")
+    run_id = review_in_process(settings, AS_OF)
+    got = flags_by_household(settings, run_id)
+    both = _truth(district_dir).merge(got, on="household_code", how="left")
+    assert (both["expected_flag"] == both["kind"]).all(), both[both["expected_flag"] != both["kind"]]
+    for expected, codes in zip(both["expected_reasons"], both["code"], strict=True):
+        assert set(expected.split(";")) <= codes
+
+    def counts():
+        with session_scope(settings.database_url) as session:
+            return [session.scalar(select(func.count(m.id)))
+                    for m in (Run, Flag, FlagReason, FlagEvidence, Assessment)]
+
+    before = counts()
+    assert pull_everything(settings, district_dir) == []  # nothing new to pull
+    assert review_in_process(settings, AS_OF) == run_id
+    assert counts() == before
+    assert flags_by_household(settings, run_id).equals(got)
+
+
+def test_missing_partner_feed_means_review_for_everyone(settings, district_dir):
+    pull_everything(settings, district_dir)
+    load_roster(settings, district_dir / "roster.csv")
+    with session_scope(settings.database_url) as session:  # the banks never delivered
+        session.execute(Feed.__table__.update().where(Feed.kind == "deposits")
+                        .values(status="rejected", reason="test: never delivered"))
+    run_id = review_in_process(settings, AS_OF, run_key="without-banks")
+    got = flags_by_household(settings, run_id)
+    assert set(got["kind"]) == {"REVIEW"}
+    assert all("SOURCE_UNAVAILABLE" in codes or "MEMBER_DECEASED" in codes
+               for codes in got["code"])
+    with session_scope(settings.database_url) as session:
+        run = session.scalar(select(Run).where(Run.id == run_id))
+        assert run.feed_versions["deposits"]["feed_id"] is None
+        assert run.policy_version

@@ -1,0 +1,61 @@
+"""The caseload file: validated first, loaded whole or not at all, personal fields encrypted."""
+
+import shutil
+
+import pytest
+from sqlalchemy import func, select, text
+
+from verification.fieldcrypt import load_field_cipher
+from verification.roster import RosterInvalid, load_roster, validate_roster
+from verification.storage import session_scope
+from verification.storage.models import Authorisation, Household, Member
+
+
+def test_load_is_idempotent_and_stores_no_plain_personal_data(settings, district_dir):
+    roster = district_dir / "roster.csv"
+    first = load_roster(settings, roster)
+    again = load_roster(settings, roster)
+    assert (first.households, first.members) == (again.households, again.members) == (60,
+                                                                                      first.members)
+    with session_scope(settings.database_url) as session:
+        assert session.scalar(select(func.count(Household.id))) == 60
+        assert session.scalar(select(func.count(Member.id))) == first.members
+        assert session.scalar(select(func.count(Authorisation.id))) == first.members
+        member = session.scalars(select(Member).limit(1)).one()
+        plain = load_field_cipher().decrypt(member.id_number_enc, "members.id_number")
+        assert member.id_masked == plain[:6] + "********" + plain[14:]
+        dump = " ".join(str(v) for row in session.execute(text(
+            "SELECT id_masked, name_masked, relation FROM members")).all() for v in row)
+    assert plain not in dump
+
+
+def test_a_file_with_bad_rows_loads_nothing_and_lists_every_error(settings, district_dir,
+                                                                  tmp_path):
+    lines = (district_dir / "roster.csv").read_text("utf-8").splitlines()
+    cells = lines[3].split(",")
+    cells[8] = cells[8][:17] + ("1" if cells[8][17] != "1" else "2")  # wrong check character
+    lines[3] = ",".join(cells)
+    target = next(i for i in range(6, len(lines)) if ",recipient," in lines[i])
+    lines[target] = lines[target].replace(",recipient,", ",somebody,")
+    bad = tmp_path / "roster.csv"
+    bad.write_text("\n".join(lines) + "\n", "utf-8")
+    with pytest.raises(RosterInvalid) as caught:
+        load_roster(settings, bad)
+    errors = caught.value.errors
+    assert {4, target + 1} <= set(errors["line"])
+    assert set(errors["reason"]) >= {"ID_CHECK", "NOT_ALLOWED"}
+    with session_scope(settings.database_url) as session:
+        assert session.scalar(select(func.count(Household.id))) == 0
+
+
+def test_household_rows_must_agree_and_have_one_head(tmp_path, district_dir):
+    lines = (district_dir / "roster.csv").read_text("utf-8").splitlines()
+    header, first = lines[0], lines[1]
+    second_of_same = next(line for line in lines[2:] if line.split(",")[0] == first.split(",")[0])
+    conflicting = second_of_same.replace(",urban,", ",rural,") if ",urban," in second_of_same \
+        else second_of_same.replace(",rural,", ",urban,")
+    path = tmp_path / "batch.csv"
+    path.write_text("\n".join([header, first, conflicting]) + "\n", "utf-8")
+    checked = validate_roster(path)
+    assert "HOUSEHOLD_INCONSISTENT" in set(checked.quarantine["reason"])
+    shutil.copy(path, tmp_path / "again.csv")

@@ -1,0 +1,73 @@
+"""Validators are built from the contracts; bad rows are quarantined with line and reason."""
+
+import pandas as pd
+import pytest
+
+from verification.validation import parse_date, parse_number, validate_frame
+
+
+def _wages(rows: list[dict]) -> pd.DataFrame:
+    base = {"record_id": "r", "id_number": "11010519491231002X", "name": "张三",
+            "period": "2026-10", "employer_name": "某公司", "employer_credit_code": "",
+            "wage_amount": "1000", "si_contribution": ""}
+    frame = pd.DataFrame([{**base, **row} for row in rows])
+    frame.insert(0, "_line", range(2, len(frame) + 2))
+    return frame
+
+
+def test_counts_reconcile_and_each_bad_row_has_a_reason():
+    frame = _wages([
+        {"record_id": "a"},
+        {"record_id": "b", "id_number": "440524188001010015"},  # wrong check character
+        {"record_id": "c", "wage_amount": "-5"},
+        {"record_id": "d", "period": "2026-13"},
+        {"record_id": "e", "wage_amount": "abc"},
+        {"record_id": "a"},  # duplicate key
+        {"record_id": "g", "name": ""},
+    ])
+    checked = validate_frame(frame, "wages")
+    assert checked.counts == {"received": 7, "accepted": 1, "quarantined": 6}
+    reasons = dict(zip(checked.quarantine["line"], checked.quarantine["reason"], strict=True))
+    assert reasons == {3: "ID_CHECK", 4: "BELOW_MINIMUM", 5: "BAD_DATE", 6: "BAD_NUMBER",
+                       7: "DUPLICATE_KEY", 8: "REQUIRED"}
+    message = checked.quarantine.set_index("line").loc[3, "message"]
+    assert "expected 4" in message and "公民身份号码" in message
+
+
+def test_dirty_but_valid_values_are_canonicalised_not_rejected():
+    frame = _wages([
+        {"record_id": "a", "id_number": "１１０１０５１９４９１２３１００２ｘ", "wage_amount": "1,234.50元"},
+        {"record_id": "b", "id_number": "350303900203307", "period": "202610"},
+        {"record_id": "c", "id_number": " 11010519491231002x ", "period": "2026/10"},
+    ])
+    checked = validate_frame(frame, "wages")
+    assert checked.counts["quarantined"] == 0
+    assert checked.accepted["id_number"].tolist() == [
+        "11010519491231002X", "350303199002033073", "11010519491231002X"]
+    assert checked.accepted["wage_amount"].iloc[0] == pytest.approx(1234.5)
+    assert checked.accepted["period"].dt.strftime("%Y-%m").unique().tolist() == ["2026-10"]
+
+
+def test_failing_credit_code_check_is_a_warning_not_a_rejection():
+    frame = pd.DataFrame([{"_line": 2, "record_id": "b1", "id_number": "11010519491231002X",
+                           "name": "张三", "credit_code": "91350100M0001TGQXM",
+                           "business_name": "某店", "registered_on": "2020-01-01",
+                           "status": "active"}])
+    checked = validate_frame(frame, "business")
+    assert checked.counts["accepted"] == 1
+    assert checked.warnings["reason"].tolist() == ["USCC_CHECK"]
+
+
+def test_enum_values_come_from_the_contract():
+    frame = pd.DataFrame([{"_line": 2, "record_id": "v", "id_number": "11010519491231002X",
+                           "name": "张三", "plate_no": "辽A12345", "vehicle_type": "spaceship",
+                           "registered_on": "2020-01-01", "status": "active"}])
+    checked = validate_frame(frame, "vehicles")
+    assert checked.quarantine["reason"].tolist() == ["NOT_ALLOWED"]
+
+
+def test_parsers_mark_unparseable_values():
+    values, bad = parse_number(pd.Series(["1,000", "１２元", "", "x"]))
+    assert values.tolist()[:2] == [1000.0, 12.0] and bad.tolist() == [False, False, False, True]
+    dates, bad = parse_date(pd.Series(["20261001", "2026/2/30", ""]))
+    assert str(dates.iloc[0].date()) == "2026-10-01" and bad.tolist() == [False, True, False]

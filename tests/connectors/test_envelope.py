@@ -421,3 +421,24 @@ def test_check_framing_without_the_centre_key() -> None:
         env.check_framing(io.BytesIO(blob + b"x"))
     with pytest.raises(env.BadSignature):
         env.check_framing(io.BytesIO(flip(blob, regions(blob)["manifest"][0])), trusted=directory())
+
+
+def test_only_authenticated_chunks_reach_dest() -> None:
+    blob = packed()
+    start, _ = regions(blob)["chunk#3"]
+    out = io.BytesIO()
+    with pytest.raises(env.Tampered):
+        env.unpack(io.BytesIO(flip(blob, start + 5)), out, keyring=keyring(), trusted=directory())
+    assert out.getvalue() == PLAIN[: 3 * CHUNK]  # chunks 0-2, each checked; nothing of chunk 3
+
+
+def test_write_errors_reach_the_caller() -> None:
+    class Full(io.BytesIO):
+        def write(self, data) -> int:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        env.unpack(io.BytesIO(packed()), Full(), keyring=keyring(), trusted=directory())
+    with pytest.raises(OSError, match="No space"):
+        env.pack(io.BytesIO(PLAIN), Full(), manifest=draft(), sender=SIGNER,
+                 recipient=CENTRE.public())

@@ -24,9 +24,10 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterator
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -108,6 +109,65 @@ def decode_file(path: str | os.PathLike[str], content_type: str | None = None) -
     return decode_bytes(Path(path).read_bytes(), content_type, filename=path)
 
 
+def iter_decode_file(
+    path: str | os.PathLike[str], content_type: str | None = None, *, batch_rows: int = 100_000
+) -> Iterator[pd.DataFrame]:
+    """Decode a large CSV or JSON Lines file in frames of at most ``batch_rows`` rows.
+
+    Memory is O(batch). The encoding is checked over the whole file first, so a GBK byte near
+    the end cannot surface after rows were already handed on. For JSON Lines, each frame has the
+    keys seen in its own batch. An XLSX file comes as one frame.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    kind = content_type or detect_content_type(head, path)
+    if kind == XLSX:
+        yield decode_file(path, XLSX)
+        return
+    if kind not in (CSV, JSONL):
+        raise DecodeError(f"content type {kind!r} is not supported; use one of "
+                          f"{', '.join(CONTENT_TYPES)}")
+    encoding = detect_file_encoding(path)
+    with open(path, encoding=encoding, newline="") as stream:
+        batches = _csv_batches(stream, batch_rows) if kind == CSV else _jsonl_batches(
+            stream, batch_rows)
+        for frame in batches:
+            frame.attrs.update(encoding=encoding, content_type=kind)
+            yield frame
+
+
+def detect_file_encoding(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
+    """``detect_encoding`` for a file of any size, reading it in blocks."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if (failure := _first_failure(path, "utf-8", block)) is None:
+        return "utf-8"
+    if _first_failure(path, "gb18030", block) is None:
+        return "gb18030"
+    raise DecodeError(f"line {failure}: the bytes are neither UTF-8 nor GBK/GB18030; save the "
+                      "file as UTF-8 (preferred) or GB18030")
+
+
+def _first_failure(path: str | os.PathLike[str], encoding: str, block: int) -> int | None:
+    """The line of the first byte that does not decode, or None if the whole file does."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    lines = 1
+    with open(path, "rb") as fh:
+        while True:
+            data = fh.read(block)
+            try:
+                decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                return lines + data.count(b"\n", 0, max(exc.start, 0))
+            if not data:
+                return None
+            lines += data.count(b"\n")
+
+
 def _frame(header: list[str], rows: list[list[str]], lines: list[int],
            problems: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=header, dtype=object)
@@ -133,33 +193,50 @@ def _header(names: list[str], where: str) -> list[str]:
 # ----------------------------------------------------------------------------------------- CSV
 
 
-def _csv_frame(text: str) -> pd.DataFrame:
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header: list[str] | None = None
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    problems: list[str] = []
+def _csv_records(stream: TextIO) -> Iterator[tuple[int, list[str]]]:
+    """(line where the record starts, fields) for every non-blank record, header included."""
+    reader = csv.reader(stream, strict=True)
     start = 1
     try:
         for record in reader:
-            if not record:  # a blank line: no row, but it still counts as a line
-                start = reader.line_num + 1
-                continue
-            if header is None:
-                header = _header(record, f"line {start}")
-            else:
-                rows.append(record)
-                lines.append(start)
-                problems.append(_field_count_problem(len(record), len(header)))
+            if record:  # a blank line is no row, but it still counts as a line
+                yield start, record
             start = reader.line_num + 1
     except csv.Error as exc:
         raise DecodeError(f"line {reader.line_num}: the CSV cannot be read ({exc}); check the "
                           "quotes on this line") from None
-    if header is None:
+
+
+def _csv_batches(stream: TextIO, batch_rows: int | None) -> Iterator[pd.DataFrame]:
+    records = _csv_records(stream)
+    first = next(records, None)
+    if first is None:
         raise DecodeError("the file has no header line; the first line must name the columns")
+    header = _header(first[1], f"line {first[0]}")
     width = len(header)
-    rows = [row[:width] + [""] * (width - len(row)) for row in rows]
-    return _frame(header, rows, lines, problems)
+    emitted = False
+    for batch in _batched(records, batch_rows):
+        rows = [fields[:width] + [""] * (width - len(fields)) for _, fields in batch]
+        problems = [_field_count_problem(len(fields), width) for _, fields in batch]
+        emitted = True
+        yield _frame(header, rows, [line for line, _ in batch], problems)
+    if not emitted:
+        yield _frame(header, [], [], [])
+
+
+def _batched(items: Iterator[Any], size: int | None) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if size is not None and len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _csv_frame(text: str) -> pd.DataFrame:
+    return next(_csv_batches(io.StringIO(text, newline=""), None))
 
 
 def _field_count_problem(found: int, expected: int) -> str:
@@ -182,25 +259,30 @@ def _json_text(value: Any) -> tuple[str, str]:
     return json.dumps(value, ensure_ascii=False), "NESTED: a value is an object or a list"
 
 
-def _jsonl_frame(text: str) -> pd.DataFrame:
-    columns: dict[str, None] = {}
-    records: list[dict[str, str]] = []
-    lines: list[int] = []
-    problems: list[str] = []
-    for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw.rstrip("\r")
-        if not line.strip():
-            continue
-        record, problem = _json_record(line)
-        columns.update(dict.fromkeys(record))
-        records.append(record)
-        lines.append(number)
-        problems.append(problem)
-    if not columns and not records:
+def _jsonl_records(stream: TextIO) -> Iterator[tuple[int, dict[str, str], str]]:
+    for number, raw in enumerate(stream, start=1):
+        line = raw.rstrip("\r\n")
+        if line.strip():
+            record, problem = _json_record(line)
+            yield number, record, problem
+
+
+def _jsonl_batches(stream: TextIO, batch_rows: int | None) -> Iterator[pd.DataFrame]:
+    """Columns are the keys seen in each batch, in order of first appearance."""
+    emitted = False
+    for batch in _batched(_jsonl_records(stream), batch_rows):
+        columns = dict.fromkeys(key for _, record, _ in batch for key in record)
+        header = _header(list(columns), "JSON Lines keys")
+        rows = [[record.get(name, "") for name in header] for _, record, _ in batch]
+        emitted = True
+        yield _frame(header, rows, [n for n, _, _ in batch], [p for _, _, p in batch])
+    if not emitted:
         raise DecodeError("the JSON Lines file has no records")
-    header = _header(list(columns), "JSON Lines keys")
-    rows = [[record.get(name, "") for name in header] for record in records]
-    return _frame(header, rows, lines, problems)
+
+
+def _jsonl_frame(text: str) -> pd.DataFrame:
+    # Split on "\n" only: str.splitlines would also break at U+2028 inside JSON strings.
+    return next(_jsonl_batches(iter(text.split("\n")), None))
 
 
 def _json_record(line: str) -> tuple[dict[str, str], str]:

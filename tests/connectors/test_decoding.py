@@ -22,6 +22,8 @@ from connectors.decoding import (
     decode_file,
     detect_content_type,
     detect_encoding,
+    detect_file_encoding,
+    iter_decode_file,
 )
 
 FEED = "证件号码,姓名,月工资\n21011219800101001X,张三,\"1,234.50\"\n110105194912310020,李四,800\n"
@@ -208,3 +210,44 @@ def test_frame_is_plain_pandas() -> None:
     frame = decode_bytes(FEED.encode())
     assert isinstance(frame, pd.DataFrame)
     assert frame["_line"].dtype == "int64"
+
+
+# --------------------------------------------------------------------------------- streaming
+
+
+def test_iter_decode_file_matches_whole_file(tmp_path) -> None:
+    body = "".join(f'{i},"名{i}\n续",{i * 1.5}\n' if i % 7 == 0 else f"{i},名{i},{i * 1.5}\n"
+                   for i in range(1, 251))
+    path = tmp_path / "big.csv"
+    path.write_bytes(("id,name,amount\n" + body + "1,2\n").encode("gb18030"))
+    batches = list(iter_decode_file(path, batch_rows=40))
+    assert [len(b) for b in batches] == [40] * 6 + [11]
+    assert all(b.attrs == {"encoding": "gb18030", "content_type": CSV} for b in batches)
+    whole = decode_file(path)
+    assert pd.concat(batches, ignore_index=True).equals(whole)
+    assert whole["_problem"].iloc[-1].startswith("FIELD_COUNT")
+
+
+def test_file_encoding_is_checked_to_the_end(tmp_path) -> None:
+    path = tmp_path / "late.csv"
+    ascii_part = b"a,b\n" + b"1,2\n" * 300_000  # the GBK bytes come after the first block
+    path.write_bytes(ascii_part + "张,三\n".encode("gbk"))
+    assert detect_file_encoding(path, block=1 << 16) == "gb18030"
+    path.write_bytes(ascii_part + b"\xff\xff,1\n")
+    with pytest.raises(DecodeError, match="line 300002"):
+        detect_file_encoding(path, block=1 << 16)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(codecs.BOM_UTF8 + b"a\n1\n")
+    assert detect_file_encoding(bom) == "utf-8-sig"
+
+
+def test_iter_decode_jsonl_and_xlsx(tmp_path) -> None:
+    path = tmp_path / "feed.jsonl"
+    path.write_text('{"a":"1"}\n{"a":"2","b":"x"}\n\n{"b":"y"}\n', encoding="utf-8")
+    batches = list(iter_decode_file(path, batch_rows=2))
+    assert [b["_line"].tolist() for b in batches] == [[1, 2], [4]]
+    assert list(batches[1].columns) == ["_line", "_problem", "b"]
+    book = tmp_path / "feed.xlsx"
+    book.write_bytes(_workbook([["a"], ["1"]], hidden_first=False))
+    (frame,) = iter_decode_file(book)
+    assert frame["a"].tolist() == ["1"]

@@ -15,6 +15,9 @@ XLSX number is written as the number it holds). Two columns are added in front:
 
 Problems with the whole file (unknown encoding, no header, repeated column names, broken quoting)
 raise ``DecodeError`` with the line to look at.
+
+``decode_bytes`` / ``decode_file`` return one frame; ``iter_decode_file`` yields frames of a bounded
+number of rows for feeds too large to hold as one frame.
 """
 
 from __future__ import annotations

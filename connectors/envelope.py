@@ -624,10 +624,10 @@ def _rewindable(source: BinaryIO) -> tuple[BinaryIO, int]:
 
 def _measure(source: BinaryIO, spec: _Suite, chunk_size: int) -> tuple[str, int]:
     digest, size = spec.new_digest(), 0
-    view = memoryview(bytearray(max(chunk_size, DEFAULT_CHUNK_SIZE)))
-    while got := source.readinto(view):
-        digest.update(view[:got])
-        size += got
+    with _BackgroundSink(None, digest) as sink:  # reading overlaps hashing
+        while block := source.read(max(chunk_size, DEFAULT_CHUNK_SIZE)):
+            sink.write(block)
+            size += len(block)
     return digest.hexdigest(), size
 
 

@@ -55,7 +55,16 @@ def assess(
     policy: Policy | ParameterTree,
     as_of: date,
 ) -> Assessment:
-    """Assess all households on ``as_of``; a ParameterTree resolves each household's region."""
+    """Assess all households on ``as_of``.
+
+    ``policy`` is either one resolved Policy for every household, or the ParameterTree, which
+    resolves each household's ``area_code`` (with fall-back) on ``as_of``. Results follow the
+    order of ``households``. An ``undetermined`` household has category ``none``, ``eligible``
+    false and benefit NaN, with a SOURCE_UNAVAILABLE (or NO_COUNTED_MEMBERS) reason; its measured
+    values are still filled in. Reason rows with ``passed`` false are the rules that count against
+    eligibility; MATCH_UNCERTAIN rows are ``passed`` true because they decide nothing.
+    A parameter the rules need but that has no value in force raises ParameterError.
+    """
     households = _indexed(households)
     groups = _policy_groups(households, policy, as_of)
     parts = [
@@ -65,6 +74,9 @@ def assess(
     ]
     results = pd.concat([part[0] for part in parts]) if parts else _empty_results()
     reasons = pd.concat([part[1] for part in parts], ignore_index=True) if parts else _no_reasons()
+    if len(parts) > 1:  # categories differ between regions; concat fell back to object
+        for column in ("code", "parameter", "reference"):
+            reasons[column] = reasons[column].astype("category")
     versions = {group_policy.region: group_policy.version for group_policy, _ in groups}
     results.attrs["policy_versions"] = versions
     return Assessment(results.reindex(households.index), reasons, versions)
@@ -73,7 +85,8 @@ def assess(
 def _indexed(households: pd.DataFrame) -> pd.DataFrame:
     if households.index.name != "household_id" and "household_id" in households.columns:
         households = households.set_index("household_id")
-    households.index = households.index.astype(np.int64)
+    households = households.copy(deep=False)  # never re-index the caller's frame
+    households.index = households.index.astype(np.int64).rename("household_id")
     return households
 
 
@@ -126,7 +139,8 @@ def _arrow_text(values: np.ndarray) -> pa.Array:
     array = pa.array(values, from_pandas=True)
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
-    return array if pa.types.is_string(array.type) else array.cast(pa.string())
+    text = array if pa.types.is_string(array.type) else array.cast(pa.string())
+    return pc.fill_null(text, "")
 
 
 @dataclass
@@ -373,8 +387,10 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     standard = _by_area(policy, "dibao.standard", urban)
     size = np.maximum(m["size"], 1)
     net = np.clip(m["income"] - m["deductions"], 0, None)
-    per_capita = net / size
-    tekun_per_capita = np.clip(net - m["tekun_excluded"], 0, None) / size
+    # Per-capita figures are compared at the cent, so float noise (899.9999999) cannot cross a
+    # boundary that the officer's own arithmetic would not cross.
+    per_capita = np.round(net / size, 2)
+    tekun_per_capita = np.round(np.clip(net - m["tekun_excluded"], 0, None) / size, 2)
     asset_limit = policy.require("assets.financial_limit_months") * standard
     disposable = _by_area(policy, "rigid.disposable_income_previous_year", urban, required=False)
     threshold = policy.value("rigid.spending_share_threshold")
@@ -387,7 +403,7 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "asset_limit": asset_limit, "disposable": disposable,
         "share_threshold": np.full(group.n, np.nan if threshold is None else threshold),
         "per_capita": per_capita, "tekun_per_capita": tekun_per_capita, "share": share,
-        "financial_per_capita": m["financial"] / size,
+        "financial_per_capita": np.round(m["financial"] / size, 2), "net": net,
     }
     tests = {
         "income": per_capita < standard,
@@ -426,11 +442,15 @@ def _category(t: dict[str, np.ndarray]) -> np.ndarray:
 
 def _benefit(group: _Group, category: np.ndarray, m: dict, t: dict) -> np.ndarray:
     policy, standard, size = group.policy, t["limit_standard"], m["size"]
+    minimum = float(policy.require("benefit.minimum_per_person")) * size
     if policy.require("benefit.method") == "tiers":
-        per_person = _tier_benefit(policy.require("benefit.tiers"), t["limit_per_capita"], standard)
+        tiers = policy.require("benefit.tiers")
+        dibao = _tier_benefit(tiers, t["limit_per_capita"], standard) * size
     else:
-        per_person = standard - t["limit_per_capita"]
-    dibao = np.maximum(per_person, float(policy.require("benefit.minimum_per_person"))) * size
+        # (standard − per-capita income) × members, computed as standard × members − net income
+        # so that a per-capita income rounded to the cent does not shift the benefit.
+        dibao = standard * size - t["limit_net"]
+    dibao = np.maximum(dibao, minimum)
     tekun = standard * float(policy.require("tekun.support_multiplier")) * size
     raw = np.select([category == "dibao", category == "tekun"], [dibao, tekun], default=0.0)
     return _rounded(raw, float(policy.require("benefit.rounding_unit")),

@@ -199,7 +199,7 @@ def _prepare(
                "disability_grade", "disability_type", "labour_capacity"]
     people = members[columns].assign(pos=index.get_indexer(members["household_id"]))
     people = people[people["pos"].to_numpy() >= 0].reset_index(drop=True)
-    people["counted"] = people["counted"].astype(bool)
+    people["counted"] = people["counted"].fillna(False).astype(bool)
     people["age"] = _age(people["birth_date"], as_of)
     pos = index.get_indexer(evidence["household_id"])
     not_counted = pd.Index(people.loc[~people["counted"], "person_token"])
@@ -269,6 +269,8 @@ def _missing_sources(sources: pd.DataFrame, policy: Policy, as_of: date) -> dict
     for rule in _RULE_SOURCES:
         for kind, days in (policy.value(f"requirements.{rule}") or {}).items():
             needed[kind] = min(days, needed.get(kind, days))
+    if sources is None or "status" not in sources or not len(sources):
+        return {kind: "missing" for kind in sorted(needed)}
     accepted = sources[sources["status"] == "accepted"]
     latest = pd.to_datetime(accepted["period_end"]).groupby(accepted["source_kind"]).max()
     problems = {}
@@ -364,14 +366,15 @@ def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
     )
     counted = people["counted"].to_numpy()
     present = people["exclusion"].fillna("").eq("").to_numpy()
-    able = ~unable & people["labour_capacity"].astype(bool).to_numpy()
+    capacity = people["labour_capacity"].fillna(False).astype(bool).to_numpy()
+    able = ~unable & capacity
     pos = people["pos"].to_numpy()
     return {
         "able_members": np.bincount(pos[counted & ~unable], minlength=group.n)[: group.n],
         # Members the register marks as unable to work put 特困 in question even where the
         # national tests (age, listed disability) then say otherwise.
         "unable_members": np.bincount(
-            pos[counted & (unable | ~people["labour_capacity"].astype(bool).to_numpy())],
+            pos[counted & (unable | ~capacity)],
             minlength=group.n)[: group.n],
         "supporters": np.bincount(pos[~counted & present & able], minlength=group.n)[: group.n],
     }

@@ -117,3 +117,22 @@ def test_every_reason_row_names_its_parameter_and_reference(tree) -> None:
     car = reasons[(reasons["household_id"] == 2) & (reasons["code"] == "VEHICLE_OWNED")].iloc[0]
     assert (car["passed"], car["value"], car["limit"]) == (False, 1, 0)
     assert car["evidence_refs"] == "vehicles:104:辽A1-2"
+
+
+def test_no_sources_at_all_leaves_every_household_undetermined(tree) -> None:
+    households, members, evidence, sources = _household(4, "210112", 600)
+    outcome = assess(households, members, evidence, sources.iloc[0:0], tree, ON)
+    result = outcome.results.loc[4]
+    assert result["decision"] == "undetermined" and np.isnan(result["benefit"])
+    assert result["missing_sources"] == "business,deposits,pensions,real_estate,vehicles,wages"
+    row = outcome.reasons[outcome.reasons["code"] == "SOURCE_UNAVAILABLE"].iloc[0]
+    assert "wages::missing" in row["evidence_refs"] and not row["passed"]
+
+
+def test_the_callers_frames_are_not_changed(tree) -> None:
+    households, members, evidence, sources = _household(3, "210112", 600)
+    households.index = households.index.astype(np.int32)
+    copies = [frame.copy() for frame in (households, members, evidence, sources)]
+    assess(households, members, evidence, sources, tree, ON)
+    for before, after in zip(copies, (households, members, evidence, sources), strict=True):
+        pd.testing.assert_frame_equal(before, after)

@@ -1,0 +1,43 @@
+"""The hedui command: helpful --help, errors as messages (exit 1), never a traceback."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from verification.config import PROJECT_ROOT
+
+HEDUI = [str(Path(sys.executable).with_name("hedui"))]
+
+
+def _run(*args, env_home):
+    import os
+
+    env = {**os.environ, "HEDUI_HOME": str(env_home)}
+    return subprocess.run([*HEDUI, *args], capture_output=True, text=True, env=env,
+                          cwd=PROJECT_ROOT, timeout=300, check=False)
+
+
+def test_help_lists_the_commands(tmp_path):
+    out = _run("--help", env_home=tmp_path)
+    assert out.returncode == 0
+    for command in ("demo", "generate", "run", "report", "status", "db", "roster"):
+        assert command in out.stdout
+
+
+def test_bad_batch_file_gives_line_level_errors_without_traceback(tmp_path):
+    _run("generate", "--households", "5", "--out", str(tmp_path / "d"), env_home=tmp_path)
+    roster = tmp_path / "d" / "roster.csv"
+    lines = roster.read_text("utf-8").splitlines()
+    lines[2] = lines[2].replace(",210112,", ",2101,", 1)
+    roster.write_text("\n".join(lines) + "\n", "utf-8")
+    out = _run("roster", "check", str(roster), env_home=tmp_path)
+    assert out.returncode == 1
+    assert "roster.csv:3: area_code" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_unknown_run_is_a_message(tmp_path):
+    assert _run("db", "upgrade", env_home=tmp_path).returncode == 0
+    out = _run("status", "42", env_home=tmp_path)
+    assert out.returncode == 1 and "no run 42" in out.stderr
+    assert "Traceback" not in out.stderr

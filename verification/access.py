@@ -1,0 +1,73 @@
+"""Roles and jurisdictions: who may read or act on what (access.yaml).
+
+Officers are scoped to streets or communities; staff and administrators see the whole district.
+Every check that denies raises ``AccessDenied`` with a message saying what was refused and why;
+callers never filter silently where a user asked for something by id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+ACCESS_FILE = Path(__file__).with_name("access.yaml")
+
+
+class AccessDenied(PermissionError):
+    pass
+
+
+@dataclass(frozen=True)
+class Principal:
+    username: str
+    role: str
+    permissions: frozenset[str]
+    streets: frozenset[str] = field(default_factory=frozenset)
+    communities: frozenset[str] = field(default_factory=frozenset)
+    partner: str = ""
+
+    @property
+    def district_wide(self) -> bool:
+        return self.role in ("administrator", "staff")
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    def require(self, permission: str) -> None:
+        if not self.can(permission):
+            raise AccessDenied(f"{self.username} ({self.role}) may not {permission}")
+
+    def covers(self, street_code: str, community_code: str) -> bool:
+        """Whether a household in this street/community is within the user's jurisdiction."""
+        return (self.district_wide or street_code in self.streets
+                or community_code in self.communities)
+
+    def require_covers(self, street_code: str, community_code: str) -> None:
+        if not self.covers(street_code, community_code):
+            raise AccessDenied(f"{self.username} serves "
+                               f"{', '.join(sorted(self.streets | self.communities)) or 'nothing'}"
+                               f"; community {community_code} is outside that jurisdiction")
+
+
+@cache
+def _load(path: Path = ACCESS_FILE) -> dict:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for name, spec in doc["users"].items():
+        if spec["role"] not in doc["roles"]:
+            raise ValueError(f"{path.name}: user {name} has unknown role {spec['role']!r}")
+    return doc
+
+
+def principal(username: str, path: Path = ACCESS_FILE) -> Principal:
+    doc = _load(path)
+    spec = doc["users"].get(username)
+    if spec is None:
+        raise AccessDenied(f"user {username!r} has no role in hedui; ask an administrator")
+    return Principal(username=username, role=spec["role"],
+                     permissions=frozenset(doc["roles"][spec["role"]]),
+                     streets=frozenset(spec.get("streets", [])),
+                     communities=frozenset(spec.get("communities", [])),
+                     partner=spec.get("partner", ""))

@@ -29,6 +29,7 @@ ID_ERRORS = {"valid": 0.70, "missing": 0.14, "typo": 0.10, "other_valid": 0.04, 
 NAME_ERROR_RATE = 0.35
 BIRTH_ERROR_RATE = 0.15
 OUTSIDER_SHARE = 0.10
+ADDRESS_SHARE = 0.5
 
 
 @dataclass
@@ -105,6 +106,9 @@ def build(members: int = 100_000, records: int = 20_000, seed: int = 4) -> Scena
             "name": names,
             "birth_date": pd.to_datetime(births),
             "gender": source["gender"].to_numpy(),
+            # address-bearing feeds (real estate, vehicles) give a community; wages do not
+            "community_code": np.where(rng.random(len(source)) < ADDRESS_SHARE,
+                                       source["community_code"].to_numpy(), None),
         }
     )
     truth_ids = pd.Series(np.where(in_roster, source["id_number"], None), dtype=object)

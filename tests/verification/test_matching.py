@@ -348,3 +348,13 @@ def test_end_to_end_partition_and_run_log(district: dict) -> None:
     assert log["model"]["method"] == "labelled"
     assert MatchSettings.from_dict(log["settings"]) == result.settings
     assert sum(log["counts"][g] for g in GRADES) == len(records)
+
+
+def test_prepared_roster_index_gives_the_same_matches() -> None:
+    from verification.matching import RosterIndex
+
+    members = _members([10, 20, 30], [1, 1, 2])
+    records = pd.DataFrame({"person_token": pd.array([30, None, 10, 7], dtype="Int64")})
+    index = RosterIndex(members)
+    assert match_exact(records, index).equals(match_exact(records, members))
+    assert match_exact(records, index)["household_id"].tolist() == [2, 1]

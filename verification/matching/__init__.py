@@ -13,7 +13,7 @@ from verification.matching._engine import (
     match_records,
     person_keys,
 )
-from verification.matching._exact import exact_pairs, match_exact
+from verification.matching._exact import RosterIndex, exact_pairs, match_exact
 from verification.matching._grades import (
     CERTAIN,
     GRADE_DTYPE,
@@ -45,6 +45,7 @@ __all__ = [
     "LinkResult",
     "MatchResult",
     "MatchSettings",
+    "RosterIndex",
     "best_per_left",
     "block_on",
     "default_settings",

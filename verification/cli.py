@@ -13,7 +13,9 @@ from pathlib import Path
 
 import typer
 
+from connectors.partner_cli import app as partner_app
 from verification.config import load_settings
+from verification.policy.cli import app as policy_app
 
 app = typer.Typer(help="hedui — 居民家庭经济状况核对 / household economic-status verification.",
                   no_args_is_help=True, add_completion=False)
@@ -22,6 +24,8 @@ roster_app = typer.Typer(help="在册名单 / the caseload (households and membe
                          no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(roster_app, name="roster")
+app.add_typer(partner_app, name="partner", help="协查部门工具包 / the partner's kit.")
+app.add_typer(policy_app, name="policy", help="救助政策参数 / the assistance policy parameters.")
 
 
 def _settings():  # noqa: ANN202

@@ -239,6 +239,8 @@ def _suite(name: str) -> _Suite:
 # ---------------------------------------------------------------------------------- manifest
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_STRING_FIELDS = ("partner", "feed_kind", "period", "schema_version", "content_type",
+                  "plaintext_digest", "sender_key_id", "recipient_key_id", "suite")
 _PERIOD_RE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
 
 
@@ -266,11 +268,14 @@ class Manifest:
     created_at: datetime | None = None
 
     def __post_init__(self) -> None:
+        for name in _STRING_FIELDS:
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"manifest {name} must be a string, got {getattr(self, name)!r}")
         for name in ("partner", "feed_kind"):
-            if not _NAME_RE.match(str(getattr(self, name))):
+            if not _NAME_RE.match(getattr(self, name)):
                 raise ValueError(f"manifest {name} {getattr(self, name)!r} must be a lowercase "
                                  "identifier (a-z, 0-9, '_', '.', '-')")
-        if not _PERIOD_RE.match(str(self.period)):
+        if not _PERIOD_RE.match(self.period):
             raise ValueError(f"manifest period {self.period!r} must be YYYY, YYYY-MM or YYYY-MM-DD")
         for name in ("sequence", "row_count", "plaintext_size"):
             value = getattr(self, name)

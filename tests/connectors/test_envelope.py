@@ -366,6 +366,7 @@ def test_manifest_json_round_trip() -> None:
 @pytest.mark.parametrize("change", [
     {"period": "2026-13"}, {"sequence": -1}, {"row_count": True}, {"partner": "SIHR"},
     {"content_type": "text/plain"}, {"created_at": datetime(2026, 1, 1)},
+    {"schema_version": 1}, {"partner": 123}, {"suite": None},
 ])
 def test_manifest_rejects_bad_values(change: dict) -> None:
     with pytest.raises(ValueError):

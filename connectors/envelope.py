@@ -664,10 +664,21 @@ def pack(
         raise ValueError(f"manifest partner {manifest.partner!r} is not the signing key's "
                          f"partner {sender.partner!r}")
     src, start = _rewindable(source)
+    try:
+        return _pack_from(src, start, dest, manifest, sender, recipient, spec, chunk_size, now)
+    finally:
+        if src is not source:
+            src.close()  # our spool file
+
+
+def _pack_from(src: BinaryIO, start: int, dest: BinaryIO, manifest: Manifest, sender: SigningKey,
+               recipient: RecipientPublicKey, spec: _Suite, chunk_size: int,
+               now: datetime | None) -> Manifest:
     digest, size = _measure(src, spec, chunk_size)
     if _chunk_count(size, chunk_size) > MAX_CHUNKS:
         raise ValueError("feed too large for this chunk size; use a larger chunk_size")
     src.seek(start)
+    suite = spec.name
     signed = replace(manifest, plaintext_digest=digest, plaintext_size=size,
                      sender_key_id=sender.key_id, recipient_key_id=recipient.key_id,
                      suite=suite, created_at=_now(now))

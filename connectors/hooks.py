@@ -32,5 +32,5 @@ class PartnerHook(BaseHook):
         port = f":{conn.port}" if conn.port else ""
         base_url = f"{scheme}://{conn.host}{port}{extra.get('path', '')}"
         cert = (extra["cert"], extra["key"]) if extra.get("cert") else None
-        return PartnerClient(base_url, token=conn.password or None, verify=extra.get("verify", True),
-                             cert=cert, **self.client_options)
+        return PartnerClient(base_url, token=conn.password or None,
+                             verify=extra.get("verify", True), cert=cert, **self.client_options)

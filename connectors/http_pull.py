@@ -115,7 +115,8 @@ class PartnerClient:
             if part.stat().st_size == listing.size:
                 if _sha256(part) != listing.sha256:
                     part.unlink()
-                    raise TransportError(f"{path}: downloaded bytes do not match the listed SHA-256")
+                    raise TransportError(f"{path}: downloaded bytes do not match the listed "
+                                         "SHA-256")
                 part.replace(dest)
                 return dest
         raise TransportError(f"{path}: download incomplete after {self.retries + 1} attempts")

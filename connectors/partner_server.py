@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-_FEED_PATH = re.compile(r"^/(?P<partner>[a-z0-9_]+)/v1/feeds/(?P<kind>[a-z_]+)/(?P<seq>\d+)$")
-_RECEIPT_PATH = re.compile(r"^/(?P<partner>[a-z0-9_]+)/v1/feeds/(?P<kind>[a-z_]+)/(?P<seq>\d+)/receipt$")
+_FEED = r"^/(?P<partner>[a-z0-9_]+)/v1/feeds/(?P<kind>[a-z_]+)/(?P<seq>\d+)"
+_FEED_PATH = re.compile(_FEED + "$")
+_RECEIPT_PATH = re.compile(_FEED + "/receipt$")
 _LIST_PATH = re.compile(r"^/(?P<partner>[a-z0-9_]+)/v1/feeds$")
 _RECEIPTS_PATH = re.compile(r"^/(?P<partner>[a-z0-9_]+)/v1/receipts$")
 

@@ -34,7 +34,8 @@ def load_partners(path: Path = REGISTRY_FILE) -> dict[str, PartnerSpec]:
     for code, spec in raw.items():
         unknown = set(spec["feeds"]) - known
         if unknown:
-            raise ValueError(f"{path.name}: partner {code} lists unknown feed kinds {sorted(unknown)}")
+            raise ValueError(f"{path.name}: partner {code} lists unknown feed kinds "
+                             f"{sorted(unknown)}")
         partners[code] = PartnerSpec(code=code, feeds=tuple(spec.pop("feeds")), **spec)
     return partners
 

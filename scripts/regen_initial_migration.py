@@ -11,7 +11,8 @@ from alembic import command
 
 from verification.storage.db import alembic_config
 
-VERSIONS = Path(__file__).resolve().parent.parent / "verification" / "storage" / "migrations" / "versions"
+ROOT = Path(__file__).resolve().parent.parent
+VERSIONS = ROOT / "verification" / "storage" / "migrations" / "versions"
 
 for old in VERSIONS.glob("0001_*.py"):
     old.unlink()

@@ -73,7 +73,8 @@ def generate(households: int = typer.Option(300, help="家庭数 / households"),
              out: Path | None = typer.Option(None, help="输出目录 / folder (default var/district)")
              ) -> None:
     """Generate a synthetic district: caseload, partner feeds and the ground truth."""
-    from verification.generator import generate as make, write_district
+    from verification.generator import generate as make
+    from verification.generator import write_district
 
     folder = out or _settings().district_dir
     meta = write_district(make(households, seed, dt.date.fromisoformat(as_of)), folder)

@@ -10,7 +10,6 @@ is duplicated. Asking for a different district resets the demo's state first.
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field

@@ -67,7 +67,8 @@ def parse_date(raw: pd.Series, yearmonth: bool = False) -> tuple[pd.Series, pd.S
     text = _nfkc(raw.astype("string")).str.strip().str.replace("/", "-", regex=False)
     blank = text.isna() | (text == "")
     if yearmonth:
-        text = text.where(~text.str.fullmatch(r"\d{6}", na=False), text.str[:4] + "-" + text.str[4:])
+        six = text.str.fullmatch(r"\d{6}", na=False)
+        text = text.where(~six, text.str[:4] + "-" + text.str[4:])
         text = text.where(~text.str.fullmatch(r"\d{4}-\d{1,2}", na=False), text + "-01")
     compact = text.str.fullmatch(r"\d{8}", na=False)
     text = text.where(~compact, text.str[:4] + "-" + text.str[4:6] + "-" + text.str[6:])
@@ -97,7 +98,8 @@ def _pandera_schema(kind: str) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, strict=False)
 
 
-def _problems(mask: pd.Series, lines: pd.Series, name: str, reason: str, message: str) -> pd.DataFrame:
+def _problems(mask: pd.Series, lines: pd.Series, name: str, reason: str,
+              message: str) -> pd.DataFrame:
     hit = mask[mask].index
     return pd.DataFrame(
         {"line": lines.loc[hit].to_numpy(), "field": name, "reason": reason, "message": message}
@@ -140,7 +142,7 @@ def _resident_ids(values, lines, title, problems, name) -> pd.Series:  # noqa: A
 
 
 def _uscc_warnings(typed: pd.DataFrame, kind: str, lines: pd.Series) -> pd.DataFrame:
-    """Credit codes failing their check character are warnings: some early codes fail legitimately."""
+    """A failing credit-code check is a warning: some early codes fail legitimately."""
     found = [pd.DataFrame(columns=QUARANTINE_COLUMNS)]
     msg = "credit-code check character fails (accepted: some early codes fail legitimately)"
     for spec in load_contract(kind)["fields"]:
@@ -174,7 +176,8 @@ def _constraint_problems(typed: pd.DataFrame, kind: str, lines: pd.Series) -> pd
                 "line": lines.loc[idx].to_numpy(), "field": column, "reason": reason,
                 "message": f"{titles.get(column, column)} ({column}) {text}",
             }))
-        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=QUARANTINE_COLUMNS)
+        if rows:
+            return pd.concat(rows, ignore_index=True)
     return pd.DataFrame(columns=QUARANTINE_COLUMNS)
 
 

@@ -7,7 +7,7 @@ import requests
 import responses
 
 from connectors.http_pull import FeedListing, PartnerClient, TransportError
-from connectors.partner_server import FeedCatalogue, Faults, PartnerServer
+from connectors.partner_server import Faults, FeedCatalogue, PartnerServer
 
 BASE = "http://partner.test/hrss/v1"
 

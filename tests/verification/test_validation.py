@@ -36,7 +36,8 @@ def test_counts_reconcile_and_each_bad_row_has_a_reason():
 
 def test_dirty_but_valid_values_are_canonicalised_not_rejected():
     frame = _wages([
-        {"record_id": "a", "id_number": "１１０１０５１９４９１２３１００２ｘ", "wage_amount": "1,234.50元"},
+        {"record_id": "a", "id_number": "１１０１０５１９４９１２３１００２ｘ",
+         "wage_amount": "1,234.50元"},
         {"record_id": "b", "id_number": "350303900203307", "period": "202610"},
         {"record_id": "c", "id_number": " 11010519491231002x ", "period": "2026/10"},
     ])

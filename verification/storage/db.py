@@ -1,4 +1,4 @@
-"""Engine and session helpers, and schema upgrades through Alembic (the only way tables are made)."""
+"""Engine and session helpers, and schema upgrades through Alembic (the only way to make tables)."""
 
 from __future__ import annotations
 

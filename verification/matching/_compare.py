@@ -69,10 +69,12 @@ class PairColumns:
 def _as_text(values: pd.Series) -> pd.Series:
     """Strings for comparison: dates as YYYYMMDD, blanks as missing."""
     if pd.api.types.is_datetime64_any_dtype(values):
-        text = values.dt.strftime("%Y%m%d")
-    else:
-        text = values.astype("string")
-    return text.where(text.str.len() > 0)
+        return values.dt.strftime("%Y%m%d")
+    text = values.astype(object)
+    if not pd.api.types.is_object_dtype(values.dtype) and not isinstance(
+            values.dtype, pd.StringDtype):
+        text = values.astype("string").astype(object)  # numbers and categories as text
+    return text.where(text.notna() & (text != ""), None)
 
 
 def _transform(values: pd.Series, transform: str, width: int) -> pd.Series:

@@ -202,8 +202,11 @@ def person_keys(frame: pd.DataFrame, key: TokenKey | bytes) -> pd.DataFrame:
         out = pd.concat([out, name_keys(frame["name"], key)], axis=1)
     if "birth_date" in frame.columns and "birth_ymd" not in frame.columns:
         born = pd.to_datetime(frame["birth_date"], errors="coerce")
-        out["birth_ymd"] = born.dt.strftime("%Y%m%d")
-        out["birth_ym"] = born.dt.strftime("%Y%m")
+        # integer arithmetic then one str() per row: several times faster than strftime
+        number = (born.dt.year * 10000 + born.dt.month * 100 + born.dt.day).astype("Int64")
+        text = number.astype("string").astype(object).where(number.notna(), None)
+        out["birth_ymd"] = text
+        out["birth_ym"] = text.str.slice(0, 6)
     return out
 
 
@@ -221,14 +224,19 @@ def _cap(codes: np.ndarray, mask: np.ndarray, grade: str) -> np.ndarray:
 
 
 class _Keyed:
-    """Record rows with their comparison columns, keyed on demand (raw names stay in memory)."""
+    """Record rows with their comparison columns. Raw names are keyed once, for the rows the run
+    needs, and live only in memory for the duration of the call."""
 
-    def __init__(self, records: pd.DataFrame, key: TokenKey | bytes | None) -> None:
-        self.records, self.key = records, key
+    def __init__(self, records: pd.DataFrame, key: TokenKey | bytes | None,
+                 needed: np.ndarray) -> None:
+        self.records = records
+        needed = np.unique(needed)
+        frame = records.iloc[needed]
+        self._frame = person_keys(frame, key) if _needs_keys(frame) else frame
+        self._at = pd.Series(np.arange(len(needed)), index=needed)
 
     def rows(self, positions: np.ndarray) -> pd.DataFrame:
-        frame = self.records.iloc[positions]
-        return person_keys(frame, self.key) if _needs_keys(frame) else frame
+        return self._frame.iloc[self._at.loc[positions].to_numpy()]
 
 
 def match_records(
@@ -251,8 +259,10 @@ def match_records(
     if _needs_keys(records) or _needs_keys(members):
         key = key if key is not None else os.urandom(32)
     people = person_keys(members, key) if _needs_keys(members) else members
-    keyed = _Keyed(records, key)
-    linked, pairs = _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, settings)
+    sample = _training_sample(exact_rows, settings)
+    keyed = _Keyed(records, key, np.concatenate([rest_rows, exact_rows]))
+    linked, pairs = _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
+                                    settings)
     exact = _grade_exact(keyed, people, exact_rows, exact_members, linked.model, settings)
     doubted = np.unique(exact.loc[exact["grade_code"] > 0, "record_row"])
     if len(doubted):  # a doubted token match: look for the person the other fields describe
@@ -311,13 +321,16 @@ def _comparable(records: pd.DataFrame, people: pd.DataFrame, settings: MatchSett
     return any(has(records, c.column) and has(people, c.column) for c in settings.comparisons)
 
 
-def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, settings):
-    """Candidate pairs of the records left over, scored with weights learnt from labelled pairs
-    of exactly matched records (their token says which candidate is the person)."""
+def _training_sample(exact_rows: np.ndarray, settings: MatchSettings) -> np.ndarray:
     rng = np.random.default_rng(settings.seed)
     labelled = np.unique(exact_rows)
-    sample = rng.choice(labelled, size=min(settings.training_records, len(labelled)),
-                        replace=False)
+    return rng.choice(labelled, size=min(settings.training_records, len(labelled)), replace=False)
+
+
+def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample, settings):
+    """Candidate pairs of the records left over, scored with weights learnt from labelled pairs
+    of exactly matched records (their token says which candidate is the person)."""
+    labelled = np.unique(exact_rows)
     pool = np.union1d(rest_rows, sample)
     first_member = pd.Series(exact_members).groupby(exact_rows).first()
     known = first_member.reindex(pool).fillna(-1).to_numpy(dtype=np.int64)

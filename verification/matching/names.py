@@ -52,9 +52,15 @@ def normalise_name(name: str) -> str:
     return _SEPARATORS.sub("", text).translate(TRANSLATION).upper()
 
 
+@lru_cache(maxsize=50_000)
+def _syllable(char: str) -> str:
+    return lazy_pinyin(char, style=Style.NORMAL, v_to_u=False)[0].lower()
+
+
 def name_syllables(normalised: str) -> list[str]:
-    """Toneless pinyin, one syllable per Chinese character; other runs kept as written."""
-    return [s.lower() for s in lazy_pinyin(normalised, style=Style.NORMAL, v_to_u=False)]
+    """Toneless pinyin, one syllable per character, each character read on its own (its
+    commonest reading): a name is not a phrase, and both sides must read a character alike."""
+    return [_syllable(char) for char in normalised]
 
 
 def fuzzy_syllable(syllable: str) -> str:
@@ -63,34 +69,55 @@ def fuzzy_syllable(syllable: str) -> str:
     return syllable
 
 
-@lru_cache(maxsize=200_000)
-def _code(secret: bytes, kind: str, unit: str) -> str:
-    digest = hmac.new(secret, f"{kind}:{unit}".encode(), hashlib.sha256).digest()
-    return chr(_PRIVATE_USE_START + int.from_bytes(digest[:4], "big") % _PRIVATE_USE_SIZE)
+_fuzzy = lru_cache(maxsize=5_000)(fuzzy_syllable)  # ~400 syllables exist
 
 
-def _encode(secret: bytes, kind: str, units: list[str]) -> str:
-    return "".join(_code(secret, kind, unit) for unit in units)
+class _Coder:
+    """Keyed codes of units (characters, syllables), memoised per call: the same few thousand
+    units recur across a roster. Nothing outlives the call (no secret in a global cache)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self.codes: dict[tuple[str, str], str] = {}
+
+    def __call__(self, kind: str, units: list[str]) -> str:
+        return "".join(self._code(kind, unit) for unit in units)
+
+    def _code(self, kind: str, unit: str) -> str:
+        code = self.codes.get((kind, unit))
+        if code is None:
+            digest = hmac.new(self.secret, f"{kind}:{unit}".encode(), hashlib.sha256).digest()
+            value = int.from_bytes(digest[:4], "big") % _PRIVATE_USE_SIZE
+            code = self.codes[(kind, unit)] = chr(_PRIVATE_USE_START + value)
+        return code
 
 
 def name_key(name: str, key: TokenKey | bytes) -> dict[str, str]:
     """The keyed forms of one name (see the module docstring)."""
-    secret = key.secret if isinstance(key, TokenKey) else key
+    return dict(_name_key(name, _Coder(_secret(key))))
+
+
+def _secret(key: TokenKey | bytes) -> bytes:
+    return key.secret if isinstance(key, TokenKey) else key
+
+
+def _name_key(name: str, coder: _Coder) -> tuple[tuple[str, str], ...]:
     normalised = normalise_name(name)
     sounds = name_syllables(normalised)
-    return {
-        "name_chars": _encode(secret, "char", list(normalised)),
-        "name_sounds": _encode(secret, "sound", sounds),
-        "name_fuzzy": _encode(secret, "sound", [fuzzy_syllable(s) for s in sounds]),
-        "surname_sound": _encode(secret, "sound", sounds[:1]),
-    }
+    return (
+        ("name_chars", coder("char", list(normalised))),
+        ("name_sounds", coder("sound", sounds)),
+        ("name_fuzzy", coder("sound", [_fuzzy(s) for s in sounds])),
+        ("surname_sound", coder("sound", sounds[:1])),
+    )
 
 
 def name_keys(names: pd.Series, key: TokenKey | bytes) -> pd.DataFrame:
     """Keyed name columns for a column of names (each distinct name is keyed once)."""
     present = names.notna() & (names.astype("string").str.strip() != "")
     distinct = pd.unique(names[present].astype(str))
-    table = pd.DataFrame([name_key(n, key) for n in distinct], index=distinct,
+    coder = _Coder(_secret(key))
+    table = pd.DataFrame([dict(_name_key(n, coder)) for n in distinct], index=distinct,
                          columns=list(NAME_KEY_COLUMNS))
     keyed = table.reindex(names.where(present).astype(object).to_numpy())
     keyed.index = names.index

@@ -143,6 +143,15 @@ class Batch(Base):
     rows: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # where the batch is: the stored copy, its stage and a timestamped log of every stage
+    notes: Mapped[str] = mapped_column(Text, default="")
+    stored_path: Mapped[str] = mapped_column(Text, default="")
+    stage: Mapped[str] = mapped_column(String(40), default="received")
+    progress: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    households: Mapped[int] = mapped_column(Integer, default=0)
+    dag_run_id: Mapped[str] = mapped_column(String(250), default="")
+    reports_dir: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
 class Run(Base):

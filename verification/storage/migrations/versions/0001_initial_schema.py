@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 23:40:55.900804
+Create Date: 2026-11-29 00:02:32.987818
 """
 
 import sqlalchemy as sa
@@ -40,6 +40,14 @@ def upgrade() -> None:
         sa.Column("rows", sa.Integer(), nullable=False),
         sa.Column("errors", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("notes", sa.Text(), nullable=False),
+        sa.Column("stored_path", sa.Text(), nullable=False),
+        sa.Column("stage", sa.String(length=40), nullable=False),
+        sa.Column("progress", sa.JSON(), nullable=False),
+        sa.Column("households", sa.Integer(), nullable=False),
+        sa.Column("dag_run_id", sa.String(length=250), nullable=False),
+        sa.Column("reports_dir", sa.Text(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("batch_code"),
     )

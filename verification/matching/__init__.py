@@ -24,7 +24,7 @@ from verification.matching._grades import (
     grade_requires_review,
     grade_supports_removal,
 )
-from verification.matching.names import name_key, name_keys, normalise_name
+from verification.matching.names import NAME_KEY_VERSION, name_key, name_keys, normalise_name
 from verification.matching.settings import (
     Comparison,
     ComparisonLevel,
@@ -37,6 +37,7 @@ __all__ = [
     "CERTAIN",
     "GRADES",
     "GRADE_DTYPE",
+    "NAME_KEY_VERSION",
     "NONE",
     "POSSIBLE",
     "PROBABLE",

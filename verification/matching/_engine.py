@@ -19,7 +19,7 @@ from verification.matching._compare import comparison_matrix
 from verification.matching._em import FellegiSunter, fit, level_frequencies
 from verification.matching._exact import MEMBER_KEY, exact_pairs
 from verification.matching._grades import GRADE_DTYPE, GRADES, NONE, POSSIBLE, PROBABLE
-from verification.matching.names import NAME_KEY_COLUMNS, name_keys
+from verification.matching.names import NAME_KEY_COLUMNS, NAME_KEY_VERSION, name_keys
 from verification.matching.settings import MatchSettings, default_settings
 from verification.tokens import TokenKey
 
@@ -191,7 +191,8 @@ class MatchResult:
 
     def run_log(self) -> dict[str, Any]:
         """Settings, fitted parameters and counts: logged with each run. No personal data."""
-        return {"settings": self.settings.to_dict(), "model": self.model, "counts": self.counts}
+        return {"settings": self.settings.to_dict(), "model": self.model, "counts": self.counts,
+                "name_key_version": NAME_KEY_VERSION}
 
 
 def person_keys(frame: pd.DataFrame, key: TokenKey | bytes) -> pd.DataFrame:

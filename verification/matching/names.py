@@ -32,12 +32,17 @@ import unicodedata
 from functools import lru_cache
 
 import pandas as pd
+import pypinyin
 from pypinyin import Style, lazy_pinyin
 
-from verification.matching._trad_simp import TRANSLATION
+from verification.matching._trad_simp import TRAD_TO_SIMP, TRANSLATION
 from verification.tokens import TokenKey
 
 NAME_KEY_COLUMNS = ("name_chars", "name_sounds", "name_fuzzy", "surname_sound")
+# Stored name keys are only comparable when built by the same rules: pypinyin's readings and the
+# traditional table are part of them. Keep this beside stored keys; rebuild when it changes.
+_TABLE_DIGEST = hashlib.sha256("".join(a + b for a, b in sorted(TRAD_TO_SIMP.items())).encode())
+NAME_KEY_VERSION = f"v1;pypinyin={pypinyin.__version__};trad={_TABLE_DIGEST.hexdigest()[:12]}"
 _SEPARATORS = re.compile(r"[\s·•・‧.﹒\-_'\"`‘’“”,，。]")
 _PRIVATE_USE_START = 0xF0000
 _PRIVATE_USE_SIZE = 65534

@@ -358,3 +358,16 @@ def test_prepared_roster_index_gives_the_same_matches() -> None:
     index = RosterIndex(members)
     assert match_exact(records, index).equals(match_exact(records, members))
     assert match_exact(records, index)["household_id"].tolist() == [2, 1]
+
+
+def test_without_token_matches_to_learn_from_fallback_is_at_most_possible() -> None:
+    rng = np.random.default_rng(5)
+    people = _people(rng, 600)
+    people["household_id"] = np.arange(len(people)) // 3
+    members = people.assign(person_token=person_tokens(KEY, people["id_number"]).astype("int64"))
+    records = people.sample(200, random_state=1).drop(columns=["id_number", "household_id"])
+    records = records.assign(person_token=pd.array([None] * len(records), dtype="Int64"))
+    result = match_records(records, members.drop(columns="id_number"), key=KEY)
+    assert result.model["method"] == "em"
+    assert len(result.matched) > 0
+    assert set(result.matched["match_grade"].astype(str)) <= {POSSIBLE}

@@ -264,6 +264,9 @@ def match_records(
     keyed = _Keyed(records, key, np.concatenate([rest_rows, exact_rows]))
     linked, pairs = _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
                                     settings)
+    if linked.model.method != "labelled":
+        # Without token-verified pairs to learn from, a fallback match is at most possible.
+        pairs = pairs.assign(grade_code=np.maximum(pairs["grade_code"], GRADES.index(POSSIBLE)))
     exact = _grade_exact(keyed, people, exact_rows, exact_members, linked.model, settings)
     doubted = np.unique(exact.loc[exact["grade_code"] > 0, "record_row"])
     if len(doubted):  # a doubted token match: look for the person the other fields describe
@@ -305,13 +308,28 @@ def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settin
         return pairs
     scored, gamma = score(keyed.rows(exact_rows).reset_index(drop=True), people, model, settings,
                           np.arange(len(exact_rows)), exact_members)
-    evidence = model.contributions(gamma).sum(axis=1)
-    doubted = evidence < threshold
+    doubted = _contradicted(gamma, model, settings)
     scored = scored.drop(columns=["left_row", "right_row", "grade_code"])
     pairs = pd.concat([pairs[["record_row", "right_row", "grade_code"]], scored], axis=1)
     pairs["grade_code"] = _cap(pairs["grade_code"].to_numpy(), doubted, POSSIBLE)
     pairs.loc[~doubted, ["match_weight", "match_probability"]] = [np.nan, 1.0]
     return pairs
+
+
+def _contradicted(gamma: np.ndarray, model: FellegiSunter, settings: MatchSettings) -> np.ndarray:
+    """Token matches the other fields speak against.
+
+    With weights learnt from token-verified pairs: their log2 Bayes factor is below the setting.
+    Weights from EM alone are not trusted for this (EM can settle on a wrong mode when only a few
+    fields are compared), so then a plain rule decides: name or birth date agree at no level.
+    """
+    if model.method == "labelled":
+        return model.contributions(gamma).sum(axis=1) < settings.exact_contradiction_weight
+    doubted = np.zeros(len(gamma), dtype=bool)
+    for k, comparison in enumerate(settings.comparisons):
+        if comparison.name in ("name", "birth_date"):
+            doubted |= gamma[:, k] == len(comparison.levels)
+    return doubted
 
 
 def _comparable(records: pd.DataFrame, people: pd.DataFrame, settings: MatchSettings) -> bool:

@@ -1,18 +1,39 @@
 """Append-only audit trail, hash-chained: each event's hash covers its content and the previous
-event's hash, so changing or deleting any event breaks every hash after it. Details never carry
-raw personal data — only tokens, ids, counts and codes."""
+event's hash, so changing or deleting any event breaks every hash after it.
+
+Three layers keep it honest:
+
+* the chain (``verify_chain``, ``hedui audit verify``) detects any change, insertion or deletion
+  before the last event, and names the first event that does not hold;
+* the database refuses UPDATE, DELETE and TRUNCATE on ``audit_events`` and ``audit_subjects``
+  (triggers installed at every upgrade, ``install_append_only_guard``), so only someone who can
+  drop triggers — a database owner, whose action the chain then exposes — can alter it;
+* details never carry raw personal data — only tokens, ids, counts and codes: ``record`` refuses a
+  detail that holds a resident ID number (``AuditPersonalData``). Persons concerned by a data
+  access are recorded by keyed token in ``audit_subjects`` (``record_access``), and the event's
+  hash covers their digest.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
-from verification.storage.models import AuditEvent, utcnow
+from verification.storage.models import AuditEvent, AuditSubject, utcnow
+
+APPEND_ONLY_TABLES = ("audit_events", "audit_subjects")
+_ID_CANDIDATE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9Xx])")
+
+
+class AuditPersonalData(ValueError):
+    """An audit detail would have held a raw ID number: refused, nothing written."""
 
 
 def _digest(prev: str, at: str, actor: str, action: str, subject: str, detail: dict) -> str:
@@ -21,16 +42,42 @@ def _digest(prev: str, at: str, actor: str, action: str, subject: str, detail: d
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def holds_resident_id(text: str) -> bool:
+    """Whether ``text`` contains a checksum-valid 18-digit (or legacy 15-digit) resident ID."""
+    from verification.identifiers import is_valid_id
+
+    return any(is_valid_id(m.group()) for m in _ID_CANDIDATE.finditer(text))
+
+
+def _refuse_personal_data(actor: str, action: str, subject: str, detail: dict) -> None:
+    for value in (actor, action, subject, *_strings(detail)):
+        if holds_resident_id(value):
+            raise AuditPersonalData(f"audit event {action!r} would record a resident ID number; "
+                                    "record the person token (or a masked form) instead")
+
+
 def record(session: Session, actor: str, action: str, subject: str = "",
            detail: dict[str, Any] | None = None) -> AuditEvent:
+    """Append one event to the chain (in the caller's transaction)."""
+    detail = json.loads(json.dumps(detail or {}, default=str))
+    _refuse_personal_data(actor, action, subject, detail)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         # One writer at a time extends the chain (SQLite serialises writers by itself).
-        from sqlalchemy import text
-
         session.execute(text("SELECT pg_advisory_xact_lock(4242)"))
     last = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)) or ""
     at = utcnow()
-    detail = json.loads(json.dumps(detail or {}, default=str))
     event = AuditEvent(at=at, actor=actor, action=action, subject=subject, detail=detail,
                        prev_hash=last)
     event.hash = _digest(last, at.isoformat(), actor, action, subject, detail)
@@ -39,10 +86,32 @@ def record(session: Session, actor: str, action: str, subject: str = "",
     return event
 
 
+def subjects_digest(tokens: Iterable[int]) -> str:
+    """SHA-256 over the sorted, distinct tokens (what an event's hash covers)."""
+    ordered = sorted({int(t) for t in tokens})
+    return hashlib.sha256(",".join(map(str, ordered)).encode()).hexdigest()
+
+
+def record_access(session: Session, actor: str, partner: str, purpose: str,
+                  tokens: Iterable[int], detail: dict[str, Any] | None = None) -> AuditEvent:
+    """A data access: ``partner``'s data about the persons ``tokens``, for ``purpose``
+    (``batch:<code>``, ``run:<id>``, ``export:<run>``…), by ``actor``."""
+    distinct = sorted({int(t) for t in tokens})
+    event = record(session, actor, "data.access", purpose,
+                   {"partner": partner, "subjects": len(distinct),
+                    "subjects_sha256": subjects_digest(distinct), **(detail or {})})
+    if distinct:
+        session.execute(insert(AuditSubject),
+                        [{"event_id": event.id, "person_token": t} for t in distinct])
+    return event
+
+
 @dataclass(frozen=True)
 class ChainCheck:
     events: int
     first_break: int | None  # id of the first event whose hash does not hold
+    reason: str = ""
+    head: str = ""  # hash of the last event: record it elsewhere to detect a cut-off tail
 
     @property
     def ok(self) -> bool:
@@ -52,11 +121,73 @@ class ChainCheck:
 def verify_chain(session: Session) -> ChainCheck:
     prev = ""
     count = 0
-    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)):
+    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(1000):
         count += 1
         expected = _digest(prev, event.at.isoformat(), event.actor, event.action, event.subject,
                            event.detail)
-        if event.prev_hash != prev or event.hash != expected:
-            return ChainCheck(count, event.id)
+        if event.prev_hash != prev:
+            return ChainCheck(count, event.id, "does not link to the event before it: an event "
+                              "was deleted or inserted here")
+        if event.hash != expected:
+            return ChainCheck(count, event.id, "its content no longer matches its hash: the "
+                              "event was altered")
+        want = (event.detail or {}).get("subjects_sha256")
+        if want is not None:
+            tokens = session.scalars(select(AuditSubject.person_token)
+                                     .where(AuditSubject.event_id == event.id))
+            if subjects_digest(tokens) != want:
+                return ChainCheck(count, event.id, "the persons recorded for this access were "
+                                  "changed")
         prev = event.hash
-    return ChainCheck(count, None)
+    return ChainCheck(count, None, "", prev)
+
+
+# ---- database guard ------------------------------------------------------------------------
+_PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION hedui_audit_append_only() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'hedui: % is append-only (% refused)', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$ LANGUAGE plpgsql
+"""
+
+
+def install_append_only_guard(connection: Connection) -> list[str]:
+    """Triggers refusing UPDATE/DELETE (and TRUNCATE on PostgreSQL) on the audit tables.
+
+    Idempotent; called by the migration environment after every upgrade. Returns the tables
+    guarded (none before the tables exist, e.g. during autogenerate)."""
+    present = set(inspect(connection).get_table_names())
+    tables = [t for t in APPEND_ONLY_TABLES if t in present]
+    dialect = connection.dialect.name
+    if tables and dialect == "postgresql":
+        connection.execute(text(_PG_FUNCTION))
+    for table in tables:
+        if dialect == "sqlite":
+            for op in ("UPDATE", "DELETE"):
+                connection.execute(text(
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, 'hedui: {table} is append-only ({op} refused)'); "
+                    "END"))
+        elif dialect == "postgresql":
+            for name, when, level in (
+                    (f"{table}_no_change", "BEFORE UPDATE OR DELETE", "ROW"),
+                    (f"{table}_no_truncate", "BEFORE TRUNCATE", "STATEMENT")):
+                connection.execute(text(f"DROP TRIGGER IF EXISTS {name} ON {table}"))
+                connection.execute(text(
+                    f"CREATE TRIGGER {name} {when} ON {table} FOR EACH {level} "
+                    "EXECUTE FUNCTION hedui_audit_append_only()"))
+    return tables if dialect in ("sqlite", "postgresql") else []
+
+
+def drop_append_only_guard(connection: Connection) -> None:
+    """Remove the triggers — what a database owner could do; tests use it to show that the chain
+    still exposes any change made afterwards."""
+    for table in APPEND_ONLY_TABLES:
+        if connection.dialect.name == "sqlite":
+            for op in ("update", "delete"):
+                connection.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_{op}"))
+        elif connection.dialect.name == "postgresql":
+            for name in (f"{table}_no_change", f"{table}_no_truncate"):
+                connection.execute(text(f"DROP TRIGGER IF EXISTS {name} ON {table}"))

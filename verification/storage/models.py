@@ -64,6 +64,8 @@ class Feed(Base):
     staged_path: Mapped[str] = mapped_column(Text, default="")
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # When retention removed the raw and staged files (verification/retention.py); None: kept.
+    purged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     partner: Mapped[Partner] = relationship(back_populates="feeds")
 
 
@@ -129,6 +131,8 @@ class Authorisation(Base):
     signed_on: Mapped[dt.date] = mapped_column(Date)
     scope: Mapped[str] = mapped_column(Text, default="all")
     expires_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)  # None: while assisted
+    # The batch (or caseload file) the authorisation was submitted with; None for older rows.
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), nullable=True)
 
 
 class Batch(Base):
@@ -249,3 +253,13 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64), default="")
     hash: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AuditSubject(Base):
+    """The persons (by keyed token only) a data-access event concerned; the event's hash covers
+    their digest, so adding or removing one breaks the chain. Append-only like the events."""
+
+    __tablename__ = "audit_subjects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("audit_events.id"), index=True)
+    person_token: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -23,6 +23,10 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+            # The audit tables are append-only at the database level too (idempotent).
+            from verification.audit import install_append_only_guard
+
+            install_append_only_guard(connection)
 
 
 if context.is_offline_mode():

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 00:02:32.987818
+Create Date: 2026-11-29 00:04:02.202233
 """
 
 import sqlalchemy as sa
@@ -84,6 +84,23 @@ def upgrade() -> None:
         sa.UniqueConstraint("code"),
     )
     op.create_table(
+        "audit_subjects",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("event_id", sa.Integer(), nullable=False),
+        sa.Column("person_token", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["event_id"],
+            ["audit_events.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("audit_subjects", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_subjects_event_id"), ["event_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_audit_subjects_person_token"), ["person_token"], unique=False
+        )
+
+    op.create_table(
         "feeds",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("partner_id", sa.Integer(), nullable=False),
@@ -103,6 +120,7 @@ def upgrade() -> None:
         sa.Column("staged_path", sa.Text(), nullable=False),
         sa.Column("received_at", sa.DateTime(), nullable=False),
         sa.Column("processed_at", sa.DateTime(), nullable=True),
+        sa.Column("purged_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["partner_id"],
             ["partners.id"],
@@ -189,6 +207,11 @@ def upgrade() -> None:
         sa.Column("signed_on", sa.Date(), nullable=False),
         sa.Column("scope", sa.Text(), nullable=False),
         sa.Column("expires_on", sa.Date(), nullable=True),
+        sa.Column("batch_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["batch_id"],
+            ["batches.id"],
+        ),
         sa.ForeignKeyConstraint(["member_id"], ["members.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("member_id", "reference"),
@@ -303,6 +326,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_feeds_kind"))
 
     op.drop_table("feeds")
+    with op.batch_alter_table("audit_subjects", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_subjects_person_token"))
+        batch_op.drop_index(batch_op.f("ix_audit_subjects_event_id"))
+
+    op.drop_table("audit_subjects")
     op.drop_table("partners")
     with op.batch_alter_table("households", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_households_street_code"))

@@ -72,7 +72,9 @@ def validate_roster(path: Path) -> Validated:
     return checked
 
 
-def load_roster(settings: Settings, path: Path, actor: str = "system") -> RosterLoaded:
+def load_roster(settings: Settings, path: Path, actor: str = "system",
+                batch_id: int | None = None) -> RosterLoaded:
+    """Load a valid file; authorisations are recorded with ``batch_id`` when the file is a batch."""
     checked = validate_roster(path)
     if len(checked.quarantine):
         raise RosterInvalid(checked.quarantine.sort_values("line"), checked.received)
@@ -83,7 +85,7 @@ def load_roster(settings: Settings, path: Path, actor: str = "system") -> Roster
         ids = _upsert_households(session, frame)
         session.execute(delete(Member).where(Member.household_id.in_(list(ids.values()))))
         member_ids = _insert_members(session, settings, frame, ids)
-        _insert_authorisations(session, frame, member_ids)
+        _insert_authorisations(session, frame, member_ids, batch_id)
         audit.record(session, actor, "roster.loaded", f"file:{path.name}",
                      {"households": len(ids), "members": len(frame)})
     return RosterLoaded(len(ids), len(frame), sorted(ids.values()))
@@ -134,11 +136,17 @@ def _insert_members(session, settings: Settings, frame: pd.DataFrame,  # noqa: A
 
 
 def _insert_authorisations(session, frame: pd.DataFrame,  # noqa: ANN001
-                           member_ids: dict[str, int]) -> None:
+                           member_ids: dict[str, int], batch_id: int | None) -> None:
     household_ids = {code: hid for code, hid in session.execute(
         select(Household.household_code, Household.id)
         .where(Household.household_code.in_(frame["household_code"].unique().tolist())))}
+    scopes = frame.get("authorisation_scope", pd.Series(pd.NA, index=frame.index))
+    expiries = frame.get("authorisation_expires_on", pd.Series(pd.NaT, index=frame.index))
     rows = [{"member_id": member_ids[f"{household_ids[r.household_code]}:{int(r.person_token)}"],
              "reference": r.authorisation_ref, "signed_on": r.authorisation_signed_on.date(),
-             "scope": "all", "expires_on": None} for r in frame.itertuples(index=False)]
+             "scope": "all" if pd.isna(scope) else str(scope),
+             "expires_on": None if pd.isna(expiry) else pd.Timestamp(expiry).date(),
+             "batch_id": batch_id}
+            for r, scope, expiry in zip(frame.itertuples(index=False), scopes, expiries,
+                                        strict=True)]
     session.execute(insert(Authorisation), rows)

@@ -1,0 +1,154 @@
+"""Masking of personal data in logs and output, and the one audited way to export it unmasked.
+
+* ``install_log_masking()`` — every log record made in this process (any logger, any handler,
+  Airflow's included) has each 18- or 15-digit run that could be a resident ID number masked as
+  ``210112********123X`` before any handler sees it; exception texts too. The CLI and the DAG
+  tasks call it once at start; calling it again changes nothing.
+* ``mask_text`` — the same masking for any text (CLI output, messages).
+* ``export_flags`` — a run's flag table for the caller's jurisdiction, masked by default; the
+  unmasked form needs the ``export.unmasked`` permission and is recorded in the audit trail with
+  the persons concerned (by token).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+
+from verification import audit
+from verification.access import Principal
+from verification.config import Settings
+from verification.fieldcrypt import load_field_cipher
+from verification.storage import session_scope
+from verification.storage.models import Household, Member
+
+_DIGIT = "0-9０-９"
+_ID_RUN = re.compile(rf"(?<![{_DIGIT}])([{_DIGIT}]{{6}})([{_DIGIT}]{{8}}|[{_DIGIT}]{{5}})"
+                     rf"([{_DIGIT}]{{3}}[{_DIGIT}Xx]|[{_DIGIT}]{{4}})(?![{_DIGIT}Xx])")
+_ID18 = re.compile(rf"[{_DIGIT}]{{17}}[{_DIGIT}Xx]")
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    whole = match.group(0)
+    if len(whole) == 15 or _ID18.fullmatch(whole):
+        return match.group(1) + "*" * len(match.group(2)) + match.group(3)
+    return whole
+
+
+def mask_text(text: str) -> str:
+    """Mask every run of digits shaped like a resident ID (18 with a final digit or X, or 15).
+
+    Masking is by shape, not by checksum: a mistyped number is personal data too."""
+    return _ID_RUN.sub(_mask_match, text)
+
+
+class PiiMaskingFilter(logging.Filter):
+    """Masks resident ID numbers in a record's message and exception text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        mask_record(record)
+        return True
+
+
+def mask_record(record: logging.LogRecord) -> logging.LogRecord:
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 (a broken format string: mask what is there)
+        message = f"{record.msg} {record.args}"
+    masked = mask_text(message)
+    if masked != message:
+        record.msg, record.args = masked, None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = mask_text(record.exc_text)
+    if record.stack_info:
+        record.stack_info = mask_text(record.stack_info)
+    return record
+
+
+_installed: dict[str, Any] = {}
+
+
+def install_log_masking() -> None:
+    """Mask ID numbers in every log record this process makes, whatever logger or handler.
+
+    Wraps the log-record factory (so records are masked where they are made, before any handler
+    or formatter, including ones added later) and adds the filter to the root handlers present.
+    """
+    if "factory" not in _installed:
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            return mask_record(previous(*args, **kwargs))
+
+        logging.setLogRecordFactory(factory)
+        _installed["factory"] = previous
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, PiiMaskingFilter) for f in handler.filters):
+            handler.addFilter(PiiMaskingFilter())
+
+
+def uninstall_log_masking() -> None:
+    """Restore the previous record factory (tests)."""
+    previous = _installed.pop("factory", None)
+    if previous is not None:
+        logging.setLogRecordFactory(previous)
+    for handler in logging.getLogger().handlers:
+        for f in [f for f in handler.filters if isinstance(f, PiiMaskingFilter)]:
+            handler.removeFilter(f)
+
+
+# ---- exports -----------------------------------------------------------------------------------
+def export_flags(settings: Settings, who: Principal, run_id: int, *,
+                 unmasked: bool = False) -> pd.DataFrame:
+    """The run's flag table restricted to ``who``'s jurisdiction; heads' names and ID numbers
+    masked unless ``unmasked`` (needs ``export.unmasked``; audited with the persons by token)."""
+    from verification.reports.flag_reports import flag_table
+
+    who.require("reports.read")
+    if unmasked:
+        who.require("export.unmasked")
+    table = flag_table(settings, run_id)
+    if not who.district_wide:
+        mine = [who.covers(s, c) for s, c in zip(table["street_code"], table["community_code"],
+                                                  strict=True)]
+        table = table[mine].reset_index(drop=True)
+    with session_scope(settings.database_url) as session:
+        if unmasked:
+            table, tokens = _unmask_heads(session, table)
+            audit.record_access(session, who.username, "hedui", f"export:run-{run_id}", tokens,
+                                {"unmasked": True, "rows": len(table)})
+        else:
+            audit.record(session, who.username, "report.exported", f"run:{run_id}",
+                         {"unmasked": False, "rows": len(table)})
+    return table
+
+
+def _unmask_heads(session, table: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:  # noqa: ANN001
+    cipher = load_field_cipher()
+    heads = session.execute(
+        select(Household.household_code, Member.person_token, Member.id_number_enc,
+               Member.name_enc).join(Member, Member.household_id == Household.id)
+        .where(Member.relation == "户主",
+               Household.household_code.in_(table["household_code"].tolist()))).all()
+    names = {code: cipher.decrypt(name, "members.name") for code, _, _, name in heads}
+    ids = {code: cipher.decrypt(idn, "members.id_number") for code, _, idn, _ in heads}
+    table = table.assign(head_name=table["household_code"].map(names).fillna(""),
+                         head_id=table["household_code"].map(ids).fillna(""))
+    return table, [int(tok) for _, tok, _, _ in heads]
+
+
+def write_export(table: pd.DataFrame, path: Path) -> Path:
+    """CSV for Excel (UTF-8 with BOM), Chinese headers, formula-like cells neutralised."""
+    from verification.reports.flag_reports import HEADERS, safe_cell
+
+    out = table[list(HEADERS)].rename(columns=HEADERS).map(safe_cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(path, index=False, encoding="utf-8-sig")
+    return path

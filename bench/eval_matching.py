@@ -239,16 +239,18 @@ def section(rows: list[dict], detail: dict, throughput: dict, command: str) -> s
                        for g, r in by_grade.iterrows())
     return f"""## Matching
 
-Command: `{command}` (best of repeats; machine shared with other work, 2 cores).
+Command: `{command}` — all methods on the same data in the same process, wall time best of
+repeats (the machine is shared: 2 cores, other sessions running). Precision and recall are over
+links (record, person); the true links are used only to score. Method details and data:
+`docs/matching.md`.
 
 {table(rows)}
 
-Chinese-name district, graded links: {grades}. Certain links that were wrong:
-{detail['certain_wrong']}; certain links from records with a missing, mistyped or wrong ID:
-{detail['certain_with_bad_id']}.
+Chinese-name district by grade: {grades}. Wrong certain links: {detail['certain_wrong']}.
+Certain links from records with a missing, mistyped or wrong ID: {detail['certain_with_bad_id']}.
 
 Exact path (`match_exact`, int64 tokens): {throughput['records']:,} records against
-{throughput['members']:,} members ({throughput['matched']:,} matched):
+{throughput['members']:,} members ({throughput['matched']:,} matched). Target ≥ 5 M records/s.
 
 | exact path | wall s | records/s |
 |---|---:|---:|

@@ -79,7 +79,9 @@ def dynamic_review():
         from verification import pipeline
         from verification.config import load_settings
 
-        return pipeline.finish_review(load_settings(), review_id, list(shard_dirs))
+        # index by length: iterating the lazy XCom sequence probes one past the end (a 404)
+        dirs = [shard_dirs[i] for i in range(len(shard_dirs))]
+        return pipeline.finish_review(load_settings(), review_id, dirs)
 
     @task
     def write_reports(review_id: int, counts: dict[str, int]) -> str:

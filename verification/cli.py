@@ -36,6 +36,9 @@ def _settings():  # noqa: ANN202
 def demo(households: int = typer.Option(300, help="模拟家庭数 / households to generate"),
          seed: int = typer.Option(2026, help="随机种子 / generator seed")) -> None:
     """Run the whole flow on a synthetic 浑南区 district through Airflow, then print a summary."""
+    # Airflow's per-task INFO lines would bury the summary; AIRFLOW__LOGGING__LOGGING_LEVEL=INFO
+    # brings them back.
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     from verification.codes import label
     from verification.demo import run_demo
 

@@ -1,12 +1,26 @@
 """Flags: what an officer must do about each household, from its assessment and current status.
 
 A flag is a signal for a caseworker, not a verdict. Each one carries reason codes (labels in
-codes.yaml), the evidence behind them, a due date and the jurisdiction that must act. Safety
-rules, enforced here and by ``check_invariants``:
-- a household whose data is missing or stale, or whose evidence is only probably matched, or in
-  which a member has died, gets REVIEW — never ADD, REMOVE or REJECT;
-- REMOVE needs at least one failing rule backed by certain-match evidence;
-- every flag has at least one reason.
+codes.yaml), the evidence behind them, a due date (codes.yaml ``due_days`` per kind; a death
+also sets a re-check date from the policy) and the jurisdiction that must act. Kinds:
+
+    ADD / REJECT     applicant (or monitored household) eligible / not eligible
+    KEEP             nothing to change
+    ADJUST           recipient still eligible, benefit differs from the current one by more than
+                     dynamic.adjust_threshold
+    GRADUAL_EXIT     recipient whose income rose above the standard through new work (and who
+                     fails no other rule): keeps receiving for dynamic.gradual_exit_months
+    REMOVE           recipient no longer eligible
+    REVIEW           data missing or stale, matches only probable, a member died, sources in
+                     conflict, or the deciding figure within dynamic.near_boundary_margin of its
+                     limit
+
+Safety rules, enforced here and by ``check_invariants``:
+- a household whose data is missing or stale, or whose evidence is only probably matched, gets
+  REVIEW — never ADD, REMOVE, REJECT, ADJUST or GRADUAL_EXIT;
+- REMOVE and GRADUAL_EXIT need certain-match evidence from a source that was fresh;
+- every flag has at least one reason, and every reason that counts against a household cites
+  evidence.
 """
 
 from __future__ import annotations
@@ -20,13 +34,29 @@ import pandas as pd
 
 from verification import codes
 from verification.matching import grade_supports_removal
+from verification.policy import Policy
+from verification.signals import (
+    REASON_COLUMNS,
+    REVIEW_SIGNALS,
+    SIGNAL_CODES,
+    change_signals,
+    death_recheck_due,
+    evidence_refs,
+)
 
 FLAG_COLUMNS = ["household_id", "kind", "street_code", "community_code", "due_date",
                 "evidence_digest"]
 # Tests of one category only (特困, 刚性支出): failing them does not explain a household's
 # ineligibility when the general tests decide it, so flags do not cite them.
 CATEGORY_TEST_PREFIXES = ("TEKUN_", "RIGID_", "INCOME_OVER_DISPOSABLE")
-REVIEW_REASONS = ("SOURCE_UNAVAILABLE", "NO_COUNTED_MEMBERS", "MEMBER_DECEASED", "MATCH_UNCERTAIN")
+REVIEW_REASONS = ("SOURCE_UNAVAILABLE", "NO_COUNTED_MEMBERS", "MEMBER_DECEASED", "MATCH_UNCERTAIN",
+                  "SOURCES_CONFLICT", "NEAR_BOUNDARY")
+INCOME_RULES = ("INCOME_OVER_STANDARD", "INCOME_OVER_1_5X")
+# Rules whose measured value can sit close to its limit: code → the rules that must all pass
+# for this one to decide the outcome.
+BOUNDARY_RULES = ("INCOME_OVER_STANDARD", "FINANCIAL_ASSETS_OVER_LIMIT")
+_ACTING = ("ADD", "REMOVE", "REJECT", "ADJUST", "GRADUAL_EXIT")
+_NEEDS_CERTAIN = ("REMOVE", "GRADUAL_EXIT")
 _OUTCOME_BY_STATUS = {  # status → (flag when eligible, flag when not eligible)
     "recipient": ("KEEP", "REMOVE"),
     "applicant": ("ADD", "REJECT"),
@@ -41,80 +71,154 @@ class FlagInvariantError(AssertionError):
 @dataclass(frozen=True)
 class FlagFrames:
     flags: pd.DataFrame  # FLAG_COLUMNS
-    reasons: pd.DataFrame  # household_id, code, value, limit, parameter, reference
+    reasons: pd.DataFrame  # household_id, code, value, limit, parameter, reference, evidence_refs
     evidence: pd.DataFrame  # household_id + evidence columns + match_grade
 
 
 def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.DataFrame,
-                 evidence: pd.DataFrame, as_of: dt.date) -> FlagFrames:
-    """households indexed by household_id; results/reasons from ``assess``; evidence matched."""
-    hh = households[["status", "street_code", "community_code"]].join(results["decision"])
-    review = _review_reasons(hh, reasons, evidence)
-    eligible = hh["decision"].eq("eligible").to_numpy()
-    outcome = hh["status"].map(lambda s: _OUTCOME_BY_STATUS[s]).to_numpy()
-    kind = np.where(eligible, [o[0] for o in outcome], [o[1] for o in outcome])
-    needs_review = hh.index.isin(review["household_id"])
-    kind = np.where(needs_review, "REVIEW", kind)
+                 evidence: pd.DataFrame, as_of: dt.date, policy: Policy) -> FlagFrames:
+    """households indexed by household_id (status, street_code, community_code,
+    current_benefit); results/reasons from ``assess``; evidence matched; ``policy`` in force."""
+    hh = households[["status", "street_code", "community_code", "current_benefit"]].join(
+        results[["decision", "benefit"]])
+    signals = change_signals(evidence, policy, as_of)
+    review = _review_reasons(hh, reasons, signals, policy)
+    kind = _kinds(hh, reasons, signals, review, policy)
     flags = pd.DataFrame({"household_id": hh.index.to_numpy(), "kind": kind,
                           "street_code": hh["street_code"].to_numpy(),
                           "community_code": hh["community_code"].to_numpy()})
-    flag_reasons = _flag_reasons(flags, hh["decision"], reasons, review)
+    flag_reasons = _flag_reasons(flags, hh, reasons, review, signals, policy)
     flag_evidence = _flag_evidence(flag_reasons, evidence)
-    flags["due_date"] = _due_dates(flags["kind"], as_of)
+    flags["due_date"] = _due_dates(flags, as_of, death_recheck_due(evidence, policy))
     flags["evidence_digest"] = _digests(flags, flag_reasons)
     frames = FlagFrames(flags[FLAG_COLUMNS], flag_reasons.drop(columns=["passed"]), flag_evidence)
     check_invariants(frames, results, evidence)
     return frames
 
 
-def _review_reasons(hh: pd.DataFrame, reasons: pd.DataFrame,
-                    evidence: pd.DataFrame) -> pd.DataFrame:
-    """Reasons that force REVIEW: data gaps, uncertain matches, a death in the household."""
+# ---- which kind ------------------------------------------------------------------------------
+def _general(reasons: pd.DataFrame) -> pd.DataFrame:
+    """The rules every category shares (not data gaps, not one category's own tests)."""
+    code = reasons["code"].astype(str)
+    return reasons[~code.isin(REVIEW_REASONS) & ~code.str.startswith(CATEGORY_TEST_PREFIXES)]
+
+
+def _failing(reasons: pd.DataFrame) -> pd.DataFrame:
+    general = _general(reasons)
+    return general[~general["passed"].astype(bool) & ~general["code"].astype(str).str.startswith(
+        ("ELIGIBLE", "NOT_ELIGIBLE"))]
+
+
+def _kinds(hh: pd.DataFrame, reasons: pd.DataFrame, signals: pd.DataFrame,
+           review: pd.DataFrame, policy: Policy) -> np.ndarray:
+    eligible = hh["decision"].eq("eligible").to_numpy()
+    outcome = hh["status"].map(lambda s: _OUTCOME_BY_STATUS[s]).to_numpy()
+    kind = np.where(eligible, [o[0] for o in outcome], [o[1] for o in outcome])
+    recipient = hh["status"].eq("recipient").to_numpy()
+    threshold = float(policy.require("dynamic.adjust_threshold"))
+    changed = (hh["benefit"] - hh["current_benefit"].astype(float)).abs().gt(threshold)
+    kind = np.where(recipient & eligible & changed.to_numpy(), "ADJUST", kind)
+    kind = np.where(recipient & hh.index.isin(_lifted_by_work(reasons, signals)), "GRADUAL_EXIT",
+                    kind)
+    return np.where(hh.index.isin(review["household_id"]), "REVIEW", kind)
+
+
+def _lifted_by_work(reasons: pd.DataFrame, signals: pd.DataFrame) -> pd.Index:
+    """Households over the income standard, failing no other rule, with new employment."""
+    failing = _failing(reasons)
+    over_income = set(failing.loc[failing["code"].astype(str) == "INCOME_OVER_STANDARD",
+                                  "household_id"])
+    other = set(failing.loc[~failing["code"].astype(str).isin(INCOME_RULES), "household_id"])
+    working = set(signals.loc[signals["code"] == "NEW_EMPLOYMENT", "household_id"])
+    return pd.Index(sorted((over_income - other) & working))
+
+
+def _review_reasons(hh: pd.DataFrame, reasons: pd.DataFrame, signals: pd.DataFrame,
+                    policy: Policy) -> pd.DataFrame:
+    """Reasons that force REVIEW: data gaps, uncertain matches, a death, sources in conflict,
+    a deciding figure close to its limit."""
     found = reasons[reasons["code"].isin(REVIEW_REASONS)]
     found = found[(found["code"] != "MATCH_UNCERTAIN") | found["passed"]]
-    deaths = evidence[(evidence["item"] == "death")
-                      & evidence["match_grade"].map(grade_supports_removal)]
-    death_rows = pd.DataFrame({
-        "household_id": deaths["household_id"].to_numpy(), "code": "MEMBER_DECEASED",
-        "passed": False, "value": 1.0, "limit": 0.0, "parameter": "dynamic.death_recheck",
-        "reference": "关于进一步做好最低生活保障等社会救助兜底工作的通知（2022）一(三)：死亡后3个月内复核",
-        "evidence_refs": _refs_of(deaths),
-    })
-    undetermined = hh.index[hh["decision"].eq("undetermined")]
     found = found[found["household_id"].isin(hh.index)]
-    if len(death_rows):
-        found = pd.concat([found, death_rows], ignore_index=True) if len(found) else death_rows
-    missing_reason = undetermined.difference(found["household_id"])
+    parts = [found, signals[signals["code"].isin(REVIEW_SIGNALS)],
+             _near_boundary(hh, reasons, policy)]
+    out = pd.concat([p.astype({"code": str}) for p in parts if len(p)] or [found],
+                    ignore_index=True)
+    undetermined = hh.index[hh["decision"].eq("undetermined")]
+    missing_reason = undetermined.difference(out["household_id"])
     if len(missing_reason):
         raise FlagInvariantError(f"{len(missing_reason)} undetermined households carry no reason")
-    return found
+    return out
 
 
-def _flag_reasons(flags: pd.DataFrame, decision: pd.Series, reasons: pd.DataFrame,
-                  review: pd.DataFrame) -> pd.DataFrame:
+def _near_boundary(hh: pd.DataFrame, reasons: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    """A decided household whose deciding figure is within the margin of its limit: a small
+    error in one record could turn the outcome, so a caseworker looks first."""
+    margin = float(policy.require("dynamic.near_boundary_margin"))
+    decided = hh.index[hh["decision"].isin(["eligible", "not_eligible"])]
+    rows = reasons[reasons["code"].isin(BOUNDARY_RULES) & reasons["household_id"].isin(decided)]
+    limit = rows["limit"].astype(float)
+    close = rows[(limit > 0) & ((rows["value"].astype(float) - limit).abs() <= margin * limit)]
+    failing = _failing(reasons)
+    for code in BOUNDARY_RULES:  # the figure decides only if every other rule passes
+        others = failing[~failing["code"].astype(str).isin(
+            INCOME_RULES if code == "INCOME_OVER_STANDARD" else (code,))]
+        close = close[(close["code"].astype(str) != code)
+                      | ~close["household_id"].isin(others["household_id"])]
+    return close.assign(code="NEAR_BOUNDARY", passed=False,
+                        parameter="dynamic.near_boundary_margin",
+                        reference=policy.reference("dynamic.near_boundary_margin"))
+
+
+# ---- which reasons ---------------------------------------------------------------------------
+def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
+                  review: pd.DataFrame, signals: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     kinds = flags.set_index("household_id")["kind"]
-    code = reasons["code"].astype(str)
-    general = ~code.isin(REVIEW_REASONS) & ~code.str.startswith(CATEGORY_TEST_PREFIXES)
-    ordinary = reasons[general].copy()
+    ordinary = _general(reasons).copy()
     ordinary["kind"] = ordinary["household_id"].map(kinds)
-    not_eligible = ordinary["household_id"].map(decision).eq("not_eligible")
+    not_eligible = ordinary["household_id"].map(hh["decision"]).eq("not_eligible")
     failing = ~ordinary["passed"].astype(bool)
     met = ordinary["passed"].astype(bool) & ordinary["code"].astype(str).str.startswith("ELIGIBLE")
-    # A household that is not eligible shows the tests it failed; an eligible one the test it met.
-    show = ordinary["kind"].ne("REVIEW") & np.where(not_eligible, failing, met)
-    chosen = ordinary[show]
-    under_review = review.assign(kind="REVIEW")
-    under_review = under_review[under_review["household_id"].map(kinds).eq("REVIEW")]
-    out = pd.concat([f for f in (chosen, under_review) if len(f)], ignore_index=True)
-    out["code"] = out["code"].astype(str)
+    # A household that is not eligible shows the tests it failed; an eligible one the test it
+    # met; a gradual exit both the income it now has and the category it may still meet.
+    show = np.where(not_eligible | ordinary["kind"].eq("GRADUAL_EXIT"), failing, met)
+    chosen = ordinary[ordinary["kind"].ne("REVIEW") & show]
+    under_review = review[review["household_id"].map(kinds).eq("REVIEW")]
+    informative = signals[~signals["code"].isin(REVIEW_SIGNALS)]
+    parts = [chosen, under_review, informative,
+             _benefit_changes(kinds, hh, reasons, policy), _exit_periods(kinds, signals, policy)]
+    out = pd.concat([p.astype({"code": str}) for p in parts if len(p)], ignore_index=True)
     out = out.drop_duplicates(["household_id", "code", "evidence_refs"])
-    return out[["household_id", "code", "passed", "value", "limit", "parameter", "reference",
-                "evidence_refs"]].reset_index(drop=True)
+    return out[REASON_COLUMNS].reset_index(drop=True)
 
 
-def _refs_of(evidence: pd.DataFrame) -> pd.Series:
-    return (evidence["source_kind"].astype(str) + ":" + evidence["feed_id"].astype(str) + ":"
-            + evidence["record_ref"].astype(str)).to_numpy()
+def _benefit_changes(kinds: pd.Series, hh: pd.DataFrame, reasons: pd.DataFrame,
+                     policy: Policy) -> pd.DataFrame:
+    """ADJUST: the new benefit (value) against the current one (limit), citing the income."""
+    adjusted = kinds.index[kinds.eq("ADJUST").to_numpy()]
+    if not len(adjusted):
+        return pd.DataFrame(columns=REASON_COLUMNS)
+    income = reasons[reasons["code"].astype(str) == "INCOME_OVER_STANDARD"].set_index(
+        "household_id")["evidence_refs"]
+    rows = hh.loc[adjusted]
+    return pd.DataFrame({
+        "household_id": adjusted.to_numpy(), "code": "BENEFIT_CHANGED", "passed": False,
+        "value": rows["benefit"].astype(float).to_numpy(),
+        "limit": rows["current_benefit"].astype(float).to_numpy(),
+        "parameter": "dynamic.adjust_threshold",
+        "reference": policy.reference("dynamic.adjust_threshold"),
+        "evidence_refs": income.reindex(adjusted).fillna("").to_numpy(),
+    })
+
+
+def _exit_periods(kinds: pd.Series, signals: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    """GRADUAL_EXIT: how many months the benefit continues, citing the new employment."""
+    leaving = kinds.index[kinds.eq("GRADUAL_EXIT").to_numpy()]
+    work = signals[(signals["code"] == "NEW_EMPLOYMENT") & signals["household_id"].isin(leaving)]
+    months = float(policy.require("dynamic.gradual_exit_months"))
+    return work.assign(code="GRADUAL_EXIT_PERIOD", value=months, limit=months,
+                       parameter="dynamic.gradual_exit_months",
+                       reference=policy.reference("dynamic.gradual_exit_months"))
 
 
 def _flag_evidence(flag_reasons: pd.DataFrame, evidence: pd.DataFrame) -> pd.DataFrame:
@@ -122,40 +226,81 @@ def _flag_evidence(flag_reasons: pd.DataFrame, evidence: pd.DataFrame) -> pd.Dat
     cited = flag_reasons[["household_id", "evidence_refs"]].dropna()
     cited = cited.assign(ref=cited["evidence_refs"].astype(str).str.split(";")).explode("ref")
     cited = cited[cited["ref"].str.count(":") >= 2][["household_id", "ref"]].drop_duplicates()
-    keyed = evidence.assign(ref=_refs_of(evidence))
+    keyed = evidence.assign(ref=evidence_refs(evidence))
     joined = cited.merge(keyed.drop(columns=["household_id"]), on="ref", how="inner")
     return joined.drop(columns=["ref"]).drop_duplicates(["household_id", "source_kind", "feed_id",
                                                          "record_ref", "item"])
 
 
-def _due_dates(kind: pd.Series, as_of: dt.date) -> pd.Series:
-    days = kind.map(lambda k: codes.flags()[k]["due_days"])
-    due = pd.Timestamp(as_of) + pd.to_timedelta(days, unit="D")
-    return due.where(days > 0).dt.date
+# ---- when, and whether it is the same flag as before -----------------------------------------
+def _due_dates(flags: pd.DataFrame, as_of: dt.date, death_due: pd.Series) -> pd.Series:
+    """Due per kind (codes.yaml); a household with a death no later than its re-check date."""
+    days = flags["kind"].map(lambda k: codes.flags()[k]["due_days"])
+    due = (pd.Timestamp(as_of) + pd.to_timedelta(days, unit="D")).where(days > 0)
+    recheck = pd.to_datetime(flags["household_id"].map(death_due))
+    due = due.where(recheck.isna() | (due <= recheck), recheck)
+    return due.dt.date.astype(object).where(due.notna(), None)
+
+
+def _stable_refs(refs: pd.Series) -> pd.Series:
+    """``kind:feed:record;…`` without feed ids: the same partner record delivered again in a
+    newer feed is the same evidence."""
+    return refs.fillna("").astype(str).str.replace(r"(^|;)([^:;]*):[^:;]*:", r"\1\2:",
+                                                   regex=True)
 
 
 def _digests(flags: pd.DataFrame, flag_reasons: pd.DataFrame) -> list[str]:
-    """Same flag, same reasons, same evidence → same digest (so a resolved flag is not raised
-    again on the same evidence, and is raised again on new evidence)."""
-    keyed = flag_reasons.assign(key=flag_reasons["code"] + "@" + flag_reasons["evidence_refs"]
-                                .fillna("").astype(str))
+    """Same flag, same reasons, same records → same digest (so a resolved flag is not raised
+    again on the same evidence, and is raised again on new evidence). A changed benefit amount
+    is new evidence too."""
+    amount = np.where(flag_reasons["code"] == "BENEFIT_CHANGED",
+                      "=" + flag_reasons["value"].astype(float).round(2).astype(str), "")
+    keyed = flag_reasons.assign(key=flag_reasons["code"] + amount + "@"
+                                + _stable_refs(flag_reasons["evidence_refs"]))
     keys = keyed.groupby("household_id")["key"].agg(lambda s: "|".join(sorted(s)))
     text = flags["kind"] + "#" + flags["household_id"].map(keys).fillna("")
     return [hashlib.sha256(t.encode()).hexdigest() for t in text]
 
 
+# ---- invariants ------------------------------------------------------------------------------
 def check_invariants(frames: FlagFrames, results: pd.DataFrame, evidence: pd.DataFrame) -> None:
+    """Raise FlagInvariantError if a flag could harm a family without evidence."""
     flags = frames.flags
     without = set(flags["household_id"]) - set(frames.reasons["household_id"])
     if without:
         raise FlagInvariantError(f"{len(without)} flags have no reason, e.g. household "
                                  f"{sorted(without)[0]}")
+    uncited = frames.reasons[frames.reasons["evidence_refs"].fillna("").astype(str).eq("")
+                             & frames.reasons["code"].isin(_MUST_CITE)]
+    if len(uncited):
+        raise FlagInvariantError(f"{len(uncited)} reasons against a household cite no evidence, "
+                                 f"e.g. {uncited['code'].iloc[0]}")
     decisions = results["decision"].reindex(flags["household_id"]).to_numpy()
-    acting = flags["kind"].isin(["ADD", "REMOVE", "REJECT"]).to_numpy()
+    acting = flags["kind"].isin(_ACTING).to_numpy()
     if (acting & (decisions == "undetermined")).any():
-        raise FlagInvariantError("ADD/REMOVE/REJECT raised on missing or stale data")
-    removes = flags.loc[flags["kind"].eq("REMOVE"), "household_id"]
-    certain = frames.evidence[frames.evidence["match_grade"].map(grade_supports_removal)]
-    unsupported = set(removes) - set(certain["household_id"])
+        raise FlagInvariantError("ADD/REMOVE/REJECT/ADJUST/GRADUAL_EXIT raised on missing or "
+                                 "stale data")
+    _check_certain_and_fresh(frames, results)
+
+
+# Reasons that count against a household, or report a change: each must cite its records.
+_MUST_CITE = ("INCOME_OVER_STANDARD", "INCOME_OVER_1_5X", "FINANCIAL_ASSETS_OVER_LIMIT",
+              "VEHICLE_OWNED", "PROPERTY_COUNT_EXCEEDED", "COMMERCIAL_PROPERTY",
+              "BUSINESS_REGISTERED", "PUBLIC_PAYROLL", "SOURCE_UNAVAILABLE", "MATCH_UNCERTAIN",
+              "GRADUAL_EXIT_PERIOD", *SIGNAL_CODES)
+
+
+def _check_certain_and_fresh(frames: FlagFrames, results: pd.DataFrame) -> None:
+    """REMOVE and GRADUAL_EXIT rest on certain matches from a source that was not stale."""
+    flags, ev = frames.flags, frames.evidence
+    stopping = flags.loc[flags["kind"].isin(_NEEDS_CERTAIN), "household_id"]
+    certain = ev[ev["match_grade"].map(grade_supports_removal).astype(bool)]
+    if "missing_sources" in results and len(certain):
+        missing = certain["household_id"].map(results["missing_sources"]).fillna("").astype(str)
+        stale = [kind in gone.split(",") for kind, gone in
+                 zip(certain["source_kind"].astype(str), missing, strict=True)]
+        certain = certain[~np.array(stale, dtype=bool)]
+    unsupported = set(stopping) - set(certain["household_id"])
     if unsupported:
-        raise FlagInvariantError(f"{len(unsupported)} REMOVE flags lack certain-match evidence")
+        raise FlagInvariantError(f"{len(unsupported)} REMOVE/GRADUAL_EXIT flags lack "
+                                 "certain-match evidence from a fresh source")

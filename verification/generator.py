@@ -4,8 +4,11 @@ Every household is given a *scenario* first (keep, income over the standard, a c
 and its partner records are then written to make that scenario true. The expected flag is written
 beside the data from the scenario alone — never by calling the assessment — so the end-to-end test
 compares two independent paths. Margins are wide (eligible households have per-capita income
-under 300 yuan and assets under 5,000 yuan; ineligible ones are far over any plausible standard)
-so the truth holds for any standard between 600 and 1,600 yuan a month.
+under 300 yuan and assets under 5,000 yuan; ineligible ones are far over any plausible standard).
+Three things are computed from the 低保 standard in force (``dibao.standard`` of 210112 on the
+as-of date), as a caseworker would: a recipient's current benefit (standard × members − income,
+so KEEP stays KEEP and ADJUST households differ by their income), the income of households placed
+just beside the standard (NEAR_BOUNDARY), and the new wage that lifts a family out (GRADUAL_EXIT).
 
 Street and community codes are synthetic (the real 210112 area code with made-up sub-codes).
 """
@@ -16,6 +19,7 @@ import csv
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +27,24 @@ import numpy as np
 from schemas import field_names
 from verification import jurisdictions
 from verification.identifiers import make_id
+from verification.policy import Policy, load_parameters
 
 AREA_CODE = "210112"
 STREETS = {code: (name, list(jurisdictions.communities(code).values()))
            for code, name in jurisdictions.streets().items()}
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
-GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉兰萍红娥玲芬芳燕彩春菊兰凤洁梅琳素云莲真环雪荣爱妹霞香月莺媛艳瑞凡佳嘉琼勤珍贞莉桂娣叶璧璐娅琦晶妍茜秋珊莎锦黛青倩婷姣婉娴瑾颖露瑶怡婵雁蓓纨仪荷丹蓉眉君琴蕊薇菁梦岚苑婕馨瑗琰韵融园艺咏卿聪澜纯毓悦昭冰爽琬茗羽希宁欣飘育滢馥筠柔竹霭凝晓欢霄枫芸菲寒伊亚宜可姬舒影荔枝丽阳妮宝贝初程梵罡恒鸿桦骅剑娇纪宽苛灵玛媚琪晴容睿烁堂唯威韦雯苇萱阅彦宇雨洋忠宗曼紫逸贤蝶菡绿蓝儿翠烟"
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡"
+    "余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯"
+    "龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+GIVEN = (
+    "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉兰萍红娥玲芬芳燕彩春菊兰"
+    "凤洁梅琳素云莲真环雪荣爱妹霞香月莺媛艳瑞凡佳嘉琼勤珍贞莉桂娣叶璧璐娅琦晶妍茜秋珊"
+    "莎锦黛青倩婷姣婉娴瑾颖露瑶怡婵雁蓓纨仪荷丹蓉眉君琴蕊薇菁梦岚苑婕馨瑗琰韵融园艺咏"
+    "卿聪澜纯毓悦昭冰爽琬茗羽希宁欣飘育滢馥筠柔竹霭凝晓欢霄枫芸菲寒伊亚宜可姬舒影荔枝"
+    "丽阳妮宝贝初程梵罡恒鸿桦骅剑娇纪宽苛灵玛媚琪晴容睿烁堂唯威韦雯苇萱阅彦宇雨洋忠宗"
+    "曼紫逸贤蝶菡绿蓝儿翠烟"
+)
 SCENARIOS = {
     # name: (status, expected flag, expected reason codes, weight)
     "keep": ("recipient", "KEEP", ["ELIGIBLE_DIBAO"], 30),
@@ -39,6 +55,11 @@ SCENARIOS = {
     "two_homes": ("recipient", "REMOVE", ["PROPERTY_COUNT_EXCEEDED"], 4),
     "business": ("recipient", "REMOVE", ["BUSINESS_REGISTERED"], 4),
     "death": ("recipient", "REVIEW", ["MEMBER_DECEASED"], 4),
+    "adjust": ("recipient", "ADJUST", ["ELIGIBLE_DIBAO", "BENEFIT_CHANGED"], 6),
+    "gradual_exit": ("recipient", "GRADUAL_EXIT",
+                     ["INCOME_OVER_STANDARD", "NEW_EMPLOYMENT", "GRADUAL_EXIT_PERIOD"], 5),
+    "death_conflict": ("recipient", "REVIEW", ["MEMBER_DECEASED", "SOURCES_CONFLICT"], 2),
+    "near_boundary": ("applicant", "REVIEW", ["NEAR_BOUNDARY"], 3),
     "applicant_eligible": ("applicant", "ADD", ["ELIGIBLE_DIBAO"], 12),
     "applicant_ineligible": ("applicant", "REJECT", ["INCOME_OVER_STANDARD"], 8),
     "monitored_now_eligible": ("monitored", "ADD", ["ELIGIBLE_DIBAO"], 8),
@@ -147,11 +168,13 @@ class _Builder:
             return f" {number.lower()} "
         return number
 
-    def wage(self, person: Person, amount: float) -> None:
-        for month in self.months:
-            self.record("wages", person, period=month.strftime("%Y-%m"), employer_name="沈阳某某有限公司",
+    def wage(self, person: Person, amount: float, months: list[dt.date] | None = None) -> None:
+        for month in self.months if months is None else months:
+            self.record("wages", person, period=month.strftime("%Y-%m"),
+                        employer_name="沈阳某某有限公司",
                         employer_credit_code=_credit_code(self.rng),
-                        wage_amount=_money(amount, self.rng), si_contribution=f"{amount * 0.105:.2f}")
+                        wage_amount=_money(amount, self.rng),
+                        si_contribution=f"{amount * 0.105:.2f}")
 
     def pension(self, person: Person, kind: str, amount: float) -> None:
         for month in self.months:
@@ -163,7 +186,8 @@ class _Builder:
                     balance=_money(balance, self.rng), as_of=self.months[0].strftime("%Y-%m-%d"))
 
     def home(self, person: Person, use: str = "home") -> None:
-        self.record("real_estate", person, certificate_no=f"辽(2024)沈阳市不动产权第{self.rng.integers(1e6, 9e6)}号",
+        number = self.rng.integers(1e6, 9e6)
+        self.record("real_estate", person, certificate_no=f"辽(2024)沈阳市不动产权第{number}号",
                     property_use=use, area_m2=f"{self.rng.uniform(40, 110):.1f}",
                     registered_on=self.past_date(3000), share="1")
 
@@ -174,11 +198,18 @@ class _Builder:
 
     def business(self, person: Person, status: str = "active") -> None:
         self.record("business", person, credit_code=_credit_code(self.rng),
-                    business_name=f"沈阳市浑南区{person.name[0]}记便利店", registered_on=self.past_date(700),
+                    business_name=f"沈阳市浑南区{person.name[0]}记便利店",
+                    registered_on=self.past_date(700),
                     status=status)
 
     def past_date(self, days: int) -> str:
         return (self.months[0] - dt.timedelta(days=int(self.rng.integers(1, days)))).isoformat()
+
+
+@cache
+def _policy(as_of: dt.date) -> Policy:
+    """The district's policy on the as-of date: the truth uses the same standard as the rules."""
+    return load_parameters().at(AREA_CODE, as_of)
 
 
 def _month_back(first: dt.date, n: int) -> dt.date:
@@ -204,26 +235,31 @@ def _credit_code(rng: np.random.Generator) -> str:
 
 
 # ---- scenarios ---------------------------------------------------------------------------------
-def _apply_scenario(b: _Builder, scenario: str, people: list[Person]) -> None:
+# scenarios whose families have a small income, well under any standard
+_SMALL_INCOME = ("keep", "keep_exempt_vehicle", "vehicle", "assets_over", "two_homes", "business",
+                 "death", "death_conflict", "adjust", "applicant_eligible",
+                 "monitored_now_eligible")
+NEW_JOB_MONTHS = 4  # gradual_exit: the job began this many months ago (contributions too)
+
+
+def _apply_scenario(b: _Builder, scenario: str, people: list[Person], standard: float) -> float:
+    """Write the scenario's records; return the household's counted monthly income."""
     size = len(people)
     rng = b.rng
-    eligible_income = scenario in ("keep", "keep_exempt_vehicle", "vehicle", "assets_over",
-                                   "two_homes", "business", "death", "applicant_eligible",
-                                   "monitored_now_eligible")
-    if eligible_income:
-        if rng.random() < 0.6:  # a small income for some, well under any standard
-            earner = people[0]
-            amount = float(rng.uniform(50, 250)) * size
-            if (b.as_of - earner.birth).days // 365 >= 60:
-                b.pension(earner, "enterprise_pension", amount)
-            else:
-                b.wage(earner, amount)
+    income = 0.0
+    if scenario in _SMALL_INCOME:
+        if scenario == "adjust" or rng.random() < 0.6:
+            income = round(float(rng.uniform(100 if scenario == "adjust" else 50, 250)) * size, 2)
+            _earn(b, people[0], income)
         for p in people:  # the residents' basic pension is excluded income by national rule
-            if (b.as_of - p.birth).days // 365 >= 60 and rng.random() < 0.7:
+            if b.age(p) >= 60 and rng.random() < 0.7:
                 b.pension(p, "basic_pension_residents", 150.0)
-    else:
-        worker = people[0]
-        b.wage(worker, 2500.0 * size + float(rng.uniform(500, 3000)))
+    elif scenario == "near_boundary":  # within the near-boundary margin of the standard
+        income = round(standard * size * float(rng.uniform(0.97, 1.03)), 2)
+        _earn(b, people[0], income)
+    elif scenario != "gradual_exit":
+        income = round(2500.0 * size + float(rng.uniform(500, 3000)), 2)
+        b.wage(people[0], income)
     if rng.random() < 0.5:
         b.deposit(people[0], float(rng.uniform(0, 4000)) * size)
     if rng.random() < 0.6 and scenario != "two_homes":
@@ -232,12 +268,47 @@ def _apply_scenario(b: _Builder, scenario: str, people: list[Person]) -> None:
         b.vehicle(people[0], "car", status="deregistered")
     if rng.random() < 0.05:
         b.business(people[0], status="cancelled")
-    _apply_change(b, scenario, people)
+    return income + _apply_change(b, scenario, people, standard)
 
 
-def _apply_change(b: _Builder, scenario: str, people: list[Person]) -> None:
+def _earn(b: _Builder, person: Person, amount: float) -> None:
+    """Counted income: a pension from 60, else a wage (with its contributions)."""
+    if b.age(person) >= 60:
+        b.pension(person, "enterprise_pension", amount)
+    else:
+        b.wage(person, amount)
+
+
+def current_benefit(scenario: str, status: str, standard: float, size: int,
+                    income: float) -> float:
+    """What the district pays today. A recipient's benefit was set on the income the district
+    knew: all of it, except for ``adjust`` households (income found only now) and those whose
+    situation changed after it was set (their old, small income is taken as 0)."""
+    if status != "recipient":
+        return 0.0
+    known = income if scenario in _SMALL_INCOME and scenario != "adjust" else 0.0
+    return round(standard * size - known, 2)
+
+
+def _apply_change(b: _Builder, scenario: str, people: list[Person], standard: float) -> float:
+    """The scenario's change; returns the counted monthly income it adds."""
     size = len(people)
     who = people[int(b.rng.integers(0, size))]
+    if scenario == "gradual_exit":
+        # a working-age member took a job NEW_JOB_MONTHS ago: averaged over the income window
+        # the family is now well over the standard, and contributions show the new job
+        worker = next(p for p in people if 18 <= b.age(p) < 60)
+        window = int(_policy(b.as_of).require("income.look_back_months"))
+        lifted = standard * size * float(b.rng.uniform(1.2, 2.5))
+        wage = round(lifted * window / NEW_JOB_MONTHS, 2)
+        b.wage(worker, wage, b.months[:NEW_JOB_MONTHS])
+        return wage * NEW_JOB_MONTHS / window
+    if scenario == "death_conflict":
+        # the funeral record says the member died four months ago; the employer still pays
+        died = b.months[NEW_JOB_MONTHS - 1] + dt.timedelta(days=int(b.rng.integers(0, 25)))
+        b.record("deaths", who, date_of_death=died.isoformat())
+        b.wage(who, 60.0)
+        return 60.0
     if scenario == "keep_exempt_vehicle":
         # grade 3 limb: entitled to a disability vehicle, yet still able to work (特困 lists 1–2)
         who.disability_grade, who.disability_type = 3, "limb"
@@ -254,6 +325,7 @@ def _apply_change(b: _Builder, scenario: str, people: list[Person]) -> None:
     elif scenario == "death":
         died = b.months[0] + dt.timedelta(days=int(b.rng.integers(0, 25)))
         b.record("deaths", who, date_of_death=died.isoformat())
+    return 0.0
 
 
 def _outsiders(b: _Builder, count: int) -> None:
@@ -304,9 +376,10 @@ def generate(households: int = 300, seed: int = 2026, as_of: dt.date | None = No
         community = f"{street}{1 + int(b.rng.integers(0, len(STREETS[street][1]))):03d}"
         code = f"HN{as_of:%Y}{n + 1:06d}"
         people = b.family()
-        _apply_scenario(b, scenario, people)
         urban_rural = "rural" if street in ("210112005", "210112006") else "urban"
-        benefit = 600.0 * len(people) if status == "recipient" else 0.0
+        standard = float(_policy(as_of).require("dibao.standard", urban_rural))
+        income = _apply_scenario(b, scenario, people, standard)
+        benefit = current_benefit(scenario, status, standard, len(people), income)
         for i, p in enumerate(people):
             b.district.households.append({
                 "household_code": code, "area_code": AREA_CODE, "street_code": street,

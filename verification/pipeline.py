@@ -193,8 +193,10 @@ def review_shard(settings: Settings, run_id: int, shard: str) -> str:
     evidence = pd.read_parquet(_run_dir(settings, run_id) / "evidence.parquet")
     evidence = evidence[evidence["household_id"].isin(households.index)]
     sources = sources_frame(versions)
-    result = assess(households, members, evidence, sources, load_parameters(), as_of)
-    frames = decide_flags(households, result.results, result.reasons, evidence, as_of)
+    parameters = load_parameters()
+    result = assess(households, members, evidence, sources, parameters, as_of)
+    frames = decide_flags(households, result.results, result.reasons, evidence, as_of,
+                          parameters.at(region, as_of))
     out = _run_dir(settings, run_id) / f"shard-{shard}"
     out.mkdir(parents=True, exist_ok=True)
     result.results.reset_index(names="household_id").to_parquet(out / "assessments.parquet")

@@ -1,0 +1,154 @@
+"""Change signals: what has changed in a household, each with the partner records that show it.
+
+A signal explains a flag; it is never a verdict on its own. Signals are read from evidence
+matched with grade ``certain`` only (uncertain matches become MATCH_UNCERTAIN in the assessment).
+
+    MEMBER_DECEASED   a death record (forces REVIEW; re-check within
+                      dynamic.recheck.after_death_months)
+    SOURCES_CONFLICT  income or contributions for months after a member's recorded death (REVIEW)
+    MARRIAGE_CHANGED  a marriage or divorce registration within dynamic.change_window_months
+    NEW_VEHICLE       a counted vehicle (not exempt) registered within the change window
+    NEW_PROPERTY      a home or non-residential property registered within the change window
+    NEW_EMPLOYMENT    social-insurance contributions that began within dynamic.new_employment_months
+
+The other signals an officer sees — business registration, public payroll, assets over the limit,
+income over the standard or 1.5 × the standard — are the assessment's own failing rules
+(verification/assessment.py) and reach the flag as its reasons.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from verification import codes
+from verification.matching import grade_supports_removal
+from verification.policy import Policy
+
+SIGNAL_CODES = ("MEMBER_DECEASED", "SOURCES_CONFLICT", "MARRIAGE_CHANGED", "NEW_VEHICLE",
+                "NEW_PROPERTY", "NEW_EMPLOYMENT")
+REVIEW_SIGNALS = ("MEMBER_DECEASED", "SOURCES_CONFLICT")  # these send the household to REVIEW
+REASON_COLUMNS = ["household_id", "code", "passed", "value", "limit", "parameter", "reference",
+                  "evidence_refs"]
+_DEATH_PARAMETER = "dynamic.recheck.after_death_months"
+_WINDOW_PARAMETER = "dynamic.change_window_months"
+_EMPLOYMENT_PARAMETER = "dynamic.new_employment_months"
+
+
+def evidence_refs(evidence: pd.DataFrame) -> np.ndarray:
+    """``kind:feed_id:record_ref`` per evidence row: how reasons cite their records."""
+    return (evidence["source_kind"].astype(str) + ":" + evidence["feed_id"].astype(str) + ":"
+            + evidence["record_ref"].astype(str)).to_numpy()
+
+
+def empty_reasons() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("value", "limit") else object)
+                         for c in REASON_COLUMNS})
+
+
+def change_signals(evidence: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd.DataFrame:
+    """One reason row per household and signal (REASON_COLUMNS), citing its evidence."""
+    certain = _certain(evidence)
+    parts = [_deaths(certain, policy), _conflicts(certain, policy),
+             _registered(certain, ("marriage", "divorce"), "MARRIAGE_CHANGED", policy, as_of),
+             _registered(certain, _counted_vehicles(policy), "NEW_VEHICLE", policy, as_of),
+             _registered(certain, tuple(codes.items("property")), "NEW_PROPERTY", policy, as_of),
+             _new_employment(certain, policy, as_of)]
+    found = [p for p in parts if len(p)]
+    return pd.concat(found, ignore_index=True) if found else empty_reasons()
+
+
+def death_recheck_due(evidence: pd.DataFrame, policy: Policy) -> pd.Series:
+    """household_id → the date by which a household with a death must be re-checked."""
+    deaths = _certain(evidence)
+    deaths = deaths[deaths["item"].astype(str) == "death"]
+    months = int(policy.require(_DEATH_PARAMETER))
+    first = pd.to_datetime(deaths["period_start"]).groupby(deaths["household_id"]).min()
+    return (first + pd.DateOffset(months=months)).dt.date
+
+
+def _certain(evidence: pd.DataFrame) -> pd.DataFrame:
+    if evidence.empty:
+        return evidence.assign(ref=pd.Series(dtype=object))
+    certain = evidence[evidence["match_grade"].map(grade_supports_removal).astype(bool)]
+    return certain.assign(ref=evidence_refs(certain))
+
+
+def _per_household(rows: pd.DataFrame, code: str, limit: float, parameter: str,
+                   policy: Policy, value: pd.Series | None = None) -> pd.DataFrame:
+    """Group signal rows by household: the value (default: how many records) and their refs."""
+    if rows.empty:
+        return empty_reasons()
+    grouped = rows.groupby("household_id")
+    refs = grouped["ref"].agg(lambda s: ";".join(sorted(set(s))))
+    values = grouped.size() if value is None else value.groupby(rows["household_id"]).max()
+    return pd.DataFrame({
+        "household_id": refs.index.to_numpy(), "code": code, "passed": False,
+        "value": values.reindex(refs.index).astype("float64").to_numpy(),
+        "limit": float(limit), "parameter": parameter,
+        "reference": policy.reference(parameter), "evidence_refs": refs.to_numpy(),
+    })
+
+
+def _deaths(certain: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    deaths = certain[certain["item"].astype(str) == "death"]
+    return _per_household(deaths, "MEMBER_DECEASED", policy.require(_DEATH_PARAMETER),
+                          _DEATH_PARAMETER, policy)
+
+
+def _conflicts(certain: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    """Income or contributions for a month that starts after the person's recorded death: one
+    of the two sources is wrong, and only a caseworker can tell which."""
+    deaths = certain[certain["item"].astype(str) == "death"]
+    if deaths.empty:
+        return empty_reasons()
+    paid = certain[certain["item"].astype(str).isin(
+        codes.items("income") + codes.items("contribution"))]
+    died = deaths[["household_id", "person_token", "period_start", "ref"]].rename(
+        columns={"period_start": "died_on", "ref": "death_ref"})
+    after = paid.merge(died, on=["household_id", "person_token"])
+    after = after[pd.to_datetime(after["period_start"]) > pd.to_datetime(after["died_on"])]
+    if after.empty:
+        return empty_reasons()
+    both = pd.concat([after[["household_id", "ref"]],
+                      after[["household_id", "death_ref"]].rename(columns={"death_ref": "ref"})])
+    rows = _per_household(both, "SOURCES_CONFLICT", 0, _DEATH_PARAMETER, policy)
+    counts = after.groupby("household_id").size()
+    return rows.assign(value=rows["household_id"].map(counts).astype("float64"),
+                       reference="死亡登记与收入、缴费记录相互矛盾，须入户核实 / a death "
+                                 "record and later income or contributions disagree")
+
+
+def _counted_vehicles(policy: Policy) -> tuple[str, ...]:
+    exempt = set(policy.value("vehicles.exempt_items") or ())
+    return tuple(v for v in codes.items("vehicle") if v not in exempt)
+
+
+def _registered(certain: pd.DataFrame, items: tuple[str, ...], code: str, policy: Policy,
+                as_of: dt.date) -> pd.DataFrame:
+    """Registrations of ``items`` dated within the change window before ``as_of``."""
+    months = int(policy.require(_WINDOW_PARAMETER))
+    since = pd.Timestamp(as_of) - pd.DateOffset(months=months)
+    dated = pd.to_datetime(certain["period_start"])
+    rows = certain[certain["item"].astype(str).isin(items) & (dated >= since)
+                   & (dated <= pd.Timestamp(as_of))]
+    return _per_household(rows, code, months, _WINDOW_PARAMETER, policy)
+
+
+def _new_employment(certain: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd.DataFrame:
+    """Members whose first contribution month is within the last N months: they have started
+    work recently (a long-standing job is not news, however high its wage)."""
+    months = int(policy.require(_EMPLOYMENT_PARAMETER))
+    paid = certain[(certain["item"].astype(str) == "si_contribution") & (certain["amount"] > 0)]
+    if paid.empty:
+        return empty_reasons()
+    started = pd.to_datetime(paid["period_start"]).groupby(
+        [paid["household_id"], paid["person_token"]]).transform("min")
+    cutoff = pd.Timestamp(as_of).to_period("M").start_time - pd.DateOffset(months=months)
+    recent = paid[(started >= cutoff).to_numpy()]
+    worked = pd.to_datetime(recent["period_start"]).dt.to_period("M")
+    months_worked = worked.groupby(recent["household_id"]).transform("nunique")
+    return _per_household(recent, "NEW_EMPLOYMENT", months, _EMPLOYMENT_PARAMETER, policy,
+                          value=months_worked)

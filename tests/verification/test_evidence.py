@@ -1,0 +1,40 @@
+"""Staged rows become evidence items exactly as each contract's x-hedui mapping declares."""
+
+import pandas as pd
+
+from verification.evidence import EVIDENCE_COLUMNS, evidence_from_staged
+
+
+def test_wage_rows_give_wage_and_contribution_items_over_their_month():
+    staged = pd.DataFrame({
+        "person_token": pd.array([1, 2], dtype="Int64"), "record_id": ["W1", "W2"],
+        "period": pd.to_datetime(["2026-10-01", "2026-09-01"]),
+        "wage_amount": [3000.0, 2500.0], "si_contribution": [315.0, float("nan")],
+    })
+    ev = evidence_from_staged(staged, "wages", feed_id=9)
+    assert list(ev.columns) == EVIDENCE_COLUMNS
+    assert sorted(ev["item"]) == ["si_contribution", "wage", "wage"]
+    wage = ev[(ev["item"] == "wage") & (ev["record_ref"] == "W1")].iloc[0]
+    assert (wage["amount"], wage["feed_id"]) == (3000.0, 9)
+    assert (str(wage["period_start"].date()), str(wage["period_end"].date())) == (
+        "2026-10-01", "2026-10-31")
+
+
+def test_only_active_vehicles_count_and_the_type_names_the_item():
+    staged = pd.DataFrame({
+        "person_token": pd.array([1, 1, 2], dtype="Int64"), "record_id": ["V1", "V2", "V3"],
+        "vehicle_type": ["car", "car", "disability_vehicle"],
+        "registered_on": pd.to_datetime(["2024-01-05", "2019-03-01", "2025-06-01"]),
+        "status": ["active", "deregistered", "active"],
+    })
+    ev = evidence_from_staged(staged, "vehicles", feed_id=3)
+    assert ev.set_index("record_ref")["item"].to_dict() == {"V1": "car",
+                                                            "V3": "disability_vehicle"}
+    assert (ev["amount"] == 0).all()
+
+
+def test_an_empty_feed_gives_empty_evidence_with_the_seam_columns():
+    staged = pd.DataFrame({"person_token": pd.array([], dtype="Int64"), "record_id": [],
+                           "date_of_death": pd.to_datetime([])})
+    ev = evidence_from_staged(staged, "deaths", feed_id=1)
+    assert ev.empty and list(ev.columns) == EVIDENCE_COLUMNS

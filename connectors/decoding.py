@@ -180,9 +180,11 @@ def _frame(header: list[str], rows: list[list[str]], lines: list[int],
     return frame
 
 
-def _header(names: list[str], where: str) -> list[str]:
-    clean = [name.strip() for name in names]
-    clean = [name or f"_column{i + 1}" for i, name in enumerate(clean)]
+def _header(names: list[str], where: str, *, tidy: bool = True) -> list[str]:
+    """Column names; ``tidy`` strips them and names blank ones (a CSV or sheet header row).
+    JSON keys are taken as they are, since rows are looked up by them."""
+    clean = [name.strip() for name in names] if tidy else list(names)
+    clean = [name or f"_column{i + 1}" for i, name in enumerate(clean)] if tidy else clean
     seen: set[str] = set()
     for name in clean:
         if name in seen:
@@ -275,7 +277,7 @@ def _jsonl_batches(stream: TextIO, batch_rows: int | None) -> Iterator[pd.DataFr
     emitted = False
     for batch in _batched(_jsonl_records(stream), batch_rows):
         columns = dict.fromkeys(key for _, record, _ in batch for key in record)
-        header = _header(list(columns), "JSON Lines keys")
+        header = _header(list(columns), "JSON Lines keys", tidy=False)
         rows = [[record.get(name, "") for name in header] for _, record, _ in batch]
         emitted = True
         yield _frame(header, rows, [n for n, _, _ in batch], [p for _, _, p in batch])
@@ -288,15 +290,31 @@ def _jsonl_frame(text: str) -> pd.DataFrame:
     return next(_jsonl_batches(iter(text.split("\n")), None))
 
 
+_REPEATED = "\x00repeated"
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, noting a repeated key (json.loads would keep the last silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            out.setdefault(_REPEATED, key)
+        out[key] = value
+    return out
+
+
 def _json_record(line: str) -> tuple[dict[str, str], str]:
     try:
         # Numbers stay as written: "1234.50" must not become 1234.5.
-        value = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+        value = json.loads(line, parse_float=str, parse_int=str, parse_constant=str,
+                           object_pairs_hook=_pairs)
     except json.JSONDecodeError as exc:
         return {}, f"BAD_JSON: {exc.msg} at column {exc.colno}"
     if not isinstance(value, dict):
         return {}, "NOT_OBJECT: the line is JSON but not an object"
     record, problem = {}, ""
+    if repeated := value.pop(_REPEATED, None):
+        problem = f"DUPLICATE_KEY: {repeated} appears more than once"
     for key, item in value.items():
         record[key], issue = _json_text(item)
         problem = problem or issue

@@ -251,3 +251,9 @@ def test_iter_decode_jsonl_and_xlsx(tmp_path) -> None:
     book.write_bytes(_workbook([["a"], ["1"]], hidden_first=False))
     (frame,) = iter_decode_file(book)
     assert frame["a"].tolist() == ["1"]
+
+
+def test_json_keys_are_kept_verbatim_and_repeats_marked() -> None:
+    frame = decode_bytes(b'{" a":"1","":"2"}\n{"b":"1","b":"2"}\n', JSONL)
+    assert frame.loc[0, " a"] == "1" and frame.loc[0, ""] == "2"
+    assert frame.loc[1, "_problem"].startswith("DUPLICATE_KEY: b")

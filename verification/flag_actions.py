@@ -9,9 +9,10 @@ only.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from verification import audit, codes, jurisdictions
 from verification.access import Principal
@@ -42,7 +43,8 @@ def _view(flag: Flag, household: Household, head: Member | None) -> dict[str, An
         "community": jurisdictions.community_name(flag.community_code),
         "head_name": head.name_masked if head else "", "head_id": head.id_masked if head else "",
         "resolution": flag.resolution, "resolution_note": flag.resolution_note,
-        "resolved_by": flag.resolved_by,
+        "resolved_by": flag.resolved_by, "carried_from_id": flag.carried_from_id,
+        "evidence_digest": flag.evidence_digest,
         "reasons": [{"code": r.code, "zh": codes.label("reasons", r.code),
                      "en": codes.label("reasons", r.code, "en"), **r.detail}
                     for r in flag.reasons],
@@ -142,3 +144,69 @@ def _heads(session, household_ids: list[int]) -> dict[int, Member]:  # noqa: ANN
 
 def _iso(value: dt.date | None) -> str | None:
     return value.isoformat() if value else None
+
+
+# ---- carrying officers' work from one run to the next -----------------------------------------
+@dataclass(frozen=True)
+class EarlierOutcome:
+    """What an officer did with a flag: carried to the next run's flag on the same evidence."""
+
+    flag_id: int
+    run_id: int
+    status: str
+    resolution: str
+    note: str
+    resolved_by: str
+    resolved_at: dt.datetime | None
+    origin_id: int | None  # the flag an officer actually acted on
+
+
+def earlier_outcomes(session, run_id: int) -> dict[tuple[int, str], EarlierOutcome]:  # noqa: ANN001
+    """(household, evidence digest) → the latest acknowledged or resolved flag, from any run.
+
+    Read before a run's flags are replaced, so a rerun keeps its own resolutions too; a flag of
+    the run itself wins over earlier runs'."""
+    rows = session.execute(
+        select(Flag.id, Flag.run_id, Flag.household_id, Flag.evidence_digest, Flag.status,
+               Flag.resolution, Flag.resolution_note, Flag.resolved_by, Flag.resolved_at,
+               Flag.carried_from_id)
+        .where(Flag.status != "open").order_by(Flag.id)).all()
+    found: dict[tuple[int, str], EarlierOutcome] = {}
+    for r in rows:
+        key = (r.household_id, r.evidence_digest)
+        if key in found and found[key].run_id == run_id and r.run_id != run_id:
+            continue
+        own = r.run_id == run_id
+        found[key] = EarlierOutcome(r.id, r.run_id, r.status, r.resolution, r.resolution_note,
+                                    r.resolved_by, r.resolved_at,
+                                    r.carried_from_id if own else (r.carried_from_id or r.id))
+    return found
+
+
+def carry_forward(session, run_id: int,  # noqa: ANN001
+                  earlier: dict[tuple[int, str], EarlierOutcome]) -> int:
+    """Give this run's flags the outcome of an earlier flag on the same evidence.
+
+    Each run keeps one flag per household; a flag already resolved on the same records comes
+    back resolved (with a note saying so) instead of asking the officer again. New evidence
+    means a new digest, so the flag is open again. Returns how many flags were carried."""
+    fresh = session.execute(select(Flag.id, Flag.household_id, Flag.evidence_digest)
+                            .where(Flag.run_id == run_id)).all()
+    updates, pairs = [], []
+    for flag_id, household_id, digest in fresh:
+        before = earlier.get((household_id, digest))
+        if before is None:
+            continue
+        note = before.note if before.run_id == run_id else (
+            f"沿用运行 {before.run_id} 的处理结果（证据未变）/ carried from run {before.run_id}, "
+            f"same evidence" + (f": {before.note}" if before.note else ""))
+        updates.append({"id": flag_id, "status": before.status,
+                        "resolution": before.resolution, "resolution_note": note,
+                        "resolved_by": before.resolved_by, "resolved_at": before.resolved_at,
+                        "carried_from_id": before.origin_id})
+        pairs.append([flag_id, before.origin_id])
+    if updates:
+        session.execute(update(Flag), updates)
+        audit.record(session, "pipeline", "flag.carried_forward", f"run:{run_id}",
+                     {"flags": pairs})
+    return len(updates)

@@ -28,7 +28,7 @@ from connectors.http_pull import PartnerClient
 from connectors.keys import CentreKeyring, PartnerDirectory
 from connectors.registry import load_partners
 from schemas import feed_kinds
-from verification import audit, intake
+from verification import audit, flag_actions, intake
 from verification.assessment import assess
 from verification.config import Settings
 from verification.evidence import empty_evidence, evidence_from_staged
@@ -228,15 +228,20 @@ def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dic
     counts = frames["flags"]["kind"].value_counts().to_dict()
     with session_scope(settings.database_url) as session:
         run = session.get(Run, run_id)
+        # Officers' work on earlier flags (and on this run's, if it is a rerun) survives: a
+        # flag on the same evidence comes back with its resolution, new evidence opens it.
+        earlier = flag_actions.earlier_outcomes(session, run_id)
         session.execute(delete(Flag).where(Flag.run_id == run_id))
         session.execute(delete(Assessment).where(Assessment.run_id == run_id))
         _insert_assessments(session, run_id, frames["assessments"])
         flag_ids = _insert_flags(session, run, frames["flags"])
         _insert_children(session, FlagReason, frames["flag_reasons"], flag_ids)
         _insert_children(session, FlagEvidence, frames["flag_evidence"], flag_ids)
+        carried = flag_actions.carry_forward(session, run_id, earlier)
         run.status, run.stage, run.finished_at = "done", "flagged", utcnow()
         run.households, run.counts = len(frames["assessments"]), counts
-        audit.record(session, "pipeline", "run.flagged", f"run:{run_id}", counts)
+        audit.record(session, "pipeline", "run.flagged", f"run:{run_id}",
+                     {**counts, "carried_forward": carried})
     return counts
 
 

@@ -214,6 +214,9 @@ class Flag(Base):
     resolution_note: Mapped[str] = mapped_column(Text, default="")
     resolved_by: Mapped[str] = mapped_column(String(60), default="")
     resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # The earlier flag whose resolution this one carries (same household, kind and evidence
+    # digest): no foreign key, so replacing or deleting the earlier run leaves this row intact.
+    carried_from_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     reasons: Mapped[list[FlagReason]] = relationship(cascade="all, delete-orphan")
     evidence: Mapped[list[FlagEvidence]] = relationship(cascade="all, delete-orphan")

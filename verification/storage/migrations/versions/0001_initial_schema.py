@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 00:04:02.202233
+Create Date: 2026-11-29 00:08:35.410877
 """
 
 import sqlalchemy as sa
@@ -232,6 +232,7 @@ def upgrade() -> None:
         sa.Column("resolution_note", sa.Text(), nullable=False),
         sa.Column("resolved_by", sa.String(length=60), nullable=False),
         sa.Column("resolved_at", sa.DateTime(), nullable=True),
+        sa.Column("carried_from_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(["household_id"], ["households.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),

@@ -54,7 +54,9 @@ def _view(flag: Flag, household: Household, head: Member | None) -> dict[str, An
 def list_flags(settings: Settings, who: Principal, *, run_id: int | None = None,
                status: str | None = None, kind: str | None = None,
                street: str | None = None) -> list[dict[str, Any]]:
-    """Flags within ``who``'s jurisdiction, soonest due first (latest run by default)."""
+    """Flags within ``who``'s jurisdiction, soonest due first (latest run by default).
+
+    ``status`` is open, acknowledged, resolved, or ``unresolved`` (open or acknowledged)."""
     who.require("flags.read")
     with session_scope(settings.database_url) as session:
         if run_id is None:
@@ -62,7 +64,9 @@ def list_flags(settings: Settings, who: Principal, *, run_id: int | None = None,
                                     .order_by(Run.finished_at.desc()).limit(1))
         query = (select(Flag, Household).join(Household, Household.id == Flag.household_id)
                  .where(Flag.run_id == run_id))
-        if status:
+        if status == "unresolved":  # everything still waiting for an officer
+            query = query.where(Flag.status.in_(["open", "acknowledged"]))
+        elif status:
             query = query.where(Flag.status == status)
         if kind:
             query = query.where(Flag.kind == kind)

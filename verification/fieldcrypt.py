@@ -128,8 +128,9 @@ class FieldCipher:
         key_id = self.key_id_of(blob)
         n = len(key_id.encode())
         nonce, body = blob[3 + n : 3 + n + _NONCE], blob[3 + n + _NONCE :]
+        aead = self._aead(key_id)  # an unknown key id is its own, clearer error
         try:
-            return self._aead(key_id).decrypt(nonce, body, column.encode()).decode()
+            return aead.decrypt(nonce, body, column.encode()).decode()
         except (InvalidTag, ValueError) as err:  # wrong key, altered value or wrong column
             raise FieldDecryptError(f"field value under key {key_id!r} failed to decrypt "
                                     f"(altered, or not a {column} value)") from err

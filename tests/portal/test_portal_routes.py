@@ -1,0 +1,242 @@
+"""The portal's routes through FastAPI's TestClient, with real Airflow logins (JWTs issued by the
+simple auth manager) and a reviewed district: who sees what, what a submission does, what an
+officer's actions write."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.portal.conftest import batch_file, broken_batch_file
+from verification import flag_actions
+from verification.access import principal
+from verification.portal import create_app
+from verification.portal.row_errors import explain
+from verification.storage import session_scope
+from verification.storage.models import AuditEvent, Batch, Flag
+
+pytestmark = pytest.mark.airflow
+
+
+@pytest.fixture(scope="module")
+def app(portal_settings):  # noqa: ANN001, ANN201
+    """The portal mounted at /hedui in a parent app, as Airflow's API server mounts it."""
+    parent = FastAPI()
+    parent.mount("/hedui", create_app(settings_factory=lambda: portal_settings))
+    return parent
+
+
+@pytest.fixture
+def client_for(app, airflow_tokens):  # noqa: ANN001, ANN201
+    def make(username: str | None, lang: str = "zh") -> TestClient:
+        client = TestClient(app, base_url="http://testserver/hedui/", follow_redirects=False)
+        if username:
+            client.cookies.set("_token", airflow_tokens(username))
+        client.cookies.set("hedui_lang", lang)
+        return client
+
+    return make
+
+
+def _form_token(html: str) -> str:
+    return re.search(r'name="form_token" value="([0-9a-f]+)"', html).group(1)
+
+
+def test_no_login_sees_no_data_and_is_sent_to_airflow_login(client_for):
+    anonymous = client_for(None)
+    for path in ("/dashboard", "/inbox", "/batches", "/feeds", "/flags/1"):
+        response = anonymous.get(path)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/api/v2/auth/login?next=")
+        assert "/hedui" + path in response.headers["location"]
+    forged = client_for(None)
+    forged.cookies.set("_token", "not.a.jwt")
+    assert forged.get("/inbox").status_code == 303
+    assert anonymous.post("/flags/1/resolve", data={"resolution": "confirmed"}).status_code == 401
+
+
+def test_airflow_user_without_a_hedui_role_is_refused(client_for):
+    response = client_for("someone_else").get("/dashboard")
+    assert response.status_code == 403
+    assert "尚未在核对系统中分配角色" in response.text
+
+
+def test_menu_follows_the_role(client_for):
+    officer = client_for("officer_wusan").get("/dashboard").text
+    assert "待办核查" in officer and "提交核对" not in officer and "协查数据" not in officer
+    staff = client_for("hedui_staff").get("/dashboard").text
+    assert "提交核对" in staff and "核对批次" in staff and "协查数据" in staff
+    partner = client_for("partner_hrss")
+    assert partner.get("/").headers["location"].endswith("/hedui/feeds")
+    assert partner.get("/dashboard").status_code == 403
+
+
+def test_officer_inbox_holds_only_open_flags_of_their_street_soonest_first(client_for,
+                                                                          portal_settings):
+    html = client_for("officer_wusan").get("/inbox").text
+    shown = [int(i) for i in re.findall(r'data-flag="(\d+)"', html)]
+    mine = [f for f in flag_actions.list_flags(portal_settings, principal("officer_wusan"))
+            if f["kind"] != "KEEP" and f["status"] != "resolved"]
+    assert shown and set(shown) == {f["id"] for f in mine}
+    assert "浑河站西街道" not in html and "五三街道" in html
+    dues = [f["due_date"] for f in sorted(mine, key=lambda f: shown.index(f["id"]))]
+    assert dues == sorted(dues)
+    reverse = client_for("officer_wusan").get("/inbox?sort=-due").text
+    assert [int(i) for i in re.findall(r'data-flag="(\d+)"', reverse)][0] == shown[-1] or \
+        dues[0] == dues[-1]
+
+
+def test_officer_cannot_open_or_resolve_a_flag_of_another_street(client_for, portal_settings):
+    other = next(f for f in flag_actions.list_flags(portal_settings, principal("admin"))
+                 if f["street_code"] != "210112001")
+    client = client_for("officer_wusan")
+    response = client.get(f"/flags/{other['id']}")
+    assert response.status_code == 403
+    assert "不在您负责的辖区内" in response.text and other["household_code"] not in response.text
+    mine = next(f for f in flag_actions.list_flags(portal_settings, principal("officer_wusan")))
+    token = _form_token(client.get(f"/flags/{mine['id']}").text)
+    response = client.post(f"/flags/{other['id']}/resolve",
+                           data={"resolution": "confirmed", "form_token": token})
+    assert response.status_code == 403
+    with session_scope(portal_settings.database_url) as session:
+        assert session.get(Flag, other["id"]).status != "resolved"
+
+
+def test_officer_resolves_a_flag_override_needs_a_reason_and_it_is_audited(client_for,
+                                                                          portal_settings):
+    client = client_for("officer_wusan")
+    flag = next(f for f in flag_actions.list_flags(portal_settings, principal("officer_wusan"))
+                if f["kind"] in ("REMOVE", "REVIEW", "ADD", "REJECT") and f["status"] == "open")
+    page = client.get(f"/flags/{flag['id']}")
+    assert page.status_code == 200 and flag["household_code"] in page.text
+    assert flag["head_id"] in page.text and "*" in flag["head_id"]
+    token = _form_token(page.text)
+    assert client.post(f"/flags/{flag['id']}/resolve",
+                       data={"resolution": "confirmed"}).status_code == 403  # no form token
+    refused = client.post(f"/flags/{flag['id']}/resolve",
+                          data={"resolution": "overridden", "note": " ", "form_token": token})
+    assert refused.status_code == 422 and "书面理由" in refused.text
+    ack = client.post(f"/flags/{flag['id']}/acknowledge", data={"form_token": token})
+    assert ack.status_code == 303
+    done = client.post(f"/flags/{flag['id']}/resolve",
+                       data={"resolution": "overridden", "note": "入户核实：车辆已于上月转让",
+                             "form_token": token})
+    assert done.status_code == 303 and done.headers["location"].endswith("?done=resolved")
+    shown = client.get(done.headers["location"]).text
+    assert "已办结" in shown and "车辆已于上月转让" in shown
+    with session_scope(portal_settings.database_url) as session:
+        stored = session.get(Flag, flag["id"])
+        assert (stored.status, stored.resolution, stored.resolved_by) == (
+            "resolved", "overridden", "officer_wusan")
+        actions = session.scalars(select(AuditEvent.action).where(
+            AuditEvent.subject == f"flag:{flag['id']}")).all()
+    assert {"flag.viewed", "flag.acknowledged", "flag.resolved"} <= set(actions)
+    done_list = client.get("/inbox?status=done").text
+    assert f'data-flag="{flag["id"]}"' in done_list
+
+
+def test_invalid_batch_shows_each_bad_row_in_chinese_and_stores_nothing(client_for,
+                                                                       portal_settings,
+                                                                       district_dir, tmp_path):
+    path, bad = broken_batch_file(district_dir, tmp_path)
+    client = client_for("hedui_staff")
+    token = _form_token(client.get("/submit").text)
+    with session_scope(portal_settings.database_url) as session:
+        before = len(session.scalars(select(Batch)).all())
+    response = client.post("/submit", data={"category": "dibao", "form_token": token},
+                           files={"file": (path.name, path.read_bytes(), "text/csv")})
+    assert response.status_code == 422
+    lines = [int(x) for x in re.findall(r'<tr data-line="(\d+)"', response.text)]
+    assert lines == sorted(bad)
+    assert "身份证号校验位不符" in response.text
+    assert "「街道代码」应为 9 位数字" in response.text
+    assert "「授权日期」不是有效日期" in response.text
+    raw_id = path.read_text("utf-8-sig").splitlines()[2].split(",")
+    assert not any(v in response.text for v in raw_id if len(v) == 18)  # no raw ID echoed
+    with session_scope(portal_settings.database_url) as session:
+        assert len(session.scalars(select(Batch)).all()) == before
+
+
+def test_valid_batch_is_stored_registered_and_audited(client_for, portal_settings,
+                                                     district_dir, tmp_path):
+    path = batch_file(district_dir, tmp_path)
+    client = client_for("hedui_staff")
+    token = _form_token(client.get("/submit").text)
+    response = client.post("/submit", data={"category": "dibao", "notes": "第一批",
+                                            "form_token": token},
+                           files={"file": (path.name, path.read_bytes(), "text/csv")})
+    assert response.status_code == 303
+    location = response.headers["location"]
+    batch_id = int(re.search(r"/batches/(\d+)\?", location).group(1))
+    with session_scope(portal_settings.database_url) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch.requester == "hedui_staff" and batch.notes == "第一批"
+        assert Path(batch.stored_path).read_bytes() == path.read_bytes()
+        assert batch.file_name == path.name
+        events = session.scalars(select(AuditEvent.action).where(
+            AuditEvent.subject == f"batch:{batch_id}")).all()
+    assert "batch.submitted" in events
+    page = client.get(location).text
+    assert batch.batch_code in page and "批次已提交" in page
+    assert batch.batch_code in client.get("/batches").text
+    assert not list((portal_settings.home / "tmp" / "portal-uploads").glob("*/*"))
+
+
+def test_upload_without_form_token_or_with_wrong_type_is_refused(client_for, tmp_path):
+    client = client_for("hedui_staff")
+    other = tmp_path / "x.pdf"
+    other.write_bytes(b"%PDF-1.4")
+    assert client.post("/submit", files={"file": (other.name, b"x", "text/csv")}
+                       ).status_code == 403
+    token = _form_token(client.get("/submit").text)
+    response = client.post("/submit", data={"form_token": token},
+                           files={"file": (other.name, other.read_bytes(), "application/pdf")})
+    assert response.status_code == 422 and "只接受 CSV 或 Excel" in response.text
+    officer = client_for("officer_wusan")
+    assert officer.get("/submit").status_code == 403
+
+
+def test_dashboard_counts_are_scoped_to_the_jurisdiction(client_for, portal_settings):
+    staff = client_for("hedui_staff").get("/dashboard").text
+    officer = client_for("officer_wusan").get("/dashboard").text
+    assert "桃仙街道" in staff and "桃仙街道" not in officer
+    everything = flag_actions.list_flags(portal_settings, principal("admin"))
+    mine = [f for f in everything if f["street_code"] == "210112001"]
+    total = re.search(r'<td class="num strong" data-label="合计">(\d+)</td>', officer).group(1)
+    assert int(total) == len(mine)
+    assert 'data-testid="trend"' in staff and staff.count("<rect") >= 2
+
+
+def test_partner_feeds_page_shows_counts_and_next_delivery(client_for, portal_settings):
+    html = client_for("hedui_staff").get("/feeds").text
+    assert "人力资源和社会保障局" in html and "预计下次交付" in html
+    assert html.count('class="feed-kind"') == 7
+    own = client_for("partner_hrss").get("/feeds").text
+    assert "人力资源和社会保障局" in own and "不动产登记中心" not in own
+
+
+def test_english_switch(client_for):
+    client = client_for("officer_wusan")
+    response = client.get("/lang/en", params={"next": "/hedui/inbox"})
+    assert response.status_code == 303 and response.headers["location"] == "/hedui/inbox"
+    assert response.cookies.get("hedui_lang") == "en"
+    english = client_for("officer_wusan", lang="en").get("/inbox").text
+    assert "Officer inbox" in english and "待办核查" not in english
+    assert client.get("/lang/en", params={"next": "https://evil.example/"}
+                      ).headers["location"] == "/hedui/"
+
+
+@pytest.mark.parametrize(("reason", "field", "expected"), [
+    ("REQUIRED", "name", "「姓名」不能为空"),
+    ("NOT_ALLOWED", "status", "recipient（在保）"),
+    ("BAD_FORMAT", "community_code", "「社区代码」应为 12 位数字"),
+    ("ABOVE_MAXIMUM", "disability_grade", "「残疾等级」不能大于 4"),
+    ("SOMETHING_NEW", "name", "validator words"),
+])
+def test_row_errors_are_explained_in_chinese(reason, field, expected):
+    assert expected in explain(reason, field, "x", "zh", "validator words")

@@ -1,0 +1,336 @@
+"""The portal's FastAPI application: pages for staff, officers and partners, rendered on the
+server (Jinja2), in Chinese with an English switch, usable on a phone.
+
+Mounted by plugins/hedui_portal.py into Airflow's API server at ``/hedui``; every page needs an
+Airflow login (verification/portal/auth.py) and a hedui role (verification/access.yaml), and shows
+only what that role may see. Flag reads and actions go through verification/flag_actions.py, which
+checks the jurisdiction and writes the audit trail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from verification import batches, codes, flag_actions, jurisdictions
+from verification.access import AccessDenied
+from verification.config import Settings, load_settings
+from verification.portal import auth, submit, views
+from verification.portal.i18n import LANG_COOKIE, LANGUAGES, text
+
+HERE = Path(__file__).parent
+PAGES = (  # (route name, nav key, permission needed to see it)
+    ("dashboard", "nav.dashboard", "flags.read"),
+    ("submit_form", "nav.submit", "batches.submit"),
+    ("batch_list", "nav.batches", "batches.read"),
+    ("inbox", "nav.inbox", "flags.resolve"),
+    ("feeds", "nav.feeds", None),
+)
+INBOX_PAGE_SIZE = 200
+# module level, so FastAPI can resolve the (string) annotation of every route
+Viewer = Annotated[auth.Viewer, Depends(auth.current_viewer)]
+
+
+def _can_see(who, permission: str | None) -> bool:  # noqa: ANN001
+    if permission is None:
+        return who.can("feeds.read") or who.can("feeds.read_own")
+    return who.can(permission)
+
+
+def create_app(settings_factory: Callable[[], Settings] = load_settings,
+               today: Callable[[], dt.date] | None = None) -> FastAPI:
+    """The portal app. ``settings_factory`` is called per request (tests pass their own)."""
+    app = FastAPI(title="hedui portal", docs_url=None, redoc_url=None, openapi_url=None)
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.globals.update(codes=codes, jurisdictions=jurisdictions, views=views,
+                                 LANGUAGES=LANGUAGES)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    clock = today or (lambda: dt.datetime.now(views.LOCAL_TZ).date())
+
+    def render(request: Request, viewer: auth.Viewer | None, name: str, status_code: int = 200,
+               **context: Any) -> HTMLResponse:
+        lang = viewer.lang if viewer else "zh"
+        nav = [(route, key) for route, key, perm in PAGES
+               if viewer and _can_see(viewer.principal, perm)]
+        return templates.TemplateResponse(request, name, {
+            "viewer": viewer, "lang": lang, "nav": nav, "logout_url": auth.LOGOUT_PATH,
+            "t": lambda key, **kw: text(key, lang, **kw), "label": lambda s, c: _label(s, c, lang),
+            "local": views.to_local, "page": name.removesuffix(".html"), **context},
+            status_code=status_code)
+
+    def error_page(request: Request, viewer: auth.Viewer | None, key: str, status_code: int,
+                   detail: str = "") -> HTMLResponse:
+        return render(request, viewer, "error.html", status_code=status_code, message_key=key,
+                      detail=detail)
+
+    @app.exception_handler(auth.LoginRequired)
+    async def _login(request: Request, exc: auth.LoginRequired) -> Response:
+        if request.method != "GET" or request.headers.get("accept", "").startswith("application/"):
+            return Response("login required", status_code=401)
+        return RedirectResponse(auth.login_url(exc.next_url), status_code=303)
+
+    @app.exception_handler(auth.NoRole)
+    async def _no_role(request: Request, exc: auth.NoRole) -> Response:
+        return render(request, None, "error.html", status_code=403, message_key="error.no_role",
+                      detail=exc.username)
+
+    @app.exception_handler(AccessDenied)
+    async def _denied(request: Request, exc: AccessDenied) -> Response:
+        viewer = await auth.current_viewer(request)
+        key = "error.outside" if "jurisdiction" in str(exc) else "error.forbidden"
+        return error_page(request, viewer, key, 403, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        try:
+            viewer = await auth.current_viewer(request)
+        except (auth.LoginRequired, auth.NoRole):
+            return Response(str(exc.detail), status_code=exc.status_code)
+        key = {403: "error.csrf", 404: "error.not_found"}.get(exc.status_code, "error.title")
+        return error_page(request, viewer, key, exc.status_code, str(exc.detail))
+
+    # ---- frame ---------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    async def home(request: Request, viewer: Viewer) -> Response:
+        for route, _, perm in PAGES:
+            if _can_see(viewer.principal, perm):
+                return RedirectResponse(request.url_for(route), status_code=303)
+        return error_page(request, viewer, "error.forbidden", 403)
+
+    @app.get("/lang/{lang}", name="set_language")
+    async def set_language(request: Request, lang: str, viewer: Viewer,
+                           next: str = "") -> Response:
+        root = request.scope.get("root_path", "")
+        target = next if next.startswith(root + "/") and "//" not in next else f"{root}/"
+        response = RedirectResponse(target, status_code=303)
+        if lang in LANGUAGES:
+            response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax",
+                                httponly=True, path=root or "/")
+        return response
+
+    # ---- dashboard -----------------------------------------------------------------------------
+    @app.get("/dashboard", name="dashboard")
+    def dashboard(request: Request, viewer: Viewer) -> HTMLResponse:
+        data = views.dashboard(settings_factory(), viewer.principal, clock(), viewer.lang)
+        return render(request, viewer, "dashboard.html", data=data,
+                      chart=views.trend_chart(data["trend"]), flag_order=views.FLAG_ORDER,
+                      scope=_scope_names(viewer.principal))
+
+    # ---- batches -------------------------------------------------------------------------------
+    @app.get("/submit", name="submit_form")
+    def submit_form(request: Request, viewer: Viewer) -> HTMLResponse:
+        viewer.principal.require("batches.submit")
+        return render(request, viewer, "submit.html", checked=None, categories=batches.CATEGORIES,
+                      form={"category": "dibao", "notes": ""}, columns=_batch_columns(viewer.lang))
+
+    @app.post("/submit", name="submit_batch")
+    def submit_batch(request: Request, viewer: Viewer,
+                     file: Annotated[UploadFile | None, File()] = None,
+                     category: Annotated[str, Form()] = "dibao",
+                     notes: Annotated[str, Form()] = "",
+                     form_token: Annotated[str, Form()] = "") -> Response:
+        viewer.principal.require("batches.submit")
+        auth.check_form_token(viewer, form_token)
+        settings = settings_factory()
+        form = {"category": category, "notes": notes}
+
+        def again(checked: submit.CheckedUpload, status_code: int = 422) -> HTMLResponse:
+            return render(request, viewer, "submit.html", status_code=status_code,
+                          checked=checked, categories=batches.CATEGORIES, form=form,
+                          columns=_batch_columns(viewer.lang),
+                          file_name=file.filename if file else "")
+
+        if category not in batches.CATEGORIES:
+            return again(submit.CheckedUpload(unreadable=f"category {category!r}"))
+        problem = _upload_problem(file, viewer.lang)
+        if problem:
+            return again(submit.CheckedUpload(unreadable=problem))
+        path = submit.staging_path(settings, file.filename or "batch.csv")
+        try:
+            size = _save_upload(file, path)
+            if size > submit.MAX_UPLOAD_BYTES:
+                return again(submit.CheckedUpload(unreadable=text(
+                    "submit.too_big", viewer.lang, mb=submit.MAX_UPLOAD_BYTES >> 20)))
+            checked = submit.check_file(path, viewer.lang)
+            if not checked.ok:
+                if not checked.unreadable and not checked.received:
+                    checked.unreadable = text("submit.empty", viewer.lang)
+                return again(checked)
+            done = submit.submit(settings, path, category=category, requester=viewer.username,
+                                 notes=notes.strip()[:2000])
+        finally:
+            submit.discard(path)
+        url = request.url_for("batch_detail", batch_id=done.batch_id)
+        query = urlencode({"submitted": 1, "problem": done.trigger_error})
+        return RedirectResponse(f"{url}?{query}", status_code=303)
+
+    @app.get("/batches", name="batch_list")
+    def batch_list(request: Request, viewer: Viewer) -> HTMLResponse:
+        viewer.principal.require("batches.read")
+        return render(request, viewer, "batches.html",
+                      batches=views.batch_list(settings_factory()))
+
+    @app.get("/batches/{batch_id}", name="batch_detail")
+    def batch_detail(request: Request, batch_id: int, viewer: Viewer,
+                     submitted: int = 0, problem: str = "") -> HTMLResponse:
+        viewer.principal.require("batches.read")
+        settings = settings_factory()
+        batch = views.batch_detail(settings, batch_id)
+        if batch is None:
+            return error_page(request, viewer, "error.not_found", 404)
+        results = _batch_results(settings, batch) if batch["status"] == "done" else []
+        return render(request, viewer, "batch.html", batch=batch, results=results,
+                      airflow=_safe_dag_state(batch["dag_run_id"]), submitted=bool(submitted),
+                      problem=problem[:300])
+
+    @app.get("/batches/{batch_id}/download", name="batch_download")
+    def batch_download(request: Request, batch_id: int, path: str,
+                       viewer: Viewer) -> Response:
+        viewer.principal.require("reports.read")
+        viewer.principal.require("batches.read")
+        settings = settings_factory()
+        batch = views.batch_detail(settings, batch_id)
+        found = views.allowed_report_file(settings, batch, path) if batch else None
+        if found is None:
+            return error_page(request, viewer, "error.not_found", 404)
+        return FileResponse(found, filename=found.name)
+
+    # ---- officer inbox -------------------------------------------------------------------------
+    @app.get("/inbox", name="inbox")
+    def inbox(request: Request, viewer: Viewer, status: str = "open", kind: str = "",
+              sort: str = "due") -> HTMLResponse:
+        viewer.principal.require("flags.read")
+        flags = flag_actions.list_flags(settings_factory(), viewer.principal,
+                                        kind=kind or None)
+        done = status == "done"
+        shown = [f for f in flags if f["kind"] != "KEEP"
+                 and (f["status"] == "resolved") == done]
+        kinds = sorted({f["kind"] for f in flags if f["kind"] != "KEEP"},
+                       key=views.FLAG_ORDER.index)
+        if sort == "-due":
+            shown.sort(key=lambda f: (f["due_date"] is not None, f["due_date"] or ""),
+                       reverse=True)
+        return render(request, viewer, "inbox.html", flags=shown[:INBOX_PAGE_SIZE],
+                      total=len(shown), status=status, kind=kind, sort=sort, kinds=kinds,
+                      today=clock().isoformat(), scope=_scope_names(viewer.principal))
+
+    @app.get("/flags/{flag_id}", name="flag_detail")
+    def flag_detail(request: Request, flag_id: int, viewer: Viewer,
+                    done: str = "") -> HTMLResponse:
+        try:
+            flag = flag_actions.get_flag(settings_factory(), viewer.principal, flag_id)
+        except flag_actions.FlagActionError:
+            return error_page(request, viewer, "error.not_found", 404)
+        return render(request, viewer, "flag.html", flag=flag, done=done, error="",
+                      resolutions=flag_actions.RESOLUTIONS, today=clock().isoformat())
+
+    @app.post("/flags/{flag_id}/acknowledge", name="flag_acknowledge")
+    def flag_acknowledge(request: Request, flag_id: int, viewer: Viewer,
+                         form_token: Annotated[str, Form()] = "") -> Response:
+        auth.check_form_token(viewer, form_token)
+        flag_actions.acknowledge_flag(settings_factory(), viewer.principal, flag_id)
+        url = request.url_for("flag_detail", flag_id=flag_id)
+        return RedirectResponse(f"{url}?done=ack", status_code=303)
+
+    @app.post("/flags/{flag_id}/resolve", name="flag_resolve")
+    def flag_resolve(request: Request, flag_id: int, viewer: Viewer,
+                     resolution: Annotated[str, Form()] = "",
+                     note: Annotated[str, Form()] = "",
+                     form_token: Annotated[str, Form()] = "") -> Response:
+        auth.check_form_token(viewer, form_token)
+        settings = settings_factory()
+        try:
+            flag_actions.resolve_flag(settings, viewer.principal, flag_id, resolution,
+                                      note[:2000])
+        except flag_actions.FlagActionError as err:
+            flag = flag_actions.get_flag(settings, viewer.principal, flag_id)
+            return render(request, viewer, "flag.html", status_code=422, flag=flag, done="",
+                          error=_resolution_error(str(err), viewer.lang),
+                          resolutions=flag_actions.RESOLUTIONS, today=clock().isoformat(),
+                          form={"resolution": resolution, "note": note})
+        url = request.url_for("flag_detail", flag_id=flag_id)
+        return RedirectResponse(f"{url}?done=resolved", status_code=303)
+
+    # ---- partner feeds -------------------------------------------------------------------------
+    @app.get("/feeds", name="feeds")
+    def feeds(request: Request, viewer: Viewer) -> HTMLResponse:
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        data = views.feed_overview(settings_factory(), viewer.principal, now)
+        return render(request, viewer, "feeds.html", partners=data)
+
+    return app
+
+
+def _label(section: str, code: str, lang: str) -> str:
+    try:
+        return codes.label(section, code, lang)
+    except KeyError:
+        return code
+
+
+def _scope_names(who) -> list[str]:  # noqa: ANN001
+    return ([jurisdictions.street_name(s) for s in sorted(who.streets)]
+            + [jurisdictions.community_name(c) for c in sorted(who.communities)])
+
+
+def _batch_columns(lang: str) -> list[dict[str, Any]]:
+    from schemas import load_contract
+
+    return [{"name": f["name"], "title": f["title"] if lang == "zh" else f.get("x-title-en"),
+             "required": f.get("constraints", {}).get("required", False)}
+            for f in load_contract("batch")["fields"]]
+
+
+def _upload_problem(file: UploadFile | None, lang: str) -> str:
+    if file is None or not file.filename:
+        return text("submit.no_file", lang)
+    if Path(file.filename).suffix.lower() not in submit.ACCEPTED_SUFFIXES:
+        return text("submit.bad_type", lang)
+    return ""
+
+
+def _save_upload(file: UploadFile, path: Path) -> int:
+    size = 0
+    with path.open("wb") as out:
+        while block := file.file.read(1 << 20):
+            size += len(block)
+            if size > submit.MAX_UPLOAD_BYTES:
+                break
+            out.write(block)
+    return size
+
+
+def _batch_results(settings: Settings, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    if not batch.get("run_id"):
+        return []
+    from verification.reports import flag_table
+
+    table = flag_table(settings, batch["run_id"])
+    return table.sort_values("household_code").to_dict("records")
+
+
+def _safe_dag_state(run_id: str) -> dict[str, Any]:
+    try:
+        return submit.dag_state(run_id)
+    except Exception:  # noqa: BLE001 - Airflow's database is optional for this page
+        return {}
+
+
+def _resolution_error(message: str, lang: str) -> str:
+    if "written reason" in message:
+        return ("不予采纳必须填写书面理由。" if lang == "zh"
+                else "An override needs a written reason.")
+    if "already resolved" in message:
+        return "该事项已经办结。" if lang == "zh" else "This flag is already resolved."
+    if "resolution must be" in message:
+        return "请选择处理结果。" if lang == "zh" else "Choose a resolution."
+    return message

@@ -1,0 +1,235 @@
+"""The portal's own words, in Chinese (the default) and English.
+
+Labels of flag kinds, reasons, feed kinds and evidence items are not here: they come from
+verification/codes.yaml, the one place they are defined. A key missing from one language fails
+the import-time check below instead of showing a blank on a page.
+"""
+
+from __future__ import annotations
+
+LANGUAGES = ("zh", "en")
+DEFAULT_LANGUAGE = "zh"
+LANG_COOKIE = "hedui_lang"
+
+_TEXT: dict[str, tuple[str, str]] = {
+    # frame
+    "app.title": ("居民家庭经济状况核对", "Household economic-status verification"),
+    "app.subtitle": ("核对业务门户", "Verification portal"),
+    "app.footer": ("浑南区民政局 · 居民家庭经济状况核对中心",
+                   "Hunnan District Civil Affairs Bureau · Verification Centre"),
+    "nav.dashboard": ("工作台", "Dashboard"),
+    "nav.submit": ("提交核对", "Submit a batch"),
+    "nav.batches": ("核对批次", "Batches"),
+    "nav.inbox": ("待办核查", "Officer inbox"),
+    "nav.feeds": ("协查数据", "Partner feeds"),
+    "nav.logout": ("退出", "Log out"),
+    "nav.airflow": ("调度平台", "Airflow"),
+    "role.administrator": ("系统管理员", "Administrator"),
+    "role.staff": ("核对中心", "Verification staff"),
+    "role.officer": ("救助经办人", "Assistance officer"),
+    "role.partner": ("协查部门", "Partner department"),
+    "scope.district": ("全区", "Whole district"),
+    "common.none": ("暂无", "None"),
+    "common.back": ("返回", "Back"),
+    "common.download": ("下载", "Download"),
+    "common.open": ("查看", "Open"),
+    "common.total": ("合计", "Total"),
+    "common.status": ("状态", "Status"),
+    "common.line": ("行号", "Line"),
+    "common.days": ("天", "days"),
+    # errors
+    "error.title": ("无法完成操作", "This could not be done"),
+    "error.forbidden": ("您没有权限查看此页面或执行此操作。",
+                        "You may not see this page or do this."),
+    "error.no_role": ("您的账号尚未在核对系统中分配角色，请联系系统管理员。",
+                      "Your account has no role in hedui yet; ask an administrator."),
+    "error.outside": ("该事项不在您负责的辖区内，无法查看或办理。",
+                      "This item is outside your jurisdiction: you cannot open or act on it."),
+    "error.not_found": ("未找到该记录。", "No such record."),
+    "error.csrf": ("页面已过期，请刷新后重试。", "The page has expired: reload it and try again."),
+    # dashboard
+    "dash.heading": ("工作台", "Dashboard"),
+    "dash.latest_run": ("最近一次核对", "Latest review"),
+    "dash.no_run": ("尚无已完成的核对。", "No review has finished yet."),
+    "dash.by_kind": ("核对结论分布", "Flags by kind"),
+    "dash.by_street": ("各街道核对结论", "Flags by street"),
+    "dash.trend": ("历次核对趋势", "Trend over reviews"),
+    "dash.ageing": ("待办事项账龄", "Ageing of open flags"),
+    "dash.overdue": ("已超期", "Overdue"),
+    "dash.due_week": ("7天内到期", "Due within 7 days"),
+    "dash.due_later": ("7天后到期", "Due later"),
+    "dash.no_due": ("无期限", "No due date"),
+    "dash.open_total": ("待办合计", "Open in total"),
+    "dash.households": ("核对家庭", "Households checked"),
+    "dash.policy": ("政策版本", "Policy version"),
+    "dash.as_of": ("核对基准日", "As of"),
+    "dash.street": ("街道", "Street"),
+    "dash.run": ("核对", "Review"),
+    "dash.age": ("已开启", "Open for"),
+    # submit
+    "submit.heading": ("提交核对批次", "Submit a batch"),
+    "submit.help": ("上传核对批次文件（CSV 或 Excel .xlsx，每行一名家庭成员，格式见《核对批次文件》"
+                    "数据规范）。文件提交后立即校验：有错误的行会逐行列出原因，全部通过后批次进入"
+                    "核对队列。",
+                    "Upload a batch file (CSV or Excel .xlsx, one row per household member, as in "
+                    "the batch-file contract). It is checked at once: rows with errors are listed "
+                    "with the reason; when every row passes the batch is queued for checking."),
+    "submit.file": ("批次文件", "Batch file"),
+    "submit.category": ("救助类别", "Assistance category"),
+    "submit.note": ("备注（可选）", "Note (optional)"),
+    "submit.button": ("校验并提交", "Check and submit"),
+    "submit.columns": ("必填列", "Required columns"),
+    "submit.invalid": ("文件未通过校验，未提交。请按下列提示修改后重新上传。",
+                       "The file failed the checks and was not submitted. Fix the rows below "
+                       "and upload it again."),
+    "submit.invalid_counts": ("共 {received} 行，其中 {bad} 行有错误。",
+                              "{received} rows, {bad} with errors."),
+    "submit.unreadable": ("无法读取该文件：{reason}", "The file cannot be read: {reason}"),
+    "submit.empty": ("文件中没有数据行。", "The file has no data rows."),
+    "submit.too_big": ("文件超过 {mb} MB，请拆分后提交。", "The file is over {mb} MB: split it."),
+    "submit.no_file": ("请选择要上传的文件。", "Choose a file to upload."),
+    "submit.bad_type": ("只接受 CSV 或 Excel (.xlsx) 文件。", "Only CSV or Excel (.xlsx) files."),
+    "submit.ok": ("批次已提交，正在核对。", "The batch is submitted and being checked."),
+    "submit.batch_id": ("批次编号", "Batch id"),
+    "submit.rows": ("行", "rows"),
+    "submit.households": ("户", "households"),
+    "submit.row_errors": ("错误说明", "What is wrong"),
+    "submit.field": ("字段", "Field"),
+    "submit.household": ("家庭编号", "Household"),
+    "submit.member": ("成员", "Member"),
+    "submit.warning": ("提示", "Warning"),
+    # batches
+    "batches.heading": ("核对批次", "Batches"),
+    "batches.code": ("批次编号", "Batch"),
+    "batches.submitted": ("提交时间", "Submitted"),
+    "batches.requester": ("提交人", "Submitted by"),
+    "batches.file": ("文件", "File"),
+    "batches.rows": ("行数", "Rows"),
+    "batches.progress": ("进度", "Progress"),
+    "batches.empty": ("还没有提交过核对批次。", "No batch has been submitted yet."),
+    "batches.stages": ("办理进度", "Progress by stage"),
+    "batches.results": ("核对结果", "Results"),
+    "batches.reports": ("核对报告下载", "Verification reports"),
+    "batches.no_reports": ("核对完成后可在此下载报告。",
+                           "Reports appear here when the check is done."),
+    "batches.decision": ("核对结论", "Decision"),
+    "batches.per_capita": ("人均月收入(元)", "Per-capita income (¥/month)"),
+    "batches.benefit": ("核定保障金额(元/月)", "Benefit (¥/month)"),
+    "batches.size": ("家庭人数", "Members"),
+    "batches.head": ("户主", "Head"),
+    "batches.dag_run": ("调度运行", "Airflow run"),
+    "batches.refresh": ("核对进行中，本页每 10 秒自动刷新。",
+                        "Checking is in progress: this page refreshes every 10 seconds."),
+    "batches.paused": ("调度平台中的 batch_check 任务处于暂停状态，"
+                       "批次将在运维人员启用后开始核对。",
+                       "The batch_check DAG is paused in Airflow: the batch starts when an "
+                       "operator unpauses it."),
+    "batches.not_started": ("核对任务未能启动：{reason}",
+                            "The check could not be started: {reason}"),
+    # batch status and stages: the values verification/batches.py records
+    "batch.status.received": ("已接收", "Received"),
+    "batch.status.validated": ("已校验", "Checked"),
+    "batch.status.invalid": ("未通过校验", "Failed the checks"),
+    "batch.status.loaded": ("已载入", "Loaded"),
+    "batch.status.evidence": ("比对数据中", "Matching data"),
+    "batch.status.assessed": ("已核算", "Assessed"),
+    "batch.status.reported": ("已出报告", "Reported"),
+    "batch.status.done": ("已完成", "Done"),
+    "batch.status.failed": ("失败", "Failed"),
+    "stage.received": ("接收", "Received"),
+    "stage.validated": ("校验", "Checked"),
+    "stage.loaded": ("载入家庭", "Households loaded"),
+    "stage.evidence": ("比对协查数据", "Partner data matched"),
+    "stage.assessed": ("核算认定", "Assessed"),
+    "stage.reported": ("出具报告", "Reports written"),
+    "stage.state.done": ("已完成", "done"),
+    "stage.state.running": ("进行中", "running"),
+    "stage.state.waiting": ("等待", "waiting"),
+    "stage.state.failed": ("失败", "failed"),
+    "stage.state.skipped": ("跳过", "skipped"),
+    # inbox
+    "inbox.heading": ("待办核查", "Officer inbox"),
+    "inbox.scope": ("负责辖区", "Jurisdiction"),
+    "inbox.open": ("待办", "Open"),
+    "inbox.done": ("已办结", "Resolved"),
+    "inbox.all_kinds": ("全部结论", "All kinds"),
+    "inbox.sort_due": ("按办理期限排序", "Sort by due date"),
+    "inbox.due": ("办理期限", "Due"),
+    "inbox.household": ("家庭", "Household"),
+    "inbox.kind": ("核对结论", "Flag"),
+    "inbox.reasons": ("原因", "Reasons"),
+    "inbox.where": ("社区", "Community"),
+    "inbox.empty": ("辖区内没有待办事项。", "Nothing to do in your jurisdiction."),
+    "inbox.overdue": ("已超期", "overdue"),
+    # flag
+    "flag.heading": ("核查事项", "Flag"),
+    "flag.household": ("家庭信息", "Household"),
+    "flag.head": ("户主", "Head"),
+    "flag.id": ("身份证号", "ID number"),
+    "flag.action": ("处理建议", "Suggested action"),
+    "flag.reasons": ("核对原因", "Reasons"),
+    "flag.evidence": ("证据", "Evidence"),
+    "flag.source": ("数据来源", "Source"),
+    "flag.item": ("项目", "Item"),
+    "flag.record": ("记录号", "Record"),
+    "flag.amount": ("金额(元)", "Amount (¥)"),
+    "flag.period": ("所属期间", "Period"),
+    "flag.match": ("匹配程度", "Match"),
+    "flag.value": ("核对值", "Value"),
+    "flag.limit": ("标准", "Limit"),
+    "flag.reference": ("依据", "Reference"),
+    "flag.no_evidence": ("无外部证据（见原因）。", "No partner evidence (see the reasons)."),
+    "flag.acknowledge": ("签收", "Acknowledge"),
+    "flag.acknowledged": ("已签收", "Acknowledged"),
+    "flag.resolve": ("办结", "Resolve"),
+    "flag.resolution": ("处理结果", "Resolution"),
+    "flag.note": ("说明", "Note"),
+    "flag.note_help": ("不予采纳时必须填写理由；减发、停发须书面说明理由。",
+                       "An override needs a written reason; reductions and stops need one too."),
+    "flag.resolved_by": ("办理人", "Resolved by"),
+    "flag.resolved_ok": ("已办结并记入审计日志。", "Resolved and written to the audit trail."),
+    "flag.ack_ok": ("已签收。", "Acknowledged."),
+    "flag.status.open": ("待签收", "Open"),
+    "flag.status.acknowledged": ("办理中", "Acknowledged"),
+    "flag.status.resolved": ("已办结", "Resolved"),
+    "match.certain": ("确定", "certain"),
+    "match.probable": ("较可能", "probable"),
+    "match.possible": ("可能", "possible"),
+    # feeds
+    "feeds.heading": ("协查数据接收情况", "Partner feeds"),
+    "feeds.partner": ("协查部门", "Partner"),
+    "feeds.kind": ("数据类别", "Feed"),
+    "feeds.last": ("最近一次交付", "Last delivery"),
+    "feeds.period": ("数据期间", "Period"),
+    "feeds.received": ("接收", "Received"),
+    "feeds.accepted": ("入库", "Accepted"),
+    "feeds.quarantined": ("隔离", "Quarantined"),
+    "feeds.next": ("预计下次交付", "Expected next"),
+    "feeds.never": ("尚未交付", "Never delivered"),
+    "feeds.late": ("已逾期 {days} 天", "{days} days late"),
+    "feeds.rejections": ("拒收及隔离原因", "Rejections and reasons"),
+    "feeds.rejected_whole": ("整批拒收", "Rejected as a whole"),
+    "feeds.rows": ("行", "rows"),
+    "feeds.example": ("示例", "Example"),
+    "feeds.status.accepted": ("已入库", "Accepted"),
+    "feeds.status.rejected": ("已拒收", "Rejected"),
+    "feeds.status.received": ("处理中", "Processing"),
+    "feeds.sequence": ("序号", "Sequence"),
+    "feeds.history": ("近期交付", "Recent deliveries"),
+    "feeds.none": ("暂无拒收或隔离记录。", "No rejections or quarantined rows."),
+}
+
+_MISSING = [key for key, pair in _TEXT.items() if len(pair) != len(LANGUAGES) or not all(pair)]
+if _MISSING:  # pragma: no cover - a developer error, caught by the first import
+    raise ValueError(f"portal texts without every language: {_MISSING}")
+
+
+def text(key: str, lang: str, **values: object) -> str:
+    """The text for ``key`` in ``lang``, with ``{name}`` placeholders filled from ``values``."""
+    pair = _TEXT[key]
+    template = pair[LANGUAGES.index(lang) if lang in LANGUAGES else 0]
+    return template.format(**values) if values else template
+
+
+def pick_language(requested: str | None) -> str:
+    return requested if requested in LANGUAGES else DEFAULT_LANGUAGE

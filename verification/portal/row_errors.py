@@ -1,0 +1,162 @@
+"""Row-level errors of a batch file, said in plain words next to the rows they concern.
+
+The validators (verification/validation.py, verification/roster.py) report each problem as
+(line, field, reason code, English message). Staff read Chinese: this module turns the reason
+code and the field's contract entry (schemas/batch.json: title, enum, limits) into a sentence that
+says what is wrong and what to write instead. Values are echoed only for coded fields; ID numbers
+and names are never echoed, only masked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from schemas import load_contract
+from verification import codes, identifiers
+
+# field → section of codes.yaml whose labels explain its coded values
+_CODED_FIELDS = {"status": "household_status", "category": "categories"}
+_PRIVATE_FIELDS = {"id_number", "name"}
+
+_ZH: dict[str, str] = {
+    "REQUIRED": "「{title}」不能为空",
+    "BELOW_MINIMUM": "「{title}」不能小于 {minimum}",
+    "ABOVE_MAXIMUM": "「{title}」不能大于 {maximum}",
+    "TOO_LONG": "「{title}」不能超过 {maxLength} 个字",
+    "BAD_NUMBER": "「{title}」应为数字",
+    "BAD_DATE": "「{title}」不是有效日期，请写成 2026-10-01 的形式",
+    "DUPLICATE_KEY": "与前面某一行重复",
+    "ID_MISSING": "身份证号为空",
+    "ID_LENGTH": "身份证号位数不对：应为 18 位（或 15 位旧号码）",
+    "ID_CHARACTERS": "身份证号只能由数字和末位 X 组成",
+    "ID_AREA": "身份证号前 6 位地区码不存在",
+    "ID_BIRTH_DATE": "身份证号中的出生日期无效",
+    "ID_CHECK": "身份证号校验位不符，可能有数字录错，请与原件核对",
+    "HOUSEHOLD_INCONSISTENT": "同一家庭的各行在街道、社区、家庭状态或救助类别上填写不一致",
+    "HEAD_COUNT": "每户必须有且只有一名与户主关系为“户主”的成员",
+    "FIELD_COUNT": "该行的列数与表头不一致（可能多了或少了逗号）",
+    "NUMERIC_ID": "长数字被 Excel 存成了数值而丢失位数，请把该列设为“文本”后重新录入",
+}
+_EN: dict[str, str] = {
+    "REQUIRED": "{title} is required",
+    "BELOW_MINIMUM": "{title} must be at least {minimum}",
+    "ABOVE_MAXIMUM": "{title} must be at most {maximum}",
+    "TOO_LONG": "{title} must be at most {maxLength} characters",
+    "BAD_NUMBER": "{title} must be a number",
+    "BAD_DATE": "{title} is not a valid date; write it as 2026-10-01",
+    "DUPLICATE_KEY": "repeats an earlier row",
+    "ID_MISSING": "the ID number is empty",
+    "ID_LENGTH": "the ID number must have 18 characters (or 15 for an old number)",
+    "ID_CHARACTERS": "the ID number may hold only digits and a final X",
+    "ID_AREA": "the ID number's first six digits name no area",
+    "ID_BIRTH_DATE": "the birth date inside the ID number is not valid",
+    "ID_CHECK": "the ID number's check character does not match: a digit may be mistyped",
+    "HOUSEHOLD_INCONSISTENT": "rows of this household disagree on street, community, status or "
+                              "category",
+    "HEAD_COUNT": "a household needs exactly one member whose relation is 户主",
+    "FIELD_COUNT": "this row has a different number of columns from the header",
+    "NUMERIC_ID": "Excel stored a long number as a number and lost digits: format the column as "
+                  "text and enter it again",
+}
+
+
+@dataclass
+class RowErrors:
+    """One line of the file with everything wrong in it."""
+
+    line: int
+    household_code: str
+    member: str  # masked name
+    member_id: str  # masked ID number
+    problems: list[dict[str, str]] = field(default_factory=list)  # field, field_title, message
+
+
+def _fields() -> dict[str, dict[str, Any]]:
+    return {spec["name"]: spec for spec in load_contract("batch")["fields"]}
+
+
+def explain(reason: str, field_name: str, value: str, lang: str, fallback: str = "") -> str:
+    """One problem as a sentence in ``lang`` (zh or en)."""
+    spec = _fields().get(field_name, {"name": field_name, "title": field_name})
+    title = spec["title"] if lang == "zh" else spec.get("x-title-en", spec["title"])
+    limits = {k: _number(v) for k, v in spec.get("constraints", {}).items()}
+    if reason == "NOT_ALLOWED":
+        return _not_allowed(spec, title, value, lang)
+    if reason == "BAD_FORMAT":
+        return _bad_format(spec, title, lang)
+    template = (_ZH if lang == "zh" else _EN).get(reason)
+    if template is None:  # a code this page does not know: keep the validator's own words
+        return fallback or reason
+    return template.format(title=title, **limits)
+
+
+def _number(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _not_allowed(spec: dict[str, Any], title: str, value: str, lang: str) -> str:
+    allowed = [v for v in spec.get("constraints", {}).get("enum", []) if v != ""]
+    section = _CODED_FIELDS.get(spec["name"])
+    shown = [f"{v}（{codes.label(section, v, lang)}）" if section else v for v in allowed]
+    if lang == "zh":
+        return f"「{title}」填写为“{value}”，不在允许范围内；应为：{'、'.join(shown)}"
+    return f"{title} is {value!r}, which is not allowed; use one of: {', '.join(shown)}"
+
+
+def _bad_format(spec: dict[str, Any], title: str, lang: str) -> str:
+    pattern = spec.get("constraints", {}).get("pattern", "")
+    digits = re.fullmatch(r"\\d\{(\d+)\}", pattern)
+    if digits:
+        n = digits.group(1)
+        return f"「{title}」应为 {n} 位数字" if lang == "zh" else f"{title} must be {n} digits"
+    return f"「{title}」格式不正确" if lang == "zh" else f"{title} has the wrong format"
+
+
+def group_by_row(frame: pd.DataFrame, problems: pd.DataFrame, lang: str,
+                 limit: int = 500) -> list[RowErrors]:
+    """Attach each problem to its row of ``frame`` (the decoded file, with ``_line``)."""
+    rows = frame.set_index("_line") if "_line" in frame else frame
+    titles = {name: (spec["title"] if lang == "zh" else spec.get("x-title-en", spec["title"]))
+              for name, spec in _fields().items()}
+    out: dict[int, RowErrors] = {}
+    for rec in problems.sort_values(["line", "field"]).itertuples(index=False):
+        line = int(rec.line)
+        if line not in out:
+            if len(out) >= limit:
+                break
+            out[line] = _row(rows, line)
+        value = _cell(rows, line, rec.field)
+        shown = "" if rec.field in _PRIVATE_FIELDS else value
+        out[line].problems.append({
+            "field": rec.field, "field_title": titles.get(rec.field, rec.field),
+            "message": explain(rec.reason, rec.field, shown, lang, rec.message)})
+    return list(out.values())
+
+
+def _cell(rows: pd.DataFrame, line: int, name: str) -> str:
+    if line not in rows.index or name not in rows.columns:
+        return ""
+    value = rows.at[line, name]
+    return "" if pd.isna(value) else str(value).strip()
+
+
+def _row(rows: pd.DataFrame, line: int) -> RowErrors:
+    raw_id, raw_name = _cell(rows, line, "id_number"), _cell(rows, line, "name")
+    try:
+        masked_id = identifiers.mask_id(identifiers.canonical_id(raw_id)) if raw_id else ""
+    except identifiers.InvalidIdentifier:
+        masked_id = _mask_raw(raw_id)
+    masked_name = identifiers.mask_name(raw_name) if raw_name else ""
+    return RowErrors(line=line, household_code=_cell(rows, line, "household_code"),
+                     member=masked_name, member_id=masked_id)
+
+
+def _mask_raw(text: str) -> str:
+    """An ID that failed validation is still personal: keep only its first 6 and last 2."""
+    if len(text) <= 8:
+        return "*" * len(text)
+    return text[:6] + "*" * (len(text) - 8) + text[-2:]

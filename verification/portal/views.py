@@ -1,0 +1,289 @@
+"""What the portal's pages show, read from the application database (no Airflow import here).
+
+Each function takes the acting ``Principal`` where the answer depends on who asks: officers get
+their own jurisdiction only, partner accounts their own feeds. Flag listings and actions go
+through verification/flag_actions.py (jurisdiction checks and audit live there); this module
+only summarises. Names and ID numbers appear masked, as stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from sqlalchemy import func, select
+
+from connectors.registry import load_partners
+from verification import batches, codes, jurisdictions
+from verification.access import Principal
+from verification.config import Settings
+from verification.storage import session_scope
+from verification.storage.models import Batch, Feed, Flag, Partner, QuarantinedRow, Run
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+FLAG_ORDER = ("REMOVE", "REVIEW", "ADD", "REJECT", "GRADUAL_EXIT", "ADJUST", "KEEP")
+# The stages a batch passes in order (verification/batches.py), as the progress bar shows them.
+BATCH_STEPS = ("received", "validated", "loaded", "evidence", "assessed", "reported")
+AGEING_BUCKETS = ("overdue", "due_week", "due_later", "no_due")
+
+
+def _scoped(query, who: Principal):  # noqa: ANN001, ANN202 (SQLAlchemy Select in and out)
+    if who.district_wide:
+        return query
+    return query.where(Flag.street_code.in_(who.streets)
+                       | Flag.community_code.in_(who.communities))
+
+
+def latest_run(settings: Settings, kind: str = "review") -> Run | None:
+    with session_scope(settings.database_url) as session:
+        run = session.scalar(select(Run).where(Run.status == "done", Run.kind == kind)
+                             .order_by(Run.finished_at.desc(), Run.id.desc()).limit(1))
+        if run is not None:
+            session.expunge(run)
+        return run
+
+
+# ---- dashboard ---------------------------------------------------------------------------------
+def dashboard(settings: Settings, who: Principal, today: dt.date, lang: str,
+              runs_shown: int = 12) -> dict[str, Any]:
+    """Counts by flag kind and street (latest review), the trend over reviews, open-flag ageing."""
+    who.require("flags.read")
+    run = latest_run(settings)
+    out: dict[str, Any] = {"run": run, "kinds": [], "streets": [], "trend": [], "ageing": {},
+                           "open_total": 0}
+    if run is None:
+        return out
+    with session_scope(settings.database_url) as session:
+        by_street = session.execute(_scoped(
+            select(Flag.street_code, Flag.kind, func.count()).where(Flag.run_id == run.id)
+            .group_by(Flag.street_code, Flag.kind), who)).all()
+        trend_rows = session.execute(_scoped(
+            select(Run.id, Run.as_of, Run.run_key, Flag.kind, func.count())
+            .join(Flag, Flag.run_id == Run.id)
+            .where(Run.status == "done", Run.kind == "review")
+            .group_by(Run.id, Run.as_of, Run.run_key, Flag.kind), who)).all()
+        open_rows = session.execute(_scoped(
+            select(Flag.due_date).where(Flag.run_id == run.id, Flag.kind != "KEEP",
+                                        Flag.status != "resolved"), who)).scalars().all()
+    kinds = Counter()
+    streets: dict[str, Counter] = defaultdict(Counter)
+    for street, kind, n in by_street:
+        kinds[kind] += n
+        streets[street][kind] += n
+    out["kinds"] = [{"kind": k, "label": codes.label("flags", k, lang), "count": kinds[k]}
+                    for k in FLAG_ORDER if kinds[k]]
+    out["streets"] = [{"code": s, "name": jurisdictions.street_name(s),
+                       "counts": dict(streets[s]), "total": sum(streets[s].values())}
+                      for s in sorted(streets)]
+    out["trend"] = _trend(trend_rows, runs_shown)
+    out["ageing"] = _ageing(open_rows, today)
+    out["open_total"] = len(open_rows)
+    return out
+
+
+def _trend(rows: list[Any], runs_shown: int) -> list[dict[str, Any]]:
+    runs: dict[int, dict[str, Any]] = {}
+    for run_id, as_of, run_key, kind, n in rows:
+        entry = runs.setdefault(run_id, {"run_id": run_id, "as_of": as_of, "run_key": run_key,
+                                         "counts": {}})
+        entry["counts"][kind] = n
+    ordered = sorted(runs.values(), key=lambda r: (r["as_of"], r["run_id"]))
+    return ordered[-runs_shown:]
+
+
+def _ageing(due_dates: list[dt.date | None], today: dt.date) -> dict[str, int]:
+    buckets = dict.fromkeys(AGEING_BUCKETS, 0)
+    for due in due_dates:
+        if due is None:
+            buckets["no_due"] += 1
+        elif due < today:
+            buckets["overdue"] += 1
+        elif due <= today + dt.timedelta(days=7):
+            buckets["due_week"] += 1
+        else:
+            buckets["due_later"] += 1
+    return buckets
+
+
+def trend_chart(trend: list[dict[str, Any]], kinds: tuple[str, ...] = FLAG_ORDER,
+                width: int = 640, height: int = 220) -> dict[str, Any]:
+    """Stacked columns per review, as SVG geometry (the template draws it; no script needed)."""
+    pad_left, pad_bottom, pad_top = 36, 28, 10
+    top = max((sum(r["counts"].get(k, 0) for k in kinds if k != "KEEP") for r in trend),
+              default=0)
+    scale = (height - pad_bottom - pad_top) / top if top else 0
+    slot = (width - pad_left) / max(len(trend), 1)
+    bars = []
+    for i, run in enumerate(trend):
+        y = height - pad_bottom
+        x = pad_left + i * slot + slot * 0.2
+        for kind in kinds:
+            n = run["counts"].get(kind, 0)
+            if kind == "KEEP" or not n:
+                continue
+            h = n * scale
+            y -= h
+            bars.append({"x": round(x, 1), "y": round(y, 1), "w": round(slot * 0.6, 1),
+                         "h": round(h, 1), "kind": kind, "n": n})
+    labels = [{"x": round(pad_left + (i + 0.5) * slot, 1), "y": height - 8,
+               "text": r["as_of"].strftime("%Y-%m") if r["as_of"] else str(r["run_id"])}
+              for i, r in enumerate(trend)]
+    ticks = [{"y": round(height - pad_bottom - v * scale, 1), "v": v}
+             for v in _ticks(top)] if top else []
+    return {"width": width, "height": height, "bars": bars, "labels": labels, "ticks": ticks,
+            "left": pad_left, "base": height - pad_bottom}
+
+
+def _ticks(top: int) -> list[int]:
+    step = max(1, round(top / 4))
+    return list(range(0, top + 1, step))
+
+
+# ---- batches -----------------------------------------------------------------------------------
+def batch_list(settings: Settings, limit: int = 200) -> list[dict[str, Any]]:
+    with session_scope(settings.database_url) as session:
+        rows = session.scalars(select(Batch).order_by(Batch.created_at.desc(), Batch.id.desc())
+                               .limit(limit)).all()
+        return [_batch_row(b) for b in rows]
+
+
+def _batch_row(b: Batch) -> dict[str, Any]:
+    return {"id": b.id, "code": b.batch_code, "file": b.file_name, "category": b.category,
+            "requester": b.requester, "status": b.status, "stage": b.stage, "rows": b.rows,
+            "households": b.households, "errors": b.errors, "created_at": b.created_at,
+            "notes": b.notes, "steps": batch_steps(b.stage, b.progress or [])}
+
+
+def batch_steps(stage: str, progress: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each stage of a batch with its state (done, running, waiting, failed) and time."""
+    seen = {p["stage"]: p for p in progress}
+    failed = stage in ("failed", "invalid")
+    reached = [s for s in BATCH_STEPS if s in seen]
+    last = BATCH_STEPS.index(reached[-1]) if reached else -1
+    steps = []
+    for i, name in enumerate(BATCH_STEPS):
+        if i <= last:
+            state = "done"
+        elif i == last + 1:
+            state = "failed" if failed else ("running" if stage != "reported" else "waiting")
+        else:
+            state = "waiting"
+        at = seen.get(name, {}).get("at", "")
+        steps.append({"stage": name, "state": state, "at": at})
+    return steps
+
+
+def batch_detail(settings: Settings, batch_id: int) -> dict[str, Any] | None:
+    try:
+        status = batches.batch_status(settings, batch_id)
+    except LookupError:
+        return None
+    status["steps"] = batch_steps(status["stage"], status["progress"])
+    status["files"] = report_files(settings, status)
+    return status
+
+
+def report_files(settings: Settings, status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The downloadable reports of a finished batch: the batch report and the street reports."""
+    found = []
+    for root in _report_roots(settings, status):
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.suffix in (".csv", ".xlsx", ".html", ".pdf", ".json"):
+                found.append({"path": str(path.relative_to(settings.home)), "name": path.name,
+                              "folder": str(path.parent.relative_to(root)).replace(".", ""),
+                              "size": path.stat().st_size, "root": root.name})
+    return found
+
+
+def _report_roots(settings: Settings, status: dict[str, Any]) -> list[Path]:
+    roots = []
+    if status.get("reports_dir"):
+        roots.append(Path(status["reports_dir"]))
+    if status.get("run_id"):
+        with session_scope(settings.database_url) as session:
+            run = session.get(Run, status["run_id"])
+            if run is not None and run.reports_dir:
+                roots.append(Path(run.reports_dir))
+    home = settings.home.resolve()
+    return [r for r in roots if r.is_dir() and r.resolve().is_relative_to(home)]
+
+
+def allowed_report_file(settings: Settings, status: dict[str, Any], relative: str) -> Path | None:
+    """The file ``relative`` (to HEDUI_HOME) if it is one of this batch's reports, else None."""
+    for item in report_files(settings, status):
+        if item["path"] == relative:
+            return settings.home / relative
+    return None
+
+
+# ---- partner feeds -----------------------------------------------------------------------------
+def feed_overview(settings: Settings, who: Principal, now: dt.datetime,
+                  history: int = 5) -> list[dict[str, Any]]:
+    """Per partner and feed kind: last delivery with counts, rejections and their reasons,
+    recent deliveries, and when the next one is expected (connectors/partners.yaml)."""
+    if not who.can("feeds.read"):
+        who.require("feeds.read_own")
+    partners = [p for p in load_partners().values()
+                if who.can("feeds.read") or p.code == who.partner]
+    out = []
+    with session_scope(settings.database_url) as session:
+        for spec in partners:
+            kinds = [_kind_overview(session, spec, kind, now, history) for kind in spec.feeds]
+            out.append({"code": spec.code, "name_zh": spec.name_zh, "name_en": spec.name_en,
+                        "schedule": spec.schedule, "kinds": kinds})
+    return out
+
+
+def _kind_overview(session, spec, kind: str, now: dt.datetime,  # noqa: ANN001
+                   history: int) -> dict[str, Any]:
+    feeds = session.scalars(select(Feed).join(Partner).where(Partner.code == spec.code,
+                                                             Feed.kind == kind)
+                            .order_by(Feed.received_at.desc(), Feed.id.desc())
+                            .limit(history)).all()
+    last = feeds[0] if feeds else None
+    reasons = []
+    if last is not None:
+        reasons = [{"reason": r, "field": f, "count": n, "example": m}
+                   for r, f, n, m in session.execute(
+                       select(QuarantinedRow.reason, QuarantinedRow.field, func.count(),
+                              func.min(QuarantinedRow.message))
+                       .where(QuarantinedRow.feed_id == last.id)
+                       .group_by(QuarantinedRow.reason, QuarantinedRow.field)
+                       .order_by(func.count().desc())).all()]
+    rejected = [{"sequence": f.sequence, "period": f.period, "reason": f.reason,
+                 "received_at": f.received_at} for f in feeds if f.status == "rejected"]
+    return {"kind": kind, "last": _feed_row(last) if last else None,
+            "history": [_feed_row(f) for f in feeds], "reasons": reasons, "rejected": rejected,
+            **expected_next(spec.schedule, spec.expected_interval_days,
+                            last.received_at if last else None, now)}
+
+
+def _feed_row(f: Feed) -> dict[str, Any]:
+    return {"id": f.id, "period": f.period, "sequence": f.sequence, "status": f.status,
+            "reason": f.reason, "received": f.rows_received, "accepted": f.rows_accepted,
+            "quarantined": f.rows_quarantined, "received_at": f.received_at}
+
+
+def expected_next(schedule: str, interval_days: int, last: dt.datetime | None,
+                  now: dt.datetime) -> dict[str, Any]:
+    """The next scheduled pull (local time) and how many days a delivery is overdue (0: on time).
+
+    ``last`` and ``now`` are naive UTC, as stored."""
+    local_now = now.replace(tzinfo=dt.UTC).astimezone(LOCAL_TZ)
+    next_pull = croniter(schedule, local_now).get_next(dt.datetime)
+    late = 0
+    if last is not None:
+        age = (now - last).days
+        late = max(0, age - interval_days)
+    return {"next_pull": next_pull, "late_days": late, "interval_days": interval_days}
+
+
+def to_local(value: dt.datetime | None) -> str:
+    """A stored naive-UTC time as local (Asia/Shanghai) minutes."""
+    if value is None:
+        return ""
+    return value.replace(tzinfo=dt.UTC).astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")

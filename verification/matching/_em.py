@@ -83,7 +83,7 @@ def level_frequencies(gamma: np.ndarray, n_levels: list[int], weights: np.ndarra
     return out
 
 
-def _initial_m(n_levels: list[int]) -> list[np.ndarray]:
+def initial_m(n_levels: list[int]) -> list[np.ndarray]:
     """Most matches agree fully; the rest spread over the partial levels, least on ``else``."""
     out = []
     for size in n_levels:
@@ -119,7 +119,7 @@ def fit(
     """EM for λ, m and u; with ``fixed_levels`` only λ is re-estimated (m and u were learnt
     from labelled pairs and stay as given)."""
     patterns, counts = _patterns(gamma, n_levels)
-    model = FellegiSunter(prior=prior_start, m=m_start or _initial_m(n_levels), u=u_start)
+    model = FellegiSunter(prior=prior_start, m=m_start or initial_m(n_levels), u=u_start)
     if not len(patterns):
         return model
     for iteration in range(1, max_iterations + 1):

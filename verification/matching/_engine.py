@@ -16,7 +16,7 @@ import pandas as pd
 
 from verification.matching._blocking import candidate_pairs
 from verification.matching._compare import comparison_matrix
-from verification.matching._em import FellegiSunter, fit, level_frequencies
+from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
 from verification.matching._exact import MEMBER_KEY, exact_pairs
 from verification.matching._grades import GRADE_DTYPE, GRADES, NONE, POSSIBLE, PROBABLE
 from verification.matching.names import NAME_KEY_COLUMNS, NAME_KEY_VERSION, name_keys
@@ -73,16 +73,25 @@ def _random_pair_u(left, right, n_levels, settings: MatchSettings) -> list[np.nd
     return level_frequencies(gamma, n_levels, np.ones(len(li)))
 
 
-def _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels) -> FellegiSunter:
+def _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings) -> FellegiSunter:
     """m from the pairs the token says are the same person; u from random pairs; λ given.
 
     All three then describe *all* record × member pairs (blocking only skips pairs too weak to
-    matter), so agreeing on both name and birth date counts as the rare event it is.
+    matter), so agreeing on both name and birth date counts as the rare event it is. m is the
+    posterior mean under a weak prior (``settings.m_prior_strength`` pseudo-pairs that mostly
+    agree fully), so a small roster still gets sensible weights; below
+    ``settings.min_labelled_records`` labelled records the method is reported as ``prior``.
     """
-    labelled = known_match[li] >= 0
-    true_pair = labelled & (ri == known_match[li])
-    m = level_frequencies(gamma[true_pair], n_levels, np.ones(int(true_pair.sum())))
-    return FellegiSunter(prior=prior, m=m, u=u, method="labelled")
+    true_pair = (known_match[li] >= 0) & (ri == known_match[li])
+    labelled_records = len(np.unique(li[true_pair]))
+    m = []
+    for k, size in enumerate(n_levels):
+        levels = gamma[true_pair, k]
+        counts = np.bincount(levels[levels >= 0], minlength=size).astype(float)
+        pseudo = settings.m_prior_strength * initial_m(n_levels)[k]
+        m.append((counts + pseudo) / (counts + pseudo).sum())
+    method = "labelled" if labelled_records >= settings.min_labelled_records else "prior"
+    return FellegiSunter(prior=prior, m=m, u=u, method=method)
 
 
 def link(
@@ -97,20 +106,19 @@ def link(
 
     Without labels, EM fits λ, m and u on the candidate pairs of ``training_rows`` (positions in
     ``left``; default: a sample of ``settings.training_records`` rows). With ``known_match`` (per
-    left row the position in ``right`` of the same person, -1 when unknown) and at least
-    ``settings.min_labelled_records`` labelled rows with a blocked true pair, m comes from the
-    labelled pairs, u from random pairs and λ = ``match_share`` / len(right), where
-    ``match_share`` is the share of left rows expected to have a match at all. The true links of
-    an evaluation are never labels.
+    left row the position in ``right`` of the same person, -1 when unknown), m comes from the
+    labelled pairs (with a weak prior), u from random pairs and λ = ``match_share`` /
+    len(right), where ``match_share`` is the share of left rows expected to have a match at all.
+    The true links of an evaluation are never labels.
     """
     left, right = _prepared(left, right, settings)
     li, ri = candidate_pairs(left, right, settings.blocking_rules)
     gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
     n_levels = [len(c.levels) + 1 for c in settings.comparisons]
-    if known_match is not None and _enough_labels(li, ri, known_match, settings):
+    if known_match is not None and len(left) and len(right):
         prior = float(np.clip((match_share or 1.0) / max(len(right), 1), 1e-12, 0.5))
         u = _random_pair_u(left, right, n_levels, settings)
-        model = _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels)
+        model = _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings)
     else:
         if training_rows is None:
             rng = np.random.default_rng(settings.seed)
@@ -149,11 +157,6 @@ def _prepared(left, right, settings: MatchSettings):
     needed = {col for c in settings.comparisons for col in c.columns}
     needed |= {col for rule in settings.blocking_rules for col in rule}
     return _ensure_columns(left, needed), _ensure_columns(right, needed)
-
-
-def _enough_labels(li, ri, known_match, settings: MatchSettings) -> bool:
-    true_pairs = (known_match[li] >= 0) & (ri == known_match[li])
-    return len(np.unique(li[true_pairs])) >= settings.min_labelled_records
 
 
 def best_per_left(pairs: pd.DataFrame, margin: float) -> pd.DataFrame:

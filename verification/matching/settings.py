@@ -100,9 +100,11 @@ class MatchSettings:
     # log2 Bayes factor is capped at possible: a valid ID typed into someone else's record must
     # not remove anyone. None switches the check off.
     exact_contradiction_weight: float | None = 0.0
-    # Labelled learning (m and u from exactly matched records) needs this many labelled records
-    # with their true pair among the candidates; below it EM learns from the data alone.
+    # m is learnt from exactly matched records (their token says which candidate is the person)
+    # with this many pseudo-pairs of prior; with fewer labelled records than the minimum the
+    # weights rest mostly on the prior and fallback matches are at most possible.
     min_labelled_records: int = 200
+    m_prior_strength: float = 20.0
     em_max_iterations: int = 200
     em_tolerance: float = 1e-7
     training_records: int = 50_000  # records sampled (with all their candidates) to fit EM

@@ -1,0 +1,163 @@
+"""The audit trail: append-only in the database, hash-chained, first break reported by
+`hedui audit verify`, data accesses recorded by token, never a raw ID number."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DatabaseError
+from typer.testing import CliRunner
+
+from verification import audit
+from verification.security_cli import app
+from verification.storage import session_scope, upgrade
+
+RAW_ID = "11010519491231002X"
+
+
+def _events(url: str, n: int = 5) -> list[int]:
+    with session_scope(url) as session:
+        ids = [audit.record(session, "tester", "thing.done", f"thing:{i}", {"n": i}).id
+               for i in range(n)]
+    return ids
+
+
+@pytest.mark.parametrize("statement", ["UPDATE audit_events SET actor = 'mallory'",
+                                       "DELETE FROM audit_events",
+                                       "UPDATE audit_subjects SET person_token = 1",
+                                       "DELETE FROM audit_subjects"])
+def test_the_database_refuses_to_change_or_delete_audit_rows(database_url, statement):
+    _events(database_url)
+    with session_scope(database_url) as session:
+        audit.record_access(session, "tester", "hrss", "run:1", [1, 2, 3])
+    with pytest.raises(DatabaseError, match="append-only"), session_scope(database_url) as s:
+        s.execute(text(statement))
+    with session_scope(database_url) as session:
+        check = audit.verify_chain(session)
+        assert check.ok and check.events == 6
+
+
+def test_postgresql_also_refuses_truncate(postgres_url):
+    import uuid
+
+    import sqlalchemy as sa
+
+    from verification.storage.db import dispose
+
+    schema = f"hedui_t_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres_url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    url = f"{postgres_url}?options=-csearch_path%3D{schema}"
+    try:
+        upgrade(url)
+        _events(url)
+        with pytest.raises(DatabaseError, match="append-only"), session_scope(url) as session:
+            session.execute(text("TRUNCATE audit_events CASCADE"))
+    finally:
+        dispose(url)
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def test_the_guard_survives_repeated_upgrades(database_url):
+    upgrade(database_url)
+    upgrade(database_url)
+    _events(database_url, 1)
+    with pytest.raises(DatabaseError), session_scope(database_url) as session:
+        session.execute(text("DELETE FROM audit_events"))
+
+
+def _tamper(url: str, statement: str, **params: object) -> None:
+    """What only a database owner could do: drop the guard, then change rows."""
+    with session_scope(url) as session:
+        audit.drop_append_only_guard(session.connection())
+        session.execute(text(statement), params)
+
+
+@pytest.mark.parametrize("statement, reason", [
+    ("UPDATE audit_events SET detail = '{\"n\": 99}' WHERE id = :i", "altered"),
+    ("UPDATE audit_events SET actor = 'mallory' WHERE id = :i", "altered"),
+    ("DELETE FROM audit_events WHERE id = :i", "deleted or inserted"),
+])
+def test_verify_reports_the_first_break_and_why(database_url, statement, reason):
+    ids = _events(database_url)
+    _tamper(database_url, statement, i=ids[2])
+    with session_scope(database_url) as session:
+        check = audit.verify_chain(session)
+    expected = ids[3] if "DELETE" in statement else ids[2]
+    assert not check.ok and check.first_break == expected and reason in check.reason
+
+
+def test_changing_the_persons_of_an_access_breaks_the_chain(database_url):
+    with session_scope(database_url) as session:
+        event = audit.record_access(session, "officer_wusan", "hrss", "batch:B1", [5, 7, 7, 9])
+        assert event.detail["subjects"] == 3
+    _events(database_url, 2)
+    with session_scope(database_url) as session:
+        assert audit.verify_chain(session).ok
+        # Adding a row is allowed by the database (append-only), but the chain notices.
+        session.execute(text("INSERT INTO audit_subjects (event_id, person_token) "
+                             "VALUES (:e, 11)"), {"e": event.id})
+    with session_scope(database_url) as session:
+        check = audit.verify_chain(session)
+    assert check.first_break == event.id and "persons" in check.reason
+
+
+@pytest.mark.parametrize("detail, subject", [
+    ({"id_number": RAW_ID}, ""),
+    ({"nested": [{"note": f"checked {RAW_ID.lower()} today"}]}, ""),
+    ({}, f"person:{RAW_ID}"),
+    ({"legacy": "350303900203307"}, ""),
+    ({RAW_ID: 1}, ""),
+])
+def test_a_raw_id_number_is_refused_and_nothing_is_written(sqlite_settings, detail, subject):
+    url = sqlite_settings.database_url
+    with pytest.raises(audit.AuditPersonalData, match="person token"), \
+            session_scope(url) as session:
+        audit.record(session, "tester", "thing.done", subject, detail)
+    with session_scope(url) as session:
+        assert audit.verify_chain(session).events == 0
+
+
+def test_tokens_counts_and_masked_ids_are_fine(sqlite_settings):
+    with session_scope(sqlite_settings.database_url) as session:
+        audit.record(session, "tester", "thing.done", "person:token",
+                     {"token": 110105194912310021, "masked": "110105********002X",
+                      "digest": "0" * 64, "line": 123456789012345678})
+        assert audit.verify_chain(session).ok
+
+
+def _invoke(*args: str, env: dict[str, str] | None = None):  # noqa: ANN202
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+@pytest.fixture
+def cli_db(sqlite_settings, monkeypatch):
+    monkeypatch.setenv("HEDUI_HOME", str(sqlite_settings.home))
+    monkeypatch.setenv("HEDUI_DATABASE_URL", sqlite_settings.database_url)
+    return sqlite_settings
+
+
+def test_cli_audit_verify_passes_then_names_the_break(cli_db):
+    ids = _events(cli_db.database_url)
+    ok = _invoke("audit", "verify", "--user", "admin")
+    assert ok.exit_code == 0 and "intact: 5 events" in ok.output
+    _tamper(cli_db.database_url, "UPDATE audit_events SET subject = 'x' WHERE id = :i", i=ids[1])
+    broken = _invoke("audit", "verify", "--user", "admin")
+    assert broken.exit_code == 1
+    assert f"BROKEN at event {ids[1]}" in broken.output and "altered" in broken.output
+
+
+@pytest.mark.parametrize("user", ["officer_wusan", "hedui_staff", "partner_hrss", "nobody"])
+def test_cli_audit_verify_needs_the_permission(cli_db, user):
+    result = _invoke("audit", "verify", "--user", user)
+    assert result.exit_code == 1 and "refused" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_user_comes_from_hedui_user(cli_db):
+    _events(cli_db.database_url, 1)
+    assert _invoke("audit", "verify", env={"HEDUI_USER": "admin"}).exit_code == 0
+    assert _invoke("audit", "verify", env={"HEDUI_USER": "officer_wusan"}).exit_code == 1

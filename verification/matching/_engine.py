@@ -276,12 +276,19 @@ def match_records(
         extra, _ = score(keyed.rows(doubted).reset_index(drop=True), people, linked.model, settings)
         pairs = pd.concat([pairs, extra.assign(record_row=doubted[extra["left_row"].to_numpy()])])
     fallback = _fallback_grades(records, pairs, settings)
+    return _assemble(records, members, exact, fallback, pairs, rest_rows, linked, settings)
+
+
+def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, settings):
+    """The result frames: a doubted token match the fallback re-placed is dropped; records with
+    neither are unmatched; every graded-down record gets its candidates."""
     exact = exact[~exact["record_row"].isin(fallback["record_row"])]
     matched = pd.concat([_matched_frame(records, members, exact),
                          _matched_frame(records, members, fallback)])
     unmatched_rows = np.setdiff1d(rest_rows, fallback["record_row"].to_numpy())
-    reviewed = pd.concat([exact[exact["grade_code"] > 0], fallback], ignore_index=True)
-    shown = pd.concat([exact[exact["grade_code"] > 0], pairs], ignore_index=True)
+    doubted = exact[exact["grade_code"] > 0]
+    reviewed = pd.concat([doubted, fallback], ignore_index=True)
+    shown = pd.concat([doubted, pairs], ignore_index=True)
     counts = {"records": len(records), "candidate_pairs": len(linked.pairs)}
     counts |= matched["match_grade"].value_counts().reindex(GRADES[:3], fill_value=0).to_dict()
     counts[NONE] = len(unmatched_rows)

@@ -1,0 +1,593 @@
+"""Benchmark harness (``make bench``): a full review at provincial scale, stage by stage.
+
+    .venv/bin/python bench/run.py [--households 100000] [--databases sqlite,postgres] [--jobs 2]
+    .venv/bin/python bench/run.py --households 1000000             # the full size
+    .venv/bin/python bench/run.py --series 100000,300000,1000000 --chart docs/img/scaling.png
+
+1. A synthetic caseload and seven partner feeds (bench/synth.py, deterministic by seed), written
+   as CSV and packed as each partner would (signed, encrypted, chunked; TEST ONLY keys). Cached
+   under ``var/bench/`` per size and seed; not part of the review.
+2. Per database: a fresh, migrated database with the caseload written in bulk (the encrypted
+   columns of members hold placeholders: loading the caseload is not part of a review).
+3. The review, through the same functions the Airflow tasks call, each stage in a fresh process
+   (as Airflow runs tasks): intake of every packed feed (verify, decrypt, decode, validate,
+   stage); matching (``prepare_evidence``); assessment + flags (``review_shard`` per street, on
+   ``--jobs`` processes); the database write (``finish_review``); reports (``write_run_reports``).
+   End to end = intake through the database write.
+4. In one more process, on the same staged data: matching, assessment and flags timed one by one,
+   and the reference — the same join and per-household sums as one DuckDB SQL query — with the
+   ratio of the times and a check that the sums agree.
+
+Peak memory is the high-water mark of each stage process's resident set (``ru_maxrss``),
+interpreter and libraries included; a stage on several processes reports the largest. Figures go
+to ``bench/results/<timestamp>-n<households>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import inspect
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "bench")) if p not in sys.path]
+
+import pandas as pd  # noqa: E402
+
+AS_OF = dt.date(2026, 11, 1)
+REGION = "210112"
+POSTGRES_URL = os.environ.get("HEDUI_BENCH_POSTGRES_URL",
+                              "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+    records: int
+    processes: int = 1
+    detail: dict | None = None
+
+    @property
+    def per_second(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
+def _begin() -> tuple[float, float]:
+    """Start measuring a task in a worker: reset the process's peak-RSS mark (Linux
+    ``clear_refs`` 5), return wall and CPU clocks."""
+    # not Linux, or not allowed: the peak is then the worker's lifetime peak
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    return time.perf_counter(), _cpu()
+
+
+def _end(clocks: tuple[float, float], **values: object) -> dict:
+    """Wall seconds, CPU seconds and peak RSS (MiB, VmHWM) since ``_begin``."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return {"seconds": time.perf_counter() - clocks[0], "cpu": _cpu() - clocks[1], "peak": peak,
+            **values}
+
+
+def _warm() -> int:
+    """Import what the stages use, once per worker process (as a warm Airflow worker has)."""
+    import verification.pipeline  # noqa: F401
+    from schemas import feed_kinds
+    from verification.validation import _pandera_schema
+
+    for kind in feed_kinds():
+        _pandera_schema(kind)
+    return os.getpid()
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def prepare_data(households: int, seed: int, workdir: Path) -> dict:
+    """Generate, write and pack the feeds once per (households, seed); returns the manifest."""
+    folder = workdir / f"n{households}-s{seed}"
+    done = folder / "data.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    import pyarrow.csv as pacsv
+    import synth
+
+    from connectors import envelope, keys
+    from connectors.registry import load_partners
+    from verification.config import load_settings
+    from verification.tokens import person_tokens
+
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "plain").mkdir(parents=True)
+    started = time.perf_counter()
+    data = synth.build(households, seed)
+    generated = time.perf_counter() - started
+    settings = load_settings()
+    members = data.caseload.members
+    members["person_token"] = person_tokens(settings.token_key, members["id_number"]).astype(
+        "int64")
+    data.caseload.households.to_parquet(folder / "households.parquet")
+    members.drop(columns=["id_number", "name"]).to_parquet(folder / "members.parquet")
+    started = time.perf_counter()
+    centre = keys.insecure_test_recipient_key().public()
+    sequence = int(synth.PERIOD.replace("-", ""))
+    feeds = {}
+    for partner, spec in load_partners().items():
+        signer = keys.insecure_test_signing_key(partner)
+        for kind in spec.feeds:
+            plain = folder / "plain" / f"{kind}.csv"
+            table = data.feeds[kind]
+            pacsv.write_csv(table, plain, pacsv.WriteOptions(quoting_style="needed"))
+            packed = folder / "outbox" / partner / f"{kind}-{sequence}.hedui"
+            packed.parent.mkdir(parents=True, exist_ok=True)
+            manifest = envelope.Manifest(partner=partner, feed_kind=kind, period=synth.PERIOD,
+                                         sequence=sequence, row_count=table.num_rows,
+                                         schema_version="1.0")
+            with plain.open("rb") as src, packed.open("wb") as dest:
+                envelope.pack(src, dest, manifest=manifest, sender=signer, recipient=centre)
+            plain.unlink()
+            feeds[kind] = {"partner": partner, "path": str(packed), "rows": table.num_rows,
+                           "bytes": packed.stat().st_size}
+    meta = {"households": households, "seed": seed, "persons": len(members),
+            "records": data.records, "feeds": feeds, "folder": str(folder),
+            "generate_seconds": round(generated, 2),
+            "pack_seconds": round(time.perf_counter() - started, 2)}
+    done.write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+# ---- database ------------------------------------------------------------------------------------
+def fresh_database(kind: str, home: Path) -> tuple[str, str | None]:
+    """A new empty database; returns its URL and (PostgreSQL) the schema to drop afterwards."""
+    if kind == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{home / 'hedui.db'}{suffix}").unlink(missing_ok=True)
+        return f"sqlite:///{home / 'hedui.db'}", None
+    import sqlalchemy as sa
+
+    schema = f"hedui_bench_{uuid.uuid4().hex[:8]}"
+    with sa.create_engine(POSTGRES_URL).begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}", schema
+
+
+def drop_database(schema: str | None) -> None:
+    if schema:
+        import sqlalchemy as sa
+
+        with sa.create_engine(POSTGRES_URL).begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+
+
+def load_caseload(settings, folder: Path) -> float:  # noqa: ANN001
+    """Households and members written with verification.bulk (placeholders for encrypted
+    columns); returns seconds."""
+    from verification import bulk
+    from verification.intake import ensure_partners
+    from verification.storage import session_scope
+    from verification.storage.models import Household, Member
+
+    started = time.perf_counter()
+    households = pd.read_parquet(folder / "households.parquet").reset_index(names="id")
+    members = pd.read_parquet(folder / "members.parquet")
+    members = members.assign(token_key_id=settings.token_key_id, id_number_enc=b"",
+                             name_enc=b"", id_masked="210112********0000", name_masked="*",
+                             exclusion="", disability_grade=0, disability_type="",
+                             labour_capacity=True)
+    with session_scope(settings.database_url) as session:
+        ensure_partners(session)  # once, before feeds are taken in on parallel processes
+        connection = session.connection()
+        bulk.insert_frame(connection, Household.__table__, households)
+        bulk.insert_frame(connection, Member.__table__, members)
+    return time.perf_counter() - started
+
+
+# ---- stage tasks (run in the worker processes) ---------------------------------------------
+def _intake_task(settings, partner: str, kind: str, path: str, sequence: int) -> dict:  # noqa: ANN001
+    from connectors.demo_exchange import ensure_test_keys
+    from verification import intake
+
+    clocks = _begin()
+    centre = ensure_test_keys(settings)
+    feed_id = intake.register_feed(settings, partner, kind, _period(), sequence, Path(path))
+    result = intake.process_feed(settings, feed_id, centre.keyring, centre.trusted)
+    if result.status != "accepted":
+        raise RuntimeError(f"{kind}: rejected: {result.reason}")
+    return _end(clocks, kind=kind, received=result.received, accepted=result.accepted,
+                quarantined=result.quarantined)
+
+
+def _period() -> str:
+    import synth
+
+    return synth.PERIOD
+
+
+def _prepare_task(settings, run_key: str) -> dict:  # noqa: ANN001
+    import pyarrow.parquet as pq
+
+    from verification import pipeline
+
+    clocks = _begin()
+    run_id = pipeline.start_review(settings, run_key, AS_OF)
+    plan = pipeline.prepare_evidence(settings, run_id)
+    out = _end(clocks, run_id=run_id, shards=plan.shards)
+    out["evidence_rows"] = sum(pq.ParquetFile(p).metadata.num_rows for p in
+                               pipeline._run_dir(settings, run_id).glob("evidence*.parquet"))
+    return out
+
+
+def _shard_task(settings, run_id: int, shard: str) -> dict:  # noqa: ANN001
+    from verification import pipeline
+
+    clocks = _begin()
+    folder = pipeline.review_shard(settings, run_id, shard)
+    return _end(clocks, dir=folder)
+
+
+def _finish_task(settings, run_id: int, dirs: list[str]) -> dict:  # noqa: ANN001
+    from verification import pipeline
+
+    timings: dict[str, dict] = {}
+    for name in timings_names():
+        setattr(pipeline, name, _timed(getattr(pipeline, name), name, timings))
+    originals = {name: getattr(pipeline, name) for name in timings_names()}
+    try:
+        clocks = _begin()
+        counts = pipeline.finish_review(settings, run_id, dirs)
+        return _end(clocks, counts=counts, writes=timings)
+    finally:
+        for name, function in originals.items():
+            setattr(pipeline, name, function)
+
+
+def timings_names() -> tuple[str, ...]:
+    return ("_insert_assessments", "_insert_flags", "_insert_children")
+
+
+def _timed(function, name: str, timings: dict):  # noqa: ANN001, ANN202
+    """Wrap an insert helper of the pipeline: seconds and rows per table written."""
+    def wrapper(session, *args):  # noqa: ANN001, ANN202
+        frame = next(a for a in args if isinstance(a, pd.DataFrame))
+        table = {"_insert_assessments": "assessments", "_insert_flags": "flags"}.get(name) or \
+            args[0].__tablename__
+        started = time.perf_counter()
+        out = function(session, *args)
+        timings[table] = {"rows": len(frame), "seconds": time.perf_counter() - started}
+        return out
+    return wrapper
+
+
+def _reports_task(settings, run_id: int) -> dict:  # noqa: ANN001
+    clocks = _begin()
+    try:
+        from verification.reports import write_run_reports
+    except ImportError as err:  # the reports module is being reworked: say so, go on
+        return _end(clocks, error=f"{type(err).__name__}: {err}")
+    out = write_run_reports(settings, run_id)
+    return _end(clocks, dir=str(out))
+
+
+def warm_pool(jobs: int) -> ProcessPoolExecutor:
+    """``jobs`` spawned worker processes with the stages' modules imported (not timed)."""
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+    pids = set()
+    while len(pids) < jobs:  # each worker imports once; keep asking until all have
+        pids |= {f.result() for f in [pool.submit(_warm) for _ in range(jobs * 2)]}
+    return pool
+
+
+def run_review(settings, meta: dict, pool: ProcessPoolExecutor, jobs: int) -> dict[str, Stage]:  # noqa: ANN001
+    """Intake → matching → assessment + flags → database write → reports; one Stage each."""
+    stages: dict[str, Stage] = {}
+    sequence = int(_period().replace("-", ""))
+    started = time.perf_counter()
+    feeds = sorted(meta["feeds"].items(), key=lambda kv: -kv[1]["rows"])  # largest first
+    futures = [pool.submit(_intake_task, settings, f["partner"], kind, f["path"], sequence)
+               for kind, f in feeds]
+    results = [f.result() for f in futures]
+    stages["intake"] = Stage(
+        "intake", time.perf_counter() - started, sum(r["cpu"] for r in results),
+        max(r["peak"] for r in results), sum(r["received"] for r in results), jobs,
+        {r["kind"]: {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()}
+         for r in results})
+
+    started = time.perf_counter()
+    prepared = pool.submit(_prepare_task, settings, f"bench-{uuid.uuid4().hex[:6]}").result()
+    stages["matching"] = Stage("matching", time.perf_counter() - started, prepared["cpu"],
+                               prepared["peak"], stages["intake"].records,
+                               detail={"evidence_rows": prepared["evidence_rows"]})
+    run_id, shards = prepared["run_id"], prepared["shards"]
+
+    started = time.perf_counter()
+    done = [f.result() for f in [pool.submit(_shard_task, settings, run_id, shard)
+                                 for shard in shards]]
+    stages["assessment_flags"] = Stage(
+        "assessment_flags", time.perf_counter() - started, sum(s["cpu"] for s in done),
+        max(s["peak"] for s in done), meta["households"], jobs, {"shards": len(done)})
+
+    started = time.perf_counter()
+    finished = pool.submit(_finish_task, settings, run_id, [s["dir"] for s in done]).result()
+    rows = sum(w["rows"] for w in finished["writes"].values())
+    stages["database_write"] = Stage("database_write", time.perf_counter() - started,
+                                     finished["cpu"], finished["peak"], rows,
+                                     detail={"counts": finished["counts"],
+                                             "writes": finished["writes"]})
+
+    started = time.perf_counter()
+    reported = pool.submit(_reports_task, settings, run_id).result()
+    stages["reports"] = Stage("reports", time.perf_counter() - started, reported["cpu"],
+                              reported["peak"], sum(finished["counts"].values()),
+                              detail={"error": reported["error"]} if "error" in reported
+                              else None)
+    e2e = [stages[k] for k in ("intake", "matching", "assessment_flags", "database_write")]
+    stages["end_to_end"] = Stage("end_to_end", sum(s.seconds for s in e2e),
+                                 sum(s.cpu_seconds for s in e2e),
+                                 max(s.peak_rss_mb for s in e2e), stages["intake"].records,
+                                 jobs, {"households": meta["households"]})
+    return stages
+
+
+# ---- components and the DuckDB reference ---------------------------------------------------------
+def _components_task(settings, folder: str) -> dict:  # noqa: ANN001
+    """Matching, assessment and flags on the whole caseload in memory, and the DuckDB query."""
+    import pyarrow.parquet as pq
+    from sqlalchemy import select
+
+    from verification import pipeline
+    from verification.assessment import assess
+    from verification.evidence import evidence_from_staged
+    from verification.flags import decide_flags
+    from verification.matching import RosterIndex, match_exact
+    from verification.policy import load_parameters
+    from verification.storage import session_scope
+    from verification.storage.models import Feed
+
+    clocks = _begin()
+    with session_scope(settings.database_url) as session:
+        feeds = {f.kind: (f.id, f.staged_path) for f in session.scalars(
+            select(Feed).where(Feed.status == "accepted"))}
+    households = pd.read_parquet(Path(folder) / "households.parquet")
+    members = pd.read_parquet(Path(folder) / "members.parquet").assign(
+        counted=True, exclusion="", disability_grade=0, disability_type="", labour_capacity=True)
+    staged = {kind: pd.read_parquet(path) for kind, (_, path) in feeds.items()}
+    arrow = {kind: pq.read_table(path) for kind, (_, path) in feeds.items()}
+    times: dict[str, float] = {}
+
+    started = time.perf_counter()
+    evidence = pd.concat([evidence_from_staged(frame, kind, feeds[kind][0])
+                          for kind, frame in staged.items()], ignore_index=True)
+    times["evidence"] = time.perf_counter() - started
+    started = time.perf_counter()
+    matched = match_exact(evidence, RosterIndex(members[["person_token", "household_id"]]))
+    times["matching"] = time.perf_counter() - started
+    versions = {k: {"feed_id": i, "period": _period(), "received_at": "2026-11-01T00:00:00"}
+                for k, (i, _) in feeds.items()}
+    sources = pipeline.sources_frame(versions)
+    parameters = load_parameters()
+    started = time.perf_counter()
+    result = assess(households, members, matched, sources, parameters, AS_OF)
+    times["assessment"] = time.perf_counter() - started
+    started = time.perf_counter()
+    extra = {"policy": parameters.at(REGION, AS_OF)} if "policy" in inspect.signature(
+        decide_flags).parameters else {}
+    frames = decide_flags(households, result.results, result.reasons, matched, AS_OF, **extra)
+    times["flags"] = time.perf_counter() - started
+
+    reference, seconds = duckdb_reference(arrow, members, parameters.at(REGION, AS_OF))
+    times["duckdb"] = seconds
+    check = compare(result.results, reference)
+    ours = times["evidence"] + times["matching"] + times["assessment"]
+    return _end(clocks, times=times, ours_seconds=ours, ratio=ours / seconds, check=check,
+                evidence_rows=len(evidence), matched_rows=len(matched),
+                flag_rows=len(frames.flags), reason_rows=len(frames.reasons))
+
+
+def duckdb_reference(staged: dict, members: pd.DataFrame, policy) -> tuple[pd.DataFrame, float]:  # noqa: ANN001
+    """The same join and per-household sums as one DuckDB query over the staged feeds."""
+    import duckdb
+
+    window = int(policy.value("income.look_back_months"))
+    last = (AS_OF.year - 1970) * 12 + AS_OF.month - 2
+    first = last - window + 1
+    counted = _sql_list(policy.value("income.counted_items"))
+    financial = _sql_list(policy.value("assets.financial_items"))
+    exempt = _sql_list(policy.value("vehicles.exempt_items"))
+    month = "((year({0}) - 1970) * 12 + month({0}) - 1)"
+    connection = duckdb.connect()
+    connection.execute("SET threads TO 2")
+    for kind, table in staged.items():
+        connection.register(kind, table)
+    connection.register("members", members[["household_id", "person_token", "counted"]])
+    sql = f"""
+        with ev as (
+            select person_token, 'wage' as item, wage_amount as amount,
+                   period as s, period as e from wages where wage_amount is not null
+            union all select person_token, 'si_contribution', si_contribution, period, period
+                   from wages where si_contribution is not null
+            union all select person_token, benefit_type, amount, period, period from pensions
+            union all select person_token, account_type, balance, as_of, as_of from deposits
+            union all select person_token, property_use, 0, registered_on, registered_on
+                   from real_estate
+            union all select person_token, vehicle_type, 0, registered_on, registered_on
+                   from vehicles where status = 'active'
+            union all select person_token, 'business', 0, registered_on, registered_on
+                   from business where status = 'active'
+            union all select person_token, 'death', 0, date_of_death, date_of_death from deaths
+        )
+        select m.household_id,
+          coalesce(sum(ev.amount * greatest(0, least({month.format('ev.e')}, {last})
+                   - greatest({month.format('ev.s')}, {first}) + 1))
+                   filter (where ev.item in ({counted})), 0) / {window} as income_monthly,
+          coalesce(sum(ev.amount) filter (where ev.item in ({financial})
+                   and ev.s <= DATE '{AS_OF}'), 0) as financial_assets,
+          count(*) filter (where ev.item = 'home' and ev.s <= DATE '{AS_OF}') as homes,
+          count(*) filter (where ev.item in ('car', 'truck', 'motorcycle', 'e_bike',
+                   'disability_vehicle') and ev.item not in ({exempt})
+                   and ev.s <= DATE '{AS_OF}') as vehicles,
+          count(*) filter (where ev.item = 'business' and ev.s <= DATE '{AS_OF}') as businesses
+        from ev join members m on m.person_token = ev.person_token and m.counted
+        group by m.household_id
+    """
+    started = time.perf_counter()
+    frame = connection.execute(sql).df()
+    seconds = time.perf_counter() - started
+    return frame.set_index("household_id"), seconds
+
+
+def _sql_list(values) -> str:  # noqa: ANN001
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def compare(results: pd.DataFrame, reference: pd.DataFrame) -> dict:
+    """Largest difference per measure between the assessment and the DuckDB reference."""
+    out = {}
+    for column in ("income_monthly", "financial_assets", "homes", "vehicles", "businesses"):
+        ours = results[column].astype(float)
+        theirs = reference[column].reindex(ours.index).fillna(0).astype(float)
+        out[column] = float((ours - theirs).abs().max())
+    out["agree"] = bool(max(out.values()) < 0.01)
+    out["households_with_evidence"] = int(len(reference))
+    return out
+
+
+# ---- reporting -----------------------------------------------------------------------------------
+def print_stages(title: str, stages: dict[str, Stage]) -> None:
+    print(f"\n{title}")
+    print(f"{'stage':<18}{'records':>13}{'records/s':>13}{'seconds':>10}{'CPU s':>9}"
+          f"{'peak RSS MiB':>14}{'procs':>7}")
+    for stage in stages.values():
+        print(f"{stage.name:<18}{stage.records:>13,}{stage.per_second:>13,.0f}"
+              f"{stage.seconds:>10.1f}{stage.cpu_seconds:>9.1f}{stage.peak_rss_mb:>14,.0f}"
+              f"{stage.processes:>7}")
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "load_average": [round(x, 2) for x in
+                                                              os.getloadavg()],
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+                                / 2**30, 1),
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+
+
+def bench_one(households: int, args: argparse.Namespace) -> dict:
+    meta = prepare_data(households, args.seed, args.workdir)
+    print(f"\n== {households:,} households, {meta['persons']:,} persons, {meta['records']:,} "
+          f"feed records (generated in {meta['generate_seconds']} s, packed in "
+          f"{meta['pack_seconds']} s; load average {os.getloadavg()[0]:.1f})")
+    figures: dict = {"data": meta, "machine": machine(), "databases": {}}
+    folder = Path(meta["folder"])
+    components_done = False
+    pool = warm_pool(args.jobs)
+    try:
+        for database in args.databases:
+            components_done = _bench_database(database, folder, meta, args, pool, figures,
+                                              components_done)
+    finally:
+        pool.shutdown()
+    return figures
+
+
+def _bench_database(database: str, folder: Path, meta: dict, args: argparse.Namespace,  # noqa: PLR0913
+                    pool: ProcessPoolExecutor, figures: dict, components_done: bool) -> bool:
+    from verification.config import load_settings
+    from verification.storage import upgrade
+    from verification.storage.db import dispose
+
+    home = folder / f"home-{database}"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    url, schema = fresh_database(database, home)
+    try:
+        settings = replace(load_settings(home), database_url=url)
+        upgrade(url)
+        loaded = load_caseload(settings, folder)
+        dispose(url)
+        stages = run_review(settings, meta, pool, args.jobs)
+        print_stages(f"{database} (caseload written in {loaded:.1f} s)", stages)
+        figures["databases"][database] = {
+            "caseload_load_seconds": loaded,
+            "stages": {k: {**v.__dict__, "per_second": v.per_second}
+                       for k, v in stages.items()}}
+        if not components_done and not args.skip_reference:
+            comp = pool.submit(_components_task, settings, str(folder)).result()
+            figures["components"] = comp
+            components_done = True
+            _print_components(comp, meta["households"])
+    finally:
+        drop_database(schema)
+    return components_done
+
+
+def _print_components(comp: dict, households: int) -> None:
+    t = comp["times"]
+    print(f"\nin one process, {households:,} households, {comp['evidence_rows']:,} evidence rows "
+          f"({comp['matched_rows']:,} matched):")
+    for name in ("evidence", "matching", "assessment", "flags", "duckdb"):
+        print(f"  {name:<12}{t[name]:>8.2f} s")
+    check = comp["check"]
+    print(f"  evidence + matching + assessment {comp['ours_seconds']:.2f} s ÷ DuckDB "
+          f"{t['duckdb']:.2f} s = {comp['ratio']:.2f}×; sums agree: {check['agree']} "
+          f"(largest differences: income {check['income_monthly']:.4f}, financial assets "
+          f"{check['financial_assets']:.4f}, counts "
+          f"{max(check['homes'], check['vehicles'], check['businesses']):.0f})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--households", type=int, default=100_000)
+    parser.add_argument("--series", default="",
+                        help="comma-separated household counts, e.g. 100000,300000,1000000")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--jobs", type=int, default=2, help="processes for intake and shards")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--chart", type=Path, default=None, help="PNG of the scaling series")
+    parser.add_argument("--skip-reference", action="store_true")
+    args = parser.parse_args(argv)
+    args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]
+    sizes = [int(s) for s in args.series.split(",") if s] or [args.households]
+    runs = {}
+    for households in sizes:
+        figures = bench_one(households, args)
+        runs[households] = figures
+        args.out.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        path = args.out / f"{stamp}-n{households}.json"
+        path.write_text(json.dumps(figures, indent=2, default=str))
+        print(f"figures written to {path}")
+    if len(sizes) > 1:
+        import scaling
+
+        scaling.report(runs, args.chart)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,10 +1,10 @@
 """Retention: raw feeds and staged data are deleted once they are older than the configured period.
 
 What goes: each feed's file as received (``feeds/<partner>/…``, encrypted) and its staged Parquet
-(``staging/feed-<id>.parquet``, tokens only), and the work folders of finished runs
-(``runs/run-<id>``). What stays: the feed's row in the database (provenance, counts, digests,
-quarantine reasons), flags with their evidence, reports, and the audit trail — so every flag
-remains explainable after the data it came from is gone.
+(``staging/feed-<id>.parquet``, tokens only). What stays: the feed's row in the database
+(provenance, counts, digests, quarantine reasons, ``purged_at``), flags with their evidence,
+reports, and the audit trail — so every flag remains explainable after the data it came from is
+gone. Work folders, inbox files and old reports are housekeeping's (verification/housekeeping.py).
 
 A feed that a review would still use — the newest accepted feed of its kind — is kept whatever
 its age, and so is any feed named by a run that is still running. Every purge is recorded in the
@@ -48,7 +48,6 @@ class PurgeResult:
     cutoff: dt.datetime
     feeds: list[int] = field(default_factory=list)
     kept_in_use: list[int] = field(default_factory=list)
-    runs: list[int] = field(default_factory=list)
     files: int = 0
     bytes: int = 0
 
@@ -89,7 +88,7 @@ def _in_use(session) -> set[int]:  # noqa: ANN001
 
 def purge(settings: Settings, actor: str, *, days: int | None = None,
           now: dt.datetime | None = None, dry_run: bool = False) -> PurgeResult:
-    """Delete raw feeds, staged data and run work folders older than ``days``; audited."""
+    """Delete raw feeds and staged data received more than ``days`` ago; audited."""
     cutoff = (now or utcnow()) - dt.timedelta(days=days or retention_days())
     result = PurgeResult(cutoff=cutoff)
     with session_scope(settings.database_url) as session:
@@ -108,15 +107,9 @@ def purge(settings: Settings, actor: str, *, days: int | None = None,
             if not dry_run:
                 feed.purged_at = utcnow()
             result.feeds.append(feed.id)
-        for run in session.scalars(select(Run).where(Run.status != "running",
-                                                     Run.finished_at < cutoff)):
-            folder = settings.runs_dir / f"run-{run.id}"
-            if folder.exists():
-                _remove(folder, settings.runs_dir, result, dry_run)
-                result.runs.append(run.id)
         if not dry_run:
             audit.record(session, actor, "retention.purged", f"before:{cutoff:%Y-%m-%d}",
                          {"feeds": result.feeds, "kept_in_use": result.kept_in_use,
-                          "runs": result.runs, "files": result.files, "bytes": result.bytes,
+                          "files": result.files, "bytes": result.bytes,
                           "days": days or retention_days()})
     return result

@@ -120,7 +120,7 @@ def audit_verify(user: str | None = UserOption) -> None:
 def purge(user: str | None = UserOption,
           days: int | None = typer.Option(None, min=1, help="override HEDUI_RETENTION_DAYS"),
           dry_run: bool = typer.Option(False, "--dry-run", help="list, delete nothing")) -> None:
-    """Delete raw feeds, staged data and run work folders past the retention period."""
+    """Delete raw feeds and staged data past the retention period (HEDUI_RETENTION_DAYS)."""
     from verification.retention import purge as run_purge
 
     who = acting_user(user)
@@ -128,8 +128,7 @@ def purge(user: str | None = UserOption,
     result = run_purge(load_settings(), who.username, days=days, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     say(f"{verb} {result.files} files ({result.bytes} bytes) received before "
-        f"{result.cutoff:%Y-%m-%d}: feeds {result.feeds or 'none'}, run folders "
-        f"{result.runs or 'none'}")
+        f"{result.cutoff:%Y-%m-%d}: feeds {result.feeds or 'none'}")
     if result.kept_in_use:
         say(f"kept, still in use by reviews: feeds {result.kept_in_use}")
 

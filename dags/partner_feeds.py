@@ -1,9 +1,11 @@
 """One DAG per partner department, generated from connectors/partners.yaml.
 
 Each run pulls the partner's new feeds over its Airflow Connection, takes them in (verify,
-decrypt, validate, stage, quarantine) and sends the partner a receipt. A successful pull updates
-the Asset of each feed kind, which can trigger the dynamic review. Logic lives in
-verification/pipeline.py; this file only wires.
+decrypt, validate, stage, quarantine) and sends the partner a receipt. The Asset of a feed kind
+(``hedui://feeds/<kind>``) is updated only when a new feed of that kind was accepted: the task's
+outlet is an AssetAlias per partner, through which it emits one event per accepted kind (a run
+that found nothing new emits none). dynamic_review is scheduled on all feed Assets together.
+Logic lives in verification/pipeline.py; this file only wires.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, AssetAlias, dag, get_current_context, task
 
 from connectors.registry import feed_asset_name, load_partners
 from verification.alerts import on_task_failure
@@ -23,8 +25,13 @@ Pulls feeds **{feed_list}** from the partner (transport `{transport}`, Airflow C
 `{conn_id}`), verifies the signature and decrypts them, validates every row against its
 contract (schemas/feeds/), stages accepted rows and quarantines the rest with reasons, then
 acknowledges with a receipt. A feed rejected as a whole (bad signature, wrong key, truncated,
-replayed) fails this task and raises an alert; its absence never counts as data.
+replayed) fails this task and raises an alert; its absence never counts as data. Each accepted
+feed updates the Asset of its kind, which (with the other kinds) triggers `dynamic_review`.
 """
+
+
+def partner_alias_name(code: str) -> str:
+    return f"hedui-feeds-from-{code}"
 
 
 def _partner_dag(code: str):  # noqa: ANN202 (returns a DAG)
@@ -43,16 +50,25 @@ def _partner_dag(code: str):  # noqa: ANN202 (returns a DAG)
                       "on_failure_callback": on_task_failure},
     )
     def partner_feed():
-        @task(outlets=[Asset(feed_asset_name(kind)) for kind in spec.feeds],
-              execution_timeout=timedelta(hours=2))
+        alias = AssetAlias(partner_alias_name(code))
+
+        @task(outlets=[alias], execution_timeout=timedelta(hours=2))
         def pull_feeds() -> list[dict]:
-            """Pull, take in and acknowledge every new feed of this partner."""
+            """Pull, take in and acknowledge every new feed of this partner; update the Asset
+            of each kind that had a feed accepted."""
             from connectors.hooks import PartnerHook
             from verification import pipeline
             from verification.config import load_settings
 
             client = PartnerHook(spec.conn_id).get_conn()
-            return pipeline.pull_and_report(load_settings(), code, client)
+            summaries = pipeline.pull_and_report(load_settings(), code, client)
+            events = get_current_context()["outlet_events"][alias]
+            for item in summaries:
+                if item["status"] == "accepted":
+                    events.add(Asset(feed_asset_name(item["kind"])),
+                               extra={"feed_id": item["feed_id"], "sequence": item["sequence"],
+                                      "partner": code})
+            return summaries
 
         pull_feeds()
 

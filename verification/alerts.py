@@ -4,7 +4,10 @@ ALERT line (which the deployment's log shipping or Airflow's SMTP notifier turns
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from verification.config import Settings
 
 log = logging.getLogger("hedui.alerts")
 
@@ -24,3 +27,14 @@ def on_task_failure(context: dict[str, Any]) -> None:
             audit.record(session, "airflow", "task.failed", detail["task_id"], detail)
     except Exception:  # the alert itself must never hide the original failure
         log.exception("could not record the failure in the audit trail")
+
+
+def raise_alert(settings: Settings, action: str, subject: str, detail: dict[str, Any]) -> None:
+    """An operational alert that is not a task failure (a stale feed, a key about to expire):
+    an ALERT log line and an audit event. ``detail`` must hold no personal data."""
+    from verification import audit
+    from verification.storage import session_scope
+
+    log.warning("ALERT %s %s: %s", action, subject, detail)
+    with session_scope(settings.database_url) as session:
+        audit.record(session, "housekeeping", action, subject, detail)

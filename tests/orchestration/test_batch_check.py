@@ -1,0 +1,173 @@
+"""batch_check through real Airflow (``dag.test()``): a valid batch is checked household by
+household against the partner feeds and reported; an invalid one fails with row-level errors
+before anything is loaded or queried; the inbox trigger claims each dropped file exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from tests.orchestration.conftest import district_as_of, run_state
+from verification import batches
+from verification.storage import session_scope
+from verification.storage.models import Batch, Flag, Household, Run
+
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]
+
+
+def _batch_file(district_dir: Path, folder: Path, statuses=("applicant",)) -> Path:  # noqa: ANN001
+    roster = pd.read_csv(district_dir / "roster.csv", dtype=str, keep_default_na=False)
+    rows = roster[roster["status"].isin(statuses)]
+    path = folder / "申请批次.csv"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(path, index=False, encoding="utf-8-sig")
+    return path
+
+
+def _flags(settings, run_id: int) -> dict[str, str]:  # noqa: ANN001
+    with session_scope(settings.database_url) as session:
+        return dict(session.execute(select(Household.household_code, Flag.kind)
+                                    .join(Flag, Flag.household_id == Household.id)
+                                    .where(Flag.run_id == run_id)).all())
+
+
+def _count(settings, model) -> int:  # noqa: ANN001
+    with session_scope(settings.database_url) as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_batch_is_checked_flagged_and_reported_and_a_rerun_duplicates_nothing(
+        dag_bag, fed_home, district_dir, tmp_path):
+    settings = fed_home
+    path = _batch_file(district_dir, tmp_path / "submitted")
+    conf = {"batch_file": str(path), "category": "dibao", "requester": "核对中心 张科员",
+            "notes": "第一批", "as_of": district_as_of(district_dir)}
+    run = dag_bag.get_dag("batch_check").test(run_conf=conf)
+    assert run_state(run) == "success"
+
+    status = batches.batch_status(settings, batches.batch_code_for(batches.file_sha256(path),
+                                                                     "dibao"))
+    assert status["status"] == "done" and status["stage"] == "reported"
+    assert [p["stage"] for p in status["progress"]] == [
+        "received", "validated", "loaded", "evidence", "assessed", "reported"]
+    truth = pd.read_csv(district_dir / "truth.csv")
+    expected = dict(truth[truth["status"] == "applicant"][["household_code", "expected_flag"]]
+                    .itertuples(index=False))
+    assert _flags(settings, status["run_id"]) == expected
+    assert status["households"] == len(expected)
+
+    report = Path(status["reports_dir"])
+    table = pd.read_csv(report / "batch-report.csv", encoding="utf-8-sig")
+    assert sorted(table["家庭编号"]) == sorted(expected)
+    assert (report / "batch-report.xlsx").exists()
+    meta = json.loads((report / "batch.json").read_text("utf-8"))
+    assert meta["requester"] == "核对中心 张科员" and meta["policy_version"]
+    assert all(meta["feeds"].values()), "the run names the feed version of every kind"
+
+    before = {m.__name__: _count(settings, m) for m in (Batch, Run, Flag, Household)}
+    again = dag_bag.get_dag("batch_check").test(run_conf=conf)
+    assert run_state(again) == "success"
+    assert {m.__name__: _count(settings, m) for m in (Batch, Run, Flag, Household)} == before
+    assert _flags(settings, status["run_id"]) == expected
+
+
+def test_invalid_batch_fails_with_row_errors_before_anything_is_loaded(
+        dag_bag, fed_home, district_dir, tmp_path):
+    settings = fed_home
+    path = _batch_file(district_dir, tmp_path / "submitted")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    first, second = frame.index[frame["relation"] != "户主"][:2]
+    frame.loc[first, "id_number"] = frame.loc[first, "id_number"][:17] + (
+        "0" if frame.loc[first, "id_number"][17] != "0" else "1")  # wrong check character
+    frame.loc[second, "relation"] = "邻居"
+    frame.to_csv(path, index=False, encoding="utf-8-sig")
+    run = dag_bag.get_dag("batch_check").test(run_conf={"batch_file": str(path)})
+    assert run_state(run) == "failed"
+
+    (batch,) = _all_batches(settings)
+    assert batch.status == "invalid" and batch.errors == 2
+    errors = pd.read_csv(Path(batch.stored_path).parent / "errors.csv", encoding="utf-8-sig")
+    assert sorted(errors["line"]) == [first + 2, second + 2]  # line 1 is the header
+    assert set(errors["field"]) == {"id_number", "relation"}
+    assert _count(settings, Household) == 0, "nothing is loaded from an invalid file"
+    assert _count(settings, Run) == 0, "no evidence is collected for an invalid file"
+    with pytest.raises(batches.BatchInvalid, match=f"line {first + 2}: id_number"):
+        batches.validate_batch(settings, batch.id)
+
+
+def _all_batches(settings) -> list[Batch]:  # noqa: ANN001
+    with session_scope(settings.database_url) as session:
+        found = session.scalars(select(Batch)).all()
+        session.expunge_all()
+        return list(found)
+
+
+def test_inbox_trigger_claims_each_settled_file_once(tmp_path):
+    from verification.inbox_trigger import BatchInboxTrigger, claim_ready_files
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text("x", "utf-8")
+    (inbox / "b.csv.part").write_text("uploading", "utf-8")
+    (inbox / ".hidden.csv").write_text("x", "utf-8")
+    (inbox / "batches").mkdir()
+    fresh = inbox / "fresh.csv"
+    fresh.write_text("x", "utf-8")
+    old = time.time() - 60
+    os.utime(inbox / "a.csv", (old, old))
+
+    claimed = claim_ready_files(inbox, settle_seconds=5)
+    assert [name for name, _ in claimed] == ["a.csv"]
+    assert claimed[0][1].parent == inbox / "claimed" and claimed[0][1].read_text("utf-8") == "x"
+    assert claim_ready_files(inbox, settle_seconds=5) == [], "a claimed file never fires twice"
+
+    trigger = BatchInboxTrigger(directory=str(inbox), poke_interval=0.05, settle_seconds=0)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "verification.inbox_trigger.BatchInboxTrigger"
+
+    async def first_event():  # noqa: ANN202
+        stream = trigger.run()
+        try:
+            return await asyncio.wait_for(anext(stream), timeout=5)
+        finally:
+            await stream.aclose()
+
+    event = asyncio.run(first_event())
+    assert event.payload["name"] == "fresh.csv"
+    assert Path(event.payload["path"]).exists() and not fresh.exists()
+
+
+def test_batch_check_runs_the_files_named_by_inbox_events(dag_bag, fed_home, district_dir,
+                                                          tmp_path):
+    """The asset-triggered path: the run reads the claimed paths from its triggering events."""
+    from verification.inbox_trigger import claim_ready_files
+
+    inbox = batches.inbox_dir(fed_home)
+    path = _batch_file(district_dir, inbox, statuses=("monitored",))
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    ((name, claimed),) = claim_ready_files(inbox, settle_seconds=2)
+
+    class Event:
+        extra = {"from_trigger": True, "payload": {"path": str(claimed), "name": name}}
+
+    dag = dag_bag.get_dag("batch_check")
+    receive = dag.get_task("receive_batches")
+    context = {"params": {"batch_file": "", "category": "edge", "requester": "", "notes": ""},
+               "dag_run": type("R", (), {"run_id": "asset_triggered__test"})(),
+               "triggering_asset_events": {"hedui://inbox/batches": [Event()]}}
+    from unittest import mock
+
+    fn = receive.python_callable  # the task's own code, with the context it would get
+    with mock.patch.dict(fn.__globals__, {"get_current_context": lambda: context}):
+        (batch_id,) = fn()
+    status = batches.batch_status(fed_home, batch_id)
+    assert status["file"] == claimed.name and status["category"] == "edge"
+    assert status["dag_run_id"] == "asset_triggered__test" and status["stage"] == "received"

@@ -1,17 +1,20 @@
-"""Per-street flag reports: a CSV that opens correctly in Excel (UTF-8 with BOM) and an XLSX
-workbook, with Chinese headers, masked ID numbers and names, reasons in Chinese, evidence and due
-dates. Cells that a spreadsheet would run as a formula (= + - @) are neutralised."""
+"""Flag tables for officers: a CSV that opens correctly in Excel (UTF-8 with BOM) and an XLSX
+workbook (summary sheet, flag list, evidence sheet), with Chinese headers, masked ID numbers and
+names, reasons in Chinese, evidence and due dates. Cells that a spreadsheet would run as a formula
+(= + - @) are neutralised."""
 
 from __future__ import annotations
 
-import json
+import datetime as dt
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
 
 from verification import codes, jurisdictions
 from verification.config import Settings
@@ -32,9 +35,22 @@ HEADERS = {
     "head_name": "户主姓名", "head_id": "户主身份证号", "status": "家庭状态",
     "flag": "核对结论", "action": "处理建议", "reasons": "原因", "evidence": "证据",
     "household_size": "家庭人数", "per_capita_income": "人均月收入(元)", "standard": "低保标准(元)",
-    "benefit": "核定保障金额(元/月)", "current_benefit": "现保障金额(元/月)", "due_date": "办理期限",
+    "benefit": "核定保障金额(元/月)", "current_benefit": "现保障金额(元/月)",
+    "due_date": "办理期限", "flag_status": "办理状态",
 }
+EVIDENCE_HEADERS = {
+    "household_code": "家庭编号", "flag": "核对结论", "source": "数据来源", "item": "项目",
+    "record_ref": "记录编号", "amount": "金额(元)", "period_start": "起始日期",
+    "period_end": "截止日期", "match_grade": "匹配等级", "feed_id": "数据批次号",
+}
+# columns of flag_table beyond the report's own: for routing, charts and the 核对报告
+EXTRA_COLUMNS = ["street_code", "community_code", "kind", "flag_id", "household_id", "days_open",
+                 "overdue"]
+MATCH_GRADES = {"certain": "确定", "probable": "较可能", "possible": "可能"}
+FLAG_STATUSES = {"open": "待办", "acknowledged": "已签收", "resolved": "已办结"}
+KIND_ORDER = ["REMOVE", "REVIEW", "ADD", "REJECT", "GRADUAL_EXIT", "ADJUST", "KEEP"]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_WIDTHS = [14, 12, 12, 10, 22, 10, 12, 16, 36, 48, 8, 12, 10, 14, 14, 12, 10]
 
 
 def safe_cell(value: object) -> object:
@@ -44,12 +60,24 @@ def safe_cell(value: object) -> object:
     return value
 
 
+@dataclass
+class SheetContext:
+    """What the summary sheet says about the report: whose, which run, which data."""
+
+    title: str
+    facts: list[tuple[str, str]] = field(default_factory=list)  # (label, value) lines
+
+
 def flag_table(settings: Settings, run_id: int) -> pd.DataFrame:
-    """One row per flag of the run, ready for a report (masked, labelled in Chinese)."""
+    """One row per flag of the run, ready for a report (masked, labelled in Chinese), with the
+    flag's status, how many days it has been open (since a flag on the same evidence was first
+    raised) and whether it is overdue."""
     with session_scope(settings.database_url) as session:
+        as_of = session.get(Run, run_id).as_of
         flags = pd.DataFrame(session.execute(
             select(Flag.id.label("flag_id"), Flag.kind, Flag.due_date, Flag.street_code,
-                   Flag.community_code, Household.household_code, Household.status,
+                   Flag.community_code, Flag.status.label("flag_state"), Flag.resolution,
+                   Flag.household_id, Household.household_code, Household.status,
                    Household.current_benefit, Assessment.household_size,
                    Assessment.per_capita_income, Assessment.benefit, Assessment.details)
             .join(Household, Household.id == Flag.household_id)
@@ -58,7 +86,8 @@ def flag_table(settings: Settings, run_id: int) -> pd.DataFrame:
             .where(Flag.run_id == run_id)).mappings().all())
         heads = pd.DataFrame(session.execute(
             select(Household.household_code, Member.name_masked, Member.id_masked)
-            .join(Member).where(Member.relation == "户主")).mappings().all())
+            .join(Member).where(Member.relation == "户主")).mappings().all(),
+            columns=["household_code", "name_masked", "id_masked"])
         reasons = pd.DataFrame(session.execute(
             select(FlagReason.flag_id, FlagReason.code).join(Flag)
             .where(Flag.run_id == run_id)).mappings().all(), columns=["flag_id", "code"])
@@ -67,13 +96,27 @@ def flag_table(settings: Settings, run_id: int) -> pd.DataFrame:
                    FlagEvidence.item, FlagEvidence.period_end).join(Flag)
             .where(Flag.run_id == run_id)).mappings().all(),
             columns=["flag_id", "source_kind", "record_ref", "item", "period_end"])
+        first_seen = _first_seen(session, run_id)
     if flags.empty:
-        return pd.DataFrame(columns=list(HEADERS) + ["street_code", "community_code"])
-    return _compose(flags, heads, reasons, evidence)
+        return pd.DataFrame(columns=list(HEADERS) + EXTRA_COLUMNS)
+    flags["first_seen"] = flags["flag_id"].map(first_seen)
+    return _compose(flags, heads, reasons, evidence, as_of)
+
+
+def _first_seen(session, run_id: int) -> pd.Series:  # noqa: ANN001
+    """flag id → as-of date of the first run that raised a flag on the same evidence."""
+    now, earlier = aliased(Flag), aliased(Flag)
+    rows = session.execute(
+        select(now.id, func.min(Run.as_of))
+        .join(earlier, (earlier.household_id == now.household_id)
+              & (earlier.evidence_digest == now.evidence_digest))
+        .join(Run, Run.id == earlier.run_id)
+        .where(now.run_id == run_id).group_by(now.id)).all()
+    return pd.Series(dict(rows), dtype=object)
 
 
 def _compose(flags: pd.DataFrame, heads: pd.DataFrame, reasons: pd.DataFrame,
-             evidence: pd.DataFrame) -> pd.DataFrame:
+             evidence: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     reason_text = reasons.assign(text=reasons["code"].map(
         lambda c: codes.label("reasons", c))).groupby("flag_id")["text"].agg("；".join)
     evidence_text = evidence.assign(text=evidence["source_kind"].map(
@@ -92,59 +135,107 @@ def _compose(flags: pd.DataFrame, heads: pd.DataFrame, reasons: pd.DataFrame,
     table["standard"] = table["details"].map(lambda d: (d or {}).get("standard"))
     for col in ("per_capita_income", "benefit", "current_benefit", "standard"):
         table[col] = pd.to_numeric(table[col], errors="coerce").round(2)
+    _add_state(table, as_of)
     table["due_date"] = table["due_date"].astype("string").fillna("")
-    order = {k: i for i, k in enumerate(["REMOVE", "REVIEW", "ADD", "REJECT", "GRADUAL_EXIT",
-                                          "ADJUST", "KEEP"])}
     table = table.sort_values(["street_code", "community_code"], kind="stable")
-    table = table.iloc[table["kind"].map(order).argsort(kind="stable")]
+    table = table.iloc[table["kind"].map({k: i for i, k in enumerate(KIND_ORDER)}).argsort(
+        kind="stable")]
     return table.sort_values(["street_code"], kind="stable")[
-        list(HEADERS) + ["street_code", "community_code", "kind"]].reset_index(drop=True)
+        list(HEADERS) + EXTRA_COLUMNS].reset_index(drop=True)
 
 
-def write_run_reports(settings: Settings, run_id: int) -> Path:
-    """Write ``reports/run-<id>/<street>/flags.{csv,xlsx}`` and a run summary; returns the
-    run's report folder. Rewrites the folder, so a rerun leaves exactly one set."""
-    table = flag_table(settings, run_id)
-    out = settings.reports_dir / f"run-{run_id}"
-    out.mkdir(parents=True, exist_ok=True)
-    for street_code, rows in table.groupby("street_code"):
-        folder = out / f"{street_code}-{jurisdictions.street_name(street_code)}"
-        folder.mkdir(exist_ok=True)
-        _write_pair(rows, folder / "flags")
-    summary = table.pivot_table(index="street", columns="flag", values="household_code",
-                                aggfunc="count", fill_value=0)
+def _add_state(table: pd.DataFrame, as_of: dt.date) -> None:
+    """Status label, days open and overdue (past its due date) for flags still waiting for an
+    officer; KEEP asks for no action, so it is never waiting."""
+    resolved = table["flag_state"].eq("resolved")
+    waiting = ~resolved & table["kind"].ne("KEEP")
+    label = table["flag_state"].map(FLAG_STATUSES)
+    outcome = table["resolution"].map(lambda r: {"confirmed": "确认", "overridden": "不予采纳",
+                                                 "home_visit": "转入户核查"}.get(r, ""))
+    table["flag_status"] = label.where(~resolved, label + "（" + outcome + "）")
+    seen = pd.to_datetime(table["first_seen"].fillna(as_of))
+    table["days_open"] = (pd.Timestamp(as_of) - seen).dt.days.where(waiting)
+    due = pd.to_datetime(table["due_date"])
+    table["overdue"] = waiting & due.notna() & (due < pd.Timestamp(as_of))
+
+
+def evidence_table(settings: Settings, run_id: int) -> pd.DataFrame:
+    """One row per evidence record a flag of the run cites (labels in Chinese, no identities)."""
     with session_scope(settings.database_url) as session:
-        run = session.get(Run, run_id)
-        meta = {"run_key": run.run_key, "as_of": run.as_of.isoformat(),
-                "policy_version": run.policy_version, "counts": run.counts,
-                "feeds": {k: v.get("feed_id") for k, v in run.feed_versions.items()}}
-        run.reports_dir = str(out)
-    summary.to_csv(out / "summary.csv", encoding="utf-8-sig")
-    (out / "run.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), "utf-8")
-    return out
+        rows = pd.DataFrame(session.execute(
+            select(Household.household_code, Flag.kind, Flag.street_code, Flag.community_code,
+                   FlagEvidence.source_kind, FlagEvidence.item, FlagEvidence.record_ref,
+                   FlagEvidence.amount, FlagEvidence.period_start, FlagEvidence.period_end,
+                   FlagEvidence.match_grade, FlagEvidence.feed_id)
+            .join(Flag, Flag.id == FlagEvidence.flag_id)
+            .join(Household, Household.id == Flag.household_id)
+            .where(Flag.run_id == run_id)
+            .order_by(Household.household_code, FlagEvidence.source_kind,
+                      FlagEvidence.record_ref)).mappings().all(),
+            columns=["household_code", "kind", "street_code", "community_code", "source_kind",
+                     "item", "record_ref", "amount", "period_start", "period_end",
+                     "match_grade", "feed_id"])
+    rows["flag"] = rows["kind"].map(lambda k: codes.label("flags", k))
+    rows["source"] = rows["source_kind"].map(lambda k: codes.label("feed_kinds", k))
+    rows["item"] = rows["item"].map(lambda i: codes.label("items", i))
+    rows["match_grade"] = rows["match_grade"].map(MATCH_GRADES)
+    for col in ("period_start", "period_end"):
+        rows[col] = rows[col].astype("string").fillna("")
+    return rows
 
 
-def _write_pair(rows: pd.DataFrame, stem: Path) -> None:
+def write_tables(rows: pd.DataFrame, evidence: pd.DataFrame, stem: Path,
+                 context: SheetContext) -> None:
+    """``stem``.csv (the flag list) and ``stem``.xlsx (summary, flag list, evidence)."""
     report = rows[list(HEADERS)].rename(columns=HEADERS).map(safe_cell)
     report.to_csv(stem.with_suffix(".csv"), index=False, encoding="utf-8-sig")
     workbook = Workbook()
-    sheet = workbook.active
-    sheet.title = "核对结论"
-    sheet.append(list(report.columns))
-    for record in report.itertuples(index=False):
-        sheet.append([None if pd.isna(v) else v for v in record])
-    _style(sheet, len(report.columns))
+    _summary_sheet(workbook.active, rows, context)
+    _table_sheet(workbook.create_sheet("核对结论"), report, _WIDTHS)
+    cited = evidence[list(EVIDENCE_HEADERS)].rename(columns=EVIDENCE_HEADERS).map(safe_cell)
+    _table_sheet(workbook.create_sheet("证据"), cited, [14, 12, 22, 16, 14, 12, 12, 12, 10, 10])
     workbook.save(stem.with_suffix(".xlsx"))
 
 
-def _style(sheet, width: int) -> None:  # noqa: ANN001
+def _write_pair(rows: pd.DataFrame, stem: Path) -> None:
+    """The flag list alone (used by batch reports): CSV and a workbook without evidence."""
+    empty = pd.DataFrame(columns=list(EVIDENCE_HEADERS))
+    write_tables(rows, empty, stem, SheetContext(title=stem.name))
+
+
+def _summary_sheet(sheet, rows: pd.DataFrame, context: SheetContext) -> None:  # noqa: ANN001
+    sheet.title = "汇总"
+    sheet.append([context.title])
+    sheet["A1"].font = Font(bold=True, size=14)
+    for label, value in context.facts:
+        sheet.append([label, safe_cell(value)])
+    sheet.append([])
+    sheet.append(["核对结论", "处理建议", "户数", "其中待办", "其中逾期"])
+    header_row = sheet.max_row
+    for kind in KIND_ORDER:
+        of_kind = rows[rows["kind"] == kind]
+        sheet.append([codes.label("flags", kind), codes.flags()[kind]["action_zh"], len(of_kind),
+                      int(of_kind["days_open"].notna().sum()), int(of_kind["overdue"].sum())])
+    sheet.append(["合计", "", len(rows), int(rows["days_open"].notna().sum()),
+                  int(rows["overdue"].sum())])
+    for cell in sheet[header_row]:
+        cell.font = Font(bold=True, color="FFFFFF")
+        cell.fill = PatternFill("solid", fgColor="1F4E79")
+    for column, width in zip("ABCDE", (22, 60, 10, 10, 10), strict=True):
+        sheet.column_dimensions[column].width = width
+
+
+def _table_sheet(sheet, table: pd.DataFrame, widths: list[int]) -> None:  # noqa: ANN001
+    sheet.append(list(table.columns))
+    for record in table.itertuples(index=False):
+        sheet.append([None if pd.isna(v) else v for v in record])
     header_fill = PatternFill("solid", fgColor="1F4E79")
     for cell in sheet[1]:
         cell.font = Font(bold=True, color="FFFFFF")
         cell.fill = header_fill
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
-    widths = [14, 12, 12, 10, 22, 10, 12, 16, 36, 48, 8, 12, 10, 14, 14, 12]
-    for i in range(width):
-        sheet.column_dimensions[get_column_letter(i + 1)].width = widths[i] if i < len(widths) else 14
+    for i in range(len(table.columns)):
+        sheet.column_dimensions[get_column_letter(i + 1)].width = (
+            widths[i] if i < len(widths) else 14)
     sheet.freeze_panes = "A2"
     sheet.auto_filter.ref = sheet.dimensions

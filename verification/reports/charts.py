@@ -1,0 +1,128 @@
+"""Charts for the HTML summaries, drawn with matplotlib and returned as inline SVG.
+
+SVG keeps the charts sharp on paper and in a PDF, and text is drawn as paths, so the reader needs
+no Chinese font. The machine that draws them does: Noto Sans CJK (Debian ``fonts-noto-cjk``) or
+one of the other fonts in ``CJK_FONTS``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: reports are written by workers and the CLI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from verification import codes  # noqa: E402
+
+CJK_FONTS = ["Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "Microsoft YaHei",
+             "SimHei", "DejaVu Sans"]
+# Colour per flag kind: the ones that need action stand out, KEEP recedes.
+KIND_COLOURS = {"REMOVE": "#c0392b", "REVIEW": "#e67e22", "ADD": "#27ae60", "REJECT": "#8e6c8a",
+                "GRADUAL_EXIT": "#16a085", "ADJUST": "#2e86c1", "KEEP": "#b3b6b7"}
+KIND_ORDER = list(KIND_COLOURS)
+HALF, WIDE = 5.4, 11.0  # inches: half and full width of the page, so text keeps its size
+AGE_BUCKETS = [(0, 15, "0–15天"), (16, 30, "16–30天"), (31, 60, "31–60天"),
+               (61, 90, "61–90天"), (91, 10**6, "90天以上")]
+_STYLE = {"font.family": "sans-serif", "font.sans-serif": CJK_FONTS, "font.size": 9,
+          "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
+          "axes.unicode_minus": False}
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+
+
+def _label(kind: str) -> str:
+    return codes.label("flags", kind)
+
+
+def _svg(fig: Figure) -> str:
+    """The figure as an inline ``<svg>`` element (no XML prolog), then closed."""
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg")  # layout is constrained: no second "tight" pass
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _figure(width: float, height: float) -> tuple[Figure, plt.Axes]:
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(width, height), dpi=100, layout="constrained")
+    return fig, ax
+
+
+def flags_by_kind(kinds: pd.Series) -> str:
+    """Horizontal bars: how many flags of each kind (kinds in the fixed order)."""
+    counts = kinds.value_counts().reindex(KIND_ORDER, fill_value=0)
+    with plt.rc_context(_STYLE):
+        fig, ax = _figure(HALF, 2.8)
+        bars = ax.barh([_label(k) for k in counts.index][::-1], counts.to_numpy()[::-1],
+                       color=[KIND_COLOURS[k] for k in counts.index][::-1])
+        ax.bar_label(bars, padding=3, fontsize=8)
+        ax.set_title("核对结论分布 / flags by kind", loc="left", fontsize=10)
+        ax.set_xlabel("户数 / households")
+        ax.margins(x=0.12)
+        return _svg(fig)
+
+
+def flags_by_area(table: pd.DataFrame, area: str, title: str) -> str:
+    """Stacked bars: flags of each kind per street (or community) named in column ``area``."""
+    pivot = pd.crosstab(table[area], table["kind"]).reindex(columns=KIND_ORDER, fill_value=0)
+    pivot = pivot.iloc[::-1]
+    with plt.rc_context(_STYLE):
+        fig, ax = _figure(WIDE, 0.32 * len(pivot) + 1.2)
+        left = pd.Series(0, index=pivot.index)
+        for kind in KIND_ORDER:
+            if pivot[kind].any():
+                ax.barh(pivot.index, pivot[kind], left=left, color=KIND_COLOURS[kind],
+                        label=_label(kind))
+                left = left + pivot[kind]
+        ax.set_title(title, loc="left", fontsize=10)
+        ax.set_xlabel("户数 / households")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        return _svg(fig)
+
+
+def trend(history: pd.DataFrame) -> str:
+    """Lines per flag kind that needs action, one point per run (``run_label``, ``kind``, ``n``)."""
+    pivot = history.pivot_table(index="run_label", columns="kind", values="n", aggfunc="sum",
+                                fill_value=0, sort=False)
+    with plt.rc_context(_STYLE):
+        fig, ax = _figure(WIDE, 2.6)
+        for kind in [k for k in KIND_ORDER if k in pivot.columns and k != "KEEP"]:
+            ax.plot(pivot.index, pivot[kind], marker="o", color=KIND_COLOURS[kind],
+                    label=_label(kind))
+        ax.set_title("各次核对趋势 / trend across runs", loc="left", fontsize=10)
+        ax.set_ylabel("户数 / households")
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.margins(x=0.04)
+        if len(pivot.columns):
+            ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.tick_params(axis="x", labelsize=8)
+        return _svg(fig)
+
+
+def ageing(days_open: pd.Series, overdue: pd.Series) -> str:
+    """Unresolved flags by how long they have been open, split into overdue and not yet due."""
+    labels = [label for _, _, label in AGE_BUCKETS]
+    bucket = pd.cut(days_open, bins=[-1] + [high for _, high, _ in AGE_BUCKETS], labels=labels)
+    late = bucket[overdue.to_numpy()].value_counts().reindex(labels, fill_value=0)
+    on_time = bucket[~overdue.to_numpy()].value_counts().reindex(labels, fill_value=0)
+    with plt.rc_context(_STYLE):
+        fig, ax = _figure(HALF, 2.8)
+        ax.bar(labels, on_time, color="#5d6d7e", label="未逾期 / not yet due")
+        bars = ax.bar(labels, late, bottom=on_time, color="#c0392b", label="已逾期 / overdue")
+        ax.bar_label(bars, labels=[str(int(n)) if n else "" for n in on_time + late],
+                     padding=2, fontsize=8)
+        ax.set_title("待办结论账龄 / ageing of open flags", loc="left", fontsize=10)
+        ax.set_ylabel("户数 / households")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8, frameon=False)
+        ax.margins(y=0.15)
+        return _svg(fig)

@@ -1,0 +1,108 @@
+"""All reports of one run, routed by jurisdiction so an officer receives only their own:
+
+    reports/run-<id>/
+      summary.html  summary.csv  run.json             district: counts only, no households
+      <street>-<name>/
+        flags.xlsx  flags.csv  summary.html           the street's flags, evidence and charts
+        <community>-<name>/
+          flags.xlsx  flags.csv  summary.html         the community's
+          核对报告/<household>.html                    one verification report per applicant
+
+Writing replaces the run's folder, so a rerun leaves exactly one set.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from verification import jurisdictions
+from verification.access import Principal
+from verification.config import Settings
+from verification.reports.flag_reports import (
+    SheetContext,
+    evidence_table,
+    flag_table,
+    write_tables,
+)
+from verification.reports.household_report import write_household_reports
+from verification.reports.html import RunFacts, render_summary, run_facts
+from verification.storage import session_scope
+from verification.storage.models import Run
+
+
+def street_folder(street_code: str) -> str:
+    return f"{street_code}-{jurisdictions.street_name(street_code)}"
+
+
+def community_folder(community_code: str) -> str:
+    return f"{community_code}-{jurisdictions.community_name(community_code)}"
+
+
+def write_run_reports(settings: Settings, run_id: int) -> Path:
+    """Write every report of the run (layout above); returns the run's report folder."""
+    table = flag_table(settings, run_id)
+    evidence = evidence_table(settings, run_id)
+    facts = run_facts(settings, run_id)
+    out = settings.reports_dir / f"run-{run_id}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    community_dirs: dict[str, Path] = {}
+    for street_code, rows in table.groupby("street_code"):
+        folder = out / street_folder(street_code)
+        _write_jurisdiction(folder, rows, evidence, facts, "street",
+                            jurisdictions.street_name(street_code))
+        for community_code, part in rows.groupby("community_code"):
+            community_dirs[community_code] = folder / community_folder(community_code)
+            _write_jurisdiction(community_dirs[community_code], part, evidence, facts,
+                                "community", jurisdictions.community_name(community_code))
+    write_household_reports(settings, run_id, table, facts, community_dirs)
+    _write_district(out, table, facts)
+    with session_scope(settings.database_url) as session:
+        session.get(Run, run_id).reports_dir = str(out)
+    return out
+
+
+def _write_jurisdiction(folder: Path, rows: pd.DataFrame, evidence: pd.DataFrame,
+                        facts: RunFacts, level: str, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    mine = evidence[evidence["household_code"].isin(rows["household_code"])]
+    context = SheetContext(title=f"{name} 核对结论（{facts.run['as_of']}）", facts=[
+        ("辖区 / jurisdiction", name), ("核对基准日 / as of", facts.run["as_of"]),
+        ("运行 / run", f"{facts.run['run_key']}（#{facts.run['id']}）"),
+        ("政策版本 / policy version", facts.run["policy_version"]),
+        ("数据来源 / sources", "；".join(
+            f"{f['label']} {f['period']} #{f['feed_id']}" for f in facts.feeds))])
+    write_tables(rows, mine, folder / "flags", context)
+    render_summary(folder / "summary.html", f"{name} · 核对结论汇总", rows, facts, level)
+
+
+def _write_district(out: Path, table: pd.DataFrame, facts: RunFacts) -> None:
+    district = jurisdictions.district()[1]
+    render_summary(out / "summary.html", f"{district} · 核对结论汇总", table, facts, "district")
+    summary = table.pivot_table(index="street", columns="flag", values="household_code",
+                                aggfunc="count", fill_value=0)
+    summary.to_csv(out / "summary.csv", encoding="utf-8-sig")
+    meta = {**facts.run, "counts": table["kind"].value_counts().to_dict(),
+            "feeds": {f["label"]: f["feed_id"] for f in facts.feeds}}
+    (out / "run.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), "utf-8")
+
+
+def folders_for(run_dir: Path, who: Principal) -> list[Path]:
+    """The report folders ``who`` may receive: their streets, or their communities; the whole
+    run for district-wide roles. Officers are never given a folder outside their jurisdiction."""
+    who.require("reports.read")
+    if who.district_wide:
+        return [run_dir]
+    found = [run_dir / street_folder(s) for s in sorted(who.streets)]
+    for community in sorted(who.communities):
+        street = next(code for code in jurisdictions.streets()
+                      if community in jurisdictions.communities(code))
+        found.append(run_dir / street_folder(street) / community_folder(community))
+    return [f for f in found if f.is_dir()]
+
+
+__all__ = ["folders_for", "write_run_reports"]

@@ -309,7 +309,10 @@ def load_partner_public_key(path: str | os.PathLike[str]) -> PartnerPublicKey:
     return PartnerPublicKey(meta["Key-Id"], meta.get("Partner", ""), key, meta.get("Created", ""))
 
 
-def _recipient_parts(meta: dict[str, str], blocks: list[bytes], path: Path, private: bool):
+def _recipient_parts(
+    meta: dict[str, str], blocks: list[bytes], path: Path, private: bool
+) -> tuple[str, object, object | None]:
+    """(kem, X25519 key, ML-KEM key or None), private or public as asked."""
     kem = meta.get("Kem", "")
     if kem not in KEMS or len(blocks) != (2 if kem == KEM_HYBRID else 1):
         raise KeyFileError(f"{path}: Kem {kem!r} with {len(blocks)} PEM block(s) is inconsistent")

@@ -371,3 +371,27 @@ def test_without_token_matches_to_learn_from_fallback_is_at_most_possible() -> N
     assert result.model["method"] == "prior"  # no token-verified pairs: weights from the prior
     assert len(result.matched) > 0
     assert set(result.matched["match_grade"].astype(str)) <= {POSSIBLE}
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.sampled_from(["x", "y", ""])),
+             max_size=12),
+    st.lists(st.tuples(st.sampled_from(["a", "c", None]), st.sampled_from(["x", "z", None])),
+             max_size=12),
+)
+def test_blocking_union_equals_brute_force(left_rows: list, right_rows: list) -> None:
+    from verification.matching._blocking import candidate_pairs
+
+    left = pd.DataFrame(left_rows, columns=["p", "q"], dtype=object)
+    right = pd.DataFrame(right_rows, columns=["p", "q"], dtype=object)
+    rules = (("p",), ("p", "q"), ("q",))
+    li, ri = candidate_pairs(left, right, rules)
+
+    def agree(x: object, y: object) -> bool:
+        return x not in (None, "") and x == y
+
+    expected = {(i, j) for i, lrow in enumerate(left_rows) for j, rrow in enumerate(right_rows)
+                if any(all(agree(lrow["pq".index(c)], rrow["pq".index(c)]) for c in rule)
+                       for rule in rules)}
+    assert set(zip(li.tolist(), ri.tolist(), strict=True)) == expected
+    assert len(li) == len(expected)  # each pair once

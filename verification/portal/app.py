@@ -26,6 +26,7 @@ from verification.access import AccessDenied
 from verification.config import Settings, load_settings
 from verification.portal import auth, submit, views
 from verification.portal.i18n import LANG_COOKIE, LANGUAGES, text
+from verification.portal.row_errors import explain
 
 HERE = Path(__file__).parent
 PAGES = (  # (route name, nav key, permission needed to see it)
@@ -52,7 +53,7 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
     app = FastAPI(title="hedui portal", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.globals.update(codes=codes, jurisdictions=jurisdictions, views=views,
-                                 LANGUAGES=LANGUAGES)
+                                 LANGUAGES=LANGUAGES, explain=explain)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     clock = today or (lambda: dt.datetime.now(views.LOCAL_TZ).date())
 
@@ -131,6 +132,13 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
         viewer.principal.require("batches.submit")
         return render(request, viewer, "submit.html", checked=None, categories=batches.CATEGORIES,
                       form={"category": "dibao", "notes": ""}, columns=_batch_columns(viewer.lang))
+
+    @app.get("/submit/template.csv", name="batch_template")
+    def batch_template(viewer: Viewer) -> Response:
+        viewer.principal.require("batches.submit")
+        header = ",".join(c["name"] for c in _batch_columns("zh"))
+        return Response(("\ufeff" + header + "\r\n").encode("utf-8"), media_type="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=batch-template.csv"})
 
     @app.post("/submit", name="submit_batch")
     def submit_batch(request: Request, viewer: Viewer,

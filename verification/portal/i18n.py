@@ -64,6 +64,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "dash.policy": ("政策版本", "Policy version"),
     "dash.as_of": ("核对基准日", "As of"),
     "dash.street": ("街道", "Street"),
+    "dash.mix": ("结论构成", "Mix"),
     "dash.run": ("核对", "Review"),
     "dash.age": ("已开启", "Open for"),
     # submit
@@ -78,7 +79,8 @@ _TEXT: dict[str, tuple[str, str]] = {
     "submit.category": ("救助类别", "Assistance category"),
     "submit.note": ("备注（可选）", "Note (optional)"),
     "submit.button": ("校验并提交", "Check and submit"),
-    "submit.columns": ("必填列", "Required columns"),
+    "submit.columns": ("文件各列（* 为必填）", "Columns (* required)"),
+    "submit.template": ("下载空白模板（CSV）", "Download a blank template (CSV)"),
     "submit.invalid": ("文件未通过校验，未提交。请按下列提示修改后重新上传。",
                        "The file failed the checks and was not submitted. Fix the rows below "
                        "and upload it again."),
@@ -205,6 +207,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "feeds.accepted": ("入库", "Accepted"),
     "feeds.quarantined": ("隔离", "Quarantined"),
     "feeds.next": ("预计下次交付", "Expected next"),
+    "feeds.every": ("约每 {days} 天一次", "about every {days} days"),
     "feeds.never": ("尚未交付", "Never delivered"),
     "feeds.late": ("已逾期 {days} 天", "{days} days late"),
     "feeds.rejections": ("拒收及隔离原因", "Rejections and reasons"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import pandas as pd
@@ -75,13 +76,15 @@ class RowErrors:
     problems: list[dict[str, str]] = field(default_factory=list)  # field, field_title, message
 
 
-def _fields() -> dict[str, dict[str, Any]]:
-    return {spec["name"]: spec for spec in load_contract("batch")["fields"]}
+@cache
+def _fields(kind: str = "batch") -> dict[str, dict[str, Any]]:
+    return {spec["name"]: spec for spec in load_contract(kind)["fields"]}
 
 
-def explain(reason: str, field_name: str, value: str, lang: str, fallback: str = "") -> str:
-    """One problem as a sentence in ``lang`` (zh or en)."""
-    spec = _fields().get(field_name, {"name": field_name, "title": field_name})
+def explain(reason: str, field_name: str, value: str, lang: str, fallback: str = "",
+            kind: str = "batch") -> str:
+    """One problem with field ``field_name`` of contract ``kind`` as a sentence in ``lang``."""
+    spec = _fields(kind).get(field_name, {"name": field_name, "title": field_name})
     title = spec["title"] if lang == "zh" else spec.get("x-title-en", spec["title"])
     limits = {k: _number(v) for k, v in spec.get("constraints", {}).items()}
     if reason == "NOT_ALLOWED":
@@ -103,8 +106,10 @@ def _not_allowed(spec: dict[str, Any], title: str, value: str, lang: str) -> str
     section = _CODED_FIELDS.get(spec["name"])
     shown = [f"{v}（{codes.label(section, v, lang)}）" if section else v for v in allowed]
     if lang == "zh":
-        return f"「{title}」填写为“{value}”，不在允许范围内；应为：{'、'.join(shown)}"
-    return f"{title} is {value!r}, which is not allowed; use one of: {', '.join(shown)}"
+        given = f"填写为“{value}”，" if value else ""
+        return f"「{title}」{given}不在允许范围内；应为：{'、'.join(shown)}"
+    given = f" is {value!r}, which" if value else ""
+    return f"{title}{given} is not allowed; use one of: {', '.join(shown)}"
 
 
 def _bad_format(spec: dict[str, Any], title: str, lang: str) -> str:

@@ -120,14 +120,15 @@ def trend_chart(trend: list[dict[str, Any]], kinds: tuple[str, ...] = FLAG_ORDER
     bars = []
     for i, run in enumerate(trend):
         y = height - pad_bottom
-        x = pad_left + i * slot + slot * 0.2
+        bar_width = min(slot * 0.6, 56)
+        x = pad_left + (i + 0.5) * slot - bar_width / 2
         for kind in kinds:
             n = run["counts"].get(kind, 0)
             if kind == "KEEP" or not n:
                 continue
             h = n * scale
             y -= h
-            bars.append({"x": round(x, 1), "y": round(y, 1), "w": round(slot * 0.6, 1),
+            bars.append({"x": round(x, 1), "y": round(y, 1), "w": round(bar_width, 1),
                          "h": round(h, 1), "kind": kind, "n": n})
     labels = [{"x": round(pad_left + (i + 0.5) * slot, 1), "y": height - 8,
                "text": r["as_of"].strftime("%Y-%m") if r["as_of"] else str(r["run_id"])}

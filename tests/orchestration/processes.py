@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ def airflow_env(airflow_home: Path, hedui_home: Path, port: int, **extra: str) -
     """The environment of one deployment: the project's airflow.cfg, private homes, own ports."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "HEDUI_", "PYTEST_"))}
+    # `airflow standalone` starts its components as `airflow …` from PATH
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update({
         "HEDUI_ROOT": str(PROJECT_ROOT), "HEDUI_HOME": str(hedui_home),
         "AIRFLOW_HOME": str(airflow_home), "AIRFLOW_CONFIG": str(PROJECT_ROOT / "airflow.cfg"),

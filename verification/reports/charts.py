@@ -94,7 +94,8 @@ def trend(history: pd.DataFrame) -> str:
                                 fill_value=0, sort=False)
     with plt.rc_context(_STYLE):
         fig, ax = _figure(WIDE, 2.6)
-        for kind in [k for k in KIND_ORDER if k in pivot.columns and k != "KEEP"]:
+        drawn = [k for k in KIND_ORDER if k in pivot.columns and k != "KEEP"]
+        for kind in drawn:
             ax.plot(pivot.index, pivot[kind], marker="o", color=KIND_COLOURS[kind],
                     label=_label(kind))
         ax.set_title("各次核对趋势 / trend across runs", loc="left", fontsize=10)
@@ -102,7 +103,7 @@ def trend(history: pd.DataFrame) -> str:
         ax.set_ylim(bottom=0)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.margins(x=0.04)
-        if len(pivot.columns):
+        if drawn:
             ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.tick_params(axis="x", labelsize=8)
         return _svg(fig)

@@ -1,0 +1,163 @@
+"""The reports of a run: layout, jurisdiction routing, workbooks that open in openpyxl, CSV that
+opens in Excel, printable HTML with charts, and a 核对报告 per applicant household."""
+
+import re
+
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import select
+
+from verification import jurisdictions
+from verification.access import AccessDenied, principal
+from verification.reports import folders_for, safe_cell
+from verification.reports.flag_reports import (
+    EVIDENCE_HEADERS,
+    HEADERS,
+    SheetContext,
+    flag_table,
+    write_tables,
+)
+from verification.storage import session_scope
+from verification.storage.models import Flag, Household
+
+FULL_ID = re.compile(r"(?<![\d*])\d{17}[\dXx](?![\d*])")
+MASKED_ID = re.compile(r"^\d{6}\*{8}\d{3}[\dX]$")
+
+
+def _households(settings, run_id) -> pd.DataFrame:
+    with session_scope(settings.database_url) as session:
+        rows = session.execute(select(Household.household_code, Household.status,
+                                      Flag.street_code, Flag.community_code)
+                               .join(Flag).where(Flag.run_id == run_id)).all()
+    return pd.DataFrame(rows, columns=["household_code", "status", "street_code",
+                                       "community_code"]).set_index("household_code")
+
+
+def _csv(path) -> pd.DataFrame:
+    return pd.read_csv(path, encoding="utf-8-sig", dtype=str)
+
+
+def test_layout_one_folder_per_street_and_community(report_run):
+    out = report_run.out
+    streets = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert streets == sorted(f"{c}-{n}" for c, n in jurisdictions.streets().items())
+    assert {"summary.html", "summary.csv", "run.json"} <= {p.name for p in out.iterdir()}
+    for street in out.iterdir():
+        if street.is_dir():
+            assert {"flags.xlsx", "flags.csv", "summary.html"} <= {p.name for p in street.iterdir()}
+            communities = [p for p in street.iterdir() if p.is_dir()]
+            assert communities and all((c / "flags.xlsx").exists() for c in communities)
+
+
+def test_every_folder_holds_only_its_own_jurisdiction(report_run):
+    households = _households(report_run.settings, report_run.run_id)
+    seen = set()
+    for csv in report_run.out.rglob("flags.csv"):
+        folder = csv.parent
+        codes = _csv(csv)["家庭编号"]
+        assert len(codes), folder
+        level = "community_code" if folder.parent != report_run.out else "street_code"
+        own = folder.name.split("-")[0]
+        assert set(households.loc[codes, level]) == {own}, folder
+        expected = households.index[households[level] == own]
+        assert set(codes) == set(expected)  # and nothing of its own is missing
+        evidence = pd.DataFrame(load_workbook(folder / "flags.xlsx")["证据"].values)
+        assert set(evidence.iloc[1:, 0]) <= set(codes)
+        html = (folder / "summary.html").read_text("utf-8")
+        others = set(households.index) - set(codes)
+        assert not [c for c in others if c in html]
+        for report in (folder / "核对报告").glob("*.html"):
+            assert report.stem in set(codes)
+        seen |= set(codes) if level == "street_code" else set()
+    assert seen == set(households.index)
+
+
+def test_an_officer_receives_only_their_folders(report_run):
+    out = report_run.out
+    assert folders_for(out, principal("officer_wusan")) == [out / "210112001-五三街道"]
+    assert folders_for(out, principal("officer_taoxian1")) == [
+        out / "210112003-桃仙街道" / "210112003001-桃仙社区"]
+    assert folders_for(out, principal("admin")) == [out]
+    with pytest.raises(AccessDenied):
+        folders_for(out, principal("partner_hrss"))
+
+
+def test_workbooks_open_with_summary_flags_and_evidence(report_run):
+    table = flag_table(report_run.settings, report_run.run_id)
+    for path in report_run.out.rglob("flags.xlsx"):
+        book = load_workbook(path)
+        assert book.sheetnames == ["汇总", "核对结论", "证据"]
+        flags = pd.DataFrame(book["核对结论"].values)
+        assert flags.iloc[0].tolist() == list(HEADERS.values())
+        rows = flags.iloc[1:].set_axis(list(HEADERS), axis=1)
+        assert rows["head_id"].map(lambda v: bool(MASKED_ID.match(v))).all()
+        assert rows["reasons"].str.len().gt(0).all()
+        acting = rows[rows["flag"].isin(["应退出", "需人工复核", "应纳入", "不符合条件"])]
+        assert acting["due_date"].str.match(r"^\d{4}-\d{2}-\d{2}$").all()
+        evidence = pd.DataFrame(book["证据"].values)
+        assert evidence.iloc[0].tolist() == list(EVIDENCE_HEADERS.values())
+        summary = [r for r in book["汇总"].values]
+        total = next(r for r in summary if r[0] == "合计")
+        assert total[2] == len(rows)
+    assert len(table) == sum(
+        len(_csv(p)) for p in report_run.out.glob("*/flags.csv"))
+
+
+def test_csv_opens_in_excel_and_no_file_holds_a_full_id_number(report_run):
+    for csv in report_run.out.rglob("*.csv"):
+        assert csv.read_bytes().startswith(b"\xef\xbb\xbf"), csv
+    for path in report_run.out.rglob("*"):
+        if path.suffix in (".csv", ".html", ".json"):
+            assert not FULL_ID.search(path.read_text("utf-8")), path
+        if path.suffix == ".xlsx":
+            for sheet in load_workbook(path).worksheets:
+                for row in sheet.values:
+                    assert not any(FULL_ID.search(str(v)) for v in row if v), path
+
+
+@pytest.mark.parametrize("value", ["=HYPERLINK(\"http://x\")", "+1", "-1+2", "@SUM(A1)",
+                                   "\tcmd"])
+def test_formula_cells_are_neutralised(value, tmp_path, report_run):
+    assert safe_cell(value) == "'" + value
+    assert safe_cell("正常文本") == "正常文本" and safe_cell(12.5) == 12.5
+    rows = flag_table(report_run.settings, report_run.run_id).head(1).assign(household_code=value)
+    write_tables(rows, pd.DataFrame(columns=list(EVIDENCE_HEADERS)), tmp_path / "t",
+                 SheetContext("t"))
+    assert _csv(tmp_path / "t.csv")["家庭编号"].tolist() == ["'" + value]
+    assert load_workbook(tmp_path / "t.xlsx")["核对结论"]["A2"].value == "'" + value
+
+
+def test_summaries_have_charts_and_print_styles(report_run):
+    district = (report_run.out / "summary.html").read_text("utf-8")
+    street = (report_run.out / "210112001-五三街道" / "summary.html").read_text("utf-8")
+    assert district.count("<svg") == 4 and street.count("<svg") == 4
+    assert "@media print" in street and "@page" in street and "<script" not in street
+    assert "各街道核对结论" in district and "各社区核对结论" in street
+    assert "2026-10-01" in district and "2026-11-01" in district  # trend across both runs
+    assert "待办核对结论" in street and "待办核对结论" not in district  # households by street only
+    community = next((report_run.out / "210112001-五三街道").glob("*/summary.html"))
+    assert community.read_text("utf-8").count("<svg") == 3
+
+
+def test_open_flags_age_from_the_first_run_that_raised_them(report_run):
+    table = flag_table(report_run.settings, report_run.run_id)
+    waiting = table[table["days_open"].notna()]
+    assert set(waiting["kind"]) <= {"ADD", "REJECT", "REMOVE", "REVIEW", "ADJUST",
+                                    "GRADUAL_EXIT"}
+    assert (waiting["days_open"] == 31).sum() >= len(waiting) - 2  # raised on 2026-10-01 too
+    resolved = table[table["flag_status"].str.startswith("已办结")]
+    assert len(resolved) == 1 and resolved["days_open"].isna().all()  # carried from October
+
+
+def test_a_verification_report_per_applicant_household(report_run):
+    households = _households(report_run.settings, report_run.run_id)
+    applicants = households[households["status"] == "applicant"]
+    reports = {p.stem: p for p in report_run.out.rglob("核对报告/*.html")}
+    assert set(reports) == set(applicants.index)
+    page = next(iter(reports.values())).read_text("utf-8")
+    for part in ("委托方", "家庭成员", "授权书编号", "SQ-210112-", "收入情况（按来源和成员）",
+                 "财产情况（核对基准日）", "家庭人均月收入", "未反馈的数据来源", "核对结果",
+                 "不替代审核确认决定"):
+        assert part in page, part
+    assert re.search(r"\d{6}\*{8}\d{3}[\dX]", page)

@@ -9,18 +9,25 @@ reports; members are joined by keyed token.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import delete, insert, select
 
+from connectors.decoding import LINE, PROBLEM, DecodeError, decode_bytes
+from schemas import load_contract
 from verification import audit, identifiers
 from verification.config import Settings
-from verification.decode import read_table
 from verification.fieldcrypt import load_field_cipher
 from verification.storage import session_scope
 from verification.storage.models import Authorisation, Household, Member
+from verification.textcheck import (
+    describe_mixed,
+    invisible_character_problems,
+    mixed_encoding_line,
+)
 from verification.tokens import assert_no_collisions, person_tokens
 from verification.validation import Validated, validate_frame
 
@@ -44,9 +51,27 @@ class RosterLoaded:
     household_ids: list[int]
 
 
-def validate_roster(path: Path) -> Validated:
-    """Check a batch or roster file against the contract, including household consistency."""
-    checked = validate_frame(read_table(path), "batch")
+def validate_roster(path: Path, *, today: dt.date | None = None) -> Validated:
+    """Check a batch or roster file against the contract, including household consistency.
+
+    CSV (UTF-8, UTF-8 with BOM, UTF-16, GBK/GB18030) or XLSX (first visible sheet). A file that
+    cannot be read as a whole — mixed encodings, broken quoting, no header, a header lacking
+    required columns or naming one twice — raises ``DecodeError`` saying where; otherwise every
+    row is accepted or quarantined with its line, field and reason, and the counts reconcile.
+    """
+    data = path.read_bytes()
+    if found := mixed_encoding_line(data):
+        raise DecodeError(describe_mixed(found))
+    frame = decode_bytes(data, filename=path)
+    _require_columns(frame)
+    checked = validate_frame(frame.drop(columns=[PROBLEM]), "batch")
+    contract = load_contract("batch")["fields"]
+    titles = {f["name"]: f["title"] for f in contract}
+    _quarantine(checked, _unreadable_rows(frame))
+    _quarantine(checked, invisible_character_problems(
+        frame, [f["name"] for f in contract if f.get("type", "string") == "string"], titles))
+    _quarantine(checked, _date_problems(checked.accepted, today or dt.date.today()))
+    _quarantine(checked, _repeated_persons(checked.accepted))
     frame = checked.accepted
     if len(frame):
         # Every row of one household must agree on the household's own fields.
@@ -70,6 +95,65 @@ def validate_roster(path: Path) -> Validated:
             checked.accepted = checked.accepted[~checked.accepted["household_code"]
                                                 .isin(no_head["household_code"])]
     return checked
+
+
+def _require_columns(frame: pd.DataFrame) -> None:
+    fields = load_contract("batch")["fields"]
+    required = [f["name"] for f in fields if f.get("constraints", {}).get("required")]
+    missing = [name for name in required if name not in frame.columns]
+    if missing:
+        found = [c for c in frame.columns if c not in (LINE, PROBLEM)]
+        raise DecodeError(
+            f"line 1: the header lacks the required column(s) {', '.join(missing)} (found: "
+            f"{', '.join(found[:20]) or 'none'}); the first row must name every column once, "
+            "without merged cells")
+
+
+def _quarantine(checked: Validated, problems: pd.DataFrame) -> None:
+    """Add row problems and drop their lines from the accepted rows (counts stay reconciled)."""
+    if problems.empty:
+        return
+    checked.quarantine = (pd.concat([checked.quarantine, problems], ignore_index=True)
+                          .drop_duplicates(["line", "field"], keep="first")
+                          .sort_values(["line", "field"]).reset_index(drop=True))
+    checked.accepted = checked.accepted[~checked.accepted["_line"].isin(problems["line"])]
+
+
+def _unreadable_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    bad = frame[frame[PROBLEM] != ""]
+    code = bad[PROBLEM].str.split(":", n=1).str[0]
+    return pd.DataFrame({"line": bad[LINE].astype(int), "field": "_row", "reason": code,
+                         "message": bad[PROBLEM]})
+
+
+def _date_problems(frame: pd.DataFrame, today: dt.date) -> pd.DataFrame:
+    parts = []
+    signed, expires = frame["authorisation_signed_on"], frame["authorisation_expires_on"]
+    future = signed.notna() & (signed.dt.date > today)
+    parts.append(pd.DataFrame({"line": frame.loc[future, "_line"],
+                               "field": "authorisation_signed_on", "reason": "FUTURE_DATE",
+                               "message": f"授权日期 (authorisation_signed_on) is after today "
+                                          f"({today}); an authorisation cannot be signed later"}))
+    before = signed.notna() & expires.notna() & (expires < signed)
+    parts.append(pd.DataFrame({"line": frame.loc[before, "_line"],
+                               "field": "authorisation_expires_on",
+                               "reason": "EXPIRES_BEFORE_SIGNED",
+                               "message": "授权有效期至 (authorisation_expires_on) is before the "
+                                          "authorisation was signed"}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _repeated_persons(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same person on two rows (one household twice, or two households): both rows, since
+    only the staff can tell which is right."""
+    repeated = frame[frame["id_number"].notna() & frame["id_number"].duplicated(keep=False)]
+    first = repeated.groupby("id_number")["_line"].transform("min")
+    last = repeated.groupby("id_number")["_line"].transform("max")
+    other = first.where(first != repeated["_line"], last)
+    return pd.DataFrame({"line": repeated["_line"], "field": "id_number",
+                         "reason": "DUPLICATE_PERSON",
+                         "message": "公民身份号码 (id_number): the same person is also on line "
+                                    + other.astype(str)})
 
 
 def load_roster(settings: Settings, path: Path, actor: str = "system",

@@ -1,0 +1,110 @@
+"""`hedui batch submit/status` (verification/batch_cli.py) and the Airflow REST client: local
+validation with row errors, an in-process run, and the REST trigger as Airflow 3 expects it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import responses
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from verification.airflow_api import AirflowApi, AirflowApiConfig, AirflowApiError
+from verification.batch_cli import app
+from verification.storage import session_scope
+from verification.storage.models import Batch
+
+AIRFLOW = "http://airflow.test:8080"
+
+
+def _batch_file(district_dir: Path, folder: Path, statuses=("applicant",)) -> Path:  # noqa: ANN001
+    roster = pd.read_csv(district_dir / "roster.csv", dtype=str, keep_default_na=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "batch.csv"
+    roster[roster["status"].isin(statuses)].to_csv(path, index=False, encoding="utf-8-sig")
+    return path
+
+
+def _batches(settings) -> int:  # noqa: ANN001
+    with session_scope(settings.database_url) as session:
+        return session.scalar(select(func.count()).select_from(Batch))
+
+
+def test_invalid_file_lists_row_errors_and_sends_nothing(hedui_home, district_dir, tmp_path):
+    path = _batch_file(district_dir, tmp_path)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[0, "street_code"] = "21011"
+    frame.to_csv(path, index=False, encoding="utf-8-sig")
+    result = CliRunner().invoke(app, ["submit", str(path), "--local"])
+    assert result.exit_code == 1
+    assert "batch.csv:2: street_code:" in result.output and "nothing was sent" in result.output
+    assert _batches(hedui_home) == 0
+
+
+def test_submit_local_runs_every_stage_and_status_shows_where_results_are(
+        fed_home, district_dir, tmp_path):
+    path = _batch_file(district_dir, tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["submit", str(path), "--local", "--category", "edge",
+                                 "--requester", "李科员", "--as-of", "2026-11-01"])
+    assert result.exit_code == 0, result.output
+    assert "done — stage reported" in result.output and "reports:" in result.output
+    code = result.output.split("batch ", 2)[1].split(" ", 1)[0]
+    status = runner.invoke(app, ["status", code[:8]])
+    assert status.exit_code == 0 and "reported" in status.output and "低保边缘" in status.output
+    for stage in ("validated", "loaded", "evidence", "assessed"):
+        assert stage in status.output
+
+
+def test_submit_without_a_server_asks_for_one_or_local(hedui_home, district_dir, tmp_path,
+                                                       monkeypatch):
+    monkeypatch.delenv("HEDUI_AIRFLOW_URL", raising=False)
+    result = CliRunner().invoke(app, ["submit", str(_batch_file(district_dir, tmp_path))])
+    assert result.exit_code != 0 and "HEDUI_AIRFLOW_URL" in result.output
+
+
+@responses.activate
+def test_submit_to_airflow_stores_the_file_and_triggers_batch_check(hedui_home, district_dir,
+                                                                    tmp_path, monkeypatch):
+    monkeypatch.setenv("HEDUI_AIRFLOW_URL", AIRFLOW + "/")
+    monkeypatch.setenv("HEDUI_AIRFLOW_USER", "admin")
+    monkeypatch.setenv("HEDUI_AIRFLOW_PASSWORD", "s3cret")
+    responses.post(f"{AIRFLOW}/auth/token", json={"access_token": "tok-1"}, status=201)
+    unpause = responses.patch(f"{AIRFLOW}/api/v2/dags/batch_check", json={"is_paused": False})
+    trigger = responses.post(f"{AIRFLOW}/api/v2/dags/batch_check/dagRuns",
+                             json={"dag_run_id": "manual__1", "state": "queued"})
+    path = _batch_file(district_dir, tmp_path)
+    result = CliRunner().invoke(app, ["submit", str(path), "--requester", "王主任",
+                                      "--notes", "复核"])
+    assert result.exit_code == 0, result.output
+    assert "batch_check run manual__1 (queued)" in result.output
+    login = json.loads(responses.calls[0].request.body)
+    assert login == {"username": "admin", "password": "s3cret"}
+    assert json.loads(unpause.calls[0].request.body) == {"is_paused": False}
+    body = json.loads(trigger.calls[0].request.body)
+    assert body["logical_date"] is None
+    assert trigger.calls[0].request.headers["Authorization"] == "Bearer tok-1"
+    stored = Path(body["conf"]["batch_file"])
+    assert stored.read_bytes() == path.read_bytes() and stored.is_relative_to(hedui_home.home)
+    assert body["conf"]["requester"] == "王主任" and body["conf"]["notes"] == "复核"
+    with session_scope(hedui_home.database_url) as session:
+        assert session.scalars(select(Batch.dag_run_id)).one() == "manual__1"
+
+
+@responses.activate
+def test_api_client_logs_in_again_when_the_token_expires_and_reports_errors():
+    api = AirflowApi(AirflowApiConfig(AIRFLOW, "admin", "pw"))
+    responses.post(f"{AIRFLOW}/auth/token", json={"access_token": "old"})
+    responses.get(f"{AIRFLOW}/api/v2/dags/x/dagRuns/r", status=401)
+    responses.get(f"{AIRFLOW}/api/v2/dags/x/dagRuns/r", json={"state": "success"})
+    assert api.wait_for_run("x", "r", sleep=lambda _s: None)["state"] == "success"
+    assert sum(c.request.url.endswith("/auth/token") for c in responses.calls) == 2
+    responses.get(f"{AIRFLOW}/api/v2/dags/missing/details", status=404, json={"detail": "nope"})
+    with pytest.raises(AirflowApiError, match="HTTP 404"):
+        api.dag_details("missing")
+    responses.post(f"{AIRFLOW}/auth/token", status=401, json={"detail": "bad"})
+    with pytest.raises(AirflowApiError, match="login"):
+        AirflowApi(AirflowApiConfig(AIRFLOW, "admin", "wrong")).login()

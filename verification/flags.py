@@ -294,7 +294,8 @@ def _check_certain_and_fresh(frames: FlagFrames, results: pd.DataFrame) -> None:
     """REMOVE and GRADUAL_EXIT rest on certain matches from a source that was not stale."""
     flags, ev = frames.flags, frames.evidence
     stopping = flags.loc[flags["kind"].isin(_NEEDS_CERTAIN), "household_id"]
-    certain = ev[ev["match_grade"].map(grade_supports_removal).astype(bool)]
+    certain = ev[ev["household_id"].isin(stopping)]  # only these households need the check
+    certain = certain[certain["match_grade"].map(grade_supports_removal).astype(bool)]
     if "missing_sources" in results and len(certain):
         missing = certain["household_id"].map(results["missing_sources"]).fillna("").astype(str)
         stale = [kind in gone.split(",") for kind, gone in

@@ -161,3 +161,16 @@ def test_a_verification_report_per_applicant_household(report_run):
                  "不替代审核确认决定"):
         assert part in page, part
     assert re.search(r"\d{6}\*{8}\d{3}[\dX]", page)
+
+
+def test_sources_that_did_not_answer_are_named_in_the_verification_report():
+    from verification.reports.household_report import _missing
+    from verification.reports.html import RunFacts
+
+    facts = RunFacts(run={}, history=pd.DataFrame(), requester="",
+                     feeds=[{"label": "死亡（殡葬）信息", "missing": True},
+                            {"label": "机动车登记", "missing": False}])
+    named = _missing({"missing_sources": "deposits,wages"}, facts)
+    assert [n.split("：")[0] for n in named] == ["存款、证券及商业保险", "工资及社会保险缴费",
+                                                "死亡（殡葬）信息"]
+    assert _missing({"missing_sources": ""}, RunFacts({}, [], pd.DataFrame(), "")) == []

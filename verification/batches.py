@@ -275,17 +275,17 @@ def assess_batch(settings: Settings, batch_id: int, run_id: int) -> dict[str, in
 
 
 def write_batch_reports(settings: Settings, batch_id: int, run_id: int) -> Path:
-    """Per-street flag reports of the batch's run, plus the batch report (one row per household:
-    result, reasons, evidence) as CSV and XLSX, and ``batch.json`` with the run's provenance."""
-    from verification.reports import flag_table, write_run_reports
-    from verification.reports.flag_reports import HEADERS, _write_pair
+    """The run's reports (per street and community, with a 核对报告 per applicant household),
+    plus the batch report: one row per household (result, reasons) and the evidence, as CSV and
+    XLSX, and ``batch.json`` with the provenance and where every 核对报告 is."""
+    from verification.reports import evidence_table, flag_table, write_run_reports
+    from verification.reports.flag_reports import SheetContext, write_tables
 
-    street_reports = write_run_reports(settings, run_id)
+    run_reports = write_run_reports(settings, run_id)
     batch = _batch(settings, batch_id)
     out = batch_dir(settings, batch.batch_code) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    table = flag_table(settings, run_id)
-    _write_pair(table.sort_values("household_code", kind="stable"), out / "batch-report")
+    table = flag_table(settings, run_id).sort_values("household_code", kind="stable")
     with session_scope(settings.database_url) as session:
         run = session.get(Run, run_id)
         meta = {"batch": batch.batch_code, "file": batch.file_name, "sha256": batch.file_sha256,
@@ -293,10 +293,15 @@ def write_batch_reports(settings: Settings, batch_id: int, run_id: int) -> Path:
                 "rows": batch.rows, "households": len(table), "run_key": run.run_key,
                 "as_of": run.as_of.isoformat(), "policy_version": run.policy_version,
                 "feeds": {k: v.get("feed_id") for k, v in run.feed_versions.items()},
-                "flags": run.counts, "street_reports": str(street_reports),
-                "columns": list(HEADERS.values())}
+                "flags": run.counts, "run_reports": str(run_reports),
+                "household_reports": sorted(str(p) for p in run_reports.rglob("核对报告/*.html"))}
         session.execute(update(Batch).where(Batch.id == batch_id)
                         .values(reports_dir=str(out)))
+    context = SheetContext(title=f"批量核对 {batch.batch_code}", facts=[
+        ("批次 / batch", f"{batch.batch_code}（{batch.file_name}）"),
+        ("申请人 / requester", batch.requester), ("备注 / notes", batch.notes),
+        ("核对基准日 / as of", meta["as_of"]), ("政策版本 / policy", meta["policy_version"])])
+    write_tables(table, evidence_table(settings, run_id), out / "batch-report", context)
     (out / "batch.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), "utf-8")
     record_stage(settings, batch_id, "reported", status="done", reports=str(out))
     return out

@@ -70,6 +70,9 @@ def test_batch_is_checked_flagged_and_reported_and_a_rerun_duplicates_nothing(
     meta = json.loads((report / "batch.json").read_text("utf-8"))
     assert meta["requester"] == "核对中心 张科员" and meta["policy_version"]
     assert all(meta["feeds"].values()), "the run names the feed version of every kind"
+    reports = {Path(p).stem for p in meta["household_reports"]}
+    assert reports == set(expected), "a 核对报告 for every applicant household"
+    assert all(Path(p).exists() for p in meta["household_reports"])
 
     before = {m.__name__: _count(settings, m) for m in (Batch, Run, Flag, Household)}
     again = dag_bag.get_dag("batch_check").test(run_conf=conf)

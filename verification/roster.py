@@ -94,6 +94,8 @@ def validate_roster(path: Path, *, today: dt.date | None = None) -> Validated:
             checked.quarantine = pd.concat([checked.quarantine, extra], ignore_index=True)
             checked.accepted = checked.accepted[~checked.accepted["household_code"]
                                                 .isin(no_head["household_code"])]
+    checked.quarantine = checked.quarantine.sort_values(["line", "field"], kind="stable") \
+        .reset_index(drop=True)
     return checked
 
 

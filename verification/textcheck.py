@@ -7,10 +7,13 @@
   (bidirectional overrides such as U+202E, zero-width characters) have no place in a name, a code
   or a reference: they hide what a value really is from the officer reading a report.
   ``invisible_character_problems`` names each such cell (line, field, code point).
+* A date after the delivery (a wage for a month that has not happened, a registration next year)
+  is a typing or export error: ``future_date_problems`` names it, for the caller to quarantine.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
 
@@ -87,3 +90,25 @@ def invisible_character_problems(frame: pd.DataFrame, fields: list[str],
                                     f"replacement character U+{ord(point):04X}; remove it and "
                                     "submit again"})
     return pd.DataFrame(rows, columns=["line", "field", "reason", "message"])
+
+
+def future_date_problems(typed: pd.DataFrame, kind: str, not_after: dt.date) -> pd.DataFrame:
+    """Rows of a validated frame (typed dates, ``_line``) with a date or month after
+    ``not_after`` — for a feed, the end of its period or the day it was received."""
+    from schemas import load_contract
+
+    limit = pd.Timestamp(not_after)
+    parts = [pd.DataFrame(columns=["line", "field", "reason", "message"])]
+    for spec in load_contract(kind)["fields"]:
+        name = spec["name"]
+        if spec.get("type") not in ("date", "yearmonth") or name not in typed:
+            continue
+        values = pd.to_datetime(typed[name], errors="coerce")
+        hits = values.notna() & (values > limit)
+        if hits.any():
+            parts.append(pd.DataFrame({
+                "line": typed.loc[hits, "_line"].astype(int), "field": name,
+                "reason": "FUTURE_DATE",
+                "message": f"{spec['title']} ({name}) is after {not_after}: a date that has not "
+                           "happened yet"}))
+    return pd.concat(parts, ignore_index=True)

@@ -50,3 +50,8 @@ def partner_for_kind(kind: str) -> PartnerSpec:
 def feed_asset_name(kind: str) -> str:
     """The Airflow Asset updated whenever a feed of ``kind`` is accepted."""
     return f"hedui://feeds/{kind}"
+
+
+def delivered_kinds() -> list[str]:
+    """Feed kinds some registered partner delivers (a contract alone does not make a feed)."""
+    return sorted({kind for spec in load_partners().values() for kind in spec.feeds})

@@ -22,8 +22,7 @@ from airflow.sdk import (
     task,
 )
 
-from connectors.registry import feed_asset_name
-from schemas import feed_kinds
+from connectors.registry import delivered_kinds, feed_asset_name
 from verification.alerts import on_task_failure
 
 
@@ -31,7 +30,7 @@ from verification.alerts import on_task_failure
     dag_id="dynamic_review",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 6 5 * *", timezone="Asia/Shanghai"),
-        assets=AssetAll(*(Asset(feed_asset_name(kind)) for kind in feed_kinds())),
+        assets=AssetAll(*(Asset(feed_asset_name(kind)) for kind in delivered_kinds())),
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,

@@ -26,8 +26,7 @@ from sqlalchemy import delete, insert, select
 
 from connectors.http_pull import PartnerClient
 from connectors.keys import CentreKeyring, PartnerDirectory
-from connectors.registry import load_partners
-from schemas import feed_kinds
+from connectors.registry import delivered_kinds, load_partners
 from verification import audit, flag_actions, intake
 from verification.assessment import assess
 from verification.config import Settings
@@ -150,7 +149,7 @@ def _latest_feeds(session) -> dict[str, dict]:  # noqa: ANN001
             "period": feed.period, "digest": feed.plaintext_digest,
             "staged_path": feed.staged_path, "received_at": feed.received_at.isoformat(),
         })
-    for kind in feed_kinds():
+    for kind in delivered_kinds():
         found.setdefault(kind, {"feed_id": None, "status": "missing"})
     return found
 

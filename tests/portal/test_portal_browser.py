@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--lang=zh-CN"]
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 SHOTS = os.environ.get("HEDUI_PORTAL_SCREENSHOTS", "")
@@ -149,7 +150,9 @@ def test_staff_submit_an_invalid_then_a_valid_batch_and_see_it_complete(browser,
     status = page.get_by_test_id("batch-status").get_attribute("data-status")
     assert status == "done", f"batch ended {status}:\n{server.log_tail('scheduler.log')}"
     assert page.locator(".step-done").count() == 6
-    assert page.get_by_test_id("results").locator("tbody tr").count() > 0
+    results = page.get_by_test_id("results")
+    assert results.locator("tbody tr").count() > 0
+    assert results.locator("a.file-link").count() > 0  # each household's 核对报告
     reports = page.get_by_test_id("reports")
     assert reports.get_by_text("batch-report.xlsx").count() == 1
     with page.expect_download() as download:
@@ -176,10 +179,14 @@ def test_officer_resolves_a_flag_of_their_street_and_cannot_open_another(browser
     assert "五三街道" in inbox.inner_text() and "浑河站西街道" not in inbox.inner_text()
     _shot(page, "inbox")
 
-    flag_id = int(rows.first.get_attribute("data-flag"))
+    removals = inbox.locator('tr[data-kind="REMOVE"]')
+    chosen = removals.first if removals.count() else rows.first
+    flag_id = int(chosen.get_attribute("data-flag"))
     page.get_by_test_id(f"open-{flag_id}").click()
     page.wait_for_url(re.compile(rf".*/hedui/flags/{flag_id}$"))
     assert page.get_by_test_id("reasons").locator("li").count() > 0
+    if removals.count():  # a removal rests on partner evidence: which department, which record
+        assert page.get_by_test_id("evidence").locator("tbody tr").count() > 0
     _shot(page, "flag")
     page.get_by_test_id("acknowledge").click()
     assert page.get_by_test_id("flag-status").get_attribute("data-status") == "acknowledged"

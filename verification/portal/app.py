@@ -54,6 +54,7 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.globals.update(codes=codes, jurisdictions=jurisdictions, views=views,
                                  LANGUAGES=LANGUAGES, explain=explain)
+    templates.env.filters["num"] = _number
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     clock = today or (lambda: dt.datetime.now(views.LOCAL_TZ).date())
 
@@ -196,7 +197,8 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
         if batch is None:
             return error_page(request, viewer, "error.not_found", 404)
         results = _batch_results(settings, batch) if batch["status"] == "done" else []
-        return render(request, viewer, "batch.html", batch=batch, results=results,
+        groups = views.group_report_files(batch["files"], batch["reports_dir"])
+        return render(request, viewer, "batch.html", batch=batch, results=results, groups=groups,
                       airflow=_safe_dag_state(batch["dag_run_id"]), submitted=bool(submitted),
                       problem=problem[:300])
 
@@ -217,13 +219,11 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
     def inbox(request: Request, viewer: Viewer, status: str = "open", kind: str = "",
               sort: str = "due") -> HTMLResponse:
         viewer.principal.require("flags.read")
-        flags = flag_actions.list_flags(settings_factory(), viewer.principal,
-                                        kind=kind or None)
+        flags = views.inbox_flags(settings_factory(), viewer.principal)
         done = status == "done"
-        shown = [f for f in flags if f["kind"] != "KEEP"
-                 and (f["status"] == "resolved") == done]
-        kinds = sorted({f["kind"] for f in flags if f["kind"] != "KEEP"},
-                       key=views.FLAG_ORDER.index)
+        shown = [f for f in flags if (f["status"] == "resolved") == done
+                 and kind in ("", f["kind"])]
+        kinds = sorted({f["kind"] for f in flags}, key=views.FLAG_ORDER.index)
         if sort == "-due":
             shown.sort(key=lambda f: (f["due_date"] is not None, f["due_date"] or ""),
                        reverse=True)
@@ -276,6 +276,15 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
         return render(request, viewer, "feeds.html", partners=data)
 
     return app
+
+
+def _number(value: object) -> str:
+    """1234.5 → 1,234.50; 950.0 → 950; anything else as it is."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "" if value is None else str(value)
+    if value != value:  # NaN
+        return "—"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
 def _label(section: str, code: str, lang: str) -> str:

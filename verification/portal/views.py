@@ -47,6 +47,32 @@ def latest_run(settings: Settings, kind: str = "review") -> Run | None:
         return run
 
 
+# ---- officer inbox -----------------------------------------------------------------------------
+def inbox_flags(settings: Settings, who: Principal,
+                kind: str | None = None) -> list[dict[str, Any]]:
+    """The flags an officer works on: those of the latest review, and those of every batch check
+    that still has unresolved ones (a batch's applicants are not in the review). Each carries
+    ``run_kind`` and ``run_label``; KEEP flags (nothing to do) are left out."""
+    from verification import flag_actions
+
+    review = latest_run(settings)
+    with session_scope(settings.database_url) as session:
+        batch_runs = dict(session.execute(
+            select(Run.id, Batch.batch_code).join(Flag, Flag.run_id == Run.id)
+            .join(Batch, Batch.id == Run.batch_id, isouter=True)
+            .where(Run.kind == "batch", Run.status == "done", Flag.kind != "KEEP",
+                   Flag.status != "resolved").distinct()).all())
+    runs = ([(review.id, "review", f"{review.as_of:%Y-%m}")] if review else []) + [
+        (run_id, "batch", code or str(run_id)) for run_id, code in sorted(batch_runs.items())]
+    found: list[dict[str, Any]] = []
+    for run_id, run_kind, run_label in runs:
+        for flag in flag_actions.list_flags(settings, who, run_id=run_id, kind=kind):
+            if flag["kind"] != "KEEP":
+                found.append({**flag, "run_kind": run_kind, "run_label": run_label})
+    found.sort(key=lambda f: (f["due_date"] is None, f["due_date"] or "", f["id"]))
+    return found
+
+
 # ---- dashboard ---------------------------------------------------------------------------------
 def dashboard(settings: Settings, who: Principal, today: dt.date, lang: str,
               runs_shown: int = 12) -> dict[str, Any]:
@@ -194,8 +220,9 @@ def report_files(settings: Settings, status: dict[str, Any]) -> list[dict[str, A
     for root in _report_roots(settings, status):
         for path in sorted(root.rglob("*")):
             if path.is_file() and path.suffix in (".csv", ".xlsx", ".html", ".pdf", ".json"):
+                folder = str(path.parent.relative_to(root))
                 found.append({"path": str(path.relative_to(settings.home)), "name": path.name,
-                              "folder": str(path.parent.relative_to(root)).replace(".", ""),
+                              "folder": "" if folder == "." else folder,
                               "size": path.stat().st_size, "root": root.name})
     return found
 
@@ -211,6 +238,23 @@ def _report_roots(settings: Settings, status: dict[str, Any]) -> list[Path]:
                 roots.append(Path(run.reports_dir))
     home = settings.home.resolve()
     return [r for r in roots if r.is_dir() and r.resolve().is_relative_to(home)]
+
+
+def group_report_files(files: list[dict[str, Any]], batch_reports_dir: str
+                       ) -> dict[str, Any]:
+    """Split a batch's files for the page: the batch report itself, the 核对报告 of each
+    household (by household code) and the per-street/community reports."""
+    own = Path(batch_reports_dir).name if batch_reports_dir else None
+    groups: dict[str, Any] = {"batch": [], "households": {}, "streets": []}
+    for item in files:
+        path = Path(item["path"])
+        if own and item["root"] == own and path.parent.name == own:
+            groups["batch"].append(item)
+        elif path.parent.name == "核对报告":
+            groups["households"][path.stem] = item
+        else:
+            groups["streets"].append(item)
+    return groups
 
 
 def allowed_report_file(settings: Settings, status: dict[str, Any], relative: str) -> Path | None:

@@ -1,16 +1,17 @@
 """dynamic_review: re-check recipients, applicants and the monitored group against the latest
 accepted partner feeds, and flag who should be added, kept or removed (应保尽保、应退必退).
 
-Runs monthly, and also as soon as every feed kind has a new delivery. Households are split
-into shards by street and assessed in parallel (dynamic task mapping), then gathered; the whole
-run is idempotent per run key. Logic lives in verification/pipeline.py; this file only wires.
+Runs monthly (the 5th, 06:00 Asia/Shanghai), and also as soon as every feed kind has a new
+accepted delivery (the partner DAGs update one Asset per kind, only for accepted feeds).
+Households are split into shards by street and assessed in parallel (dynamic task mapping), then
+gathered; the whole run is idempotent per run key. Logic lives in verification/pipeline.py;
+this file only wires.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import (
     Asset,
     AssetAll,
@@ -32,7 +33,8 @@ from verification.alerts import on_task_failure
         timetable=CronTriggerTimetable("0 6 5 * *", timezone="Asia/Shanghai"),
         assets=AssetAll(*(Asset(feed_asset_name(kind)) for kind in delivered_kinds())),
     ),
-    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    # No start_date: the first scheduled run is the next 5th, so unpausing (or deploying) does not
+    # start a review of a past month by itself; trigger one by hand when needed.
     catchup=False,
     max_active_runs=1,
     tags=["hedui", "review"],

@@ -10,6 +10,7 @@ evidence.parquet``), its assessment and flags, and the policy in force on its as
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from verification.reports.html import RunFacts, css, environment
 from verification.storage import session_scope
 from verification.storage.models import Assessment, Authorisation, Member
 
+log = logging.getLogger(__name__)
 REPORT_FOLDER = "核对报告"
 _CURRENCY = "{:,.2f}"
 
@@ -34,6 +36,11 @@ def write_household_reports(settings: Settings, run_id: int, table: pd.DataFrame
     ``folders[community_code]/核对报告/``; returns the files written."""
     applicants = table[table["status"] == codes.label("household_status", "applicant")]
     if applicants.empty:
+        return []
+    if not _evidence_path(settings, run_id).exists():
+        # Housekeeping purges old run folders; the flag reports can still be rewritten.
+        log.warning("run %s: matched evidence purged, no 核对报告 written; rerun the review "
+                    "to rebuild them", run_id)
         return []
     ids = [int(i) for i in applicants["household_id"]]
     as_of = dt.date.fromisoformat(facts.run["as_of"])
@@ -79,13 +86,13 @@ def _load(settings: Settings, run_id: int,
     return members, assessments
 
 
+def _evidence_path(settings: Settings, run_id: int) -> Path:
+    return settings.runs_dir / f"run-{run_id}" / "evidence.parquet"
+
+
 def _evidence(settings: Settings, run_id: int, ids: list[int]) -> pd.DataFrame:
     """The matched evidence the run used (certain matches only decide, so only those show)."""
-    path = settings.runs_dir / f"run-{run_id}" / "evidence.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is gone: the household reports of run {run_id} need the "
-                                "run's matched evidence; rerun the review to rebuild it")
-    frame = pd.read_parquet(path)
+    frame = pd.read_parquet(_evidence_path(settings, run_id))
     frame = frame[frame["household_id"].isin(ids) & (frame["match_grade"] == "certain")]
     return frame.assign(item=frame["item"].astype(str), source_kind=frame["source_kind"].astype(
         str), period_start=pd.to_datetime(frame["period_start"]),

@@ -106,6 +106,24 @@ def record_access(session: Session, actor: str, partner: str, purpose: str,
     return event
 
 
+def record_evidence_access(session: Session, actor: str, purpose: str, evidence: Any,
+                           partners: dict[str, str]) -> list[AuditEvent]:
+    """One ``data.access`` event per partner whose records were matched to persons for
+    ``purpose``: ``evidence`` has ``source_kind`` and ``person_token`` columns, ``partners`` maps
+    a feed kind to the partner that delivered it."""
+    events = []
+    by_partner: dict[str, set[int]] = {}
+    kinds: dict[str, set[str]] = {}
+    for kind, group in evidence.groupby("source_kind"):
+        partner = partners.get(str(kind), str(kind))
+        by_partner.setdefault(partner, set()).update(int(t) for t in group["person_token"])
+        kinds.setdefault(partner, set()).add(str(kind))
+    for partner in sorted(by_partner):
+        events.append(record_access(session, actor, partner, purpose, by_partner[partner],
+                                    {"feed_kinds": sorted(kinds[partner])}))
+    return events
+
+
 @dataclass(frozen=True)
 class ChainCheck:
     events: int

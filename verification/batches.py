@@ -179,7 +179,8 @@ def load_batch(settings: Settings, batch_id: int) -> list[int]:
     from verification.roster import load_roster
 
     batch = _batch(settings, batch_id)
-    loaded = load_roster(settings, Path(batch.stored_path), actor=batch.requester or "batch")
+    loaded = load_roster(settings, Path(batch.stored_path), actor=batch.requester or "batch",
+                         batch_id=batch_id)
     with session_scope(settings.database_url) as session:
         session.execute(update(Batch).where(Batch.id == batch_id)
                         .values(households=loaded.households))
@@ -212,14 +213,44 @@ def collect_evidence(settings: Settings, batch_id: int, as_of: dt.date | None = 
         session.execute(update(Run).where(Run.id == run_id).values(batch_id=batch_id))
         versions = session.get(Run, run_id).feed_versions
     households = batch_household_ids(settings, batch_id)
+    _require_authorisations(settings, batch, run_id, households, versions, as_of)
     matched = _matched_evidence(settings, versions, households)
     folder = _work_dir(settings, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     matched.to_parquet(folder / "evidence.parquet", index=False)
+    with session_scope(settings.database_url) as session:  # whose data was used, by token
+        audit.record_evidence_access(session, batch.requester or "batch",
+                                     f"batch:{batch.batch_code}", matched,
+                                     {k: v.get("partner", "") for k, v in versions.items()})
     used = {k: v.get("feed_id") for k, v in versions.items()}
     record_stage(settings, batch_id, "evidence", run_id=run_id, as_of=as_of.isoformat(),
                  mode="latest_accepted_feeds", feeds=used, evidence_rows=len(matched))
     return run_id
+
+
+def _require_authorisations(settings: Settings, batch: Batch, run_id: int,
+                            households: list[int], versions: dict[str, dict],
+                            as_of: dt.date) -> None:
+    """No authorisation, no query: every member, for every partner whose data the run uses.
+    A refusal names the members (masked), ends the run as refused and is audited."""
+    from verification.authorisation import NotAuthorised, require_authorised
+
+    try:
+        for kind, version in versions.items():
+            if version.get("feed_id"):
+                require_authorised(settings, households, as_of,
+                                   what=f"batch {batch.batch_code}",
+                                   partner=version.get("partner"), feed_kind=kind)
+    except NotAuthorised as refused:
+        with session_scope(settings.database_url) as session:
+            session.execute(update(Run).where(Run.id == run_id)
+                            .values(status="refused", stage="authorisation",
+                                    finished_at=utcnow()))
+            audit.record(session, batch.requester or "batch", "batch.refused",
+                         f"batch:{batch.batch_code}",
+                         {"reason": "authorisation", "members": len(refused.members),
+                          "member_ids": [m.member_id for m in refused.members][:200]})
+        raise
 
 
 def _work_dir(settings: Settings, run_id: int) -> Path:

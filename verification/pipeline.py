@@ -175,6 +175,9 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
     folder = _run_dir(settings, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     matched.to_parquet(folder / "evidence.parquet", index=False)
+    with session_scope(settings.database_url) as session:  # whose data was used, by token
+        audit.record_evidence_access(session, "pipeline", f"run:{run_id}", matched,
+                                     {k: v.get("partner", "") for k, v in versions.items()})
     households = load_households(settings)
     shards = sorted(households["street_code"].unique().tolist())
     log.info("run %s: %d evidence rows matched of %d, %d shards", run_id, len(matched),

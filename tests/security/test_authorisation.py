@@ -27,6 +27,7 @@ from verification.storage.models import (
     Batch,
     Household,
     Member,
+    Run,
 )
 
 AS_OF = dt.date(2026, 11, 1)
@@ -196,3 +197,63 @@ def test_a_query_about_an_unauthorised_or_unknown_person_is_refused_unaudited(se
     with session_scope(settings.database_url) as session:
         assert session.scalar(select(AuditEvent).where(AuditEvent.action == "data.access")) \
             is None
+
+
+# ---- the batch check (in process): refused before any partner data is used ----------------------
+@pytest.fixture
+def fed(sqlite_settings, district_dir):
+    from tests.conftest import pull_everything
+
+    pull_everything(sqlite_settings, district_dir)
+    return sqlite_settings
+
+
+def _submitted(settings, district_dir: Path, tmp_path: Path) -> int:
+    from verification import batches
+
+    path = _roster(district_dir, tmp_path, households=4)
+    ref = batches.register_batch(settings, path, requester="hedui_staff")
+    batches.validate_batch(settings, ref.id)
+    batches.load_batch(settings, ref.id)
+    return ref.id
+
+
+def test_a_batch_check_names_the_partner_data_it_used_by_token(fed, district_dir, tmp_path):
+    from verification import batches
+
+    batch_id = _submitted(fed, district_dir, tmp_path)
+    run_id = batches.collect_evidence(fed, batch_id, AS_OF)
+    with session_scope(fed.database_url) as session:
+        code = session.get(Batch, batch_id).batch_code
+        assert {a.batch_id for a in session.scalars(select(Authorisation))} == {batch_id}
+        events = session.scalars(select(AuditEvent).where(AuditEvent.action == "data.access")
+                                 ).all()
+        members = set(session.scalars(select(Member.person_token)))
+        assert events and {e.subject for e in events} == {f"batch:{code}"}
+        assert {e.actor for e in events} == {"hedui_staff"}
+        for event in events:
+            tokens = set(session.scalars(select(AuditSubject.person_token)
+                                         .where(AuditSubject.event_id == event.id)))
+            assert tokens and tokens <= members
+        assert audit.verify_chain(session).ok
+        assert session.get(Run, run_id).status == "running"
+
+
+def test_a_batch_check_without_every_authorisation_is_refused_and_audited(fed, district_dir,
+                                                                         tmp_path):
+    from verification import batches
+
+    batch_id = _submitted(fed, district_dir, tmp_path)
+    member = _one_member(fed)
+    with session_scope(fed.database_url) as session:
+        session.execute(update(Authorisation).where(Authorisation.member_id == member.id)
+                        .values(expires_on=dt.date(2026, 6, 30)))
+    with pytest.raises(NotAuthorised, match="expired on 2026-06-30") as refused:
+        batches.collect_evidence(fed, batch_id, AS_OF)
+    assert member.id_masked in str(refused.value)
+    with session_scope(fed.database_url) as session:
+        assert session.scalar(select(AuditEvent).where(AuditEvent.action == "data.access")) \
+            is None
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "batch.refused"))
+        assert event.detail["member_ids"] == [member.id]
+        assert session.scalar(select(Run).where(Run.kind == "batch")).status == "refused"

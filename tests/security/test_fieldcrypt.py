@@ -161,3 +161,29 @@ def test_readers_see_every_value_while_a_rotation_runs(sqlite_settings, district
         thread.join()
     assert failures == [] and reads >= 1
     assert result.complete and _values(settings) == before
+
+
+def test_cli_keys_status_and_rotate(sqlite_settings, district_dir, monkeypatch):
+    from typer.testing import CliRunner
+
+    from verification.security_cli import app
+
+    settings = sqlite_settings
+    monkeypatch.setenv("HEDUI_HOME", str(settings.home))
+    monkeypatch.setenv("HEDUI_DATABASE_URL", settings.database_url)
+    monkeypatch.delenv("HEDUI_FIELD_KEYS", raising=False)
+    load_roster(settings, district_dir / "roster.csv")
+    n = len(_values(settings))
+    status = CliRunner().invoke(app, ["keys", "status", "--user", "admin"])
+    assert status.exit_code == 0 and f"members.name_enc: test-1: {n}" in status.output
+    assert "TEST field key" in status.output
+    refused = CliRunner().invoke(app, ["keys", "rotate", "--user", "officer_wusan"])
+    assert refused.exit_code == 1 and "may not keys.manage" in refused.output
+    from verification.fieldcrypt import TEST_FIELD_KEY_HEX
+
+    monkeypatch.setenv("HEDUI_FIELD_KEYS", f"test-1:{TEST_FIELD_KEY_HEX},prod-1:sm4-gcm:{SM4_HEX}")
+    rotated = CliRunner().invoke(app, ["keys", "rotate", "--user", "admin", "--batch-size", "50"])
+    assert rotated.exit_code == 0, rotated.output
+    assert f"members.id_number_enc: {n} values re-encrypted under prod-1" in rotated.output
+    assert "rotation complete" in rotated.output
+    assert key_usage(settings)["members.id_number_enc"] == {"prod-1": n}

@@ -301,7 +301,8 @@ def warm_pool(jobs: int) -> ProcessPoolExecutor:
     return pool
 
 
-def run_review(settings, meta: dict, pool: ProcessPoolExecutor, jobs: int) -> dict[str, Stage]:  # noqa: ANN001
+def run_review(settings, meta: dict, pool: ProcessPoolExecutor, jobs: int,  # noqa: ANN001
+               reports: bool = True) -> dict[str, Stage]:
     """Intake → matching → assessment + flags → database write → reports; one Stage each."""
     stages: dict[str, Stage] = {}
     sequence = int(_period().replace("-", ""))
@@ -339,7 +340,8 @@ def run_review(settings, meta: dict, pool: ProcessPoolExecutor, jobs: int) -> di
                                              "writes": finished["writes"]})
 
     started = time.perf_counter()
-    reported = pool.submit(_reports_task, settings, run_id).result()
+    reported = pool.submit(_reports_task, settings, run_id).result() if reports else {
+        "cpu": 0.0, "peak": 0.0, "error": "skipped (--skip-reports)"}
     stages["reports"] = Stage("reports", time.perf_counter() - started, reported["cpu"],
                               reported["peak"], sum(finished["counts"].values()),
                               detail={"error": reported["error"]} if "error" in reported
@@ -528,7 +530,7 @@ def _bench_database(database: str, folder: Path, meta: dict, args: argparse.Name
         upgrade(url)
         loaded = load_caseload(settings, folder)
         dispose(url)
-        stages = run_review(settings, meta, pool, args.jobs)
+        stages = run_review(settings, meta, pool, args.jobs, not args.skip_reports)
         print_stages(f"{database} (caseload written in {loaded:.1f} s)", stages)
         figures["databases"][database] = {
             "caseload_load_seconds": loaded,
@@ -570,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--chart", type=Path, default=None, help="PNG of the scaling series")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--skip-reports", action="store_true")
     args = parser.parse_args(argv)
     args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]
     sizes = [int(s) for s in args.series.split(",") if s] or [args.households]

@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
@@ -30,7 +31,7 @@ from connectors.registry import load_partners
 from schemas import load_contract
 from verification import audit
 from verification.config import Settings
-from verification.decode import read_table
+from verification.decode import read_feed_table
 from verification.storage import session_scope
 from verification.storage.models import Feed, Partner, QuarantinedRow
 from verification.tokens import person_tokens
@@ -130,7 +131,7 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
                     raw_path, plain, keyring=keyring, trusted=trusted,
                     freshness=DbFreshness(session, exclude_feed=feed_id))
                 _check_manifest(feed, partner_code, manifest)
-                frame = read_table(plain, manifest.content_type)
+                frame = read_feed_table(plain, manifest.content_type)
         except (envelope.EnvelopeError, IntakeRejected, UnicodeDecodeError, ValueError) as err:
             return _reject(session, feed, f"{type(err).__name__}: {err}")
         if len(frame) != manifest.row_count:
@@ -165,7 +166,7 @@ def _stage(settings: Settings, session: Session, feed: Feed, frame: pd.DataFrame
     checked = validate_frame(frame, feed.kind)
     staged = checked.accepted.drop(columns=["name"], errors="ignore")
     id_field = load_contract(feed.kind)["x-hedui"]["person_id_field"]
-    staged.insert(0, "person_token", person_tokens(settings.token_key, staged.pop(id_field)))
+    staged.insert(0, "person_token", _tokens(settings, staged.pop(id_field)))
     settings.staging_dir.mkdir(parents=True, exist_ok=True)
     path = settings.staging_dir / f"feed-{feed.id}.parquet"
     staged.to_parquet(path, index=False)
@@ -184,6 +185,16 @@ def _stage(settings: Settings, session: Session, feed: Feed, frame: pd.DataFrame
                  {"partner": manifest.partner, "kind": feed.kind, "sequence": feed.sequence,
                   **counts})
     log.info("feed %s %s #%s accepted: %s", manifest.partner, feed.kind, feed.sequence, counts)
+
+
+def _tokens(settings: Settings, canonical_ids: pd.Series) -> pd.Series:
+    """``person_tokens`` computed once per distinct ID (a monthly feed names each person twelve
+    times) and put back by position."""
+    codes, distinct = pd.factorize(canonical_ids, use_na_sentinel=True)
+    tokens = person_tokens(settings.token_key,
+                           pd.Series([*np.asarray(distinct, dtype=object), None], dtype=object))
+    positions = np.where(codes < 0, len(distinct), codes)
+    return tokens.iloc[positions].set_axis(canonical_ids.index)
 
 
 def _reject(session: Session, feed: Feed, reason: str) -> IntakeResult:

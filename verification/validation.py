@@ -9,13 +9,18 @@ person can act on. ``received == accepted + quarantined`` always holds.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
 from schemas import load_contract
@@ -53,8 +58,67 @@ def _nfkc(series: pd.Series) -> pd.Series:
     return series.map(lambda v: unicodedata.normalize("NFKC", v) if isinstance(v, str) else v)
 
 
+# Large feeds repeat themselves (twelve monthly rows per person, a few hundred employers, a dozen
+# months): a column with few distinct values is parsed once per distinct value and the answers
+# are put back by position. Every parser here is a function of the value alone, so the answers are
+# those of parsing row by row.
+_DISTINCT_MIN_ROWS = 1000
+_DISTINCT_SHARE = 0.5
+# A plain ASCII decimal: NFKC, strip and the separator removal leave it as it is, so it parses
+# directly (in Arrow) to the float the general path would give.
+_PLAIN_DECIMAL = r"^[0-9]{1,15}(\.[0-9]{1,15})?$"
+
+
+def _per_distinct(raw: pd.Series, parse: Callable[[pd.Series], Any]) -> Any:
+    """``parse(raw)``, computed on the distinct values when ``raw`` repeats enough.
+
+    ``parse`` returns a Series or a tuple of Series aligned with its input."""
+    if len(raw) < _DISTINCT_MIN_ROWS:
+        return parse(raw)
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    if len(uniques) > _DISTINCT_SHARE * len(raw):
+        return parse(raw)
+    distinct = pd.Series([*np.asarray(uniques, dtype=object), None], dtype=object)
+    if isinstance(raw.dtype, pd.StringDtype):
+        distinct = distinct.astype(raw.dtype)
+    parsed = parse(distinct)
+    positions = np.where(codes < 0, len(uniques), codes)
+
+    def spread(series: pd.Series) -> pd.Series:
+        return series.iloc[positions].set_axis(raw.index)
+
+    return tuple(spread(p) for p in parsed) if isinstance(parsed, tuple) else spread(parsed)
+
+
+def _arrow_strings(raw: pd.Series) -> pyarrow.Array | None:
+    """The column as an Arrow string array, or None when it holds anything but strings."""
+    try:
+        data = pyarrow.array(raw.array) if isinstance(raw.dtype, pd.StringDtype) else pyarrow.array(
+            raw.to_numpy(dtype=object), pyarrow.string(), from_pandas=True)
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, TypeError):
+        return None
+    if isinstance(data, pyarrow.ChunkedArray):
+        data = data.combine_chunks()
+    return data if data.type in (pyarrow.string(), pyarrow.large_string()) else None
+
+
 def parse_number(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     """'1,234.50', '1234.5元', '￥1234', full-width digits → float; returns (values, bad mask)."""
+    data = _arrow_strings(raw) if len(raw) >= _DISTINCT_MIN_ROWS else None
+    if data is None:
+        return _parse_number_text(raw)
+    plain = pc.fill_null(pc.match_substring_regex(data, _PLAIN_DECIMAL), False).to_numpy(
+        zero_copy_only=False)
+    values = np.full(len(raw), np.nan)
+    values[plain] = pc.cast(data.filter(pyarrow.array(plain)), pyarrow.float64()).to_numpy()
+    bad = np.zeros(len(raw), dtype=bool)
+    if not plain.all():
+        rest, rest_bad = _parse_number_text(raw[~plain])
+        values[~plain], bad[~plain] = rest.to_numpy(), rest_bad.to_numpy()
+    return pd.Series(values, index=raw.index), pd.Series(bad, index=raw.index)
+
+
+def _parse_number_text(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     text = _nfkc(raw.astype("string")).str.strip()
     text = text.str.replace(r"[,\s元¥]", "", regex=True)
     blank = text.isna() | (text == "")
@@ -115,24 +179,35 @@ def _parse_fields(frame: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, list[pd
         raw = frame[name] if name in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
         title = f"{spec['title']} ({name})"
         if ftype in ("number", "integer"):
-            values, bad = parse_number(raw)
+            values, bad = _per_distinct(raw, parse_number)
             if ftype == "integer":
                 bad |= values.notna() & (values % 1 != 0)
             problems.append(_problems(bad, lines, name, "BAD_NUMBER", f"{title} is not a number"))
         elif ftype in ("date", "yearmonth"):
-            values, bad = parse_date(raw, yearmonth=ftype == "yearmonth")
+            values, bad = _per_distinct(
+                raw, functools.partial(parse_date, yearmonth=ftype == "yearmonth"))
             problems.append(_problems(bad, lines, name, "BAD_DATE", f"{title} is not a valid date"))
         else:
-            values = raw.astype("string").str.strip()
-            values = values.where(values != "", pd.NA)
+            values = _per_distinct(raw, _stripped)
             if spec.get("x-identifier") == "resident_id":
                 values = _resident_ids(values, lines, title, problems, name)
         typed[name] = values
     return typed, problems
 
 
-def _resident_ids(values, lines, title, problems, name) -> pd.Series:  # noqa: ANN001
+def _stripped(raw: pd.Series) -> pd.Series:
+    values = raw.astype("string").str.strip()
+    return values.where(values != "", pd.NA)
+
+
+def _canonical_ids(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     result = identifiers.canonicalise_ids(values)
+    return result.values, result.reasons, result.messages
+
+
+def _resident_ids(values, lines, title, problems, name) -> pd.Series:  # noqa: ANN001
+    canonical, reasons, messages = _per_distinct(values, _canonical_ids)
+    result = identifiers.CanonicalIds(values=canonical, reasons=reasons, messages=messages)
     bad = (result.reasons != "") & values.notna()
     for reason in result.reasons[bad].unique():
         mask = result.reasons == reason
@@ -148,7 +223,8 @@ def _uscc_warnings(typed: pd.DataFrame, kind: str, lines: pd.Series) -> pd.DataF
     for spec in load_contract(kind)["fields"]:
         if spec.get("x-identifier") == "uscc" and spec["name"] in typed:
             codes = typed[spec["name"]]
-            failing = codes.notna() & ~codes.map(_uscc_ok)
+            wrong = [code for code in codes.dropna().unique() if not _uscc_ok(code)]  # once each
+            failing = codes.notna() & codes.isin(wrong)
             found.append(_problems(failing, lines, spec["name"], "USCC_CHECK", msg))
     return pd.concat(found, ignore_index=True)
 

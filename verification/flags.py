@@ -187,8 +187,11 @@ def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
     informative = signals[~signals["code"].isin(REVIEW_SIGNALS)]
     parts = [chosen, under_review, informative,
              _benefit_changes(kinds, hh, reasons, policy), _exit_periods(kinds, signals, policy)]
-    out = pd.concat([p.astype({"code": str}) for p in parts if len(p)], ignore_index=True)
-    out = out.drop_duplicates(["household_id", "code", "evidence_refs"])
+    filled = [p.astype({"code": str}) for p in parts if len(p)]
+    if not filled:  # no households in this shard
+        return pd.DataFrame(columns=REASON_COLUMNS)
+    out = pd.concat(filled, ignore_index=True).drop_duplicates(
+        ["household_id", "code", "evidence_refs"])
     return out[REASON_COLUMNS].reset_index(drop=True)
 
 

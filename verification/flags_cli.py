@@ -43,8 +43,11 @@ def list_command(
     kind: Annotated[str | None, typer.Option(help="类型 / flag kind, e.g. REMOVE")] = None,
     street: Annotated[str | None, typer.Option(help="街道代码 / street code")] = None,
     run: Annotated[int | None, typer.Option(help="运行编号 / run id (default latest)")] = None,
+    with_keep: Annotated[bool, typer.Option(
+        "--with-keep", help="含“继续保障”（无须办理）/ include KEEP (needs no action)")] = False,
 ) -> None:
-    """Flags in your jurisdiction, soonest due first."""
+    """Flags in your jurisdiction, soonest due first (KEEP, which needs no action, only when
+    asked for)."""
     if status not in STATUSES:
         raise typer.BadParameter(f"status must be one of {', '.join(STATUSES)}")
     if kind and kind not in codes.flags():
@@ -53,6 +56,8 @@ def list_command(
         rows = flag_actions.list_flags(load_settings(), who, run_id=run,
                                        status=None if status == "all" else status,
                                        kind=kind, street=street)
+    if not (with_keep or kind):
+        rows = [row for row in rows if row["kind"] != "KEEP"]
     for row in rows:
         typer.echo(_line(row))
     typer.echo(f"共 {len(rows)} 条 / {len(rows)} flags")

@@ -334,3 +334,15 @@ def test_invariants_refuse_a_reason_against_a_household_without_evidence():
     with pytest.raises(FlagInvariantError, match="cite no evidence"):
         check_invariants(FlagFrames(frames.flags, bare, frames.evidence),
                          _results("not_eligible"), frames.evidence)
+
+
+def test_a_shard_without_households_gives_no_flags():
+    households = pd.DataFrame(columns=["status", "street_code", "community_code",
+                                       "current_benefit"]).rename_axis("household_id")
+    results = pd.DataFrame(columns=["decision", "benefit", "missing_sources"])
+    evidence = empty_evidence().assign(household_id=pd.Series(dtype="int64"),
+                                       match_grade=pd.Series(dtype=object))
+    reasons = pd.DataFrame(columns=["household_id", "code", "passed", "value", "limit",
+                                    "parameter", "reference", "evidence_refs"])
+    frames = decide_flags(households, results, reasons, evidence, AS_OF, POLICY)
+    assert (len(frames.flags), len(frames.reasons), len(frames.evidence)) == (0, 0, 0)

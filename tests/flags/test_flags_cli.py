@@ -34,8 +34,12 @@ def test_officer_lists_and_resolves_only_in_their_street(reviewed):
     listed = runner.invoke(app, ["list", "--user", "officer_wusan"])
     assert listed.exit_code == 0, listed.output
     mine = _ids(listed.output)
-    expected = list_flags(reviewed, principal("officer_wusan"), status="unresolved")
+    unresolved = list_flags(reviewed, principal("officer_wusan"), status="unresolved")
+    expected = [f for f in unresolved if f["kind"] != "KEEP"]
     assert mine == [f["id"] for f in expected] and mine
+    assert len(expected) < len(unresolved)  # KEEP needs no action: listed only when asked
+    with_keep = runner.invoke(app, ["list", "--user", "officer_wusan", "--with-keep"])
+    assert _ids(with_keep.output) == [f["id"] for f in unresolved]
     assert "五三街道" in listed.output and "浑河站西街道" not in listed.output
     assert f"共 {len(mine)} 条" in listed.output
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,10 +37,31 @@ class AuditPersonalData(ValueError):
     """An audit detail would have held a raw ID number: refused, nothing written."""
 
 
-def _digest(prev: str, at: str, actor: str, action: str, subject: str, detail: dict) -> str:
+def _sm3(data: bytes) -> str:
+    from cryptography.hazmat.primitives import hashes
+
+    digest = hashes.Hash(hashes.SM3())
+    digest.update(data)
+    return digest.finalize().hex()
+
+
+# The chain's hash function is configuration (HEDUI_AUDIT_HASH); each event records its own, so a
+# deployment can switch to the national algorithm SM3 (GB/T 32905) without rewriting history.
+HASH_ALGORITHMS = {"sha256": lambda data: hashlib.sha256(data).hexdigest(), "sm3": _sm3}
+
+
+def hash_algorithm() -> str:
+    name = os.environ.get("HEDUI_AUDIT_HASH", "sha256").strip().lower()
+    if name not in HASH_ALGORITHMS:
+        raise ValueError(f"HEDUI_AUDIT_HASH={name!r}: use one of {', '.join(HASH_ALGORITHMS)}")
+    return name
+
+
+def _digest(prev: str, at: str, actor: str, action: str, subject: str, detail: dict,
+            algorithm: str = "sha256") -> str:
     body = json.dumps([prev, at, actor, action, subject, detail], ensure_ascii=False,
                       sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(body.encode()).hexdigest()
+    return HASH_ALGORITHMS[algorithm](body.encode())
 
 
 def _strings(value: Any) -> Iterable[str]:
@@ -78,9 +100,10 @@ def record(session: Session, actor: str, action: str, subject: str = "",
         session.execute(text("SELECT pg_advisory_xact_lock(4242)"))
     last = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)) or ""
     at = utcnow()
+    algorithm = hash_algorithm()
     event = AuditEvent(at=at, actor=actor, action=action, subject=subject, detail=detail,
-                       prev_hash=last)
-    event.hash = _digest(last, at.isoformat(), actor, action, subject, detail)
+                       prev_hash=last, hash_alg=algorithm)
+    event.hash = _digest(last, at.isoformat(), actor, action, subject, detail, algorithm)
     session.add(event)
     session.flush()
     return event
@@ -127,7 +150,7 @@ def record_evidence_access(session: Session, actor: str, purpose: str, evidence:
 @dataclass(frozen=True)
 class ChainCheck:
     events: int
-    first_break: int | None  # id of the first event whose hash does not hold
+    first_break: int | None  # id of the first event that does not hold (0: a recorded head lost)
     reason: str = ""
     head: str = ""  # hash of the last event: record it elsewhere to detect a cut-off tail
 
@@ -136,13 +159,21 @@ class ChainCheck:
         return self.first_break is None
 
 
-def verify_chain(session: Session) -> ChainCheck:
+def verify_chain(session: Session, expect_head: str | None = None) -> ChainCheck:
+    """Walk the chain from the first event; the first event that does not hold is reported.
+
+    A hash chain alone cannot tell a cut-off tail, or a chain recomputed from scratch by someone
+    who can write the table. ``expect_head`` closes that gap: a head recorded earlier outside the
+    database (``hedui audit verify`` prints it) must still be in the chain."""
     prev = ""
     count = 0
+    seen_head = expect_head is None
     for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(1000):
         count += 1
+        if event.hash_alg not in HASH_ALGORITHMS:
+            return ChainCheck(count, event.id, f"unknown hash algorithm {event.hash_alg!r}")
         expected = _digest(prev, event.at.isoformat(), event.actor, event.action, event.subject,
-                           event.detail)
+                           event.detail, event.hash_alg)
         if event.prev_hash != prev:
             return ChainCheck(count, event.id, "does not link to the event before it: an event "
                               "was deleted or inserted here")
@@ -157,6 +188,10 @@ def verify_chain(session: Session) -> ChainCheck:
                 return ChainCheck(count, event.id, "the persons recorded for this access were "
                                   "changed")
         prev = event.hash
+        seen_head = seen_head or event.hash == expect_head
+    if not seen_head:
+        return ChainCheck(count, 0, f"the recorded head {expect_head} is no longer in the chain: "
+                          "events after it were removed, or the chain was rewritten", prev)
     return ChainCheck(count, None, "", prev)
 
 

@@ -99,19 +99,24 @@ def keys_rotate(user: str | None = UserOption,
 
 @audit_app.command("verify")
 @_refusals
-def audit_verify(user: str | None = UserOption) -> None:
+def audit_verify(user: str | None = UserOption,
+                 expect_head: str | None = typer.Option(
+                     None, "--expect-head", help="a head printed by an earlier verify, kept "
+                     "outside the database: it must still be in the chain")) -> None:
     """Check the audit chain; report the first event that does not hold."""
     from verification.audit import verify_chain
     from verification.storage import session_scope
 
     acting_user(user).require("audit.verify")
     with session_scope(load_settings().database_url) as session:
-        check = verify_chain(session)
+        check = verify_chain(session, expect_head=expect_head)
     if check.ok:
-        say(f"audit chain intact: {check.events} events, head {check.head}")
+        say(f"audit chain intact: {check.events} events, head {check.head} (record it outside "
+            "the database; pass it as --expect-head next time)")
         return
-    say(f"audit chain BROKEN at event {check.first_break} (event {check.events} in order): "
-        f"{check.reason}", err=True)
+    where = (f"at event {check.first_break} (event {check.events} in order)"
+             if check.first_break else f"after {check.events} events")
+    say(f"audit chain BROKEN {where}: {check.reason}", err=True)
     raise typer.Exit(1)
 
 

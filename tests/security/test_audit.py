@@ -161,3 +161,52 @@ def test_the_user_comes_from_hedui_user(cli_db):
     _events(cli_db.database_url, 1)
     assert _invoke("audit", "verify", env={"HEDUI_USER": "admin"}).exit_code == 0
     assert _invoke("audit", "verify", env={"HEDUI_USER": "officer_wusan"}).exit_code == 1
+
+
+def test_the_chain_can_switch_to_sm3_without_rewriting_history(database_url, monkeypatch):
+    from cryptography.hazmat.primitives import hashes
+
+    _events(database_url, 2)
+    monkeypatch.setenv("HEDUI_AUDIT_HASH", "SM3")
+    ids = _events(database_url, 2)
+    with session_scope(database_url) as session:
+        rows = session.execute(text("SELECT hash_alg, hash FROM audit_events ORDER BY id")).all()
+        assert [r[0] for r in rows] == ["sha256", "sha256", "sm3", "sm3"]
+        assert audit.verify_chain(session).ok
+        event = session.get(audit.AuditEvent, ids[0])
+        body = audit._digest(event.prev_hash, event.at.isoformat(), event.actor, event.action,
+                             event.subject, event.detail, "sha256")
+        assert body != event.hash  # an SM3 event does not verify as SHA-256
+    sm3 = hashes.Hash(hashes.SM3())
+    sm3.update(b"abc")
+    assert audit.HASH_ALGORITHMS["sm3"](b"abc") == sm3.finalize().hex() == (
+        "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0")  # GB/T 32905 A.1
+    _tamper(database_url, "UPDATE audit_events SET hash_alg = 'sha256' WHERE id = :i", i=ids[0])
+    with session_scope(database_url) as session:
+        assert audit.verify_chain(session).first_break == ids[0]
+    monkeypatch.setenv("HEDUI_AUDIT_HASH", "md5")
+    with pytest.raises(ValueError, match="HEDUI_AUDIT_HASH"), \
+            session_scope(database_url) as session:
+        audit.record(session, "tester", "thing.done")
+
+
+def test_a_recorded_head_exposes_a_cut_tail_or_a_rewritten_chain(database_url):
+    ids = _events(database_url, 4)
+    with session_scope(database_url) as session:
+        head = audit.verify_chain(session).head
+        assert audit.verify_chain(session, expect_head=head).ok
+    _tamper(database_url, "DELETE FROM audit_events WHERE id = :i", i=ids[-1])
+    with session_scope(database_url) as session:
+        plain = audit.verify_chain(session)
+        anchored = audit.verify_chain(session, expect_head=head)
+    assert plain.ok  # a cut tail leaves a consistent chain...
+    assert anchored.first_break == 0 and "no longer in the chain" in anchored.reason  # ...but
+
+
+def test_cli_audit_verify_with_a_recorded_head(cli_db):
+    _events(cli_db.database_url, 3)
+    first = _invoke("audit", "verify", "--user", "admin")
+    head = first.output.split("head ")[1].split()[0]
+    assert _invoke("audit", "verify", "--user", "admin", "--expect-head", head).exit_code == 0
+    lost = _invoke("audit", "verify", "--user", "admin", "--expect-head", "0" * 64)
+    assert lost.exit_code == 1 and "BROKEN after 3 events" in lost.output

@@ -199,6 +199,8 @@ class Flag(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "household_id"),
         Index("ix_flags_jurisdiction", "street_code", "community_code"),
+        # the same household and evidence across runs: carrying resolutions, ageing open flags
+        Index("ix_flags_household_digest", "household_id", "evidence_digest"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
@@ -256,6 +258,7 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64), default="")
     hash: Mapped[str] = mapped_column(String(64), default="")
+    hash_alg: Mapped[str] = mapped_column(String(10), default="sha256")  # sha256 | sm3
 
 
 class AuditSubject(Base):

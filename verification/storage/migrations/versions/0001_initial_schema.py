@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 00:08:35.410877
+Create Date: 2026-11-29 00:31:22.056411
 """
 
 import sqlalchemy as sa
@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("detail", sa.JSON(), nullable=False),
         sa.Column("prev_hash", sa.String(length=64), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("hash_alg", sa.String(length=10), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 00:31:22.056411
+Create Date: 2026-11-29 00:33:00.604703
 """
 
 import sqlalchemy as sa
@@ -242,6 +242,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("flags", schema=None) as batch_op:
         batch_op.create_index(
+            "ix_flags_household_digest", ["household_id", "evidence_digest"], unique=False
+        )
+        batch_op.create_index(
             "ix_flags_jurisdiction", ["street_code", "community_code"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_flags_kind"), ["kind"], unique=False)
@@ -312,6 +315,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_flags_run_id"))
         batch_op.drop_index(batch_op.f("ix_flags_kind"))
         batch_op.drop_index("ix_flags_jurisdiction")
+        batch_op.drop_index("ix_flags_household_digest")
 
     op.drop_table("flags")
     op.drop_table("authorisations")

@@ -258,7 +258,8 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64), default="")
     hash: Mapped[str] = mapped_column(String(64), default="")
-    hash_alg: Mapped[str] = mapped_column(String(10), default="sha256")  # sha256 | sm3
+    hash_alg: Mapped[str] = mapped_column(String(10), default="sha256",
+                                          server_default="sha256")  # sha256 | sm3
 
 
 class AuditSubject(Base):

@@ -174,3 +174,13 @@ def test_sources_that_did_not_answer_are_named_in_the_verification_report():
     assert [n.split("：")[0] for n in named] == ["存款、证券及商业保险", "工资及社会保险缴费",
                                                 "死亡（殡葬）信息"]
     assert _missing({"missing_sources": ""}, RunFacts({}, [], pd.DataFrame(), "")) == []
+
+
+def test_reasons_carry_the_figures_an_officer_acts_on():
+    from verification.reports.flag_reports import reason_text
+
+    assert reason_text("BENEFIT_CHANGED", {"value": 1812.64, "limit": 2250.0}) == (
+        "保障金额变化（现2,250.00元→核定1,812.64元/月）")
+    assert reason_text("GRADUAL_EXIT_PERIOD", {"value": 6.0, "limit": 6.0}).endswith("（6个月）")
+    assert reason_text("VEHICLE_OWNED", {"value": 1.0, "limit": 0.0}) == "拥有机动车辆"
+    assert reason_text("NEAR_BOUNDARY", {"value": None, "limit": 950.0}) == "接近认定边界"

@@ -89,8 +89,9 @@ def flag_table(settings: Settings, run_id: int) -> pd.DataFrame:
             .join(Member).where(Member.relation == "户主")).mappings().all(),
             columns=["household_code", "name_masked", "id_masked"])
         reasons = pd.DataFrame(session.execute(
-            select(FlagReason.flag_id, FlagReason.code).join(Flag)
-            .where(Flag.run_id == run_id)).mappings().all(), columns=["flag_id", "code"])
+            select(FlagReason.flag_id, FlagReason.code, FlagReason.detail).join(Flag)
+            .where(Flag.run_id == run_id)).mappings().all(),
+            columns=["flag_id", "code", "detail"])
         evidence = pd.DataFrame(session.execute(
             select(FlagEvidence.flag_id, FlagEvidence.source_kind, FlagEvidence.record_ref,
                    FlagEvidence.item, FlagEvidence.period_end).join(Flag)
@@ -115,10 +116,32 @@ def _first_seen(session, run_id: int) -> pd.Series:  # noqa: ANN001
     return pd.Series(dict(rows), dtype=object)
 
 
+# Reasons whose figures an officer needs to act: how to show value and limit (yuan or counts).
+_FIGURES = {
+    "BENEFIT_CHANGED": "现{limit:,.2f}元→核定{value:,.2f}元/月",
+    "GRADUAL_EXIT_PERIOD": "{value:g}个月",
+    "NEAR_BOUNDARY": "测算值{value:,.2f}，界限{limit:,.2f}",
+    "INCOME_OVER_STANDARD": "人均{value:,.2f}元，标准{limit:,.2f}元",
+    "FINANCIAL_ASSETS_OVER_LIMIT": "人均{value:,.2f}元，限额{limit:,.2f}元",
+    "MEMBER_DECEASED": "{limit:g}个月内复核",
+    "NEW_EMPLOYMENT": "缴费{value:g}个月",
+}
+
+
+def reason_text(code: str, detail: dict | None) -> str:
+    """The reason's Chinese label, with its figures where they tell the officer what to do."""
+    label = codes.label("reasons", code)
+    figures = _FIGURES.get(code)
+    detail = detail or {}
+    if figures and detail.get("value") is not None and detail.get("limit") is not None:
+        return f"{label}（{figures.format(value=detail['value'], limit=detail['limit'])}）"
+    return label
+
+
 def _compose(flags: pd.DataFrame, heads: pd.DataFrame, reasons: pd.DataFrame,
              evidence: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    reason_text = reasons.assign(text=reasons["code"].map(
-        lambda c: codes.label("reasons", c))).groupby("flag_id")["text"].agg("；".join)
+    texts = [reason_text(c, d) for c, d in zip(reasons["code"], reasons["detail"], strict=True)]
+    reason_text_by_flag = reasons.assign(text=texts).groupby("flag_id")["text"].agg("；".join)
     evidence_text = evidence.assign(text=evidence["source_kind"].map(
         lambda k: codes.label("feed_kinds", k)) + "·" + evidence["item"].map(
         lambda i: codes.label("items", i)) + "·" + evidence["record_ref"]).groupby(
@@ -130,7 +153,7 @@ def _compose(flags: pd.DataFrame, heads: pd.DataFrame, reasons: pd.DataFrame,
     table["status"] = table["status"].map(lambda s: codes.label("household_status", s))
     table["flag"] = table["kind"].map(lambda k: codes.label("flags", k))
     table["action"] = table["kind"].map(lambda k: codes.flags()[k]["action_zh"])
-    table["reasons"] = table["flag_id"].map(reason_text).fillna("")
+    table["reasons"] = table["flag_id"].map(reason_text_by_flag).fillna("")
     table["evidence"] = table["flag_id"].map(evidence_text).fillna("")
     table["standard"] = table["details"].map(lambda d: (d or {}).get("standard"))
     for col in ("per_capita_income", "benefit", "current_benefit", "standard"):

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 
 from connectors.http_pull import PartnerClient
 from connectors.keys import CentreKeyring, PartnerDirectory
 from connectors.registry import delivered_kinds, load_partners
-from verification import audit, flag_actions, intake
+from verification import audit, bulk, flag_actions, intake
 from verification.assessment import assess
 from verification.config import Settings
 from verification.evidence import empty_evidence, evidence_from_staged
@@ -253,66 +253,71 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _insert_assessments(session, run_id: int, frame: pd.DataFrame) -> None:  # noqa: ANN001
+    """One row per household; the measures not in their own column go to ``details`` (JSON).
+    Written in bulk (verification/bulk.py): COPY on PostgreSQL, one executemany on SQLite."""
+    if frame.empty:
+        return
+    frame = frame.reset_index(drop=True)
     detail_cols = [c for c in frame.columns if c not in (
         "household_id", "decision", "category", "benefit", "household_size", "per_capita_income",
         "financial_assets_per_capita")]
-    rows = [{"run_id": run_id, "household_id": int(r["household_id"]),
-             "decision": r["decision"], "category": r["category"],
-             "benefit": _num(r["benefit"]), "household_size": int(r["household_size"]),
-             "per_capita_income": _num(r["per_capita_income"]),
-             "financial_assets_per_capita": _num(r["financial_assets_per_capita"]),
-             "details": {c: _plain(r[c]) for c in detail_cols}}
-            for r in frame.to_dict("records")]
-    if rows:
-        session.execute(insert(Assessment), rows)
+    rows = pd.DataFrame({
+        "run_id": run_id, "household_id": frame["household_id"].astype("int64"),
+        "decision": frame["decision"], "category": frame["category"],
+        "benefit": _nums(frame["benefit"]),
+        "household_size": frame["household_size"].astype("int64"),
+        "per_capita_income": _nums(frame["per_capita_income"]),
+        "financial_assets_per_capita": _nums(frame["financial_assets_per_capita"]),
+        "details": bulk.json_objects(frame[detail_cols]),
+    })
+    bulk.insert_frame(session.connection(), Assessment.__table__, rows)
 
 
 def _insert_flags(session, run: Run, flags: pd.DataFrame) -> dict[int, int]:  # noqa: ANN001
-    rows = [{"run_id": run.id, "household_id": int(r["household_id"]), "kind": r["kind"],
-             "street_code": r["street_code"], "community_code": r["community_code"],
-             "due_date": r["due_date"] if pd.notna(r["due_date"]) else None,
-             "evidence_digest": r["evidence_digest"], "policy_version": run.policy_version}
-            for r in flags.to_dict("records")]
-    if rows:
-        session.execute(insert(Flag), rows)
-    return dict(session.execute(select(Flag.household_id, Flag.id)
-                                .where(Flag.run_id == run.id)).all())
+    """Flags in bulk; returns household_id → flag id for the run."""
+    if len(flags):
+        rows = pd.DataFrame({
+            "run_id": run.id, "household_id": flags["household_id"].astype("int64").to_numpy(),
+            "kind": flags["kind"].to_numpy(), "street_code": flags["street_code"].to_numpy(),
+            "community_code": flags["community_code"].to_numpy(),
+            "due_date": flags["due_date"].to_numpy(),
+            "evidence_digest": flags["evidence_digest"].to_numpy(),
+            "policy_version": run.policy_version,
+        })
+        bulk.insert_frame(session.connection(), Flag.__table__, rows)
+    households, ids = bulk.fetch_pairs(session.connection(), select(Flag.household_id, Flag.id)
+                                       .where(Flag.run_id == run.id))
+    return dict(zip(households.tolist(), ids.tolist(), strict=True))
 
 
 def _insert_children(session, model, frame: pd.DataFrame,  # noqa: ANN001
                      flag_ids: dict[int, int]) -> None:
+    """Reasons or evidence of the run's flags, in bulk, keyed to their flag by household."""
     if frame.empty:
         return
-    records = frame.assign(flag_id=frame["household_id"].map(flag_ids)).drop(
-        columns=["household_id"])
+    frame = frame.reset_index(drop=True)
+    flag_id = frame["household_id"].map(flag_ids).astype("int64")
     if model is FlagReason:
-        rows = [{"flag_id": int(r["flag_id"]), "code": r["code"],
-                 "detail": {k: _plain(r[k]) for k in ("value", "limit", "parameter", "reference",
-                                                      "evidence_refs")}}
-                for r in records.to_dict("records")]
+        rows = pd.DataFrame({
+            "flag_id": flag_id, "code": frame["code"].astype(object),
+            "detail": bulk.json_objects(frame[["value", "limit", "parameter", "reference",
+                                               "evidence_refs"]]),
+        })
     else:
-        rows = [{"flag_id": int(r["flag_id"]), "source_kind": r["source_kind"],
-                 "feed_id": int(r["feed_id"]), "record_ref": r["record_ref"], "item": r["item"],
-                 "amount": float(r["amount"]), "period_start": _date(r["period_start"]),
-                 "period_end": _date(r["period_end"]), "match_grade": r["match_grade"]}
-                for r in records.to_dict("records")]
-    session.execute(insert(model), rows)
+        rows = pd.DataFrame({
+            "flag_id": flag_id, "source_kind": frame["source_kind"].astype(object),
+            "feed_id": frame["feed_id"].astype("int64"),
+            "record_ref": frame["record_ref"].astype(object), "item": frame["item"].astype(object),
+            "amount": frame["amount"].astype("float64"),
+            "period_start": frame["period_start"], "period_end": frame["period_end"],
+            "match_grade": frame["match_grade"].astype(object),
+        })
+    bulk.insert_frame(session.connection(), model.__table__, rows)
 
 
-def _num(value: object) -> float:
-    return 0.0 if value is None or pd.isna(value) else float(value)
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, str | bool | int) or value is None:
-        return value
-    if pd.isna(value):
-        return None
-    return float(value) if isinstance(value, float) or hasattr(value, "item") else str(value)
-
-
-def _date(value: object) -> dt.date | None:
-    return None if value is None or pd.isna(value) else pd.Timestamp(value).date()
+def _nums(values: pd.Series) -> pd.Series:
+    """``_num`` over a column: missing → 0.0."""
+    return pd.to_numeric(values, errors="coerce").astype("float64").fillna(0.0)
 
 
 # ---- frames from the database ----------------------------------------------------------------

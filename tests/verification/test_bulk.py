@@ -1,0 +1,142 @@
+"""Bulk writes (verification/bulk.py) store exactly what the ORM would, on SQLite and PostgreSQL:
+the same values read back, NULL kept apart from the empty string, awkward text intact, column
+defaults applied, and nothing left behind when the caller's transaction rolls back."""
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import func, insert, select
+
+from verification import bulk
+from verification.storage import session_scope
+from verification.storage.models import Flag, FlagEvidence, FlagReason, Household, Run
+
+AWKWARD = ["plain", "", 'with "quotes"', "comma, and\nnewline", "\\N", "中文 ，全角", "tab\there",
+           "NULL", " padded "]
+
+
+def _household_and_runs(url: str) -> tuple[list[int], int, int]:
+    with session_scope(url) as session:
+        households = [Household(household_code=f"H{i}", area_code="210112",
+                                street_code="210112001", community_code="210112001001",
+                                status="recipient") for i in range(len(AWKWARD))]
+        runs = [Run(run_key=key, as_of=dt.date(2026, 11, 1), region="210112")
+                for key in ("bulk", "orm")]
+        session.add_all(households + runs)
+        session.flush()
+        return [h.id for h in households], runs[0].id, runs[1].id
+
+
+def _flag_rows(households: list[int], run_id: int) -> pd.DataFrame:
+    n = len(households)
+    return pd.DataFrame({
+        "run_id": run_id, "household_id": households, "kind": "REVIEW",
+        "street_code": "210112001", "community_code": "210112001001",
+        "due_date": [dt.date(2026, 12, 1) if i % 2 else None for i in range(n)],
+        "evidence_digest": AWKWARD, "policy_version": "v1",
+    })
+
+
+def _read_flags(url: str, run_id: int) -> list[tuple]:
+    with session_scope(url) as session:
+        return [(f.household_id, f.kind, f.due_date, f.evidence_digest, f.status, f.resolution,
+                 f.resolved_at) for f in session.scalars(
+                    select(Flag).where(Flag.run_id == run_id).order_by(Flag.household_id))]
+
+
+def test_bulk_rows_read_back_as_the_orm_writes_them(database_url):
+    households, bulk_run, orm_run = _household_and_runs(database_url)
+    with session_scope(database_url) as session:
+        written = bulk.insert_frame(session.connection(), Flag.__table__,
+                                    _flag_rows(households, bulk_run))
+        rows = _flag_rows(households, orm_run).to_dict("records")
+        session.execute(insert(Flag), [{**r, "due_date": r["due_date"] or None} for r in rows])
+    assert written == len(households)
+    assert _read_flags(database_url, bulk_run) == _read_flags(database_url, orm_run)
+    by_household = {r[0]: r for r in _read_flags(database_url, bulk_run)}
+    assert [by_household[h][3] for h in households] == AWKWARD  # "" stays "", not NULL
+    assert by_household[households[0]][2] is None and by_household[households[1]][2] == dt.date(
+        2026, 12, 1)
+    assert {r[4] for r in by_household.values()} == {"open"}  # column default applied
+
+
+def test_evidence_and_json_columns_round_trip(database_url):
+    households, run_id, _ = _household_and_runs(database_url)
+    with session_scope(database_url) as session:
+        bulk.insert_frame(session.connection(), Flag.__table__, _flag_rows(households, run_id))
+        hh, ids = bulk.fetch_pairs(session.connection(), select(Flag.household_id, Flag.id)
+                                   .where(Flag.run_id == run_id))
+        assert sorted(hh.tolist()) == sorted(households) and ids.dtype == np.int64
+        flag_id = int(ids[0])
+        evidence = pd.DataFrame({
+            "flag_id": flag_id, "source_kind": "wages", "feed_id": 3, "record_ref": AWKWARD,
+            "item": pd.Categorical(["wage"] * len(AWKWARD)),
+            "amount": np.linspace(0.1, 99999.99, len(AWKWARD)),
+            "period_start": pd.Timestamp("2026-10-01"),
+            "period_end": [pd.NaT] + [pd.Timestamp("2026-10-31")] * (len(AWKWARD) - 1),
+            "match_grade": "certain"})
+        bulk.insert_frame(session.connection(), FlagEvidence.__table__, evidence)
+        details = pd.DataFrame({"value": [1.5, np.nan], "limit": [3.0, 1e20],
+                                "parameter": ["dibao.standard", None],
+                                "reference": ['民政部 "2021"', ""],
+                                "evidence_refs": ["wages:3:a;wages:3:b", None]})
+        bulk.insert_frame(session.connection(), FlagReason.__table__, pd.DataFrame({
+            "flag_id": flag_id, "code": ["INCOME_OVER_STANDARD", "X"],
+            "detail": bulk.json_objects(details)}))
+    with session_scope(database_url) as session:
+        stored = session.scalars(select(FlagEvidence).order_by(FlagEvidence.id)).all()
+        reasons = session.scalars(select(FlagReason).order_by(FlagReason.id)).all()
+    assert [e.record_ref for e in stored] == AWKWARD
+    assert [e.amount for e in stored] == pytest.approx(evidence["amount"].tolist())
+    assert stored[0].period_end is None and stored[1].period_end == dt.date(2026, 10, 31)
+    assert stored[0].period_start == dt.date(2026, 10, 1) and stored[0].item == "wage"
+    assert reasons[0].detail == {"value": 1.5, "limit": 3.0, "parameter": "dibao.standard",
+                                 "reference": '民政部 "2021"',
+                                 "evidence_refs": "wages:3:a;wages:3:b"}
+    assert reasons[1].detail == {"value": None, "limit": 1e20, "parameter": None,
+                                 "reference": "", "evidence_refs": None}
+
+
+def test_a_rolled_back_transaction_leaves_no_rows(database_url):
+    households, run_id, _ = _household_and_runs(database_url)
+    with pytest.raises(RuntimeError), session_scope(database_url) as session:
+        bulk.insert_frame(session.connection(), Flag.__table__, _flag_rows(households, run_id))
+        raise RuntimeError("the rest of the run failed")
+    with session_scope(database_url) as session:
+        assert session.scalar(select(func.count(Flag.id))) == 0
+
+
+def test_batches_cover_every_row(database_url):
+    households, run_id, _ = _household_and_runs(database_url)
+    with session_scope(database_url) as session:
+        bulk.insert_frame(session.connection(), Flag.__table__, _flag_rows(households, run_id),
+                          batch_rows=2)
+    assert len(_read_flags(database_url, run_id)) == len(households)
+
+
+def test_unknown_columns_are_refused(database_url):
+    with session_scope(database_url) as session, pytest.raises(ValueError, match="no column"):
+        bulk.insert_frame(session.connection(), Flag.__table__, pd.DataFrame({"nope": [1]}))
+
+
+def test_json_objects_equal_json_dumps_of_each_row():
+    frame = pd.DataFrame({
+        "float": [1.0, 0.1 + 0.2, np.nan, np.inf, -1e-7, 123456789.125],
+        "int": np.arange(6, dtype=np.int64), "bool": [True, False] * 3,
+        "text": ["a", None, '引号"\\', "", "x", "wages,pensions"],
+        "cat": pd.Categorical(["dibao", "edge", None, "dibao", "none", "edge"]),
+    })
+    expected = []
+    for record in frame.to_dict("records"):
+        row = {}
+        for key, value in record.items():
+            if isinstance(value, float) and np.isnan(value):
+                value = None
+            row[key] = value
+        expected.append(row)
+    got = [json.loads(text) for text in bulk.json_objects(frame)]
+    assert got == expected
+    assert bulk.json_objects(frame.iloc[:1])[0] == json.dumps(expected[0])

@@ -296,7 +296,8 @@ def district() -> dict:
     })
     truth = person_tokens(KEY, source["id_number"]).astype("int64")
     result = match_records(records, members.drop(columns="id_number"), key=KEY)
-    return {"result": result, "kind": kind, "truth": truth, "records": records}
+    return {"result": result, "kind": kind, "truth": truth, "records": records,
+            "members": members.drop(columns="id_number")}
 
 
 def test_end_to_end_certain_only_for_clean_ids_and_always_right(district: dict) -> None:
@@ -395,3 +396,22 @@ def test_blocking_union_equals_brute_force(left_rows: list, right_rows: list) ->
                        for rule in rules)}
     assert set(zip(li.tolist(), ri.tolist(), strict=True)) == expected
     assert len(li) == len(expected)  # each pair once
+
+
+def test_scoring_in_chunks_gives_the_same_result(district: dict) -> None:
+    from dataclasses import replace
+
+    records, members = district["records"], district["members"]
+    whole = replace(default_settings(), training_records=300)
+    chunked = replace(whole, score_chunk_records=37)
+    a = match_records(records, members, whole, key=KEY)
+    b = match_records(records, members, chunked, key=KEY)
+    columns = ["household_id", "person_token_matched", "match_grade", "match_weight"]
+    assert a.matched[columns].sort_index().equals(b.matched[columns].sort_index())
+    assert a.counts == b.counts
+
+
+def test_candidates_list_each_member_once_per_record(district: dict) -> None:
+    shown = district["result"].candidates
+    assert not shown.duplicated(["record_index", "person_token"]).any()
+    assert (shown.groupby("record_index")["rank"].max() <= default_settings().max_candidates).all()

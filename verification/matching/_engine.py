@@ -159,14 +159,14 @@ def _prepared(left, right, settings: MatchSettings):
     return _ensure_columns(left, needed), _ensure_columns(right, needed)
 
 
-def best_per_left(pairs: pd.DataFrame, margin: float) -> pd.DataFrame:
-    """The highest-weight pair of each left row; ``ambiguous`` when a rival on the right is within
-    ``margin`` log2 units (the officer has to choose)."""
-    ranked = pairs.sort_values(["left_row", "match_weight"], ascending=[True, False], kind="stable")
-    first = ~ranked["left_row"].duplicated()
+def best_per_left(pairs: pd.DataFrame, margin: float, by: str = "left_row") -> pd.DataFrame:
+    """The highest-weight pair of each left row (or of each value of ``by``); ``ambiguous`` when
+    a rival on the right is within ``margin`` log2 units (the officer has to choose)."""
+    ranked = pairs.sort_values([by, "match_weight"], ascending=[True, False], kind="stable")
+    first = ~ranked[by].duplicated()
     best = ranked[first].copy()
-    runner_up = ranked[~first].drop_duplicates("left_row").set_index("left_row")["match_weight"]
-    rival = best["left_row"].map(runner_up)
+    runner_up = ranked[~first].drop_duplicates(by).set_index(by)["match_weight"]
+    rival = best[by].map(runner_up)
     best["ambiguous"] = (rival >= best["match_weight"] - margin).fillna(False).to_numpy(bool)
     return best
 
@@ -265,8 +265,8 @@ def match_records(
     people = person_keys(members, key) if _needs_keys(members) else members
     sample = _training_sample(exact_rows, settings)
     keyed = _Keyed(records, key, np.concatenate([rest_rows, exact_rows]))
-    linked, pairs = _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
-                                    settings)
+    linked, pairs, compared = _fallback_pairs(keyed, people, exact_rows, exact_members,
+                                              rest_rows, sample, settings)
     if linked.model.method != "labelled":
         # Without token-verified pairs to learn from, a fallback match is at most possible.
         pairs = pairs.assign(grade_code=np.maximum(pairs["grade_code"], GRADES.index(POSSIBLE)))
@@ -276,10 +276,11 @@ def match_records(
         extra, _ = score(keyed.rows(doubted).reset_index(drop=True), people, linked.model, settings)
         pairs = pd.concat([pairs, extra.assign(record_row=doubted[extra["left_row"].to_numpy()])])
     fallback = _fallback_grades(records, pairs, settings)
-    return _assemble(records, members, exact, fallback, pairs, rest_rows, linked, settings)
+    return _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared,
+                     settings)
 
 
-def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, settings):
+def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared, settings):
     """The result frames: a doubted token match the fallback re-placed is dropped; records with
     neither are unmatched; every graded-down record gets its candidates."""
     exact = exact[~exact["record_row"].isin(fallback["record_row"])]
@@ -289,7 +290,7 @@ def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, setti
     doubted = exact[exact["grade_code"] > 0]
     reviewed = pd.concat([doubted, fallback], ignore_index=True)
     shown = pd.concat([doubted, pairs], ignore_index=True)
-    counts = {"records": len(records), "candidate_pairs": len(linked.pairs)}
+    counts = {"records": len(records), "candidate_pairs": compared}
     counts |= matched["match_grade"].value_counts().reindex(GRADES[:3], fill_value=0).to_dict()
     counts[NONE] = len(unmatched_rows)
     return MatchResult(
@@ -358,9 +359,18 @@ def _training_sample(exact_rows: np.ndarray, settings: MatchSettings) -> np.ndar
 
 def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample, settings):
     """Candidate pairs of the records left over, scored with weights learnt from labelled pairs
-    of exactly matched records (their token says which candidate is the person)."""
+    of exactly matched records (their token says which candidate is the person).
+
+    The model is fitted once on a sample; the records left over are then scored in chunks and
+    only each record's best few candidates are kept, so memory stays bounded however many
+    records lack a valid ID. Returns the fitted link result, the kept pairs and the number of
+    candidate pairs compared.
+    """
     labelled = np.unique(exact_rows)
-    pool = np.union1d(rest_rows, sample)
+    rng = np.random.default_rng(settings.seed + 1)
+    rest_sample = rng.choice(rest_rows, size=min(settings.training_records, len(rest_rows)),
+                             replace=False)
+    pool = np.union1d(rest_sample, sample)
     first_member = pd.Series(exact_members).groupby(exact_rows).first()
     known = first_member.reindex(pool).fillna(-1).to_numpy(dtype=np.int64)
     known[~np.isin(pool, sample)] = -1
@@ -369,13 +379,31 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
     share = len(labelled) / with_token if with_token else 1.0
     linked = link(keyed.rows(pool).reset_index(drop=True), people, settings,
                   training_rows=np.arange(len(pool)), known_match=known, match_share=share)
-    pairs = linked.pairs[np.isin(pool[linked.pairs["left_row"].to_numpy()], rest_rows)]
-    return linked, pairs.assign(record_row=pool[pairs["left_row"].to_numpy()])
+    in_rest = np.isin(pool[linked.pairs["left_row"].to_numpy()], rest_rows)
+    first = linked.pairs[in_rest]
+    kept = [_top_candidates(first.assign(record_row=pool[first["left_row"].to_numpy()]), settings)]
+    compared = len(first)
+    remaining = np.setdiff1d(rest_rows, rest_sample)
+    chunks = max(1, -(-len(remaining) // settings.score_chunk_records))
+    for chunk in (c for c in np.array_split(remaining, chunks) if len(c)):
+        scored, _ = score(keyed.rows(chunk).reset_index(drop=True), people, linked.model, settings)
+        compared += len(scored)
+        scored = scored.assign(record_row=chunk[scored["left_row"].to_numpy()])
+        kept.append(_top_candidates(scored, settings))
+    return linked, pd.concat(kept, ignore_index=True), compared
+
+
+def _top_candidates(pairs: pd.DataFrame, settings: MatchSettings) -> pd.DataFrame:
+    """Each record's best candidates: enough to grade (best and runner-up) and to show."""
+    keep = max(settings.max_candidates, 2)
+    ranked = pairs.sort_values(["record_row", "match_weight"], ascending=[True, False])
+    return ranked.groupby("record_row", sort=False).head(keep)
 
 
 def _fallback_grades(records: pd.DataFrame, pairs: pd.DataFrame, settings) -> pd.DataFrame:
     """Best candidate per record, graded, capped, and kept if probable or possible."""
-    best = best_per_left(pairs, settings.ambiguity_margin)
+    # record_row, not left_row: pairs come from several scoring passes with their own positions
+    best = best_per_left(pairs, settings.ambiguity_margin, by="record_row")
     codes = best["grade_code"].to_numpy()
     has_id = records[MEMBER_KEY].notna().to_numpy()[best["record_row"].to_numpy()]
     codes = _cap(codes, has_id, settings.valid_id_mismatch_grade)
@@ -400,6 +428,7 @@ def _candidates(records, members, pairs, reviewed, settings: MatchSettings) -> p
     shown = pairs[pairs["record_row"].isin(reviewed["record_row"])]
     shown = shown.sort_values(["record_row", "match_weight"], ascending=[True, False],
                               na_position="first")
+    shown = shown.drop_duplicates(["record_row", "right_row"])  # a token match met again
     shown = shown.groupby("record_row", sort=False).head(settings.max_candidates)
     grade = reviewed.drop_duplicates("record_row").set_index("record_row")["grade_code"]
     member_rows = shown["right_row"].to_numpy()

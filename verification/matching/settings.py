@@ -107,7 +107,8 @@ class MatchSettings:
     m_prior_strength: float = 20.0
     em_max_iterations: int = 200
     em_tolerance: float = 1e-7
-    training_records: int = 50_000  # records sampled (with all their candidates) to fit EM
+    training_records: int = 50_000  # records sampled (with all their candidates) to fit weights
+    score_chunk_records: int = 50_000  # records without a valid ID scored per chunk
     random_pairs_for_u: int = 200_000  # random record × member pairs that estimate u
     seed: int = 2026
 

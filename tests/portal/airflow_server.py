@@ -54,6 +54,7 @@ class AirflowServer:
             "AIRFLOW_HOME": str(self.airflow_home),
             "AIRFLOW_CONFIG": str(PROJECT_ROOT / "airflow.cfg"),
             "AIRFLOW__API__PORT": str(self.port), "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": self.url,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
             "AIRFLOW__CORE__PARALLELISM": "2",

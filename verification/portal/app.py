@@ -239,7 +239,8 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
         except flag_actions.FlagActionError:
             return error_page(request, viewer, "error.not_found", 404)
         return render(request, viewer, "flag.html", flag=flag, done=done, error="",
-                      resolutions=flag_actions.RESOLUTIONS, today=clock().isoformat())
+                      resolutions=flag_actions.RESOLUTIONS, today=clock().isoformat(),
+                      evidence=views.evidence_groups(flag["evidence"]))
 
     @app.post("/flags/{flag_id}/acknowledge", name="flag_acknowledge")
     def flag_acknowledge(request: Request, flag_id: int, viewer: Viewer,
@@ -264,6 +265,7 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
             return render(request, viewer, "flag.html", status_code=422, flag=flag, done="",
                           error=_resolution_error(str(err), viewer.lang),
                           resolutions=flag_actions.RESOLUTIONS, today=clock().isoformat(),
+                          evidence=views.evidence_groups(flag["evidence"]),
                           form={"resolution": resolution, "note": note})
         url = request.url_for("flag_detail", flag_id=flag_id)
         return RedirectResponse(f"{url}?done=resolved", status_code=303)

@@ -181,6 +181,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "flag.amount": ("金额(元)", "Amount (¥)"),
     "flag.period": ("所属期间", "Period"),
     "flag.match": ("匹配程度", "Match"),
+    "flag.records": ("{n} 条记录", "{n} records"),
     "flag.value": ("核对值", "Value"),
     "flag.limit": ("标准", "Limit"),
     "flag.reference": ("依据", "Reference"),

@@ -73,6 +73,25 @@ def inbox_flags(settings: Settings, who: Principal,
     return found
 
 
+def evidence_groups(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A flag's evidence grouped by source, item and match grade, oldest record first: twelve
+    monthly wage records read as one line with their months and amounts, each still listed."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for item in evidence:
+        groups[(item["source_kind"], item["item"], item["match_grade"])].append(item)
+    out = []
+    for (source, item, grade), records in groups.items():
+        records = sorted(records, key=lambda r: (r["period_start"] or "", r["record_ref"]))
+        amounts = [r["amount"] for r in records if r["amount"]]
+        out.append({"source_kind": source, "item": item, "match_grade": grade,
+                    "records": records, "count": len(records),
+                    "amount_min": min(amounts, default=0.0),
+                    "amount_max": max(amounts, default=0.0),
+                    "period_start": records[0]["period_start"],
+                    "period_end": max((r["period_end"] or "" for r in records), default="")})
+    return sorted(out, key=lambda g: (g["source_kind"], g["item"]))
+
+
 # ---- dashboard ---------------------------------------------------------------------------------
 def dashboard(settings: Settings, who: Principal, today: dt.date, lang: str,
               runs_shown: int = 12) -> dict[str, Any]:

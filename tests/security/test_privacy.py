@@ -197,3 +197,22 @@ def test_cli_export_respects_roles_and_masks(reviewed, monkeypatch, tmp_path, di
     assert admin.exit_code == 0 and "UNMASKED" in admin.output
     ids = set(pd.read_csv(district_dir / "roster.csv", dtype=str)["id_number"])
     assert set(pd.read_csv(full, dtype=str, encoding="utf-8-sig")["户主身份证号"]) <= ids
+
+
+def test_flags_cli_keeps_officers_to_their_jurisdiction(reviewed, monkeypatch):
+    from verification.flags_cli import app as flags_app
+
+    settings, _ = reviewed
+    monkeypatch.setenv("HEDUI_HOME", str(settings.home))
+    monkeypatch.setenv("HEDUI_DATABASE_URL", settings.database_url)
+    theirs = next(f for f in list_flags(settings, principal("admin"))
+                  if f["street_code"] == "210112001")
+    listed = CliRunner().invoke(flags_app, ["list", "--user", "officer_zhanxi", "--status",
+                                            "all"])
+    assert listed.exit_code == 0 and f"#{theirs['id']} " not in listed.output
+    for command in (["show", str(theirs["id"])], ["ack", str(theirs["id"])]):
+        refused = CliRunner().invoke(flags_app, [*command, "--user", "officer_zhanxi"])
+        assert refused.exit_code == 1 and "outside that jurisdiction" in refused.output
+    shown = CliRunner().invoke(flags_app, ["show", str(theirs["id"]), "--user",
+                                           "officer_wusan"])
+    assert shown.exit_code == 0 and theirs["head_id"] in shown.output

@@ -191,8 +191,10 @@ def review_shard(settings: Settings, run_id: int, shard: str) -> str:
         run = session.get(Run, run_id)
         as_of, region, versions = run.as_of, run.region, run.feed_versions
     households = load_households(settings, street=shard)
-    members = load_members(settings, households.index)
-    evidence = pd.read_parquet(_run_dir(settings, run_id) / "evidence.parquet")
+    members = load_members(settings, street=shard)  # by join: no list of ids in the query
+    # only this street's rows leave Arrow (the file holds every street's evidence)
+    evidence = pd.read_parquet(_run_dir(settings, run_id) / "evidence.parquet",
+                               filters=[("household_id", "in", households.index.tolist())])
     evidence = evidence[evidence["household_id"].isin(households.index)]
     sources = sources_frame(versions)
     parameters = load_parameters()
@@ -329,20 +331,25 @@ def load_households(settings: Settings, street: str | None = None) -> pd.DataFra
     if street:
         query = query.where(Household.street_code == street)
     with session_scope(settings.database_url) as session:
-        frame = pd.DataFrame(session.execute(query).mappings().all())
-    if frame.empty:
-        frame = pd.DataFrame(columns=[c.name for c in query.selected_columns])
+        frame = pd.DataFrame(session.execute(query).all(),
+                             columns=[c.name for c in query.selected_columns])
     return frame.set_index("household_id")
 
 
-def load_members(settings: Settings, household_ids: pd.Index | None = None) -> pd.DataFrame:
+def load_members(settings: Settings, household_ids: pd.Index | None = None,
+                 street: str | None = None) -> pd.DataFrame:
+    """Members of the given households, or of one street's households, or all members."""
     query = select(Member.household_id, Member.person_token, Member.birth_date, Member.gender,
                    Member.relation, Member.exclusion, Member.disability_grade,
                    Member.disability_type, Member.labour_capacity)
     if household_ids is not None:
         query = query.where(Member.household_id.in_([int(i) for i in household_ids]))
+    if street is not None:
+        query = query.join(Household, Household.id == Member.household_id).where(
+            Household.street_code == street)
     with session_scope(settings.database_url) as session:
-        frame = pd.DataFrame(session.execute(query).mappings().all(),
+        # rows as tuples (no dict per row): a province's caseload is millions of members
+        frame = pd.DataFrame(session.execute(query).all(),
                              columns=[c.name for c in query.selected_columns])
     frame["birth_date"] = pd.to_datetime(frame["birth_date"])
     frame["person_token"] = frame["person_token"].astype("int64")

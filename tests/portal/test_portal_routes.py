@@ -240,3 +240,59 @@ def test_english_switch(client_for):
 ])
 def test_row_errors_are_explained_in_chinese(reason, field, expected):
     assert expected in explain(reason, field, "x", "zh", "validator words")
+
+
+def _xlsx(rows: list[list[str]], path: Path) -> Path:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    for row in rows:
+        book.active.append(row)
+    book.save(path)
+    return path
+
+
+def test_xlsx_batches_are_checked_like_csv(client_for, portal_settings, district_dir,
+                                           tmp_path):
+    import csv
+
+    source = batch_file(district_dir, tmp_path, statuses=("monitored",))
+    rows = list(csv.reader(source.read_text("utf-8-sig").splitlines()))
+    client = client_for("hedui_staff")
+    token = _form_token(client.get("/submit").text)
+    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    bad = [list(r) for r in rows]
+    bad[2][bad[0].index("relation")] = "表哥"
+    bad_path = _xlsx(bad, tmp_path / "有错误.xlsx")
+    refused = client.post("/submit", data={"form_token": token},
+                          files={"file": (bad_path.name, bad_path.read_bytes(), xlsx)})
+    assert refused.status_code == 422
+    assert re.findall(r'<tr data-line="(\d+)"', refused.text) == ["3"]
+    assert "「与户主关系」填写为“表哥”，不在允许范围内" in refused.text
+    good = _xlsx(rows, tmp_path / "监测对象.xlsx")
+    accepted = client.post("/submit", data={"form_token": token, "category": "edge"},
+                           files={"file": (good.name, good.read_bytes(), xlsx)})
+    assert accepted.status_code == 303
+    batch_id = int(re.search(r"/batches/(\d+)\?", accepted.headers["location"]).group(1))
+    with session_scope(portal_settings.database_url) as session:
+        batch = session.get(Batch, batch_id)
+        assert (batch.file_name, batch.category) == ("监测对象.xlsx", "edge")
+
+
+def test_whole_file_problems_and_repeated_persons_are_said_plainly(client_for, district_dir,
+                                                                  tmp_path):
+    client = client_for("hedui_staff")
+    token = _form_token(client.get("/submit").text)
+    headless = tmp_path / "缺列.csv"
+    headless.write_text("household_code,name\nHN1,张三\n", "utf-8")
+    response = client.post("/submit", data={"form_token": token},
+                           files={"file": (headless.name, headless.read_bytes(), "text/csv")})
+    assert response.status_code == 422 and "表头缺少必填列" in response.text
+    source = batch_file(district_dir, tmp_path)
+    lines = source.read_text("utf-8-sig").splitlines()
+    twice = tmp_path / "重复.csv"
+    twice.write_text("\n".join([*lines, lines[1]]) + "\n", "utf-8")
+    response = client.post("/submit", data={"form_token": token},
+                           files={"file": (twice.name, twice.read_bytes(), "text/csv")})
+    assert response.status_code == 422
+    assert "同一人在本文件中出现了两次（另见第 " in response.text

@@ -41,6 +41,10 @@ _ZH: dict[str, str] = {
     "HEAD_COUNT": "每户必须有且只有一名与户主关系为“户主”的成员",
     "FIELD_COUNT": "该行的列数与表头不一致（可能多了或少了逗号）",
     "NUMERIC_ID": "长数字被 Excel 存成了数值而丢失位数，请把该列设为“文本”后重新录入",
+    "FUTURE_DATE": "「{title}」晚于今天，授权书不能在将来签署",
+    "EXPIRES_BEFORE_SIGNED": "「{title}」早于授权日期",
+    "DUPLICATE_PERSON": "同一人在本文件中出现了两次{other}，请核对后只保留正确的一行",
+    "INVISIBLE_CHARACTER": "「{title}」中含有看不见的控制字符或乱码字符，请删除后重新提交",
 }
 _EN: dict[str, str] = {
     "REQUIRED": "{title} is required",
@@ -62,6 +66,12 @@ _EN: dict[str, str] = {
     "FIELD_COUNT": "this row has a different number of columns from the header",
     "NUMERIC_ID": "Excel stored a long number as a number and lost digits: format the column as "
                   "text and enter it again",
+    "FUTURE_DATE": "{title} is after today: an authorisation cannot be signed in the future",
+    "EXPIRES_BEFORE_SIGNED": "{title} is before the authorisation was signed",
+    "DUPLICATE_PERSON": "the same person appears twice in this file{other}: keep only the right "
+                        "row",
+    "INVISIBLE_CHARACTER": "{title} holds an invisible control or replacement character: remove "
+                           "it and submit again",
 }
 
 
@@ -94,7 +104,35 @@ def explain(reason: str, field_name: str, value: str, lang: str, fallback: str =
     template = (_ZH if lang == "zh" else _EN).get(reason)
     if template is None:  # a code this page does not know: keep the validator's own words
         return fallback or reason
-    return template.format(title=title, **limits)
+    other = re.search(r"line (\d+)", fallback)
+    other_text = "" if not other else (f"（另见第 {other.group(1)} 行）" if lang == "zh"
+                                       else f" (see also line {other.group(1)})")
+    return template.format(title=title, other=other_text, **limits)
+
+
+_FILE_PROBLEMS = (  # whole-file problems (connectors/decoding.py, roster.py) in plain Chinese
+    (re.compile(r"lacks the required column\(s\) ([^(]+?) \(found"),
+     "表头缺少必填列：{0}。请使用批次文件模板，第一行写列名，不要合并单元格"),
+    (re.compile(r"mixes encodings"), "文件中混用了不同的文字编码（可能从其他文件粘贴了行），"
+                                     "请把整个文件另存为 UTF-8 后重新提交"),
+    (re.compile(r"neither UTF-8 nor GBK"),
+     "无法识别文件的文字编码，请另存为 UTF-8 或 GBK 编码的 CSV"),
+    (re.compile(r"no header line|is empty; the first row must name"),
+     "文件没有表头行，第一行应为列名"),
+    (re.compile(r"appears twice in the header"), "表头中有重复的列名"),
+    (re.compile(r"workbook cannot be opened|no visible sheet"),
+     "无法打开该 Excel 文件，请确认是 .xlsx 格式"),
+)
+
+
+def explain_file_problem(message: str, lang: str) -> str:
+    """A whole-file problem (the file cannot be read as a table) in plain words."""
+    if lang == "zh":
+        for pattern, text in _FILE_PROBLEMS:
+            found = pattern.search(message)
+            if found:
+                return text.format(*found.groups())
+    return message
 
 
 def _number(value: object) -> object:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from verification import audit, batches
 from verification.config import Settings
-from verification.portal.row_errors import RowErrors, group_by_row
+from verification.portal.row_errors import RowErrors, explain_file_problem, group_by_row
 from verification.storage import session_scope
 
 DAG_ID = "batch_check"
@@ -79,7 +79,8 @@ def check_file(path: Path, lang: str) -> CheckedUpload:
     try:
         checked = validate_roster(path)
     except (DecodeError, ValueError, KeyError) as err:
-        return CheckedUpload(unreadable=str(err).splitlines()[0][:300])
+        message = str(err).splitlines()[0][:300]
+        return CheckedUpload(unreadable=explain_file_problem(message, lang))
     result = CheckedUpload(received=checked.received,
                            households=int(checked.accepted["household_code"].nunique())
                            if len(checked.accepted) else 0)

@@ -24,7 +24,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, inspect, select, text
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.orm import Session
 
 from verification.storage.models import AuditEvent, AuditSubject, utcnow
@@ -123,9 +125,11 @@ def record_access(session: Session, actor: str, partner: str, purpose: str,
     event = record(session, actor, "data.access", purpose,
                    {"partner": partner, "subjects": len(distinct),
                     "subjects_sha256": subjects_digest(distinct), **(detail or {})})
-    if distinct:
-        session.execute(insert(AuditSubject),
-                        [{"event_id": event.id, "person_token": t} for t in distinct])
+    if distinct:  # a review touches millions of persons: written in bulk (COPY / executemany)
+        from verification import bulk
+
+        bulk.insert_frame(session.connection(), AuditSubject.__table__, pd.DataFrame(
+            {"event_id": event.id, "person_token": np.array(distinct, dtype=np.int64)}))
     return event
 
 
@@ -139,7 +143,8 @@ def record_evidence_access(session: Session, actor: str, purpose: str, evidence:
     kinds: dict[str, set[str]] = {}
     for kind, group in evidence.groupby("source_kind"):
         partner = partners.get(str(kind), str(kind))
-        by_partner.setdefault(partner, set()).update(int(t) for t in group["person_token"])
+        by_partner.setdefault(partner, set()).update(
+            group["person_token"].astype("int64").unique().tolist())
         kinds.setdefault(partner, set()).add(str(kind))
     for partner in sorted(by_partner):
         events.append(record_access(session, actor, partner, purpose, by_partner[partner],

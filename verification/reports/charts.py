@@ -1,8 +1,9 @@
 """Charts for the HTML summaries, drawn with matplotlib and returned as inline SVG.
 
-SVG keeps the charts sharp on paper and in a PDF, and text is drawn as paths, so the reader needs
-no Chinese font. The machine that draws them does: Noto Sans CJK (Debian ``fonts-noto-cjk``) or
-one of the other fonts in ``CJK_FONTS``.
+SVG keeps the charts sharp on paper and in a PDF. Text stays text (small files, searchable, and
+several times faster to write than glyph paths): the viewer draws it with the first font of
+``CJK_FONTS`` it has, or its own Chinese default. The machine that lays the charts out needs one
+of them too, for the text widths: Noto Sans CJK (Debian ``fonts-noto-cjk``).
 """
 
 from __future__ import annotations

@@ -298,8 +298,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--throughput-repeats", type=int, default=10,
                         help="the exact path is short: more runs find a quiet moment")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="only (c), e.g. to measure the exact path again at a quiet moment")
     parser.add_argument("--update-docs", action="store_true")
     args = parser.parse_args()
+    if args.throughput_only:
+        print(evaluate_throughput(args.throughput_repeats))
+        return
     rows = evaluate_febrl(args.repeats)
     print(table(rows), flush=True)
     chinese, detail = evaluate_chinese(args.repeats, args.members, args.records)

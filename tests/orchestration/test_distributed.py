@@ -28,7 +28,9 @@ from tests.orchestration.processes import (
 from verification.airflow_api import AirflowApi, AirflowApiConfig
 from verification.config import Settings, load_settings
 
-pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.postgres]
+# the two deployment tests run one after the other on one xdist worker (`--dist loadgroup`)
+pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.postgres,
+              pytest.mark.xdist_group("airflow-deployments")]
 REDIS_URL = os.environ.get("HEDUI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 AS_OF = "2026-11-01"
@@ -120,6 +122,10 @@ def _load_data(settings: Settings, district_dir: Path) -> None:
 
 def test_review_on_celery_workers_equals_the_in_process_review(
         tmp_path, district_dir, databases, redis_url):
+    import importlib.util
+
+    if importlib.util.find_spec("asyncpg") is None:  # Airflow's async metadata sessions
+        pytest.fail("asyncpg is not installed: Airflow on PostgreSQL needs it (pyproject.toml)")
     base = load_settings(tmp_path / "var")
     settings = Settings(home=base.home, database_url=databases["app"], token_key=base.token_key,
                         token_key_id=base.token_key_id)

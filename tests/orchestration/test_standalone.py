@@ -20,7 +20,8 @@ from tests.orchestration.processes import (
 )
 from verification.airflow_api import AirflowApi, AirflowApiConfig
 
-pytestmark = [pytest.mark.airflow, pytest.mark.slow]
+# the two deployment tests run one after the other on one xdist worker (`--dist loadgroup`)
+pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.xdist_group("airflow-deployments")]
 HEDUI_DAGS = {f"partner_{c}" for c in load_partners()} | {
     "dynamic_review", "batch_check", "housekeeping"}
 

@@ -142,10 +142,15 @@ def _compose(flags: pd.DataFrame, heads: pd.DataFrame, reasons: pd.DataFrame,
              evidence: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     texts = [reason_text(c, d) for c, d in zip(reasons["code"], reasons["detail"], strict=True)]
     reason_text_by_flag = reasons.assign(text=texts).groupby("flag_id")["text"].agg("；".join)
-    evidence_text = evidence.assign(text=evidence["source_kind"].map(
-        lambda k: codes.label("feed_kinds", k)) + "·" + evidence["item"].map(
-        lambda i: codes.label("items", i)) + "·" + evidence["record_ref"]).groupby(
-        "flag_id")["text"].agg(lambda s: "；".join(sorted(set(s))[:8]))
+    # Deaths, registrations and assets first: monthly income records are many and alike.
+    monthly = set(codes.items("income") + codes.items("contribution"))
+    evidence = evidence.assign(
+        monthly=evidence["item"].isin(monthly),
+        text=evidence["source_kind"].map(lambda k: codes.label("feed_kinds", k)) + "·"
+        + evidence["item"].map(lambda i: codes.label("items", i)) + "·"
+        + evidence["record_ref"]).sort_values(["flag_id", "monthly", "text"])
+    evidence_text = evidence.drop_duplicates(["flag_id", "text"]).groupby("flag_id")[
+        "text"].agg(lambda s: "；".join(s.iloc[:8]))
     table = flags.merge(heads, on="household_code", how="left")
     table["street"] = table["street_code"].map(jurisdictions.street_name)
     table["community"] = table["community_code"].map(jurisdictions.community_name)

@@ -113,7 +113,14 @@ def test_staff_submit_an_invalid_then_a_valid_batch_and_see_it_complete(browser,
                                                                        district_dir, tmp_path):
     page = _login(browser, server, "hedui_staff")
     assert page.get_by_test_id("who").inner_text().startswith("hedui_staff")
+    assert page.get_by_test_id("days-open").is_visible()
     _shot(page, "dashboard")
+    page.get_by_role("link", name="EN").click()
+    assert page.locator("h1").inner_text() == "Dashboard"
+    assert page.get_by_test_id("nav-inbox").count() == 0  # staff: no officer inbox in the menu
+    _shot(page, "dashboard-en")
+    page.get_by_role("link", name="中文").click()
+    assert page.locator("h1").inner_text() == "工作台"
     page.get_by_test_id("nav-feeds").click()
     assert page.locator(".partner").count() == 6
     _shot(page, "feeds")

@@ -59,6 +59,13 @@ def test_ageing_buckets_by_due_date():
                                           "no_due": 1}
 
 
+def test_days_open_buckets_by_when_the_flag_was_raised():
+    today = dt.date(2026, 11, 29)
+    raised = [dt.datetime(2026, 11, 29, 8), dt.datetime(2026, 11, 22), dt.datetime(2026, 11, 21),
+              dt.datetime(2026, 9, 30), dt.datetime(2026, 9, 29)]
+    assert views._days_open(raised, today) == {"d0_7": 2, "d8_30": 1, "d31_60": 1, "d61": 1}
+
+
 def test_trend_chart_stacks_actionable_kinds_per_run():
     trend = [{"run_id": 1, "as_of": dt.date(2026, 10, 1), "run_key": "a",
               "counts": {"REMOVE": 4, "ADD": 2, "KEEP": 50}},

@@ -66,7 +66,8 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
         return templates.TemplateResponse(request, name, {
             "viewer": viewer, "lang": lang, "nav": nav, "logout_url": auth.LOGOUT_PATH,
             "t": lambda key, **kw: text(key, lang, **kw), "label": lambda s, c: _label(s, c, lang),
-            "local": views.to_local, "page": name.removesuffix(".html"), **context},
+            "local": views.to_local, "page": name.removesuffix(".html"),
+            "colon": "：" if lang == "zh" else ": ", **context},
             status_code=status_code)
 
     def error_page(request: Request, viewer: auth.Viewer | None, key: str, status_code: int,

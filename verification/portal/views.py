@@ -29,6 +29,7 @@ FLAG_ORDER = ("REMOVE", "REVIEW", "ADD", "REJECT", "GRADUAL_EXIT", "ADJUST", "KE
 # The stages a batch passes in order (verification/batches.py), as the progress bar shows them.
 BATCH_STEPS = ("received", "validated", "loaded", "evidence", "assessed", "reported")
 AGEING_BUCKETS = ("overdue", "due_week", "due_later", "no_due")
+OPEN_FOR_BUCKETS = ("d0_7", "d8_30", "d31_60", "d61")
 
 
 def _scoped(query, who: Principal):  # noqa: ANN001, ANN202 (SQLAlchemy Select in and out)
@@ -99,7 +100,7 @@ def dashboard(settings: Settings, who: Principal, today: dt.date, lang: str,
     who.require("flags.read")
     run = latest_run(settings)
     out: dict[str, Any] = {"run": run, "kinds": [], "streets": [], "trend": [], "ageing": {},
-                           "open_total": 0}
+                           "days_open": {}, "open_total": 0}
     if run is None:
         return out
     with session_scope(settings.database_url) as session:
@@ -112,8 +113,9 @@ def dashboard(settings: Settings, who: Principal, today: dt.date, lang: str,
             .where(Run.status == "done", Run.kind == "review")
             .group_by(Run.id, Run.as_of, Run.run_key, Flag.kind), who)).all()
         open_rows = session.execute(_scoped(
-            select(Flag.due_date).where(Flag.run_id == run.id, Flag.kind != "KEEP",
-                                        Flag.status != "resolved"), who)).scalars().all()
+            select(Flag.due_date, Flag.created_at).where(
+                Flag.run_id == run.id, Flag.kind != "KEEP", Flag.status != "resolved"),
+            who)).all()
     kinds = Counter()
     streets: dict[str, Counter] = defaultdict(Counter)
     for street, kind, n in by_street:
@@ -125,7 +127,8 @@ def dashboard(settings: Settings, who: Principal, today: dt.date, lang: str,
                        "counts": dict(streets[s]), "total": sum(streets[s].values())}
                       for s in sorted(streets)]
     out["trend"] = _trend(trend_rows, runs_shown)
-    out["ageing"] = _ageing(open_rows, today)
+    out["ageing"] = _ageing([due for due, _ in open_rows], today)
+    out["days_open"] = _days_open([created for _, created in open_rows], today)
     out["open_total"] = len(open_rows)
     return out
 
@@ -138,6 +141,17 @@ def _trend(rows: list[Any], runs_shown: int) -> list[dict[str, Any]]:
         entry["counts"][kind] = n
     ordered = sorted(runs.values(), key=lambda r: (r["as_of"], r["run_id"]))
     return ordered[-runs_shown:]
+
+
+def _days_open(raised: list[dt.datetime | None], today: dt.date) -> dict[str, int]:
+    """Open flags by how long ago they were raised (0–7, 8–30, 31–60, over 60 days)."""
+    buckets = dict.fromkeys(OPEN_FOR_BUCKETS, 0)
+    for when in raised:
+        days = (today - when.date()).days if when else 0
+        key = next((name for name, limit in zip(OPEN_FOR_BUCKETS, (7, 30, 60), strict=False)
+                    if days <= limit), OPEN_FOR_BUCKETS[-1])
+        buckets[key] += 1
+    return buckets
 
 
 def _ageing(due_dates: list[dt.date | None], today: dt.date) -> dict[str, int]:

@@ -17,11 +17,12 @@ Three layers keep it honest:
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,11 +60,59 @@ def hash_algorithm() -> str:
     return name
 
 
+@dataclass(frozen=True)
+class AuditKeys:
+    """HMAC keys for the chain (HEDUI_AUDIT_KEYS="id:hex,…", last is current), held outside the
+    database: whoever can rewrite the table cannot recompute a keyed chain. Every event from id
+    ``keyed_from`` on (HEDUI_AUDIT_KEYED_FROM, default 1) must be keyed, so a rewrite cannot
+    fall back to plain hashes."""
+
+    keys: dict[str, bytes] = field(repr=False)
+    current: str
+    keyed_from: int = 1
+
+
+def audit_keys() -> AuditKeys | None:
+    spec = os.environ.get("HEDUI_AUDIT_KEYS", "").strip()
+    if not spec:
+        return None
+    keys: dict[str, bytes] = {}
+    for part in (p.strip() for p in spec.split(",")):
+        kid, _, hexkey = part.partition(":")
+        try:
+            secret = bytes.fromhex(hexkey)
+        except ValueError:
+            raise ValueError(f"HEDUI_AUDIT_KEYS: key {kid!r} is not hexadecimal") from None
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,40}", kid) or len(secret) < 16:
+            raise ValueError(f"HEDUI_AUDIT_KEYS: entry {kid!r} needs an id (letters, digits, "
+                             "'.', '_', '-') and a key of at least 16 bytes")
+        keys[kid] = secret
+    since = os.environ.get("HEDUI_AUDIT_KEYED_FROM", "1")
+    if not since.isdigit():
+        raise ValueError(f"HEDUI_AUDIT_KEYED_FROM={since!r} must be an audit event id")
+    return AuditKeys(keys, kid, int(since))
+
+
+def _hmac(base: str, key: bytes, data: bytes) -> str:
+    if base == "sha256":
+        return hmac.new(key, data, hashlib.sha256).hexdigest()
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import hmac as crypto_hmac
+
+    mac = crypto_hmac.HMAC(key, hashes.SM3())
+    mac.update(data)
+    return mac.finalize().hex()
+
+
 def _digest(prev: str, at: str, actor: str, action: str, subject: str, detail: dict,
-            algorithm: str = "sha256") -> str:
+            algorithm: str = "sha256", key: bytes | None = None) -> str:
     body = json.dumps([prev, at, actor, action, subject, detail], ensure_ascii=False,
-                      sort_keys=True, separators=(",", ":"), default=str)
-    return HASH_ALGORITHMS[algorithm](body.encode())
+                      sort_keys=True, separators=(",", ":"), default=str).encode()
+    if algorithm.startswith("hmac-"):
+        if key is None:
+            raise ValueError(f"{algorithm} needs a key")
+        return _hmac(algorithm.removeprefix("hmac-"), key, body)
+    return HASH_ALGORITHMS[algorithm](body)
 
 
 def _strings(value: Any) -> Iterable[str]:
@@ -102,10 +151,14 @@ def record(session: Session, actor: str, action: str, subject: str = "",
         session.execute(text("SELECT pg_advisory_xact_lock(4242)"))
     last = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)) or ""
     at = utcnow()
-    algorithm = hash_algorithm()
+    algorithm, keys = hash_algorithm(), audit_keys()
+    key_id = keys.current if keys else ""
+    if keys:
+        algorithm = f"hmac-{algorithm}"
     event = AuditEvent(at=at, actor=actor, action=action, subject=subject, detail=detail,
-                       prev_hash=last, hash_alg=algorithm)
-    event.hash = _digest(last, at.isoformat(), actor, action, subject, detail, algorithm)
+                       prev_hash=last, hash_alg=algorithm, hash_key_id=key_id)
+    event.hash = _digest(last, at.isoformat(), actor, action, subject, detail, algorithm,
+                         keys.keys[key_id] if keys else None)
     session.add(event)
     session.flush()
     return event
@@ -173,12 +226,14 @@ def verify_chain(session: Session, expect_head: str | None = None) -> ChainCheck
     prev = ""
     count = 0
     seen_head = expect_head is None
+    keys = audit_keys()
     for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(1000):
         count += 1
-        if event.hash_alg not in HASH_ALGORITHMS:
-            return ChainCheck(count, event.id, f"unknown hash algorithm {event.hash_alg!r}")
+        problem, key = _key_problem(event, keys)
+        if problem:
+            return ChainCheck(count, event.id, problem)
         expected = _digest(prev, event.at.isoformat(), event.actor, event.action, event.subject,
-                           event.detail, event.hash_alg)
+                           event.detail, event.hash_alg, key)
         if event.prev_hash != prev:
             return ChainCheck(count, event.id, "does not link to the event before it: an event "
                               "was deleted or inserted here")
@@ -198,6 +253,22 @@ def verify_chain(session: Session, expect_head: str | None = None) -> ChainCheck
         return ChainCheck(count, 0, f"the recorded head {expect_head} is no longer in the chain: "
                           "events after it were removed, or the chain was rewritten", prev)
     return ChainCheck(count, None, "", prev)
+
+
+def _key_problem(event: AuditEvent, keys: AuditKeys | None) -> tuple[str, bytes | None]:
+    """Why an event cannot be checked (or "") and the HMAC key it needs."""
+    keyed = event.hash_alg.startswith("hmac-")
+    if event.hash_alg.removeprefix("hmac-") not in HASH_ALGORITHMS:
+        return f"unknown hash algorithm {event.hash_alg!r}", None
+    if keys and not keyed and event.id >= keys.keyed_from:
+        return (f"it is not keyed, yet the trail is keyed from event {keys.keyed_from}: it was "
+                "rewritten by someone without the audit key"), None
+    if not keyed:
+        return "", None
+    if keys is None or event.hash_key_id not in keys.keys:
+        return (f"it is keyed with audit key {event.hash_key_id!r}, which is not configured; "
+                "set HEDUI_AUDIT_KEYS to verify"), None
+    return "", keys.keys[event.hash_key_id]
 
 
 # ---- database guard ------------------------------------------------------------------------

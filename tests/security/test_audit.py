@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select as sa_select
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 from typer.testing import CliRunner
@@ -210,3 +211,66 @@ def test_cli_audit_verify_with_a_recorded_head(cli_db):
     assert _invoke("audit", "verify", "--user", "admin", "--expect-head", head).exit_code == 0
     lost = _invoke("audit", "verify", "--user", "admin", "--expect-head", "0" * 64)
     assert lost.exit_code == 1 and "BROKEN after 3 events" in lost.output
+
+
+AUDIT_KEY = "k1:" + "42" * 32
+
+
+def _recompute(url: str, from_id: int, algorithm: str, key: bytes | None = None) -> None:
+    """An attacker with the database but not the key: alter an event, recompute the rest."""
+    with session_scope(url) as session:
+        audit.drop_append_only_guard(session.connection())
+        events = session.scalars(sa_select(audit.AuditEvent).order_by(audit.AuditEvent.id)).all()
+        prev = ""
+        for event in events:
+            if event.id >= from_id:
+                if event.id == from_id:
+                    event.detail = {"n": 999}
+                event.prev_hash, event.hash_alg = prev, algorithm
+                event.hash_key_id = "k1" if key else ""
+                event.hash = audit._digest(prev, event.at.isoformat(), event.actor, event.action,
+                                           event.subject, event.detail, algorithm, key)
+            prev = event.hash
+
+
+@pytest.mark.parametrize("base", ["sha256", "sm3"])
+def test_a_keyed_chain_cannot_be_recomputed_without_the_key(database_url, monkeypatch, base):
+    monkeypatch.setenv("HEDUI_AUDIT_KEYS", AUDIT_KEY)
+    monkeypatch.setenv("HEDUI_AUDIT_HASH", base)
+    ids = _events(database_url, 4)
+    with session_scope(database_url) as session:
+        assert audit.verify_chain(session).ok
+        algs = {e.hash_alg for e in session.scalars(sa_select(audit.AuditEvent))}
+    assert algs == {f"hmac-{base}"}
+    _recompute(database_url, ids[1], base)  # plain hashes: a downgrade
+    with session_scope(database_url) as session:
+        check = audit.verify_chain(session)
+    assert check.first_break == ids[1] and "without the audit key" in check.reason
+    _recompute(database_url, ids[1], f"hmac-{base}", bytes(32))  # a guessed key
+    with session_scope(database_url) as session:
+        assert audit.verify_chain(session).first_break == ids[1]
+
+
+def test_a_keyed_chain_needs_its_key_to_verify(database_url, monkeypatch):
+    plain = _events(database_url, 2)
+    monkeypatch.setenv("HEDUI_AUDIT_KEYS", AUDIT_KEY)
+    monkeypatch.setenv("HEDUI_AUDIT_KEYED_FROM", str(plain[-1] + 1))  # keyed from here on
+    keyed = _events(database_url, 2)
+    with session_scope(database_url) as session:
+        assert audit.verify_chain(session).ok
+    monkeypatch.delenv("HEDUI_AUDIT_KEYS")
+    with session_scope(database_url) as session:
+        check = audit.verify_chain(session)
+    assert check.first_break == keyed[0] and "set HEDUI_AUDIT_KEYS" in check.reason
+    monkeypatch.setenv("HEDUI_AUDIT_KEYS", "k0:" + "11" * 32 + "," + AUDIT_KEY.replace("k1", "k2"))
+    with session_scope(database_url) as session:
+        assert "'k1', which is not configured" in audit.verify_chain(session).reason
+
+
+@pytest.mark.parametrize("spec, message", [("k1:zz", "not hexadecimal"),
+                                           ("k1:" + "00" * 8, "at least 16 bytes"),
+                                           ("bad id:" + "00" * 16, "needs an id")])
+def test_bad_audit_keys_are_refused(monkeypatch, spec, message):
+    monkeypatch.setenv("HEDUI_AUDIT_KEYS", spec)
+    with pytest.raises(ValueError, match=message):
+        audit.audit_keys()

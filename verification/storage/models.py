@@ -258,8 +258,9 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64), default="")
     hash: Mapped[str] = mapped_column(String(64), default="")
-    hash_alg: Mapped[str] = mapped_column(String(10), default="sha256",
-                                          server_default="sha256")  # sha256 | sm3
+    # sha256 | sm3 | hmac-sha256 | hmac-sm3 (keyed: hash_key_id names the HEDUI_AUDIT_KEYS key)
+    hash_alg: Mapped[str] = mapped_column(String(16), default="sha256", server_default="sha256")
+    hash_key_id: Mapped[str] = mapped_column(String(40), default="", server_default="")
 
 
 class AuditSubject(Base):

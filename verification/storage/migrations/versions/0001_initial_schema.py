@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 00:34:04.421245
+Create Date: 2026-11-29 00:49:52.580537
 """
 
 import sqlalchemy as sa
@@ -26,7 +26,8 @@ def upgrade() -> None:
         sa.Column("detail", sa.JSON(), nullable=False),
         sa.Column("prev_hash", sa.String(length=64), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
-        sa.Column("hash_alg", sa.String(length=10), server_default="sha256", nullable=False),
+        sa.Column("hash_alg", sa.String(length=16), server_default="sha256", nullable=False),
+        sa.Column("hash_key_id", sa.String(length=40), server_default="", nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(

@@ -1,9 +1,10 @@
 """Masking of personal data in logs and output, and the one audited way to export it unmasked.
 
-* ``install_log_masking()`` — every log record made in this process (any logger, any handler,
-  Airflow's included) has each 18- or 15-digit run that could be a resident ID number masked as
-  ``210112********123X`` before any handler sees it; exception texts too. The CLI and the DAG
-  tasks call it once at start; calling it again changes nothing.
+* ``install_log_masking()`` — every log record made in this process (any logger, any handler;
+  inside an Airflow task they reach Airflow's structlog output masked) has each 18- or 15-digit
+  run that could be a resident ID number masked as ``210112********123X`` before any handler
+  sees it; exception texts too. The CLI and the DAG tasks call it once at start; calling it
+  again changes nothing.
 * ``mask_text`` — the same masking for any text (CLI output, messages).
 * ``export_flags`` — a run's flag table for the caller's jurisdiction, masked by default; the
   unmasked form needs the ``export.unmasked`` permission and is recorded in the audit trail with

@@ -22,6 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -31,11 +35,11 @@ from connectors.registry import load_partners
 from schemas import load_contract
 from verification import audit
 from verification.config import Settings
-from verification.decode import read_feed_table
+from verification.decode import detect_encoding, read_feed_table
 from verification.storage import session_scope
 from verification.storage.models import Feed, Partner, QuarantinedRow
 from verification.tokens import person_tokens
-from verification.validation import validate_frame
+from verification.validation import Validated, stripped_text, validate_frame
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +135,23 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
                     raw_path, plain, keyring=keyring, trusted=trusted,
                     freshness=DbFreshness(session, exclude_feed=feed_id))
                 _check_manifest(feed, partner_code, manifest)
-                frame = read_feed_table(plain, manifest.content_type)
+                chunked = _stage_in_chunks(settings, feed, plain, manifest) if (
+                    manifest.row_count > CHUNK_ROWS and manifest.content_type == "text/csv"
+                ) else None
+                if chunked is None:
+                    frame = read_feed_table(plain, manifest.content_type)
         except (envelope.EnvelopeError, IntakeRejected, UnicodeDecodeError, ValueError) as err:
             return _reject(session, feed, f"{type(err).__name__}: {err}")
-        if len(frame) != manifest.row_count:
+        received = chunked.counts["received"] if chunked else len(frame)
+        if received != manifest.row_count:
+            if chunked:
+                chunked.path.unlink(missing_ok=True)
             return _reject(session, feed, f"RowCountMismatch: manifest says {manifest.row_count} "
-                                          f"rows, the file holds {len(frame)}")
-        _stage(settings, session, feed, frame, manifest)
+                                          f"rows, the file holds {received}")
+        if chunked:
+            _record_staged(settings, session, feed, chunked, manifest)
+        else:
+            _stage(settings, session, feed, frame, manifest)
         return _result(feed)
 
 
@@ -161,6 +175,15 @@ def _check_manifest(feed: Feed, partner: str, manifest: envelope.Manifest) -> No
                              f"contract {feed.kind} {contract_version}")
 
 
+@dataclass
+class _Staged:
+    """A feed validated and written to staging: where, what was quarantined, the counts."""
+
+    path: Path
+    quarantine: pd.DataFrame
+    counts: dict[str, int]
+
+
 def _stage(settings: Settings, session: Session, feed: Feed, frame: pd.DataFrame,
            manifest: envelope.Manifest) -> None:
     checked = validate_frame(frame, feed.kind)
@@ -170,11 +193,18 @@ def _stage(settings: Settings, session: Session, feed: Feed, frame: pd.DataFrame
     settings.staging_dir.mkdir(parents=True, exist_ok=True)
     path = settings.staging_dir / f"feed-{feed.id}.parquet"
     staged.to_parquet(path, index=False)
+    _record_staged(settings, session, feed, _Staged(path, checked.quarantine, checked.counts),
+                   manifest)
+
+
+def _record_staged(settings: Settings, session: Session, feed: Feed, staged: _Staged,
+                   manifest: envelope.Manifest) -> None:
+    path = staged.path
     session.execute(delete(QuarantinedRow).where(QuarantinedRow.feed_id == feed.id))
-    if len(checked.quarantine):
-        rows = checked.quarantine.assign(feed_id=feed.id).to_dict("records")
+    if len(staged.quarantine):
+        rows = staged.quarantine.assign(feed_id=feed.id).to_dict("records")
         session.execute(insert(QuarantinedRow), rows)
-    counts = checked.counts
+    counts = staged.counts
     if counts["received"] != counts["accepted"] + counts["quarantined"]:
         raise AssertionError(f"feed {feed.id}: counts do not reconcile: {counts}")
     feed.rows_received, feed.rows_accepted = counts["received"], counts["accepted"]
@@ -187,6 +217,150 @@ def _stage(settings: Settings, session: Session, feed: Feed, frame: pd.DataFrame
     log.info("feed %s %s #%s accepted: %s", manifest.partner, feed.kind, feed.sequence, counts)
 
 
+# ---- large feeds, chunk by chunk -----------------------------------------------------------------
+# A feed of ten million rows validated as one frame needs several GB. Above CHUNK_ROWS rows (as the
+# signed manifest says) a CSV feed is read by Arrow in blocks and each block validated by the same
+# validate_frame; what a block cannot see alone is done across blocks: a primary key repeating a
+# row of an earlier block is a DUPLICATE_KEY like any other, and tokens are computed once per ID.
+# The staged file and the quarantine are the ones the whole-frame path gives.
+CHUNK_ROWS = 1_000_000
+_BLOCK_BYTES = 1 << 26
+
+
+def _stage_in_chunks(settings: Settings, feed: Feed, plain: Path,
+                     manifest: envelope.Manifest) -> _Staged | None:
+    """Validate and stage ``plain`` block by block; None when Arrow cannot read it as it is
+    (the caller then reads it whole, which gives every file read_table's answer)."""
+    contract = load_contract(feed.kind)
+    keys = contract.get("primaryKey", [])
+    types = {f["name"]: f.get("type", "string") for f in contract["fields"]}
+    if any(types.get(k) != "string" for k in keys):
+        return None
+    settings.staging_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.staging_dir / f"feed-{feed.id}.parquet"
+    partial = path.with_name(path.name + ".partial")
+    try:
+        staged = _write_chunks(settings, feed.kind, plain, keys, partial)
+    except pa.ArrowInvalid:
+        partial.unlink(missing_ok=True)
+        return None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(path)
+    return _Staged(path, staged.quarantine, staged.counts)
+
+
+def _write_chunks(settings: Settings, kind: str, plain: Path, keys: list[str],
+                  out: Path) -> _Staged:
+    id_field = load_contract(kind)["x-hedui"]["person_id_field"]
+    encoding = detect_encoding(plain)
+    reader = _csv_blocks(plain, encoding)
+    seen: list[pa.Array] = []  # every earlier row's typed key, for duplicates across blocks
+    cache: dict[str, int] = {}
+    id_fields = [f["name"] for f in load_contract(kind)["fields"]
+                 if f.get("x-identifier") == "resident_id"]
+    first_messages: dict[tuple[str, str], str] = {}
+    quarantines, counts = [], {"received": 0, "accepted": 0, "quarantined": 0}
+    writer = None
+    try:
+        for batch in reader:
+            frame = batch.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+            frame.insert(0, "_line", range(counts["received"] + 2,
+                                           counts["received"] + 2 + len(frame)))
+            checked = validate_frame(frame, kind)
+            if keys:
+                _earlier_duplicates(checked, frame, keys, seen)
+            _same_id_messages(checked, id_fields, first_messages)
+            staged = checked.accepted.drop(columns=["name"], errors="ignore")
+            staged.insert(0, "person_token", _cached_tokens(settings, staged.pop(id_field), cache))
+            table = pa.Table.from_pandas(staged, preserve_index=False,
+                                         schema=writer.schema if writer else None)
+            writer = writer or pq.ParquetWriter(out, table.schema)
+            writer.write_table(table)
+            quarantines.append(checked.quarantine)
+            for name, value in checked.counts.items():
+                counts[name] += value
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:  # no rows at all: the whole-frame path handles an empty file
+        raise pa.ArrowInvalid("empty feed")
+    filled = [q for q in quarantines if len(q)]
+    quarantine = pd.concat(filled, ignore_index=True).sort_values(["line", "field"]).reset_index(
+        drop=True) if filled else quarantines[0]
+    return _Staged(out, quarantine, counts)
+
+
+def _csv_blocks(plain: Path, encoding: str):  # noqa: ANN202 (Arrow record-batch iterator)
+    arrow_encoding = "utf8" if encoding == "utf-8-sig" else encoding
+    header = pacsv.open_csv(plain, read_options=pacsv.ReadOptions(
+        encoding=arrow_encoding)).schema.names
+    if not header or len(set(header)) != len(header):
+        raise pa.ArrowInvalid("repeated or missing column names")
+    return pacsv.open_csv(
+        plain,
+        read_options=pacsv.ReadOptions(encoding=arrow_encoding, block_size=_BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False,
+            quoted_strings_can_be_null=False))
+
+
+def _earlier_duplicates(checked: Validated, frame: pd.DataFrame, keys: list[str],
+                        seen: list[pa.Array]) -> None:
+    """Quarantine rows whose key repeats a row of an earlier block (as the whole-frame check
+    would: the first row with a key is kept; a line already quarantined on the key's first field
+    keeps that reason); then remember this block's keys."""
+    parts = [pa.array(stripped_text(frame[k]).astype(object), pa.string(), from_pandas=True)
+             if k in frame else pa.nulls(len(frame), pa.string()) for k in keys]
+    key = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
+    if seen:
+        earlier = pc.is_in(key, value_set=pa.concat_arrays(seen), skip_nulls=True)
+        hit = pc.fill_null(earlier, False).to_numpy(zero_copy_only=False)
+        lines = frame["_line"].to_numpy()[hit]
+        q = checked.quarantine
+        taken = set(zip(q["line"], q["field"], strict=True))
+        new = [line for line in lines if (line, keys[0]) not in taken]
+        if new:
+            extra = pd.DataFrame({"line": new, "field": keys[0], "reason": "DUPLICATE_KEY",
+                                  "message": f"{'+'.join(keys)} repeats an earlier row"})
+            checked.quarantine = pd.concat([q, extra], ignore_index=True).sort_values(
+                ["line", "field"]).reset_index(drop=True)
+            checked.accepted = checked.accepted[~checked.accepted["_line"].isin(new)]
+    seen.append(key.drop_null())
+
+
+def _same_id_messages(checked: Validated, id_fields: list[str],
+                      first: dict[tuple[str, str], str]) -> None:
+    """An invalid ID's message names the file's first example of its reason, in every block."""
+    q = checked.quarantine
+    if not len(q) or not id_fields:
+        return
+    rows = q["field"].isin(id_fields).to_numpy()
+    for (field, reason), group in q[rows].groupby(["field", "reason"], sort=False):
+        first.setdefault((field, reason), group["message"].iloc[0])
+    if rows.any():
+        pairs = zip(q.loc[rows, "field"], q.loc[rows, "reason"], strict=True)
+        q.loc[rows, "message"] = [first[pair] for pair in pairs]
+
+
+def _cached_tokens(settings: Settings, canonical_ids: pd.Series,
+                   cache: dict[str, int]) -> pd.Series:
+    """``_tokens`` with a cache across blocks (a person's monthly rows are spread over them)."""
+    codes, distinct = pd.factorize(canonical_ids, use_na_sentinel=True)
+    distinct = np.asarray(distinct, dtype=object)
+    missing = [v for v in distinct if v not in cache]
+    if missing:
+        made = person_tokens(settings.token_key, pd.Series(missing, dtype=object))
+        cache.update(zip(missing, made.astype("int64").tolist(), strict=True))
+    values = np.array([cache[v] for v in distinct] + [0], dtype=np.int64)
+    out = pd.Series(values[np.where(codes < 0, len(distinct), codes)],
+                    index=canonical_ids.index, dtype="Int64")
+    out[codes < 0] = pd.NA
+    return out
+
+
 def _tokens(settings: Settings, canonical_ids: pd.Series) -> pd.Series:
     """``person_tokens`` computed once per distinct ID (a monthly feed names each person twelve
     times) and put back by position."""
@@ -195,6 +369,16 @@ def _tokens(settings: Settings, canonical_ids: pd.Series) -> pd.Series:
                            pd.Series([*np.asarray(distinct, dtype=object), None], dtype=object))
     positions = np.where(codes < 0, len(distinct), codes)
     return tokens.iloc[positions].set_axis(canonical_ids.index)
+
+
+def reject_feed(settings: Settings, feed_id: int, reason: str) -> IntakeResult:
+    """Mark a registered feed rejected as a whole for a reason found outside intake (e.g. an
+    answer to a query list naming persons who were not asked); kept as received, audited."""
+    with session_scope(settings.database_url) as session:
+        feed = session.get(Feed, feed_id)
+        if feed.status == "accepted":
+            raise ValueError(f"feed {feed_id} is already accepted")
+        return _reject(session, feed, reason)
 
 
 def _reject(session: Session, feed: Feed, reason: str) -> IntakeResult:

@@ -16,12 +16,16 @@ transaction, so a rerun never duplicates anything.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import delete, select
 
 from connectors.http_pull import PartnerClient
@@ -174,11 +178,11 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
     matched = match_exact(evidence, members[["person_token", "household_id"]])
     folder = _run_dir(settings, run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    matched.to_parquet(folder / "evidence.parquet", index=False)
+    households = load_households(settings)
+    _write_evidence(matched, households["street_code"], folder / "evidence.parquet")
     with session_scope(settings.database_url) as session:  # whose data was used, by token
         audit.record_evidence_access(session, "pipeline", f"run:{run_id}", matched,
                                      {k: v.get("partner", "") for k, v in versions.items()})
-    households = load_households(settings)
     shards = sorted(households["street_code"].unique().tolist())
     log.info("run %s: %d evidence rows matched of %d, %d shards", run_id, len(matched),
              len(evidence), len(shards))
@@ -192,10 +196,8 @@ def review_shard(settings: Settings, run_id: int, shard: str) -> str:
         as_of, region, versions = run.as_of, run.region, run.feed_versions
     households = load_households(settings, street=shard)
     members = load_members(settings, street=shard)  # by join: no list of ids in the query
-    # only this street's rows leave Arrow (the file holds every street's evidence)
-    evidence = pd.read_parquet(_run_dir(settings, run_id) / "evidence.parquet",
-                               filters=[("household_id", "in", households.index.tolist())])
-    evidence = evidence[evidence["household_id"].isin(households.index)]
+    evidence = _street_evidence(_run_dir(settings, run_id) / "evidence.parquet", shard,
+                                households.index)
     sources = sources_frame(versions)
     parameters = load_parameters()
     result = assess(households, members, evidence, sources, parameters, as_of)
@@ -211,6 +213,46 @@ def review_shard(settings: Settings, run_id: int, shard: str) -> str:
     log.info("run %s shard %s (%s): %d households assessed", run_id, shard, region,
              len(households))
     return str(out)
+
+
+# evidence.parquet holds the run's matched evidence grouped by street (each street's rows in their
+# matched order, in row groups of their own); the street → row range map in the file's metadata
+# lets a shard read its own row groups instead of the whole province's evidence.
+_STREET_RANGES = b"hedui.street_ranges"
+
+
+def _write_evidence(matched: pd.DataFrame, street_of: pd.Series, path: Path) -> None:
+    street = street_of.reindex(matched["household_id"].to_numpy()).fillna("").to_numpy(dtype=str)
+    order = np.argsort(street, kind="stable")
+    table = pa.Table.from_pandas(matched.iloc[order], preserve_index=False)
+    streets, starts, sizes = np.unique(street[order], return_index=True, return_counts=True)
+    ranges = {str(k): [int(a), int(a + n)] for k, a, n in zip(streets, starts, sizes, strict=True)}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           _STREET_RANGES: json.dumps(ranges).encode()})
+    with pq.ParquetWriter(path, table.schema) as writer:
+        for start, end in ranges.values():  # row groups never cross streets
+            writer.write_table(table.slice(start, end - start))
+        if not ranges:
+            writer.write_table(table)
+
+
+def _street_evidence(path: Path, street: str, household_ids: pd.Index) -> pd.DataFrame:
+    """The evidence of one street's households from evidence.parquet: its own row groups when
+    the file carries the street map, else (a file written otherwise) a filtered read."""
+    source = pq.ParquetFile(path)
+    ranges = json.loads((source.schema_arrow.metadata or {}).get(_STREET_RANGES, b"null"))
+    if ranges is None:
+        frame = pd.read_parquet(path, filters=[("household_id", "in", household_ids.tolist())])
+    else:
+        start, end = ranges.get(street, [0, 0])
+        groups, first = [], 0
+        for i in range(source.num_row_groups):
+            rows = source.metadata.row_group(i).num_rows
+            if first < end and first + rows > start:
+                groups.append(i)
+            first += rows
+        frame = source.read_row_groups(groups).to_pandas()
+    return frame[frame["household_id"].isin(household_ids)]
 
 
 def sources_frame(versions: dict[str, dict]) -> pd.DataFrame:

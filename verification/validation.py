@@ -188,14 +188,15 @@ def _parse_fields(frame: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, list[pd
                 raw, functools.partial(parse_date, yearmonth=ftype == "yearmonth"))
             problems.append(_problems(bad, lines, name, "BAD_DATE", f"{title} is not a valid date"))
         else:
-            values = _per_distinct(raw, _stripped)
+            values = _per_distinct(raw, stripped_text)
             if spec.get("x-identifier") == "resident_id":
                 values = _resident_ids(values, lines, title, problems, name)
         typed[name] = values
     return typed, problems
 
 
-def _stripped(raw: pd.Series) -> pd.Series:
+def stripped_text(raw: pd.Series) -> pd.Series:
+    """A text field as validated: surrounding whitespace removed, empty → missing."""
     values = raw.astype("string").str.strip()
     return values.where(values != "", pd.NA)
 

@@ -1,0 +1,50 @@
+"""The benchmark harness runs end to end on a tiny caseload: it writes figures for every stage,
+the synthetic data are deterministic, and the DuckDB reference agrees with the assessment.
+(Timings are printed by the harness, never asserted.)"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import synth  # noqa: E402
+
+
+def test_synthetic_data_are_deterministic_and_shaped_like_the_contracts():
+    from schemas import field_names
+
+    first, second = synth.build(300, seed=5), synth.build(300, seed=5)
+    assert first.records == second.records > 300 * 15
+    for kind, table in first.feeds.items():
+        assert table.column_names == field_names(kind)
+        assert table.equals(second.feeds[kind])
+        assert all(t == pa.string() for t in table.schema.types)
+    members = first.caseload.members
+    assert members["id_number"].is_unique and len(first.caseload.households) == 300
+
+
+def test_harness_writes_figures_and_the_duckdb_reference_agrees(tmp_path):
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--households", "2000",
+         "--databases", "sqlite", "--jobs", "1", "--skip-reports",
+         "--workdir", str(tmp_path / "work"), "--out", str(out)],
+        capture_output=True, text=True, timeout=1200, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(next(out.glob("*-n2000.json")).read_text())
+    stages = figures["databases"]["sqlite"]["stages"]
+    for name in ("intake", "matching", "assessment_flags", "database_write", "end_to_end"):
+        assert stages[name]["seconds"] > 0 and stages[name]["peak_rss_mb"] > 0
+    intake = stages["intake"]["detail"]
+    assert sum(f["received"] for f in intake.values()) == figures["data"]["records"]
+    assert all(f["received"] == f["accepted"] + f["quarantined"] for f in intake.values())
+    writes = stages["database_write"]["detail"]["writes"]
+    assert writes["flags"]["rows"] == 2000
+    check = figures["components"]["check"]
+    assert check["agree"], check
+    assert "DuckDB" in done.stdout and "end_to_end" in done.stdout

@@ -1,0 +1,79 @@
+"""A large feed staged block by block gives exactly what the whole-frame path gives: the same
+staged rows and tokens, the same quarantine (duplicate keys across blocks included), the same
+counts."""
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from verification import intake
+from verification.config import load_settings
+from verification.decode import read_feed_table
+from verification.validation import validate_frame
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import synth  # noqa: E402
+
+
+def _feed_file(tmp_path: Path) -> Path:
+    table = synth.build(400, seed=3).feeds["wages"]
+    frame = table.to_pandas()
+    n = len(frame)
+    # keys repeating rows of earlier blocks, one of them also with a bad amount; a blank key
+    frame.loc[n - 1, "record_id"] = frame.loc[0, "record_id"]
+    frame.loc[n - 2, "record_id"] = " " + frame.loc[1, "record_id"] + " "
+    frame.loc[n - 3, ["record_id", "wage_amount"]] = [frame.loc[2, "record_id"], "abc"]
+    frame.loc[n - 4, "record_id"] = ""
+    frame.loc[n - 5, "record_id"] = frame.loc[n - 6, "record_id"]  # same block
+    path = tmp_path / "wages.csv"
+    pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), path)
+    return path
+
+
+def _whole(settings, path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    checked = validate_frame(read_feed_table(path), "wages")
+    staged = checked.accepted.drop(columns=["name"])
+    staged.insert(0, "person_token", intake._tokens(settings, staged.pop("id_number")))
+    return staged.reset_index(drop=True), checked.quarantine, checked.counts
+
+
+def test_blocks_give_the_whole_frame_answer(tmp_path, monkeypatch):
+    settings = load_settings(tmp_path / "home")
+    path = _feed_file(tmp_path)
+    monkeypatch.setattr(intake, "_BLOCK_BYTES", 20_000)  # dozens of blocks
+    chunked = intake._stage_in_chunks(settings, SimpleNamespace(kind="wages", id=7), path, None)
+    assert chunked is not None
+    staged, quarantine, counts = _whole(settings, path)
+    assert chunked.counts == counts
+    assert counts["quarantined"] >= 5
+    pd.testing.assert_frame_equal(chunked.quarantine, quarantine)
+    got = pd.read_parquet(chunked.path)
+    expected = pd.read_parquet(_parquet(staged, tmp_path))
+    pd.testing.assert_frame_equal(got, expected)
+    assert set(quarantine.loc[quarantine["reason"] == "DUPLICATE_KEY", "line"]) >= {
+        counts["received"] + 1, counts["received"]}
+
+
+def _parquet(frame: pd.DataFrame, tmp_path: Path) -> Path:
+    path = tmp_path / "whole.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def test_a_file_arrow_cannot_stream_goes_the_whole_way(tmp_path):
+    settings = load_settings(tmp_path / "home")
+    path = tmp_path / "short.csv"
+    path.write_text("record_id,id_number\nr1\n", encoding="utf-8")  # a row short of fields
+    assert intake._stage_in_chunks(settings, SimpleNamespace(kind="wages", id=8), path,
+                                   None) is None
+    assert not list((settings.staging_dir).glob("*.partial"))
+
+
+@pytest.mark.parametrize("rows", [intake.CHUNK_ROWS])
+def test_the_threshold_is_a_million_rows(rows):
+    assert rows == 1_000_000

@@ -14,8 +14,11 @@ from pathlib import Path
 import typer
 
 from connectors.partner_cli import app as partner_app
+from verification.batch_cli import app as batch_app
 from verification.config import load_settings
+from verification.flags_cli import app as flags_app
 from verification.policy.cli import app as policy_app
+from verification.security_cli import app as security_app
 
 app = typer.Typer(help="hedui — 居民家庭经济状况核对 / household economic-status verification.",
                   no_args_is_help=True, add_completion=False)
@@ -26,6 +29,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(roster_app, name="roster")
 app.add_typer(partner_app, name="partner", help="协查部门工具包 / the partner's kit.")
 app.add_typer(policy_app, name="policy", help="救助政策参数 / the assistance policy parameters.")
+app.add_typer(flags_app, name="flags")
+app.add_typer(batch_app, name="batch")
+app.add_typer(security_app)  # keys, audit, export, purge at the top level
 
 
 def _settings():  # noqa: ANN202
@@ -148,10 +154,19 @@ def run(as_of: str = typer.Option(None, help="基准日 / as-of date (default to
 
 
 @app.command()
-def report(run_id: int = typer.Argument(..., help="运行编号 / run id")) -> None:
-    """(Re)write the reports of a run."""
+def report(run_id: int = typer.Argument(..., help="运行编号 / run id"),
+           user: str = typer.Option(None, help="操作人 / acting user (default $HEDUI_USER)")
+           ) -> None:
+    """(Re)write the reports of a run (every jurisdiction: staff and administrators only)."""
+    from verification.access import AccessDenied
     from verification.reports import write_run_reports
+    from verification.security_cli import acting_user
 
+    who = acting_user(user)
+    who.require("reports.read")
+    if not who.district_wide:
+        raise AccessDenied(f"{who.username} may read only their own jurisdiction's reports; "
+                           "writing every street's reports needs staff or administrator")
     typer.echo(str(write_run_reports(_settings(), run_id)))
 
 
@@ -215,8 +230,10 @@ def _safe_url(url: str) -> str:
 
 def main() -> None:
     from verification.airflow_env import configure
+    from verification.logmask import install_log_masking
 
     configure(load_settings())
+    install_log_masking()
     if os.environ.get("HEDUI_DEBUG"):
         app()
         return

@@ -415,3 +415,11 @@ def test_candidates_list_each_member_once_per_record(district: dict) -> None:
     shown = district["result"].candidates
     assert not shown.duplicated(["record_index", "person_token"]).any()
     assert (shown.groupby("record_index")["rank"].max() <= default_settings().max_candidates).all()
+
+
+def test_mixing_keyed_and_raw_names_needs_the_key() -> None:
+    members = pd.concat([_members([10], [1]), name_keys(pd.Series(["张三"]), KEY)], axis=1)
+    records = pd.DataFrame({"person_token": pd.array([None], dtype="Int64"), "name": ["张三"]})
+    with pytest.raises(ValueError, match="pass key="):
+        match_records(records, members)
+    assert match_records(records, members, key=KEY).counts["records"] == 1

@@ -218,6 +218,19 @@ def _needs_keys(frame: pd.DataFrame) -> bool:
     return "name" in frame.columns and not set(NAME_KEY_COLUMNS) <= set(frame.columns)
 
 
+def _run_key(records: pd.DataFrame, members: pd.DataFrame, key):
+    """The key for names keyed in this run. A fresh random one is only safe when both sides are
+    keyed here: codes from different keys never agree, and silently nothing would match."""
+    if key is not None or not (_needs_keys(records) or _needs_keys(members)):
+        return key
+    if _needs_keys(records) != _needs_keys(members):
+        raise ValueError(
+            "one side carries keyed name columns and the other raw names: pass key= the key the "
+            "keyed side was built with"
+        )
+    return os.urandom(32)
+
+
 def _graded(grade_codes: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(grade_codes.astype(np.int8), dtype=GRADE_DTYPE)
 
@@ -260,8 +273,7 @@ def match_records(
     settings = settings or default_settings()
     exact_rows, exact_members = exact_pairs(records, members)
     rest_rows = np.setdiff1d(np.arange(len(records)), exact_rows)
-    if _needs_keys(records) or _needs_keys(members):
-        key = key if key is not None else os.urandom(32)
+    key = _run_key(records, members, key)
     people = person_keys(members, key) if _needs_keys(members) else members
     sample = _training_sample(exact_rows, settings)
     keyed = _Keyed(records, key, np.concatenate([rest_rows, exact_rows]))

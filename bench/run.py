@@ -517,6 +517,7 @@ def bench_one(households: int, args: argparse.Namespace) -> dict:
 
 def _bench_database(database: str, folder: Path, meta: dict, args: argparse.Namespace,  # noqa: PLR0913
                     pool: ProcessPoolExecutor, figures: dict, components_done: bool) -> bool:
+    from connectors.demo_exchange import ensure_test_keys
     from verification.config import load_settings
     from verification.storage import upgrade
     from verification.storage.db import dispose
@@ -527,6 +528,7 @@ def _bench_database(database: str, folder: Path, meta: dict, args: argparse.Name
     url, schema = fresh_database(database, home)
     try:
         settings = replace(load_settings(home), database_url=url)
+        ensure_test_keys(settings)  # once, before the parallel intake workers read them
         upgrade(url)
         loaded = load_caseload(settings, folder)
         dispose(url)

@@ -36,7 +36,7 @@ from verification.assessment import assess
 from verification.config import Settings
 from verification.evidence import empty_evidence, evidence_from_staged
 from verification.flags import decide_flags
-from verification.matching import match_exact
+from verification.matching import RosterIndex, match_exact
 from verification.policy import load_parameters
 from verification.storage import session_scope
 from verification.storage.models import (
@@ -168,24 +168,36 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
         run = session.get(Run, run_id)
         versions = run.feed_versions
         run.stage = "matching"
-    members = load_members(settings)
-    parts = [empty_evidence()]
+    roster = RosterIndex(load_members(settings)[["person_token", "household_id"]])
+    # One feed at a time, kept as Arrow once matched: a province's evidence is tens of millions
+    # of rows, and pandas frames of all of them at once would need several times the memory.
+    matched_parts, accessed, received = [], [], 0
     for kind, version in versions.items():
         if version.get("feed_id"):
-            staged = pd.read_parquet(version["staged_path"])
-            parts.append(evidence_from_staged(staged, kind, version["feed_id"]))
-    evidence = pd.concat(parts, ignore_index=True)
-    matched = match_exact(evidence, members[["person_token", "household_id"]])
+            evidence = evidence_from_staged(pd.read_parquet(version["staged_path"]), kind,
+                                            version["feed_id"])
+            received += len(evidence)
+            matched = match_exact(evidence, roster)
+            del evidence
+            accessed.append(matched[["source_kind", "person_token"]].drop_duplicates())
+            matched_parts.append(pa.Table.from_pandas(matched, preserve_index=False))
+            del matched
+    if not matched_parts:
+        matched_parts.append(pa.Table.from_pandas(match_exact(empty_evidence(), roster),
+                                                  preserve_index=False))
+    matched = pa.concat_tables(matched_parts)
     folder = _run_dir(settings, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     households = load_households(settings)
     _write_evidence(matched, households["street_code"], folder / "evidence.parquet")
     with session_scope(settings.database_url) as session:  # whose data was used, by token
-        audit.record_evidence_access(session, "pipeline", f"run:{run_id}", matched,
-                                     {k: v.get("partner", "") for k, v in versions.items()})
+        audit.record_evidence_access(
+            session, "pipeline", f"run:{run_id}",
+            pd.concat(accessed, ignore_index=True) if accessed else empty_evidence(),
+            {k: v.get("partner", "") for k, v in versions.items()})
     shards = sorted(households["street_code"].unique().tolist())
-    log.info("run %s: %d evidence rows matched of %d, %d shards", run_id, len(matched),
-             len(evidence), len(shards))
+    log.info("run %s: %d evidence rows matched of %d, %d shards", run_id, matched.num_rows,
+             received, len(shards))
     return RunPlan(run_id, shards)
 
 
@@ -221,12 +233,16 @@ def review_shard(settings: Settings, run_id: int, shard: str) -> str:
 _STREET_RANGES = b"hedui.street_ranges"
 
 
-def _write_evidence(matched: pd.DataFrame, street_of: pd.Series, path: Path) -> None:
-    street = street_of.reindex(matched["household_id"].to_numpy()).fillna("").to_numpy(dtype=str)
-    order = np.argsort(street, kind="stable")
-    table = pa.Table.from_pandas(matched.iloc[order], preserve_index=False)
-    streets, starts, sizes = np.unique(street[order], return_index=True, return_counts=True)
-    ranges = {str(k): [int(a), int(a + n)] for k, a, n in zip(streets, starts, sizes, strict=True)}
+def _write_evidence(matched: pa.Table, street_of: pd.Series, path: Path) -> None:
+    names = np.array(sorted(street_of.unique()), dtype=object)
+    street_code = np.searchsorted(names, street_of.to_numpy())
+    position = street_of.index.get_indexer(matched.column("household_id").to_numpy())
+    code = np.where(position >= 0, street_code[position], -1)  # -1: no household row
+    order = np.argsort(code, kind="stable")
+    table = matched.take(pa.array(order))
+    codes, starts, sizes = np.unique(code[order], return_index=True, return_counts=True)
+    ranges = {(str(names[c]) if c >= 0 else ""): [int(a), int(a + n)]
+              for c, a, n in zip(codes, starts, sizes, strict=True)}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                            _STREET_RANGES: json.dumps(ranges).encode()})
     with pq.ParquetWriter(path, table.schema) as writer:

@@ -302,7 +302,7 @@ def warm_pool(jobs: int) -> ProcessPoolExecutor:
 
 
 def run_review(settings, meta: dict, pool: ProcessPoolExecutor, jobs: int,  # noqa: ANN001
-               reports: bool = True) -> dict[str, Stage]:
+               reports: bool = True, until: str = "") -> dict[str, Stage]:
     """Intake → matching → assessment + flags → database write → reports; one Stage each."""
     stages: dict[str, Stage] = {}
     sequence = int(_period().replace("-", ""))
@@ -323,6 +323,8 @@ def run_review(settings, meta: dict, pool: ProcessPoolExecutor, jobs: int,  # no
                                prepared["peak"], stages["intake"].records,
                                detail={"evidence_rows": prepared["evidence_rows"]})
     run_id, shards = prepared["run_id"], prepared["shards"]
+    if until == "matching":
+        return stages
 
     started = time.perf_counter()
     done = [f.result() for f in [pool.submit(_shard_task, settings, run_id, shard)
@@ -343,7 +345,8 @@ def run_review(settings, meta: dict, pool: ProcessPoolExecutor, jobs: int,  # no
     reported = pool.submit(_reports_task, settings, run_id).result() if reports else {
         "cpu": 0.0, "peak": 0.0, "error": "skipped (--skip-reports)"}
     stages["reports"] = Stage("reports", time.perf_counter() - started, reported["cpu"],
-                              reported["peak"], sum(finished["counts"].values()),
+                              reported["peak"], 0 if "error" in reported else
+                              sum(finished["counts"].values()),
                               detail={"error": reported["error"]} if "error" in reported
                               else None)
     e2e = [stages[k] for k in ("intake", "matching", "assessment_flags", "database_write")]
@@ -532,13 +535,13 @@ def _bench_database(database: str, folder: Path, meta: dict, args: argparse.Name
         upgrade(url)
         loaded = load_caseload(settings, folder)
         dispose(url)
-        stages = run_review(settings, meta, pool, args.jobs, not args.skip_reports)
+        stages = run_review(settings, meta, pool, args.jobs, not args.skip_reports, args.until)
         print_stages(f"{database} (caseload written in {loaded:.1f} s)", stages)
         figures["databases"][database] = {
             "caseload_load_seconds": loaded,
             "stages": {k: {**v.__dict__, "per_second": v.per_second}
                        for k, v in stages.items()}}
-        if not components_done and not args.skip_reference:
+        if not components_done and not args.skip_reference and not args.until:
             comp = pool.submit(_components_task, settings, str(folder)).result()
             figures["components"] = comp
             components_done = True
@@ -575,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chart", type=Path, default=None, help="PNG of the scaling series")
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--skip-reports", action="store_true")
+    parser.add_argument("--until", choices=["matching"], default="",
+                        help="stop after this stage (a partial run: no end-to-end figure)")
     args = parser.parse_args(argv)
     args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]
     sizes = [int(s) for s in args.series.split(",") if s] or [args.households]

@@ -191,10 +191,10 @@ def load_batch(settings: Settings, batch_id: int) -> list[int]:
 
 def batch_household_ids(settings: Settings, batch_id: int) -> list[int]:
     """The households named in the batch file (read back from the stored file)."""
-    from verification.decode import read_table
+    from connectors.decoding import decode_file
 
     batch = _batch(settings, batch_id)
-    codes = read_table(Path(batch.stored_path))["household_code"].str.strip().unique().tolist()
+    codes = decode_file(Path(batch.stored_path))["household_code"].str.strip().unique().tolist()
     with session_scope(settings.database_url) as session:
         return sorted(session.scalars(select(Household.id)
                                       .where(Household.household_code.in_(codes))).all())

@@ -1,6 +1,8 @@
 """Intake: a packed feed as received → verified, decrypted, decoded, validated, staged.
 
-verify+decrypt (connectors/envelope.py) → decode (bytes → strings) → validate against the
+verify+decrypt (connectors/envelope.py) → decode (bytes → strings by the manifest's content
+type: CSV in UTF-8, UTF-8 with BOM or GBK/GB18030, XLSX, JSON Lines; connectors/decoding.py; a row
+the decoder could not read as the header says is quarantined with its line) → validate against the
 contract (verification/validation.py, which canonicalises IDs) → tokens → staged Parquet holding
 no raw ID or name. Rows that fail go to quarantine with line and reason; the feed's counts
 reconcile (received = accepted + quarantined) or the feed is rejected. A feed that fails as a whole
@@ -29,13 +31,12 @@ import pyarrow.parquet as pq
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from connectors import envelope
+from connectors import decoding, envelope
 from connectors.keys import CentreKeyring, PartnerDirectory
 from connectors.registry import load_partners
 from schemas import load_contract
 from verification import audit
 from verification.config import Settings
-from verification.decode import detect_encoding, read_feed_table
 from verification.storage import session_scope
 from verification.storage.models import Feed, Partner, QuarantinedRow
 from verification.tokens import person_tokens
@@ -139,7 +140,7 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
                     manifest.row_count > CHUNK_ROWS and manifest.content_type == "text/csv"
                 ) else None
                 if chunked is None:
-                    frame = read_feed_table(plain, manifest.content_type)
+                    frame = read_plain_feed(plain, manifest.content_type)
         except (envelope.EnvelopeError, IntakeRejected, UnicodeDecodeError, ValueError) as err:
             return _reject(session, feed, f"{type(err).__name__}: {err}")
         received = chunked.counts["received"] if chunked else len(frame)
@@ -175,6 +176,90 @@ def _check_manifest(feed: Feed, partner: str, manifest: envelope.Manifest) -> No
                              f"contract {feed.kind} {contract_version}")
 
 
+def read_plain_feed(path: Path, content_type: str = decoding.CSV) -> pd.DataFrame:
+    """A decrypted feed as a frame of strings with ``_line`` (and ``_problem`` when decoded by
+    connectors/decoding.py), by content type: CSV, XLSX or JSON Lines.
+
+    A CSV in which every line is one row is read by Arrow's multi-threaded reader (Arrow-backed
+    strings, the same values, a fraction of the memory); any other file — blank lines, values
+    spanning lines, a row with too few or too many fields, UTF-16 — by connectors/decoding.py,
+    which numbers lines exactly and marks unreadable rows.
+    """
+    if content_type == decoding.CSV:
+        fast = _arrow_csv(path)
+        if fast is not None:
+            return fast
+    return decoding.decode_file(path, content_type)
+
+
+def _arrow_encoding(encoding: str) -> str | None:
+    """Arrow's name for an encoding from ``decoding.detect_file_encoding`` (None: not by Arrow,
+    as in UTF-16 a 0x0A byte is not always a line end)."""
+    if encoding in ("utf-8", "utf-8-sig"):
+        return "utf8"  # Arrow skips a UTF-8 BOM
+    return None if encoding == "utf-16" else encoding
+
+
+def _arrow_csv(path: Path) -> pd.DataFrame | None:
+    encoding = _arrow_encoding(decoding.detect_file_encoding(path))
+    if encoding is None:
+        return None
+    try:
+        header = pacsv.open_csv(path, read_options=pacsv.ReadOptions(
+            encoding=encoding)).schema.names
+        if not _plain_header(header):
+            return None
+        table = pacsv.read_csv(
+            path, read_options=pacsv.ReadOptions(encoding=encoding, block_size=_BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False,
+                quoted_strings_can_be_null=False))
+    except pa.ArrowInvalid:
+        return None
+    if not _one_line_per_row(path, table.num_rows):
+        return None
+    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+    frame.insert(0, "_line", range(2, len(frame) + 2))
+    return frame
+
+
+def _plain_header(header: list[str]) -> bool:
+    """A header the decoder would take as it is: named, unique, untrimmed, not reserved."""
+    return bool(header) and len(set(header)) == len(header) and all(
+        name and name == name.strip() and name not in (decoding.LINE, decoding.PROBLEM)
+        for name in header)
+
+
+def _one_line_per_row(path: Path, rows: int) -> bool:
+    """Whether the file's lines are the header and ``rows`` rows (so row i is on line i + 2)."""
+    newlines = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 24):
+            newlines += block.count(b"\n")
+    return newlines in (rows, rows + 1)
+
+
+def _validate(frame: pd.DataFrame, kind: str) -> Validated:
+    """``validate_frame``, with rows the decoder could not read (``_problem``) quarantined under
+    the decoder's reason: they count as received and quarantined, never silently dropped."""
+    if decoding.PROBLEM not in frame:
+        return validate_frame(frame, kind)
+    problem = frame[decoding.PROBLEM].astype(str)
+    bad = (problem != "").to_numpy()
+    checked = validate_frame(frame.loc[~bad].drop(columns=[decoding.PROBLEM]), kind)
+    if not bad.any():
+        return checked
+    parts = problem[bad].str.partition(": ")
+    unreadable = pd.DataFrame({"line": frame.loc[bad, "_line"].to_numpy(), "field": "_row",
+                               "reason": parts[0].to_numpy(), "message": parts[2].to_numpy()})
+    quarantine = pd.concat([q for q in (checked.quarantine, unreadable) if len(q)],
+                           ignore_index=True).sort_values(["line", "field"]).reset_index(
+                               drop=True)
+    return Validated(accepted=checked.accepted, quarantine=quarantine,
+                     received=checked.received + int(bad.sum()), warnings=checked.warnings)
+
+
 @dataclass
 class _Staged:
     """A feed validated and written to staging: where, what was quarantined, the counts."""
@@ -186,7 +271,7 @@ class _Staged:
 
 def _stage(settings: Settings, session: Session, feed: Feed, frame: pd.DataFrame,
            manifest: envelope.Manifest) -> None:
-    checked = validate_frame(frame, feed.kind)
+    checked = _validate(frame, feed.kind)
     staged = checked.accepted.drop(columns=["name"], errors="ignore")
     id_field = load_contract(feed.kind)["x-hedui"]["person_id_field"]
     staged.insert(0, "person_token", _tokens(settings, staged.pop(id_field)))
@@ -254,7 +339,9 @@ def _stage_in_chunks(settings: Settings, feed: Feed, plain: Path,
 def _write_chunks(settings: Settings, kind: str, plain: Path, keys: list[str],
                   out: Path) -> _Staged:
     id_field = load_contract(kind)["x-hedui"]["person_id_field"]
-    encoding = detect_encoding(plain)
+    encoding = _arrow_encoding(decoding.detect_file_encoding(plain))
+    if encoding is None:
+        raise pa.ArrowInvalid("not an encoding read by Arrow block by block")
     reader = _csv_blocks(plain, encoding)
     seen: list[pa.Array] = []  # every earlier row's typed key, for duplicates across blocks
     cache: dict[str, int] = {}
@@ -286,18 +373,19 @@ def _write_chunks(settings: Settings, kind: str, plain: Path, keys: list[str],
             writer.close()
     if writer is None:  # no rows at all: the whole-frame path handles an empty file
         raise pa.ArrowInvalid("empty feed")
+    if not _one_line_per_row(plain, counts["received"]):  # line numbers would be off
+        raise pa.ArrowInvalid("blank lines or values spanning lines")
     filled = [q for q in quarantines if len(q)]
     quarantine = pd.concat(filled, ignore_index=True).sort_values(["line", "field"]).reset_index(
         drop=True) if filled else quarantines[0]
     return _Staged(out, quarantine, counts)
 
 
-def _csv_blocks(plain: Path, encoding: str):  # noqa: ANN202 (Arrow record-batch iterator)
-    arrow_encoding = "utf8" if encoding == "utf-8-sig" else encoding
+def _csv_blocks(plain: Path, arrow_encoding: str):  # noqa: ANN202 (Arrow batch iterator)
     header = pacsv.open_csv(plain, read_options=pacsv.ReadOptions(
         encoding=arrow_encoding)).schema.names
-    if not header or len(set(header)) != len(header):
-        raise pa.ArrowInvalid("repeated or missing column names")
+    if not _plain_header(header):
+        raise pa.ArrowInvalid("repeated, missing, padded or reserved column names")
     return pacsv.open_csv(
         plain,
         read_options=pacsv.ReadOptions(encoding=arrow_encoding, block_size=_BLOCK_BYTES),

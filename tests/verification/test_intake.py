@@ -115,3 +115,128 @@ def test_row_count_that_does_not_match_the_manifest_rejects_the_feed(settings, d
     result = _process(settings, _register(settings, district_dir, "deaths", "civil",
                                           raw=out.getvalue()))
     assert result.status == "rejected" and "RowCountMismatch" in result.reason
+
+
+# ---- decoding by content type: encodings and formats through process_feed ---------------------
+def _staged_from_plain(settings, district_dir, plain: bytes, content_type: str, rows: int,
+                       kind="deaths", partner="civil"):
+    ensure_test_keys(settings)
+    centre = keys.CentreKeyring.load(settings.keys_dir).current.public()
+    manifest = envelope.Manifest(partner=partner, feed_kind=kind, period="2026-10",
+                                 sequence=202610, row_count=rows, schema_version="1.0",
+                                 content_type=content_type)
+    out = io.BytesIO()
+    envelope.pack(io.BytesIO(plain), out, manifest=manifest,
+                  sender=keys.insecure_test_signing_key(partner), recipient=centre)
+    return _process(settings, _register(settings, district_dir, kind, partner,
+                                        raw=out.getvalue()))
+
+
+def _staged_rows(settings, result):
+    with session_scope(settings.database_url) as session:
+        path = session.get(Feed, result.feed_id).staged_path
+    return pd.read_parquet(path).drop(columns=["_line"], errors="ignore")
+
+
+def _utf8_baseline(settings, district_dir):
+    """The deaths feed as the generator wrote it (UTF-8 CSV): its result and staged rows; then
+    the feed is set aside so the same sequence can be taken in again in another form."""
+    text = (district_dir / "feeds" / "deaths.csv").read_text("utf-8")
+    result = _staged_from_plain(settings, district_dir, text.encode(), "text/csv",
+                                text.count("\n") - 1)
+    assert result.status == "accepted", result.reason
+    rows = _staged_rows(settings, result)
+    with session_scope(settings.database_url) as session:
+        session.execute(Feed.__table__.update().values(status="rejected"))
+    return result, rows
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "gb18030", "utf-8-sig"])
+def test_gbk_gb18030_and_bom_feeds_are_accepted_with_the_same_rows(settings, district_dir,
+                                                                   encoding):
+    baseline, rows = _utf8_baseline(settings, district_dir)
+    text = (district_dir / "feeds" / "deaths.csv").read_text("utf-8")
+    result = _staged_from_plain(settings, district_dir, text.encode(encoding), "text/csv",
+                                baseline.received)
+    assert result.status == "accepted", result.reason
+    assert (result.received, result.accepted, result.quarantined) == (
+        baseline.received, baseline.accepted, baseline.quarantined)
+    pd.testing.assert_frame_equal(_staged_rows(settings, result), rows)
+
+
+def _deaths_frame(district_dir) -> pd.DataFrame:
+    return pd.read_csv(district_dir / "feeds" / "deaths.csv", dtype=str, keep_default_na=False)
+
+
+def test_xlsx_feed_is_accepted(settings, district_dir, tmp_path):
+    import openpyxl
+
+    frame = _deaths_frame(district_dir)
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(list(frame.columns))
+    for row in frame.itertuples(index=False):
+        sheet.append(list(row))  # every cell as text, as the contract asks
+    path = tmp_path / "deaths.xlsx"
+    book.save(path)
+    baseline, csv_rows = _utf8_baseline(settings, district_dir)
+    result = _staged_from_plain(
+        settings, district_dir, path.read_bytes(),
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", len(frame))
+    assert result.status == "accepted", result.reason
+    assert (result.received, result.accepted, result.quarantined) == (
+        baseline.received, baseline.accepted, baseline.quarantined)
+    pd.testing.assert_frame_equal(_staged_rows(settings, result), csv_rows)
+
+
+def test_jsonl_feed_is_accepted_and_an_unreadable_line_is_quarantined(settings, district_dir):
+    import json
+
+    frame = _deaths_frame(district_dir)
+    lines = [json.dumps(rec, ensure_ascii=False) for rec in frame.to_dict("records")]
+    lines.insert(1, "{not json")  # line 2: cannot be read, so it is quarantined, not dropped
+    plain = ("\n".join(lines) + "\n").encode()
+    result = _staged_from_plain(settings, district_dir, plain, "application/jsonl", len(lines))
+    assert result.status == "accepted", result.reason
+    assert result.received == len(lines) == result.accepted + result.quarantined
+    with session_scope(settings.database_url) as session:
+        bad = session.scalars(select(QuarantinedRow).where(
+            QuarantinedRow.feed_id == result.feed_id, QuarantinedRow.line == 2)).all()
+        assert [(q.field, q.reason) for q in bad] == [("_row", "BAD_JSON")]
+
+
+def test_csv_row_with_missing_fields_is_quarantined_with_its_line(settings, district_dir):
+    text = (district_dir / "feeds" / "deaths.csv").read_text("utf-8")
+    head, first, *rest = text.splitlines()
+    # line 3 too short, line 4 blank (no row), line 5 repeats line 2's record
+    broken = "\n".join([head, first, "only,three,fields", "", first, *rest]) + "\n"
+    rows = len(rest) + 3
+    result = _staged_from_plain(settings, district_dir, broken.encode("gbk"), "text/csv", rows)
+    assert result.status == "accepted", result.reason
+    assert result.received == rows == result.accepted + result.quarantined
+    with session_scope(settings.database_url) as session:
+        lines = dict(session.execute(select(QuarantinedRow.line, QuarantinedRow.reason).where(
+            QuarantinedRow.feed_id == result.feed_id)).all())
+    assert lines[3] == "FIELD_COUNT"
+    assert 4 not in lines and lines[5] == "DUPLICATE_KEY"  # lines counted as in an editor
+
+
+def test_a_file_in_no_known_encoding_is_rejected_whole(settings, district_dir):
+    plain = "person_id,姓名\n".encode() + b"\xff\xfe\xfa\n"
+    result = _staged_from_plain(settings, district_dir, plain, "text/csv", 1)
+    assert result.status == "rejected" and result.reason.startswith("DecodeError:")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030"])
+def test_fast_csv_reader_gives_the_decoders_values(district_dir, tmp_path, encoding):
+    from connectors.decoding import LINE, PROBLEM, decode_file
+
+    path = tmp_path / "wages.csv"
+    path.write_bytes((district_dir / "feeds" / "wages.csv").read_text("utf-8").encode(encoding))
+    fast = intake.read_plain_feed(path, "text/csv")
+    assert str(fast["id_number"].dtype) == "string"  # Arrow-backed: the fast path was taken
+    slow = decode_file(path, "text/csv")
+    assert (slow[PROBLEM] == "").all()
+    assert fast[LINE].tolist() == slow[LINE].tolist()
+    pd.testing.assert_frame_equal(fast.drop(columns=[LINE]).astype(object),
+                                  slow.drop(columns=[LINE, PROBLEM]).astype(object))

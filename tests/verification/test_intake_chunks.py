@@ -13,7 +13,7 @@ import pytest
 
 from verification import intake
 from verification.config import load_settings
-from verification.decode import read_feed_table
+from verification.intake import read_plain_feed as read_feed_table
 from verification.validation import validate_frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

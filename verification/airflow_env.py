@@ -35,9 +35,18 @@ def airflow_command() -> list[str]:
 
 
 def migrate_airflow_db() -> None:
-    """`airflow db migrate` (idempotent) in a child process, with this process's environment."""
-    result = subprocess.run([*airflow_command(), "db", "migrate"], capture_output=True, text=True,
-                            env=os.environ.copy(), check=False)
+    """`airflow db migrate` (idempotent) in a child process, with this process's environment.
+
+    Serialised by a lock file in AIRFLOW_HOME: two processes migrating one database at once
+    (parallel test workers, two `hedui demo`) would both try to create the same tables."""
+    import fcntl
+
+    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / ".hedui-migrate.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = subprocess.run([*airflow_command(), "db", "migrate"], capture_output=True,
+                                text=True, env=os.environ.copy(), check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise RuntimeError(f"airflow db migrate failed:\n{tail}")

@@ -18,6 +18,7 @@ from verification.config import PROJECT_ROOT, Settings, load_settings
 
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
+    """The metadata database, migrated (serialised: xdist workers may share AIRFLOW_HOME)."""
     from verification.airflow_env import migrate_airflow_db
 
     migrate_airflow_db()

@@ -89,8 +89,9 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
     @app.exception_handler(AccessDenied)
     async def _denied(request: Request, exc: AccessDenied) -> Response:
         viewer = await auth.current_viewer(request)
-        key = "error.outside" if "jurisdiction" in str(exc) else "error.forbidden"
-        return error_page(request, viewer, key, 403, str(exc))
+        if "jurisdiction" in str(exc):  # say no more: not even which community it is in
+            return error_page(request, viewer, "error.outside", 403)
+        return error_page(request, viewer, "error.forbidden", 403, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

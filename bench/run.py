@@ -9,18 +9,20 @@
    under ``var/bench/`` per size and seed; not part of the review.
 2. Per database: a fresh, migrated database with the caseload written in bulk (the encrypted
    columns of members hold placeholders: loading the caseload is not part of a review).
-3. The review, through the same functions the Airflow tasks call, each stage in a fresh process
-   (as Airflow runs tasks): intake of every packed feed (verify, decrypt, decode, validate,
-   stage); matching (``prepare_evidence``); assessment + flags (``review_shard`` per street, on
-   ``--jobs`` processes); the database write (``finish_review``); reports (``write_run_reports``).
-   End to end = intake through the database write.
-4. In one more process, on the same staged data: matching, assessment and flags timed one by one,
-   and the reference — the same join and per-household sums as one DuckDB SQL query — with the
-   ratio of the times and a check that the sums agree.
+3. The review, through the same functions the Airflow tasks call, on ``--jobs`` spawned worker
+   processes that have imported the stages once (as warm Airflow workers have): intake of every
+   packed feed (verify, decrypt, decode, validate, stage); matching (``prepare_evidence``);
+   assessment + flags (``review_shard`` per street); the database write (``finish_review``); with
+   ``--reports``, the per-street reports. End to end = intake through the database write.
+4. In one more task, on the same staged data: evidence, matching, assessment and flags timed one
+   by one, and the reference — the same join and per-household sums as one DuckDB SQL query —
+   with the ratio of the times and a check that the sums agree.
 
-Peak memory is the high-water mark of each stage process's resident set (``ru_maxrss``),
-interpreter and libraries included; a stage on several processes reports the largest. Figures go
-to ``bench/results/<timestamp>-n<households>.json``.
+Peak memory is the high-water mark of the resident set of the worker process running a task
+(``VmHWM``, reset at the start of each task through ``/proc/self/clear_refs``), interpreter and
+libraries included; a stage on several processes reports the largest. CPU seconds are the task
+processes' user + system time: on a shared machine they are the steadier figure. Figures go to
+``bench/results/<timestamp>-n<households>.json``.
 """
 
 from __future__ import annotations
@@ -343,7 +345,7 @@ def run_review(settings, meta: dict, pool: ProcessPoolExecutor, jobs: int,  # no
 
     started = time.perf_counter()
     reported = pool.submit(_reports_task, settings, run_id).result() if reports else {
-        "cpu": 0.0, "peak": 0.0, "error": "skipped (--skip-reports)"}
+        "cpu": 0.0, "peak": 0.0, "error": "not timed (run with --reports)"}
     stages["reports"] = Stage("reports", time.perf_counter() - started, reported["cpu"],
                               reported["peak"], 0 if "error" in reported else
                               sum(finished["counts"].values()),
@@ -535,7 +537,8 @@ def _bench_database(database: str, folder: Path, meta: dict, args: argparse.Name
         upgrade(url)
         loaded = load_caseload(settings, folder)
         dispose(url)
-        stages = run_review(settings, meta, pool, args.jobs, not args.skip_reports, args.until)
+        stages = run_review(settings, meta, pool, args.jobs,
+                            args.reports and not args.skip_reports, args.until)
         print_stages(f"{database} (caseload written in {loaded:.1f} s)", stages)
         figures["databases"][database] = {
             "caseload_load_seconds": loaded,
@@ -577,7 +580,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--chart", type=Path, default=None, help="PNG of the scaling series")
     parser.add_argument("--skip-reference", action="store_true")
-    parser.add_argument("--skip-reports", action="store_true")
+    parser.add_argument("--reports", action="store_true",
+                        help="also time the per-street reports (CSV, XLSX, charts; slow: "
+                             "about 12 ms of CPU per household on this machine)")
+    parser.add_argument("--skip-reports", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--until", choices=["matching"], default="",
                         help="stop after this stage (a partial run: no end-to-end figure)")
     args = parser.parse_args(argv)

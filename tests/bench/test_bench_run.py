@@ -32,7 +32,7 @@ def test_harness_writes_figures_and_the_duckdb_reference_agrees(tmp_path):
     out = tmp_path / "results"
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--households", "2000",
-         "--databases", "sqlite", "--jobs", "1", "--skip-reports",
+         "--databases", "sqlite", "--jobs", "1",
          "--workdir", str(tmp_path / "work"), "--out", str(out)],
         capture_output=True, text=True, timeout=1200, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]

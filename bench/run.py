@@ -319,6 +319,8 @@ def run_review(settings, meta: dict, pool: ProcessPoolExecutor, jobs: int,  # no
         {r["kind"]: {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()}
          for r in results})
 
+    if until == "intake":
+        return stages
     started = time.perf_counter()
     prepared = pool.submit(_prepare_task, settings, f"bench-{uuid.uuid4().hex[:6]}").result()
     stages["matching"] = Stage("matching", time.perf_counter() - started, prepared["cpu"],
@@ -584,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time the per-street reports (CSV, XLSX, charts; slow: "
                              "about 12 ms of CPU per household on this machine)")
     parser.add_argument("--skip-reports", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--until", choices=["matching"], default="",
+    parser.add_argument("--until", choices=["intake", "matching"], default="",
                         help="stop after this stage (a partial run: no end-to-end figure)")
     args = parser.parse_args(argv)
     args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]

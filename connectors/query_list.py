@@ -194,7 +194,7 @@ class QueryDesk:
             self._freshness.record(manifest.partner, manifest.feed_kind, manifest.sequence)
             sequence = max(self._sequences.get(kind, self.first_sequence), 0) + 1
             self._sequences[kind] = sequence
-            answer = self._answer(kind, set(_canonical(asked["id_number"])), manifest.period,
+            answer = self._answer(kind, set(canonical_ids(asked["id_number"])), manifest.period,
                                   sequence)
             query = _Query(uuid.uuid4().hex, kind, self.clock() + self.ready_after, answer,
                            hashlib.sha256(answer).hexdigest(), sequence)
@@ -211,23 +211,33 @@ class QueryDesk:
         return ("pending", left, query) if left > 0 else ("ready", 0.0, query)
 
     def _answer(self, kind: str, ids: set[str], period: str, sequence: int) -> bytes:
-        frame = decode_file(self.records[kind])
-        from schemas import load_contract
-
-        id_field = load_contract(kind)["x-hedui"]["person_id_field"]
-        rows = frame[_canonical(frame[id_field]).isin(ids)].drop(columns=[LINE, PROBLEM])
-        out = io.StringIO(newline="")
-        rows.to_csv(out, index=False, lineterminator="\n")
-        manifest = envelope.Manifest(partner=self.partner, feed_kind=kind, period=period,
-                                     sequence=sequence, row_count=len(rows),
-                                     schema_version="1.0")
-        packed = io.BytesIO()
-        envelope.pack(io.BytesIO(out.getvalue().encode()), packed, manifest=manifest,
-                      sender=self.signer, recipient=self.centre)
-        return packed.getvalue()
+        return answer_envelope(self.records[kind], kind, ids, partner=self.partner,
+                               period=period, sequence=sequence, signer=self.signer,
+                               recipient=self.centre)
 
 
-def _canonical(raw: pd.Series) -> pd.Series:
+def answer_envelope(records: Path, kind: str, ids: set[str], *, partner: str, period: str,
+                    sequence: int, signer: keys.SigningKey,
+                    recipient: keys.RecipientPublicKey) -> bytes:
+    """What an answering department does: the rows of its plain feed ``records`` whose canonical
+    ID is in ``ids``, as a feed of ``kind`` signed by ``signer`` and encrypted to ``recipient``."""
+    from schemas import load_contract
+
+    frame = decode_file(records)
+    id_field = load_contract(kind)["x-hedui"]["person_id_field"]
+    rows = frame[canonical_ids(frame[id_field]).isin(ids)].drop(columns=[LINE, PROBLEM])
+    out = io.StringIO(newline="")
+    rows.to_csv(out, index=False, lineterminator="\n")
+    manifest = envelope.Manifest(partner=partner, feed_kind=kind, period=period,
+                                 sequence=sequence, row_count=len(rows), schema_version="1.0")
+    packed = io.BytesIO()
+    envelope.pack(io.BytesIO(out.getvalue().encode()), packed, manifest=manifest, sender=signer,
+                  recipient=recipient)
+    return packed.getvalue()
+
+
+def canonical_ids(raw: pd.Series) -> pd.Series:
+    """Canonical ID numbers (None where invalid)."""
     from verification.identifiers import canonicalise_ids
 
     return canonicalise_ids(raw.astype(str)).values
@@ -390,7 +400,7 @@ def query_partner(settings: Any, client: QueryClient, partner: str, kind: str,
     manifest = envelope.read_manifest(io.BytesIO(answer.data), trusted=trusted)
     feed_id = intake.register_feed(settings, partner, kind, manifest.period, manifest.sequence,
                                    raw)
-    unasked = _unasked_persons(settings, raw, kind, set(state["tokens"]), keyring, trusted)
+    unasked = unasked_persons(settings, raw, kind, set(state["tokens"]), keyring, trusted)
     if unasked:
         result = intake.reject_feed(settings, feed_id, f"UnaskedPersons: the answer holds rows "
                                                        f"for {unasked} person(s) not in the query")
@@ -406,7 +416,7 @@ def query_partner(settings: Any, client: QueryClient, partner: str, kind: str,
                         result.reason)
 
 
-def _unasked_persons(settings: Any, raw: Path, kind: str, asked: set[int],
+def unasked_persons(settings: Any, raw: Path, kind: str, asked: set[int],
                      keyring: keys.CentreKeyring, trusted: keys.PartnerDirectory) -> int:
     """How many distinct persons the answer names who were not asked (0 if it cannot be read:
     intake then rejects it with the precise reason)."""
@@ -423,7 +433,7 @@ def _unasked_persons(settings: Any, raw: Path, kind: str, asked: set[int],
     id_field = load_contract(kind)["x-hedui"]["person_id_field"]
     if id_field not in frame:
         return 0
-    ids = _canonical(frame[id_field]).dropna()
+    ids = canonical_ids(frame[id_field]).dropna()
     found = set(person_tokens(settings.token_key, ids.drop_duplicates()).dropna().astype(int))
     return len(found - asked)
 

@@ -276,6 +276,7 @@ def _matched_evidence(settings: Settings, versions: dict[str, dict],
 
 def assess_batch(settings: Settings, batch_id: int, run_id: int) -> dict[str, int]:
     """Assess and flag the batch's households and store the results (replacing earlier ones)."""
+    from connectors import linkage
     from verification import pipeline
     from verification.assessment import assess
     from verification.flags import decide_flags
@@ -291,6 +292,7 @@ def assess_batch(settings: Settings, batch_id: int, run_id: int) -> dict[str, in
     parameters = load_parameters()
     result = assess(households, members, evidence, pipeline.sources_frame(versions),
                     parameters, as_of)
+    result = linkage.with_pending(settings, result, as_of)  # unanswered 协查: REVIEW
     frames = decide_flags(households, result.results, result.reasons, evidence, as_of,
                           parameters.at(region, as_of))
     out = _work_dir(settings, run_id) / "shard-batch"

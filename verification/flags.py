@@ -31,9 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from verification import codes
-from verification.matching import grade_supports_removal
 from verification.policy import Policy
 from verification.signals import (
     REASON_COLUMNS,
@@ -42,6 +43,7 @@ from verification.signals import (
     change_signals,
     death_recheck_due,
     evidence_refs,
+    supports_removal,
 )
 
 FLAG_COLUMNS = ["household_id", "kind", "street_code", "community_code", "due_date",
@@ -226,13 +228,27 @@ def _exit_periods(kinds: pd.Series, signals: pd.DataFrame, policy: Policy) -> pd
 
 def _flag_evidence(flag_reasons: pd.DataFrame, evidence: pd.DataFrame) -> pd.DataFrame:
     """The evidence rows the reasons cite (kind:feed:record), one row per household and record."""
-    cited = flag_reasons[["household_id", "evidence_refs"]].dropna()
-    cited = cited.assign(ref=cited["evidence_refs"].astype(str).str.split(";")).explode("ref")
-    cited = cited[cited["ref"].str.count(":") >= 2][["household_id", "ref"]].drop_duplicates()
-    keyed = evidence.assign(ref=evidence_refs(evidence))
-    joined = cited.merge(keyed.drop(columns=["household_id"]), on="ref", how="inner")
+    cited = _cited_refs(flag_reasons)
+    keyed = evidence[evidence["household_id"].isin(cited["household_id"])]
+    keyed = keyed.assign(ref=evidence_refs(keyed))
+    # by household too: a record matched to two households is cited by each for itself
+    joined = cited.merge(keyed, on=["household_id", "ref"], how="inner")
     return joined.drop(columns=["ref"]).drop_duplicates(["household_id", "source_kind", "feed_id",
                                                          "record_ref", "item"])
+
+
+def _cited_refs(flag_reasons: pd.DataFrame) -> pd.DataFrame:
+    """(household_id, ref) for every record a reason cites, split in Arrow; refs without a
+    record (``kind::missing``) are not records and are left out."""
+    refs = pa.array(flag_reasons["evidence_refs"].astype(object), type=pa.string(),
+                    from_pandas=True)
+    lists = pc.split_pattern(pc.fill_null(refs, ""), ";")
+    owners = flag_reasons["household_id"].to_numpy()[pc.list_parent_indices(lists).to_numpy()]
+    flat = pc.list_flatten(lists)
+    is_record = pc.invert(pc.match_substring_regex(flat, r"^[^:]*::|^$"))
+    found = pd.DataFrame({"household_id": owners[is_record.to_numpy(zero_copy_only=False)],
+                          "ref": pc.filter(flat, is_record).to_numpy(zero_copy_only=False)})
+    return found.drop_duplicates()
 
 
 # ---- when, and whether it is the same flag as before -----------------------------------------
@@ -248,8 +264,7 @@ def _due_dates(flags: pd.DataFrame, as_of: dt.date, death_due: pd.Series) -> pd.
 def _stable_refs(refs: pd.Series) -> pd.Series:
     """``kind:feed:record;…`` without feed ids: the same partner record delivered again in a
     newer feed is the same evidence."""
-    return refs.fillna("").astype(str).str.replace(r"(^|;)([^:;]*):[^:;]*:", r"\1\2:",
-                                                   regex=True)
+    return refs.fillna("").astype(str).str.replace(r":\d*:", ":", regex=True)
 
 
 def _digests(flags: pd.DataFrame, flag_reasons: pd.DataFrame) -> list[str]:
@@ -258,10 +273,19 @@ def _digests(flags: pd.DataFrame, flag_reasons: pd.DataFrame) -> list[str]:
     is new evidence too."""
     amount = np.where(flag_reasons["code"] == "BENEFIT_CHANGED",
                       "=" + flag_reasons["value"].astype(float).round(2).astype(str), "")
-    keyed = flag_reasons.assign(key=flag_reasons["code"] + amount + "@"
-                                + _stable_refs(flag_reasons["evidence_refs"]))
-    keys = keyed.groupby("household_id")["key"].agg(lambda s: "|".join(sorted(s)))
-    text = flags["kind"] + "#" + flags["household_id"].map(keys).fillna("")
+    keyed = pd.DataFrame({"household_id": flag_reasons["household_id"].to_numpy(),
+                          "key": (flag_reasons["code"] + amount + "@" + _stable_refs(
+                              flag_reasons["evidence_refs"])).to_numpy()})
+    keyed = keyed.sort_values(["household_id", "key"], kind="stable")
+    ids, keys = keyed["household_id"].to_numpy(), keyed["key"].to_numpy(dtype=object)
+    joined: dict = {}
+    if len(ids):
+        first = np.r_[True, ids[1:] != ids[:-1]]
+        starts = np.flatnonzero(first)
+        # one C loop concatenates each household's sorted keys ("|" between them)
+        parts = np.where(first, "", "|").astype(object) + keys
+        joined = dict(zip(ids[starts], np.add.reduceat(parts, starts), strict=True))
+    text = flags["kind"] + "#" + flags["household_id"].map(joined).fillna("")
     return [hashlib.sha256(t.encode()).hexdigest() for t in text]
 
 
@@ -298,7 +322,7 @@ def _check_certain_and_fresh(frames: FlagFrames, results: pd.DataFrame) -> None:
     flags, ev = frames.flags, frames.evidence
     stopping = flags.loc[flags["kind"].isin(_NEEDS_CERTAIN), "household_id"]
     certain = ev[ev["household_id"].isin(stopping)]  # only these households need the check
-    certain = certain[certain["match_grade"].map(grade_supports_removal).astype(bool)]
+    certain = certain[supports_removal(certain["match_grade"])]
     if "missing_sources" in results and len(certain):
         missing = certain["household_id"].map(results["missing_sources"]).fillna("").astype(str)
         stale = [kind in gone.split(",") for kind, gone in

@@ -22,6 +22,8 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from verification import codes
 from verification.matching import grade_supports_removal
@@ -32,15 +34,26 @@ SIGNAL_CODES = ("MEMBER_DECEASED", "SOURCES_CONFLICT", "MARRIAGE_CHANGED", "NEW_
 REVIEW_SIGNALS = ("MEMBER_DECEASED", "SOURCES_CONFLICT")  # these send the household to REVIEW
 REASON_COLUMNS = ["household_id", "code", "passed", "value", "limit", "parameter", "reference",
                   "evidence_refs"]
+# the evidence items any signal reads
+_SIGNAL_ITEMS = frozenset(codes.items("event") + codes.items("income") + codes.items("contribution")
+                          + codes.items("vehicle") + codes.items("property"))
 _DEATH_PARAMETER = "dynamic.recheck.after_death_months"
 _WINDOW_PARAMETER = "dynamic.change_window_months"
 _EMPLOYMENT_PARAMETER = "dynamic.new_employment_months"
 
 
 def evidence_refs(evidence: pd.DataFrame) -> np.ndarray:
-    """``kind:feed_id:record_ref`` per evidence row: how reasons cite their records."""
-    return (evidence["source_kind"].astype(str) + ":" + evidence["feed_id"].astype(str) + ":"
-            + evidence["record_ref"].astype(str)).to_numpy()
+    """``kind:feed_id:record_ref`` per evidence row: how reasons cite their records (joined in
+    Arrow, one C loop instead of three string concatenations)."""
+    parts = [_arrow_text(evidence[c]) for c in ("source_kind", "feed_id", "record_ref")]
+    joined = pc.binary_join_element_wise(*parts, ":")
+    return joined.to_numpy(zero_copy_only=False).astype(object)
+
+
+def _arrow_text(column: pd.Series) -> pa.Array:
+    array = pa.array(column.astype(object) if isinstance(column.dtype, pd.CategoricalDtype)
+                     else column, from_pandas=True)
+    return pc.fill_null(array if pa.types.is_string(array.type) else array.cast(pa.string()), "")
 
 
 def empty_reasons() -> pd.DataFrame:
@@ -62,18 +75,27 @@ def change_signals(evidence: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd
 
 def death_recheck_due(evidence: pd.DataFrame, policy: Policy) -> pd.Series:
     """household_id → the date by which a household with a death must be re-checked."""
-    deaths = _certain(evidence)
-    deaths = deaths[deaths["item"].astype(str) == "death"]
+    deaths = evidence[(evidence["item"].astype(str) == "death").to_numpy()]
+    deaths = deaths[supports_removal(deaths["match_grade"])]
     months = int(policy.require(_DEATH_PARAMETER))
     first = pd.to_datetime(deaths["period_start"]).groupby(deaths["household_id"]).min()
     return (first + pd.DateOffset(months=months)).dt.date
 
 
+def supports_removal(grades: pd.Series) -> np.ndarray:
+    """``grade_supports_removal`` for a whole column: each distinct grade is checked once (an
+    unknown grade raises), then rows are compared in one pass."""
+    distinct = pd.unique(grades.astype(object))
+    return grades.isin([g for g in distinct if grade_supports_removal(g)]).to_numpy()
+
+
 def _certain(evidence: pd.DataFrame) -> pd.DataFrame:
-    if evidence.empty:
-        return evidence.assign(ref=pd.Series(dtype=object))
-    certain = evidence[evidence["match_grade"].map(grade_supports_removal).astype(bool)]
-    return certain.assign(ref=evidence_refs(certain))
+    """Certain matches of the items a signal reads (refs are made later, for the few rows a
+    signal cites)."""
+    items = evidence["item"].astype(str)
+    keep = items.isin(_SIGNAL_ITEMS).to_numpy() & supports_removal(evidence["match_grade"])
+    return evidence[keep].assign(item=items[keep],
+                                 period_start=pd.to_datetime(evidence["period_start"][keep]))
 
 
 def _per_household(rows: pd.DataFrame, code: str, limit: float, parameter: str,
@@ -81,6 +103,8 @@ def _per_household(rows: pd.DataFrame, code: str, limit: float, parameter: str,
     """Group signal rows by household: the value (default: how many records) and their refs."""
     if rows.empty:
         return empty_reasons()
+    if "ref" not in rows:
+        rows = rows.assign(ref=evidence_refs(rows))
     grouped = rows.groupby("household_id")
     refs = grouped["ref"].agg(lambda s: ";".join(sorted(set(s))))
     values = grouped.size() if value is None else value.groupby(rows["household_id"]).max()
@@ -93,7 +117,7 @@ def _per_household(rows: pd.DataFrame, code: str, limit: float, parameter: str,
 
 
 def _deaths(certain: pd.DataFrame, policy: Policy) -> pd.DataFrame:
-    deaths = certain[certain["item"].astype(str) == "death"]
+    deaths = certain[certain["item"] == "death"]
     return _per_household(deaths, "MEMBER_DECEASED", policy.require(_DEATH_PARAMETER),
                           _DEATH_PARAMETER, policy)
 
@@ -101,17 +125,18 @@ def _deaths(certain: pd.DataFrame, policy: Policy) -> pd.DataFrame:
 def _conflicts(certain: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     """Income or contributions for a month that starts after the person's recorded death: one
     of the two sources is wrong, and only a caseworker can tell which."""
-    deaths = certain[certain["item"].astype(str) == "death"]
+    deaths = certain[certain["item"] == "death"]
     if deaths.empty:
         return empty_reasons()
-    paid = certain[certain["item"].astype(str).isin(
-        codes.items("income") + codes.items("contribution"))]
-    died = deaths[["household_id", "person_token", "period_start", "ref"]].rename(
-        columns={"period_start": "died_on", "ref": "death_ref"})
+    paid = certain[certain["item"].isin(codes.items("income") + codes.items("contribution"))
+                   & certain["person_token"].isin(deaths["person_token"])]
+    died = deaths[["household_id", "person_token", "period_start"]].assign(
+        death_ref=evidence_refs(deaths)).rename(columns={"period_start": "died_on"})
     after = paid.merge(died, on=["household_id", "person_token"])
-    after = after[pd.to_datetime(after["period_start"]) > pd.to_datetime(after["died_on"])]
+    after = after[after["period_start"] > after["died_on"]]
     if after.empty:
         return empty_reasons()
+    after = after.assign(ref=evidence_refs(after))
     both = pd.concat([after[["household_id", "ref"]],
                       after[["household_id", "death_ref"]].rename(columns={"death_ref": "ref"})])
     rows = _per_household(both, "SOURCES_CONFLICT", 0, _DEATH_PARAMETER, policy)
@@ -131,9 +156,8 @@ def _registered(certain: pd.DataFrame, items: tuple[str, ...], code: str, policy
     """Registrations of ``items`` dated within the change window before ``as_of``."""
     months = int(policy.require(_WINDOW_PARAMETER))
     since = pd.Timestamp(as_of) - pd.DateOffset(months=months)
-    dated = pd.to_datetime(certain["period_start"])
-    rows = certain[certain["item"].astype(str).isin(items) & (dated >= since)
-                   & (dated <= pd.Timestamp(as_of))]
+    dated = certain["period_start"]
+    rows = certain[certain["item"].isin(items) & (dated >= since) & (dated <= pd.Timestamp(as_of))]
     return _per_household(rows, code, months, _WINDOW_PARAMETER, policy)
 
 
@@ -141,14 +165,14 @@ def _new_employment(certain: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd
     """Members whose first contribution month is within the last N months: they have started
     work recently (a long-standing job is not news, however high its wage)."""
     months = int(policy.require(_EMPLOYMENT_PARAMETER))
-    paid = certain[(certain["item"].astype(str) == "si_contribution") & (certain["amount"] > 0)]
+    paid = certain[(certain["item"] == "si_contribution") & (certain["amount"] > 0)]
     if paid.empty:
         return empty_reasons()
-    started = pd.to_datetime(paid["period_start"]).groupby(
+    started = paid["period_start"].groupby(
         [paid["household_id"], paid["person_token"]]).transform("min")
     cutoff = pd.Timestamp(as_of).to_period("M").start_time - pd.DateOffset(months=months)
     recent = paid[(started >= cutoff).to_numpy()]
-    worked = pd.to_datetime(recent["period_start"]).dt.to_period("M")
+    worked = recent["period_start"].dt.to_period("M")
     months_worked = worked.groupby(recent["household_id"]).transform("nunique")
     return _per_household(recent, "NEW_EMPLOYMENT", months, _EMPLOYMENT_PARAMETER, policy,
                           value=months_worked)

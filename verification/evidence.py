@@ -26,8 +26,18 @@ def empty_evidence() -> pd.DataFrame:
     })
 
 
+# What matching decided for a staged row, carried onto each of its items when present.
+MATCH_COLUMNS = ("household_id", "match_grade")
+
+
 def evidence_from_staged(staged: pd.DataFrame, kind: str, feed_id: int) -> pd.DataFrame:
-    parts = [empty_evidence()]
+    """Evidence items of staged rows. Rows already matched (``household_id``, ``match_grade``,
+    their ``person_token`` the matched member's) keep those columns on every item."""
+    carried = [c for c in MATCH_COLUMNS if c in staged.columns]
+    base = empty_evidence()
+    for column in carried:
+        base[column] = staged[column].iloc[:0].reset_index(drop=True)
+    parts = [base]
     for mapping in load_contract(kind)["x-hedui"]["evidence"]:
         rows = staged
         for column, value in mapping.get("where", {}).items():
@@ -50,6 +60,7 @@ def evidence_from_staged(staged: pd.DataFrame, kind: str, feed_id: int) -> pd.Da
             "amount": rows[mapping["amount"]].astype("float64") if "amount" in mapping else 0.0,
             "period_start": start.astype("datetime64[ns]"),
             "period_end": end.astype("datetime64[ns]"),
+            **{column: rows[column] for column in carried},
         }))
     out = pd.concat(parts, ignore_index=True)
     return out.astype({"source_kind": "string", "item": "string", "record_ref": "string"})

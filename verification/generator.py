@@ -51,6 +51,9 @@ SCENARIOS = {
     "keep_exempt_vehicle": ("recipient", "KEEP", ["ELIGIBLE_DIBAO"], 4),
     "income_over": ("recipient", "REMOVE", ["INCOME_OVER_STANDARD"], 8),
     "vehicle": ("recipient", "REMOVE", ["VEHICLE_OWNED"], 5),
+    # the car's record carries the owner's ID with a mistyped check character (name and birth
+    # date right): matched by the fallback, never certain, so REVIEW — never REMOVE
+    "vehicle_id_mistyped": ("recipient", "REVIEW", ["MATCH_UNCERTAIN"], 3),
     "assets_over": ("recipient", "REMOVE", ["FINANCIAL_ASSETS_OVER_LIMIT"], 5),
     "two_homes": ("recipient", "REMOVE", ["PROPERTY_COUNT_EXCEEDED"], 4),
     "business": ("recipient", "REMOVE", ["BUSINESS_REGISTERED"], 4),
@@ -65,6 +68,10 @@ SCENARIOS = {
     "monitored_now_eligible": ("monitored", "ADD", ["ELIGIBLE_DIBAO"], 8),
     "monitored_not_eligible": ("monitored", "KEEP", ["INCOME_OVER_STANDARD"], 8),
 }
+# scenarios every district of at least ALWAYS_FROM households holds at least once (the last
+# households take them if the draw has not given them yet)
+ALWAYS = ("vehicle_id_mistyped",)
+ALWAYS_FROM = 20
 FEED_KINDS = ["wages", "pensions", "real_estate", "vehicles", "business", "deposits", "deaths"]
 
 
@@ -150,10 +157,12 @@ class _Builder:
         return people
 
     # ---- partner records ----------------------------------------------------------------------
-    def record(self, kind: str, person: Person, **fields: object) -> None:
+    def record(self, kind: str, person: Person, id_number: str | None = None,
+               **fields: object) -> None:
+        """One partner row for ``person``; ``id_number`` as written (default: ``dirty_id``)."""
         self.counters[kind] += 1
         row = {"record_id": f"{kind[:2].upper()}{self.counters[kind]:07d}",
-               "id_number": self.dirty_id(person), "name": person.name, **fields}
+               "id_number": id_number or self.dirty_id(person), "name": person.name, **fields}
         self.district.feeds[kind].append(row)
 
     def dirty_id(self, person: Person) -> str:
@@ -191,9 +200,10 @@ class _Builder:
                     property_use=use, area_m2=f"{self.rng.uniform(40, 110):.1f}",
                     registered_on=self.past_date(3000), share="1")
 
-    def vehicle(self, person: Person, vtype: str, status: str = "active") -> None:
+    def vehicle(self, person: Person, vtype: str, status: str = "active",
+                id_number: str | None = None) -> None:
         plate = "辽A" + "".join(self.rng.choice(list("0123456789ABCDEFGHJK"), 5))
-        self.record("vehicles", person, plate_no=plate, vehicle_type=vtype,
+        self.record("vehicles", person, id_number=id_number, plate_no=plate, vehicle_type=vtype,
                     registered_on=self.past_date(900), status=status)
 
     def business(self, person: Person, status: str = "active") -> None:
@@ -236,9 +246,9 @@ def _credit_code(rng: np.random.Generator) -> str:
 
 # ---- scenarios ---------------------------------------------------------------------------------
 # scenarios whose families have a small income, well under any standard
-_SMALL_INCOME = ("keep", "keep_exempt_vehicle", "vehicle", "assets_over", "two_homes", "business",
-                 "death", "death_conflict", "adjust", "applicant_eligible",
-                 "monitored_now_eligible")
+_SMALL_INCOME = ("keep", "keep_exempt_vehicle", "vehicle", "vehicle_id_mistyped", "assets_over",
+                 "two_homes", "business", "death", "death_conflict", "adjust",
+                 "applicant_eligible", "monitored_now_eligible")
 NEW_JOB_MONTHS = 4  # gradual_exit: the job began this many months ago (contributions too)
 
 
@@ -315,6 +325,8 @@ def _apply_change(b: _Builder, scenario: str, people: list[Person], standard: fl
         b.vehicle(who, "disability_vehicle")
     elif scenario == "vehicle":
         b.vehicle(who, "car")
+    elif scenario == "vehicle_id_mistyped":
+        b.vehicle(who, "car", id_number=mistyped_check(who.id_number))
     elif scenario == "assets_over":
         b.deposit(who, 150_000.0 * size, account_type=str(b.rng.choice(["deposit", "security"])))
     elif scenario == "two_homes":
@@ -326,6 +338,11 @@ def _apply_change(b: _Builder, scenario: str, people: list[Person], standard: fl
         died = b.months[0] + dt.timedelta(days=int(b.rng.integers(0, 25)))
         b.record("deaths", who, date_of_death=died.isoformat())
     return 0.0
+
+
+def mistyped_check(number: str) -> str:
+    """The number with a wrong check character (every other character right): ID_CHECK."""
+    return number[:17] + ("0" if number[17] != "0" else "1")
 
 
 def _outsiders(b: _Builder, count: int) -> None:
@@ -344,11 +361,13 @@ def _outsiders(b: _Builder, count: int) -> None:
 
 
 def _junk(b: _Builder, count: int) -> None:
-    """Rows a partner gets wrong (bad check character, negative amount, missing field): they must
-    be quarantined with a reason and never reach a household."""
+    """Rows a partner gets wrong (bad check character, negative amount, missing field): they never
+    reach a household. A row whose only fault is the ID number (the wage rows) is accepted as
+    identity unresolved; its name and birth date are an outsider's, so it matches nobody. The
+    others are quarantined with a reason."""
     for i in range(count):
         p = b.person("户主", (20, 70))
-        bad_id = p.id_number[:17] + ("0" if p.id_number[17] != "0" else "1")
+        bad_id = mistyped_check(p.id_number)
         kind = FEED_KINDS[i % 3]
         if kind == "wages":
             b.record("wages", Person(bad_id, p.name, p.birth, "户主"), period="2026-01",
@@ -362,6 +381,14 @@ def _junk(b: _Builder, count: int) -> None:
                      registered_on="2019-13-45", share="1")
 
 
+def _ensure_always(drawn: str, n: int, households: int, truth: list[dict]) -> str:
+    """``drawn``, unless the households left are needed for an ALWAYS scenario not yet given."""
+    if households < ALWAYS_FROM:
+        return drawn
+    missing = [s for s in ALWAYS if s not in {t["scenario"] for t in truth}]
+    return missing[0] if missing and households - n <= len(missing) else drawn
+
+
 def generate(households: int = 300, seed: int = 2026, as_of: dt.date | None = None) -> District:
     """Build a district of ``households`` households; same seed, same district, byte for byte."""
     as_of = as_of or dt.date(2026, 11, 1)
@@ -371,6 +398,7 @@ def generate(households: int = 300, seed: int = 2026, as_of: dt.date | None = No
     streets = list(STREETS)
     for n in range(households):
         scenario = str(b.rng.choice(names, p=probs))
+        scenario = _ensure_always(scenario, n, households, b.district.truth)
         status, flag, reasons, _ = SCENARIOS[scenario]
         street = streets[n % len(streets)]
         community = f"{street}{1 + int(b.rng.integers(0, len(STREETS[street][1]))):03d}"

@@ -4,7 +4,9 @@ verify+decrypt (connectors/envelope.py) → decode (bytes → strings by the man
 type: CSV in UTF-8, UTF-8 with BOM or GBK/GB18030, XLSX, JSON Lines; connectors/decoding.py; a row
 the decoder could not read as the header says is quarantined with its line) → validate against the
 contract (verification/validation.py, which canonicalises IDs) → tokens → staged Parquet holding
-no raw ID or name. Rows that fail go to quarantine with line and reason; the feed's counts
+no raw ID or name. Rows that fail go to quarantine with line and reason — except a row whose only
+fault is an unusable ID number and which has a name: it is accepted as *identity unresolved*
+(token <NA>, counted in ``identity_unresolved``) for the matcher's fallback. The feed's counts
 reconcile (received = accepted + quarantined) or the feed is rejected. A feed that fails as a whole
 (bad signature, wrong key, truncated, replayed, row count off) is kept exactly as received, marked
 rejected with the reason, and audited; nothing downstream treats its absence as data.
@@ -19,6 +21,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +40,10 @@ from connectors.registry import load_partners
 from schemas import load_contract
 from verification import audit
 from verification.config import Settings
+from verification.matching import name_keys
 from verification.storage import session_scope
 from verification.storage.models import Feed, Partner, QuarantinedRow
-from verification.tokens import person_tokens
+from verification.tokens import TokenKey, person_tokens
 from verification.validation import Validated, stripped_text, validate_frame
 
 log = logging.getLogger(__name__)
@@ -56,11 +60,13 @@ class IntakeResult:
     accepted: int = 0
     quarantined: int = 0
     reason: str = ""
+    identity_unresolved: int = 0  # accepted rows whose ID number was unusable (token <NA>)
 
     def receipt(self) -> dict[str, object]:
         """What the partner is told back."""
         return {"status": self.status, "received": self.received, "accepted": self.accepted,
-                "quarantined": self.quarantined, "reason": self.reason}
+                "quarantined": self.quarantined, "reason": self.reason,
+                "identity_unresolved": self.identity_unresolved}
 
 
 class DbFreshness:
@@ -244,10 +250,11 @@ def _validate(frame: pd.DataFrame, kind: str) -> Validated:
     """``validate_frame``, with rows the decoder could not read (``_problem``) quarantined under
     the decoder's reason: they count as received and quarantined, never silently dropped."""
     if decoding.PROBLEM not in frame:
-        return validate_frame(frame, kind)
+        return validate_frame(frame, kind, identity_unresolved=True)
     problem = frame[decoding.PROBLEM].astype(str)
     bad = (problem != "").to_numpy()
-    checked = validate_frame(frame.loc[~bad].drop(columns=[decoding.PROBLEM]), kind)
+    checked = validate_frame(frame.loc[~bad].drop(columns=[decoding.PROBLEM]), kind,
+                             identity_unresolved=True)
     if not bad.any():
         return checked
     parts = problem[bad].str.partition(": ")
@@ -257,7 +264,8 @@ def _validate(frame: pd.DataFrame, kind: str) -> Validated:
                            ignore_index=True).sort_values(["line", "field"]).reset_index(
                                drop=True)
     return Validated(accepted=checked.accepted, quarantine=quarantine,
-                     received=checked.received + int(bad.sum()), warnings=checked.warnings)
+                     received=checked.received + int(bad.sum()), warnings=checked.warnings,
+                     unresolved=checked.unresolved)
 
 
 @dataclass
@@ -272,14 +280,28 @@ class _Staged:
 def _stage(settings: Settings, session: Session, feed: Feed, frame: pd.DataFrame,
            manifest: envelope.Manifest) -> None:
     checked = _validate(frame, feed.kind)
-    staged = checked.accepted.drop(columns=["name"], errors="ignore")
     id_field = load_contract(feed.kind)["x-hedui"]["person_id_field"]
-    staged.insert(0, "person_token", _tokens(settings, staged.pop(id_field)))
+    staged = _staged_rows(settings, checked.accepted, id_field,
+                          lambda ids: _tokens(settings, ids))
     settings.staging_dir.mkdir(parents=True, exist_ok=True)
     path = settings.staging_dir / f"feed-{feed.id}.parquet"
     staged.to_parquet(path, index=False)
-    _record_staged(settings, session, feed, _Staged(path, checked.quarantine, checked.counts),
-                   manifest)
+    counts = {**checked.counts, "identity_unresolved": checked.unresolved}
+    _record_staged(settings, session, feed, _Staged(path, checked.quarantine, counts), manifest)
+
+
+def _staged_rows(settings: Settings, accepted: pd.DataFrame, id_field: str,
+                 tokens: Callable[[pd.Series], pd.Series]) -> pd.DataFrame:
+    """Accepted rows as staged: the keyed token instead of the ID number (<NA>: identity
+    unresolved), keyed name forms (``name_keys`` under the token key: codes, not names) instead
+    of the name, and the ``birth_date``/``gender`` validation read off the ID, so the matcher can
+    place a row without a usable ID and doubt a valid ID typed into someone else's record."""
+    staged = accepted.drop(columns=["name"], errors="ignore")
+    staged.insert(0, "person_token", tokens(staged.pop(id_field)))
+    if "name" in accepted:
+        keyed = name_keys(accepted["name"], TokenKey.from_settings(settings))
+        staged = pd.concat([staged, keyed.astype("string")], axis=1)
+    return staged
 
 
 def _record_staged(settings: Settings, session: Session, feed: Feed, staged: _Staged,
@@ -294,6 +316,7 @@ def _record_staged(settings: Settings, session: Session, feed: Feed, staged: _St
         raise AssertionError(f"feed {feed.id}: counts do not reconcile: {counts}")
     feed.rows_received, feed.rows_accepted = counts["received"], counts["accepted"]
     feed.rows_quarantined = counts["quarantined"]
+    feed.rows_identity_unresolved = counts.get("identity_unresolved", 0)
     feed.staged_path, feed.status, feed.reason = str(path), "accepted", ""
     feed.processed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     audit.record(session, "intake", "feed.accepted", f"feed:{feed.id}",
@@ -348,19 +371,20 @@ def _write_chunks(settings: Settings, kind: str, plain: Path, keys: list[str],
     id_fields = [f["name"] for f in load_contract(kind)["fields"]
                  if f.get("x-identifier") == "resident_id"]
     first_messages: dict[tuple[str, str], str] = {}
-    quarantines, counts = [], {"received": 0, "accepted": 0, "quarantined": 0}
+    quarantines = []
+    counts = {"received": 0, "accepted": 0, "quarantined": 0, "identity_unresolved": 0}
     writer = None
     try:
         for batch in reader:
             frame = batch.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
             frame.insert(0, "_line", range(counts["received"] + 2,
                                            counts["received"] + 2 + len(frame)))
-            checked = validate_frame(frame, kind)
+            checked = validate_frame(frame, kind, identity_unresolved=True)
             if keys:
                 _earlier_duplicates(checked, frame, keys, seen)
             _same_id_messages(checked, id_fields, first_messages)
-            staged = checked.accepted.drop(columns=["name"], errors="ignore")
-            staged.insert(0, "person_token", _cached_tokens(settings, staged.pop(id_field), cache))
+            staged = _staged_rows(settings, checked.accepted, id_field,
+                                  lambda ids: _cached_tokens(settings, ids, cache))
             table = pa.Table.from_pandas(staged, preserve_index=False,
                                          schema=writer.schema if writer else None)
             writer = writer or pq.ParquetWriter(out, table.schema)
@@ -368,6 +392,7 @@ def _write_chunks(settings: Settings, kind: str, plain: Path, keys: list[str],
             quarantines.append(checked.quarantine)
             for name, value in checked.counts.items():
                 counts[name] += value
+            counts["identity_unresolved"] += checked.unresolved
     finally:
         if writer is not None:
             writer.close()
@@ -481,7 +506,8 @@ def _reject(session: Session, feed: Feed, reason: str) -> IntakeResult:
 
 def _result(feed: Feed) -> IntakeResult:
     return IntakeResult(feed.id, feed.partner.code, feed.kind, feed.sequence, feed.status,
-                        feed.rows_received, feed.rows_accepted, feed.rows_quarantined, feed.reason)
+                        feed.rows_received, feed.rows_accepted, feed.rows_quarantined, feed.reason,
+                        feed.rows_identity_unresolved or 0)
 
 
 def _tmp_dir(settings: Settings) -> Path:

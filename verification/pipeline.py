@@ -36,8 +36,9 @@ from verification.assessment import assess
 from verification.config import Settings
 from verification.evidence import empty_evidence, evidence_from_staged
 from verification.flags import decide_flags
-from verification.matching import RosterIndex, match_exact
+from verification.matching import GRADE_DTYPE
 from verification.policy import load_parameters
+from verification.run_matching import RunMatch, match_staged, people_for_matching
 from verification.storage import session_scope
 from verification.storage.models import (
     Assessment,
@@ -51,6 +52,7 @@ from verification.storage.models import (
     Run,
     utcnow,
 )
+from verification.tokens import TokenKey
 
 log = logging.getLogger(__name__)
 DEFAULT_REGION = "210112"
@@ -168,26 +170,34 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
         run = session.get(Run, run_id)
         versions = run.feed_versions
         run.stage = "matching"
-    roster = RosterIndex(load_members(settings)[["person_token", "household_id"]])
-    # One feed at a time, kept as Arrow once matched: a province's evidence is tens of millions
-    # of rows, and pandas frames of all of them at once would need several times the memory.
-    matched_parts, accessed, received = [], [], 0
-    for kind, version in versions.items():
-        if version.get("feed_id"):
-            evidence = evidence_from_staged(pd.read_parquet(version["staged_path"]), kind,
-                                            version["feed_id"])
-            received += len(evidence)
-            matched = match_exact(evidence, roster)
-            del evidence
-            accessed.append(matched[["source_kind", "person_token"]].drop_duplicates())
-            matched_parts.append(pa.Table.from_pandas(matched, preserve_index=False))
-            del matched
-    if not matched_parts:
-        matched_parts.append(pa.Table.from_pandas(match_exact(empty_evidence(), roster),
-                                                  preserve_index=False))
-    matched = pa.concat_tables(matched_parts)
+    # Every staged row of the run's feeds matched to members in one pass (exact on the token,
+    # the fallback on keyed name forms and birth date for rows whose ID is unusable or not on
+    # the roster); only the narrow identity columns are read for it.
+    key = TokenKey.from_settings(settings)
+    feeds = [(kind, v["feed_id"], Path(v["staged_path"])) for kind, v in versions.items()
+             if v.get("feed_id")]
+    linked = match_staged([path for _, _, path in feeds], people_for_matching(settings, key), key)
     folder = _run_dir(settings, run_id)
     folder.mkdir(parents=True, exist_ok=True)
+    _log_matching(run_id, linked, folder)
+    # Then one feed at a time, kept as Arrow once matched: a province's evidence is tens of
+    # millions of rows, and pandas frames of all of them at once would need several times the
+    # memory.
+    matched_parts, accessed = [], []
+    for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
+        staged = pd.read_parquet(path).iloc[links["row"].to_numpy()].reset_index(drop=True)
+        staged = staged.assign(person_token=links["person_token"].to_numpy(),
+                               household_id=links["household_id"].to_numpy(),
+                               match_grade=pd.Categorical(links["match_grade"],
+                                                          dtype=GRADE_DTYPE))
+        matched = evidence_from_staged(staged, kind, feed_id)
+        del staged
+        accessed.append(matched[["source_kind", "person_token"]].drop_duplicates())
+        matched_parts.append(pa.Table.from_pandas(matched, preserve_index=False))
+        del matched
+    if not matched_parts:
+        matched_parts.append(pa.Table.from_pandas(_no_evidence(), preserve_index=False))
+    matched = pa.concat_tables(matched_parts)
     households = load_households(settings)
     _write_evidence(matched, households["street_code"], folder / "evidence.parquet")
     with session_scope(settings.database_url) as session:  # whose data was used, by token
@@ -196,9 +206,32 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
             pd.concat(accessed, ignore_index=True) if accessed else empty_evidence(),
             {k: v.get("partner", "") for k, v in versions.items()})
     shards = sorted(households["street_code"].unique().tolist())
-    log.info("run %s: %d evidence rows matched of %d, %d shards", run_id, matched.num_rows,
-             received, len(shards))
+    log.info("run %s: %d evidence rows from %d matched staged rows of %d, %d shards", run_id,
+             matched.num_rows, sum(len(links) for links in linked.links), linked.rows,
+             len(shards))
     return RunPlan(run_id, shards)
+
+
+def _no_evidence() -> pd.DataFrame:
+    return empty_evidence().assign(household_id=pd.Series(dtype="int64"),
+                                   match_grade=pd.Categorical([], dtype=GRADE_DTYPE))
+
+
+def _log_matching(run_id: int, linked: RunMatch, folder: Path) -> None:
+    """The matcher's run log (settings, fitted weights, counts by grade; no personal data),
+    written beside the run's evidence and summarised in the log."""
+    record = {"rows": linked.rows, "identities": linked.identities,
+              **(linked.result.run_log() if linked.result is not None else {})}
+    (folder / "matching.json").write_text(json.dumps(record, indent=1, default=_plain), "utf-8")
+    model = record.get("model") or {}
+    log.info("run %s matching: %d staged rows, %d distinct identities, method %s, counts %s",
+             run_id, linked.rows, linked.identities, model.get("method", "-"),
+             record.get("counts", {}))
+
+
+def _plain(value: object) -> object:
+    """JSON for the numpy values in a run log."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def review_shard(settings: Settings, run_id: int, shard: str) -> str:

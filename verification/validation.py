@@ -9,6 +9,7 @@ person can act on. ``received == accepted + quarantined`` always holds.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import unicodedata
 from collections.abc import Callable
@@ -44,6 +45,8 @@ class Validated:
     quarantine: pd.DataFrame
     received: int
     warnings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=QUARANTINE_COLUMNS))
+    # accepted rows whose person ID was unusable (see ``validate_frame(identity_unresolved=…)``)
+    unresolved: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
@@ -63,7 +66,7 @@ def _nfkc(series: pd.Series) -> pd.Series:
 # are put back by position. Every parser here is a function of the value alone, so the answers are
 # those of parsing row by row.
 _DISTINCT_MIN_ROWS = 1000
-_DISTINCT_SHARE = 0.5
+_DISTINCT_SHARE = 0.7
 # A plain ASCII decimal: NFKC, strip and the separator removal leave it as it is, so it parses
 # directly (in Arrow) to the float the general path would give.
 _PLAIN_DECIMAL = r"^[0-9]{1,15}(\.[0-9]{1,15})?$"
@@ -258,8 +261,16 @@ def _constraint_problems(typed: pd.DataFrame, kind: str, lines: pd.Series) -> pd
     return pd.DataFrame(columns=QUARANTINE_COLUMNS)
 
 
-def validate_frame(frame: pd.DataFrame, kind: str) -> Validated:
-    """Validate a frame of strings (with ``_line``) against the contract for ``kind``."""
+def validate_frame(frame: pd.DataFrame, kind: str, *,
+                   identity_unresolved: bool = False) -> Validated:
+    """Validate a frame of strings (with ``_line``) against the contract for ``kind``.
+
+    With ``identity_unresolved`` (partner feeds at intake), a row whose only problems are on the
+    contract's person-ID field — an ``ID_*`` reason or a missing number — and which has a name is
+    accepted with that field <NA> (*identity unresolved*: the matcher may still place it by name
+    and birth date), its problems moved to ``warnings``; ``unresolved`` counts such rows, and
+    every accepted row gains ``birth_date``/``gender`` (``identity_hints``).
+    """
     frame = frame.reset_index(drop=True)
     lines = frame["_line"]
     typed, problems = _parse_fields(frame, kind)
@@ -273,10 +284,70 @@ def validate_frame(frame: pd.DataFrame, kind: str) -> Validated:
         len(p) for p in problems) else pd.DataFrame(columns=QUARANTINE_COLUMNS)
     # A value that failed to parse is also "empty" to pandera: report only the first problem.
     quarantine = quarantine.drop_duplicates(["line", "field"], keep="first")
+    rescued = _identity_only(quarantine, typed, lines, kind) if identity_unresolved else None
+    id_problems = quarantine.iloc[:0]
+    if rescued is not None and len(rescued):
+        moved = quarantine["line"].isin(rescued).to_numpy()
+        id_problems, quarantine = quarantine[moved], quarantine[~moved]
     bad_lines = set(quarantine["line"].tolist())
     keep = ~lines.isin(bad_lines)
     accepted = typed[keep].copy()
     accepted["_line"] = lines[keep].to_numpy()
     warnings = _uscc_warnings(accepted, kind, accepted["_line"])
+    if identity_unresolved:
+        id_field = load_contract(kind)["x-hedui"]["person_id_field"]
+        accepted["birth_date"], accepted["gender"] = identity_hints(
+            frame.loc[accepted.index, id_field] if id_field in frame
+            else pd.Series(pd.NA, index=accepted.index, dtype="string"), accepted[id_field])
+        warnings = pd.concat([w for w in (warnings, id_problems) if len(w)] or [warnings],
+                             ignore_index=True)
     return Validated(accepted=accepted, quarantine=quarantine.sort_values(["line", "field"])
-                     .reset_index(drop=True), received=len(frame), warnings=warnings)
+                     .reset_index(drop=True), received=len(frame), warnings=warnings,
+                     unresolved=0 if rescued is None else len(rescued))
+
+
+# Reasons that say only that a row's person ID cannot be used (REQUIRED: no number at all).
+_IDENTITY_REASONS = ("REQUIRED",)
+
+
+def _identity_only(quarantine: pd.DataFrame, typed: pd.DataFrame, lines: pd.Series,
+                   kind: str) -> pd.Index:
+    """Lines whose every problem is on the person-ID field (an ``ID_*`` reason or a missing
+    number) and that carry a name: accepted as identity unresolved."""
+    hedui = load_contract(kind).get("x-hedui", {})
+    id_field = hedui.get("person_id_field")
+    if not id_field or not len(quarantine) or "name" not in typed:
+        return pd.Index([], dtype="int64")
+    reason = quarantine["reason"].astype(str)
+    identity = (quarantine["field"] == id_field) & (
+        reason.str.startswith("ID_") | reason.isin(_IDENTITY_REASONS))
+    only = identity.groupby(quarantine["line"].to_numpy()).all()
+    named = set(lines[typed["name"].notna().to_numpy()].tolist())
+    return pd.Index([line for line in only.index[only.to_numpy()] if line in named],
+                    dtype="int64")
+
+
+def identity_hints(raw: pd.Series, canonical: pd.Series,
+                   today: dt.date | None = None) -> tuple[pd.Series, pd.Series]:
+    """Birth date (datetime64) and gender ('M'/'F') per row, for the matcher.
+
+    From the canonical ID where there is one; else hints read from the raw text as the partner
+    sent it (full-width digits, spaces and legacy 15-digit numbers folded): the birth date when
+    characters 7–14 of an 18-character number are a real date (1880 to today), the gender from
+    the 17th character when it is a digit. Anything else is missing: a hint is never guessed.
+    """
+    text = identifiers.canonical_texts(raw).to_numpy(dtype=object)
+    present = canonical.notna().to_numpy()
+    text[present] = canonical[present].astype(str).to_numpy()
+    text = pd.Series(text, index=raw.index, dtype="string")
+    legacy = text.str.fullmatch(r"\d{15}", na=False)
+    text = text.where(~legacy, text.str[:6] + "19" + text.str[6:] + "?")
+    full = text.str.len().eq(18).fillna(False)
+    born = pd.to_datetime(text.str[6:14].where(full), format="%Y%m%d", errors="coerce")
+    latest = pd.Timestamp(today or dt.date.today())
+    born = born.where((born.dt.year >= 1880) & (born <= latest)).astype("datetime64[ns]")
+    digit = text.str[16].where(full)
+    parity = pd.to_numeric(digit.where(digit.str.fullmatch(r"\d", na=False)), errors="coerce")
+    parity = parity.astype("float64").to_numpy()
+    gender = pd.Series(np.where(parity % 2 == 1, "M", "F"), index=raw.index, dtype="string")
+    return born, gender.where(~np.isnan(parity), pd.NA)

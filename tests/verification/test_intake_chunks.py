@@ -36,10 +36,11 @@ def _feed_file(tmp_path: Path) -> Path:
 
 
 def _whole(settings, path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    checked = validate_frame(read_feed_table(path), "wages")
-    staged = checked.accepted.drop(columns=["name"])
-    staged.insert(0, "person_token", intake._tokens(settings, staged.pop("id_number")))
-    return staged.reset_index(drop=True), checked.quarantine, checked.counts
+    checked = validate_frame(read_feed_table(path), "wages", identity_unresolved=True)
+    staged = intake._staged_rows(settings, checked.accepted, "id_number",
+                                 lambda ids: intake._tokens(settings, ids))
+    counts = {**checked.counts, "identity_unresolved": checked.unresolved}
+    return staged.reset_index(drop=True), checked.quarantine, counts
 
 
 def test_blocks_give_the_whole_frame_answer(tmp_path, monkeypatch):

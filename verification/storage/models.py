@@ -58,6 +58,9 @@ class Feed(Base):
     rows_received: Mapped[int] = mapped_column(Integer, default=0)
     rows_accepted: Mapped[int] = mapped_column(Integer, default=0)
     rows_quarantined: Mapped[int] = mapped_column(Integer, default=0)
+    # of rows_accepted: rows whose ID number was unusable (typo, missing), token <NA>, matched
+    # by name and birth date at best probable (never a REMOVE)
+    rows_identity_unresolved: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(20), default="received")  # accepted | rejected
     reason: Mapped[str] = mapped_column(Text, default="")
     raw_path: Mapped[str] = mapped_column(Text, default="")

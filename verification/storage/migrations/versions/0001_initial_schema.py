@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 00:49:52.580537
+Create Date: 2026-11-29 01:03:30.124583
 """
 
 import sqlalchemy as sa
@@ -116,6 +116,7 @@ def upgrade() -> None:
         sa.Column("rows_received", sa.Integer(), nullable=False),
         sa.Column("rows_accepted", sa.Integer(), nullable=False),
         sa.Column("rows_quarantined", sa.Integer(), nullable=False),
+        sa.Column("rows_identity_unresolved", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("raw_path", sa.Text(), nullable=False),

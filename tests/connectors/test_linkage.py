@@ -147,3 +147,26 @@ def test_unanswered_request_is_a_missing_source_with_its_age(settings, district_
     # Households not covered by the request are not held back by it.
     others = {h for h, _, code, d in rows if h not in asked and code == "SOURCE_UNAVAILABLE"}
     assert not others
+
+
+def test_cli_export_pending_import(settings, district_dir, centre, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("HEDUI_HOME", str(settings.home))
+    monkeypatch.setenv("HEDUI_DATABASE_URL", settings.database_url)
+    runner = CliRunner()
+    hh = centre["households"][:2]
+    done = runner.invoke(linkage.app, ["export", "--centre", REMOTE, "--items", "wages",
+                                       "--out", str(tmp_path / "outbox"),
+                                       "--household", str(hh[0]), "--household", str(hh[1])])
+    assert done.exit_code == 0, done.output
+    [request] = linkage.load_requests(settings)
+    assert request.request_id in done.output and request.household_ids == sorted(hh)
+    pending = runner.invoke(linkage.app, ["pending"])
+    assert f"{request.request_id} {REMOTE}" in pending.output and "wages pending" in pending.output
+    answers = _answer(centre, request, district_dir, tmp_path)
+    imported = runner.invoke(linkage.app, ["import", request.request_id,
+                                           *(str(p) for p in answers)])
+    assert imported.exit_code == 0, imported.output
+    assert "wages: accepted" in imported.output
+    assert runner.invoke(linkage.app, ["pending"]).output.strip() == ""

@@ -7,8 +7,8 @@
 1. A synthetic caseload and seven partner feeds (bench/synth.py, deterministic by seed), written
    as CSV and packed as each partner would (signed, encrypted, chunked; TEST ONLY keys). Cached
    under ``var/bench/`` per size and seed; not part of the review.
-2. Per database: a fresh, migrated database with the caseload written in bulk (the encrypted
-   columns of members hold placeholders: loading the caseload is not part of a review).
+2. Per database: a fresh, migrated database with the caseload written in bulk (ID numbers and
+   names field-encrypted as the roster loader stores them; loading is not part of a review).
 3. The review, through the same functions the Airflow tasks call, on ``--jobs`` spawned worker
    processes that have imported the stages once (as warm Airflow workers have): intake of every
    packed feed (verify, decrypt, decode, validate, stage); matching (``prepare_evidence``);
@@ -186,9 +186,13 @@ def drop_database(schema: str | None) -> None:
 
 
 def load_caseload(settings, folder: Path) -> float:  # noqa: ANN001
-    """Households and members written with verification.bulk (placeholders for encrypted
-    columns); returns seconds."""
+    """Households and members (ID numbers and names encrypted as the roster loader stores them)
+    written with verification.bulk; returns seconds. Not part of a review."""
+    import synth
+
     from verification import bulk
+    from verification.fieldcrypt import load_field_cipher
+    from verification.identifiers import mask_id, mask_name
     from verification.intake import ensure_partners
     from verification.storage import session_scope
     from verification.storage.models import Household, Member
@@ -196,10 +200,16 @@ def load_caseload(settings, folder: Path) -> float:  # noqa: ANN001
     started = time.perf_counter()
     households = pd.read_parquet(folder / "households.parquet").reset_index(names="id")
     members = pd.read_parquet(folder / "members.parquet")
-    members = members.assign(token_key_id=settings.token_key_id, id_number_enc=b"",
-                             name_enc=b"", id_masked="210112********0000", name_masked="*",
-                             exclusion="", disability_grade=0, disability_type="",
-                             labour_capacity=True)
+    private = synth.caseload(len(households), json.loads((folder / "data.json").read_text())[
+        "seed"]).members  # the same members in the same order, with ID numbers and names
+    cipher = load_field_cipher()
+    members = members.assign(
+        token_key_id=settings.token_key_id,
+        id_number_enc=[cipher.encrypt(v, "members.id_number") for v in private["id_number"]],
+        name_enc=[cipher.encrypt(v, "members.name") for v in private["name"]],
+        id_masked=[mask_id(v) for v in private["id_number"]],
+        name_masked=[mask_name(v) for v in private["name"]],
+        exclusion="", disability_grade=0, disability_type="", labour_capacity=True)
     with session_scope(settings.database_url) as session:
         ensure_partners(session)  # once, before feeds are taken in on parallel processes
         connection = session.connection()

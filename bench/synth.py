@@ -319,6 +319,11 @@ def _feeds(rng: np.random.Generator, caseload: Caseload) -> dict[str, pa.Table]:
     return feeds
 
 
+def caseload(households: int, seed: int = 2026) -> Caseload:
+    """Only the caseload of ``build(households, seed)`` (the same households and members)."""
+    return _caseload(np.random.default_rng(seed), households)
+
+
 def build(households: int, seed: int = 2026) -> SynthData:
     """The caseload and the seven feeds for ``households`` households; deterministic by seed."""
     rng = np.random.default_rng(seed)

@@ -176,3 +176,16 @@ def test_partner_refuses_a_query_list_not_signed_by_the_centre(settings, distric
                                ["hrss"]))
         with pytest.raises(Exception, match="HTTP 400.*Replayed"):
             client.post_query(older)
+
+
+def test_query_partners_reads_the_airflow_connection(settings, district_dir, loaded, monkeypatch):
+    desk = _desk(settings, district_dir)
+    with PartnerServer(FeedCatalogue(), tokens={"hrss": DEMO_TOKEN}, desks={"hrss": desk}) as srv:
+        monkeypatch.setenv("AIRFLOW_CONN_HEDUI_PARTNER_HRSS", json.dumps({
+            "conn_type": "http", "host": "127.0.0.1", "port": srv.port, "schema": "http",
+            "password": DEMO_TOKEN, "extra": {"path": "/hrss/v1"}}))
+        outcomes = query_partners(settings, loaded[:5], as_of=AS_OF, partners=["hrss"],
+                                  wait_seconds=10)
+    assert [(o.partner, o.kind, o.status) for o in outcomes] == [
+        ("hrss", "wages", "answered"), ("hrss", "pensions", "answered")]
+    assert set(desk.receipts) == {o.query_id for o in outcomes}

@@ -32,8 +32,12 @@ MATCH_COLUMNS = ("household_id", "match_grade")
 
 def evidence_from_staged(staged: pd.DataFrame, kind: str, feed_id: int) -> pd.DataFrame:
     """Evidence items of staged rows. Rows already matched (``household_id``, ``match_grade``,
-    their ``person_token`` the matched member's) keep those columns on every item."""
+    their ``person_token`` the matched member's) keep those columns on every item; of rows not
+    yet matched, those whose identity is unresolved (token <NA>) are left out — only the matcher
+    (verification/run_matching.py) can place them."""
     carried = [c for c in MATCH_COLUMNS if c in staged.columns]
+    if not carried:  # not matched yet: rows without a token (identity unresolved) need matching
+        staged = staged[staged["person_token"].notna()]
     base = empty_evidence()
     for column in carried:
         base[column] = staged[column].iloc[:0].reset_index(drop=True)

@@ -148,3 +148,15 @@ def test_mistyped_id_gives_review_with_the_candidate_never_remove(settings, dist
     log = json.loads((settings.runs_dir / f"run-{run_id}" / "matching.json").read_text())
     assert log["counts"]["possible"] + log["counts"]["probable"] == len(mistyped)
     assert "name_key_version" in log and log["rows"] > log["identities"]
+
+
+def test_unmatched_evidence_leaves_out_rows_only_the_matcher_can_place():
+    from verification.evidence import evidence_from_staged
+
+    staged = pd.DataFrame({
+        "person_token": pd.array([7, pd.NA], dtype="Int64"), "record_id": ["V1", "V2"],
+        "plate_no": ["辽A1", "辽A2"], "vehicle_type": ["car", "car"],
+        "registered_on": pd.to_datetime(["2020-01-01", "2021-01-01"]),
+        "status": ["active", "active"]})
+    evidence = evidence_from_staged(staged, "vehicles", 3)
+    assert evidence["record_ref"].tolist() == ["V1"] and evidence["person_token"].tolist() == [7]

@@ -53,18 +53,24 @@ def batch_file(district: Path, folder: Path, statuses: tuple[str, ...] = ("appli
 
 
 def broken_batch_file(district: Path, folder: Path) -> tuple[Path, dict[int, str]]:
-    """A batch file with three bad rows; returns it and {line: field that is wrong}."""
+    """Three whole households with one bad member row each (never the head, so no household
+    check is disturbed); returns the file and {line: field that is wrong}."""
     roster = pd.read_csv(district / "roster.csv", dtype=str, keep_default_na=False)
-    rows = roster[roster["status"] == "applicant"].head(6).reset_index(drop=True)
-    rows.loc[1, "id_number"] = rows.loc[1, "id_number"][:17] + (
-        "0" if rows.loc[1, "id_number"][17] != "0" else "1")  # wrong check character
-    rows.loc[3, "street_code"] = "21011"  # too short
-    rows.loc[4, "authorisation_signed_on"] = "2026-13-45"
+    applicants = roster[roster["status"] == "applicant"]
+    with_members = applicants.loc[applicants["relation"] != "户主", "household_code"].unique()[:3]
+    rows = applicants[applicants["household_code"].isin(with_members)].reset_index(drop=True)
+    damage = [("id_number", lambda v: v[:17] + ("0" if v[17] != "0" else "1")),  # check char
+              ("disability_grade", lambda _v: "7"),
+              ("authorisation_signed_on", lambda _v: "2026-13-45")]
+    bad: dict[int, str] = {}
+    for code, (field, spoil) in zip(with_members, damage, strict=True):
+        index = rows.index[(rows["household_code"] == code) & (rows["relation"] != "户主")][0]
+        rows.loc[index, field] = spoil(rows.loc[index, field])
+        bad[int(index) + 2] = field  # line 1 is the header
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "有错误的批次.csv"
     rows.to_csv(path, index=False, encoding="utf-8-sig")
-    # line 1 is the header: row i is on line i + 2
-    return path, {3: "id_number", 5: "street_code", 6: "authorisation_signed_on"}
+    return path, bad
 
 
 @pytest.fixture(scope="session")

@@ -174,9 +174,11 @@ def test_staff_submit_an_invalid_then_a_valid_batch_and_see_it_complete(browser,
     errors = page.get_by_test_id("row-errors")
     assert [int(x) for x in errors.locator("tr[data-line]").evaluate_all(
         "rows => rows.map(r => r.dataset.line)")] == sorted(bad_lines)
-    assert "身份证号校验位不符" in errors.locator('tr[data-line="3"]').inner_text()
-    assert "「街道代码」应为 9 位数字" in errors.locator('tr[data-line="5"]').inner_text()
-    assert "不是有效日期" in errors.locator('tr[data-line="6"]').inner_text()
+    line_of = {field: line for line, field in bad_lines.items()}
+    row = lambda field: errors.locator(f'tr[data-line="{line_of[field]}"]').inner_text()  # noqa: E731
+    assert "身份证号校验位不符" in row("id_number")
+    assert "「残疾等级」不能大于 4" in row("disability_grade")
+    assert "不是有效日期" in row("authorisation_signed_on")
     _shot(page, "submit-errors", phone_steps=lambda p: upload(p, broken))
 
     upload(page, batch_file(district_dir, tmp_path / "good"))

@@ -163,11 +163,14 @@ def test_invalid_batch_shows_each_bad_row_in_chinese_and_stores_nothing(client_f
     assert response.status_code == 422
     lines = [int(x) for x in re.findall(r'<tr data-line="(\d+)"', response.text)]
     assert lines == sorted(bad)
-    assert "身份证号校验位不符" in response.text
-    assert "「街道代码」应为 9 位数字" in response.text
-    assert "「授权日期」不是有效日期" in response.text
-    raw_id = path.read_text("utf-8-sig").splitlines()[2].split(",")
-    assert not any(v in response.text for v in raw_id if len(v) == 18)  # no raw ID echoed
+    rows = dict(zip(lines, re.split(r'<tr data-line="\d+"', response.text)[1:], strict=True))
+    by_field = {field: rows[line] for line, field in bad.items()}
+    assert "身份证号校验位不符" in by_field["id_number"]
+    assert "「残疾等级」不能大于 4" in by_field["disability_grade"]
+    assert "「授权日期」不是有效日期" in by_field["authorisation_signed_on"]
+    id_line = next(line for line, field in bad.items() if field == "id_number")
+    raw = path.read_text("utf-8-sig").splitlines()[id_line - 1].split(",")
+    assert not any(v in response.text for v in raw if len(v) == 18)  # no raw ID echoed
     with session_scope(portal_settings.database_url) as session:
         assert len(session.scalars(select(Batch)).all()) == before
 

@@ -47,6 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "bench")) if p not in sys.path]
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 AS_OF = dt.date(2026, 11, 1)
@@ -580,6 +581,89 @@ def _print_components(comp: dict, households: int) -> None:
           f"{max(check['homes'], check['vehicles'], check['businesses']):.0f})")
 
 
+# ---- database writes alone -----------------------------------------------------------------------
+def _writes_task(database: str, home: str, rows: int, orm_rows: int) -> dict:
+    """Flags, flag reasons and assessments for ``rows`` households written with verification.bulk
+    into a fresh database, and ``orm_rows`` of them the ORM way for comparison."""
+    from sqlalchemy import insert
+
+    from verification import bulk
+    from verification.storage import session_scope, upgrade
+    from verification.storage.models import Flag, FlagReason, Household, Run
+
+    url, schema = fresh_database(database, Path(home))
+    try:
+        upgrade(url)
+        rng = np.random.default_rng(1)
+        households = pd.DataFrame({
+            "id": np.arange(1, rows + 1), "household_code": [f"H{i}" for i in range(rows)],
+            "area_code": "210112", "street_code": "210112001", "community_code": "210112001001",
+            "status": "recipient"})
+        with session_scope(url) as session:
+            bulk.insert_frame(session.connection(), Household.__table__, households)
+            runs = [Run(run_key=k, as_of=AS_OF, region=REGION) for k in ("bulk", "orm")]
+            session.add_all(runs)
+            session.flush()
+            run_ids = [r.id for r in runs]
+        flags = pd.DataFrame({
+            "run_id": run_ids[0], "household_id": households["id"],
+            "kind": rng.choice(np.array(["KEEP", "REMOVE", "REVIEW", "ADD"]), rows),
+            "street_code": "210112001", "community_code": "210112001001",
+            "due_date": [AS_OF] * rows, "evidence_digest": [f"{i:064x}" for i in range(rows)],
+            "policy_version": "policy-bench"})
+        out = {}
+        clocks = _begin()
+        with session_scope(url) as session:
+            bulk.insert_frame(session.connection(), Flag.__table__, flags)
+        out["flags_bulk"] = _end(clocks, rows=rows)
+        with session_scope(url) as session:
+            _, ids = bulk.fetch_pairs(session.connection(), select_flags(run_ids[0]))
+        reasons = pd.DataFrame({"flag_id": np.repeat(ids, 2), "code": "INCOME_OVER_STANDARD",
+                                "detail": bulk.json_objects(pd.DataFrame({
+                                    "value": rng.gamma(2, 500, 2 * rows).round(2),
+                                    "limit": 800.0, "parameter": "dibao.standard",
+                                    "reference": "沈阳市民政局〔2025〕",
+                                    "evidence_refs": "wages:1:WA0000000001"}))})
+        clocks = _begin()
+        with session_scope(url) as session:
+            bulk.insert_frame(session.connection(), FlagReason.__table__, reasons)
+        out["flag_reasons_bulk"] = _end(clocks, rows=len(reasons))
+        orm = flags.iloc[:orm_rows].assign(run_id=run_ids[1]).to_dict("records")
+        clocks = _begin()
+        with session_scope(url) as session:
+            session.execute(insert(Flag), orm)
+        out["flags_orm"] = _end(clocks, rows=len(orm))
+        return out
+    finally:
+        drop_database(schema)
+
+
+def select_flags(run_id: int):  # noqa: ANN201
+    from sqlalchemy import select
+
+    from verification.storage.models import Flag
+
+    return select(Flag.household_id, Flag.id).where(Flag.run_id == run_id)
+
+
+def bench_writes(rows: int, args: argparse.Namespace) -> dict:
+    home = args.workdir / f"writes-{rows}"
+    home.mkdir(parents=True, exist_ok=True)
+    figures: dict = {"machine": machine(), "rows": rows, "databases": {}}
+    print(f"\n== database writes: {rows:,} flags, {2 * rows:,} flag reasons "
+          f"(wall rows/s, and rows per second of this process's CPU)")
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        for database in args.databases:
+            result = pool.submit(_writes_task, database, str(home), rows,
+                                 min(rows, 100_000)).result()
+            figures["databases"][database] = result
+            for name, r in result.items():
+                print(f"  {database:<9}{name:<19}{r['rows']:>11,} rows {r['seconds']:>7.1f} s "
+                      f"{r['rows'] / r['seconds']:>11,.0f} rows/s  "
+                      f"{r['rows'] / max(r['cpu'], 1e-9):>11,.0f} rows/CPU-s")
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--households", type=int, default=100_000)
@@ -592,6 +676,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--chart", type=Path, default=None, help="PNG of the scaling series")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--writes", type=int, default=0,
+                        help="only the database writes: this many flags (and twice as many "
+                             "reasons) in bulk, 100,000 through the ORM for comparison")
     parser.add_argument("--reports", action="store_true",
                         help="also time the per-street reports (CSV, XLSX, charts; slow: "
                              "about 12 ms of CPU per household on this machine)")
@@ -600,6 +687,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop after this stage (a partial run: no end-to-end figure)")
     args = parser.parse_args(argv)
     args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]
+    if args.writes:
+        figures = bench_writes(args.writes, args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        (args.out / f"{stamp}-writes{args.writes}.json").write_text(
+            json.dumps(figures, indent=2, default=str))
+        return 0
     sizes = [int(s) for s in args.series.split(",") if s] or [args.households]
     runs = {}
     for households in sizes:

@@ -346,3 +346,9 @@ def test_a_shard_without_households_gives_no_flags():
                                     "parameter", "reference", "evidence_refs"])
     frames = decide_flags(households, results, reasons, evidence, AS_OF, POLICY)
     assert (len(frames.flags), len(frames.reasons), len(frames.evidence)) == (0, 0, 0)
+
+
+def test_an_unknown_match_grade_is_refused_not_treated_as_weak():
+    with pytest.raises(ValueError, match="unknown match grade 'sure'"):
+        case("recipient", "not_eligible", [("VEHICLE_OWNED", False)],
+             evidence=[ev("wage", "WA1", amount=3000.0, grade="sure")])

@@ -146,8 +146,11 @@ def start_review(settings: Settings, run_key: str, as_of: dt.date,
 def _latest_feeds(session) -> dict[str, dict]:  # noqa: ANN001
     """Per feed kind: the newest accepted feed, or a note that none is available."""
     found: dict[str, dict] = {}
+    # Registered partners only: an answer from another verification centre (connectors/linkage.py)
+    # covers a few persons and must never stand in for a partner's whole feed.
     rows = session.execute(select(Feed, Partner.code).join(Partner)
-                           .where(Feed.status == "accepted")
+                           .where(Feed.status == "accepted",
+                                  Partner.code.in_(sorted(load_partners())))
                            .order_by(Feed.kind, Feed.sequence.desc())).all()
     for feed, partner in rows:
         found.setdefault(feed.kind, {
@@ -243,9 +246,12 @@ def review_shard(settings: Settings, run_id: int, shard: str) -> str:
     members = load_members(settings, street=shard)  # by join: no list of ids in the query
     evidence = _street_evidence(_run_dir(settings, run_id) / "evidence.parquet", shard,
                                 households.index)
+    from connectors import linkage
+
     sources = sources_frame(versions)
     parameters = load_parameters()
     result = assess(households, members, evidence, sources, parameters, as_of)
+    result = linkage.with_pending(settings, result, as_of)  # unanswered 协查: REVIEW
     frames = decide_flags(households, result.results, result.reasons, evidence, as_of,
                           parameters.at(region, as_of))
     out = _run_dir(settings, run_id) / f"shard-{shard}"

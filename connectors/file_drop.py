@@ -232,6 +232,28 @@ def drop_file(packed: Path, root: Path, partner: str) -> Path:
     return final
 
 
+def scan_and_report(settings: Any, partner: str, conn_id: str) -> list[dict[str, Any]]:
+    """For a partner DAG with ``transport: file_drop``: the drop root comes from the partner's
+    Airflow Connection (``extra.drop_root``, else ``host``; ``extra.require_marker`` default
+    true). Returns small summaries; raises ``FeedRejected`` if any file was rejected (the task
+    fails and alerts, as for HTTP pull)."""
+    from airflow.sdk import BaseHook
+
+    from verification.pipeline import FeedRejected
+
+    conn = BaseHook.get_connection(conn_id)
+    extra = conn.extra_dejson
+    root = Path(extra.get("drop_root") or conn.host or "")
+    if not str(root) or not root.is_dir():
+        raise FileNotFoundError(f"connection {conn_id}: drop root {str(root)!r} is not a folder")
+    results = scan_drop_folder(settings, root, partner,
+                               require_marker=bool(extra.get("require_marker", True)))
+    rejected = [r for r in results if r.status != "accepted"]
+    if rejected:
+        raise FeedRejected("; ".join(f"{r.file}: {r.reason}" for r in rejected))
+    return [asdict(r) for r in results]
+
+
 # ---- CLI -----------------------------------------------------------------------------------------
 app = typer.Typer(help="文件交换 / file-drop transport: take in feeds dropped in an inbox folder.",
                   no_args_is_help=True)

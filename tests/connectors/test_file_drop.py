@@ -139,3 +139,22 @@ def test_cli_scan_reports_and_fails_on_a_rejection(sqlite_settings, packed, tmp_
     drop_file(tmp_path / "junk.hedui", root, "hrss")
     bad = CliRunner().invoke(app, ["scan", str(root), "--partner", "hrss"])
     assert bad.exit_code == 1 and "junk.hedui: rejected MalformedEnvelope" in bad.output
+
+
+def test_scan_from_the_partners_airflow_connection(sqlite_settings, packed, tmp_path,
+                                                   monkeypatch):
+    from connectors.file_drop import scan_and_report
+    from verification.pipeline import FeedRejected
+
+    ensure_test_keys(sqlite_settings)
+    root = tmp_path / "drop"
+    monkeypatch.setenv("AIRFLOW_CONN_HEDUI_PARTNER_HRSS", json.dumps(
+        {"conn_type": "fs", "extra": {"drop_root": str(root)}}))
+    drop_file(packed.path, root, "hrss")
+    [summary] = scan_and_report(sqlite_settings, "hrss", "hedui_partner_hrss")
+    assert summary["status"] == "accepted" and summary["kind"] == "wages"
+    assert scan_and_report(sqlite_settings, "hrss", "hedui_partner_hrss") == []
+    (tmp_path / "junk.hedui").write_bytes(b"junk")
+    drop_file(tmp_path / "junk.hedui", root, "hrss")
+    with pytest.raises(FeedRejected, match="junk.hedui: MalformedEnvelope"):
+        scan_and_report(sqlite_settings, "hrss", "hedui_partner_hrss")

@@ -373,8 +373,9 @@ def run_review(settings, meta: dict, pool: ProcessPoolExecutor, jobs: int,  # no
 
 
 # ---- components and the DuckDB reference ---------------------------------------------------------
-def _components_task(settings, folder: str) -> dict:  # noqa: ANN001
-    """Matching, assessment and flags on the whole caseload in memory, and the DuckDB query."""
+def _components_task(settings, folder: str, feeds: dict | None = None) -> dict:  # noqa: ANN001
+    """Matching, assessment and flags on the whole caseload in memory, and the DuckDB query;
+    wall and CPU seconds of each (CPU: this process, DuckDB's threads included)."""
     import pyarrow.parquet as pq
     from sqlalchemy import select
 
@@ -388,43 +389,65 @@ def _components_task(settings, folder: str) -> dict:  # noqa: ANN001
     from verification.storage.models import Feed
 
     clocks = _begin()
-    with session_scope(settings.database_url) as session:
-        feeds = {f.kind: (f.id, f.staged_path) for f in session.scalars(
-            select(Feed).where(Feed.status == "accepted"))}
+    if feeds is None:
+        with session_scope(settings.database_url) as session:
+            feeds = {f.kind: (f.id, f.staged_path) for f in session.scalars(
+                select(Feed).where(Feed.status == "accepted"))}
     households = pd.read_parquet(Path(folder) / "households.parquet")
     members = pd.read_parquet(Path(folder) / "members.parquet").assign(
         counted=True, exclusion="", disability_grade=0, disability_type="", labour_capacity=True)
     staged = {kind: pd.read_parquet(path) for kind, (_, path) in feeds.items()}
     arrow = {kind: pq.read_table(path) for kind, (_, path) in feeds.items()}
     times: dict[str, float] = {}
+    cpu: dict[str, float] = {}
 
-    started = time.perf_counter()
-    evidence = pd.concat([evidence_from_staged(frame, kind, feeds[kind][0])
-                          for kind, frame in staged.items()], ignore_index=True)
-    times["evidence"] = time.perf_counter() - started
-    started = time.perf_counter()
-    matched = match_exact(evidence, RosterIndex(members[["person_token", "household_id"]]))
-    times["matching"] = time.perf_counter() - started
+    def timed(name: str, function, *args, **kwargs):  # noqa: ANN001, ANN202
+        wall, used = time.perf_counter(), _cpu()
+        out = function(*args, **kwargs)
+        times[name], cpu[name] = time.perf_counter() - wall, _cpu() - used
+        return out
+
+    evidence = timed("evidence", lambda: pd.concat(
+        [evidence_from_staged(frame, kind, feeds[kind][0]) for kind, frame in staged.items()],
+        ignore_index=True))
+    matched = timed("matching", match_exact, evidence,
+                    RosterIndex(members[["person_token", "household_id"]]))
     versions = {k: {"feed_id": i, "period": _period(), "received_at": "2026-11-01T00:00:00"}
                 for k, (i, _) in feeds.items()}
     sources = pipeline.sources_frame(versions)
     parameters = load_parameters()
-    started = time.perf_counter()
-    result = assess(households, members, matched, sources, parameters, AS_OF)
-    times["assessment"] = time.perf_counter() - started
-    started = time.perf_counter()
+    result = timed("assessment", assess, households, members, matched, sources, parameters,
+                   AS_OF)
     extra = {"policy": parameters.at(REGION, AS_OF)} if "policy" in inspect.signature(
         decide_flags).parameters else {}
-    frames = decide_flags(households, result.results, result.reasons, matched, AS_OF, **extra)
-    times["flags"] = time.perf_counter() - started
-
-    reference, seconds = duckdb_reference(arrow, members, parameters.at(REGION, AS_OF))
-    times["duckdb"] = seconds
+    frames = timed("flags", decide_flags, households, result.results, result.reasons, matched,
+                   AS_OF, **extra)
+    reference = timed("duckdb", duckdb_reference, arrow, members,
+                      parameters.at(REGION, AS_OF))[0]
     check = compare(result.results, reference)
     ours = times["evidence"] + times["matching"] + times["assessment"]
-    return _end(clocks, times=times, ours_seconds=ours, ratio=ours / seconds, check=check,
+    ours_cpu = cpu["evidence"] + cpu["matching"] + cpu["assessment"]
+    return _end(clocks, times=times, cpu_times=cpu, ours_seconds=ours, ratio=ours / times[
+        "duckdb"], ours_cpu=ours_cpu, cpu_ratio=ours_cpu / max(cpu["duckdb"], 1e-9), check=check,
                 evidence_rows=len(evidence), matched_rows=len(matched),
                 flag_rows=len(frames.flags), reason_rows=len(frames.reasons))
+
+
+def staged_feeds(folder: Path) -> dict:
+    """kind → (feed id, staged path) of an earlier run's staging folder (kinds by contract)."""
+    import pyarrow.parquet as pq
+
+    from schemas import feed_kinds, field_names
+
+    found = {}
+    for path in sorted(folder.glob("home-*/staging/feed-*.parquet")):
+        columns = set(pq.read_schema(path).names)
+        for kind in feed_kinds():
+            wanted = set(field_names(kind)) - {"id_number", "name"}
+            if wanted <= columns and kind not in found:
+                found[kind] = (int(path.stem.split("-")[1]), str(path))
+                break
+    return found
 
 
 def duckdb_reference(staged: dict, members: pd.DataFrame, policy) -> tuple[pd.DataFrame, float]:  # noqa: ANN001
@@ -568,14 +591,14 @@ def _bench_database(database: str, folder: Path, meta: dict, args: argparse.Name
 
 
 def _print_components(comp: dict, households: int) -> None:
-    t = comp["times"]
+    t, c = comp["times"], comp.get("cpu_times", {})
     print(f"\nin one process, {households:,} households, {comp['evidence_rows']:,} evidence rows "
-          f"({comp['matched_rows']:,} matched):")
+          f"({comp['matched_rows']:,} matched): wall s (CPU s)")
     for name in ("evidence", "matching", "assessment", "flags", "duckdb"):
-        print(f"  {name:<12}{t[name]:>8.2f} s")
+        print(f"  {name:<12}{t[name]:>8.2f}  ({c.get(name, float('nan')):.2f})")
     check = comp["check"]
-    print(f"  evidence + matching + assessment {comp['ours_seconds']:.2f} s ÷ DuckDB "
-          f"{t['duckdb']:.2f} s = {comp['ratio']:.2f}×; sums agree: {check['agree']} "
+    print(f"  evidence + matching + assessment ÷ DuckDB: wall {comp['ratio']:.2f}×, CPU "
+          f"{comp.get('cpu_ratio', float('nan')):.2f}×; sums agree: {check['agree']} "
           f"(largest differences: income {check['income_monthly']:.4f}, financial assets "
           f"{check['financial_assets']:.4f}, counts "
           f"{max(check['homes'], check['vehicles'], check['businesses']):.0f})")
@@ -695,6 +718,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--chart", type=Path, default=None, help="PNG of the scaling series")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="only the in-process components and the DuckDB reference, on the "
+                             "staged feeds of an earlier run of this size")
     parser.add_argument("--writes", type=int, default=0,
                         help="only the database writes: this many flags (and twice as many "
                              "reasons) in bulk, 100,000 through the ORM for comparison")
@@ -706,6 +732,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop after this stage (a partial run: no end-to-end figure)")
     args = parser.parse_args(argv)
     args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]
+    if args.reference_only:
+        folder = args.workdir / f"n{args.households}-s{args.seed}"
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            comp = pool.submit(_components_task, None, str(folder),
+                               staged_feeds(folder)).result()
+        _print_components(comp, args.households)
+        args.out.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        (args.out / f"{stamp}-reference-n{args.households}.json").write_text(
+            json.dumps({"machine": machine(), "components": comp}, indent=2, default=str))
+        return 0
     if args.writes:
         figures = bench_writes(args.writes, args)
         args.out.mkdir(parents=True, exist_ok=True)

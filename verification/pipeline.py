@@ -183,6 +183,8 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
     folder = _run_dir(settings, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     _log_matching(run_id, linked, folder)
+    linked.candidates([path for _, _, path in feeds], [feed_id for _, feed_id, _ in feeds]) \
+        .to_parquet(folder / "candidates.parquet", index=False)
     # Then one feed at a time, kept as Arrow once matched: a province's evidence is tens of
     # millions of rows, and pandas frames of all of them at once would need several times the
     # memory.
@@ -222,7 +224,8 @@ def _no_evidence() -> pd.DataFrame:
 
 def _log_matching(run_id: int, linked: RunMatch, folder: Path) -> None:
     """The matcher's run log (settings, fitted weights, counts by grade; no personal data),
-    written beside the run's evidence and summarised in the log."""
+    written beside the run's evidence and summarised in the log. candidates.parquet beside it
+    holds, for every row sent to REVIEW, its candidates and why (``RunMatch.candidates``)."""
     record = {"rows": linked.rows, "identities": linked.identities,
               **(linked.result.run_log() if linked.result is not None else {})}
     (folder / "matching.json").write_text(json.dumps(record, indent=1, default=_plain), "utf-8")

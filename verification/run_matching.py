@@ -70,6 +70,26 @@ class RunMatch:
     links: list[pd.DataFrame]
     rows: int
     identities: int
+    row_identity: list[np.ndarray]  # per file: each row's run-wide identity
+
+    def candidates(self, paths: list[Path], feed_ids: list[int]) -> pd.DataFrame:
+        """What the officer is shown for each row sent to REVIEW: the row (``feed_id``,
+        ``record_ref``) and its candidates, best first (household, member token, probability
+        and the level of each comparison). No names, no ID numbers."""
+        shown = self.result.candidates if self.result is not None else pd.DataFrame()
+        if not len(shown):
+            return pd.DataFrame(columns=["feed_id", "record_ref"])
+        parts = []
+        for path, feed_id, identity in zip(paths, feed_ids, self.row_identity, strict=True):
+            rows = np.flatnonzero(np.isin(identity, shown["record_index"].to_numpy()))
+            if len(rows):
+                refs = pd.read_parquet(path, columns=["record_id"])["record_id"].to_numpy()[rows]
+                parts.append(pd.DataFrame({"feed_id": feed_id, "record_ref": refs,
+                                           "record_index": identity[rows]}))
+        if not parts:
+            return pd.DataFrame(columns=["feed_id", "record_ref"])
+        rows = pd.concat(parts, ignore_index=True)
+        return rows.merge(shown, on="record_index").drop(columns=["record_index"])
 
 
 def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
@@ -101,12 +121,13 @@ def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
             "person_token": found["person_token_matched"].to_numpy(dtype=np.int64),
             "match_grade": pd.Categorical(found["match_grade"], dtype=GRADE_DTYPE),
         })
-    links = []
+    links, identities = [], []
     for i, group in enumerate(per_file):
         identity = overall[offsets[i] + group]  # file's own groups → run-wide identities
+        identities.append(identity)
         file_rows = pd.DataFrame({"row": np.arange(len(group)), "identity": identity})
         links.append(file_rows.merge(matched, on="identity", how="inner")[LINK_COLUMNS])
-    return RunMatch(result, links, rows, len(records))
+    return RunMatch(result, links, rows, len(records), identities)
 
 
 def _comparable(records: pd.DataFrame, key: TokenKey) -> pd.DataFrame:

@@ -145,6 +145,17 @@ def test_mistyped_id_gives_review_with_the_candidate_never_remove(settings, dist
     assert junk
     evidence = pd.read_parquet(settings.runs_dir / f"run-{run_id}" / "evidence.parquet")
     assert junk.isdisjoint(set(evidence["record_ref"]))
+    # the candidates the officer sees: the mistyped car's best candidate is its owner's household
+    candidates = pd.read_parquet(settings.runs_dir / f"run-{run_id}" / "candidates.parquet")
+    raw_cars = pd.read_csv(district_dir / "feeds" / "vehicles.csv", dtype=str)
+    cars = raw_cars.loc[~raw_cars["id_number"].map(is_valid_id), "record_id"]
+    best = candidates[candidates["rank"] == 1]
+    assert sorted(best["record_ref"]) == sorted(cars)
+    with session_scope(settings.database_url) as session:
+        codes = dict(session.execute(select(Household.id, Household.household_code)).all())
+    assert set(best["household_id"].map(codes)) == set(mistyped)
+    assert (best["level_name"] == "exact").all() and (best["level_birth_date"] == "exact").all()
+    assert {"id_number", "name"}.isdisjoint(candidates.columns)
     log = json.loads((settings.runs_dir / f"run-{run_id}" / "matching.json").read_text())
     assert log["counts"]["possible"] + log["counts"]["probable"] == len(mistyped)
     assert "name_key_version" in log and log["rows"] > log["identities"]

@@ -82,6 +82,8 @@ _TEXT: dict[str, tuple[str, str]] = {
                     "the batch-file contract). It is checked at once: rows with errors are listed "
                     "with the reason; when every row passes the batch is queued for checking."),
     "submit.file": ("批次文件", "Batch file"),
+    "submit.choose": ("选择文件", "Choose a file"),
+    "submit.no_file_yet": ("尚未选择文件（CSV 或 .xlsx）", "No file chosen (CSV or .xlsx)"),
     "submit.category": ("救助类别", "Assistance category"),
     "submit.note": ("备注（可选）", "Note (optional)"),
     "submit.button": ("校验并提交", "Check and submit"),

@@ -18,6 +18,7 @@ from verification.batch_cli import app as batch_app
 from verification.config import load_settings
 from verification.flags_cli import app as flags_app
 from verification.policy.cli import app as policy_app
+from verification.reports.cli import app as reports_app
 from verification.security_cli import app as security_app
 
 app = typer.Typer(help="hedui — 居民家庭经济状况核对 / household economic-status verification.",
@@ -30,6 +31,7 @@ app.add_typer(roster_app, name="roster")
 app.add_typer(partner_app, name="partner", help="协查部门工具包 / the partner's kit.")
 app.add_typer(policy_app, name="policy", help="救助政策参数 / the assistance policy parameters.")
 app.add_typer(flags_app, name="flags")
+app.add_typer(reports_app, name="reports", help="核对报告 / reports: folders, PDF, e-mail.")
 app.add_typer(batch_app, name="batch")
 app.add_typer(security_app)  # keys, audit, export, purge at the top level
 

@@ -155,10 +155,12 @@ def test_review_on_celery_workers_equals_the_in_process_review(
         shards = [t for t in tasks if t["task_id"] == "review_street"]
         assert len(shards) == 6 and {t["state"] for t in tasks} == {"success"}
         assert {t["queue"] for t in tasks} == {queue}
-        ran = {w: sum("execute_workload[" in line and "succeeded" in line for line in
+        # every task was handed to a Celery worker ("received" is logged before it runs; the
+        # "succeeded" line may still be unwritten when the run is already marked done)
+        ran = {w: sum("execute_workload[" in line and "received" in line for line in
                       (deployment.logs / f"{w}.log").read_text("utf-8", "replace").splitlines())
                for w in ("worker1", "worker2")}
-        assert sum(ran.values()) == len(tasks), ran  # every task ran on a Celery worker
+        assert sum(ran.values()) >= len(tasks), ran
         runs = api.request("GET", "/dags/dynamic_review/dagRuns")["dag_runs"]
         assert [r["dag_run_id"] for r in runs] == [run["dag_run_id"]], "no surprise runs"
         deployment.check_alive()

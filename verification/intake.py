@@ -43,6 +43,7 @@ from verification.config import Settings
 from verification.matching import name_keys
 from verification.storage import session_scope
 from verification.storage.models import Feed, Partner, QuarantinedRow
+from verification.textcheck import describe_mixed, mixed_encoding_line
 from verification.tokens import TokenKey, person_tokens
 from verification.validation import Validated, stripped_text, validate_frame
 
@@ -142,6 +143,7 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
                     raw_path, plain, keyring=keyring, trusted=trusted,
                     freshness=DbFreshness(session, exclude_feed=feed_id))
                 _check_manifest(feed, partner_code, manifest)
+                _refuse_mixed_encodings(plain, manifest.content_type)
                 chunked = _stage_in_chunks(settings, feed, plain, manifest) if (
                     manifest.row_count > CHUNK_ROWS and manifest.content_type == "text/csv"
                 ) else None
@@ -196,6 +198,25 @@ def read_plain_feed(path: Path, content_type: str = decoding.CSV) -> pd.DataFram
         if fast is not None:
             return fast
     return decoding.decode_file(path, content_type)
+
+
+# A GB18030 file is read whole for this check only up to this size (such feeds are small; a
+# larger one is taken as its decoder reads it).
+MIXED_CHECK_BYTES = 1 << 29
+
+
+def _refuse_mixed_encodings(path: Path, content_type: str) -> None:
+    """A text feed whose lines are partly UTF-8 and partly GBK decodes "successfully" as GB18030
+    into garbled names: refuse it whole, naming the lines (verification/textcheck.py)."""
+    if content_type == decoding.XLSX or path.stat().st_size > MIXED_CHECK_BYTES:
+        return
+    try:
+        if decoding.detect_file_encoding(path) != "gb18030":
+            return  # UTF-8 (with or without BOM) or UTF-16 throughout: not mixed
+    except decoding.DecodeError:
+        pass  # neither as a whole: say so precisely if it is two encodings pasted together
+    if found := mixed_encoding_line(path.read_bytes()):
+        raise decoding.DecodeError(describe_mixed(found))
 
 
 def _arrow_encoding(encoding: str) -> str | None:

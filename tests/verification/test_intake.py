@@ -242,3 +242,17 @@ def test_fast_csv_reader_gives_the_decoders_values(district_dir, tmp_path, encod
     assert fast[LINE].tolist() == slow[LINE].tolist()
     pd.testing.assert_frame_equal(fast.drop(columns=[LINE]).astype(object),
                                   slow.drop(columns=[LINE, PROBLEM]).astype(object))
+
+
+def test_a_feed_mixing_utf8_and_gbk_lines_is_rejected_whole(settings, district_dir):
+    text = (district_dir / "feeds" / "deaths.csv").read_text("utf-8")
+    head, *rows = text.splitlines()
+    # Rows pasted together from two exports: the first half UTF-8, the rest GBK.
+    half = len(rows) // 2
+    plain = (("\n".join([head, *rows[:half]]) + "\n").encode("utf-8")
+             + ("\n".join(rows[half:]) + "\n").encode("gbk"))
+    result = _staged_from_plain(settings, district_dir, plain, "text/csv", len(rows))
+    assert result.status == "rejected"
+    assert result.reason.startswith("DecodeError: line ") and "mixes encodings" in result.reason
+    with session_scope(settings.database_url) as session:
+        assert session.get(Feed, result.feed_id).staged_path == ""

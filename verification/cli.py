@@ -13,6 +13,8 @@ from pathlib import Path
 
 import typer
 
+from connectors.file_drop import app as drop_app
+from connectors.linkage import app as linkage_app
 from connectors.partner_cli import app as partner_app
 from verification.batch_cli import app as batch_app
 from verification.config import load_settings
@@ -34,6 +36,9 @@ app.add_typer(flags_app, name="flags")
 app.add_typer(reports_app, name="reports", help="核对报告 / reports: folders, PDF, e-mail.")
 app.add_typer(batch_app, name="batch")
 app.add_typer(security_app)  # keys, audit, export, purge at the top level
+app.add_typer(drop_app, name="drop", help="文件交换 / file-drop transport: take in dropped feeds.")
+app.add_typer(linkage_app, name="linkage",
+              help="纵向联动协查 / requests to other verification centres.")
 
 
 def _settings():  # noqa: ANN202

@@ -123,9 +123,14 @@ def parse_number(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def _parse_number_text(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     text = _nfkc(raw.astype("string")).str.strip()
-    text = text.str.replace(r"[,\s元¥]", "", regex=True)
+    text = text.str.replace(r"[\s元¥]", "", regex=True)
+    # Commas only as thousands separators: "12,34.5" may be a decimal comma, so it is refused
+    # rather than silently read as 1234.5.
+    grouped = text.str.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", na=False)
+    misplaced = text.str.contains(",", regex=False, na=False) & ~grouped
+    text = text.str.replace(",", "", regex=False)
     blank = text.isna() | (text == "")
-    values = pd.to_numeric(text.where(~blank), errors="coerce")
+    values = pd.to_numeric(text.where(~blank & ~misplaced), errors="coerce")
     return values.astype("float64"), values.isna() & ~blank
 
 

@@ -72,3 +72,9 @@ def test_parsers_mark_unparseable_values():
     assert values.tolist()[:2] == [1000.0, 12.0] and bad.tolist() == [False, False, False, True]
     dates, bad = parse_date(pd.Series(["20261001", "2026/2/30", ""]))
     assert str(dates.iloc[0].date()) == "2026-10-01" and bad.tolist() == [False, True, False]
+
+
+def test_a_comma_that_is_not_a_thousands_separator_is_refused_not_guessed():
+    values, bad = parse_number(pd.Series(["12,34.5", "1,2345", "1,234,567.8"]))
+    assert bad.tolist() == [True, True, False]
+    assert values.iloc[2] == pytest.approx(1234567.8)

@@ -49,7 +49,7 @@ lint: venv
 up: venv
 	$(VENV)/bin/hedui db upgrade
 	$(VENV)/bin/airflow db migrate
-	$(VENV)/bin/airflow standalone
+	PATH="$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
 
 bench: venv
 	$(PY) bench/run.py

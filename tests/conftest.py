@@ -17,6 +17,9 @@ import pytest
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="hedui-tests-"))
 os.environ["HEDUI_HOME"] = str(_SESSION_HOME)
+# Each xdist worker gets its own Airflow metadata database (workers inherit the controller's
+# environment, and two workers sharing one SQLite Airflow database clash).
+os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME / "airflow")
 os.environ.pop("HEDUI_DATABASE_URL", None)
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 

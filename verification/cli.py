@@ -17,6 +17,7 @@ from connectors.file_drop import app as drop_app
 from connectors.linkage import app as linkage_app
 from connectors.partner_cli import app as partner_app
 from verification.batch_cli import app as batch_app
+from verification.batch_cli import submit as submit_batch
 from verification.config import load_settings
 from verification.flags_cli import app as flags_app
 from verification.policy.cli import app as policy_app
@@ -35,6 +36,8 @@ app.add_typer(policy_app, name="policy", help="救助政策参数 / the assistan
 app.add_typer(flags_app, name="flags")
 app.add_typer(reports_app, name="reports", help="核对报告 / reports: folders, PDF, e-mail.")
 app.add_typer(batch_app, name="batch")
+app.command("submit", help="提交核对批次 / submit a batch file (same as `hedui batch submit`).")(
+    submit_batch)
 app.add_typer(security_app)  # keys, audit, export, purge at the top level
 app.add_typer(drop_app, name="drop", help="文件交换 / file-drop transport: take in dropped feeds.")
 app.add_typer(linkage_app, name="linkage",

@@ -21,7 +21,6 @@ stage, quarantine): connectors/envelope.py and verification/intake.py.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from typing import Any
 import typer
 
 from connectors import envelope
+from connectors.digests import sha256_file
 from connectors.keys import CentreKeyring, PartnerDirectory
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def _take_in(settings: Any, partner: str, path: Path, folders: dict[str, Path],
                                    manifest.sequence, path)
     result = intake.process_feed(settings, feed_id, keyring, trusted)
     reason, status = result.reason, result.status
-    if status == "accepted" and _feed_sha(settings, feed_id) != _sha256(path):
+    if status == "accepted" and _feed_sha(settings, feed_id) != sha256_file(path):
         status = "rejected"
         reason = (f"Replayed: {manifest.feed_kind} sequence {manifest.sequence} was already "
                   "accepted from another file; send new data with a higher sequence number")
@@ -212,12 +212,6 @@ def _move_raw_path(settings: Any, feed_id: int, old: Path, new: Path) -> None:
             feed.raw_path = str(new)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def drop_file(packed: Path, root: Path, partner: str) -> Path:

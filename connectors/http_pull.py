@@ -10,7 +10,6 @@ feed. TLS verification is on by default; ``verify=False`` exists for loopback te
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from connectors.digests import sha256_file
 
 log = logging.getLogger(__name__)
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -113,7 +114,7 @@ class PartnerClient:
                     self.sleep(self._wait_for(attempt, None))
                     continue
             if part.stat().st_size == listing.size:
-                if _sha256(part) != listing.sha256:
+                if sha256_file(part) != listing.sha256:
                     part.unlink()
                     raise TransportError(f"{path}: downloaded bytes do not match the listed "
                                          "SHA-256")
@@ -131,11 +132,3 @@ class PartnerClient:
 
     def send_receipt(self, kind: str, sequence: int, receipt: dict[str, Any]) -> None:
         self._request("POST", f"/feeds/{kind}/{sequence}/receipt", json=receipt)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()

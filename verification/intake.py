@@ -17,7 +17,6 @@ The plaintext exists only in a private temporary file for the length of one inta
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import os
 import tempfile
@@ -35,6 +34,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from connectors import decoding, envelope
+from connectors.digests import sha256_file
 from connectors.keys import CentreKeyring, PartnerDirectory
 from connectors.registry import load_partners
 from schemas import load_contract
@@ -112,7 +112,7 @@ def last_sequence(settings: Settings, partner: str, kind: str) -> int:
 def register_feed(settings: Settings, partner: str, kind: str, period: str, sequence: int,
                   raw_path: Path) -> int:
     """Record a downloaded feed (idempotent on partner, kind, sequence); returns its id."""
-    digest = _sha256(raw_path)
+    digest = sha256_file(raw_path)
     with session_scope(settings.database_url) as session:
         partner_id = ensure_partners(session)[partner]
         feed = session.scalar(select(Feed).where(Feed.partner_id == partner_id, Feed.kind == kind,
@@ -536,11 +536,3 @@ def _tmp_dir(settings: Settings) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
     return path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()

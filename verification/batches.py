@@ -200,10 +200,13 @@ def batch_household_ids(settings: Settings, batch_id: int) -> list[int]:
                                       .where(Household.household_code.in_(codes))).all())
 
 
-def collect_evidence(settings: Settings, batch_id: int, as_of: dt.date | None = None) -> int:
-    """Start (or reset) the batch's run and match the partner data to its members.
+def collect_evidence(settings: Settings, batch_id: int, as_of: dt.date | None = None,
+                     query_clients: dict | None = None, query_wait_seconds: float = 60.0) -> int:
+    """Start (or reset) the batch's run, query the query-list partners about the batch's members,
+    and match the partner data to its members.
 
-    Fixes the feed and policy versions on the run; returns the run id."""
+    Fixes the feed and policy versions on the run; returns the run id. ``query_clients`` (partner
+    code → QueryClient) replaces the Airflow Connections, for tests."""
     from verification import pipeline
 
     batch = _batch(settings, batch_id)
@@ -214,6 +217,11 @@ def collect_evidence(settings: Settings, batch_id: int, as_of: dt.date | None = 
         versions = session.get(Run, run_id).feed_versions
     households = batch_household_ids(settings, batch_id)
     _require_authorisations(settings, batch, run_id, households, versions, as_of)
+    outcomes = _query_partners(settings, batch, households, as_of, query_clients,
+                               query_wait_seconds)
+    if outcomes:  # fix the versions again: the answers are now the newest feeds of their kinds
+        run_id = pipeline.start_review(settings, f"batch-{batch.batch_code}", as_of, kind="batch")
+        versions = _mark_unanswered(settings, run_id, batch_id, outcomes)
     matched = _matched_evidence(settings, versions, households)
     folder = _work_dir(settings, run_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -223,9 +231,41 @@ def collect_evidence(settings: Settings, batch_id: int, as_of: dt.date | None = 
                                      f"batch:{batch.batch_code}", matched,
                                      {k: v.get("partner", "") for k, v in versions.items()})
     used = {k: v.get("feed_id") for k, v in versions.items()}
+    mode = "query_list+latest_accepted_feeds" if outcomes else "latest_accepted_feeds"
     record_stage(settings, batch_id, "evidence", run_id=run_id, as_of=as_of.isoformat(),
-                 mode="latest_accepted_feeds", feeds=used, evidence_rows=len(matched))
+                 mode=mode, feeds=used, evidence_rows=len(matched),
+                 queries=[{"partner": o.partner, "kind": o.kind, "status": o.status}
+                          for o in outcomes])
     return run_id
+
+
+def _query_partners(settings: Settings, batch: Batch, households: list[int], as_of: dt.date,
+                    clients: dict | None, wait_seconds: float) -> list:
+    """Ask every query-list partner (transport: query_list) about the batch's members only —
+    the privacy-minimal way; partners that deliver whole feeds are not asked."""
+    from connectors.query_list import query_partners
+
+    return query_partners(settings, households, as_of=as_of, purpose="batch",
+                          actor=batch.requester or "batch", clients=clients,
+                          partners=list(clients) if clients else None,
+                          wait_seconds=wait_seconds)
+
+
+def _mark_unanswered(settings: Settings, run_id: int, batch_id: int,
+                     outcomes: list) -> dict[str, dict]:
+    """A query still pending or rejected is a missing source for this batch (its households get
+    REVIEW), never an older feed standing in for the answer."""
+    with session_scope(settings.database_url) as session:
+        run = session.get(Run, run_id)
+        versions = dict(run.feed_versions)
+        for outcome in outcomes:
+            if outcome.status != "answered":
+                versions[outcome.kind] = {"feed_id": None, "status": outcome.status,
+                                          "partner": outcome.partner, "query": outcome.query_id,
+                                          "reason": outcome.reason}
+        session.execute(update(Run).where(Run.id == run_id).values(batch_id=batch_id,
+                                                                     feed_versions=versions))
+    return versions
 
 
 def _require_authorisations(settings: Settings, batch: Batch, run_id: int,

@@ -53,5 +53,7 @@ def feed_asset_name(kind: str) -> str:
 
 
 def delivered_kinds() -> list[str]:
-    """Feed kinds some registered partner delivers (a contract alone does not make a feed)."""
-    return sorted({kind for spec in load_partners().values() for kind in spec.feeds})
+    """Feed kinds some registered partner delivers as whole feeds (a contract alone does not make
+    a feed; a query-list partner answers batch checks about named persons only)."""
+    return sorted({kind for spec in load_partners().values() if spec.transport != "query_list"
+                   for kind in spec.feeds})

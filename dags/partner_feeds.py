@@ -56,12 +56,10 @@ def _partner_dag(code: str):  # noqa: ANN202 (returns a DAG)
         def pull_feeds() -> list[dict]:
             """Pull, take in and acknowledge every new feed of this partner; update the Asset
             of each kind that had a feed accepted."""
-            from connectors.hooks import PartnerHook
             from verification import pipeline
             from verification.config import load_settings
 
-            client = PartnerHook(spec.conn_id).get_conn()
-            summaries = pipeline.pull_and_report(load_settings(), code, client)
+            summaries = pipeline.take_in_new_feeds(load_settings(), code)
             events = get_current_context()["outlet_events"][alias]
             for item in summaries:
                 if item["status"] == "accepted":

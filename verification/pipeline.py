@@ -94,6 +94,24 @@ def pull_and_report(settings: Settings, partner: str, client: PartnerClient) -> 
     return summaries
 
 
+def take_in_new_feeds(settings: Settings, partner: str) -> list[dict]:
+    """What a partner's scheduled DAG does, by the transport in connectors/partners.yaml:
+    ``http_pull`` pulls over the Connection's endpoint, ``file_drop`` takes in the files dropped
+    in the Connection's folder; a ``query_list`` partner is asked by batch checks, so there is
+    nothing to fetch on a schedule."""
+    spec = load_partners()[partner]
+    if spec.transport == "query_list":
+        log.info("partner %s answers query lists only; nothing to fetch", partner)
+        return []
+    if spec.transport == "file_drop":
+        from connectors.file_drop import scan_and_report
+
+        return scan_and_report(settings, partner, spec.conn_id)
+    from connectors.hooks import PartnerHook
+
+    return pull_and_report(settings, partner, PartnerHook(spec.conn_id).get_conn())
+
+
 # ---- review ------------------------------------------------------------------------------------
 def start_review_from_request(settings: Settings, params: dict, dag_run_id: str,
                               logical_date: dt.datetime | None) -> int:

@@ -23,3 +23,28 @@ def test_a_registry_naming_an_unknown_feed_kind_is_refused(tmp_path):
         "expected_interval_days": 1}}}), "utf-8")
     with pytest.raises(ValueError, match="unknown feed kinds"):
         load_partners(path)
+
+
+def test_the_transport_decides_what_a_partner_dag_does(sqlite_settings, tmp_path, monkeypatch):
+    """file_drop takes in the Connection's folder; query_list has nothing to fetch."""
+    import json
+
+    from connectors import registry
+    from connectors.registry import PartnerSpec
+    from verification import pipeline
+
+    drop_root = tmp_path / "drop"
+    drop_root.mkdir()
+    specs = {
+        "market": PartnerSpec("market", "市场监督管理局", "Market", ("business",), "@daily",
+                              "hedui_partner_market", "file_drop", 35),
+        "hrss": PartnerSpec("hrss", "人社局", "HRSS", ("wages",), "@daily",
+                            "hedui_partner_hrss", "query_list", 35),
+    }
+    monkeypatch.setattr(registry, "load_partners", lambda *a: specs)
+    monkeypatch.setattr(pipeline, "load_partners", lambda *a: specs)
+    monkeypatch.setenv("AIRFLOW_CONN_HEDUI_PARTNER_MARKET", json.dumps(
+        {"conn_type": "fs", "extra": {"drop_root": str(drop_root)}}))
+    assert pipeline.take_in_new_feeds(sqlite_settings, "market") == []  # empty folder
+    assert pipeline.take_in_new_feeds(sqlite_settings, "hrss") == []
+    assert registry.delivered_kinds() == ["business"]

@@ -20,7 +20,6 @@ are recorded on the run). Query-list requests to partners are not available yet;
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import shutil
@@ -33,6 +32,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select, update
 
+from connectors.digests import sha256_file
 from verification import audit
 from verification.config import Settings
 from verification.storage import session_scope
@@ -81,11 +81,8 @@ def batch_dir(settings: Settings, code: str) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    """The batch file's identity (with the category it names the batch)."""
+    return sha256_file(path)
 
 
 def batch_code_for(sha256: str, category: str) -> str:

@@ -313,11 +313,7 @@ def _matched_evidence(settings: Settings, versions: dict[str, dict],
 
 def assess_batch(settings: Settings, batch_id: int, run_id: int) -> dict[str, int]:
     """Assess and flag the batch's households and store the results (replacing earlier ones)."""
-    from connectors import linkage
     from verification import pipeline
-    from verification.assessment import assess
-    from verification.flags import decide_flags
-    from verification.policy import load_parameters
 
     with session_scope(settings.database_url) as session:
         run = session.get(Run, run_id)
@@ -326,19 +322,8 @@ def assess_batch(settings: Settings, batch_id: int, run_id: int) -> dict[str, in
     households = pipeline.load_households(settings).loc[ids]
     members = pipeline.load_members(settings, households.index)
     evidence = pd.read_parquet(_work_dir(settings, run_id) / "evidence.parquet")
-    parameters = load_parameters()
-    result = assess(households, members, evidence, pipeline.sources_frame(versions),
-                    parameters, as_of)
-    result = linkage.with_pending(settings, result, as_of)  # unanswered 协查: REVIEW
-    frames = decide_flags(households, result.results, result.reasons, evidence, as_of,
-                          parameters.at(region, as_of))
-    out = _work_dir(settings, run_id) / "shard-batch"
-    out.mkdir(parents=True, exist_ok=True)
-    result.results.reset_index(names="household_id").to_parquet(out / "assessments.parquet")
-    frames.flags.to_parquet(out / "flags.parquet", index=False)
-    frames.reasons.astype({"code": str, "parameter": str, "reference": str}).to_parquet(
-        out / "flag_reasons.parquet", index=False)
-    frames.evidence.to_parquet(out / "flag_evidence.parquet", index=False)
+    out = pipeline.assess_and_flag(settings, households, members, evidence, versions, as_of,
+                                   region, _work_dir(settings, run_id) / "shard-batch")
     counts = pipeline.finish_review(settings, run_id, [str(out)])
     record_stage(settings, batch_id, "assessed", run_id=run_id, flags=counts)
     return counts

@@ -267,24 +267,33 @@ def review_shard(settings: Settings, run_id: int, shard: str) -> str:
     members = load_members(settings, street=shard)  # by join: no list of ids in the query
     evidence = _street_evidence(_run_dir(settings, run_id) / "evidence.parquet", shard,
                                 households.index)
+    out = _run_dir(settings, run_id) / f"shard-{shard}"
+    assess_and_flag(settings, households, members, evidence, versions, as_of, region, out)
+    log.info("run %s shard %s (%s): %d households assessed", run_id, shard, region,
+             len(households))
+    return str(out)
+
+
+def assess_and_flag(settings: Settings, households: pd.DataFrame, members: pd.DataFrame,
+                    evidence: pd.DataFrame, versions: dict[str, dict], as_of: dt.date,
+                    region: str, out: Path) -> Path:
+    """Assess households, turn unanswered 协查 requests into REVIEW, decide the flags, and write
+    the four Parquet files ``finish_review`` reads into ``out`` (a shard of a review, or a
+    batch)."""
     from connectors import linkage
 
-    sources = sources_frame(versions)
     parameters = load_parameters()
-    result = assess(households, members, evidence, sources, parameters, as_of)
-    result = linkage.with_pending(settings, result, as_of)  # unanswered 协查: REVIEW
+    result = assess(households, members, evidence, sources_frame(versions), parameters, as_of)
+    result = linkage.with_pending(settings, result, as_of)
     frames = decide_flags(households, result.results, result.reasons, evidence, as_of,
                           parameters.at(region, as_of))
-    out = _run_dir(settings, run_id) / f"shard-{shard}"
     out.mkdir(parents=True, exist_ok=True)
     result.results.reset_index(names="household_id").to_parquet(out / "assessments.parquet")
     frames.flags.to_parquet(out / "flags.parquet", index=False)
     frames.reasons.astype({"code": str, "parameter": str, "reference": str}).to_parquet(
         out / "flag_reasons.parquet", index=False)
     frames.evidence.to_parquet(out / "flag_evidence.parquet", index=False)
-    log.info("run %s shard %s (%s): %d households assessed", run_id, shard, region,
-             len(households))
-    return str(out)
+    return out
 
 
 # evidence.parquet holds the run's matched evidence grouped by street (each street's rows in their

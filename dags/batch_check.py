@@ -41,6 +41,10 @@ from verification.alerts import on_task_failure
 from verification.codes import vocabulary
 from verification.config import load_settings
 from verification.inbox_trigger import BatchInboxTrigger
+from verification.logmask import install_log_masking
+
+# Resident ID numbers in any log line of these tasks are masked (stdlib only: cheap to parse).
+install_log_masking()
 
 INBOX_ASSET = Asset(
     "hedui://inbox/batches",

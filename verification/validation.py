@@ -301,7 +301,7 @@ def validate_frame(frame: pd.DataFrame, kind: str, *,
     warnings = _uscc_warnings(accepted, kind, accepted["_line"])
     if identity_unresolved:
         id_field = load_contract(kind)["x-hedui"]["person_id_field"]
-        accepted["birth_date"], accepted["gender"] = identity_hints(
+        accepted["birth_date"], accepted["gender"] = _identity_hints_per_distinct(
             frame.loc[accepted.index, id_field] if id_field in frame
             else pd.Series(pd.NA, index=accepted.index, dtype="string"), accepted[id_field])
         warnings = pd.concat([w for w in (warnings, id_problems) if len(w)] or [warnings],
@@ -330,6 +330,19 @@ def _identity_only(quarantine: pd.DataFrame, typed: pd.DataFrame, lines: pd.Seri
     named = set(lines[typed["name"].notna().to_numpy()].tolist())
     return pd.Index([line for line in only.index[only.to_numpy()] if line in named],
                     dtype="int64")
+
+
+def _identity_hints_per_distinct(raw: pd.Series,
+                                 canonical: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """``identity_hints`` computed once per distinct raw ID text (a monthly feed repeats each
+    person's number a dozen times); the canonical ID is a function of the raw text, so the
+    hints of a row are those of the first row with the same text."""
+    if len(raw) < _DISTINCT_MIN_ROWS:
+        return identity_hints(raw, canonical)
+    codes, _ = pd.factorize(raw, use_na_sentinel=False)
+    first = np.unique(codes, return_index=True)[1]
+    born, gender = identity_hints(raw.iloc[first], canonical.iloc[first])
+    return (born.iloc[codes].set_axis(raw.index), gender.iloc[codes].set_axis(raw.index))
 
 
 def identity_hints(raw: pd.Series, canonical: pd.Series,

@@ -31,6 +31,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 import pypinyin
 from pypinyin import Style, lazy_pinyin
@@ -119,11 +120,13 @@ def _name_key(name: str, coder: _Coder) -> tuple[tuple[str, str], ...]:
 
 def name_keys(names: pd.Series, key: TokenKey | bytes) -> pd.DataFrame:
     """Keyed name columns for a column of names (each distinct name is keyed once)."""
-    present = names.notna() & (names.astype("string").str.strip() != "")
-    distinct = pd.unique(names[present].astype(str))
+    codes, distinct = pd.factorize(names, use_na_sentinel=True)
     coder = _Coder(_secret(key))
-    table = pd.DataFrame([dict(_name_key(n, coder)) for n in distinct], index=distinct,
-                         columns=list(NAME_KEY_COLUMNS))
-    keyed = table.reindex(names.where(present).astype(object).to_numpy())
-    keyed.index = names.index
-    return keyed
+    keyed = [dict(_name_key(n, coder)) if str(n).strip() else {} for n in
+             (str(n) for n in distinct)]
+    codes = np.where(codes < 0, len(keyed), codes)  # missing names → the last, all-NaN row
+    columns = {}
+    for column in NAME_KEY_COLUMNS:  # blank names have no keys: NaN
+        values = np.array([*(k.get(column, np.nan) for k in keyed), np.nan], dtype=object)
+        columns[column] = values[codes]
+    return pd.DataFrame(columns, index=names.index)

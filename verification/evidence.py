@@ -30,6 +30,18 @@ def empty_evidence() -> pd.DataFrame:
 MATCH_COLUMNS = ("household_id", "match_grade")
 
 
+def staged_columns(kind: str) -> list[str]:
+    """The staged columns ``evidence_from_staged`` reads for ``kind`` (a staged feed holds many
+    more: names as keys, employers, addresses; reading only these keeps a province's feeds
+    cheap to turn into evidence)."""
+    wanted = ["person_token", "record_id"]
+    for mapping in load_contract(kind)["x-hedui"]["evidence"]:
+        wanted += [*mapping.get("where", {}), *(mapping[k] for k in ("item_field", "amount",
+                                                                     "period", "date")
+                                                if k in mapping)]
+    return list(dict.fromkeys(wanted))
+
+
 def evidence_from_staged(staged: pd.DataFrame, kind: str, feed_id: int) -> pd.DataFrame:
     """Evidence items of staged rows. Rows already matched (``household_id``, ``match_grade``,
     their ``person_token`` the matched member's) keep those columns on every item; of rows not

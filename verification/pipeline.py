@@ -34,7 +34,7 @@ from connectors.registry import delivered_kinds, load_partners
 from verification import audit, bulk, flag_actions, intake
 from verification.assessment import assess
 from verification.config import Settings
-from verification.evidence import empty_evidence, evidence_from_staged
+from verification.evidence import empty_evidence, evidence_from_staged, staged_columns
 from verification.flags import decide_flags
 from verification.matching import GRADE_DTYPE
 from verification.policy import load_parameters
@@ -208,7 +208,8 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
     # memory.
     matched_parts, accessed = [], []
     for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
-        staged = pd.read_parquet(path).iloc[links["row"].to_numpy()].reset_index(drop=True)
+        staged = pd.read_parquet(path, columns=staged_columns(kind)).iloc[
+            links["row"].to_numpy()].reset_index(drop=True)
         staged = staged.assign(person_token=links["person_token"].to_numpy(),
                                household_id=links["household_id"].to_numpy(),
                                match_grade=pd.Categorical(links["match_grade"],

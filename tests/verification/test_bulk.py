@@ -140,3 +140,48 @@ def test_json_objects_equal_json_dumps_of_each_row():
     got = [json.loads(text) for text in bulk.json_objects(frame)]
     assert got == expected
     assert bulk.json_objects(frame.iloc[:1])[0] == json.dumps(expected[0])
+
+
+def _evidence_rows(flag_id: int, n: int) -> pd.DataFrame:
+    return pd.DataFrame({"flag_id": flag_id, "source_kind": "wages", "feed_id": 1,
+                         "record_ref": [f"W{i}" for i in range(n)], "item": "wage",
+                         "amount": 100.0, "period_start": dt.date(2026, 10, 1),
+                         "period_end": dt.date(2026, 10, 31), "match_grade": "certain"})
+
+
+def test_flag_children_need_their_flag_and_go_with_it(database_url):
+    """On PostgreSQL the reasons' and evidence's keys are checked once per statement (revision
+    0002), not per row: a bulk write citing a flag that does not exist still fails as a foreign
+    key violation, and deleting flags still deletes their reasons and evidence."""
+    from sqlalchemy import delete
+
+    households, run_id, _ = _household_and_runs(database_url)
+    with session_scope(database_url) as session:
+        bulk.insert_frame(session.connection(), Flag.__table__, _flag_rows(households, run_id))
+        flag_id = session.scalar(select(func.min(Flag.id)))
+        bulk.insert_frame(session.connection(), FlagEvidence.__table__,
+                          _evidence_rows(flag_id, 3))
+        session.add(FlagReason(flag_id=flag_id, code="INCOME_OVER_STANDARD", detail={}))
+    for model, rows in ((FlagEvidence, _evidence_rows(flag_id + 10_000, 2)),
+                        (FlagReason, pd.DataFrame({"flag_id": [flag_id, flag_id + 10_000],
+                                                   "code": "X", "detail": [{}, {}]}))):
+        # the driver's IntegrityError (bulk writes go through the DBAPI cursor)
+        with pytest.raises(Exception, match="(?i)foreign key"), session_scope(
+                database_url) as session:
+            bulk.insert_frame(session.connection(), model.__table__, rows)
+    with session_scope(database_url) as session:  # nothing of the failed writes is left
+        assert session.scalar(select(func.count()).select_from(FlagEvidence)) == 3
+        assert session.scalar(select(func.count()).select_from(FlagReason)) == 1
+        session.execute(delete(Flag).where(Flag.run_id == run_id))
+    with session_scope(database_url) as session:
+        assert session.scalar(select(func.count()).select_from(FlagEvidence)) == 0
+        assert session.scalar(select(func.count()).select_from(FlagReason)) == 0
+
+
+def test_audit_subjects_need_their_event(database_url):
+    from verification.storage.models import AuditSubject
+
+    with pytest.raises(Exception, match="(?i)foreign key"), session_scope(
+            database_url) as session:
+        bulk.insert_frame(session.connection(), AuditSubject.__table__,
+                          pd.DataFrame({"event_id": [987_654], "person_token": [1]}))

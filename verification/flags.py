@@ -227,18 +227,56 @@ def _exit_periods(kinds: pd.Series, signals: pd.DataFrame, policy: Policy) -> pd
 
 
 def _flag_evidence(flag_reasons: pd.DataFrame, evidence: pd.DataFrame) -> pd.DataFrame:
-    """The evidence rows the reasons cite (kind:feed:record), one row per household and record."""
-    cited = _cited_refs(flag_reasons)
-    keyed = evidence[evidence["household_id"].isin(cited["household_id"])]
-    keyed = keyed.assign(ref=evidence_refs(keyed))
+    """The evidence rows the reasons cite (kind:feed:record), one row per household and record.
+
+    Equal to an inner merge of the cited (household_id, ref) pairs with the evidence on both
+    keys (cited pairs in order, each with its evidence rows in evidence order), then
+    ``drop_duplicates`` on household_id, source_kind, feed_id, record_ref and item — done on
+    integer keys, as string hashing of millions of refs was most of the time of ``decide_flags``.
+    """
+    cited_households, cited_refs = _cited_refs(flag_reasons)
+    households = np.unique(cited_households)
+    ev_households = evidence["household_id"].to_numpy()
+    keyed = np.flatnonzero(np.isin(ev_households, households))
+    # one integer per distinct ref, shared by both sides (refs not in the evidence get -1)
+    encoded = pc.dictionary_encode(pa.array(evidence_refs(evidence.iloc[keyed]),
+                                            type=pa.string()))
+    refs = encoded.dictionary
+    ev_ref = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    cited_ref = pc.fill_null(pc.index_in(cited_refs, value_set=refs), -1).to_numpy(
+        zero_copy_only=False).astype(np.int64)
     # by household too: a record matched to two households is cited by each for itself
-    joined = cited.merge(keyed, on=["household_id", "ref"], how="inner")
-    return joined.drop(columns=["ref"]).drop_duplicates(["household_id", "source_kind", "feed_id",
-                                                         "record_ref", "item"])
+    width = max(len(refs), 1)
+    ev_key = np.searchsorted(households, ev_households[keyed]) * width + ev_ref
+    found = cited_ref >= 0
+    cited_key = np.searchsorted(households, cited_households[found]) * width + cited_ref[found]
+    _, first = np.unique(cited_key, return_index=True)
+    first = np.sort(first)  # each cited pair once, in order of first citation
+    matches, counts = _matching_rows(cited_key[first], ev_key)
+    # household_id as the reasons hold it (the merge took the key from the left)
+    joined = evidence.iloc[keyed[matches]].assign(
+        household_id=np.repeat(cited_households[found][first], counts))
+    duplicate = pd.DataFrame({column: pd.factorize(joined[column])[0]
+                              for column in ("household_id", "source_kind", "feed_id",
+                                             "record_ref", "item")}).duplicated().to_numpy()
+    out = joined[~duplicate]
+    out.index = pd.Index(np.flatnonzero(~duplicate))  # as the merge numbered its rows
+    return out[["household_id", *(c for c in evidence.columns if c != "household_id")]]
 
 
-def _cited_refs(flag_reasons: pd.DataFrame) -> pd.DataFrame:
-    """(household_id, ref) for every record a reason cites, split in Arrow; refs without a
+def _matching_rows(wanted: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``keys`` equal to each of ``wanted`` in turn (each run in key order), and
+    how many match each: the right-hand rows of an inner join that keeps the left order."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    lo = np.searchsorted(ordered, wanted, side="left")
+    counts = np.searchsorted(ordered, wanted, side="right") - lo
+    run_starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
+    return order[run_starts + np.arange(counts.sum())], counts
+
+
+def _cited_refs(flag_reasons: pd.DataFrame) -> tuple[np.ndarray, pa.Array]:
+    """household_id and ref for every record a reason cites, split in Arrow; refs without a
     record (``kind::missing``) are not records and are left out."""
     refs = pa.array(flag_reasons["evidence_refs"].astype(object), type=pa.string(),
                     from_pandas=True)
@@ -246,9 +284,7 @@ def _cited_refs(flag_reasons: pd.DataFrame) -> pd.DataFrame:
     owners = flag_reasons["household_id"].to_numpy()[pc.list_parent_indices(lists).to_numpy()]
     flat = pc.list_flatten(lists)
     is_record = pc.invert(pc.match_substring_regex(flat, r"^[^:]*::|^$"))
-    found = pd.DataFrame({"household_id": owners[is_record.to_numpy(zero_copy_only=False)],
-                          "ref": pc.filter(flat, is_record).to_numpy(zero_copy_only=False)})
-    return found.drop_duplicates()
+    return owners[is_record.to_numpy(zero_copy_only=False)], pc.filter(flat, is_record)
 
 
 # ---- when, and whether it is the same flag as before -----------------------------------------

@@ -100,12 +100,12 @@ def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
     for path in paths:
         frame = _identities(path)
         rows += len(frame)
-        group = frame.groupby(list(IDENTITY_COLUMNS), dropna=False, sort=False).ngroup()
-        per_file.append(group.to_numpy())
-        distinct.append(frame.drop_duplicates(list(IDENTITY_COLUMNS)))
+        group, first = identity_groups(frame)
+        per_file.append(group)
+        distinct.append(frame.iloc[first])
     table = pd.concat(distinct, ignore_index=True) if distinct else _identities(None)
-    overall = table.groupby(list(IDENTITY_COLUMNS), dropna=False, sort=False).ngroup().to_numpy()
-    records = table.drop_duplicates(list(IDENTITY_COLUMNS)).reset_index(drop=True)
+    overall, first = identity_groups(table)
+    records = table.iloc[first].reset_index(drop=True)
     offsets = np.cumsum([0] + [len(d) for d in distinct])
     result = None
     matched = pd.DataFrame({"identity": pd.Series(dtype="int64"),
@@ -130,6 +130,19 @@ def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
     return RunMatch(result, links, rows, len(records), identities)
 
 
+def identity_groups(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's group of equal identity columns (missing values equal to each other), numbered
+    in order of first appearance, and the position of each group's first row — what
+    ``groupby(IDENTITY_COLUMNS, dropna=False, sort=False).ngroup()`` and ``drop_duplicates``
+    give, on integer codes: a feed of ten million rows has a dozen rows per person."""
+    group = np.zeros(len(frame), dtype=np.int64)
+    for column in IDENTITY_COLUMNS:
+        codes, uniques = pd.factorize(frame[column], use_na_sentinel=False)
+        group, _ = pd.factorize(group * (len(uniques) + 1) + codes)
+    first = np.unique(group, return_index=True)[1]
+    return group, first
+
+
 def _comparable(records: pd.DataFrame, key: TokenKey) -> pd.DataFrame:
     """Records as the matcher compares them: text columns as Python strings (None where
     missing) and ``birth_ymd``/``birth_ym`` from the birth date."""
@@ -148,5 +161,6 @@ def _identities(path: Path | None) -> pd.DataFrame:
     for column in IDENTITY_COLUMNS:
         if column not in frame:
             frame[column] = pd.Series(pd.NA, index=frame.index, dtype=types.get(column, "string"))
+    # Arrow-backed strings: grouping factorises them in Arrow (identity_groups)
     return frame[list(IDENTITY_COLUMNS)].astype(
-        {**dict.fromkeys(IDENTITY_COLUMNS, "string"), **types})
+        {**dict.fromkeys(IDENTITY_COLUMNS, "string[pyarrow]"), **types})

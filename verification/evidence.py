@@ -48,6 +48,8 @@ def evidence_from_staged(staged: pd.DataFrame, kind: str, feed_id: int) -> pd.Da
     yet matched, those whose identity is unresolved (token <NA>) are left out — only the matcher
     (verification/run_matching.py) can place them."""
     carried = [c for c in MATCH_COLUMNS if c in staged.columns]
+    # only the columns read below: filtering a staged frame copies every column it has
+    staged = staged[[c for c in (*staged_columns(kind), *carried) if c in staged.columns]]
     if not carried:  # not matched yet: rows without a token (identity unresolved) need matching
         staged = staged[staged["person_token"].notna()]
     base = empty_evidence()
@@ -63,8 +65,10 @@ def evidence_from_staged(staged: pd.DataFrame, kind: str, feed_id: int) -> pd.Da
         if rows.empty:
             continue
         if "period" in mapping:
-            start = pd.to_datetime(rows[mapping["period"]]).dt.to_period("M").dt.start_time
-            end = start + pd.offsets.MonthEnd(0)
+            month = pd.to_datetime(rows[mapping["period"]]).to_numpy().astype("datetime64[M]")
+            start = pd.Series(month.astype("datetime64[ns]"), index=rows.index)
+            end = pd.Series(((month + 1).astype("datetime64[D]") - 1).astype("datetime64[ns]"),
+                            index=rows.index)  # the month's last day
         else:
             start = end = pd.to_datetime(rows[mapping["date"]])
         item = rows[mapping["item_field"]] if "item_field" in mapping else mapping["item"]

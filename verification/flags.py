@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,7 @@ from verification.signals import (
     SIGNAL_CODES,
     change_signals,
     death_recheck_due,
-    evidence_refs,
+    evidence_ref_array,
     supports_removal,
 )
 
@@ -84,12 +85,14 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
     hh = households[["status", "street_code", "community_code", "current_benefit"]].join(
         results[["decision", "benefit"]])
     signals = change_signals(evidence, policy, as_of)
-    review = _review_reasons(hh, reasons, signals, policy)
-    kind = _kinds(hh, reasons, signals, review, policy)
+    general = _general(reasons)
+    failing = _failing(reasons, general)  # read by several steps: computed once
+    review = _review_reasons(hh, reasons, failing, signals, policy)
+    kind = _kinds(hh, failing, signals, review, policy)
     flags = pd.DataFrame({"household_id": hh.index.to_numpy(), "kind": kind,
                           "street_code": hh["street_code"].to_numpy(),
                           "community_code": hh["community_code"].to_numpy()})
-    flag_reasons = _flag_reasons(flags, hh, reasons, review, signals, policy)
+    flag_reasons = _flag_reasons(flags, hh, reasons, general, review, signals, policy)
     flag_evidence = _flag_evidence(flag_reasons, evidence)
     flags["due_date"] = _due_dates(flags, as_of, death_recheck_due(evidence, policy))
     flags["evidence_digest"] = _digests(flags, flag_reasons)
@@ -99,19 +102,31 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
 
 
 # ---- which kind ------------------------------------------------------------------------------
-def _general(reasons: pd.DataFrame) -> pd.DataFrame:
-    """The rules every category shares (not data gaps, not one category's own tests)."""
-    code = reasons["code"].astype(str)
-    return reasons[~code.isin(REVIEW_REASONS) & ~code.str.startswith(CATEGORY_TEST_PREFIXES)]
+def code_mask(code: pd.Series, test: Callable[[pd.Series], pd.Series]) -> np.ndarray:
+    """``test(code.astype(str))`` as a boolean array. Codes from ``assess`` are categorical (a
+    few dozen labels for about a million rows), so the test runs on the labels, not the rows."""
+    if isinstance(code.dtype, pd.CategoricalDtype):
+        # code -1 (missing) reads the appended "nan", as astype(str) would write it
+        labels = pd.Series([*code.cat.categories.astype(str), "nan"], dtype=object)
+        return test(labels).to_numpy(dtype=bool)[code.cat.codes.to_numpy()]
+    return test(code.astype(str)).to_numpy(dtype=bool)
 
 
-def _failing(reasons: pd.DataFrame) -> pd.DataFrame:
-    general = _general(reasons)
-    return general[~general["passed"].astype(bool) & ~general["code"].astype(str).str.startswith(
-        ("ELIGIBLE", "NOT_ELIGIBLE"))]
+def _general(reasons: pd.DataFrame) -> np.ndarray:
+    """Mask of the rules every category shares (not data gaps, not one category's own tests)."""
+    return code_mask(reasons["code"], lambda code: ~code.isin(REVIEW_REASONS)
+                     & ~code.str.startswith(CATEGORY_TEST_PREFIXES))
 
 
-def _kinds(hh: pd.DataFrame, reasons: pd.DataFrame, signals: pd.DataFrame,
+def _failing(reasons: pd.DataFrame, general: np.ndarray) -> pd.DataFrame:
+    """household_id and code (as text) of the shared rules each household fails."""
+    failing = general & ~reasons["passed"].astype(bool).to_numpy() & ~code_mask(
+        reasons["code"], lambda code: code.str.startswith(("ELIGIBLE", "NOT_ELIGIBLE")))
+    return pd.DataFrame({"household_id": reasons["household_id"].to_numpy()[failing],
+                         "code": reasons["code"].to_numpy()[failing].astype(str)})
+
+
+def _kinds(hh: pd.DataFrame, failing: pd.DataFrame, signals: pd.DataFrame,
            review: pd.DataFrame, policy: Policy) -> np.ndarray:
     eligible = hh["decision"].eq("eligible").to_numpy()
     outcome = hh["status"].map(lambda s: _OUTCOME_BY_STATUS[s]).to_numpy()
@@ -120,30 +135,28 @@ def _kinds(hh: pd.DataFrame, reasons: pd.DataFrame, signals: pd.DataFrame,
     threshold = float(policy.require("dynamic.adjust_threshold"))
     changed = (hh["benefit"] - hh["current_benefit"].astype(float)).abs().gt(threshold)
     kind = np.where(recipient & eligible & changed.to_numpy(), "ADJUST", kind)
-    kind = np.where(recipient & hh.index.isin(_lifted_by_work(reasons, signals)), "GRADUAL_EXIT",
+    kind = np.where(recipient & hh.index.isin(_lifted_by_work(failing, signals)), "GRADUAL_EXIT",
                     kind)
     return np.where(hh.index.isin(review["household_id"]), "REVIEW", kind)
 
 
-def _lifted_by_work(reasons: pd.DataFrame, signals: pd.DataFrame) -> pd.Index:
+def _lifted_by_work(failing: pd.DataFrame, signals: pd.DataFrame) -> pd.Index:
     """Households over the income standard, failing no other rule, with new employment."""
-    failing = _failing(reasons)
-    over_income = set(failing.loc[failing["code"].astype(str) == "INCOME_OVER_STANDARD",
-                                  "household_id"])
-    other = set(failing.loc[~failing["code"].astype(str).isin(INCOME_RULES), "household_id"])
+    over_income = set(failing.loc[failing["code"] == "INCOME_OVER_STANDARD", "household_id"])
+    other = set(failing.loc[~failing["code"].isin(INCOME_RULES), "household_id"])
     working = set(signals.loc[signals["code"] == "NEW_EMPLOYMENT", "household_id"])
     return pd.Index(sorted((over_income - other) & working))
 
 
-def _review_reasons(hh: pd.DataFrame, reasons: pd.DataFrame, signals: pd.DataFrame,
-                    policy: Policy) -> pd.DataFrame:
+def _review_reasons(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFrame,
+                    signals: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     """Reasons that force REVIEW: data gaps, uncertain matches, a death, sources in conflict,
     a deciding figure close to its limit."""
     found = reasons[reasons["code"].isin(REVIEW_REASONS)]
     found = found[(found["code"] != "MATCH_UNCERTAIN") | found["passed"]]
     found = found[found["household_id"].isin(hh.index)]
     parts = [found, signals[signals["code"].isin(REVIEW_SIGNALS)],
-             _near_boundary(hh, reasons, policy)]
+             _near_boundary(hh, reasons, failing, policy)]
     out = pd.concat([p.astype({"code": str}) for p in parts if len(p)] or [found],
                     ignore_index=True)
     undetermined = hh.index[hh["decision"].eq("undetermined")]
@@ -153,7 +166,8 @@ def _review_reasons(hh: pd.DataFrame, reasons: pd.DataFrame, signals: pd.DataFra
     return out
 
 
-def _near_boundary(hh: pd.DataFrame, reasons: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+def _near_boundary(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFrame,
+                   policy: Policy) -> pd.DataFrame:
     """A decided household whose deciding figure is within the margin of its limit: a small
     error in one record could turn the outcome, so a caseworker looks first."""
     margin = float(policy.require("dynamic.near_boundary_margin"))
@@ -161,9 +175,8 @@ def _near_boundary(hh: pd.DataFrame, reasons: pd.DataFrame, policy: Policy) -> p
     rows = reasons[reasons["code"].isin(BOUNDARY_RULES) & reasons["household_id"].isin(decided)]
     limit = rows["limit"].astype(float)
     close = rows[(limit > 0) & ((rows["value"].astype(float) - limit).abs() <= margin * limit)]
-    failing = _failing(reasons)
     for code in BOUNDARY_RULES:  # the figure decides only if every other rule passes
-        others = failing[~failing["code"].astype(str).isin(
+        others = failing[~failing["code"].isin(
             INCOME_RULES if code == "INCOME_OVER_STANDARD" else (code,))]
         close = close[(close["code"].astype(str) != code)
                       | ~close["household_id"].isin(others["household_id"])]
@@ -174,17 +187,18 @@ def _near_boundary(hh: pd.DataFrame, reasons: pd.DataFrame, policy: Policy) -> p
 
 # ---- which reasons ---------------------------------------------------------------------------
 def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
-                  review: pd.DataFrame, signals: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+                  general: np.ndarray, review: pd.DataFrame, signals: pd.DataFrame,
+                  policy: Policy) -> pd.DataFrame:
     kinds = flags.set_index("household_id")["kind"]
-    ordinary = _general(reasons).copy()
-    ordinary["kind"] = ordinary["household_id"].map(kinds)
+    ordinary = reasons[general]
+    kind = ordinary["household_id"].map(kinds)
     not_eligible = ordinary["household_id"].map(hh["decision"]).eq("not_eligible")
-    failing = ~ordinary["passed"].astype(bool)
-    met = ordinary["passed"].astype(bool) & ordinary["code"].astype(str).str.startswith("ELIGIBLE")
+    passed = ordinary["passed"].astype(bool)
+    met = passed & code_mask(ordinary["code"], lambda code: code.str.startswith("ELIGIBLE"))
     # A household that is not eligible shows the tests it failed; an eligible one the test it
     # met; a gradual exit both the income it now has and the category it may still meet.
-    show = np.where(not_eligible | ordinary["kind"].eq("GRADUAL_EXIT"), failing, met)
-    chosen = ordinary[ordinary["kind"].ne("REVIEW") & show]
+    show = np.where(not_eligible | kind.eq("GRADUAL_EXIT"), ~passed, met)
+    chosen = ordinary[kind.ne("REVIEW") & show]
     under_review = review[review["household_id"].map(kinds).eq("REVIEW")]
     informative = signals[~signals["code"].isin(REVIEW_SIGNALS)]
     parts = [chosen, under_review, informative,
@@ -192,9 +206,19 @@ def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
     filled = [p.astype({"code": str}) for p in parts if len(p)]
     if not filled:  # no households in this shard
         return pd.DataFrame(columns=REASON_COLUMNS)
-    out = pd.concat(filled, ignore_index=True).drop_duplicates(
-        ["household_id", "code", "evidence_refs"])
-    return out[REASON_COLUMNS].reset_index(drop=True)
+    out = pd.concat(filled, ignore_index=True)
+    return out[~_repeated(out)][REASON_COLUMNS].reset_index(drop=True)
+
+
+def _repeated(reasons: pd.DataFrame) -> np.ndarray:
+    """``reasons.duplicated(["household_id", "code", "evidence_refs"])``. Only rows that share
+    household and code with another can repeat, so the long ref strings are hashed for those
+    few rows only."""
+    repeated = np.zeros(len(reasons), dtype=bool)
+    same_code = np.flatnonzero(reasons.duplicated(["household_id", "code"], keep=False))
+    repeated[same_code] = reasons.iloc[same_code].duplicated(
+        ["household_id", "code", "evidence_refs"]).to_numpy()
+    return repeated
 
 
 def _benefit_changes(kinds: pd.Series, hh: pd.DataFrame, reasons: pd.DataFrame,
@@ -203,8 +227,8 @@ def _benefit_changes(kinds: pd.Series, hh: pd.DataFrame, reasons: pd.DataFrame,
     adjusted = kinds.index[kinds.eq("ADJUST").to_numpy()]
     if not len(adjusted):
         return pd.DataFrame(columns=REASON_COLUMNS)
-    income = reasons[reasons["code"].astype(str) == "INCOME_OVER_STANDARD"].set_index(
-        "household_id")["evidence_refs"]
+    is_income = code_mask(reasons["code"], lambda code: code == "INCOME_OVER_STANDARD")
+    income = reasons[is_income].set_index("household_id")["evidence_refs"]
     rows = hh.loc[adjusted]
     return pd.DataFrame({
         "household_id": adjusted.to_numpy(), "code": "BENEFIT_CHANGED", "passed": False,
@@ -229,39 +253,66 @@ def _exit_periods(kinds: pd.Series, signals: pd.DataFrame, policy: Policy) -> pd
 def _flag_evidence(flag_reasons: pd.DataFrame, evidence: pd.DataFrame) -> pd.DataFrame:
     """The evidence rows the reasons cite (kind:feed:record), one row per household and record.
 
-    Equal to an inner merge of the cited (household_id, ref) pairs with the evidence on both
-    keys (cited pairs in order, each with its evidence rows in evidence order), then
-    ``drop_duplicates`` on household_id, source_kind, feed_id, record_ref and item — done on
-    integer keys, as string hashing of millions of refs was most of the time of ``decide_flags``.
+    The same rows, in the same order, as an inner merge of the cited (household_id, ref) pairs
+    with the evidence on both keys (each cited pair once, in order of first citation, with its
+    evidence rows in evidence order) followed by ``drop_duplicates`` on household_id,
+    source_kind, feed_id, record_ref and item; but joined on integer keys, as hashing millions
+    of ref strings in pandas was most of the time of ``decide_flags``.
     """
     cited_households, cited_refs = _cited_refs(flag_reasons)
     households = np.unique(cited_households)
     ev_households = evidence["household_id"].to_numpy()
     keyed = np.flatnonzero(np.isin(ev_households, households))
-    # one integer per distinct ref, shared by both sides (refs not in the evidence get -1)
-    encoded = pc.dictionary_encode(pa.array(evidence_refs(evidence.iloc[keyed]),
-                                            type=pa.string()))
-    refs = encoded.dictionary
-    ev_ref = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    cited_ref = pc.fill_null(pc.index_in(cited_refs, value_set=refs), -1).to_numpy(
-        zero_copy_only=False).astype(np.int64)
+    ev_refs = evidence_ref_array(evidence[["source_kind", "feed_id", "record_ref"]].iloc[keyed])
+    # one integer per distinct ref, from one dictionary over both sides
+    both = pa.concat_arrays([cited_refs.cast(pa.large_string()), ev_refs.cast(pa.large_string())])
+    ref_codes = pc.dictionary_encode(both).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    width = int(ref_codes.max()) + 1 if len(ref_codes) else 1
     # by household too: a record matched to two households is cited by each for itself
-    width = max(len(refs), 1)
-    ev_key = np.searchsorted(households, ev_households[keyed]) * width + ev_ref
-    found = cited_ref >= 0
-    cited_key = np.searchsorted(households, cited_households[found]) * width + cited_ref[found]
+    cited_key = np.searchsorted(households, cited_households) * width + ref_codes[:len(cited_refs)]
+    ev_key = np.searchsorted(households, ev_households[keyed]) * width + ref_codes[len(cited_refs):]
     _, first = np.unique(cited_key, return_index=True)
     first = np.sort(first)  # each cited pair once, in order of first citation
     matches, counts = _matching_rows(cited_key[first], ev_key)
-    # household_id as the reasons hold it (the merge took the key from the left)
-    joined = evidence.iloc[keyed[matches]].assign(
-        household_id=np.repeat(cited_households[found][first], counts))
-    duplicate = pd.DataFrame({column: pd.factorize(joined[column])[0]
-                              for column in ("household_id", "source_kind", "feed_id",
-                                             "record_ref", "item")}).duplicated().to_numpy()
-    out = joined[~duplicate]
-    out.index = pd.Index(np.flatnonzero(~duplicate))  # as the merge numbered its rows
+    rows = keyed[matches]
+    keep = ~_repeated_records(evidence, rows, counts)
+    out = evidence.iloc[rows[keep]].set_axis(pd.Index(np.flatnonzero(keep)))  # merge numbering
+    owners = np.repeat(cited_households[first], counts)[keep]
+    if owners.dtype != out["household_id"].dtype:  # the merge took the key from the left
+        out = out.assign(household_id=owners)
     return out[["household_id", *(c for c in evidence.columns if c != "household_id")]]
+
+
+def _repeated_records(evidence: pd.DataFrame, rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``evidence.iloc[rows].duplicated`` on household, kind, feed, record and item, for rows in
+    runs of ``counts`` that share a cited (household, ref). Rows of different runs differ in
+    household or in the ref made from kind, feed and record, so only rows within a run can
+    repeat; and where the ref spells kind, feed and record unambiguously, rows of one run share
+    them, so they repeat on item alone."""
+    run = np.repeat(np.arange(len(counts)), counts)
+    shared = np.flatnonzero(counts[run] > 1)  # rows whose run has others
+    repeated = np.zeros(len(rows), dtype=bool)
+    if not len(shared):
+        return repeated
+    if not _refs_unambiguous(evidence.iloc[rows[shared]]):
+        repeated[shared] = evidence.iloc[rows[shared]].assign(run=run[shared]).duplicated(
+            ["run", "source_kind", "feed_id", "record_ref", "item"]).to_numpy()
+        return repeated
+    items = pd.factorize(evidence["item"].to_numpy()[rows[shared]])[0] + 1  # missing → 0
+    _, first = np.unique(run[shared] * (int(items.max()) + 1) + items, return_index=True)
+    repeated[shared] = True
+    repeated[shared[first]] = False
+    return repeated
+
+
+def _refs_unambiguous(evidence: pd.DataFrame) -> bool:
+    """Whether equal ``kind:feed:record`` refs mean equal kind, feed and record here: kinds
+    present and without ":", integer feed ids, and not both a missing and an empty record."""
+    kinds = pd.unique(evidence["source_kind"].to_numpy())
+    records = evidence["record_ref"]
+    return (pd.api.types.is_integer_dtype(evidence["feed_id"].dtype)
+            and all(isinstance(k, str) and ":" not in k for k in kinds)
+            and not (records.isna().any() and records.eq("").any()))
 
 
 def _matching_rows(wanted: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -348,32 +348,50 @@ def _due_dates(flags: pd.DataFrame, as_of: dt.date, death_due: pd.Series) -> pd.
     return due.dt.date.astype(object).where(due.notna(), None)
 
 
-def _stable_refs(refs: pd.Series) -> pd.Series:
+def _stable_refs(refs: pd.Series) -> np.ndarray:
     """``kind:feed:record;…`` without feed ids: the same partner record delivered again in a
-    newer feed is the same evidence."""
-    return refs.fillna("").astype(str).str.replace(r":\d*:", ":", regex=True)
+    newer feed is the same evidence. ``re.sub(r":\\d*:", ":")`` per ref: in Arrow (RE2) for
+    ASCII refs, where ``\\d`` is [0-9] for both; in Python for the rest, whose ``\\d`` also
+    matches other scripts' digits."""
+    text = refs.fillna("").astype(str).to_numpy(dtype=object)
+    array = pa.array(text, type=pa.string())
+    out = pc.replace_substring_regex(array, r":[0-9]*:", ":").to_numpy(zero_copy_only=False)
+    out = out.astype(object)
+    other = ~pc.string_is_ascii(array).to_numpy(zero_copy_only=False)
+    if other.any():
+        out[other] = pd.Series(text[other]).str.replace(r":\d*:", ":", regex=True).to_numpy()
+    return out
 
 
 def _digests(flags: pd.DataFrame, flag_reasons: pd.DataFrame) -> list[str]:
     """Same flag, same reasons, same records → same digest (so a resolved flag is not raised
     again on the same evidence, and is raised again on new evidence). A changed benefit amount
     is new evidence too."""
-    amount = np.where(flag_reasons["code"] == "BENEFIT_CHANGED",
-                      "=" + flag_reasons["value"].astype(float).round(2).astype(str), "")
-    keyed = pd.DataFrame({"household_id": flag_reasons["household_id"].to_numpy(),
-                          "key": (flag_reasons["code"] + amount + "@" + _stable_refs(
-                              flag_reasons["evidence_refs"])).to_numpy()})
-    keyed = keyed.sort_values(["household_id", "key"], kind="stable")
-    ids, keys = keyed["household_id"].to_numpy(), keyed["key"].to_numpy(dtype=object)
-    joined: dict = {}
-    if len(ids):
-        first = np.r_[True, ids[1:] != ids[:-1]]
-        starts = np.flatnonzero(first)
-        # one C loop concatenates each household's sorted keys ("|" between them)
-        parts = np.where(first, "", "|").astype(object) + keys
-        joined = dict(zip(ids[starts], np.add.reduceat(parts, starts), strict=True))
+    changed = (flag_reasons["code"] == "BENEFIT_CHANGED").to_numpy(dtype=bool)
+    amount = np.full(len(flag_reasons), "", dtype=object)
+    amount[changed] = "=" + flag_reasons["value"][changed].astype(float).round(2).astype(str)
+    key = (flag_reasons["code"].to_numpy(dtype=object) + amount + "@"
+           + _stable_refs(flag_reasons["evidence_refs"]))
+    joined = _joined_per_household(flag_reasons["household_id"].to_numpy(), key)
     text = flags["kind"] + "#" + flags["household_id"].map(joined).fillna("")
     return [hashlib.sha256(t.encode()).hexdigest() for t in text]
+
+
+def _joined_per_household(households: np.ndarray, keys: np.ndarray) -> pd.Series:
+    """household_id → its keys in order, joined by "|". Sorted in Arrow: its byte order of
+    UTF-8 is the code point order Python sorts strings in."""
+    if not len(households):
+        return pd.Series(dtype=object)
+    table = pa.table({"household_id": households, "key": pa.array(keys, type=pa.large_string())})
+    order = pc.sort_indices(table, sort_keys=[("household_id", "ascending"),
+                                              ("key", "ascending")]).to_numpy()
+    ids = households[order]
+    first = np.r_[True, ids[1:] != ids[:-1]]
+    starts = np.flatnonzero(first)
+    runs = pa.ListArray.from_arrays(np.r_[starts, len(ids)].astype(np.int32),
+                                    table["key"].combine_chunks().take(order))
+    joined = pc.binary_join(runs, pa.scalar("|", pa.large_string()))
+    return pd.Series(joined.to_numpy(zero_copy_only=False), index=ids[starts])
 
 
 # ---- invariants ------------------------------------------------------------------------------
@@ -412,10 +430,22 @@ def _check_certain_and_fresh(frames: FlagFrames, results: pd.DataFrame) -> None:
     certain = certain[supports_removal(certain["match_grade"])]
     if "missing_sources" in results and len(certain):
         missing = certain["household_id"].map(results["missing_sources"]).fillna("").astype(str)
-        stale = [kind in gone.split(",") for kind, gone in
-                 zip(certain["source_kind"].astype(str), missing, strict=True)]
-        certain = certain[~np.array(stale, dtype=bool)]
+        certain = certain[~_listed(certain["source_kind"], missing)]
     unsupported = set(stopping) - set(certain["household_id"])
     if unsupported:
         raise FlagInvariantError(f"{len(unsupported)} REMOVE/GRADUAL_EXIT flags lack "
                                  "certain-match evidence from a fresh source")
+
+
+def _listed(kinds: pd.Series, lists: pd.Series) -> np.ndarray:
+    """Per row: whether the kind (as text) is one of the comma-separated kinds in ``lists``.
+    Checked once per distinct (kind, list) pair: there are few, and rows are many."""
+    kind_codes, kind_names = pd.factorize(kinds, use_na_sentinel=False)
+    list_codes, list_names = pd.factorize(lists, use_na_sentinel=False)
+    kind_text = pd.Series(kind_names).astype(str).to_numpy()  # as astype(str) reads each row
+    pairs, row_pair = np.unique(list_codes.astype(np.int64) * len(kind_names) + kind_codes,
+                                return_inverse=True)
+    listed = np.array([kind_text[pair % len(kind_names)]
+                       in str(list_names[pair // len(kind_names)]).split(",")
+                       for pair in pairs], dtype=bool)
+    return listed[row_pair]

@@ -290,7 +290,9 @@ def _timed(function, name: str, timings: dict):  # noqa: ANN001, ANN202
             args[0].__tablename__
         started = time.perf_counter()
         out = function(session, *args)
-        timings[table] = {"rows": len(frame), "seconds": time.perf_counter() - started}
+        done = timings.setdefault(table, {"rows": 0, "seconds": 0.0})  # once per shard
+        done["rows"] += len(frame)
+        done["seconds"] += time.perf_counter() - started
         return out
     return wrapper
 

@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import logging
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,27 +204,19 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
     _log_matching(run_id, linked, folder)
     linked.candidates([path for _, _, path in feeds], [feed_id for _, feed_id, _ in feeds]) \
         .to_parquet(folder / "candidates.parquet", index=False)
-    # Then one feed at a time, kept as Arrow once matched: a province's evidence is tens of
-    # millions of rows, and pandas frames of all of them at once would need several times the
-    # memory.
-    matched_parts, accessed = [], []
-    for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
-        staged = pd.read_parquet(path, columns=staged_columns(kind)).iloc[
-            links["row"].to_numpy()].reset_index(drop=True)
-        staged = staged.assign(person_token=links["person_token"].to_numpy(),
-                               household_id=links["household_id"].to_numpy(),
-                               match_grade=pd.Categorical(links["match_grade"],
-                                                          dtype=GRADE_DTYPE))
-        matched = evidence_from_staged(staged, kind, feed_id)
-        del staged
-        accessed.append(matched[["source_kind", "person_token"]].drop_duplicates())
-        matched_parts.append(pa.Table.from_pandas(matched, preserve_index=False))
-        del matched
-    if not matched_parts:
-        matched_parts.append(pa.Table.from_pandas(_no_evidence(), preserve_index=False))
-    matched = pa.concat_tables(matched_parts)
+    # Then one feed at a time, in blocks of staged rows, each block's evidence written out as
+    # soon as it is built: a province's evidence is tens of millions of rows, and holding all of
+    # it (or one whole wages feed as pandas frames) would need several times the memory.
     households = load_households(settings)
-    _write_evidence(matched, households["street_code"], folder / "evidence.parquet")
+    accessed, evidence_rows = [], 0
+    with _EvidenceWriter(folder / "evidence.parquet", households["street_code"]) as writer:
+        for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
+            for staged in _linked_blocks(path, kind, links):
+                matched = evidence_from_staged(staged, kind, feed_id)
+                del staged
+                accessed.append(matched[["source_kind", "person_token"]].drop_duplicates())
+                writer.write(matched)
+        evidence_rows = writer.rows
     with session_scope(settings.database_url) as session:  # whose data was used, by token
         audit.record_evidence_access(
             session, "pipeline", f"run:{run_id}",
@@ -231,7 +224,7 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
             {k: v.get("partner", "") for k, v in versions.items()})
     shards = sorted(households["street_code"].unique().tolist())
     log.info("run %s: %d evidence rows from %d matched staged rows of %d, %d shards", run_id,
-             matched.num_rows, sum(len(links) for links in linked.links), linked.rows,
+             evidence_rows, sum(len(links) for links in linked.links), linked.rows,
              len(shards))
     return RunPlan(run_id, shards)
 
@@ -297,47 +290,95 @@ def assess_and_flag(settings: Settings, households: pd.DataFrame, members: pd.Da
     return out
 
 
-# evidence.parquet holds the run's matched evidence grouped by street (each street's rows in their
-# matched order, in row groups of their own); the street → row range map in the file's metadata
-# lets a shard read its own row groups instead of the whole province's evidence.
+# evidence.parquet holds the run's matched evidence in row groups that never cross streets; the
+# street → row ranges map in the file's metadata lets a shard read its own row groups instead of
+# the whole province's evidence. Files written before evidence was streamed map a street to one
+# [start, end] range; now each block written adds a range per street.
 _STREET_RANGES = b"hedui.street_ranges"
+# Staged rows turned into evidence at a time: bounds prepare_evidence's memory whatever the size
+# of a feed (ten million wage rows at provincial scale).
+EVIDENCE_BLOCK_ROWS = 2_000_000
 
 
-def _write_evidence(matched: pa.Table, street_of: pd.Series, path: Path) -> None:
-    names = np.array(sorted(street_of.unique()), dtype=object)
-    street_code = np.searchsorted(names, street_of.to_numpy())
-    position = street_of.index.get_indexer(matched.column("household_id").to_numpy())
-    code = np.where(position >= 0, street_code[position], -1)  # -1: no household row
-    order = np.argsort(code, kind="stable")
-    table = matched.take(pa.array(order))
-    codes, starts, sizes = np.unique(code[order], return_index=True, return_counts=True)
-    ranges = {(str(names[c]) if c >= 0 else ""): [int(a), int(a + n)]
-              for c, a, n in zip(codes, starts, sizes, strict=True)}
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                           _STREET_RANGES: json.dumps(ranges).encode()})
-    with pq.ParquetWriter(path, table.schema) as writer:
-        for start, end in ranges.values():  # row groups never cross streets
-            writer.write_table(table.slice(start, end - start))
-        if not ranges:
-            writer.write_table(table)
+def _linked_blocks(path: Path, kind: str, links: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    """The staged rows of ``path`` that matching linked, with the household, member token and
+    grade it gave them, in blocks of at most EVIDENCE_BLOCK_ROWS staged rows."""
+    links = links.sort_values("row", kind="stable")
+    rows = links["row"].to_numpy()
+    source = pq.ParquetFile(path)
+    wanted = [c for c in staged_columns(kind) if c in source.schema_arrow.names]
+    first = 0
+    for batch in source.iter_batches(batch_size=EVIDENCE_BLOCK_ROWS, columns=wanted):
+        lo, hi = np.searchsorted(rows, [first, first + batch.num_rows])
+        first += batch.num_rows
+        if lo == hi:
+            continue
+        block = links.iloc[lo:hi]
+        staged = batch.to_pandas().iloc[block["row"].to_numpy() - (first - batch.num_rows)]
+        yield staged.reset_index(drop=True).assign(
+            person_token=block["person_token"].to_numpy(),
+            household_id=block["household_id"].to_numpy(),
+            match_grade=pd.Categorical(block["match_grade"], dtype=GRADE_DTYPE))
+
+
+class _EvidenceWriter:
+    """Evidence frames appended to one Parquet file, each sorted by street and written as one row
+    group per street; the street → row ranges map goes in the file's metadata on close."""
+
+    def __init__(self, path: Path, street_of: pd.Series) -> None:
+        self.path, self.street_of = path, street_of
+        self.names = np.array(sorted(street_of.unique()), dtype=object)
+        self.street_code = np.searchsorted(self.names, street_of.to_numpy())
+        self.ranges: dict[str, list[list[int]]] = {}
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> _EvidenceWriter:
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema)
+        table = table.cast(self._writer.schema)
+        position = self.street_of.index.get_indexer(table.column("household_id").to_numpy())
+        code = np.where(position >= 0, self.street_code[position], -1)  # -1: no household row
+        order = np.argsort(code, kind="stable")
+        table = table.take(pa.array(order))
+        codes, starts, sizes = np.unique(code[order], return_index=True, return_counts=True)
+        for c, a, n in zip(codes, starts, sizes, strict=True):  # row groups never cross streets
+            self._writer.write_table(table.slice(a, n))
+            street = str(self.names[c]) if c >= 0 else ""
+            self.ranges.setdefault(street, []).append([self.rows + int(a), self.rows + int(a + n)])
+        self.rows += table.num_rows
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is None:  # no evidence at all: an empty file with the usual columns
+            self._writer = pq.ParquetWriter(self.path, pa.Table.from_pandas(
+                _no_evidence(), preserve_index=False).schema)
+        self._writer.add_key_value_metadata({_STREET_RANGES: json.dumps(self.ranges).encode()})
+        self._writer.close()
 
 
 def _street_evidence(path: Path, street: str, household_ids: pd.Index) -> pd.DataFrame:
     """The evidence of one street's households from evidence.parquet: its own row groups when
     the file carries the street map, else (a file written otherwise) a filtered read."""
     source = pq.ParquetFile(path)
-    ranges = json.loads((source.schema_arrow.metadata or {}).get(_STREET_RANGES, b"null"))
+    metadata = {**(source.schema_arrow.metadata or {}), **(source.metadata.metadata or {})}
+    ranges = json.loads(metadata.get(_STREET_RANGES, b"null"))
     if ranges is None:
         frame = pd.read_parquet(path, filters=[("household_id", "in", household_ids.tolist())])
     else:
-        start, end = ranges.get(street, [0, 0])
+        wanted = ranges.get(street, [])
+        wanted = [wanted] if wanted and isinstance(wanted[0], int) else wanted  # older files
         groups, first = [], 0
         for i in range(source.num_row_groups):
             rows = source.metadata.row_group(i).num_rows
-            if first < end and first + rows > start:
+            if any(first < end and first + rows > start for start, end in wanted):
                 groups.append(i)
             first += rows
-        frame = source.read_row_groups(groups).to_pandas()
+        frame = (source.read_row_groups(groups) if groups else
+                 source.schema_arrow.empty_table()).to_pandas()
     return frame[frame["household_id"].isin(household_ids)]
 
 
@@ -355,9 +396,8 @@ def sources_frame(versions: dict[str, dict]) -> pd.DataFrame:
 
 def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dict[str, int]:
     """Write every shard's results in one transaction, replacing the run's earlier rows."""
-    frames = {name: _concat([pd.read_parquet(Path(d) / f"{name}.parquet") for d in shard_dirs])
-              for name in ("assessments", "flags", "flag_reasons", "flag_evidence")}
-    counts = frames["flags"]["kind"].value_counts().to_dict()
+    counts: dict[str, int] = {}
+    households = 0
     with session_scope(settings.database_url) as session:
         run = session.get(Run, run_id)
         # Officers' work on earlier flags (and on this run's, if it is a rerun) survives: a
@@ -365,21 +405,26 @@ def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dic
         earlier = flag_actions.earlier_outcomes(session, run_id)
         session.execute(delete(Flag).where(Flag.run_id == run_id))
         session.execute(delete(Assessment).where(Assessment.run_id == run_id))
-        _insert_assessments(session, run_id, frames["assessments"])
-        flag_ids = _insert_flags(session, run, frames["flags"])
-        _insert_children(session, FlagReason, frames["flag_reasons"], flag_ids)
-        _insert_children(session, FlagEvidence, frames["flag_evidence"], flag_ids)
+        # One shard's frames at a time (a province's flag evidence is tens of millions of rows),
+        # all in this one transaction: a failed write still leaves nothing behind.
+        for folder in shard_dirs:
+            frames = {name: pd.read_parquet(Path(folder) / f"{name}.parquet")
+                      for name in ("assessments", "flags", "flag_reasons", "flag_evidence")}
+            _insert_assessments(session, run_id, frames["assessments"])
+            flag_ids = _insert_flags(session, run, frames["flags"])
+            _insert_children(session, FlagReason, frames["flag_reasons"], flag_ids)
+            _insert_children(session, FlagEvidence, frames["flag_evidence"], flag_ids)
+            for kind, n in frames["flags"]["kind"].value_counts().items():
+                counts[str(kind)] = counts.get(str(kind), 0) + int(n)
+            households += len(frames["assessments"])
+            del frames, flag_ids
+        counts = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
         carried = flag_actions.carry_forward(session, run_id, earlier)
         run.status, run.stage, run.finished_at = "done", "flagged", utcnow()
-        run.households, run.counts = len(frames["assessments"]), counts
+        run.households, run.counts = households, counts
         audit.record(session, "pipeline", "run.flagged", f"run:{run_id}",
                      {**counts, "carried_forward": carried})
     return counts
-
-
-def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    filled = [p for p in parts if len(p)]
-    return pd.concat(filled, ignore_index=True) if filled else parts[0]
 
 
 def _insert_assessments(session, run_id: int, frame: pd.DataFrame) -> None:  # noqa: ANN001

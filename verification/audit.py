@@ -164,9 +164,15 @@ def record(session: Session, actor: str, action: str, subject: str = "",
     return event
 
 
+def _distinct_tokens(tokens: Iterable[int]) -> np.ndarray:
+    """Sorted distinct tokens as int64 (a review's accesses are millions of tokens: numpy)."""
+    values = tokens if isinstance(tokens, np.ndarray | pd.Series | pd.Index) else list(tokens)
+    return np.unique(np.asarray(values, dtype=np.int64))
+
+
 def subjects_digest(tokens: Iterable[int]) -> str:
     """SHA-256 over the sorted, distinct tokens (what an event's hash covers)."""
-    ordered = sorted({int(t) for t in tokens})
+    ordered = _distinct_tokens(tokens).tolist()
     return hashlib.sha256(",".join(map(str, ordered)).encode()).hexdigest()
 
 
@@ -174,15 +180,15 @@ def record_access(session: Session, actor: str, partner: str, purpose: str,
                   tokens: Iterable[int], detail: dict[str, Any] | None = None) -> AuditEvent:
     """A data access: ``partner``'s data about the persons ``tokens``, for ``purpose``
     (``batch:<code>``, ``run:<id>``, ``export:<run>``…), by ``actor``."""
-    distinct = sorted({int(t) for t in tokens})
+    distinct = _distinct_tokens(tokens)
     event = record(session, actor, "data.access", purpose,
                    {"partner": partner, "subjects": len(distinct),
                     "subjects_sha256": subjects_digest(distinct), **(detail or {})})
-    if distinct:  # a review touches millions of persons: written in bulk (COPY / executemany)
+    if len(distinct):  # a review touches millions of persons: written in bulk (COPY/executemany)
         from verification import bulk
 
         bulk.insert_frame(session.connection(), AuditSubject.__table__, pd.DataFrame(
-            {"event_id": event.id, "person_token": np.array(distinct, dtype=np.int64)}))
+            {"event_id": event.id, "person_token": distinct}))
     return event
 
 
@@ -192,15 +198,15 @@ def record_evidence_access(session: Session, actor: str, purpose: str, evidence:
     ``purpose``: ``evidence`` has ``source_kind`` and ``person_token`` columns, ``partners`` maps
     a feed kind to the partner that delivered it."""
     events = []
-    by_partner: dict[str, set[int]] = {}
+    by_partner: dict[str, list[np.ndarray]] = {}
     kinds: dict[str, set[str]] = {}
-    for kind, group in evidence.groupby("source_kind"):
+    for kind, group in evidence.groupby("source_kind", observed=True):
         partner = partners.get(str(kind), str(kind))
-        by_partner.setdefault(partner, set()).update(
-            group["person_token"].astype("int64").unique().tolist())
+        by_partner.setdefault(partner, []).append(group["person_token"].to_numpy(np.int64))
         kinds.setdefault(partner, set()).add(str(kind))
     for partner in sorted(by_partner):
-        events.append(record_access(session, actor, partner, purpose, by_partner[partner],
+        events.append(record_access(session, actor, partner, purpose,
+                                    np.concatenate(by_partner[partner]),
                                     {"feed_kinds": sorted(kinds[partner])}))
     return events
 

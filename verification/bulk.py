@@ -56,9 +56,10 @@ def insert_frame(connection: Connection, table: Table, frame: pd.DataFrame,
     return len(frame)
 
 
-def fetch_pairs(connection: Connection, statement) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    """Two integer columns of a select (e.g. household_id, id), as int64 arrays, read through the
-    driver's cursor without building Row objects."""
+def fetch_rows(connection: Connection, statement) -> list[tuple]:  # noqa: ANN001
+    """The rows of a select as the driver's tuples, read through its cursor without building
+    Row objects or applying SQLAlchemy's type processing (a date may come back as text on
+    SQLite, binary as a memoryview on PostgreSQL): for reads of millions of rows."""
     compiled = statement.compile(dialect=connection.dialect,
                                  compile_kwargs={"render_postcompile": True})
     cursor = connection.connection.dbapi_connection.cursor()
@@ -67,10 +68,14 @@ def fetch_pairs(connection: Connection, statement) -> tuple[np.ndarray, np.ndarr
         if connection.dialect.paramstyle in ("qmark", "numeric"):
             params = tuple(params[name] for name in compiled.positiontup)
         cursor.execute(str(compiled), params)
-        rows = cursor.fetchall()
+        return cursor.fetchall()
     finally:
         cursor.close()
-    pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
+
+
+def fetch_pairs(connection: Connection, statement) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Two integer columns of a select (e.g. household_id, id), as int64 arrays."""
+    pairs = np.array(fetch_rows(connection, statement), dtype=np.int64).reshape(-1, 2)
     return pairs[:, 0], pairs[:, 1]
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
+from verification import bulk
 from verification.config import Settings
 from verification.fieldcrypt import load_field_cipher
 from verification.matching import (
@@ -47,14 +48,18 @@ def people_for_matching(settings: Settings, key: TokenKey) -> pd.DataFrame:
     query = (select(Member.household_id, Member.person_token, Member.birth_date, Member.gender,
                     Household.community_code, Member.name_enc)
              .join(Household, Household.id == Member.household_id))
-    with session_scope(settings.database_url) as session:
-        rows = session.execute(query).all()
+    with session_scope(settings.database_url) as session:  # a province: millions of members
+        rows = bulk.fetch_rows(session.connection(), query)
     cipher = load_field_cipher()
     columns = ["household_id", "person_token", "birth_date", "gender", "community_code"]
-    people = pd.DataFrame([row[:5] for row in rows], columns=columns)
-    names = pd.Series([cipher.decrypt(row[5], "members.name") for row in rows], dtype=object)
+    values = list(zip(*rows, strict=True)) or [()] * 6
+    del rows
+    people = pd.DataFrame(dict(zip(columns, values[:5], strict=True)), columns=columns)
+    people["birth_date"] = pd.to_datetime(people["birth_date"])  # a date, or its text on SQLite
+    names = pd.Series([cipher.decrypt(bytes(blob), "members.name") for blob in values[5]],
+                      dtype=object)
     keyed = name_keys(names, key).reset_index(drop=True)
-    del names, rows
+    del names, values
     people = pd.concat([people, keyed], axis=1).astype(
         {"household_id": "int64", "person_token": "int64", "birth_date": "datetime64[ns]"})
     return person_keys(people, key)  # + birth_ymd, birth_ym

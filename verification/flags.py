@@ -276,7 +276,8 @@ def _flag_evidence(flag_reasons: pd.DataFrame, evidence: pd.DataFrame) -> pd.Dat
     matches, counts = _matching_rows(cited_key[first], ev_key)
     rows = keyed[matches]
     keep = ~_repeated_records(evidence, rows, counts)
-    out = evidence.iloc[rows[keep]].set_axis(pd.Index(np.flatnonzero(keep)))  # merge numbering
+    out = evidence.iloc[rows[keep]]
+    out.index = pd.Index(np.flatnonzero(keep))  # merge numbering; set_axis would copy the rows
     owners = np.repeat(cited_households[first], counts)[keep]
     if owners.dtype != out["household_id"].dtype:  # the merge took the key from the left
         out = out.assign(household_id=owners)
@@ -294,11 +295,12 @@ def _repeated_records(evidence: pd.DataFrame, rows: np.ndarray, counts: np.ndarr
     repeated = np.zeros(len(rows), dtype=bool)
     if not len(shared):
         return repeated
-    if not _refs_unambiguous(evidence.iloc[rows[shared]]):
-        repeated[shared] = evidence.iloc[rows[shared]].assign(run=run[shared]).duplicated(
-            ["run", "source_kind", "feed_id", "record_ref", "item"]).to_numpy()
+    keys = ["source_kind", "feed_id", "record_ref", "item"]  # only these: taking every column
+    if not _refs_unambiguous(evidence[keys[:3]].iloc[rows[shared]]):  # was a second's work
+        repeated[shared] = evidence[keys].iloc[rows[shared]].assign(run=run[shared]).duplicated(
+            ["run", *keys]).to_numpy()
         return repeated
-    items = pd.factorize(evidence["item"].to_numpy()[rows[shared]])[0] + 1  # missing → 0
+    items = pd.factorize(evidence["item"].take(rows[shared]))[0] + 1  # missing → 0
     _, first = np.unique(run[shared] * (int(items.max()) + 1) + items, return_index=True)
     repeated[shared] = True
     repeated[shared[first]] = False

@@ -89,16 +89,46 @@ def death_recheck_due(evidence: pd.DataFrame, policy: Policy) -> pd.Series:
 def supports_removal(grades: pd.Series) -> np.ndarray:
     """``grade_supports_removal`` for a whole column: each distinct grade is checked once (an
     unknown grade raises), then rows are compared in one pass."""
+    if isinstance(grades.dtype, pd.CategoricalDtype):
+        fast = _supports_removal_by_category(grades)
+        if fast is not None:
+            return fast
     distinct = pd.unique(grades.astype(object))
     return grades.isin([g for g in distinct if grade_supports_removal(g)]).to_numpy()
+
+
+def _supports_removal_by_category(grades: pd.Series) -> np.ndarray | None:
+    """``supports_removal`` on category codes, without converting millions of rows to objects.
+    Only the categories rows use are checked (an unused unknown category is not a grade of any
+    row, as before); None (so the caller takes the row-wise path, which raises the same error
+    as before) when a row's grade is missing or unknown."""
+    grade_codes = grades.cat.codes.to_numpy()
+    used = np.bincount(grade_codes.astype(np.int64) + 1,
+                       minlength=len(grades.cat.categories) + 1)
+    if used[0]:  # a missing grade
+        return None
+    categories = grades.cat.categories
+    lookup = np.zeros(len(categories), dtype=bool)
+    for code in np.flatnonzero(used[1:]):
+        try:
+            lookup[code] = grade_supports_removal(categories[code])
+        except ValueError:
+            return None
+    return lookup[grade_codes]
 
 
 def _certain(evidence: pd.DataFrame) -> pd.DataFrame:
     """Certain matches of the items a signal reads (refs are made later, for the few rows a
     signal cites)."""
-    items = evidence["item"].astype(str)
-    keep = items.isin(_SIGNAL_ITEMS).to_numpy() & supports_removal(evidence["match_grade"])
-    return evidence[keep].assign(item=items[keep],
+    item = evidence["item"]
+    if isinstance(item.dtype, pd.StringDtype):
+        # isin on the strings themselves: a missing item reads "<NA>" as text, not a signal item
+        # either; the text is then made for the few rows kept, not for every row.
+        keep = item.isin(_SIGNAL_ITEMS).to_numpy(dtype=bool)
+    else:  # other values (numbers, …) match only as their text
+        keep = item.astype(str).isin(_SIGNAL_ITEMS).to_numpy(dtype=bool)
+    keep &= supports_removal(evidence["match_grade"])
+    return evidence[keep].assign(item=item[keep].astype(str),
                                  period_start=pd.to_datetime(evidence["period_start"][keep]))
 
 

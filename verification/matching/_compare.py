@@ -19,11 +19,44 @@ from verification.matching.settings import Comparison, ComparisonLevel
 NULL_LEVEL = -1
 
 
-class PairColumns:
-    """Column values of both sides, looked up once per column and transform and reused."""
+class FrameValues:
+    """Per-row values of both frames, computed once per column and transform, shared by the
+    chunks of pairs of one comparison_matrix call."""
 
-    def __init__(self, left: pd.DataFrame, right: pd.DataFrame, li: np.ndarray, ri: np.ndarray):
+    def __init__(self, left: pd.DataFrame, right: pd.DataFrame):
+        self.left, self.right = left, right
+        self._codes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._strings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def codes(self, column: str, transform: str = "", width: int = 0) -> tuple[np.ndarray, ...]:
+        """Integer codes of each row's (transformed) value, shared between sides; -1 = missing."""
+        cache_key = (column, f"{transform}{width}")
+        if cache_key not in self._codes:
+            left = _transform(_as_text(self.left[column]), transform, width)
+            right = _transform(_as_text(self.right[column]), transform, width)
+            if transform == "swap":  # compare the left's swapped form with the right as written
+                right = _as_text(self.right[column])
+            codes, _ = pd.factorize(pd.concat([left, right], ignore_index=True))
+            self._codes[cache_key] = (codes[: len(left)], codes[len(left) :])
+        return self._codes[cache_key]
+
+    def strings(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's string value ("" where missing)."""
+        if column not in self._strings:
+            left, right = (_as_text(frame[column]).fillna("").to_numpy(dtype=object)
+                           for frame in (self.left, self.right))
+            self._strings[column] = (left, right)
+        return self._strings[column]
+
+
+class PairColumns:
+    """Column values of both sides of some pairs, looked up once per column and transform and
+    reused by the levels of every comparison."""
+
+    def __init__(self, left: pd.DataFrame, right: pd.DataFrame, li: np.ndarray, ri: np.ndarray,
+                 values: FrameValues | None = None):
         self.left, self.right, self.li, self.ri = left, right, li, ri
+        self.values = values or FrameValues(left, right)
         self._codes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._strings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._scores: dict[tuple[str, str], np.ndarray] = {}
@@ -42,23 +75,16 @@ class PairColumns:
     def strings(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Per-pair string values ("" where missing)."""
         if column not in self._strings:
-            sides = [
-                _as_text(frame[column]).fillna("").to_numpy(dtype=object)[index]
-                for frame, index in ((self.left, self.li), (self.right, self.ri))
-            ]
-            self._strings[column] = (sides[0], sides[1])
+            left, right = self.values.strings(column)
+            self._strings[column] = (left[self.li], right[self.ri])
         return self._strings[column]
 
     def codes(self, column: str, transform: str = "", width: int = 0) -> tuple[np.ndarray, ...]:
         """Per-pair integer codes of (transformed) values, shared between sides; -1 = missing."""
         cache_key = (column, f"{transform}{width}")
         if cache_key not in self._codes:
-            left = _transform(_as_text(self.left[column]), transform, width)
-            right = _transform(_as_text(self.right[column]), transform, width)
-            if transform == "swap":  # compare the left's swapped form with the right as written
-                right = _as_text(self.right[column])
-            codes, _ = pd.factorize(pd.concat([left, right], ignore_index=True))
-            self._codes[cache_key] = (codes[: len(left)][self.li], codes[len(left) :][self.ri])
+            left, right = self.values.codes(column, transform, width)
+            self._codes[cache_key] = (left[self.li], right[self.ri])
         return self._codes[cache_key]
 
     def missing(self, column: str) -> np.ndarray:
@@ -147,10 +173,18 @@ def comparison_matrix(
     li: np.ndarray,
     ri: np.ndarray,
     comparisons: tuple[Comparison, ...],
+    chunk_pairs: int = 2_000_000,
 ) -> np.ndarray:
-    """(pairs × comparisons) int8 matrix of levels."""
-    cols = PairColumns(left, right, li, ri)
+    """(pairs × comparisons) int8 matrix of levels.
+
+    Pairs are compared in chunks of ``chunk_pairs``: a pair's levels depend on that pair alone,
+    and the per-pair arrays of a comparison (codes, strings, scores of every column) would
+    otherwise need gigabytes when a province's blocks give tens of millions of pairs."""
+    values = FrameValues(left, right)
     matrix = np.empty((len(li), len(comparisons)), dtype=np.int8)
-    for k, comparison in enumerate(comparisons):
-        matrix[:, k] = comparison_levels(cols, comparison)
+    for start in range(0, len(li), chunk_pairs):
+        end = min(start + chunk_pairs, len(li))
+        cols = PairColumns(left, right, li[start:end], ri[start:end], values)
+        for k, comparison in enumerate(comparisons):
+            matrix[start:end, k] = comparison_levels(cols, comparison)
     return matrix

@@ -109,13 +109,18 @@ class _Rows(dict):
     """Evidence rows as named numpy arrays, sorted by household position (``pos``).
 
     Plain arrays instead of a DataFrame: selecting millions of rows then costs one ``take`` per
-    column, with no block consolidation.
+    column, with no block consolidation. The text columns are not taken: only the refs read
+    them, and ``ref_text`` makes those from the same rows in evidence order, as taking millions
+    of Python strings in household order was most of the time of ``_prepare``.
     """
+
+    evidence: pd.DataFrame  # the frame the rows come from
 
     @classmethod
     def take(cls, evidence: pd.DataFrame, rows: np.ndarray, pos: np.ndarray) -> _Rows:
         picked = cls(pos=pos[rows])
-        for column in ("person_token", "amount", "source_kind", "feed_id", "record_ref"):
+        picked.evidence = evidence
+        for column in ("person_token", "amount"):
             picked[column] = evidence[column].to_numpy()[rows]
         for column in ("period_start", "period_end"):
             picked[column] = pd.to_datetime(evidence[column]).to_numpy()[rows]
@@ -125,13 +130,14 @@ class _Rows(dict):
     def __len__(self) -> int:
         return len(self["pos"])
 
-    def ref_text(self) -> np.ndarray:
-        """``kind:feed_id:record_ref`` per row (computed once, in Arrow)."""
+    def ref_text(self) -> pa.Array:
+        """``kind:feed_id:record_ref`` of these rows in evidence order (computed once, in
+        Arrow, when first cited; ``ref_at`` places each row)."""
         if "ref_text" not in self:
-            parts = [_arrow_text(self[column]) for column in ("source_kind", "feed_id",
-                                                                "record_ref")]
+            parts = [_arrow_text(self.evidence[column].to_numpy()[self["ref_rows"]])
+                     for column in ("source_kind", "feed_id", "record_ref")]
             joined = pc.binary_join_element_wise(*parts, ":")
-            self["ref_text"] = joined.to_numpy(zero_copy_only=False).astype(object)
+            self["ref_text"] = joined.cast(pa.large_string())
         return self["ref_text"]
 
 
@@ -217,10 +223,13 @@ def _prepare(
 
 
 def _by_position(evidence: pd.DataFrame, mask: np.ndarray, pos: np.ndarray) -> _Rows:
-    chosen = np.flatnonzero(mask)
-    chosen = chosen[np.argsort(pos[chosen], kind="stable")]
+    in_order = np.flatnonzero(mask)
+    by_position = np.argsort(pos[in_order], kind="stable")
+    chosen = in_order[by_position]
     rows = _Rows.take(evidence, chosen, pos)
     rows["row"] = chosen
+    rows["ref_rows"] = in_order  # the rows in evidence order, for ``ref_text``
+    rows["ref_at"] = by_position  # where each row is among them
     for column in ("period_start", "period_end"):
         rows[column] = rows[column].astype("datetime64[ns]")
     return rows
@@ -584,11 +593,13 @@ def _refs(group: _Group, mask: np.ndarray, rows: _Rows | None = None) -> np.ndar
     if not len(chosen):
         return refs
     pos = rows["pos"][chosen]  # rows are sorted by position, so each household is one run
-    first = np.r_[True, pos[1:] != pos[:-1]]
-    separated = np.where(first, "", ";").astype(object) + rows.ref_text()[chosen]
-    starts = np.flatnonzero(first)
-    # Object-array reduceat concatenates each household's run of strings in one C loop.
-    refs[pos[starts]] = np.add.reduceat(separated, starts)
+    starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
+    # Each household's run of refs as one list, joined by ";" in Arrow: no Python strings until
+    # the one per household.
+    texts = rows.ref_text().take(pa.array(rows["ref_at"][chosen]))
+    runs = pa.LargeListArray.from_arrays(pa.array(np.r_[starts, len(chosen)], pa.int64()), texts)
+    joined = pc.binary_join(runs, pa.scalar(";", pa.large_string()))
+    refs[pos[starts]] = joined.to_numpy(zero_copy_only=False)
     return refs
 
 

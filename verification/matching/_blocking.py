@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 
-def _rule_keys(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...]):
+def rule_keys(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...]):
     """Integer keys for both sides under one rule; -1 where a column is missing."""
     n_left = len(left)
     combined = np.zeros(n_left + len(right), dtype=np.int64)
@@ -35,7 +35,7 @@ def candidate_pairs(
     """Positional (left, right) index arrays of every pair some rule accepts, each pair once."""
     found = []
     for rule in rules:
-        left_key, right_key = _rule_keys(left, right, rule)
+        left_key, right_key = rule_keys(left, right, rule)
         lk = pd.DataFrame({"key": left_key, "li": np.arange(len(left))})
         rk = pd.DataFrame({"key": right_key, "ri": np.arange(len(right))})
         joined = lk[lk["key"] >= 0].merge(rk[rk["key"] >= 0], on="key")

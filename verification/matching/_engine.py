@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from verification.matching._blocking import candidate_pairs
+from verification.matching._blocking import candidate_pairs, rule_keys
 from verification.matching._compare import comparison_matrix
 from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
 from verification.matching._exact import MEMBER_KEY, exact_pairs
@@ -112,10 +112,12 @@ def link(
     The true links of an evaluation are never labels.
     """
     left, right = _prepared(left, right, settings)
-    li, ri = candidate_pairs(left, right, settings.blocking_rules)
+    labelled = known_match is not None and len(left) and len(right)
+    li, ri = (_labelled_candidates(left, right, settings.blocking_rules, known_match)
+              if labelled else candidate_pairs(left, right, settings.blocking_rules))
     gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
     n_levels = [len(c.levels) + 1 for c in settings.comparisons]
-    if known_match is not None and len(left) and len(right):
+    if labelled:
         prior = float(np.clip((match_share or 1.0) / max(len(right), 1), 1e-12, 0.5))
         u = _random_pair_u(left, right, n_levels, settings)
         model = _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings)
@@ -127,6 +129,30 @@ def link(
         model = _fit_unlabelled(gamma, li, training_rows, n_levels, settings)
     return LinkResult(pairs=scored_pairs(li, ri, gamma, model, settings), model=model,
                       settings=settings)
+
+
+def _labelled_candidates(left: pd.DataFrame, right: pd.DataFrame,
+                         rules: tuple[tuple[str, ...], ...],
+                         known_match: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs when some left rows are labelled (``known_match`` ≥ 0: the token says who
+    they are). A labelled row's pairs serve only to count how its true pair compares (m), so it
+    gets that pair alone — when some blocking rule accepts it, as blocking the row against every
+    member would have found it; the other rows are blocked as usual. m and every unlabelled row's
+    pairs are those of blocking everything, in the same order; the labelled sample no longer
+    meets every member who shares a birth date, which grows with the roster."""
+    known = np.flatnonzero(known_match >= 0)
+    unknown = np.flatnonzero(known_match < 0)
+    li, ri = candidate_pairs(left.iloc[unknown], right, rules)
+    li = unknown[li]
+    members = known_match[known]
+    blocked = np.zeros(len(known), dtype=bool)
+    for rule in rules:
+        left_key, right_key = rule_keys(left.iloc[known], right.iloc[members], rule)
+        blocked |= (left_key >= 0) & (left_key == right_key)
+    li = np.concatenate([li, known[blocked]]).astype(np.int64)
+    ri = np.concatenate([ri, members[blocked]]).astype(np.int64)
+    order = np.lexsort((ri, li))  # as candidate_pairs orders them: by left row, then right row
+    return li[order], ri[order]
 
 
 def scored_pairs(li, ri, gamma, model: FellegiSunter, settings: MatchSettings) -> pd.DataFrame:

@@ -62,7 +62,7 @@ def chart(series: list[dict], path: Path, title: str) -> None:
         base = series[0]["end_to_end"][1]
         ax.plot(x, [base * h / x[0] for h in x], color="grey", linestyle=":",
                 label="linear from the first point")
-    for axis, label in ((ax, "CPU seconds"), (bx, "wall seconds (shared machine)")):
+    for axis, label in ((ax, "CPU seconds"), (bx, "wall seconds")):
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("households")

@@ -208,7 +208,7 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
     # soon as it is built: a province's evidence is tens of millions of rows, and holding all of
     # it (or one whole wages feed as pandas frames) would need several times the memory.
     households = load_households(settings)
-    accessed, evidence_rows = [], 0
+    accessed = []
     with _EvidenceWriter(folder / "evidence.parquet", households["street_code"]) as writer:
         for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
             for staged in _linked_blocks(path, kind, links):
@@ -449,7 +449,7 @@ def _insert_assessments(session, run_id: int, frame: pd.DataFrame) -> None:  # n
 
 
 def _insert_flags(session, run: Run, flags: pd.DataFrame) -> dict[int, int]:  # noqa: ANN001
-    """Flags in bulk; returns household_id → flag id for the run."""
+    """Flags in bulk; returns household_id → flag id for the flags written."""
     if len(flags):
         rows = pd.DataFrame({
             "run_id": run.id, "household_id": flags["household_id"].astype("int64").to_numpy(),
@@ -460,8 +460,12 @@ def _insert_flags(session, run: Run, flags: pd.DataFrame) -> dict[int, int]:  # 
             "policy_version": run.policy_version,
         })
         bulk.insert_frame(session.connection(), Flag.__table__, rows)
+    # only this frame's streets: a review writes a street at a time, and reading back every
+    # earlier street's flags each time would grow with the square of the streets written
+    streets = sorted(flags["street_code"].astype(str).unique()) if len(flags) else []
     households, ids = bulk.fetch_pairs(session.connection(), select(Flag.household_id, Flag.id)
-                                       .where(Flag.run_id == run.id))
+                                       .where(Flag.run_id == run.id,
+                                              Flag.street_code.in_(streets)))
     return dict(zip(households.tolist(), ids.tolist(), strict=True))
 
 

@@ -26,7 +26,7 @@ help:
 	@echo "make bench-full  the same at 1,000,000 households on PostgreSQL (about 25 minutes)"
 	@echo "make bench-series  100k, 300k and 1M households, table and docs/img/scaling.png"
 	@echo "make eval-matching  matching quality on FEBRL and synthetic Chinese names"
-	@echo "make lint   ruff"
+	@echo "make lint   ruff and the import rules (scripts/check_imports.py)"
 
 $(TOOLS)/bin/uv:
 	$(PYTHON_BIN) -m venv $(TOOLS)
@@ -47,6 +47,7 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(PY) scripts/check_imports.py
 
 up: venv
 	$(VENV)/bin/hedui db upgrade

@@ -16,8 +16,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from verification.assessment import assess
-from verification.policy import load_parameters
+from verification.assessment.assess import assess
+from verification.assessment.policy import load_parameters
 
 AS_OF = date(2025, 7, 1)
 # item, source kind, share of persons with one such record, typical amount, months covered

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from verification.identifiers import canonicalise_ids, make_id
-from verification.synthetic_names import (
+from verification.intake.identifiers import canonicalise_ids, make_id
+from verification.intake.tokens import TokenKey, person_tokens
+from verification.synthetic.names import (
     NAME_CORRUPTIONS,
     corrupt_birth_date,
     corrupt_name,
     random_names,
 )
-from verification.tokens import TokenKey, person_tokens
 
 KEY = TokenKey("bench-1", b"benchmark key, not a secret")
 AREAS = ("210112", "210102", "210103", "210104", "210105", "210106")

@@ -101,11 +101,11 @@ def _end(clocks: tuple[float, float], **values: object) -> dict:
 def _warm() -> int:
     """Import what the stages use, once per worker process (as a warm Airflow worker has)."""
     import verification.pipeline  # noqa: F401
-    from schemas import feed_kinds
-    from verification.validation import _pandera_schema
+    from schemas import contract_for, feed_kinds
+    from verification.intake.validate import _pandera_schema
 
     for kind in feed_kinds():
-        _pandera_schema(kind)
+        _pandera_schema(contract_for(kind))
     return os.getpid()
 
 
@@ -122,7 +122,7 @@ def prepare_data(households: int, seed: int, workdir: Path) -> dict:
     from connectors import envelope, keys
     from connectors.registry import load_partners
     from verification.config import load_settings
-    from verification.tokens import person_tokens
+    from verification.intake.tokens import person_tokens
 
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "plain").mkdir(parents=True)
@@ -188,14 +188,13 @@ def drop_database(schema: str | None) -> None:
 
 def load_caseload(settings, folder: Path) -> float:  # noqa: ANN001
     """Households and members (ID numbers and names encrypted as the roster loader stores them)
-    written with verification.bulk; returns seconds. Not part of a review."""
+    written with verification.storage.bulk; returns seconds. Not part of a review."""
     import synth
 
-    from verification import bulk
-    from verification.fieldcrypt import load_field_cipher
-    from verification.identifiers import mask_id, mask_name
-    from verification.intake import ensure_partners
-    from verification.storage import session_scope
+    from verification.intake.feeds import ensure_partners
+    from verification.intake.identifiers import mask_id, mask_name
+    from verification.security.fieldcrypt import load_field_cipher
+    from verification.storage import bulk, session_scope
     from verification.storage.models import Household, Member
 
     started = time.perf_counter()
@@ -221,8 +220,8 @@ def load_caseload(settings, folder: Path) -> float:  # noqa: ANN001
 
 # ---- stage tasks (run in the worker processes) ---------------------------------------------
 def _intake_task(settings, partner: str, kind: str, path: str, sequence: int) -> dict:  # noqa: ANN001
-    from connectors.demo_exchange import ensure_test_keys
-    from verification import intake
+    from verification.intake import feeds as intake
+    from verification.synthetic.exchange import ensure_test_keys
 
     clocks = _begin()
     centre = ensure_test_keys(settings)
@@ -381,12 +380,13 @@ def _components_task(settings, folder: str, feeds: dict | None = None) -> dict: 
     import pyarrow.parquet as pq
     from sqlalchemy import select
 
+    from schemas import contract_for
     from verification import pipeline
-    from verification.assessment import assess
-    from verification.evidence import evidence_from_staged
-    from verification.flags import decide_flags
+    from verification.assessment.assess import assess
+    from verification.assessment.evidence import evidence_from_staged
+    from verification.assessment.policy import load_parameters
+    from verification.flags.decide import decide_flags
     from verification.matching import RosterIndex, match_exact
-    from verification.policy import load_parameters
     from verification.storage import session_scope
     from verification.storage.models import Feed
 
@@ -410,7 +410,8 @@ def _components_task(settings, folder: str, feeds: dict | None = None) -> dict: 
         return out
 
     evidence = timed("evidence", lambda: pd.concat(
-        [evidence_from_staged(frame, kind, feeds[kind][0]) for kind, frame in staged.items()],
+        [evidence_from_staged(frame, contract_for(kind), feeds[kind][0])
+         for kind, frame in staged.items()],
         ignore_index=True))
     matched = timed("matching", match_exact, evidence,
                     RosterIndex(members[["person_token", "household_id"]]))
@@ -560,10 +561,10 @@ def bench_one(households: int, args: argparse.Namespace) -> dict:
 
 def _bench_database(database: str, folder: Path, meta: dict, args: argparse.Namespace,  # noqa: PLR0913
                     pool: ProcessPoolExecutor, figures: dict, components_done: bool) -> bool:
-    from connectors.demo_exchange import ensure_test_keys
     from verification.config import load_settings
     from verification.storage import upgrade
     from verification.storage.db import dispose
+    from verification.synthetic.exchange import ensure_test_keys
 
     home = folder / f"home-{database}"
     shutil.rmtree(home, ignore_errors=True)
@@ -608,12 +609,12 @@ def _print_components(comp: dict, households: int) -> None:
 
 # ---- database writes alone -----------------------------------------------------------------------
 def _writes_task(database: str, home: str, rows: int, orm_rows: int) -> dict:
-    """Flags, flag reasons and assessments for ``rows`` households written with verification.bulk
+    """Flags, flag reasons and assessments for ``rows`` households written with
+    verification.storage.bulk
     into a fresh database, and ``orm_rows`` of them the ORM way for comparison."""
     from sqlalchemy import insert
 
-    from verification import bulk
-    from verification.storage import session_scope, upgrade
+    from verification.storage import bulk, session_scope, upgrade
     from verification.storage.models import Flag, FlagReason, Household, Run
 
     url, schema = fresh_database(database, Path(home))

@@ -8,7 +8,8 @@ separators or 元) and 0.1% rows that must be quarantined (a wrong check charact
 households that is ≈ 2.55 million persons and ≈ 20 million feed records. Same arguments, same
 bytes.
 
-This is not the demo generator (``verification/generator.py``, row by row, with a ground truth per
+This is not the demo generator (``verification/synthetic/generator.py``, row by row, with a ground
+truth per
 household): it has no expected flags. The benchmark checks its results against an independent
 DuckDB computation on the same data instead.
 """
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from verification import jurisdictions
-from verification.identifiers import USCC_ALPHABET, make_uscc
+from verification.intake.identifiers import USCC_ALPHABET, make_uscc
 
 AREA_CODE = "210112"
 AS_OF = dt.date(2026, 11, 1)

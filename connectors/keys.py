@@ -352,12 +352,6 @@ def save_recipient_key(key: RecipientKey, directory: str | os.PathLike[str]) -> 
     return priv, _write(base / f"{key.key_id}.pub.pem", pub_pem, private=False)
 
 
-def default_keys_dir() -> Path:
-    from verification.config import load_settings
-
-    return load_settings().keys_dir
-
-
 # ------------------------------------------------------------------------------------- keyring
 
 
@@ -411,9 +405,9 @@ class CentreKeyring:
             raise ValueError(f"{key_id!r} is the current key; make another key current first")
         return self._keys.pop(key_id)
 
-    def save(self, directory: str | os.PathLike[str] | None = None) -> Path:
+    def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write every key and ``CURRENT`` under ``<directory>/centre`` (removing retired files)."""
-        centre = Path(directory or default_keys_dir()) / "centre"
+        centre = Path(directory) / "centre"
         for key in self._keys.values():
             save_recipient_key(key, centre)
         for stale in centre.glob("*.key.pem"):
@@ -424,8 +418,8 @@ class CentreKeyring:
         return centre
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str] | None = None) -> CentreKeyring:
-        centre = Path(directory or default_keys_dir()) / "centre"
+    def load(cls, directory: str | os.PathLike[str]) -> CentreKeyring:
+        centre = Path(directory) / "centre"
         keys = [load_recipient_key(p) for p in sorted(centre.glob("*.key.pem"))]
         current_file = centre / "CURRENT"
         current = current_file.read_text().strip() if current_file.exists() else None
@@ -487,8 +481,8 @@ class PartnerDirectory:
     def keys_of(self, partner: str) -> list[PartnerPublicKey]:
         return [k for k in self._keys.values() if k.partner == partner]
 
-    def save(self, directory: str | os.PathLike[str] | None = None) -> Path:
-        folder = Path(directory or default_keys_dir()) / "partners"
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        folder = Path(directory) / "partners"
         for key in self._keys.values():
             _write(folder / f"{key.key_id}.pub.pem", partner_public_key_pem(key), private=False)
         revoked = {k: {"at": r.at, "reason": r.reason} for k, r in sorted(self._revoked.items())}
@@ -497,8 +491,8 @@ class PartnerDirectory:
         return folder
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str] | None = None) -> PartnerDirectory:
-        folder = Path(directory or default_keys_dir()) / "partners"
+    def load(cls, directory: str | os.PathLike[str]) -> PartnerDirectory:
+        folder = Path(directory) / "partners"
         keys = [load_partner_public_key(p) for p in sorted(folder.glob("*.pub.pem"))]
         revoked_file = folder / "revoked.json"
         raw = json.loads(revoked_file.read_text("utf-8")) if revoked_file.exists() else {}

@@ -25,13 +25,10 @@ and ids only) and polled, not posted again, by the next call for the same person
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import hashlib
 import io
-import json
 import logging
 import math
-import tempfile
 import threading
 import time
 import uuid
@@ -46,7 +43,6 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from connectors import envelope, keys
 from connectors.decoding import CSV, LINE, PROBLEM, decode_bytes, decode_file
 from connectors.http_pull import PartnerClient, TransportError
-from connectors.registry import load_partners
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +157,9 @@ class QueryDesk:
     signer: keys.SigningKey
     centre: keys.RecipientPublicKey
     records: dict[str, Path]
+    # The partner's own reading of an ID number as written in its register (the reference
+    # server is given the centre's GB 11643 canonicaliser; a connector imports no domain code).
+    canonical_ids: Callable[[pd.Series], pd.Series]
     ready_after: float = 0.0
     first_sequence: int = 0
     clock: Callable[[], float] = time.monotonic
@@ -194,7 +193,8 @@ class QueryDesk:
             self._freshness.record(manifest.partner, manifest.feed_kind, manifest.sequence)
             sequence = max(self._sequences.get(kind, self.first_sequence), 0) + 1
             self._sequences[kind] = sequence
-            answer = self._answer(kind, set(canonical_ids(asked["id_number"])), manifest.period,
+            answer = self._answer(kind, set(self.canonical_ids(asked["id_number"])),
+                                  manifest.period,
                                   sequence)
             query = _Query(uuid.uuid4().hex, kind, self.clock() + self.ready_after, answer,
                            hashlib.sha256(answer).hexdigest(), sequence)
@@ -213,18 +213,18 @@ class QueryDesk:
     def _answer(self, kind: str, ids: set[str], period: str, sequence: int) -> bytes:
         return answer_envelope(self.records[kind], kind, ids, partner=self.partner,
                                period=period, sequence=sequence, signer=self.signer,
-                               recipient=self.centre)
+                               recipient=self.centre, canonical_ids=self.canonical_ids)
 
 
 def answer_envelope(records: Path, kind: str, ids: set[str], *, partner: str, period: str,
-                    sequence: int, signer: keys.SigningKey,
-                    recipient: keys.RecipientPublicKey) -> bytes:
+                    sequence: int, signer: keys.SigningKey, recipient: keys.RecipientPublicKey,
+                    canonical_ids: Callable[[pd.Series], pd.Series]) -> bytes:
     """What an answering department does: the rows of its plain feed ``records`` whose canonical
     ID is in ``ids``, as a feed of ``kind`` signed by ``signer`` and encrypted to ``recipient``."""
-    from schemas import load_contract
+    from schemas import contract_for
 
     frame = decode_file(records)
-    id_field = load_contract(kind)["x-hedui"]["person_id_field"]
+    id_field = contract_for(kind).person_id_field
     rows = frame[canonical_ids(frame[id_field]).isin(ids)].drop(columns=[LINE, PROBLEM])
     out = io.StringIO(newline="")
     rows.to_csv(out, index=False, lineterminator="\n")
@@ -234,13 +234,6 @@ def answer_envelope(records: Path, kind: str, ids: set[str], *, partner: str, pe
     envelope.pack(io.BytesIO(out.getvalue().encode()), packed, manifest=manifest, sender=signer,
                   recipient=recipient)
     return packed.getvalue()
-
-
-def canonical_ids(raw: pd.Series) -> pd.Series:
-    """Canonical ID numbers (None where invalid)."""
-    from verification.identifiers import canonicalise_ids
-
-    return canonicalise_ids(raw.astype(str)).values
 
 
 # ---- the centre's client ---------------------------------------------------------------------
@@ -283,200 +276,6 @@ class QueryClient(PartnerClient):
 
     def send_query_receipt(self, query_id: str, receipt: dict[str, Any]) -> None:
         self._request("POST", f"/queries/{query_id}/receipt", json=receipt)
-
-
-# ---- the centre: ask, wait, take in ------------------------------------------------------------
-@dataclass(frozen=True)
-class QueryOutcome:
-    """One query to one partner for one feed kind."""
-
-    partner: str
-    kind: str
-    query_id: str
-    status: str  # answered | pending | rejected
-    asked: int
-    feed_id: int | None = None
-    received: int = 0
-    accepted: int = 0
-    quarantined: int = 0
-    reason: str = ""
-
-
-def _state_dir(settings: Any, partner: str) -> Path:
-    path = settings.home / "queries" / partner
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _tokens_digest(tokens: Iterable[int]) -> str:
-    return hashlib.sha256(",".join(str(t) for t in sorted(tokens)).encode()).hexdigest()
-
-
-def _pending_for(folder: Path, kind: str, digest: str) -> dict[str, Any] | None:
-    for path in sorted(folder.glob(f"{kind}-*.json")):
-        state = json.loads(path.read_text("utf-8"))
-        if state["status"] == "pending" and state["tokens_digest"] == digest:
-            return state
-    return None
-
-
-def _next_sequence(folder: Path, kind: str) -> int:
-    used = [json.loads(p.read_text("utf-8"))["sequence"] for p in folder.glob(f"{kind}-*.json")]
-    return max([int(time.time()), *(u + 1 for u in used)])
-
-
-def _save_state(folder: Path, state: dict[str, Any]) -> None:
-    path = folder / f"{state['kind']}-{state['sequence']}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, ensure_ascii=False, indent=1), "utf-8")
-    tmp.replace(path)
-
-
-def members_to_ask(settings: Any, household_ids: Iterable[int]) -> list[tuple[int, str]]:
-    """(person token, ID number) of every member of the households; IDs decrypted in memory."""
-    from sqlalchemy import select
-
-    from verification.fieldcrypt import load_field_cipher
-    from verification.storage import session_scope
-    from verification.storage.models import Member
-
-    ids = sorted({int(h) for h in household_ids})
-    cipher = load_field_cipher()
-    out: dict[int, str] = {}
-    with session_scope(settings.database_url) as session:
-        for start in range(0, len(ids), 500):
-            for token, blob in session.execute(
-                    select(Member.person_token, Member.id_number_enc)
-                    .where(Member.household_id.in_(ids[start:start + 500]))):
-                out.setdefault(int(token), cipher.decrypt(blob, "members.id_number"))
-    return sorted(out.items())
-
-
-def query_partner(settings: Any, client: QueryClient, partner: str, kind: str,
-                  household_ids: Iterable[int], *, as_of: dt.date | None = None,
-                  purpose: str = "query", actor: str = "system",
-                  query_keys: QueryKeys | None = None, keyring: keys.CentreKeyring | None = None,
-                  trusted: keys.PartnerDirectory | None = None,
-                  wait_seconds: float = 60.0) -> QueryOutcome:
-    """Ask ``partner`` for ``kind`` about every member of ``household_ids`` and take the answer in.
-
-    Each person's authorisation reference comes from verification.authorisation (which refuses
-    the whole query, ``NotAuthorised``, if anyone lacks one, and audits the access). A query
-    already pending for the same persons is polled instead of posted again. Returns
-    ``status="pending"`` if no answer came within ``wait_seconds`` (call again later).
-    """
-    from verification import authorisation, intake
-
-    as_of = as_of or dt.date.today()
-    query_keys = query_keys or QueryKeys.load(settings.keys_dir)
-    keyring = keyring or keys.CentreKeyring.load(settings.keys_dir)
-    trusted = trusted or keys.PartnerDirectory.load(settings.keys_dir)
-    persons = members_to_ask(settings, household_ids)
-    tokens = [token for token, _ in persons]
-    folder = _state_dir(settings, partner)
-    digest = _tokens_digest(tokens)
-    state = _pending_for(folder, kind, digest)
-    if state is None:
-        refs = authorisation.query_references(settings, partner, kind, tokens, as_of,
-                                              purpose=purpose, actor=actor)
-        sequence = _next_sequence(folder, kind)
-        packed = pack_query([(pid, refs[token]) for token, pid in persons], partner=partner,
-                            kind=kind, period=f"{as_of:%Y-%m}", sequence=sequence,
-                            query_keys=query_keys)
-        query_id = client.post_query(packed)
-        state = {"query_id": query_id, "kind": kind, "sequence": sequence,
-                 "period": f"{as_of:%Y-%m}", "asked": len(persons), "tokens_digest": digest,
-                 "tokens": tokens, "purpose": purpose,
-                 "posted_at": dt.datetime.now(dt.UTC).isoformat(), "status": "pending"}
-        _save_state(folder, state)
-        log.info("query %s to %s for %s: %d persons", query_id, partner, kind, len(persons))
-    answer = client.wait_for_answer(state["query_id"], wait_seconds)
-    if answer is None:
-        return QueryOutcome(partner, kind, state["query_id"], "pending", state["asked"],
-                            reason=f"no answer yet (asked {state['posted_at']})")
-    raw = settings.feeds_dir / partner / f"{kind}-answer-{state['query_id']}.hedui"
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    raw.write_bytes(answer.data)
-    manifest = envelope.read_manifest(io.BytesIO(answer.data), trusted=trusted)
-    feed_id = intake.register_feed(settings, partner, kind, manifest.period, manifest.sequence,
-                                   raw)
-    unasked = unasked_persons(settings, raw, kind, set(state["tokens"]), keyring, trusted)
-    if unasked:
-        result = intake.reject_feed(settings, feed_id, f"UnaskedPersons: the answer holds rows "
-                                                       f"for {unasked} person(s) not in the query")
-    else:
-        result = intake.process_feed(settings, feed_id, keyring, trusted)
-    client.send_query_receipt(state["query_id"], result.receipt())
-    state.update(status="answered" if result.status == "accepted" else "rejected",
-                 feed_id=feed_id)
-    _save_state(folder, state)
-    return QueryOutcome(partner, kind, state["query_id"],
-                        "answered" if result.status == "accepted" else "rejected", state["asked"],
-                        feed_id, result.received, result.accepted, result.quarantined,
-                        result.reason)
-
-
-def unasked_persons(settings: Any, raw: Path, kind: str, asked: set[int],
-                     keyring: keys.CentreKeyring, trusted: keys.PartnerDirectory) -> int:
-    """How many distinct persons the answer names who were not asked (0 if it cannot be read:
-    intake then rejects it with the precise reason)."""
-    from schemas import load_contract
-    from verification.tokens import person_tokens
-
-    with tempfile.TemporaryDirectory(dir=_private_tmp(settings)) as tmp:
-        plain = Path(tmp) / "plain"
-        try:
-            manifest = envelope.unpack_to_path(raw, plain, keyring=keyring, trusted=trusted)
-            frame = decode_file(plain, manifest.content_type)
-        except (envelope.EnvelopeError, ValueError):
-            return 0
-    id_field = load_contract(kind)["x-hedui"]["person_id_field"]
-    if id_field not in frame:
-        return 0
-    ids = canonical_ids(frame[id_field]).dropna()
-    found = set(person_tokens(settings.token_key, ids.drop_duplicates()).dropna().astype(int))
-    return len(found - asked)
-
-
-def _private_tmp(settings: Any) -> Path:
-    path = settings.home / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
-    return path
-
-
-def query_partners(settings: Any, household_ids: Iterable[int], *, as_of: dt.date | None = None,
-                   purpose: str = "batch", actor: str = "batch",
-                   partners: Iterable[str] | None = None,
-                   clients: dict[str, QueryClient] | None = None,
-                   wait_seconds: float = 60.0) -> list[QueryOutcome]:
-    """Query every query-list partner (``transport: query_list`` in partners.yaml, or
-    ``partners``) for each of its feed kinds about the households' members.
-
-    ``clients`` maps partner code → ``QueryClient``; a partner without one gets a client from its
-    Airflow Connection (connectors/hooks.py). Raises ``NotAuthorised`` before anything is sent if
-    a member lacks a valid authorisation.
-    """
-    registry = load_partners()
-    codes = list(partners) if partners is not None else [
-        code for code, spec in registry.items() if spec.transport == "query_list"]
-    household_ids = sorted({int(h) for h in household_ids})
-    outcomes = []
-    for code in codes:
-        client = (clients or {}).get(code) or _client_from_connection(registry[code].conn_id)
-        for kind in registry[code].feeds:
-            outcomes.append(query_partner(settings, client, code, kind, household_ids,
-                                          as_of=as_of, purpose=purpose, actor=actor,
-                                          wait_seconds=wait_seconds))
-    return outcomes
-
-
-def _client_from_connection(conn_id: str) -> QueryClient:
-    from connectors.hooks import PartnerHook
-
-    base = PartnerHook(conn_id).get_conn()  # endpoint, token, TLS options from the Connection
-    return QueryClient(base.base_url, timeout=base.timeout, retries=base.retries,
-                       backoff=base.backoff, verify=base.session.verify, session=base.session)
 
 
 def retry_after_header(seconds: float) -> str:

@@ -6,7 +6,8 @@
   assistance category, the requester and notes; `hedui batch submit FILE` does the same through the
   REST API.
 - *Drop the file into the inbox* (`$HEDUI_HOME/inbox/`): an AssetWatcher runs
-  `verification.inbox_trigger.BatchInboxTrigger` in the triggerer; it claims the file and updates
+  `verification.batches.inbox_trigger.BatchInboxTrigger` in the triggerer; it claims the file and
+  updates
   the Asset `hedui://inbox/batches`, on which this DAG is scheduled. Files landing together are
   checked together, each on its own branch of the mapped task group.
 
@@ -19,7 +20,7 @@ and *flag*; *report*: per-street flag reports and the batch report under
 
 Every task is idempotent: the batch code comes from the file's digest and category, its run key
 is `batch-<code>`, and rerunning any task replaces its own output. Logic lives in
-verification/batches.py; this file only wires.
+verification/batches/check.py; this file only wires.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ from airflow.sdk import (
 )
 
 from verification.alerts import on_task_failure
+from verification.batches.inbox_trigger import BatchInboxTrigger
 from verification.codes import vocabulary
 from verification.config import load_settings
-from verification.inbox_trigger import BatchInboxTrigger
-from verification.logmask import install_log_masking
+from verification.security.logmask import install_log_masking
 
 # Resident ID numbers in any log line of these tasks are masked (stdlib only: cheap to parse).
 install_log_masking()
@@ -88,7 +89,7 @@ def batch_check():
     @task
     def receive_batches() -> list[int]:
         """Register the batch file(s) of this run: from the form, or from the inbox events."""
-        from verification.batches import register_batch
+        from verification.batches.check import register_batch
 
         context = get_current_context()
         params, run_id = dict(context["params"]), context["dag_run"].run_id
@@ -109,7 +110,7 @@ def batch_check():
         def validate(batch_id: int) -> int:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from verification.batches import BatchInvalid, stage_of, validate_batch
+            from verification.batches.check import BatchInvalid, stage_of, validate_batch
 
             try:
                 with stage_of(load_settings(), batch_id):
@@ -120,7 +121,7 @@ def batch_check():
 
         @task
         def load_households(batch_id: int) -> int:
-            from verification.batches import load_batch, stage_of
+            from verification.batches.check import load_batch, stage_of
 
             with stage_of(load_settings(), batch_id):
                 load_batch(load_settings(), batch_id)
@@ -130,8 +131,8 @@ def batch_check():
         def collect_evidence(batch_id: int) -> dict[str, int]:
             import datetime as dt
 
-            from verification.batches import collect_evidence as collect
-            from verification.batches import stage_of
+            from verification.batches.check import collect_evidence as collect
+            from verification.batches.check import stage_of
 
             as_of = get_current_context()["params"].get("as_of")
             with stage_of(load_settings(), batch_id):
@@ -141,7 +142,7 @@ def batch_check():
 
         @task
         def assess_and_flag(ids: dict[str, int]) -> dict[str, int]:
-            from verification.batches import assess_batch, stage_of
+            from verification.batches.check import assess_batch, stage_of
 
             with stage_of(load_settings(), ids["batch_id"]):
                 assess_batch(load_settings(), ids["batch_id"], ids["run_id"])
@@ -149,7 +150,7 @@ def batch_check():
 
         @task
         def write_reports(ids: dict[str, int]) -> str:
-            from verification.batches import stage_of, write_batch_reports
+            from verification.batches.check import stage_of, write_batch_reports
 
             with stage_of(load_settings(), ids["batch_id"]):
                 out = write_batch_reports(load_settings(), ids["batch_id"], ids["run_id"])

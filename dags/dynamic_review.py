@@ -25,7 +25,7 @@ from airflow.sdk import (
 
 from connectors.registry import delivered_kinds, feed_asset_name
 from verification.alerts import on_task_failure
-from verification.logmask import install_log_masking
+from verification.security.logmask import install_log_masking
 
 # Resident ID numbers in any log line of these tasks are masked (stdlib only: cheap to parse).
 install_log_masking()

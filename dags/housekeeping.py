@@ -21,7 +21,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from verification.alerts import on_task_failure
-from verification.logmask import install_log_masking
+from verification.security.logmask import install_log_masking
 
 # Resident ID numbers in any log line of these tasks are masked (stdlib only: cheap to parse).
 install_log_masking()

@@ -17,7 +17,7 @@ from airflow.sdk import Asset, AssetAlias, dag, get_current_context, task
 
 from connectors.registry import feed_asset_name, load_partners
 from verification.alerts import on_task_failure
-from verification.logmask import install_log_masking
+from verification.security.logmask import install_log_masking
 
 # Resident ID numbers in any log line of these tasks are masked (stdlib only: cheap to parse).
 install_log_masking()

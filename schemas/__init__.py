@@ -1,13 +1,15 @@
 """Data contracts: one Table Schema (JSON) per feed kind, and one for the batch file.
 
 These files are published to partner departments and are the single source the validators are
-built from (verification/validation.py). Field titles are Chinese (``title``) and English
+built from (verification/intake/validate.py). Field titles are Chinese (``title``) and English
 (``x-title-en``); ``x-hedui.evidence`` says which evidence items a row yields.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -32,9 +34,58 @@ def load_contract(kind: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+@dataclass(frozen=True, eq=False)
+class Contract:
+    """One contract, loaded once and handed to every stage that needs it (intake, validation,
+    evidence): nothing on the data path looks a contract up by its kind again.
+
+    ``fields`` are the Table Schema field descriptors as published (``name``, ``title``,
+    ``x-title-en``, ``type``, ``constraints``, ``x-identifier``); the rest is what hedui reads
+    from the contract's ``x-hedui`` block and its ``primaryKey``.
+    """
+
+    kind: str
+    version: str
+    fields: tuple[Mapping[str, Any], ...]
+    primary_key: tuple[str, ...]
+    person_id_field: str | None  # the field naming the person a row is about (feeds)
+    evidence: tuple[Mapping[str, Any], ...]  # which evidence items a row yields
+    descriptor: Mapping[str, Any]  # the contract as published, for the partner kit
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f["name"] for f in self.fields]
+
+    @property
+    def titles(self) -> dict[str, str]:
+        """Field name → Chinese title."""
+        return {f["name"]: f["title"] for f in self.fields}
+
+    def field(self, name: str) -> Mapping[str, Any]:
+        for spec in self.fields:
+            if spec["name"] == name:
+                return spec
+        raise KeyError(f"contract {self.kind} has no field {name!r}")
+
+    def identifier_fields(self, identifier: str) -> list[str]:
+        """Fields holding an identifier of that scheme (``resident_id``, ``uscc``)."""
+        return [f["name"] for f in self.fields if f.get("x-identifier") == identifier]
+
+
+@cache
+def contract_for(kind: str) -> Contract:
+    """The contract for ``kind`` (a feed kind, or ``batch``) as a typed object."""
+    raw = load_contract(kind)
+    hedui = raw.get("x-hedui", {})
+    return Contract(kind=kind, version=str(raw.get("version", "")),
+                    fields=tuple(raw["fields"]), primary_key=tuple(raw.get("primaryKey", [])),
+                    person_id_field=hedui.get("person_id_field"),
+                    evidence=tuple(hedui.get("evidence", [])), descriptor=raw)
+
+
 def feed_kinds() -> list[str]:
     return sorted(p.stem for p in (_HERE / "feeds").glob("*.json"))
 
 
 def field_names(kind: str) -> list[str]:
-    return [f["name"] for f in load_contract(kind)["fields"]]
+    return contract_for(kind).field_names

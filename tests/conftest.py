@@ -118,7 +118,7 @@ def sqlite_settings(tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def district_dir(tmp_path_factory) -> Path:
     """60 households (deterministic), written once per test session."""
-    from verification.generator import generate, write_district
+    from verification.synthetic.generator import generate, write_district
 
     folder = tmp_path_factory.mktemp("district")
     write_district(generate(60, seed=11), folder)
@@ -127,11 +127,11 @@ def district_dir(tmp_path_factory) -> Path:
 
 def pull_everything(settings: Settings, district: Path, server=None) -> list:  # noqa: ANN001
     """Pull every partner's feeds from the reference server into ``settings``'s database."""
-    from connectors.demo_exchange import DEMO_TOKEN, ensure_test_keys, publish_district
     from connectors.http_pull import PartnerClient
     from connectors.partner_server import PartnerServer
     from connectors.registry import load_partners
     from verification import pipeline
+    from verification.synthetic.exchange import DEMO_TOKEN, ensure_test_keys, publish_district
 
     ensure_test_keys(settings)
     own_server = server is None

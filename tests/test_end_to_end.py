@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from verification.config import load_settings
-from verification.demo import run_demo
+from verification.synthetic.demo import run_demo
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 

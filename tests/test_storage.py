@@ -2,7 +2,7 @@
 
 from sqlalchemy import inspect, text
 
-from verification import audit
+from verification.security import audit
 from verification.storage import session_scope, upgrade
 from verification.storage.db import connect, current_revision
 

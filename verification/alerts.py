@@ -13,8 +13,8 @@ log = logging.getLogger("hedui.alerts")
 
 
 def on_task_failure(context: dict[str, Any]) -> None:
-    from verification import audit
     from verification.config import load_settings
+    from verification.security import audit
     from verification.storage import session_scope
 
     ti = context.get("task_instance") or context.get("ti")
@@ -32,7 +32,7 @@ def on_task_failure(context: dict[str, Any]) -> None:
 def raise_alert(settings: Settings, action: str, subject: str, detail: dict[str, Any]) -> None:
     """An operational alert that is not a task failure (a stale feed, a key about to expire):
     an ALERT log line and an audit event. ``detail`` must hold no personal data."""
-    from verification import audit
+    from verification.security import audit
     from verification.storage import session_scope
 
     log.warning("ALERT %s %s: %s", action, subject, detail)

@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 from sqlalchemy import func, select, text
 
-from verification import audit
 from verification.config import Settings
+from verification.security import audit
 from verification.storage import session_scope
 from verification.storage.db import connect
 from verification.storage.models import Batch, Feed, Partner, Run
@@ -210,7 +210,7 @@ def _old_run_dirs(base: Path, done: dict[int, Run], running: set[int],
 
 
 def _old_claimed(settings: Settings, batch_shas: set[str], before: dt.datetime) -> list[str]:
-    from verification.batches import file_sha256
+    from verification.batches.check import file_sha256
 
     claimed = settings.home / "inbox" / "claimed"
     return [str(p) for p in sorted(claimed.glob("*")) if claimed.is_dir()

@@ -20,7 +20,7 @@ import json
 import logging
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +32,19 @@ from sqlalchemy import delete, select
 from connectors.http_pull import PartnerClient
 from connectors.keys import CentreKeyring, PartnerDirectory
 from connectors.registry import delivered_kinds, load_partners
-from verification import audit, bulk, flag_actions, intake
-from verification.assessment import assess
+from schemas import Contract, contract_for
+from verification.assessment.assess import assess
+from verification.assessment.evidence import empty_evidence, evidence_from_staged, staged_columns
+from verification.assessment.policy import load_parameters
 from verification.config import Settings
-from verification.evidence import empty_evidence, evidence_from_staged, staged_columns
-from verification.flags import decide_flags
+from verification.flags import actions as flag_actions
+from verification.flags.decide import decide_flags
+from verification.intake import feeds as intake
+from verification.intake.tokens import TokenKey
 from verification.matching import GRADE_DTYPE
-from verification.policy import load_parameters
-from verification.run_matching import RunMatch, match_staged, people_for_matching
-from verification.storage import session_scope
+from verification.matching.run import RunMatch, match_staged, people_for_matching
+from verification.security import audit
+from verification.storage import bulk, session_scope
 from verification.storage.models import (
     Assessment,
     Feed,
@@ -53,7 +57,6 @@ from verification.storage.models import (
     Run,
     utcnow,
 )
-from verification.tokens import TokenKey
 
 log = logging.getLogger(__name__)
 DEFAULT_REGION = "210112"
@@ -95,6 +98,28 @@ def pull_and_report(settings: Settings, partner: str, client: PartnerClient) -> 
     return summaries
 
 
+def scan_drop_and_report(settings: Settings, partner: str, conn_id: str) -> list[dict]:
+    """For a partner DAG with ``transport: file_drop``: the drop root comes from the partner's
+    Airflow Connection (``extra.drop_root``, else ``host``; ``extra.require_marker`` default
+    true). Returns small summaries; raises ``FeedRejected`` if any file was rejected (the task
+    fails and alerts, as for HTTP pull)."""
+    from airflow.sdk import BaseHook
+
+    from verification.intake.file_drop import scan_drop_folder
+
+    conn = BaseHook.get_connection(conn_id)
+    extra = conn.extra_dejson
+    root = Path(extra.get("drop_root") or conn.host or "")
+    if not str(root) or not root.is_dir():
+        raise FileNotFoundError(f"connection {conn_id}: drop root {str(root)!r} is not a folder")
+    results = scan_drop_folder(settings, root, partner,
+                               require_marker=bool(extra.get("require_marker", True)))
+    rejected = [r for r in results if r.status != "accepted"]
+    if rejected:
+        raise FeedRejected("; ".join(f"{r.file}: {r.reason}" for r in rejected))
+    return [asdict(r) for r in results]
+
+
 def take_in_new_feeds(settings: Settings, partner: str) -> list[dict]:
     """What a partner's scheduled DAG does, by the transport in connectors/partners.yaml:
     ``http_pull`` pulls over the Connection's endpoint, ``file_drop`` takes in the files dropped
@@ -105,9 +130,7 @@ def take_in_new_feeds(settings: Settings, partner: str) -> list[dict]:
         log.info("partner %s answers query lists only; nothing to fetch", partner)
         return []
     if spec.transport == "file_drop":
-        from connectors.file_drop import scan_and_report
-
-        return scan_and_report(settings, partner, spec.conn_id)
+        return scan_drop_and_report(settings, partner, spec.conn_id)
     from connectors.hooks import PartnerHook
 
     return pull_and_report(settings, partner, PartnerHook(spec.conn_id).get_conn())
@@ -120,7 +143,7 @@ def start_review_from_request(settings: Settings, params: dict, dag_run_id: str,
 
     Without a run key a scheduled run is keyed by its month (rerunning it replaces its results)
     and a manual run by its Airflow run id."""
-    from verification.roster import load_roster
+    from verification.intake.roster import load_roster
 
     if params.get("roster_file"):
         load_roster(settings, Path(params["roster_file"]), actor="dynamic_review")
@@ -165,7 +188,8 @@ def start_review(settings: Settings, run_key: str, as_of: dt.date,
 def _latest_feeds(session) -> dict[str, dict]:  # noqa: ANN001
     """Per feed kind: the newest accepted feed, or a note that none is available."""
     found: dict[str, dict] = {}
-    # Registered partners only: an answer from another verification centre (connectors/linkage.py)
+    # Registered partners only: an answer from another verification centre
+    # (verification/intake/linkage.py)
     # covers a few persons and must never stand in for a partner's whole feed.
     rows = session.execute(select(Feed, Partner.code).join(Partner)
                            .where(Feed.status == "accepted",
@@ -211,8 +235,9 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
     accessed = []
     with _EvidenceWriter(folder / "evidence.parquet", households["street_code"]) as writer:
         for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
-            for staged in _linked_blocks(path, kind, links):
-                matched = evidence_from_staged(staged, kind, feed_id)
+            contract = contract_for(kind)
+            for staged in _linked_blocks(path, contract, links):
+                matched = evidence_from_staged(staged, contract, feed_id)
                 del staged
                 accessed.append(matched[["source_kind", "person_token"]].drop_duplicates())
                 writer.write(matched)
@@ -274,7 +299,7 @@ def assess_and_flag(settings: Settings, households: pd.DataFrame, members: pd.Da
     """Assess households, turn unanswered 协查 requests into REVIEW, decide the flags, and write
     the four Parquet files ``finish_review`` reads into ``out`` (a shard of a review, or a
     batch)."""
-    from connectors import linkage
+    from verification.intake import linkage
 
     parameters = load_parameters()
     result = assess(households, members, evidence, sources_frame(versions), parameters, as_of)
@@ -300,13 +325,14 @@ _STREET_RANGES = b"hedui.street_ranges"
 EVIDENCE_BLOCK_ROWS = 2_000_000
 
 
-def _linked_blocks(path: Path, kind: str, links: pd.DataFrame) -> Iterator[pd.DataFrame]:
+def _linked_blocks(path: Path, contract: Contract,
+                   links: pd.DataFrame) -> Iterator[pd.DataFrame]:
     """The staged rows of ``path`` that matching linked, with the household, member token and
     grade it gave them, in blocks of at most EVIDENCE_BLOCK_ROWS staged rows."""
     links = links.sort_values("row", kind="stable")
     rows = links["row"].to_numpy()
     source = pq.ParquetFile(path)
-    wanted = [c for c in staged_columns(kind) if c in source.schema_arrow.names]
+    wanted = [c for c in staged_columns(contract) if c in source.schema_arrow.names]
     first = 0
     for batch in source.iter_batches(batch_size=EVIDENCE_BLOCK_ROWS, columns=wanted):
         lo, hi = np.searchsorted(rows, [first, first + batch.num_rows])
@@ -429,7 +455,8 @@ def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dic
 
 def _insert_assessments(session, run_id: int, frame: pd.DataFrame) -> None:  # noqa: ANN001
     """One row per household; the measures not in their own column go to ``details`` (JSON).
-    Written in bulk (verification/bulk.py): COPY on PostgreSQL, one executemany on SQLite."""
+    Written in bulk (verification/storage/bulk.py): COPY on PostgreSQL, one executemany on
+    SQLite."""
     if frame.empty:
         return
     frame = frame.reset_index(drop=True)

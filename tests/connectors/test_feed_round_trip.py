@@ -1,6 +1,7 @@
 """Every feed kind through the exchange: plain file → pack → unpack → decode → validate.
 
-Synthetic district from verification/generator.py, including its deliberately broken rows. A kind
+Synthetic district from verification/synthetic/generator.py, including its deliberately broken
+rows. A kind
 the generator does not write yet goes through as the contract's header with no rows. Each kind
 uses another encoding and suite. What the centre decodes must be exactly what the partner wrote,
 and the counts must reconcile (received = accepted + quarantined).
@@ -16,8 +17,9 @@ import pytest
 import schemas
 from connectors import envelope, keys
 from connectors.decoding import PROBLEM, decode_bytes
-from verification.generator import generate, write_district
-from verification.validation import validate_frame
+from schemas import contract_for
+from verification.intake.validate import validate_frame
+from verification.synthetic.generator import generate, write_district
 
 ENCODINGS = ["utf-8", "utf-8-sig", "gb18030"]
 SUITES = sorted(envelope.SUITES)
@@ -66,6 +68,6 @@ def test_every_feed_kind_round_trips(district, kind: str) -> None:
     pd.testing.assert_frame_equal(frame, sent)
     assert len(frame) == manifest.row_count
     assert (frame[PROBLEM] == "").all()
-    validated = validate_frame(frame.drop(columns=[PROBLEM]), kind)
+    validated = validate_frame(frame.drop(columns=[PROBLEM]), contract_for(kind))
     counts = validated.counts
     assert counts["received"] == counts["accepted"] + counts["quarantined"] == len(frame)

@@ -10,10 +10,12 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from connectors import envelope, keys
-from connectors.demo_exchange import ensure_test_keys, publish_district
-from connectors.file_drop import app, complete_files, drop_file, drop_folders, scan_drop_folder
+from connectors.file_drop import complete_files, drop_file, drop_folders
+from verification.cli.drop import app
+from verification.intake.file_drop import scan_drop_folder
 from verification.storage import session_scope
 from verification.storage.models import Feed
+from verification.synthetic.exchange import ensure_test_keys, publish_district
 
 
 @pytest.fixture
@@ -143,8 +145,8 @@ def test_cli_scan_reports_and_fails_on_a_rejection(sqlite_settings, packed, tmp_
 
 def test_scan_from_the_partners_airflow_connection(sqlite_settings, packed, tmp_path,
                                                    monkeypatch):
-    from connectors.file_drop import scan_and_report
     from verification.pipeline import FeedRejected
+    from verification.pipeline import scan_drop_and_report as scan_and_report
 
     ensure_test_keys(sqlite_settings)
     root = tmp_path / "drop"

@@ -108,8 +108,11 @@ def test_partner_directory_revocation_persists(tmp_path) -> None:
         loaded.revoke("nobody", "x")
 
 
-def test_default_keys_dir_follows_settings(tmp_path, monkeypatch) -> None:
+def test_keyring_lives_in_the_settings_keys_dir(tmp_path, monkeypatch) -> None:
+    from verification.config import load_settings
+
     monkeypatch.setenv("HEDUI_HOME", str(tmp_path))
-    keys.CentreKeyring([keys.generate_recipient_key(key_id="c1")]).save()
+    keys_dir = load_settings().keys_dir
+    keys.CentreKeyring([keys.generate_recipient_key(key_id="c1")]).save(keys_dir)
     assert (tmp_path / "keys" / "centre" / "c1.key.pem").exists()
-    assert keys.CentreKeyring.load().key_ids == ["c1"]
+    assert keys.CentreKeyring.load(keys_dir).key_ids == ["c1"]

@@ -9,14 +9,17 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from connectors import envelope, keys, linkage
-from connectors.demo_exchange import ensure_test_keys
+from connectors import envelope, keys
 from connectors.query_list import insecure_test_partner_recipient_key, insecure_test_query_keys
 from tests.conftest import pull_everything, review_in_process
-from verification.authorisation import NotAuthorised
-from verification.roster import load_roster
+from verification.cli import linkage as linkage_cli
+from verification.intake import linkage
+from verification.intake.query_list import canonical_ids
+from verification.intake.roster import load_roster
+from verification.security.authorisation import NotAuthorised
 from verification.storage import session_scope
 from verification.storage.models import Authorisation, Feed, Flag, FlagReason, Household, Member
+from verification.synthetic.exchange import ensure_test_keys
 
 REMOTE = "centre_210102"
 AS_OF = dt.date(2026, 10, 31)
@@ -93,7 +96,8 @@ def test_answer_from_another_centre_or_for_unasked_persons_is_rejected(settings,
     data = answer_envelope(district_dir / "feeds" / "wages.csv", "wages",
                            set(frame["id_number"].str.strip()), partner=REMOTE,
                            period="2026-10", sequence=1, signer=centre["remote_signer"],
-                           recipient=centre["keyring"].current.public())
+                           recipient=centre["keyring"].current.public(),
+                           canonical_ids=canonical_ids)
     everyone = tmp_path / "everyone.hedui"
     everyone.write_bytes(data)
     [result] = linkage.import_answer(settings, request.request_id, [everyone],
@@ -103,7 +107,8 @@ def test_answer_from_another_centre_or_for_unasked_persons_is_rejected(settings,
     other = answer_envelope(district_dir / "feeds" / "wages.csv", "wages", set(), partner="hrss",
                             period="2026-10", sequence=5,
                             signer=keys.insecure_test_signing_key("hrss"),
-                            recipient=centre["keyring"].current.public())
+                            recipient=centre["keyring"].current.public(),
+                            canonical_ids=canonical_ids)
     wrong = tmp_path / "wrong.hedui"
     wrong.write_bytes(other)
     [result] = linkage.import_answer(settings, request.request_id, [wrong],
@@ -156,17 +161,17 @@ def test_cli_export_pending_import(settings, district_dir, centre, tmp_path, mon
     monkeypatch.setenv("HEDUI_DATABASE_URL", settings.database_url)
     runner = CliRunner()
     hh = centre["households"][:2]
-    done = runner.invoke(linkage.app, ["export", "--centre", REMOTE, "--items", "wages",
+    done = runner.invoke(linkage_cli.app, ["export", "--centre", REMOTE, "--items", "wages",
                                        "--out", str(tmp_path / "outbox"),
                                        "--household", str(hh[0]), "--household", str(hh[1])])
     assert done.exit_code == 0, done.output
     [request] = linkage.load_requests(settings)
     assert request.request_id in done.output and request.household_ids == sorted(hh)
-    pending = runner.invoke(linkage.app, ["pending"])
+    pending = runner.invoke(linkage_cli.app, ["pending"])
     assert f"{request.request_id} {REMOTE}" in pending.output and "wages pending" in pending.output
     answers = _answer(centre, request, district_dir, tmp_path)
-    imported = runner.invoke(linkage.app, ["import", request.request_id,
+    imported = runner.invoke(linkage_cli.app, ["import", request.request_id,
                                            *(str(p) for p in answers)])
     assert imported.exit_code == 0, imported.output
     assert "wages: accepted" in imported.output
-    assert runner.invoke(linkage.app, ["pending"]).output.strip() == ""
+    assert runner.invoke(linkage_cli.app, ["pending"]).output.strip() == ""

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from connectors import envelope, keys
-from connectors.partner_cli import app
+from verification.cli.partner import app
 
 HEADER = ("record_id,id_number,name,period,employer_name,employer_credit_code,wage_amount,"
           "si_contribution\n")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.partner_cli import feed_problems
-from schemas import feed_kinds
+from schemas import contract_for, feed_kinds
+from verification.cli.partner import feed_problems
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "partners.md"
 EXAMPLE = re.compile(r"^### (?P<kind>[a-z_]+) — .*?```csv\n(?P<body>.*?)```", re.S | re.M)
@@ -25,6 +25,6 @@ def test_every_feed_kind_has_an_example():
 def test_example_passes_its_contract(kind, tmp_path):
     path = tmp_path / f"{kind}.csv"
     path.write_text(_examples()[kind], "utf-8")
-    frame, problems = feed_problems(path, kind)
+    frame, problems = feed_problems(path, contract_for(kind))
     assert len(frame) >= 1
     assert problems.empty, problems

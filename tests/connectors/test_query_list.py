@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import select
 
 from connectors import envelope, keys
-from connectors.demo_exchange import DEMO_TOKEN, ensure_test_keys
 from connectors.partner_server import FeedCatalogue, PartnerServer
 from connectors.query_list import (
     CENTRE,
@@ -19,13 +18,13 @@ from connectors.query_list import (
     insecure_test_partner_recipient_key,
     insecure_test_query_keys,
     pack_query,
-    query_partner,
-    query_partners,
 )
-from verification.authorisation import NotAuthorised
-from verification.roster import load_roster
+from verification.intake.query_list import canonical_ids, query_partner, query_partners
+from verification.intake.roster import load_roster
+from verification.security.authorisation import NotAuthorised
 from verification.storage import session_scope
 from verification.storage.models import Authorisation, Feed, Household, Member
+from verification.synthetic.exchange import DEMO_TOKEN, ensure_test_keys
 
 AS_OF = dt.date(2026, 10, 31)
 
@@ -39,7 +38,7 @@ def _desk(settings, district_dir, partner="hrss", ready_after=0.0, records=None)
         signer=keys.insecure_test_signing_key(partner), centre=centre.keyring.current.public(),
         records=records or {"wages": district_dir / "feeds" / "wages.csv",
                             "pensions": district_dir / "feeds" / "pensions.csv"},
-        ready_after=ready_after)
+        canonical_ids=canonical_ids, ready_after=ready_after)
 
 
 @pytest.fixture

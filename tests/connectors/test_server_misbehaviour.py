@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import func, select
 
 from connectors import envelope, keys
-from connectors.demo_exchange import DEMO_TOKEN, ensure_test_keys, publish_district
 from connectors.http_pull import PartnerClient, TransportError
 from connectors.partner_server import Faults, FeedCatalogue, PartnerServer
 from verification import pipeline
 from verification.storage import session_scope
 from verification.storage.models import Feed, QuarantinedRow
+from verification.synthetic.exchange import DEMO_TOKEN, ensure_test_keys, publish_district
 
 
 @pytest.fixture

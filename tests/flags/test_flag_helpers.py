@@ -1,9 +1,9 @@
-"""The vectorised helpers of verification/flags.py agree with their plain definitions."""
+"""The vectorised helpers of verification/flags/decide.py agree with their plain definitions."""
 
 import numpy as np
 import pandas as pd
 
-from verification.flags import _flag_evidence, _listed, _stable_refs, code_mask
+from verification.flags.decide import _flag_evidence, _listed, _stable_refs, code_mask
 
 
 def test_code_mask_reads_categories_as_the_rows_would():

@@ -9,9 +9,9 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from verification.evidence import empty_evidence
-from verification.flags import FlagFrames, FlagInvariantError, check_invariants, decide_flags
-from verification.policy import load_parameters
+from verification.assessment.evidence import empty_evidence
+from verification.assessment.policy import load_parameters
+from verification.flags.decide import FlagFrames, FlagInvariantError, check_invariants, decide_flags
 
 AS_OF = dt.date(2026, 11, 1)
 POLICY = load_parameters().at("210112", AS_OF)

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from tests.conftest import pull_everything, review_in_process
 from verification import pipeline
-from verification.access import principal
-from verification.flag_actions import list_flags, resolve_flag
-from verification.roster import load_roster
+from verification.flags.actions import list_flags, resolve_flag
+from verification.intake.roster import load_roster
+from verification.security.access import principal
 from verification.storage import session_scope
 from verification.storage.models import AuditEvent, Household, Member
 

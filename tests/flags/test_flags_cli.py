@@ -7,10 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import pull_everything, review_in_process
-from verification.access import principal
-from verification.flag_actions import get_flag, list_flags
-from verification.flags_cli import app
-from verification.roster import load_roster
+from verification.cli.flags import app
+from verification.flags.actions import get_flag, list_flags
+from verification.intake.roster import load_roster
+from verification.security.access import principal
 
 runner = CliRunner()
 

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
+from verification.flags.signals import _SIGNAL_ITEMS, _certain, supports_removal
 from verification.matching import grade_supports_removal
-from verification.signals import _SIGNAL_ITEMS, _certain, supports_removal
 
 
 def _row_wise(grades: pd.Series) -> list[bool]:

@@ -68,7 +68,7 @@ def _review_is_due() -> tuple[set[str], bool]:
 
 def test_accepted_feeds_update_their_assets_and_make_the_review_due(
         dag_bag, hedui_home, district_dir, monkeypatch):
-    from connectors.demo_exchange import connection_env, ensure_test_keys, start_demo_server
+    from verification.synthetic.exchange import connection_env, ensure_test_keys, start_demo_server
 
     ensure_test_keys(hedui_home)
     server = start_demo_server(hedui_home, district_dir)

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.orchestration.conftest import district_as_of, run_state
-from verification import batches
+from verification.batches import check as batches
 from verification.storage import session_scope
 from verification.storage.models import Batch, Flag, Household, Run
 
@@ -113,7 +113,7 @@ def _all_batches(settings) -> list[Batch]:  # noqa: ANN001
 
 
 def test_inbox_trigger_claims_each_settled_file_once(tmp_path):
-    from verification.inbox_trigger import BatchInboxTrigger, claim_ready_files
+    from verification.batches.inbox_trigger import BatchInboxTrigger, claim_ready_files
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -133,7 +133,7 @@ def test_inbox_trigger_claims_each_settled_file_once(tmp_path):
 
     trigger = BatchInboxTrigger(directory=str(inbox), poke_interval=0.05, settle_seconds=0)
     classpath, kwargs = trigger.serialize()
-    assert classpath == "verification.inbox_trigger.BatchInboxTrigger"
+    assert classpath == "verification.batches.inbox_trigger.BatchInboxTrigger"
 
     async def first_event():  # noqa: ANN202
         stream = trigger.run()
@@ -150,7 +150,7 @@ def test_inbox_trigger_claims_each_settled_file_once(tmp_path):
 def test_batch_check_runs_the_files_named_by_inbox_events(dag_bag, fed_home, district_dir,
                                                           tmp_path):
     """The asset-triggered path: the run reads the claimed paths from its triggering events."""
-    from verification.inbox_trigger import claim_ready_files
+    from verification.batches.inbox_trigger import claim_ready_files
 
     inbox = batches.inbox_dir(fed_home)
     path = _batch_file(district_dir, inbox, statuses=("monitored",))

@@ -1,4 +1,4 @@
-"""`hedui batch submit/status` (verification/batch_cli.py) and the Airflow REST client: local
+"""`hedui batch submit/status` (verification/cli/batch.py) and the Airflow REST client: local
 validation with row errors, an in-process run, and the REST trigger as Airflow 3 expects it."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import responses
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from verification.airflow_api import AirflowApi, AirflowApiConfig, AirflowApiError
-from verification.batch_cli import app
+from verification.batches.airflow_api import AirflowApi, AirflowApiConfig, AirflowApiError
+from verification.cli.batch import app
 from verification.storage import session_scope
 from verification.storage.models import Batch
 

@@ -7,7 +7,6 @@ import pandas as pd
 from sqlalchemy import select
 
 from connectors import keys
-from connectors.demo_exchange import DEMO_TOKEN, ensure_test_keys, publish_district
 from connectors.http_pull import PartnerClient
 from connectors.partner_server import FeedCatalogue, PartnerServer
 from connectors.query_list import (
@@ -17,9 +16,12 @@ from connectors.query_list import (
     insecure_test_query_keys,
 )
 from connectors.registry import load_partners
-from verification import batches, pipeline
+from verification import pipeline
+from verification.batches import check as batches
+from verification.intake.query_list import canonical_ids
 from verification.storage import session_scope
 from verification.storage.models import Feed, Flag, Run
+from verification.synthetic.exchange import DEMO_TOKEN, ensure_test_keys, publish_district
 
 AS_OF = dt.date(2026, 11, 1)
 
@@ -42,7 +44,7 @@ def _desk(settings, district_dir, ready_after: float) -> QueryDesk:  # noqa: ANN
         centre=ensure_test_keys(settings).keyring.current.public(),
         records={"wages": district_dir / "feeds" / "wages.csv",
                  "pensions": district_dir / "feeds" / "pensions.csv"},
-        ready_after=ready_after)
+        canonical_ids=canonical_ids, ready_after=ready_after)
 
 
 def _pull_bulk_partners_but_hrss(settings, district_dir) -> None:  # noqa: ANN001

@@ -25,7 +25,7 @@ from tests.orchestration.processes import (
     free_port,
     wait_for,
 )
-from verification.airflow_api import AirflowApi, AirflowApiConfig
+from verification.batches.airflow_api import AirflowApi, AirflowApiConfig
 from verification.config import Settings, load_settings
 
 # the two deployment tests run one after the other on one xdist worker (`--dist loadgroup`)
@@ -112,7 +112,7 @@ def _failed_logs(airflow_home: Path, tasks: list[dict]) -> str:
 
 
 def _load_data(settings: Settings, district_dir: Path) -> None:
-    from verification.roster import load_roster
+    from verification.intake.roster import load_roster
     from verification.storage import upgrade
 
     upgrade(settings.database_url)

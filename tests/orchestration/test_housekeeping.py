@@ -14,7 +14,7 @@ from connectors.registry import load_partners
 from tests.conftest import pull_everything, review_in_process
 from tests.orchestration.conftest import run_state
 from verification import housekeeping
-from verification.roster import load_roster
+from verification.intake.roster import load_roster
 from verification.storage import session_scope
 from verification.storage.models import AuditEvent, Feed, Run
 
@@ -54,7 +54,7 @@ def test_a_partner_that_never_delivered_is_stale(sqlite_settings):
 
 
 def test_keys_near_the_end_of_their_lifetime_are_warned(sqlite_settings):
-    from connectors.demo_exchange import ensure_test_keys
+    from verification.synthetic.exchange import ensure_test_keys
 
     ensure_test_keys(sqlite_settings)  # test keys are created 2026-01-01
     config = housekeeping.load_config()

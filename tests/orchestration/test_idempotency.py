@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from tests.conftest import flags_by_household, pull_everything, review_in_process
 from tests.orchestration.conftest import district_as_of, run_state
 from verification import pipeline
-from verification.roster import load_roster
+from verification.intake.roster import load_roster
 from verification.storage import session_scope
 from verification.storage.models import (
     Assessment,

@@ -18,7 +18,7 @@ from tests.orchestration.processes import (
     free_port,
     wait_for,
 )
-from verification.airflow_api import AirflowApi, AirflowApiConfig
+from verification.batches.airflow_api import AirflowApi, AirflowApiConfig
 
 # the two deployment tests run one after the other on one xdist worker (`--dist loadgroup`)
 pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.xdist_group("airflow-deployments")]
@@ -32,7 +32,7 @@ def _batch_states(api: AirflowApi) -> list[tuple[str, str]]:
 
 
 def test_make_up_is_healthy_lists_the_dags_and_the_inbox_starts_a_batch(tmp_path, district_dir):
-    from verification.batches import batch_status
+    from verification.batches.check import batch_status
     from verification.config import load_settings
     from verification.storage import upgrade
     from verification.storage.db import dispose

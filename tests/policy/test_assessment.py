@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from verification import codes
-from verification.assessment import REASON_COLUMNS, RESULT_COLUMNS, assess
-from verification.policy import load_parameters
-from verification.policy.cases import case_frames
+from verification.assessment.assess import REASON_COLUMNS, RESULT_COLUMNS, assess
+from verification.assessment.policy import load_parameters
+from verification.assessment.policy.cases import case_frames
 
 ON = date(2025, 7, 1)
 

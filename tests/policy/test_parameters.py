@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from verification.assessment import assess
-from verification.policy import DEFAULT_DIRECTORY, ParameterError, load_parameters
-from verification.policy.cases import case_frames
-from verification.policy.cli import app
+from verification.assessment.assess import assess
+from verification.assessment.policy import DEFAULT_DIRECTORY, ParameterError, load_parameters
+from verification.assessment.policy.cases import case_frames
+from verification.cli.policy import app
 
 REFERENCE = "reference: {title: 测试文件, number: 测试〔2025〕1号, date: 2025-01-01}"
 

@@ -22,7 +22,7 @@ import requests
 from verification.airflow_env import airflow_command
 from verification.config import PROJECT_ROOT, Settings
 
-# Airflow login → password for the tests; roles come from verification/access.yaml.
+# Airflow login → password for the tests; roles come from verification/security/access.yaml.
 ACCOUNTS = {"admin": "admin-e2e-pw", "hedui_staff": "staff-e2e-pw",
             "officer_wusan": "wusan-e2e-pw", "officer_zhanxi": "zhanxi-e2e-pw"}
 

@@ -22,8 +22,8 @@ from verification.config import Settings, load_settings
 
 def build_portal_home(home: Path, district: Path) -> Settings:
     """A migrated hedui home under ``home`` with feeds, caseload and two reviews."""
+    from verification.intake.roster import load_roster
     from verification.reports import write_run_reports
-    from verification.roster import load_roster
     from verification.storage import upgrade
 
     settings = load_settings(home)

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.portal.conftest import batch_file, broken_batch_file
-from verification import flag_actions
-from verification.access import principal
+from verification.flags import actions as flag_actions
 from verification.portal import create_app
 from verification.portal.row_errors import explain
+from verification.security.access import principal
 from verification.storage import session_scope
 from verification.storage.models import AuditEvent, Batch, Flag
 

@@ -21,10 +21,10 @@ class ReportRun:
 
 @pytest.fixture(scope="session")
 def report_run(tmp_path_factory, district_dir) -> ReportRun:
-    from verification.access import principal
-    from verification.flag_actions import list_flags, resolve_flag
+    from verification.flags.actions import list_flags, resolve_flag
+    from verification.intake.roster import load_roster
     from verification.reports import write_run_reports
-    from verification.roster import load_roster
+    from verification.security.access import principal
     from verification.storage import upgrade
 
     home = tmp_path_factory.mktemp("report-home")

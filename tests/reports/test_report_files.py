@@ -9,7 +9,6 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from verification import jurisdictions
-from verification.access import AccessDenied, principal
 from verification.reports import folders_for, safe_cell
 from verification.reports.flag_reports import (
     EVIDENCE_HEADERS,
@@ -18,6 +17,7 @@ from verification.reports.flag_reports import (
     flag_table,
     write_tables,
 )
+from verification.security.access import AccessDenied, principal
 from verification.storage import session_scope
 from verification.storage.models import Flag, Household
 

@@ -9,8 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 from typer.testing import CliRunner
 
-from verification import audit
-from verification.security_cli import app
+from verification.cli.security import app
+from verification.security import audit
 from verification.storage import session_scope, upgrade
 
 RAW_ID = "11010519491231002X"

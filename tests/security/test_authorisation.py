@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 from sqlalchemy import delete, select, update
 
-from verification import audit
-from verification.authorisation import (
+from verification.intake.roster import load_roster, validate_roster
+from verification.security import audit
+from verification.security.authorisation import (
     NotAuthorised,
     query_references,
     require_authorised,
     scope_covers,
 )
-from verification.roster import load_roster, validate_roster
 from verification.storage import session_scope
 from verification.storage.models import (
     AuditEvent,
@@ -209,7 +209,7 @@ def fed(sqlite_settings, district_dir):
 
 
 def _submitted(settings, district_dir: Path, tmp_path: Path) -> int:
-    from verification import batches
+    from verification.batches import check as batches
 
     path = _roster(district_dir, tmp_path, households=4)
     ref = batches.register_batch(settings, path, requester="hedui_staff")
@@ -219,7 +219,7 @@ def _submitted(settings, district_dir: Path, tmp_path: Path) -> int:
 
 
 def test_a_batch_check_names_the_partner_data_it_used_by_token(fed, district_dir, tmp_path):
-    from verification import batches
+    from verification.batches import check as batches
 
     batch_id = _submitted(fed, district_dir, tmp_path)
     run_id = batches.collect_evidence(fed, batch_id, AS_OF)
@@ -241,7 +241,7 @@ def test_a_batch_check_names_the_partner_data_it_used_by_token(fed, district_dir
 
 def test_a_batch_check_without_every_authorisation_is_refused_and_audited(fed, district_dir,
                                                                          tmp_path):
-    from verification import batches
+    from verification.batches import check as batches
 
     batch_id = _submitted(fed, district_dir, tmp_path)
     member = _one_member(fed)

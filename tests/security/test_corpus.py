@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from connectors.decoding import PROBLEM, DecodeError, decode_file
-from verification.roster import validate_roster
-from verification.textcheck import future_date_problems
-from verification.validation import Validated, validate_frame
+from schemas import contract_for
+from verification.intake.roster import validate_roster
+from verification.intake.textcheck import future_date_problems
+from verification.intake.validate import Validated, validate_frame
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 TODAY = dt.date(2026, 11, 1)
@@ -166,8 +167,8 @@ def test_batch_check_characters_file():
 
 def test_batch_csv_injection_file(tmp_path):
     """Formula-like text is data: accepted as typed, and neutralised wherever it is written."""
-    from verification.privacy import write_export
     from verification.reports.flag_reports import HEADERS
+    from verification.security.privacy import write_export
 
     checked = batch("batch_csv_injection.csv")
     assert checked.counts["accepted"] == 3
@@ -201,7 +202,7 @@ def test_batch_numeric_id_file():
 
 def wages(name: str) -> Validated:
     frame = decode_file(CORPUS / name)
-    checked = validate_frame(frame.drop(columns=[PROBLEM]), "wages")
+    checked = validate_frame(frame.drop(columns=[PROBLEM]), contract_for("wages"))
     counts = checked.counts
     assert counts["received"] == counts["accepted"] + counts["quarantined"]
     return checked
@@ -221,7 +222,7 @@ def test_wages_amounts_file():
 def test_wages_future_period_file():
     checked = wages("wages_future_period.csv")
     assert checked.counts["accepted"] == 3  # the contract has no upper bound on a month...
-    future = future_date_problems(checked.accepted, "wages", dt.date(2026, 10, 31))
+    future = future_date_problems(checked.accepted, contract_for("wages"), dt.date(2026, 10, 31))
     assert [(int(r.line), r.field, r.reason) for r in future.itertuples()] == [
         (3, "period", "FUTURE_DATE"), (4, "period", "FUTURE_DATE")]  # ...the feed's period has
 

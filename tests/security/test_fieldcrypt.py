@@ -9,8 +9,9 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from sqlalchemy import select
 
-from verification import audit
-from verification.fieldcrypt import (
+from verification.intake.roster import load_roster
+from verification.security import audit
+from verification.security.fieldcrypt import (
     AES_256_GCM,
     SM4_GCM,
     FieldCipher,
@@ -21,8 +22,7 @@ from verification.fieldcrypt import (
     parse_field_keys,
     using_test_field_key,
 )
-from verification.keyrotation import key_usage, rotate
-from verification.roster import load_roster
+from verification.security.keyrotation import key_usage, rotate
 from verification.storage import session_scope
 from verification.storage.models import AuditEvent, Member
 
@@ -166,7 +166,7 @@ def test_readers_see_every_value_while_a_rotation_runs(sqlite_settings, district
 def test_cli_keys_status_and_rotate(sqlite_settings, district_dir, monkeypatch):
     from typer.testing import CliRunner
 
-    from verification.security_cli import app
+    from verification.cli.security import app
 
     settings = sqlite_settings
     monkeypatch.setenv("HEDUI_HOME", str(settings.home))
@@ -179,7 +179,7 @@ def test_cli_keys_status_and_rotate(sqlite_settings, district_dir, monkeypatch):
     assert "TEST field key" in status.output
     refused = CliRunner().invoke(app, ["keys", "rotate", "--user", "officer_wusan"])
     assert refused.exit_code == 1 and "may not keys.manage" in refused.output
-    from verification.fieldcrypt import TEST_FIELD_KEY_HEX
+    from verification.security.fieldcrypt import TEST_FIELD_KEY_HEX
 
     monkeypatch.setenv("HEDUI_FIELD_KEYS", f"test-1:{TEST_FIELD_KEY_HEX},prod-1:sm4-gcm:{SM4_HEX}")
     rotated = CliRunner().invoke(app, ["keys", "rotate", "--user", "admin", "--batch-size", "50"])

@@ -1,6 +1,6 @@
 """Hostile input, generated: the batch-file reader, the feed decoders and validators, the
-canonicalisers and the envelope parser never fail with an uncontrolled exception; every rejection
-is explained; counts reconcile (received = accepted + quarantined)."""
+amount and date parsers validation runs and the envelope parser never fail with an uncontrolled
+exception; every rejection is explained; counts reconcile (received = accepted + quarantined)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,8 @@ from hypothesis import strategies as st
 from connectors import envelope as env
 from connectors import keys
 from connectors.decoding import CSV, JSONL, LINE, PROBLEM, XLSX, DecodeError, decode_bytes
-from schemas import feed_kinds, load_contract
-from verification import audit
-from verification.canonical import canonical_amounts, canonical_dates
-from verification.identifiers import (
+from schemas import contract_for, feed_kinds, load_contract
+from verification.intake.identifiers import (
     InvalidIdentifier,
     canonical_id,
     canonicalise_ids,
@@ -29,9 +27,10 @@ from verification.identifiers import (
     make_id,
     mask_id,
 )
-from verification.privacy import mask_text
-from verification.roster import validate_roster
-from verification.validation import Validated, validate_frame
+from verification.intake.roster import validate_roster
+from verification.intake.validate import Validated, parse_date, parse_number, validate_frame
+from verification.security import audit
+from verification.security.privacy import mask_text
 
 FUZZ = settings(max_examples=120, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -143,18 +142,21 @@ def test_feed_validation_on_hostile_cells(kind: str, data: st.DataObject) -> Non
                               max_size=10))
     frame = pd.DataFrame(rows, columns=fields, dtype=object)
     frame.insert(0, "_line", range(2, len(frame) + 2))
-    _check(validate_frame(frame, kind))
+    _check(validate_frame(frame, contract_for(kind)))
 
 
 @FUZZ
 @given(st.lists(st.one_of(_cell, st.none()), max_size=25), st.booleans())
-def test_canonicalisers_never_raise_and_never_guess(texts: list, month: bool) -> None:
+def test_amount_and_date_parsers_never_raise_and_never_guess(texts: list, month: bool) -> None:
+    """The parsers validation runs on every number and date field (``parse_number``,
+    ``parse_date``): a value comes out only for text they read, a bad one is marked, a blank is
+    missing and not bad."""
     raw = pd.Series(texts, dtype=object)
-    for values, reasons in (canonical_amounts(raw), canonical_dates(raw, month=month)):
-        assert len(values) == len(reasons) == len(raw)
-        assert values[reasons != ""].isna().all()
+    for values, bad in (parse_number(raw), parse_date(raw, yearmonth=month)):
+        assert len(values) == len(bad) == len(raw)
+        assert values[bad].isna().all()
         blank = raw.map(lambda t: t is None or str(t).strip() == "")
-        assert (reasons[blank] == "").all() and values[blank].isna().all()
+        assert (~bad[blank]).all() and values[blank].isna().all()
 
 
 @FUZZ

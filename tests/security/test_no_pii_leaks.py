@@ -27,8 +27,8 @@ import sqlalchemy as sa
 import yaml
 
 from verification.config import PROJECT_ROOT, load_settings
-from verification.demo import run_demo
-from verification.identifiers import canonical_text, is_valid_id
+from verification.intake.identifiers import canonical_text, is_valid_id
+from verification.synthetic.demo import run_demo
 
 NOT_SCANNED = ("feeds", "district", "partner-outbox")
 ENCRYPTED = {("members", "id_number_enc"), ("members", "name_enc")}

@@ -12,18 +12,18 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests.conftest import pull_everything, review_in_process
-from verification.access import AccessDenied, principal
-from verification.flag_actions import get_flag, list_flags
-from verification.privacy import (
+from verification.cli.security import app
+from verification.flags.actions import get_flag, list_flags
+from verification.intake.roster import load_roster
+from verification.reports.flag_reports import safe_cell
+from verification.security.access import AccessDenied, principal
+from verification.security.privacy import (
     export_flags,
     install_log_masking,
     mask_text,
     uninstall_log_masking,
     write_export,
 )
-from verification.reports.flag_reports import safe_cell
-from verification.roster import load_roster
-from verification.security_cli import app
 from verification.storage import session_scope
 from verification.storage.models import AuditEvent, AuditSubject, Member
 
@@ -200,7 +200,7 @@ def test_cli_export_respects_roles_and_masks(reviewed, monkeypatch, tmp_path, di
 
 
 def test_flags_cli_keeps_officers_to_their_jurisdiction(reviewed, monkeypatch):
-    from verification.flags_cli import app as flags_app
+    from verification.cli.flags import app as flags_app
 
     settings, _ = reviewed
     monkeypatch.setenv("HEDUI_HOME", str(settings.home))

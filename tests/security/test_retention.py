@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from verification import audit
-from verification.retention import purge, retention_days
-from verification.security_cli import app
+from verification.cli.security import app
+from verification.security import audit
+from verification.security.retention import purge, retention_days
 from verification.storage import session_scope
 from verification.storage.models import AuditEvent, Feed, Partner, Run
 

@@ -1,4 +1,5 @@
-"""Bulk writes (verification/bulk.py) store exactly what the ORM would, on SQLite and PostgreSQL:
+"""Bulk writes (verification/storage/bulk.py) store exactly what the ORM would, on SQLite and
+PostgreSQL:
 the same values read back, NULL kept apart from the empty string, awkward text intact, column
 defaults applied, and nothing left behind when the caller's transaction rolls back."""
 
@@ -10,8 +11,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, insert, select
 
-from verification import bulk
-from verification.storage import session_scope
+from verification.storage import bulk, session_scope
 from verification.storage.models import Flag, FlagEvidence, FlagReason, Household, Run
 
 AWKWARD = ["plain", "", 'with "quotes"', "comma, and\nnewline", "\\N", "中文 ，全角", "tab\there",

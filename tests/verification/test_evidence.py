@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from verification.evidence import EVIDENCE_COLUMNS, evidence_from_staged
+from schemas import contract_for
+from verification.assessment.evidence import EVIDENCE_COLUMNS, evidence_from_staged
 
 
 def test_wage_rows_give_wage_and_contribution_items_over_their_month():
@@ -11,7 +12,7 @@ def test_wage_rows_give_wage_and_contribution_items_over_their_month():
         "period": pd.to_datetime(["2026-10-01", "2026-09-01"]),
         "wage_amount": [3000.0, 2500.0], "si_contribution": [315.0, float("nan")],
     })
-    ev = evidence_from_staged(staged, "wages", feed_id=9)
+    ev = evidence_from_staged(staged, contract_for("wages"), feed_id=9)
     assert list(ev.columns) == EVIDENCE_COLUMNS
     assert sorted(ev["item"]) == ["si_contribution", "wage", "wage"]
     wage = ev[(ev["item"] == "wage") & (ev["record_ref"] == "W1")].iloc[0]
@@ -27,7 +28,7 @@ def test_only_active_vehicles_count_and_the_type_names_the_item():
         "registered_on": pd.to_datetime(["2024-01-05", "2019-03-01", "2025-06-01"]),
         "status": ["active", "deregistered", "active"],
     })
-    ev = evidence_from_staged(staged, "vehicles", feed_id=3)
+    ev = evidence_from_staged(staged, contract_for("vehicles"), feed_id=3)
     assert ev.set_index("record_ref")["item"].to_dict() == {"V1": "car",
                                                             "V3": "disability_vehicle"}
     assert (ev["amount"] == 0).all()
@@ -36,5 +37,5 @@ def test_only_active_vehicles_count_and_the_type_names_the_item():
 def test_an_empty_feed_gives_empty_evidence_with_the_seam_columns():
     staged = pd.DataFrame({"person_token": pd.array([], dtype="Int64"), "record_id": [],
                            "date_of_death": pd.to_datetime([])})
-    ev = evidence_from_staged(staged, "deaths", feed_id=1)
+    ev = evidence_from_staged(staged, contract_for("deaths"), feed_id=1)
     assert ev.empty and list(ev.columns) == EVIDENCE_COLUMNS

@@ -6,15 +6,15 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import pull_everything, review_in_process
-from verification.access import AccessDenied, principal
-from verification.flag_actions import (
+from verification.flags.actions import (
     FlagActionError,
     acknowledge_flag,
     get_flag,
     list_flags,
     resolve_flag,
 )
-from verification.roster import load_roster
+from verification.intake.roster import load_roster
+from verification.security.access import AccessDenied, principal
 from verification.storage import session_scope
 from verification.storage.models import AuditEvent
 

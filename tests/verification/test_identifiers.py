@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from verification import identifiers as ids
-from verification.identifiers import InvalidIdentifier
+from verification.intake import identifiers as ids
+from verification.intake.identifiers import InvalidIdentifier
 
 TODAY = dt.date(2026, 11, 28)
 

@@ -8,16 +8,17 @@ import json
 import pandas as pd
 from sqlalchemy import select
 
-from connectors.demo_exchange import ensure_test_keys, publish_district
+from schemas import contract_for
 from tests.conftest import flags_by_household, pull_everything, review_in_process
-from verification import intake
-from verification.generator import mistyped_check
-from verification.identifiers import canonical_id, is_valid_id, make_id
+from verification.intake import feeds as intake
+from verification.intake.identifiers import canonical_id, is_valid_id, make_id
+from verification.intake.roster import load_roster
+from verification.intake.validate import identity_hints, validate_frame
 from verification.matching.names import NAME_KEY_COLUMNS
-from verification.roster import load_roster
 from verification.storage import session_scope
 from verification.storage.models import AuditEvent, Feed, Flag, FlagEvidence, Household
-from verification.validation import identity_hints, validate_frame
+from verification.synthetic.exchange import ensure_test_keys, publish_district
+from verification.synthetic.generator import mistyped_check
 
 AS_OF = dt.date(2026, 11, 1)
 
@@ -41,7 +42,7 @@ def test_only_rows_whose_sole_fault_is_the_id_are_accepted_unresolved():
         {"record_id": "V6", "id_number": mistyped_check(good), "name": "赵强",
          "registered_on": "2020-13-01"},  # and a bad date
     ])
-    checked = validate_frame(frame, "vehicles", identity_unresolved=True)
+    checked = validate_frame(frame, contract_for("vehicles"), identity_unresolved=True)
     assert checked.counts == {"received": 6, "accepted": 4, "quarantined": 2}
     assert checked.unresolved == 3
     accepted = checked.accepted.set_index("record_id")
@@ -53,7 +54,7 @@ def test_only_rows_whose_sole_fault_is_the_id_are_accepted_unresolved():
     assert set(checked.warnings["line"]) == {3, 4, 5}  # the ID problems are kept, as warnings
     assert set(checked.quarantine["line"]) == {6, 7}
     # without the option (batch files, the roster) every such row stays quarantined
-    strict = validate_frame(frame, "vehicles")
+    strict = validate_frame(frame, contract_for("vehicles"))
     assert strict.counts == {"received": 6, "accepted": 1, "quarantined": 5}
     assert strict.unresolved == 0 and "birth_date" not in strict.accepted
 
@@ -162,12 +163,12 @@ def test_mistyped_id_gives_review_with_the_candidate_never_remove(settings, dist
 
 
 def test_unmatched_evidence_leaves_out_rows_only_the_matcher_can_place():
-    from verification.evidence import evidence_from_staged
+    from verification.assessment.evidence import evidence_from_staged
 
     staged = pd.DataFrame({
         "person_token": pd.array([7, pd.NA], dtype="Int64"), "record_id": ["V1", "V2"],
         "plate_no": ["辽A1", "辽A2"], "vehicle_type": ["car", "car"],
         "registered_on": pd.to_datetime(["2020-01-01", "2021-01-01"]),
         "status": ["active", "active"]})
-    evidence = evidence_from_staged(staged, "vehicles", 3)
+    evidence = evidence_from_staged(staged, contract_for("vehicles"), 3)
     assert evidence["record_ref"].tolist() == ["V1"] and evidence["person_token"].tolist() == [7]

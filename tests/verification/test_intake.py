@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import func, select
 
 from connectors import envelope, keys
-from connectors.demo_exchange import ensure_test_keys, publish_district
-from verification import intake
+from verification.intake import feeds as intake
 from verification.storage import session_scope
 from verification.storage.models import AuditEvent, Feed, QuarantinedRow
+from verification.synthetic.exchange import ensure_test_keys, publish_district
 
 
 def _register(settings, district_dir, kind="wages", partner="hrss", sequence=None, raw=None):

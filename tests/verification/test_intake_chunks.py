@@ -11,10 +11,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from verification import intake
+from schemas import contract_for
 from verification.config import load_settings
-from verification.intake import read_plain_feed as read_feed_table
-from verification.validation import validate_frame
+from verification.intake import feeds as intake
+from verification.intake.feeds import read_plain_feed as read_feed_table
+from verification.intake.validate import validate_frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import synth  # noqa: E402
@@ -36,7 +37,7 @@ def _feed_file(tmp_path: Path) -> Path:
 
 
 def _whole(settings, path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    checked = validate_frame(read_feed_table(path), "wages", identity_unresolved=True)
+    checked = validate_frame(read_feed_table(path), contract_for("wages"), identity_unresolved=True)
     staged = intake._staged_rows(settings, checked.accepted, "id_number",
                                  lambda ids: intake._tokens(settings, ids))
     counts = {**checked.counts, "identity_unresolved": checked.unresolved}

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from pypinyin import lazy_pinyin
 from rapidfuzz.distance import OSA
 
-from verification.identifiers import canonicalise_ids, make_id
+from verification.intake.identifiers import canonicalise_ids, make_id
+from verification.intake.tokens import TokenKey, person_tokens
 from verification.matching import (
     CERTAIN,
     GRADES,
@@ -37,8 +38,7 @@ from verification.matching import (
 )
 from verification.matching._compare import comparison_matrix
 from verification.matching._trad_simp import _PAIRS, TRAD_TO_SIMP
-from verification.synthetic_names import corrupt_birth_date, corrupt_name, random_names
-from verification.tokens import TokenKey, person_tokens
+from verification.synthetic.names import corrupt_birth_date, corrupt_name, random_names
 
 KEY = TokenKey("test-1", b"a test key, not a secret")
 

@@ -7,7 +7,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from tests.conftest import flags_by_household, pull_everything, review_in_process
-from verification.roster import load_roster
+from verification.intake.roster import load_roster
 from verification.storage import session_scope
 from verification.storage.models import (
     Assessment,

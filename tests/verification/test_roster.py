@@ -5,8 +5,8 @@ import shutil
 import pytest
 from sqlalchemy import func, select, text
 
-from verification.fieldcrypt import load_field_cipher
-from verification.roster import RosterInvalid, load_roster, validate_roster
+from verification.intake.roster import RosterInvalid, load_roster, validate_roster
+from verification.security.fieldcrypt import load_field_cipher
 from verification.storage import session_scope
 from verification.storage.models import Authorisation, Household, Member
 

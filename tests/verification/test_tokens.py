@@ -12,10 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verification import identifiers as ids
 from verification.config import load_settings
-from verification.matching import match_exact
-from verification.tokens import (
+from verification.intake import identifiers as ids
+from verification.intake.tokens import (
     KEY_ID_ATTR,
     TokenCollision,
     TokenKey,
@@ -24,6 +23,7 @@ from verification.tokens import (
     person_tokens,
     stamp_key_id,
 )
+from verification.matching import match_exact
 
 KEY = TokenKey("test-1", b"a test key, not a secret")
 OTHER = TokenKey("test-2", b"another test key")

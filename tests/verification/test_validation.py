@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from verification.validation import parse_date, parse_number, validate_frame
+from schemas import contract_for
+from verification.intake.validate import parse_date, parse_number, validate_frame
 
 
 def _wages(rows: list[dict]) -> pd.DataFrame:
@@ -25,7 +26,7 @@ def test_counts_reconcile_and_each_bad_row_has_a_reason():
         {"record_id": "a"},  # duplicate key
         {"record_id": "g", "name": ""},
     ])
-    checked = validate_frame(frame, "wages")
+    checked = validate_frame(frame, contract_for("wages"))
     assert checked.counts == {"received": 7, "accepted": 1, "quarantined": 6}
     reasons = dict(zip(checked.quarantine["line"], checked.quarantine["reason"], strict=True))
     assert reasons == {3: "ID_CHECK", 4: "BELOW_MINIMUM", 5: "BAD_DATE", 6: "BAD_NUMBER",
@@ -41,7 +42,7 @@ def test_dirty_but_valid_values_are_canonicalised_not_rejected():
         {"record_id": "b", "id_number": "350303900203307", "period": "202610"},
         {"record_id": "c", "id_number": " 11010519491231002x ", "period": "2026/10"},
     ])
-    checked = validate_frame(frame, "wages")
+    checked = validate_frame(frame, contract_for("wages"))
     assert checked.counts["quarantined"] == 0
     assert checked.accepted["id_number"].tolist() == [
         "11010519491231002X", "350303199002033073", "11010519491231002X"]
@@ -54,7 +55,7 @@ def test_failing_credit_code_check_is_a_warning_not_a_rejection():
                            "name": "张三", "credit_code": "91350100M0001TGQXM",
                            "business_name": "某店", "registered_on": "2020-01-01",
                            "status": "active"}])
-    checked = validate_frame(frame, "business")
+    checked = validate_frame(frame, contract_for("business"))
     assert checked.counts["accepted"] == 1
     assert checked.warnings["reason"].tolist() == ["USCC_CHECK"]
 
@@ -63,7 +64,7 @@ def test_enum_values_come_from_the_contract():
     frame = pd.DataFrame([{"_line": 2, "record_id": "v", "id_number": "11010519491231002X",
                            "name": "张三", "plate_no": "辽A12345", "vehicle_type": "spaceship",
                            "registered_on": "2020-01-01", "status": "active"}])
-    checked = validate_frame(frame, "vehicles")
+    checked = validate_frame(frame, contract_for("vehicles"))
     assert checked.quarantine["reason"].tolist() == ["NOT_ALLOWED"]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from verification.intake.tokens import TokenKey
 from verification.matching._blocking import candidate_pairs, rule_keys
 from verification.matching._compare import comparison_matrix
 from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
@@ -21,7 +22,6 @@ from verification.matching._exact import MEMBER_KEY, exact_pairs
 from verification.matching._grades import GRADE_DTYPE, GRADES, NONE, POSSIBLE, PROBABLE
 from verification.matching.names import NAME_KEY_COLUMNS, NAME_KEY_VERSION, name_keys
 from verification.matching.settings import MatchSettings, default_settings
-from verification.tokens import TokenKey
 
 
 @dataclass

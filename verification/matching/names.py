@@ -36,8 +36,8 @@ import pandas as pd
 import pypinyin
 from pypinyin import Style, lazy_pinyin
 
+from verification.intake.tokens import TokenKey
 from verification.matching._trad_simp import TRAD_TO_SIMP, TRANSLATION
-from verification.tokens import TokenKey
 
 NAME_KEY_COLUMNS = ("name_chars", "name_sounds", "name_fuzzy", "surname_sound")
 # Stored name keys are only comparable when built by the same rules: pypinyin's readings and the

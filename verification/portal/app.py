@@ -2,8 +2,9 @@
 server (Jinja2), in Chinese with an English switch, usable on a phone.
 
 Mounted by plugins/hedui_portal.py into Airflow's API server at ``/hedui``; every page needs an
-Airflow login (verification/portal/auth.py) and a hedui role (verification/access.yaml), and shows
-only what that role may see. Flag reads and actions go through verification/flag_actions.py, which
+Airflow login (verification/portal/auth.py) and a hedui role (verification/security/access.yaml),
+and shows
+only what that role may see. Flag reads and actions go through verification/flags/actions.py, which
 checks the jurisdiction and writes the audit trail.
 """
 
@@ -21,12 +22,14 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from verification import batches, codes, flag_actions, jurisdictions
-from verification.access import AccessDenied
+from verification import codes, jurisdictions
+from verification.batches import check as batches
 from verification.config import Settings, load_settings
+from verification.flags import actions as flag_actions
 from verification.portal import auth, submit, views
 from verification.portal.i18n import LANG_COOKIE, LANGUAGES, text
 from verification.portal.row_errors import explain
+from verification.security.access import AccessDenied
 
 HERE = Path(__file__).parent
 PAGES = (  # (route name, nav key, permission needed to see it)
@@ -304,11 +307,11 @@ def _scope_names(who) -> list[str]:  # noqa: ANN001
 
 
 def _batch_columns(lang: str) -> list[dict[str, Any]]:
-    from schemas import load_contract
+    from schemas import contract_for
 
     return [{"name": f["name"], "title": f["title"] if lang == "zh" else f.get("x-title-en"),
              "required": f.get("constraints", {}).get("required", False)}
-            for f in load_contract("batch")["fields"]]
+            for f in contract_for("batch").fields]
 
 
 def _upload_problem(file: UploadFile | None, lang: str) -> str:

@@ -4,7 +4,8 @@ The portal runs inside Airflow's API server, so it trusts exactly what Airflow t
 that Airflow's auth manager issued at login, sent as the ``_token`` cookie by the browser (or as a
 bearer token by a script). It is checked by Airflow's own ``get_user`` dependency (signature,
 expiry, revocation); a request without a valid login is sent to Airflow's login page and sees no
-data. The Airflow login name is then looked up in verification/access.yaml for the hedui role
+data. The Airflow login name is then looked up in verification/security/access.yaml for the hedui
+role
 and jurisdiction.
 
 Forms that change something carry a token derived from the login (double submit): a page on
@@ -21,8 +22,8 @@ from urllib.parse import quote
 from fastapi import HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
 
-from verification.access import AccessDenied, Principal, principal
 from verification.portal.i18n import LANG_COOKIE, pick_language
+from verification.security.access import AccessDenied, Principal, principal
 
 LOGIN_PATH = "/api/v2/auth/login"
 LOGOUT_PATH = "/api/v2/auth/logout"

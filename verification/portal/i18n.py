@@ -138,7 +138,7 @@ _TEXT: dict[str, tuple[str, str]] = {
                        "operator unpauses it."),
     "batches.not_started": ("核对任务未能启动：{reason}",
                             "The check could not be started: {reason}"),
-    # batch status and stages: the values verification/batches.py records
+    # batch status and stages: the values verification/batches/check.py records
     "batch.status.received": ("已接收", "Received"),
     "batch.status.validated": ("已校验", "Checked"),
     "batch.status.invalid": ("未通过校验", "Failed the checks"),

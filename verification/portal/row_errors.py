@@ -1,6 +1,7 @@
 """Row-level errors of a batch file, said in plain words next to the rows they concern.
 
-The validators (verification/validation.py, verification/roster.py) report each problem as
+The validators (verification/intake/validate.py, verification/intake/roster.py) report each problem
+as
 (line, field, reason code, English message). Staff read Chinese: this module turns the reason
 code and the field's contract entry (schemas/batch.json: title, enum, limits) into a sentence that
 says what is wrong and what to write instead. Values are echoed only for coded fields; ID numbers
@@ -16,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from schemas import load_contract
-from verification import codes, identifiers
+from schemas import contract_for
+from verification import codes
+from verification.intake import identifiers
 
 # field → section of codes.yaml whose labels explain its coded values
 _CODED_FIELDS = {"status": "household_status", "category": "categories"}
@@ -88,7 +90,7 @@ class RowErrors:
 
 @cache
 def _fields(kind: str = "batch") -> dict[str, dict[str, Any]]:
-    return {spec["name"]: spec for spec in load_contract(kind)["fields"]}
+    return {spec["name"]: spec for spec in contract_for(kind).fields}
 
 
 def explain(reason: str, field_name: str, value: str, lang: str, fallback: str = "",

@@ -1,9 +1,9 @@
 """Submitting a batch from the portal: check the file at once, store it, start batch_check.
 
-The file is validated before anything is stored (verification/roster.py, the same checks the
+The file is validated before anything is stored (verification/intake/roster.py, the same checks the
 batch_check DAG's first task makes): a file with errors is not kept and nothing runs, and the page
 shows each bad row with what is wrong. A valid file is stored and registered as a batch by
-verification/batches.py (``register_batch``: the batch code follows from the file's digest and
+verification/batches/check.py (``register_batch``: the batch code follows from the file's digest and
 category, so handing in the same file again names the same batch), and a ``batch_check`` run is
 created with Airflow's own trigger function, in the API server process this portal runs in — no
 second login, no HTTP round trip. The run id is chosen here and written on the batch before the
@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from verification import audit, batches
+from verification.batches import check as batches
 from verification.config import Settings
 from verification.portal.row_errors import RowErrors, explain_file_problem, group_by_row
+from verification.security import audit
 from verification.storage import session_scope
 
 DAG_ID = "batch_check"
@@ -74,7 +75,7 @@ def discard(path: Path) -> None:
 def check_file(path: Path, lang: str) -> CheckedUpload:
     """Validate ``path`` against the batch-file contract; bad rows come back explained."""
     from connectors.decoding import DecodeError, decode_file
-    from verification.roster import validate_roster
+    from verification.intake.roster import validate_roster
 
     try:
         checked = validate_roster(path)

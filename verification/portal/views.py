@@ -2,7 +2,7 @@
 
 Each function takes the acting ``Principal`` where the answer depends on who asks: officers get
 their own jurisdiction only, partner accounts their own feeds. Flag listings and actions go
-through verification/flag_actions.py (jurisdiction checks and audit live there); this module
+through verification/flags/actions.py (jurisdiction checks and audit live there); this module
 only summarises. Names and ID numbers appear masked, as stored.
 """
 
@@ -18,15 +18,17 @@ from croniter import croniter
 from sqlalchemy import func, select
 
 from connectors.registry import load_partners
-from verification import batches, codes, jurisdictions
-from verification.access import Principal
+from verification import codes, jurisdictions
+from verification.batches import check as batches
 from verification.config import Settings
+from verification.security.access import Principal
 from verification.storage import session_scope
 from verification.storage.models import Batch, Feed, Flag, Partner, QuarantinedRow, Run
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 FLAG_ORDER = ("REMOVE", "REVIEW", "ADD", "REJECT", "GRADUAL_EXIT", "ADJUST", "KEEP")
-# The stages a batch passes in order (verification/batches.py), as the progress bar shows them.
+# The stages a batch passes in order (verification/batches/check.py), as the progress bar shows
+# them.
 BATCH_STEPS = ("received", "validated", "loaded", "evidence", "assessed", "reported")
 AGEING_BUCKETS = ("overdue", "due_week", "due_later", "no_due")
 OPEN_FOR_BUCKETS = ("d0_7", "d8_30", "d31_60", "d61")
@@ -54,7 +56,7 @@ def inbox_flags(settings: Settings, who: Principal,
     """The flags an officer works on: those of the latest review, and those of every batch check
     that still has unresolved ones (a batch's applicants are not in the review). Each carries
     ``run_kind`` and ``run_label``; KEEP flags (nothing to do) are left out."""
-    from verification import flag_actions
+    from verification.flags import actions as flag_actions
 
     review = latest_run(settings)
     with session_scope(settings.database_url) as session:

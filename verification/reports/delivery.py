@@ -1,5 +1,5 @@
 """Optional e-mail delivery: each street's report files to the addresses configured for that
-street (verification/report_delivery.yaml, or HEDUI_REPORT_DELIVERY), through Airflow's SMTP
+street (verification/reports/delivery.yaml, or HEDUI_REPORT_DELIVERY), through Airflow's SMTP
 connection. A street's mail carries only that street's files, so routing by jurisdiction holds
 for e-mail as it does for folders; the per-household 核对报告 stay in the folder."""
 
@@ -13,13 +13,14 @@ from typing import Any
 
 import yaml
 
-from verification import audit, jurisdictions
-from verification.config import PROJECT_ROOT, Settings
+from verification import jurisdictions
+from verification.config import Settings
 from verification.reports.run_reports import street_folder
+from verification.security import audit
 from verification.storage import session_scope
 from verification.storage.models import Run
 
-DELIVERY_FILE = PROJECT_ROOT / "verification" / "report_delivery.yaml"
+DELIVERY_FILE = Path(__file__).with_name("delivery.yaml")
 ATTACHED = ("flags.xlsx", "flags.csv", "summary.html")
 
 

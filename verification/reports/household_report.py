@@ -18,8 +18,8 @@ import pandas as pd
 from sqlalchemy import select
 
 from verification import codes, jurisdictions
+from verification.assessment.policy import Policy, load_parameters
 from verification.config import Settings
-from verification.policy import Policy, load_parameters
 from verification.reports import charts
 from verification.reports.html import RunFacts, css, environment
 from verification.storage import session_scope

@@ -1,5 +1,6 @@
 """HTML pages of the reports: the run summaries (district, street, community) with charts, drawn
-from Jinja2 templates in verification/templates/ (autoescaped; only our own SVG is marked safe)."""
+from Jinja2 templates in verification/reports/templates/ (autoescaped; only our own SVG is marked
+safe)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from verification.reports import charts
 from verification.storage import session_scope
 from verification.storage.models import Flag, Partner, Run
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().with_name("templates")
 
 
 @cache

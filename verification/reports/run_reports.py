@@ -20,7 +20,6 @@ from pathlib import Path
 import pandas as pd
 
 from verification import jurisdictions
-from verification.access import Principal
 from verification.config import Settings
 from verification.reports.flag_reports import (
     SheetContext,
@@ -30,6 +29,7 @@ from verification.reports.flag_reports import (
 )
 from verification.reports.household_report import write_household_reports
 from verification.reports.html import RunFacts, render_summary, run_facts
+from verification.security.access import Principal
 from verification.storage import session_scope
 from verification.storage.models import Run
 

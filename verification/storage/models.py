@@ -67,7 +67,8 @@ class Feed(Base):
     staged_path: Mapped[str] = mapped_column(Text, default="")
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-    # When retention removed the raw and staged files (verification/retention.py); None: kept.
+    # When retention removed the raw and staged files (verification/security/retention.py); None:
+    # kept.
     purged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     partner: Mapped[Partner] = relationship(back_populates="feeds")
 

@@ -24,7 +24,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
             # The audit tables are append-only at the database level too (idempotent).
-            from verification.audit import install_append_only_guard
+            from verification.security.audit import install_append_only_guard
 
             install_append_only_guard(connection)
 

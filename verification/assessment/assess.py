@@ -1,0 +1,722 @@
+"""Assess every household at once: income, assets, category, benefit, and the reasons for each.
+
+Input and output frames are the seams in docs/architecture.md. All numbers come from the policy
+parameters (verification/assessment/policy/parameters); this module holds only the arithmetic.
+Everything is
+vectorised: households are addressed by their position in the households index and per-household
+sums are ``np.bincount`` over those positions, so there is no per-household Python loop.
+
+Rules of evidence:
+- only evidence matched with grade ``certain`` decides; other grades are reported as
+  MATCH_UNCERTAIN and left to a caseworker (flags turn them into REVIEW);
+- evidence of members who are not counted (prison, missing, …) is ignored;
+- a household whose required sources are missing or stale is ``undetermined``, never decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from verification.assessment.policy import ParameterTree, Policy
+
+CATEGORIES = ("tekun", "dibao", "edge", "rigid")
+_RULE_SOURCES = ("income", "assets", "homes", "vehicles", "business", "payroll")
+
+RESULT_COLUMNS = [
+    "category", "eligible", "decision", "benefit", "household_size", "income_monthly",
+    "deductions_monthly", "per_capita_income", "financial_assets", "financial_assets_per_capita",
+    "homes", "commercial_properties", "vehicles", "businesses", "public_payroll",
+    "rigid_spending_12m", "missing_sources", "standard",
+]
+REASON_COLUMNS = [
+    "household_id", "code", "passed", "value", "limit", "parameter", "reference", "evidence_refs",
+]
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Results (index household_id) and long-form reasons; ``policy_versions`` per region."""
+
+    results: pd.DataFrame
+    reasons: pd.DataFrame
+    policy_versions: dict[str, str]
+
+
+def assess(
+    households: pd.DataFrame,
+    members: pd.DataFrame,
+    evidence: pd.DataFrame,
+    sources: pd.DataFrame,
+    policy: Policy | ParameterTree,
+    as_of: date,
+) -> Assessment:
+    """Assess all households on ``as_of``.
+
+    ``policy`` is either one resolved Policy for every household, or the ParameterTree, which
+    resolves each household's ``area_code`` (with fall-back) on ``as_of``. Results follow the
+    order of ``households``. An ``undetermined`` household has category ``none``, ``eligible``
+    false and benefit NaN, with a SOURCE_UNAVAILABLE (or NO_COUNTED_MEMBERS) reason; its measured
+    values are still filled in. Reason rows with ``passed`` false are the rules that count against
+    eligibility; MATCH_UNCERTAIN rows are ``passed`` true because they decide nothing.
+    A parameter the rules need but that has no value in force raises ParameterError.
+    """
+    households = _indexed(households)
+    groups = _policy_groups(households, policy, as_of)
+    parts = [
+        _assess_group(households.loc[ids] if len(groups) > 1 else households,
+                      members, evidence, sources, group_policy, as_of)
+        for group_policy, ids in groups
+    ]
+    results = pd.concat([part[0] for part in parts]) if parts else _empty_results()
+    reasons = pd.concat([part[1] for part in parts], ignore_index=True) if parts else _no_reasons()
+    if len(parts) > 1:  # categories differ between regions; concat fell back to object
+        for column in ("code", "parameter", "reference"):
+            reasons[column] = reasons[column].astype("category")
+    versions = {group_policy.region: group_policy.version for group_policy, _ in groups}
+    results.attrs["policy_versions"] = versions
+    return Assessment(results.reindex(households.index), reasons, versions)
+
+
+def _indexed(households: pd.DataFrame) -> pd.DataFrame:
+    if households.index.name != "household_id" and "household_id" in households.columns:
+        households = households.set_index("household_id")
+    households = households.copy(deep=False)  # never re-index the caller's frame
+    households.index = households.index.astype(np.int64).rename("household_id")
+    return households
+
+
+def _policy_groups(
+    households: pd.DataFrame, policy: Policy | ParameterTree, as_of: date
+) -> list[tuple[Policy, pd.Index]]:
+    if isinstance(policy, Policy):
+        return [(policy, households.index)]
+    areas = households["area_code"].astype(str)
+    return [
+        (policy.at(area, as_of), households.index[(areas == area).to_numpy()])
+        for area in sorted(areas.unique())
+    ]
+
+
+# --------------------------------------------------------------------------- one region
+
+
+class _Rows(dict):
+    """Evidence rows as named numpy arrays, sorted by household position (``pos``).
+
+    Plain arrays instead of a DataFrame: selecting millions of rows then costs one ``take`` per
+    column, with no block consolidation. The text columns are not taken: only the refs read
+    them, and ``ref_text`` makes those from the same rows in evidence order, as taking millions
+    of Python strings in household order was most of the time of ``_prepare``.
+    """
+
+    evidence: pd.DataFrame  # the frame the rows come from
+
+    @classmethod
+    def take(cls, evidence: pd.DataFrame, rows: np.ndarray, pos: np.ndarray) -> _Rows:
+        picked = cls(pos=pos[rows])
+        picked.evidence = evidence
+        for column in ("person_token", "amount"):
+            picked[column] = evidence[column].to_numpy()[rows]
+        for column in ("period_start", "period_end"):
+            picked[column] = pd.to_datetime(evidence[column]).to_numpy()[rows]
+        picked["amount"] = picked["amount"].astype(np.float64)
+        return picked
+
+    def __len__(self) -> int:
+        return len(self["pos"])
+
+    def ref_text(self) -> pa.Array:
+        """``kind:feed_id:record_ref`` of these rows in evidence order (computed once, in
+        Arrow, when first cited; ``ref_at`` places each row)."""
+        if "ref_text" not in self:
+            parts = [_arrow_text(self.evidence[column].to_numpy()[self["ref_rows"]])
+                     for column in ("source_kind", "feed_id", "record_ref")]
+            joined = pc.binary_join_element_wise(*parts, ":")
+            self["ref_text"] = joined.cast(pa.large_string())
+        return self["ref_text"]
+
+
+def _arrow_text(values: np.ndarray) -> pa.Array:
+    array = pa.array(values, from_pandas=True)
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    text = array if pa.types.is_string(array.type) else array.cast(pa.string())
+    return pc.fill_null(text, "")
+
+
+@dataclass
+class _Group:
+    """One region's households with member and evidence rows placed by household position."""
+
+    policy: Policy
+    as_of: date
+    households: pd.DataFrame
+    members: pd.DataFrame  # counted and not, with ``pos`` and ``age``
+    evidence: _Rows  # certain matches of counted members, with months and item codes
+    uncertain: _Rows
+    items: pd.Index  # the item codes ``evidence["item_code"]`` points into
+
+    @property
+    def n(self) -> int:
+        return len(self.households)
+
+    def sum_by_household(self, weights: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        pos = self.evidence["pos"]
+        if mask is not None:
+            pos, weights = pos[mask], weights[mask]
+        return np.bincount(pos, weights=weights, minlength=self.n)[: self.n]
+
+    def item_mask(self, items: tuple[str, ...] | None) -> np.ndarray:
+        lookup = self.items.isin(list(items or ()))
+        return lookup[self.evidence["item_code"]]
+
+
+def _assess_group(
+    households: pd.DataFrame,
+    members: pd.DataFrame,
+    evidence: pd.DataFrame,
+    sources: pd.DataFrame,
+    policy: Policy,
+    as_of: date,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    group = _prepare(households, members, evidence, policy, as_of)
+    missing = _missing_sources(sources, policy, as_of)
+    measures = _measures(group)
+    tests = _tests(group, measures)
+    results = _results(group, measures, tests, missing)
+    reasons = _reasons(group, measures, tests, results, missing)
+    return results, reasons
+
+
+def _prepare(
+    households: pd.DataFrame,
+    members: pd.DataFrame,
+    evidence: pd.DataFrame,
+    policy: Policy,
+    as_of: date,
+) -> _Group:
+    index = households.index
+    columns = ["household_id", "person_token", "birth_date", "counted", "exclusion",
+               "disability_grade", "disability_type", "labour_capacity"]
+    people = members[columns].assign(pos=index.get_indexer(members["household_id"]))
+    people = people[people["pos"].to_numpy() >= 0].reset_index(drop=True)
+    people["counted"] = people["counted"].fillna(False).astype(bool)
+    people["age"] = _age(people["birth_date"], as_of)
+    pos = index.get_indexer(evidence["household_id"])
+    not_counted = pd.Index(people.loc[~people["counted"], "person_token"])
+    keep = (pos >= 0) & ~evidence["person_token"].isin(not_counted).to_numpy()
+    certain = (evidence["match_grade"] == "certain").to_numpy()
+    codes, items = _item_codes(evidence["item"])
+    decided = _by_position(evidence, keep & certain, pos)
+    decided["item_code"] = codes[decided.pop("row")]
+    decided["start_m"] = _month_index(decided["period_start"], as_of)
+    decided["end_m"] = _month_index(decided["period_end"], as_of)
+    starts = decided["period_start"]
+    decided["registered"] = np.isnat(starts) | (starts <= np.datetime64(as_of, "ns"))
+    uncertain = _by_position(evidence, keep & ~certain, pos)
+    return _Group(policy, as_of, households, people, decided, uncertain, items)
+
+
+def _by_position(evidence: pd.DataFrame, mask: np.ndarray, pos: np.ndarray) -> _Rows:
+    in_order = np.flatnonzero(mask)
+    by_position = np.argsort(pos[in_order], kind="stable")
+    chosen = in_order[by_position]
+    rows = _Rows.take(evidence, chosen, pos)
+    rows["row"] = chosen
+    rows["ref_rows"] = in_order  # the rows in evidence order, for ``ref_text``
+    rows["ref_at"] = by_position  # where each row is among them
+    for column in ("period_start", "period_end"):
+        rows[column] = rows[column].astype("datetime64[ns]")
+    return rows
+
+
+def _item_codes(items: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer code per evidence row and the item names the codes point into."""
+    if isinstance(items.dtype, pd.CategoricalDtype):
+        codes = items.cat.codes.to_numpy()
+        return codes, pd.Index(list(items.cat.categories) + [""])  # code -1 → ""
+    codes, names = pd.factorize(items, sort=False)
+    return codes, pd.Index(list(names) + [""])
+
+
+def _age(birth_dates: pd.Series, as_of: date) -> np.ndarray:
+    births = pd.to_datetime(birth_dates)
+    before_birthday = (births.dt.month > as_of.month) | (
+        (births.dt.month == as_of.month) & (births.dt.day > as_of.day)
+    )
+    return (as_of.year - births.dt.year - before_birthday.astype(int)).to_numpy()
+
+
+def _month_index(stamps: np.ndarray, as_of: date) -> np.ndarray:
+    """Months since 1970-01 (January 1970 = 0); a missing date counts as the as-of month."""
+    values = stamps.astype("datetime64[M]")
+    months = values.astype(np.int64)
+    fallback = (as_of.year - 1970) * 12 + as_of.month - 1
+    return np.where(np.isnat(values), fallback, months)
+
+
+def _window_share(group: _Group, months: int) -> np.ndarray:
+    """Months each evidence row overlaps the ``months`` full months before the as-of month."""
+    last = (group.as_of.year - 1970) * 12 + group.as_of.month - 2
+    first = last - months + 1
+    start = np.maximum(group.evidence["start_m"], first)
+    end = np.minimum(group.evidence["end_m"], last)
+    return np.clip(end - start + 1, 0, None).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- data completeness
+
+
+def _missing_sources(sources: pd.DataFrame, policy: Policy, as_of: date) -> dict[str, str]:
+    """Feed kinds the rules need that are missing or stale: kind → 'missing' | 'stale'."""
+    needed: dict[str, int] = {}
+    for rule in _RULE_SOURCES:
+        for kind, days in (policy.value(f"requirements.{rule}") or {}).items():
+            needed[kind] = min(days, needed.get(kind, days))
+    if sources is None or "status" not in sources or not len(sources):
+        return {kind: "missing" for kind in sorted(needed)}
+    accepted = sources[sources["status"] == "accepted"]
+    latest = pd.to_datetime(accepted["period_end"]).groupby(accepted["source_kind"]).max()
+    problems = {}
+    for kind, max_days in sorted(needed.items()):
+        if kind not in latest.index or pd.isna(latest[kind]):
+            problems[kind] = "missing"
+        elif (pd.Timestamp(as_of) - latest[kind]).days > max_days:
+            problems[kind] = "stale"
+    return problems
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def _measures(group: _Group) -> dict[str, np.ndarray]:
+    policy, ev = group.policy, group.evidence
+    amount = ev["amount"]
+    window = int(policy.require("income.look_back_months"))
+    monthly = amount * _window_share(group, window) / window
+    registered = ev["registered"]
+    counted_income = group.item_mask(policy.require("income.counted_items"))
+    size = np.bincount(
+        group.members.loc[group.members["counted"], "pos"].to_numpy(), minlength=group.n
+    )[: group.n]
+    # The rigid-spending category exists only from its rules' start (2025); before that, nothing.
+    rigid_window = int(policy.value("rigid.window_months") or 0)
+    return {
+        "size": size,
+        "income": group.sum_by_household(monthly, counted_income),
+        "excluded": group.sum_by_household(
+            monthly, group.item_mask(policy.require("income.excluded_items"))),
+        "tekun_excluded": group.sum_by_household(
+            monthly, counted_income & group.item_mask(policy.value("tekun.extra_excluded_items"))),
+        "deductions": group.sum_by_household(
+            monthly, group.item_mask(policy.require("income.deductible_items"))),
+        "rigid_12m": group.sum_by_household(
+            amount * _window_share(group, rigid_window),
+            group.item_mask(policy.value("rigid.spending_items"))),
+        "financial": group.sum_by_household(
+            amount, registered & group.item_mask(policy.require("assets.financial_items"))),
+        "homes": _count(group, registered & group.item_mask(("home",))),
+        "commercial": _count(group, registered & group.item_mask(("commercial_property",))),
+        "vehicles": _count(group, registered & _counted_vehicles(group)),
+        "businesses": _count(group, registered & _counted_businesses(group)),
+        "payroll": _count(group, registered & group.item_mask(("public_payroll",))),
+        **_labour_capacity(group),
+    }
+
+
+def _count(group: _Group, mask: np.ndarray) -> np.ndarray:
+    return group.sum_by_household(np.ones(len(group.evidence)), mask).astype(np.int64)
+
+
+def _counted_vehicles(group: _Group) -> np.ndarray:
+    from verification import codes
+
+    vehicles = group.item_mask(tuple(codes.items("vehicle")))
+    exempt = group.item_mask(group.policy.value("vehicles.exempt_items"))
+    return vehicles & ~exempt
+
+
+def _counted_businesses(group: _Group) -> np.ndarray:
+    """Business registrations, less the local exceptions (small capital; disabled holder)."""
+    policy, ev = group.policy, group.evidence
+    business = group.item_mask(("business",))
+    exempt = np.zeros(len(ev), dtype=bool)
+    capital_max = policy.value("business.exempt_capital_max")
+    if capital_max:
+        amount = ev["amount"]
+        exempt |= (amount > 0) & (amount <= capital_max)
+    grade_max = policy.value("business.exempt_disability_grade_max") or 0
+    if grade_max and business.any():
+        # Look up only the holders of registrations: a few rows, not every member.
+        tokens = ev["person_token"][business]
+        people = group.members[group.members["person_token"].isin(tokens)]
+        grades = people.drop_duplicates("person_token").set_index("person_token")
+        holder = grades["disability_grade"].reindex(tokens).fillna(0).to_numpy()
+        exempt[np.flatnonzero(business)] |= (holder >= 1) & (holder <= grade_max)
+    return business & ~exempt
+
+
+def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
+    """特困: counted members able to work, and other members able to support them."""
+    policy, people = group.policy, group.members
+    listed = policy.value("tekun.disability_max_grade") or {}
+    max_grade = people["disability_type"].map(listed).fillna(0).to_numpy()
+    grade = people["disability_grade"].fillna(0).to_numpy()
+    disabled = (grade >= 1) & (grade <= max_grade)
+    age = people["age"]
+    unable = (
+        (age >= policy.require("tekun.elderly_age")) | (age < policy.require("tekun.child_age"))
+        | disabled
+    )
+    counted = people["counted"].to_numpy()
+    present = people["exclusion"].fillna("").eq("").to_numpy()
+    capacity = people["labour_capacity"].fillna(False).astype(bool).to_numpy()
+    able = ~unable & capacity
+    pos = people["pos"].to_numpy()
+    return {
+        "able_members": np.bincount(pos[counted & ~unable], minlength=group.n)[: group.n],
+        # Members the register marks as unable to work put 特困 in question even where the
+        # national tests (age, listed disability) then say otherwise.
+        "unable_members": np.bincount(
+            pos[counted & (unable | ~capacity)],
+            minlength=group.n)[: group.n],
+        "supporters": np.bincount(pos[~counted & present & able], minlength=group.n)[: group.n],
+    }
+
+
+# --------------------------------------------------------------------------- tests and outcome
+
+
+def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each rule as a boolean array (True = passes), plus the limits it was measured against."""
+    policy = group.policy
+    urban = (group.households["urban_rural"].astype(str) == "urban").to_numpy()
+    standard = _by_area(policy, "dibao.standard", urban)
+    size = np.maximum(m["size"], 1)
+    net = np.clip(m["income"] - m["deductions"], 0, None)
+    # Per-capita figures are compared at the cent, so float noise (899.9999999) cannot cross a
+    # boundary that the officer's own arithmetic would not cross.
+    per_capita = np.round(net / size, 2)
+    tekun_per_capita = np.round(np.clip(net - m["tekun_excluded"], 0, None) / size, 2)
+    asset_limit = policy.require("assets.financial_limit_months") * standard
+    disposable = _by_area(policy, "rigid.disposable_income_previous_year", urban, required=False)
+    threshold = policy.value("rigid.spending_share_threshold")
+    annual_income = m["income"] * 12
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(annual_income > 0, m["rigid_12m"] / annual_income,
+                         np.where(m["rigid_12m"] > 0, np.inf, 0.0))
+    limits = {
+        "standard": standard, "edge": standard * policy.require("dibao.edge_multiplier"),
+        "asset_limit": asset_limit, "disposable": disposable,
+        "share_threshold": np.full(group.n, np.nan if threshold is None else threshold),
+        "per_capita": per_capita, "tekun_per_capita": tekun_per_capita, "share": share,
+        "financial_per_capita": np.round(m["financial"] / size, 2), "net": net,
+    }
+    tests = {
+        "income": per_capita < standard,
+        "edge_income": per_capita < limits["edge"],
+        "financial": limits["financial_per_capita"] <= asset_limit,
+        "homes": m["homes"] <= policy.require("assets.homes_allowed"),
+        "commercial": m["commercial"] <= policy.require("assets.commercial_properties_allowed"),
+        "vehicles": m["vehicles"] <= policy.require("vehicles.allowed"),
+        "businesses": m["businesses"] <= policy.require("business.allowed"),
+        "payroll": m["payroll"] <= policy.require("payroll.allowed"),
+        "tekun_capacity": m["able_members"] == 0,
+        "tekun_supporter": m["supporters"] == 0,
+        "tekun_income": tekun_per_capita < standard,
+        "disposable": per_capita * 12 < disposable,
+        "share": share > limits["share_threshold"],
+        "has_members": m["size"] > 0,
+    }
+    return {**tests, **{f"limit_{key}": value for key, value in limits.items()}}
+
+
+def _by_area(policy: Policy, path: str, urban: np.ndarray, required: bool = True) -> np.ndarray:
+    values = policy.require(path) if required else policy.value(path)
+    if values is None:
+        return np.full(len(urban), np.nan)
+    return np.where(urban, float(values["urban"]), float(values["rural"]))
+
+
+def _category(t: dict[str, np.ndarray]) -> np.ndarray:
+    assets = t["financial"] & t["homes"] & t["commercial"] & t["vehicles"] & t["businesses"]
+    assets &= t["payroll"] & t["has_members"]
+    tekun = assets & t["tekun_capacity"] & t["tekun_supporter"] & t["tekun_income"]
+    rules = [tekun, assets & t["income"], assets & t["edge_income"],
+             assets & t["disposable"] & t["share"]]
+    return np.select(rules, list(CATEGORIES), default="none")
+
+
+def _benefit(group: _Group, category: np.ndarray, m: dict, t: dict) -> np.ndarray:
+    policy, standard, size = group.policy, t["limit_standard"], m["size"]
+    minimum = float(policy.require("benefit.minimum_per_person")) * size
+    if policy.require("benefit.method") == "tiers":
+        tiers = policy.require("benefit.tiers")
+        dibao = _tier_benefit(tiers, t["limit_per_capita"], standard) * size
+    else:
+        # (standard − per-capita income) × members, computed as standard × members − net income
+        # so that a per-capita income rounded to the cent does not shift the benefit.
+        dibao = standard * size - t["limit_net"]
+    dibao = np.maximum(dibao, minimum)
+    tekun = standard * float(policy.require("tekun.support_multiplier")) * size
+    raw = np.select([category == "dibao", category == "tekun"], [dibao, tekun], default=0.0)
+    return _rounded(raw, float(policy.require("benefit.rounding_unit")),
+                    policy.require("benefit.rounding_mode"))
+
+
+def _tier_benefit(tiers: list[dict], per_capita: np.ndarray, standard: np.ndarray) -> np.ndarray:
+    """First tier whose income bound the household is under; none → nothing."""
+    conditions = [per_capita < standard * tier["income_below"] for tier in tiers]
+    amounts = [standard * tier["benefit"] for tier in tiers]
+    return np.select(conditions, amounts, default=0.0)
+
+
+def _rounded(values: np.ndarray, unit: float, mode: str) -> np.ndarray:
+    # Round the quotient first so 1650/0.01 = 165000.00000000003 does not round up a cent.
+    steps = np.round(values / unit, 6)
+    rounder = {"half_up": lambda x: np.floor(x + 0.5), "up": np.ceil, "down": np.floor}[mode]
+    return np.round(rounder(steps) * unit, 2)
+
+
+def _results(
+    group: _Group, m: dict[str, np.ndarray], t: dict[str, np.ndarray], missing: dict[str, str]
+) -> pd.DataFrame:
+    category = _category(t)
+    undetermined = bool(missing) | ~t["has_members"]
+    decision = np.where(undetermined, "undetermined",
+                        np.where(category != "none", "eligible", "not_eligible"))
+    benefit = np.where(undetermined, np.nan, _benefit(group, category, m, t))
+    category = np.where(undetermined, "none", category)
+    return pd.DataFrame(
+        {
+            "category": category,
+            "eligible": decision == "eligible",
+            "decision": decision,
+            "benefit": benefit,
+            "household_size": m["size"],
+            "income_monthly": np.round(m["income"], 2),
+            "deductions_monthly": np.round(m["deductions"], 2),
+            "per_capita_income": np.round(t["limit_per_capita"], 2),
+            "financial_assets": np.round(m["financial"], 2),
+            "financial_assets_per_capita": np.round(t["limit_financial_per_capita"], 2),
+            "homes": m["homes"],
+            "commercial_properties": m["commercial"],
+            "vehicles": m["vehicles"],
+            "businesses": m["businesses"],
+            "public_payroll": m["payroll"],
+            "rigid_spending_12m": np.round(m["rigid_12m"], 2),
+            "missing_sources": ",".join(sorted(missing)),
+            "standard": t["limit_standard"],
+        },
+        index=group.households.index,
+    )[RESULT_COLUMNS]
+
+
+def _empty_results() -> pd.DataFrame:
+    return pd.DataFrame(columns=RESULT_COLUMNS, index=pd.Index([], name="household_id"))
+
+
+def _no_reasons() -> pd.DataFrame:
+    return pd.DataFrame(columns=REASON_COLUMNS)
+
+
+# --------------------------------------------------------------------------- reasons
+
+
+def _reasons(
+    group: _Group, m: dict, t: dict, results: pd.DataFrame, missing: dict[str, str]
+) -> pd.DataFrame:
+    parts = [
+        part
+        for part in (
+            _income_reasons(group, m, t)
+            + _asset_reasons(group, m, t)
+            + _tekun_reasons(group, m, t)
+            + _rigid_reasons(group, m, t)
+            + _outcome_reasons(group, results, t)
+            + _data_reasons(group, m, missing)
+        )
+        if len(part["household_id"])
+    ]
+    if not parts:
+        return _no_reasons()
+    columns = {
+        column: np.concatenate([part[column] for part in parts])
+        for column in ("household_id", "passed", "value", "limit", "evidence_refs")
+    }
+    sizes = [len(part["household_id"]) for part in parts]
+    # One label per part: build the categoricals from codes instead of hashing millions of strings.
+    for column in ("code", "parameter", "reference"):
+        labels = pd.Index(sorted({part[column] for part in parts}))
+        codes = np.repeat(labels.get_indexer([part[column] for part in parts]), sizes)
+        columns[column] = pd.Categorical.from_codes(codes, categories=labels)
+    return pd.DataFrame(columns)[REASON_COLUMNS]
+
+
+def _rows(
+    group: _Group,
+    code: str,
+    where: np.ndarray,
+    passed: np.ndarray | bool,
+    value: np.ndarray | float,
+    limit: np.ndarray | float,
+    parameter: str,
+    refs: np.ndarray | None = None,
+    reference: str | None = None,
+) -> dict:
+    """Reason rows for the households selected by ``where`` (a boolean array over positions)."""
+    positions = np.flatnonzero(where)
+    pick = (lambda x: np.broadcast_to(x, (group.n,))[positions])  # noqa: E731
+    return {
+        "household_id": group.households.index.to_numpy()[positions],
+        "code": code,
+        "passed": pick(passed).astype(bool),
+        "value": np.round(pick(np.asarray(value, dtype=np.float64)), 4),
+        "limit": pick(np.asarray(limit, dtype=np.float64)),
+        "parameter": parameter,
+        "reference": group.policy.reference(parameter) if reference is None else reference,
+        "evidence_refs": (refs[positions] if refs is not None
+                          else np.full(len(positions), "", dtype=object)),
+    }
+
+
+def _refs(group: _Group, mask: np.ndarray, rows: _Rows | None = None) -> np.ndarray:
+    """``kind:feed_id:record_ref;…`` per household position ("" without any), rows in ``mask``."""
+    rows = group.evidence if rows is None else rows
+    chosen = np.flatnonzero(mask)
+    refs = np.full(group.n, "", dtype=object)
+    if not len(chosen):
+        return refs
+    pos = rows["pos"][chosen]  # rows are sorted by position, so each household is one run
+    starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
+    # Each household's run of refs as one list, joined by ";" in Arrow: no Python strings until
+    # the one per household.
+    texts = rows.ref_text().take(pa.array(rows["ref_at"][chosen]))
+    runs = pa.LargeListArray.from_arrays(pa.array(np.r_[starts, len(chosen)], pa.int64()), texts)
+    joined = pc.binary_join(runs, pa.scalar(";", pa.large_string()))
+    refs[pos[starts]] = joined.to_numpy(zero_copy_only=False)
+    return refs
+
+
+def _income_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
+    policy = group.policy
+    income = group.item_mask(policy.require("income.counted_items"))
+    excluded = group.item_mask(policy.require("income.excluded_items"))
+    deductible = group.item_mask(policy.require("income.deductible_items"))
+    income_refs = _refs(group, income | deductible)
+    members = m["size"] > 0
+    return [
+        _rows(group, "INCOME_OVER_STANDARD", members, t["income"], t["limit_per_capita"],
+              t["limit_standard"], "dibao.standard", income_refs),
+        _rows(group, "INCOME_OVER_1_5X", members & ~t["income"], t["edge_income"],
+              t["limit_per_capita"], t["limit_edge"], "dibao.edge_multiplier", income_refs),
+        _rows(group, "INCOME_EXCLUDED", m["excluded"] > 0, True, m["excluded"], np.nan,
+              "income.excluded_items", _refs(group, excluded)),
+        _rows(group, "DEDUCTION_APPLIED", m["deductions"] > 0, True, m["deductions"], m["income"],
+              "income.deductible_items", _refs(group, deductible)),
+    ]
+
+
+def _asset_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
+    from verification import codes
+
+    policy = group.policy
+    financial = group.item_mask(policy.require("assets.financial_items"))
+    vehicles = group.item_mask(tuple(codes.items("vehicle")))
+    vehicle_refs = _refs(group, vehicles)
+    business = group.item_mask(("business",))
+    business_refs = _refs(group, business)
+    homes, commercial = group.item_mask(("home",)), group.item_mask(("commercial_property",))
+    payroll = group.item_mask(("public_payroll",))
+    has = (lambda refs: refs != "")  # noqa: E731
+    return [
+        _rows(group, "FINANCIAL_ASSETS_OVER_LIMIT", m["size"] > 0, t["financial"],
+              t["limit_financial_per_capita"], t["limit_asset_limit"],
+              "assets.financial_limit_months", _refs(group, financial)),
+        _rows(group, "PROPERTY_COUNT_EXCEEDED", m["homes"] > 0, t["homes"], m["homes"],
+              policy.require("assets.homes_allowed"), "assets.homes_allowed",
+              _refs(group, homes)),
+        _rows(group, "COMMERCIAL_PROPERTY", m["commercial"] > 0, t["commercial"], m["commercial"],
+              policy.require("assets.commercial_properties_allowed"),
+              "assets.commercial_properties_allowed", _refs(group, commercial)),
+        _rows(group, "VEHICLE_OWNED", has(vehicle_refs), t["vehicles"], m["vehicles"],
+              policy.require("vehicles.allowed"), "vehicles.exempt_items", vehicle_refs),
+        _rows(group, "BUSINESS_REGISTERED", has(business_refs), t["businesses"], m["businesses"],
+              policy.require("business.allowed"), "business.allowed", business_refs),
+        _rows(group, "PUBLIC_PAYROLL", m["payroll"] > 0, t["payroll"], m["payroll"],
+              policy.require("payroll.allowed"), "payroll.allowed", _refs(group, payroll)),
+    ]
+
+
+def _tekun_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
+    """Only where extreme-poverty support is in question (a member unable to work)."""
+    candidate = m["unable_members"] > 0
+    extra = group.item_mask(group.policy.value("tekun.extra_excluded_items"))
+    return [
+        _rows(group, "TEKUN_LABOUR_CAPACITY", candidate, t["tekun_capacity"], m["able_members"],
+              0, "tekun.elderly_age"),
+        _rows(group, "TEKUN_SUPPORTER", candidate, t["tekun_supporter"], m["supporters"], 0,
+              "tekun.elderly_age"),
+        _rows(group, "TEKUN_INCOME_OVER_STANDARD", candidate, t["tekun_income"],
+              t["limit_tekun_per_capita"], t["limit_standard"], "tekun.extra_excluded_items",
+              _refs(group, extra)),
+    ]
+
+
+def _rigid_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
+    """Only for households with rigid spending, and only where the local figures exist."""
+    candidate = (m["rigid_12m"] > 0) & ~np.isnan(t["limit_disposable"])
+    candidate &= ~np.isnan(t["limit_share_threshold"])
+    spending = group.item_mask(group.policy.value("rigid.spending_items"))
+    return [
+        _rows(group, "INCOME_OVER_DISPOSABLE", candidate, t["disposable"],
+              t["limit_per_capita"] * 12, t["limit_disposable"],
+              "rigid.disposable_income_previous_year"),
+        _rows(group, "RIGID_SPENDING_SHARE_LOW", candidate, t["share"],
+              np.minimum(t["limit_share"], 1e9), t["limit_share_threshold"],
+              "rigid.spending_share_threshold", _refs(group, spending)),
+    ]
+
+
+_OUTCOME_CODES = {
+    "tekun": "ELIGIBLE_TEKUN", "dibao": "ELIGIBLE_DIBAO", "edge": "ELIGIBLE_EDGE",
+    "rigid": "ELIGIBLE_RIGID", "none": "NOT_ELIGIBLE",
+}
+
+
+def _outcome_reasons(group: _Group, results: pd.DataFrame, t: dict) -> list[pd.DataFrame]:
+    decided = (results["decision"] != "undetermined").to_numpy()
+    category = results["category"].to_numpy()
+    benefit = results["benefit"].to_numpy()
+    return [
+        _rows(group, code, decided & (category == name), name != "none", benefit,
+              t["limit_standard"], "benefit.method")
+        for name, code in _OUTCOME_CODES.items()
+    ]
+
+
+def _data_reasons(group: _Group, m: dict, missing: dict[str, str]) -> list[pd.DataFrame]:
+    rows = [_rows(group, "NO_COUNTED_MEMBERS", m["size"] == 0, False, 0, 1, "household",
+                  reference="最低生活保障审核确认办法（民发〔2021〕57号）第七条 共同生活家庭成员")]
+    if missing:
+        needing = [rule for rule in _RULE_SOURCES
+                   if set(group.policy.value(f"requirements.{rule}") or {}) & set(missing)]
+        listed = ";".join(f"{kind}::{state}" for kind, state in sorted(missing.items()))
+        refs = np.full(group.n, listed, dtype=object)
+        rows.append(_rows(group, "SOURCE_UNAVAILABLE", np.ones(group.n, dtype=bool), False,
+                          len(missing), 0, f"requirements.{needing[0]}", refs,
+                          reference="；".join(group.policy.reference(f"requirements.{rule}")
+                                             for rule in needing)))
+    uncertain = group.uncertain
+    if len(uncertain):
+        refs = _refs(group, np.ones(len(uncertain), dtype=bool), uncertain)
+        counts = np.bincount(uncertain["pos"], minlength=group.n)[: group.n]
+        rows.append(_rows(group, "MATCH_UNCERTAIN", counts > 0, True, counts, 0, "match_grade",
+                          refs, reference="证据匹配等级非确定，仅供人工复核 / match not certain"))
+    return rows

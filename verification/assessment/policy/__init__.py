@@ -1,0 +1,21 @@
+"""The assistance policy as dated, referenced data (parameters/ *.yaml); see docs/policy.md."""
+
+from verification.assessment.policy._tree import (
+    DEFAULT_DIRECTORY,
+    ParameterError,
+    ParameterTree,
+    Policy,
+    Reference,
+    load_parameters,
+    region_chain,
+)
+
+__all__ = [
+    "DEFAULT_DIRECTORY",
+    "ParameterError",
+    "ParameterTree",
+    "Policy",
+    "Reference",
+    "load_parameters",
+    "region_chain",
+]

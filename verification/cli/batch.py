@@ -1,0 +1,141 @@
+"""`hedui batch …`: staff submit a batch file and follow it.
+
+    hedui batch submit FILE [--category dibao] [--requester …] [--notes …] [--local]
+    hedui batch status BATCH
+
+`submit` validates the file here first and lists every row error (line, field, reason); nothing
+is sent while any row fails. Then, if an Airflow API server is configured (HEDUI_AIRFLOW_URL,
+HEDUI_AIRFLOW_USER, HEDUI_AIRFLOW_PASSWORD), the file is stored in the batch inbox on the shared
+volume (HEDUI_HOME) and the batch_check DAG is triggered through the REST API; with ``--local``
+every stage runs in this process instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import typer
+
+from verification.config import load_settings
+
+app = typer.Typer(help="批量核对 / batch checks: submit a file, follow its progress.",
+                  no_args_is_help=True, add_completion=False)
+
+
+@app.command()
+def submit(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="批次文件 / batch file"),
+    category: str = typer.Option("dibao", help="救助类别 / dibao, edge, rigid or tekun"),
+    requester: str = typer.Option(None, help="申请人 / who asks (default: $USER)"),
+    notes: str = typer.Option("", help="备注 / notes kept with the batch"),
+    as_of: str = typer.Option(None, help="核对基准日 / as-of date YYYY-MM-DD (default today)"),
+    local: bool = typer.Option(False, "--local", help="在本进程中运行 / run in this process"),
+) -> None:
+    """Validate a batch file, then check it through Airflow (or in-process with --local)."""
+    from verification.batches.airflow_api import AirflowApiConfig
+    from verification.batches.check import CATEGORIES
+    from verification.intake.roster import validate_roster
+
+    if category not in CATEGORIES:
+        raise typer.BadParameter(f"{category!r}: one of {', '.join(CATEGORIES)}",
+                                 param_hint="--category")
+    checked = validate_roster(file)
+    if len(checked.quarantine):
+        for row in checked.quarantine.sort_values(["line", "field"]).itertuples():
+            typer.echo(f"{file.name}:{row.line}: {row.field}: {row.message} [{row.reason}]",
+                       err=True)
+        typer.echo(f"{checked.quarantine['line'].nunique()} of {checked.received} rows fail "
+                   "the batch-file contract; fix them and submit again (nothing was sent)",
+                   err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{file.name}: {checked.received} rows, all valid")
+    requester = requester or os.environ.get("USER", "")
+    when = dt.date.fromisoformat(as_of) if as_of else None
+    if local:
+        _submit_locally(file, category, requester, notes, when)
+        return
+    config = AirflowApiConfig.from_env()
+    if config is None:
+        raise typer.BadParameter("no Airflow API server is configured (set HEDUI_AIRFLOW_URL, "
+                                 "HEDUI_AIRFLOW_USER, HEDUI_AIRFLOW_PASSWORD) — or use --local")
+    _submit_to_airflow(config, file, category, requester, notes, as_of or "")
+
+
+def _submit_locally(file: Path, category: str, requester: str, notes: str,
+                    as_of: dt.date | None) -> None:
+    from verification.batches.check import run_batch_locally
+
+    status = run_batch_locally(load_settings(), file, category=category, requester=requester,
+                               notes=notes, as_of=as_of)
+    _print_status(status)
+
+
+def _submit_to_airflow(config, file: Path, category: str, requester: str,  # noqa: ANN001
+                       notes: str, as_of: str) -> None:
+    from sqlalchemy import update
+
+    from verification.batches.airflow_api import AirflowApi
+    from verification.batches.check import register_batch
+    from verification.storage import session_scope
+    from verification.storage.models import Batch
+
+    settings = load_settings()
+    ref = register_batch(settings, file, category=category, requester=requester, notes=notes)
+    conf = {"batch_file": str(ref.stored_path), "category": category, "requester": requester,
+            "notes": notes, "as_of": as_of}
+    run = AirflowApi(config).trigger("batch_check", conf)
+    with session_scope(settings.database_url) as session:
+        session.execute(update(Batch).where(Batch.id == ref.id)
+                        .values(dag_run_id=run["dag_run_id"]))
+    typer.echo(f"batch {ref.code} submitted: batch_check run {run['dag_run_id']} "
+               f"({run['state']})")
+    typer.echo(f"follow it with: hedui batch status {ref.code}")
+
+
+@app.command()
+def status(batch: str = typer.Argument(..., help="批次编号 / batch code (or its start, or id)")
+           ) -> None:
+    """Where a batch is: stages done, counts, Airflow run state, and where the results are."""
+    from verification.batches.check import batch_status
+
+    found = batch_status(load_settings(), batch)
+    _print_status(found)
+    _print_airflow_state(found)
+
+
+def _print_status(found: dict) -> None:
+    from verification.codes import label
+
+    typer.echo(f"batch {found['code']} ({found['file']}, {label('categories', found['category'])})"
+               f": {found['status']} — stage {found['stage']}")
+    typer.echo(f"  rows {found['rows']}, row errors {found['errors']}, "
+               f"households {found['households']}")
+    for step in found["progress"]:
+        extra = {k: v for k, v in step.items() if k not in ("stage", "at")}
+        typer.echo(f"  {step['at']}  {step['stage']:<10} {_short(extra)}")
+    if found["flags"]:
+        flags = ", ".join(f"{label('flags', k)} {k} {v}" for k, v in sorted(found["flags"].items()))
+        typer.echo(f"  flags: {flags}")
+    if found["reports_dir"]:
+        typer.echo(f"  reports: {found['reports_dir']}")
+    elif found["status"] == "invalid":
+        typer.echo(f"  errors: {Path(found['stored_path']).parent / 'errors.csv'}")
+
+
+def _short(extra: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in extra.items())[:160]
+
+
+def _print_airflow_state(found: dict) -> None:
+    from verification.batches.airflow_api import AirflowApi, AirflowApiConfig, AirflowApiError
+
+    config = AirflowApiConfig.from_env()
+    if config is None or not found["dag_run_id"]:
+        return
+    try:
+        run = AirflowApi(config, timeout=10).dag_run("batch_check", found["dag_run_id"])
+        typer.echo(f"  airflow run {found['dag_run_id']}: {run['state']}")
+    except (AirflowApiError, OSError) as err:
+        typer.echo(f"  airflow run {found['dag_run_id']}: state unavailable ({err})", err=True)

@@ -1,0 +1,117 @@
+"""`hedui`: one command for staff and operators. Thin over the pipeline, like the DAGs.
+
+Each command group lives in its own module of this package and is imported only when it runs:
+`hedui --help` and a quick check of a small file must not pay for pandas, SQLAlchemy, matplotlib
+or the matcher. The root group lists every command from the table below without importing it.
+
+Errors are printed as messages a person can act on, with exit code 1 — never a traceback
+(set HEDUI_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any, NamedTuple
+
+import click
+import typer
+import typer.main
+
+
+class _Entry(NamedTuple):
+    module: str  # verification.cli.<module>
+    attribute: str  # a Typer app, or a function registered as one command
+    help: str  # shown by `hedui --help` without importing the module
+    command: str | None = None  # the command of that Typer app, when it is a single command
+
+
+_COMMANDS: dict[str, _Entry] = {
+    "demo": _Entry("demo", "app", "合成辖区全流程演示 / the whole flow on a synthetic district.",
+                   "demo"),
+    "generate": _Entry("demo", "app", "生成合成辖区 / generate a synthetic district.", "generate"),
+    "partner-server": _Entry("demo", "app", "本机协查服务 / the district's feeds on loopback.",
+                             "partner-server"),
+    "db": _Entry("db", "app", "应用数据库 / the application database."),
+    "roster": _Entry("roster", "app", "在册名单 / the caseload (households and members)."),
+    "pull": _Entry("review", "app", "拉取协查数据 / pull new feeds from partners now.", "pull"),
+    "run": _Entry("review", "app", "运行核对 / run a review in-process.", "run"),
+    "report": _Entry("review", "app", "重写报告 / (re)write the reports of a run.", "report"),
+    "status": _Entry("review", "app", "状态 / feeds received and runs.", "status"),
+    "partner": _Entry("partner", "app", "协查部门工具包 / the partner's kit."),
+    "policy": _Entry("policy", "app", "救助政策参数 / the assistance policy parameters."),
+    "flags": _Entry("flags", "app", "核对结论 / flags: list, show, acknowledge and resolve."),
+    "reports": _Entry("reports", "app", "核对报告 / reports: folders, PDF, e-mail."),
+    "batch": _Entry("batch", "app", "批量核对 / batch checks: submit a file, follow it."),
+    "submit": _Entry("batch", "app",
+                     "提交核对批次 / submit a batch file (same as `hedui batch submit`).",
+                     "submit"),
+    "keys": _Entry("security", "keys_app", "字段加密密钥 / field-encryption keys."),
+    "audit": _Entry("security", "audit_app", "审计日志 / the audit trail."),
+    "export": _Entry("security", "export_app", "导出 / exports (masked unless permitted)."),
+    "purge": _Entry("security", "app", "清理过期数据 / delete data past retention.", "purge"),
+    "drop": _Entry("drop", "app", "文件交换 / file-drop transport: take in dropped feeds."),
+    "linkage": _Entry("linkage", "app", "纵向联动协查 / requests to other verification centres."),
+}
+
+
+def _load(name: str, entry: _Entry) -> click.Command:
+    module = importlib.import_module(f"verification.cli.{entry.module}")
+    built = typer.main.get_command(getattr(module, entry.attribute))
+    if entry.command is None:
+        return built
+    if isinstance(built, click.Group):
+        return built.commands[entry.command]
+    return built  # an app holding just that command
+
+
+class _LazyGroup(click.Group):
+    """The root group: commands imported on first use, listed from ``_COMMANDS``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = _COMMANDS.get(cmd_name)
+        return None if entry is None else _load(cmd_name, entry)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands / 命令"):
+            formatter.write_dl([(name, entry.help) for name, entry in _COMMANDS.items()])
+
+
+app = _LazyGroup(name="hedui", no_args_is_help=True,
+                 help="hedui — 居民家庭经济状况核对 / household economic-status verification.")
+
+
+def main() -> None:
+    from verification.airflow_env import configure
+    from verification.config import load_settings
+    from verification.security.logmask import install_log_masking
+
+    configure(load_settings())
+    install_log_masking()
+    if os.environ.get("HEDUI_DEBUG"):
+        app()
+        return
+    try:
+        code: Any = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except (typer.Abort, click.Abort):
+        typer.echo("已中止 / aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except Exception as err:  # every failure becomes a message, not a traceback
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

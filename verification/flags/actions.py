@@ -1,0 +1,218 @@
+"""What officers do with flags: list them, open one, acknowledge it, resolve it.
+
+Every call takes the acting ``Principal`` (verification/security/access.py): officers see and act
+only
+within their jurisdiction, and asking for a flag outside it is refused, not silently hidden.
+Acknowledgements and resolutions are written to the audit trail. Views carry masked identities
+only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from verification import codes, jurisdictions
+from verification.config import Settings
+from verification.security import audit
+from verification.security.access import Principal
+from verification.storage import session_scope
+from verification.storage.models import Flag, Household, Member, Run, utcnow
+
+RESOLUTIONS = {
+    "confirmed": {"zh": "确认", "en": "Confirmed"},
+    "overridden": {"zh": "不予采纳（须说明理由）", "en": "Overridden (reason required)"},
+    "home_visit": {"zh": "转入户核查", "en": "Referred for a home visit"},
+}
+
+
+class FlagActionError(ValueError):
+    pass
+
+
+def _view(flag: Flag, household: Household, head: Member | None) -> dict[str, Any]:
+    return {
+        "id": flag.id, "run_id": flag.run_id, "kind": flag.kind,
+        "kind_zh": codes.label("flags", flag.kind), "status": flag.status,
+        "due_date": flag.due_date.isoformat() if flag.due_date else None,
+        "household_code": household.household_code,
+        "household_status": household.status,
+        "street_code": flag.street_code, "street": jurisdictions.street_name(flag.street_code),
+        "community_code": flag.community_code,
+        "community": jurisdictions.community_name(flag.community_code),
+        "head_name": head.name_masked if head else "", "head_id": head.id_masked if head else "",
+        "resolution": flag.resolution, "resolution_note": flag.resolution_note,
+        "resolved_by": flag.resolved_by, "carried_from_id": flag.carried_from_id,
+        "evidence_digest": flag.evidence_digest,
+        "reasons": [{"code": r.code, "zh": codes.label("reasons", r.code),
+                     "en": codes.label("reasons", r.code, "en"), **r.detail}
+                    for r in flag.reasons],
+    }
+
+
+def list_flags(settings: Settings, who: Principal, *, run_id: int | None = None,
+               status: str | None = None, kind: str | None = None,
+               street: str | None = None) -> list[dict[str, Any]]:
+    """Flags within ``who``'s jurisdiction, soonest due first (latest run by default).
+
+    ``status`` is open, acknowledged, resolved, or ``unresolved`` (open or acknowledged)."""
+    who.require("flags.read")
+    with session_scope(settings.database_url) as session:
+        if run_id is None:
+            run_id = session.scalar(select(Run.id).where(Run.status == "done")
+                                    .order_by(Run.finished_at.desc()).limit(1))
+        query = (select(Flag, Household).join(Household, Household.id == Flag.household_id)
+                 .where(Flag.run_id == run_id))
+        if status == "unresolved":  # everything still waiting for an officer
+            query = query.where(Flag.status.in_(["open", "acknowledged"]))
+        elif status:
+            query = query.where(Flag.status == status)
+        if kind:
+            query = query.where(Flag.kind == kind)
+        if street:
+            query = query.where(Flag.street_code == street)
+        if not who.district_wide:
+            query = query.where(Flag.street_code.in_(who.streets)
+                                | Flag.community_code.in_(who.communities))
+        rows = session.execute(query.order_by(Flag.due_date.is_(None), Flag.due_date,
+                                              Flag.id)).all()
+        heads = _heads(session, [h.id for _, h in rows])
+        return [_view(f, h, heads.get(h.id)) for f, h in rows]
+
+
+def get_flag(settings: Settings, who: Principal, flag_id: int) -> dict[str, Any]:
+    """One flag with its reasons and evidence; refused outside ``who``'s jurisdiction."""
+    who.require("flags.read")
+    with session_scope(settings.database_url) as session:
+        flag, household = _load(session, who, flag_id)
+        view = _view(flag, household, _heads(session, [household.id]).get(household.id))
+        view["evidence"] = [{"source_kind": e.source_kind,
+                             "source_zh": codes.label("feed_kinds", e.source_kind),
+                             "item": e.item, "item_zh": codes.label("items", e.item),
+                             "record_ref": e.record_ref, "amount": e.amount,
+                             "period_start": _iso(e.period_start),
+                             "period_end": _iso(e.period_end), "match_grade": e.match_grade}
+                            for e in flag.evidence]
+        audit.record(session, who.username, "flag.viewed", f"flag:{flag_id}")
+        return view
+
+
+def acknowledge_flag(settings: Settings, who: Principal, flag_id: int) -> None:
+    who.require("flags.resolve")
+    with session_scope(settings.database_url) as session:
+        flag, _ = _load(session, who, flag_id)
+        if flag.status == "open":
+            flag.status = "acknowledged"
+            audit.record(session, who.username, "flag.acknowledged", f"flag:{flag_id}")
+
+
+def resolve_flag(settings: Settings, who: Principal, flag_id: int, resolution: str,
+                 note: str = "") -> None:
+    """Close a flag: confirmed, overridden (a written reason is required) or home visit."""
+    who.require("flags.resolve")
+    if resolution not in RESOLUTIONS:
+        raise FlagActionError(f"resolution must be one of {', '.join(RESOLUTIONS)}")
+    if resolution == "overridden" and not note.strip():
+        raise FlagActionError("an override needs a written reason (减发/停发须书面说明理由)")
+    with session_scope(settings.database_url) as session:
+        flag, _ = _load(session, who, flag_id)
+        if flag.status == "resolved":
+            raise FlagActionError(f"flag {flag_id} is already resolved ({flag.resolution} by "
+                                  f"{flag.resolved_by})")
+        flag.status, flag.resolution, flag.resolution_note = "resolved", resolution, note.strip()
+        flag.resolved_by, flag.resolved_at = who.username, utcnow()
+        audit.record(session, who.username, "flag.resolved", f"flag:{flag_id}",
+                     {"resolution": resolution, "kind": flag.kind,
+                      "evidence_digest": flag.evidence_digest})
+
+
+def _load(session, who: Principal, flag_id: int) -> tuple[Flag, Household]:  # noqa: ANN001
+    row = session.execute(select(Flag, Household).join(Household, Household.id ==
+                                                        Flag.household_id)
+                          .where(Flag.id == flag_id)).first()
+    if row is None:
+        raise FlagActionError(f"no flag {flag_id}")
+    flag, household = row
+    who.require_covers(flag.street_code, flag.community_code)
+    return flag, household
+
+
+def _heads(session, household_ids: list[int]) -> dict[int, Member]:  # noqa: ANN001
+    if not household_ids:
+        return {}
+    members = session.scalars(select(Member).where(Member.household_id.in_(household_ids),
+                                                   Member.relation == "户主"))
+    return {m.household_id: m for m in members}
+
+
+def _iso(value: dt.date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# ---- carrying officers' work from one run to the next -----------------------------------------
+@dataclass(frozen=True)
+class EarlierOutcome:
+    """What an officer did with a flag: carried to the next run's flag on the same evidence."""
+
+    flag_id: int
+    run_id: int
+    status: str
+    resolution: str
+    note: str
+    resolved_by: str
+    resolved_at: dt.datetime | None
+    origin_id: int | None  # the flag an officer actually acted on
+
+
+def earlier_outcomes(session, run_id: int) -> dict[tuple[int, str], EarlierOutcome]:  # noqa: ANN001
+    """(household, evidence digest) → the latest acknowledged or resolved flag, from any run.
+
+    Read before a run's flags are replaced, so a rerun keeps its own resolutions too; a flag of
+    the run itself wins over earlier runs'."""
+    rows = session.execute(
+        select(Flag.id, Flag.run_id, Flag.household_id, Flag.evidence_digest, Flag.status,
+               Flag.resolution, Flag.resolution_note, Flag.resolved_by, Flag.resolved_at,
+               Flag.carried_from_id)
+        .where(Flag.status != "open").order_by(Flag.id)).all()
+    found: dict[tuple[int, str], EarlierOutcome] = {}
+    for r in rows:
+        key = (r.household_id, r.evidence_digest)
+        if key in found and found[key].run_id == run_id and r.run_id != run_id:
+            continue
+        own = r.run_id == run_id
+        found[key] = EarlierOutcome(r.id, r.run_id, r.status, r.resolution, r.resolution_note,
+                                    r.resolved_by, r.resolved_at,
+                                    r.carried_from_id if own else (r.carried_from_id or r.id))
+    return found
+
+
+def carry_forward(session, run_id: int,  # noqa: ANN001
+                  earlier: dict[tuple[int, str], EarlierOutcome]) -> int:
+    """Give this run's flags the outcome of an earlier flag on the same evidence.
+
+    Each run keeps one flag per household; a flag already resolved on the same records comes
+    back resolved (with a note saying so) instead of asking the officer again. New evidence
+    means a new digest, so the flag is open again. Returns how many flags were carried."""
+    fresh = session.execute(select(Flag.id, Flag.household_id, Flag.evidence_digest)
+                            .where(Flag.run_id == run_id)).all()
+    updates, pairs = [], []
+    for flag_id, household_id, digest in fresh:
+        before = earlier.get((household_id, digest))
+        if before is None:
+            continue
+        note = before.note if before.run_id == run_id else (
+            f"沿用运行 {before.run_id} 的处理结果（证据未变）/ carried from run {before.run_id}, "
+            f"same evidence" + (f": {before.note}" if before.note else ""))
+        updates.append({"id": flag_id, "status": before.status,
+                        "resolution": before.resolution, "resolution_note": note,
+                        "resolved_by": before.resolved_by, "resolved_at": before.resolved_at,
+                        "carried_from_id": before.origin_id})
+        pairs.append([flag_id, before.origin_id])
+    if updates:
+        session.execute(update(Flag), updates)
+        audit.record(session, "pipeline", "flag.carried_forward", f"run:{run_id}",
+                     {"flags": pairs})
+    return len(updates)

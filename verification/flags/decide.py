@@ -1,0 +1,453 @@
+"""Flags: what an officer must do about each household, from its assessment and current status.
+
+A flag is a signal for a caseworker, not a verdict. Each one carries reason codes (labels in
+codes.yaml), the evidence behind them, a due date (codes.yaml ``due_days`` per kind; a death
+also sets a re-check date from the policy) and the jurisdiction that must act. Kinds:
+
+    ADD / REJECT     applicant (or monitored household) eligible / not eligible
+    KEEP             nothing to change
+    ADJUST           recipient still eligible, benefit differs from the current one by more than
+                     dynamic.adjust_threshold
+    GRADUAL_EXIT     recipient whose income rose above the standard through new work (and who
+                     fails no other rule): keeps receiving for dynamic.gradual_exit_months
+    REMOVE           recipient no longer eligible
+    REVIEW           data missing or stale, matches only probable, a member died, sources in
+                     conflict, or the deciding figure within dynamic.near_boundary_margin of its
+                     limit
+
+Safety rules, enforced here and by ``check_invariants``:
+- a household whose data is missing or stale, or whose evidence is only probably matched, gets
+  REVIEW — never ADD, REMOVE, REJECT, ADJUST or GRADUAL_EXIT;
+- REMOVE and GRADUAL_EXIT need certain-match evidence from a source that was fresh;
+- every flag has at least one reason, and every reason that counts against a household cites
+  evidence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from verification import codes
+from verification.assessment.policy import Policy
+from verification.flags.signals import (
+    REASON_COLUMNS,
+    REVIEW_SIGNALS,
+    SIGNAL_CODES,
+    change_signals,
+    death_recheck_due,
+    evidence_ref_array,
+    supports_removal,
+)
+
+FLAG_COLUMNS = ["household_id", "kind", "street_code", "community_code", "due_date",
+                "evidence_digest"]
+# Tests of one category only (特困, 刚性支出): failing them does not explain a household's
+# ineligibility when the general tests decide it, so flags do not cite them.
+CATEGORY_TEST_PREFIXES = ("TEKUN_", "RIGID_", "INCOME_OVER_DISPOSABLE")
+REVIEW_REASONS = ("SOURCE_UNAVAILABLE", "NO_COUNTED_MEMBERS", "MEMBER_DECEASED", "MATCH_UNCERTAIN",
+                  "SOURCES_CONFLICT", "NEAR_BOUNDARY")
+INCOME_RULES = ("INCOME_OVER_STANDARD", "INCOME_OVER_1_5X")
+# Rules whose measured value can sit close to its limit: code → the rules that must all pass
+# for this one to decide the outcome.
+BOUNDARY_RULES = ("INCOME_OVER_STANDARD", "FINANCIAL_ASSETS_OVER_LIMIT")
+_ACTING = ("ADD", "REMOVE", "REJECT", "ADJUST", "GRADUAL_EXIT")
+_NEEDS_CERTAIN = ("REMOVE", "GRADUAL_EXIT")
+_OUTCOME_BY_STATUS = {  # status → (flag when eligible, flag when not eligible)
+    "recipient": ("KEEP", "REMOVE"),
+    "applicant": ("ADD", "REJECT"),
+    "monitored": ("ADD", "KEEP"),
+}
+
+
+class FlagInvariantError(AssertionError):
+    pass
+
+
+@dataclass(frozen=True)
+class FlagFrames:
+    flags: pd.DataFrame  # FLAG_COLUMNS
+    reasons: pd.DataFrame  # household_id, code, value, limit, parameter, reference, evidence_refs
+    evidence: pd.DataFrame  # household_id + evidence columns + match_grade
+
+
+def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.DataFrame,
+                 evidence: pd.DataFrame, as_of: dt.date, policy: Policy) -> FlagFrames:
+    """households indexed by household_id (status, street_code, community_code,
+    current_benefit); results/reasons from ``assess``; evidence matched; ``policy`` in force."""
+    hh = households[["status", "street_code", "community_code", "current_benefit"]].join(
+        results[["decision", "benefit"]])
+    signals = change_signals(evidence, policy, as_of)
+    general = _general(reasons)
+    failing = _failing(reasons, general)  # read by several steps: computed once
+    review = _review_reasons(hh, reasons, failing, signals, policy)
+    kind = _kinds(hh, failing, signals, review, policy)
+    flags = pd.DataFrame({"household_id": hh.index.to_numpy(), "kind": kind,
+                          "street_code": hh["street_code"].to_numpy(),
+                          "community_code": hh["community_code"].to_numpy()})
+    flag_reasons = _flag_reasons(flags, hh, reasons, general, review, signals, policy)
+    flag_evidence = _flag_evidence(flag_reasons, evidence)
+    flags["due_date"] = _due_dates(flags, as_of, death_recheck_due(evidence, policy))
+    flags["evidence_digest"] = _digests(flags, flag_reasons)
+    frames = FlagFrames(flags[FLAG_COLUMNS], flag_reasons.drop(columns=["passed"]), flag_evidence)
+    check_invariants(frames, results, evidence)
+    return frames
+
+
+# ---- which kind ------------------------------------------------------------------------------
+def code_mask(code: pd.Series, test: Callable[[pd.Series], pd.Series]) -> np.ndarray:
+    """``test(code.astype(str))`` as a boolean array. Codes from ``assess`` are categorical (a
+    few dozen labels for about a million rows), so the test runs on the labels, not the rows."""
+    if isinstance(code.dtype, pd.CategoricalDtype):
+        # code -1 (missing) reads the appended "nan", as astype(str) would write it
+        labels = pd.Series([*code.cat.categories.astype(str), "nan"], dtype=object)
+        return test(labels).to_numpy(dtype=bool)[code.cat.codes.to_numpy()]
+    return test(code.astype(str)).to_numpy(dtype=bool)
+
+
+def _general(reasons: pd.DataFrame) -> np.ndarray:
+    """Mask of the rules every category shares (not data gaps, not one category's own tests)."""
+    return code_mask(reasons["code"], lambda code: ~code.isin(REVIEW_REASONS)
+                     & ~code.str.startswith(CATEGORY_TEST_PREFIXES))
+
+
+def _failing(reasons: pd.DataFrame, general: np.ndarray) -> pd.DataFrame:
+    """household_id and code (as text) of the shared rules each household fails."""
+    failing = general & ~reasons["passed"].astype(bool).to_numpy() & ~code_mask(
+        reasons["code"], lambda code: code.str.startswith(("ELIGIBLE", "NOT_ELIGIBLE")))
+    return pd.DataFrame({"household_id": reasons["household_id"].to_numpy()[failing],
+                         "code": reasons["code"].to_numpy()[failing].astype(str)})
+
+
+def _kinds(hh: pd.DataFrame, failing: pd.DataFrame, signals: pd.DataFrame,
+           review: pd.DataFrame, policy: Policy) -> np.ndarray:
+    eligible = hh["decision"].eq("eligible").to_numpy()
+    outcome = hh["status"].map(lambda s: _OUTCOME_BY_STATUS[s]).to_numpy()
+    kind = np.where(eligible, [o[0] for o in outcome], [o[1] for o in outcome])
+    recipient = hh["status"].eq("recipient").to_numpy()
+    threshold = float(policy.require("dynamic.adjust_threshold"))
+    changed = (hh["benefit"] - hh["current_benefit"].astype(float)).abs().gt(threshold)
+    kind = np.where(recipient & eligible & changed.to_numpy(), "ADJUST", kind)
+    kind = np.where(recipient & hh.index.isin(_lifted_by_work(failing, signals)), "GRADUAL_EXIT",
+                    kind)
+    return np.where(hh.index.isin(review["household_id"]), "REVIEW", kind)
+
+
+def _lifted_by_work(failing: pd.DataFrame, signals: pd.DataFrame) -> pd.Index:
+    """Households over the income standard, failing no other rule, with new employment."""
+    over_income = set(failing.loc[failing["code"] == "INCOME_OVER_STANDARD", "household_id"])
+    other = set(failing.loc[~failing["code"].isin(INCOME_RULES), "household_id"])
+    working = set(signals.loc[signals["code"] == "NEW_EMPLOYMENT", "household_id"])
+    return pd.Index(sorted((over_income - other) & working))
+
+
+def _review_reasons(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFrame,
+                    signals: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    """Reasons that force REVIEW: data gaps, uncertain matches, a death, sources in conflict,
+    a deciding figure close to its limit."""
+    found = reasons[reasons["code"].isin(REVIEW_REASONS)]
+    found = found[(found["code"] != "MATCH_UNCERTAIN") | found["passed"]]
+    found = found[found["household_id"].isin(hh.index)]
+    parts = [found, signals[signals["code"].isin(REVIEW_SIGNALS)],
+             _near_boundary(hh, reasons, failing, policy)]
+    out = pd.concat([p.astype({"code": str}) for p in parts if len(p)] or [found],
+                    ignore_index=True)
+    undetermined = hh.index[hh["decision"].eq("undetermined")]
+    missing_reason = undetermined.difference(out["household_id"])
+    if len(missing_reason):
+        raise FlagInvariantError(f"{len(missing_reason)} undetermined households carry no reason")
+    return out
+
+
+def _near_boundary(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFrame,
+                   policy: Policy) -> pd.DataFrame:
+    """A decided household whose deciding figure is within the margin of its limit: a small
+    error in one record could turn the outcome, so a caseworker looks first."""
+    margin = float(policy.require("dynamic.near_boundary_margin"))
+    decided = hh.index[hh["decision"].isin(["eligible", "not_eligible"])]
+    rows = reasons[reasons["code"].isin(BOUNDARY_RULES) & reasons["household_id"].isin(decided)]
+    limit = rows["limit"].astype(float)
+    close = rows[(limit > 0) & ((rows["value"].astype(float) - limit).abs() <= margin * limit)]
+    for code in BOUNDARY_RULES:  # the figure decides only if every other rule passes
+        others = failing[~failing["code"].isin(
+            INCOME_RULES if code == "INCOME_OVER_STANDARD" else (code,))]
+        close = close[(close["code"].astype(str) != code)
+                      | ~close["household_id"].isin(others["household_id"])]
+    return close.assign(code="NEAR_BOUNDARY", passed=False,
+                        parameter="dynamic.near_boundary_margin",
+                        reference=policy.reference("dynamic.near_boundary_margin"))
+
+
+# ---- which reasons ---------------------------------------------------------------------------
+def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
+                  general: np.ndarray, review: pd.DataFrame, signals: pd.DataFrame,
+                  policy: Policy) -> pd.DataFrame:
+    kinds = flags.set_index("household_id")["kind"]
+    ordinary = reasons[general]
+    kind = ordinary["household_id"].map(kinds)
+    not_eligible = ordinary["household_id"].map(hh["decision"]).eq("not_eligible")
+    passed = ordinary["passed"].astype(bool)
+    met = passed & code_mask(ordinary["code"], lambda code: code.str.startswith("ELIGIBLE"))
+    # A household that is not eligible shows the tests it failed; an eligible one the test it
+    # met; a gradual exit both the income it now has and the category it may still meet.
+    show = np.where(not_eligible | kind.eq("GRADUAL_EXIT"), ~passed, met)
+    chosen = ordinary[kind.ne("REVIEW") & show]
+    under_review = review[review["household_id"].map(kinds).eq("REVIEW")]
+    informative = signals[~signals["code"].isin(REVIEW_SIGNALS)]
+    parts = [chosen, under_review, informative,
+             _benefit_changes(kinds, hh, reasons, policy), _exit_periods(kinds, signals, policy)]
+    filled = [p.astype({"code": str}) for p in parts if len(p)]
+    if not filled:  # no households in this shard
+        return pd.DataFrame(columns=REASON_COLUMNS)
+    out = pd.concat(filled, ignore_index=True)
+    return out[~_repeated(out)][REASON_COLUMNS].reset_index(drop=True)
+
+
+def _repeated(reasons: pd.DataFrame) -> np.ndarray:
+    """``reasons.duplicated(["household_id", "code", "evidence_refs"])``. Only rows that share
+    household and code with another can repeat, so the long ref strings are hashed for those
+    few rows only."""
+    repeated = np.zeros(len(reasons), dtype=bool)
+    same_code = np.flatnonzero(reasons.duplicated(["household_id", "code"], keep=False))
+    repeated[same_code] = reasons.iloc[same_code].duplicated(
+        ["household_id", "code", "evidence_refs"]).to_numpy()
+    return repeated
+
+
+def _benefit_changes(kinds: pd.Series, hh: pd.DataFrame, reasons: pd.DataFrame,
+                     policy: Policy) -> pd.DataFrame:
+    """ADJUST: the new benefit (value) against the current one (limit), citing the income."""
+    adjusted = kinds.index[kinds.eq("ADJUST").to_numpy()]
+    if not len(adjusted):
+        return pd.DataFrame(columns=REASON_COLUMNS)
+    is_income = code_mask(reasons["code"], lambda code: code == "INCOME_OVER_STANDARD")
+    income = reasons[is_income].set_index("household_id")["evidence_refs"]
+    rows = hh.loc[adjusted]
+    return pd.DataFrame({
+        "household_id": adjusted.to_numpy(), "code": "BENEFIT_CHANGED", "passed": False,
+        "value": rows["benefit"].astype(float).to_numpy(),
+        "limit": rows["current_benefit"].astype(float).to_numpy(),
+        "parameter": "dynamic.adjust_threshold",
+        "reference": policy.reference("dynamic.adjust_threshold"),
+        "evidence_refs": income.reindex(adjusted).fillna("").to_numpy(),
+    })
+
+
+def _exit_periods(kinds: pd.Series, signals: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    """GRADUAL_EXIT: how many months the benefit continues, citing the new employment."""
+    leaving = kinds.index[kinds.eq("GRADUAL_EXIT").to_numpy()]
+    work = signals[(signals["code"] == "NEW_EMPLOYMENT") & signals["household_id"].isin(leaving)]
+    months = float(policy.require("dynamic.gradual_exit_months"))
+    return work.assign(code="GRADUAL_EXIT_PERIOD", value=months, limit=months,
+                       parameter="dynamic.gradual_exit_months",
+                       reference=policy.reference("dynamic.gradual_exit_months"))
+
+
+def _flag_evidence(flag_reasons: pd.DataFrame, evidence: pd.DataFrame) -> pd.DataFrame:
+    """The evidence rows the reasons cite (kind:feed:record), one row per household and record.
+
+    The same rows, in the same order, as an inner merge of the cited (household_id, ref) pairs
+    with the evidence on both keys (each cited pair once, in order of first citation, with its
+    evidence rows in evidence order) followed by ``drop_duplicates`` on household_id,
+    source_kind, feed_id, record_ref and item; but joined on integer keys, as hashing millions
+    of ref strings in pandas was most of the time of ``decide_flags``.
+    """
+    cited_households, cited_refs = _cited_refs(flag_reasons)
+    households = np.unique(cited_households)
+    ev_households = evidence["household_id"].to_numpy()
+    keyed = np.flatnonzero(np.isin(ev_households, households))
+    ev_refs = evidence_ref_array(evidence[["source_kind", "feed_id", "record_ref"]].iloc[keyed])
+    # one integer per distinct ref, from one dictionary over both sides
+    both = pa.concat_arrays([cited_refs.cast(pa.large_string()), ev_refs.cast(pa.large_string())])
+    ref_codes = pc.dictionary_encode(both).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    width = int(ref_codes.max()) + 1 if len(ref_codes) else 1
+    # by household too: a record matched to two households is cited by each for itself
+    cited_key = np.searchsorted(households, cited_households) * width + ref_codes[:len(cited_refs)]
+    ev_key = np.searchsorted(households, ev_households[keyed]) * width + ref_codes[len(cited_refs):]
+    _, first = np.unique(cited_key, return_index=True)
+    first = np.sort(first)  # each cited pair once, in order of first citation
+    matches, counts = _matching_rows(cited_key[first], ev_key)
+    rows = keyed[matches]
+    keep = ~_repeated_records(evidence, rows, counts)
+    out = evidence.iloc[rows[keep]]
+    out.index = pd.Index(np.flatnonzero(keep))  # merge numbering; set_axis would copy the rows
+    owners = np.repeat(cited_households[first], counts)[keep]
+    if owners.dtype != out["household_id"].dtype:  # the merge took the key from the left
+        out = out.assign(household_id=owners)
+    return out[["household_id", *(c for c in evidence.columns if c != "household_id")]]
+
+
+def _repeated_records(evidence: pd.DataFrame, rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``evidence.iloc[rows].duplicated`` on household, kind, feed, record and item, for rows in
+    runs of ``counts`` that share a cited (household, ref). Rows of different runs differ in
+    household or in the ref made from kind, feed and record, so only rows within a run can
+    repeat; and where the ref spells kind, feed and record unambiguously, rows of one run share
+    them, so they repeat on item alone."""
+    run = np.repeat(np.arange(len(counts)), counts)
+    shared = np.flatnonzero(counts[run] > 1)  # rows whose run has others
+    repeated = np.zeros(len(rows), dtype=bool)
+    if not len(shared):
+        return repeated
+    keys = ["source_kind", "feed_id", "record_ref", "item"]  # only these: taking every column
+    if not _refs_unambiguous(evidence[keys[:3]].iloc[rows[shared]]):  # was a second's work
+        repeated[shared] = evidence[keys].iloc[rows[shared]].assign(run=run[shared]).duplicated(
+            ["run", *keys]).to_numpy()
+        return repeated
+    items = pd.factorize(evidence["item"].take(rows[shared]))[0] + 1  # missing → 0
+    _, first = np.unique(run[shared] * (int(items.max()) + 1) + items, return_index=True)
+    repeated[shared] = True
+    repeated[shared[first]] = False
+    return repeated
+
+
+def _refs_unambiguous(evidence: pd.DataFrame) -> bool:
+    """Whether equal ``kind:feed:record`` refs mean equal kind, feed and record here: kinds
+    present and without ":", integer feed ids, and not both a missing and an empty record."""
+    kinds = pd.unique(evidence["source_kind"].to_numpy())
+    records = evidence["record_ref"]
+    return (pd.api.types.is_integer_dtype(evidence["feed_id"].dtype)
+            and all(isinstance(k, str) and ":" not in k for k in kinds)
+            and not (records.isna().any() and records.eq("").any()))
+
+
+def _matching_rows(wanted: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``keys`` equal to each of ``wanted`` in turn (each run in key order), and
+    how many match each: the right-hand rows of an inner join that keeps the left order."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    lo = np.searchsorted(ordered, wanted, side="left")
+    counts = np.searchsorted(ordered, wanted, side="right") - lo
+    run_starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
+    return order[run_starts + np.arange(counts.sum())], counts
+
+
+def _cited_refs(flag_reasons: pd.DataFrame) -> tuple[np.ndarray, pa.Array]:
+    """household_id and ref for every record a reason cites, split in Arrow; refs without a
+    record (``kind::missing``) are not records and are left out."""
+    refs = pa.array(flag_reasons["evidence_refs"].astype(object), type=pa.string(),
+                    from_pandas=True)
+    lists = pc.split_pattern(pc.fill_null(refs, ""), ";")
+    owners = flag_reasons["household_id"].to_numpy()[pc.list_parent_indices(lists).to_numpy()]
+    flat = pc.list_flatten(lists)
+    is_record = pc.invert(pc.match_substring_regex(flat, r"^[^:]*::|^$"))
+    return owners[is_record.to_numpy(zero_copy_only=False)], pc.filter(flat, is_record)
+
+
+# ---- when, and whether it is the same flag as before -----------------------------------------
+def _due_dates(flags: pd.DataFrame, as_of: dt.date, death_due: pd.Series) -> pd.Series:
+    """Due per kind (codes.yaml); a household with a death no later than its re-check date."""
+    days = flags["kind"].map(lambda k: codes.flags()[k]["due_days"])
+    due = (pd.Timestamp(as_of) + pd.to_timedelta(days, unit="D")).where(days > 0)
+    recheck = pd.to_datetime(flags["household_id"].map(death_due))
+    due = due.where(recheck.isna() | (due <= recheck), recheck)
+    return due.dt.date.astype(object).where(due.notna(), None)
+
+
+def _stable_refs(refs: pd.Series) -> np.ndarray:
+    """``kind:feed:record;…`` without feed ids: the same partner record delivered again in a
+    newer feed is the same evidence. ``re.sub(r":\\d*:", ":")`` per ref: in Arrow (RE2) for
+    ASCII refs, where ``\\d`` is [0-9] for both; in Python for the rest, whose ``\\d`` also
+    matches other scripts' digits."""
+    text = refs.fillna("").astype(str).to_numpy(dtype=object)
+    array = pa.array(text, type=pa.string())
+    out = pc.replace_substring_regex(array, r":[0-9]*:", ":").to_numpy(zero_copy_only=False)
+    out = out.astype(object)
+    other = ~pc.string_is_ascii(array).to_numpy(zero_copy_only=False)
+    if other.any():
+        out[other] = pd.Series(text[other]).str.replace(r":\d*:", ":", regex=True).to_numpy()
+    return out
+
+
+def _digests(flags: pd.DataFrame, flag_reasons: pd.DataFrame) -> list[str]:
+    """Same flag, same reasons, same records → same digest (so a resolved flag is not raised
+    again on the same evidence, and is raised again on new evidence). A changed benefit amount
+    is new evidence too."""
+    changed = (flag_reasons["code"] == "BENEFIT_CHANGED").to_numpy(dtype=bool)
+    amount = np.full(len(flag_reasons), "", dtype=object)
+    amount[changed] = "=" + flag_reasons["value"][changed].astype(float).round(2).astype(str)
+    key = (flag_reasons["code"].to_numpy(dtype=object) + amount + "@"
+           + _stable_refs(flag_reasons["evidence_refs"]))
+    joined = _joined_per_household(flag_reasons["household_id"].to_numpy(), key)
+    text = flags["kind"] + "#" + flags["household_id"].map(joined).fillna("")
+    return [hashlib.sha256(t.encode()).hexdigest() for t in text]
+
+
+def _joined_per_household(households: np.ndarray, keys: np.ndarray) -> pd.Series:
+    """household_id → its keys in order, joined by "|". Sorted in Arrow: its byte order of
+    UTF-8 is the code point order Python sorts strings in."""
+    if not len(households):
+        return pd.Series(dtype=object)
+    table = pa.table({"household_id": households, "key": pa.array(keys, type=pa.large_string())})
+    order = pc.sort_indices(table, sort_keys=[("household_id", "ascending"),
+                                              ("key", "ascending")]).to_numpy()
+    ids = households[order]
+    first = np.r_[True, ids[1:] != ids[:-1]]
+    starts = np.flatnonzero(first)
+    runs = pa.ListArray.from_arrays(np.r_[starts, len(ids)].astype(np.int32),
+                                    table["key"].combine_chunks().take(order))
+    joined = pc.binary_join(runs, pa.scalar("|", pa.large_string()))
+    return pd.Series(joined.to_numpy(zero_copy_only=False), index=ids[starts])
+
+
+# ---- invariants ------------------------------------------------------------------------------
+def check_invariants(frames: FlagFrames, results: pd.DataFrame, evidence: pd.DataFrame) -> None:
+    """Raise FlagInvariantError if a flag could harm a family without evidence."""
+    flags = frames.flags
+    without = set(flags["household_id"]) - set(frames.reasons["household_id"])
+    if without:
+        raise FlagInvariantError(f"{len(without)} flags have no reason, e.g. household "
+                                 f"{sorted(without)[0]}")
+    uncited = frames.reasons[frames.reasons["evidence_refs"].fillna("").astype(str).eq("")
+                             & frames.reasons["code"].isin(_MUST_CITE)]
+    if len(uncited):
+        raise FlagInvariantError(f"{len(uncited)} reasons against a household cite no evidence, "
+                                 f"e.g. {uncited['code'].iloc[0]}")
+    decisions = results["decision"].reindex(flags["household_id"]).to_numpy()
+    acting = flags["kind"].isin(_ACTING).to_numpy()
+    if (acting & (decisions == "undetermined")).any():
+        raise FlagInvariantError("ADD/REMOVE/REJECT/ADJUST/GRADUAL_EXIT raised on missing or "
+                                 "stale data")
+    _check_certain_and_fresh(frames, results)
+
+
+# Reasons that count against a household, or report a change: each must cite its records.
+_MUST_CITE = ("INCOME_OVER_STANDARD", "INCOME_OVER_1_5X", "FINANCIAL_ASSETS_OVER_LIMIT",
+              "VEHICLE_OWNED", "PROPERTY_COUNT_EXCEEDED", "COMMERCIAL_PROPERTY",
+              "BUSINESS_REGISTERED", "PUBLIC_PAYROLL", "SOURCE_UNAVAILABLE", "MATCH_UNCERTAIN",
+              "GRADUAL_EXIT_PERIOD", *SIGNAL_CODES)
+
+
+def _check_certain_and_fresh(frames: FlagFrames, results: pd.DataFrame) -> None:
+    """REMOVE and GRADUAL_EXIT rest on certain matches from a source that was not stale."""
+    flags, ev = frames.flags, frames.evidence
+    stopping = flags.loc[flags["kind"].isin(_NEEDS_CERTAIN), "household_id"]
+    certain = ev[ev["household_id"].isin(stopping)]  # only these households need the check
+    certain = certain[supports_removal(certain["match_grade"])]
+    if "missing_sources" in results and len(certain):
+        missing = certain["household_id"].map(results["missing_sources"]).fillna("").astype(str)
+        certain = certain[~_listed(certain["source_kind"], missing)]
+    unsupported = set(stopping) - set(certain["household_id"])
+    if unsupported:
+        raise FlagInvariantError(f"{len(unsupported)} REMOVE/GRADUAL_EXIT flags lack "
+                                 "certain-match evidence from a fresh source")
+
+
+def _listed(kinds: pd.Series, lists: pd.Series) -> np.ndarray:
+    """Per row: whether the kind (as text) is one of the comma-separated kinds in ``lists``.
+    Checked once per distinct (kind, list) pair: there are few, and rows are many."""
+    kind_codes, kind_names = pd.factorize(kinds, use_na_sentinel=False)
+    list_codes, list_names = pd.factorize(lists, use_na_sentinel=False)
+    kind_text = pd.Series(kind_names).astype(str).to_numpy()  # as astype(str) reads each row
+    pairs, row_pair = np.unique(list_codes.astype(np.int64) * len(kind_names) + kind_codes,
+                                return_inverse=True)
+    listed = np.array([kind_text[pair % len(kind_names)]
+                       in str(list_names[pair // len(kind_names)]).split(",")
+                       for pair in pairs], dtype=bool)
+    return listed[row_pair]

@@ -1,0 +1,212 @@
+"""Change signals: what has changed in a household, each with the partner records that show it.
+
+A signal explains a flag; it is never a verdict on its own. Signals are read from evidence
+matched with grade ``certain`` only (uncertain matches become MATCH_UNCERTAIN in the assessment).
+
+    MEMBER_DECEASED   a death record (forces REVIEW; re-check within
+                      dynamic.recheck.after_death_months)
+    SOURCES_CONFLICT  income or contributions for months after a member's recorded death (REVIEW)
+    MARRIAGE_CHANGED  a marriage or divorce registration within dynamic.change_window_months
+    NEW_VEHICLE       a counted vehicle (not exempt) registered within the change window
+    NEW_PROPERTY      a home or non-residential property registered within the change window
+    NEW_EMPLOYMENT    social-insurance contributions that began within dynamic.new_employment_months
+
+The other signals an officer sees — business registration, public payroll, assets over the limit,
+income over the standard or 1.5 × the standard — are the assessment's own failing rules
+(verification/assessment/assess.py) and reach the flag as its reasons.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from verification import codes
+from verification.assessment.policy import Policy
+from verification.matching import grade_supports_removal
+
+SIGNAL_CODES = ("MEMBER_DECEASED", "SOURCES_CONFLICT", "MARRIAGE_CHANGED", "NEW_VEHICLE",
+                "NEW_PROPERTY", "NEW_EMPLOYMENT")
+REVIEW_SIGNALS = ("MEMBER_DECEASED", "SOURCES_CONFLICT")  # these send the household to REVIEW
+REASON_COLUMNS = ["household_id", "code", "passed", "value", "limit", "parameter", "reference",
+                  "evidence_refs"]
+# the evidence items any signal reads
+_SIGNAL_ITEMS = frozenset(codes.items("event") + codes.items("income") + codes.items("contribution")
+                          + codes.items("vehicle") + codes.items("property"))
+_DEATH_PARAMETER = "dynamic.recheck.after_death_months"
+_WINDOW_PARAMETER = "dynamic.change_window_months"
+_EMPLOYMENT_PARAMETER = "dynamic.new_employment_months"
+
+
+def evidence_refs(evidence: pd.DataFrame) -> np.ndarray:
+    """``kind:feed_id:record_ref`` per evidence row: how reasons cite their records (joined in
+    Arrow, one C loop instead of three string concatenations)."""
+    return evidence_ref_array(evidence).to_numpy(zero_copy_only=False).astype(object)
+
+
+def evidence_ref_array(evidence: pd.DataFrame) -> pa.Array:
+    """``evidence_refs`` as an Arrow array, for callers that stay in Arrow."""
+    parts = [_arrow_text(evidence[c]) for c in ("source_kind", "feed_id", "record_ref")]
+    return pc.binary_join_element_wise(*parts, ":")
+
+
+def _arrow_text(column: pd.Series) -> pa.Array:
+    array = pa.array(column.astype(object) if isinstance(column.dtype, pd.CategoricalDtype)
+                     else column, from_pandas=True)
+    return pc.fill_null(array if pa.types.is_string(array.type) else array.cast(pa.string()), "")
+
+
+def empty_reasons() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("value", "limit") else object)
+                         for c in REASON_COLUMNS})
+
+
+def change_signals(evidence: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd.DataFrame:
+    """One reason row per household and signal (REASON_COLUMNS), citing its evidence."""
+    certain = _certain(evidence)
+    parts = [_deaths(certain, policy), _conflicts(certain, policy),
+             _registered(certain, ("marriage", "divorce"), "MARRIAGE_CHANGED", policy, as_of),
+             _registered(certain, _counted_vehicles(policy), "NEW_VEHICLE", policy, as_of),
+             _registered(certain, tuple(codes.items("property")), "NEW_PROPERTY", policy, as_of),
+             _new_employment(certain, policy, as_of)]
+    found = [p for p in parts if len(p)]
+    return pd.concat(found, ignore_index=True) if found else empty_reasons()
+
+
+def death_recheck_due(evidence: pd.DataFrame, policy: Policy) -> pd.Series:
+    """household_id → the date by which a household with a death must be re-checked."""
+    deaths = evidence[(evidence["item"].astype(str) == "death").to_numpy()]
+    deaths = deaths[supports_removal(deaths["match_grade"])]
+    months = int(policy.require(_DEATH_PARAMETER))
+    first = pd.to_datetime(deaths["period_start"]).groupby(deaths["household_id"]).min()
+    return (first + pd.DateOffset(months=months)).dt.date
+
+
+def supports_removal(grades: pd.Series) -> np.ndarray:
+    """``grade_supports_removal`` for a whole column: each distinct grade is checked once (an
+    unknown grade raises), then rows are compared in one pass."""
+    if isinstance(grades.dtype, pd.CategoricalDtype):
+        fast = _supports_removal_by_category(grades)
+        if fast is not None:
+            return fast
+    distinct = pd.unique(grades.astype(object))
+    return grades.isin([g for g in distinct if grade_supports_removal(g)]).to_numpy()
+
+
+def _supports_removal_by_category(grades: pd.Series) -> np.ndarray | None:
+    """``supports_removal`` on category codes, without converting millions of rows to objects.
+    Only the categories rows use are checked (an unused unknown category is not a grade of any
+    row, as before); None (so the caller takes the row-wise path, which raises the same error
+    as before) when a row's grade is missing or unknown."""
+    grade_codes = grades.cat.codes.to_numpy()
+    used = np.bincount(grade_codes.astype(np.int64) + 1,
+                       minlength=len(grades.cat.categories) + 1)
+    if used[0]:  # a missing grade
+        return None
+    categories = grades.cat.categories
+    lookup = np.zeros(len(categories), dtype=bool)
+    for code in np.flatnonzero(used[1:]):
+        try:
+            lookup[code] = grade_supports_removal(categories[code])
+        except ValueError:
+            return None
+    return lookup[grade_codes]
+
+
+def _certain(evidence: pd.DataFrame) -> pd.DataFrame:
+    """Certain matches of the items a signal reads (refs are made later, for the few rows a
+    signal cites)."""
+    item = evidence["item"]
+    if isinstance(item.dtype, pd.StringDtype):
+        # isin on the strings themselves: a missing item reads "<NA>" as text, not a signal item
+        # either; the text is then made for the few rows kept, not for every row.
+        keep = item.isin(_SIGNAL_ITEMS).to_numpy(dtype=bool)
+    else:  # other values (numbers, …) match only as their text
+        keep = item.astype(str).isin(_SIGNAL_ITEMS).to_numpy(dtype=bool)
+    keep &= supports_removal(evidence["match_grade"])
+    return evidence[keep].assign(item=item[keep].astype(str),
+                                 period_start=pd.to_datetime(evidence["period_start"][keep]))
+
+
+def _per_household(rows: pd.DataFrame, code: str, limit: float, parameter: str,
+                   policy: Policy, value: pd.Series | None = None) -> pd.DataFrame:
+    """Group signal rows by household: the value (default: how many records) and their refs."""
+    if rows.empty:
+        return empty_reasons()
+    if "ref" not in rows:
+        rows = rows.assign(ref=evidence_refs(rows))
+    grouped = rows.groupby("household_id")
+    refs = grouped["ref"].agg(lambda s: ";".join(sorted(set(s))))
+    values = grouped.size() if value is None else value.groupby(rows["household_id"]).max()
+    return pd.DataFrame({
+        "household_id": refs.index.to_numpy(), "code": code, "passed": False,
+        "value": values.reindex(refs.index).astype("float64").to_numpy(),
+        "limit": float(limit), "parameter": parameter,
+        "reference": policy.reference(parameter), "evidence_refs": refs.to_numpy(),
+    })
+
+
+def _deaths(certain: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    deaths = certain[certain["item"] == "death"]
+    return _per_household(deaths, "MEMBER_DECEASED", policy.require(_DEATH_PARAMETER),
+                          _DEATH_PARAMETER, policy)
+
+
+def _conflicts(certain: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    """Income or contributions for a month that starts after the person's recorded death: one
+    of the two sources is wrong, and only a caseworker can tell which."""
+    deaths = certain[certain["item"] == "death"]
+    if deaths.empty:
+        return empty_reasons()
+    paid = certain[certain["item"].isin(codes.items("income") + codes.items("contribution"))
+                   & certain["person_token"].isin(deaths["person_token"])]
+    died = deaths[["household_id", "person_token", "period_start"]].assign(
+        death_ref=evidence_refs(deaths)).rename(columns={"period_start": "died_on"})
+    after = paid.merge(died, on=["household_id", "person_token"])
+    after = after[after["period_start"] > after["died_on"]]
+    if after.empty:
+        return empty_reasons()
+    after = after.assign(ref=evidence_refs(after))
+    both = pd.concat([after[["household_id", "ref"]],
+                      after[["household_id", "death_ref"]].rename(columns={"death_ref": "ref"})])
+    rows = _per_household(both, "SOURCES_CONFLICT", 0, _DEATH_PARAMETER, policy)
+    counts = after.groupby("household_id").size()
+    return rows.assign(value=rows["household_id"].map(counts).astype("float64"),
+                       reference="死亡登记与收入、缴费记录相互矛盾，须入户核实 / a death "
+                                 "record and later income or contributions disagree")
+
+
+def _counted_vehicles(policy: Policy) -> tuple[str, ...]:
+    exempt = set(policy.value("vehicles.exempt_items") or ())
+    return tuple(v for v in codes.items("vehicle") if v not in exempt)
+
+
+def _registered(certain: pd.DataFrame, items: tuple[str, ...], code: str, policy: Policy,
+                as_of: dt.date) -> pd.DataFrame:
+    """Registrations of ``items`` dated within the change window before ``as_of``."""
+    months = int(policy.require(_WINDOW_PARAMETER))
+    since = pd.Timestamp(as_of) - pd.DateOffset(months=months)
+    dated = certain["period_start"]
+    rows = certain[certain["item"].isin(items) & (dated >= since) & (dated <= pd.Timestamp(as_of))]
+    return _per_household(rows, code, months, _WINDOW_PARAMETER, policy)
+
+
+def _new_employment(certain: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd.DataFrame:
+    """Members whose first contribution month is within the last N months: they have started
+    work recently (a long-standing job is not news, however high its wage)."""
+    months = int(policy.require(_EMPLOYMENT_PARAMETER))
+    paid = certain[(certain["item"] == "si_contribution") & (certain["amount"] > 0)]
+    if paid.empty:
+        return empty_reasons()
+    started = paid["period_start"].groupby(
+        [paid["household_id"], paid["person_token"]]).transform("min")
+    cutoff = pd.Timestamp(as_of).to_period("M").start_time - pd.DateOffset(months=months)
+    recent = paid[(started >= cutoff).to_numpy()]
+    worked = recent["period_start"].dt.to_period("M")
+    months_worked = worked.groupby(recent["household_id"]).transform("nunique")
+    return _per_household(recent, "NEW_EMPLOYMENT", months, _EMPLOYMENT_PARAMETER, policy,
+                          value=months_worked)

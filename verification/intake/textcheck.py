@@ -1,0 +1,115 @@
+"""Checks for text that decodes but must not be trusted: mixed encodings and invisible characters.
+
+* A file whose lines are partly UTF-8 and partly GBK (rows pasted together from two exports)
+  decodes "successfully" as GB18030 into mojibake. ``mixed_encoding_line`` finds it, so the whole
+  file is refused with the line to look at instead of garbled names being stored.
+* Control characters (NUL, line breaks inside a field, ESC…) and invisible formatting characters
+  (bidirectional overrides such as U+202E, zero-width characters) have no place in a name, a code
+  or a reference: they hide what a value really is from the officer reading a report.
+  ``invisible_character_problems`` names each such cell (line, field, code point).
+* A date after the delivery (a wage for a month that has not happened, a registration next year)
+  is a typing or export error: ``future_date_problems`` names it, for the caller to quarantine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+
+import pandas as pd
+
+from schemas import Contract
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
+                     r"\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ufffd]")
+INVISIBLE_REASON = "INVISIBLE_CHARACTER"
+
+
+def _looks_utf8_chinese(line: bytes) -> bool:
+    """Valid UTF-8 holding Chinese, every non-ASCII character Chinese or CJK punctuation."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    others = [c for c in text if not c.isascii()]
+    return bool(_CJK.search(text)) and all(
+        _CJK.match(c) or unicodedata.category(c).startswith("P") or "\uff00" <= c <= "\uffef"
+        or c in "\u3000\ufeff" for c in others)
+
+
+def mixed_encoding_line(data: bytes) -> tuple[int, int] | None:
+    """(a UTF-8 line, a non-UTF-8 line), 1-based, if the file mixes the two; else None.
+
+    A file that is UTF-8 throughout, or that has no line of Chinese in UTF-8 (plain GBK), is not
+    mixed. A GBK line that happens to be valid UTF-8 Chinese as well is possible in theory but
+    needs a long run of particular byte pairs; real GBK exports do not produce it.
+    """
+    try:
+        data.decode("utf-8")
+        return None
+    except UnicodeDecodeError:
+        pass
+    utf8_line = other_line = None
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if line.isascii():
+            continue
+        if utf8_line is None and _looks_utf8_chinese(line):
+            utf8_line = number
+        elif other_line is None:
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                other_line = number
+        if utf8_line is not None and other_line is not None:
+            return utf8_line, other_line
+    return None
+
+
+def describe_mixed(found: tuple[int, int]) -> str:
+    utf8, other = found
+    return (f"line {other}: the file mixes encodings — line {utf8} is UTF-8 but line {other} is "
+            "not (rows pasted from another export?); save the whole file as UTF-8 and submit it "
+            "again")
+
+
+def invisible_character_problems(frame: pd.DataFrame, fields: list[str],
+                                 titles: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row (line, field, reason, message) per cell holding a control or invisible
+    formatting character; ``frame`` holds strings and ``_line``."""
+    rows = []
+    for name in fields:
+        if name not in frame:
+            continue
+        values = frame[name].astype("string")
+        hits = values.str.contains(_UNSAFE, na=False)
+        for line, value in zip(frame.loc[hits, "_line"], values[hits], strict=True):
+            point = _UNSAFE.search(value).group()
+            title = (titles or {}).get(name, name)
+            rows.append({"line": int(line), "field": name, "reason": INVISIBLE_REASON,
+                         "message": f"{title} ({name}) holds the control, invisible or "
+                                    f"replacement character U+{ord(point):04X}; remove it and "
+                                    "submit again"})
+    return pd.DataFrame(rows, columns=["line", "field", "reason", "message"])
+
+
+def future_date_problems(typed: pd.DataFrame, contract: Contract,
+                         not_after: dt.date) -> pd.DataFrame:
+    """Rows of a validated frame (typed dates, ``_line``) with a date or month after
+    ``not_after`` — for a feed, the end of its period or the day it was received."""
+    limit = pd.Timestamp(not_after)
+    parts = [pd.DataFrame(columns=["line", "field", "reason", "message"])]
+    for spec in contract.fields:
+        name = spec["name"]
+        if spec.get("type") not in ("date", "yearmonth") or name not in typed:
+            continue
+        values = pd.to_datetime(typed[name], errors="coerce")
+        hits = values.notna() & (values > limit)
+        if hits.any():
+            parts.append(pd.DataFrame({
+                "line": typed.loc[hits, "_line"].astype(int), "field": name,
+                "reason": "FUTURE_DATE",
+                "message": f"{spec['title']} ({name}) is after {not_after}: a date that has not "
+                           "happened yet"}))
+    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,372 @@
+"""Validators built from the contracts in schemas/ — never written a second time by hand.
+
+A feed or batch file arrives as a frame of strings (one column per field, plus ``_line``, the
+1-based line in the file as received). Validation parses each typed field, canonicalises
+identifiers, checks the contract's constraints with pandera, and splits the rows: accepted rows
+come back typed, every other row is quarantined with its line, field, reason code and a message a
+person can act on. ``received == accepted + quarantined`` always holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
+from pandera.errors import SchemaErrors
+
+from schemas import Contract
+from verification.intake import identifiers
+
+QUARANTINE_COLUMNS = ["line", "field", "reason", "message"]
+
+_CHECK_REASONS = {
+    "not_nullable": ("REQUIRED", "is required but empty"),
+    "isin": ("NOT_ALLOWED", "is not one of the allowed values"),
+    "greater_than_or_equal_to": ("BELOW_MINIMUM", "is below the minimum"),
+    "less_than_or_equal_to": ("ABOVE_MAXIMUM", "is above the maximum"),
+    "str_length": ("TOO_LONG", "is too long"),
+    "str_matches": ("BAD_FORMAT", "does not have the required format"),
+}
+
+
+@dataclass
+class Validated:
+    accepted: pd.DataFrame
+    quarantine: pd.DataFrame
+    received: int
+    warnings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=QUARANTINE_COLUMNS))
+    # accepted rows whose person ID was unusable (see ``validate_frame(identity_unresolved=…)``)
+    unresolved: int = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "received": self.received,
+            "accepted": len(self.accepted),
+            "quarantined": int(self.quarantine["line"].nunique()) if len(self.quarantine) else 0,
+        }
+
+
+def _nfkc(series: pd.Series) -> pd.Series:
+    return series.map(lambda v: unicodedata.normalize("NFKC", v) if isinstance(v, str) else v)
+
+
+# Large feeds repeat themselves (twelve monthly rows per person, a few hundred employers, a dozen
+# months): a column with few distinct values is parsed once per distinct value and the answers
+# are put back by position. Every parser here is a function of the value alone, so the answers are
+# those of parsing row by row.
+_DISTINCT_MIN_ROWS = 1000
+_DISTINCT_SHARE = 0.7
+# A plain ASCII decimal: NFKC, strip and the separator removal leave it as it is, so it parses
+# directly (in Arrow) to the float the general path would give.
+_PLAIN_DECIMAL = r"^[0-9]{1,15}(\.[0-9]{1,15})?$"
+
+
+def _per_distinct(raw: pd.Series, parse: Callable[[pd.Series], Any]) -> Any:
+    """``parse(raw)``, computed on the distinct values when ``raw`` repeats enough.
+
+    ``parse`` returns a Series or a tuple of Series aligned with its input."""
+    if len(raw) < _DISTINCT_MIN_ROWS:
+        return parse(raw)
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    if len(uniques) > _DISTINCT_SHARE * len(raw):
+        return parse(raw)
+    distinct = pd.Series([*np.asarray(uniques, dtype=object), None], dtype=object)
+    if isinstance(raw.dtype, pd.StringDtype):
+        distinct = distinct.astype(raw.dtype)
+    parsed = parse(distinct)
+    positions = np.where(codes < 0, len(uniques), codes)
+
+    def spread(series: pd.Series) -> pd.Series:
+        return series.iloc[positions].set_axis(raw.index)
+
+    return tuple(spread(p) for p in parsed) if isinstance(parsed, tuple) else spread(parsed)
+
+
+def _arrow_strings(raw: pd.Series) -> pyarrow.Array | None:
+    """The column as an Arrow string array, or None when it holds anything but strings."""
+    try:
+        data = pyarrow.array(raw.array) if isinstance(raw.dtype, pd.StringDtype) else pyarrow.array(
+            raw.to_numpy(dtype=object), pyarrow.string(), from_pandas=True)
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, TypeError):
+        return None
+    if isinstance(data, pyarrow.ChunkedArray):
+        data = data.combine_chunks()
+    return data if data.type in (pyarrow.string(), pyarrow.large_string()) else None
+
+
+def parse_number(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """'1,234.50', '1234.5元', '￥1234', full-width digits → float; returns (values, bad mask)."""
+    data = _arrow_strings(raw) if len(raw) >= _DISTINCT_MIN_ROWS else None
+    if data is None:
+        return _parse_number_text(raw)
+    plain = pc.fill_null(pc.match_substring_regex(data, _PLAIN_DECIMAL), False).to_numpy(
+        zero_copy_only=False)
+    values = np.full(len(raw), np.nan)
+    values[plain] = pc.cast(data.filter(pyarrow.array(plain)), pyarrow.float64()).to_numpy()
+    bad = np.zeros(len(raw), dtype=bool)
+    if not plain.all():
+        rest, rest_bad = _parse_number_text(raw[~plain])
+        values[~plain], bad[~plain] = rest.to_numpy(), rest_bad.to_numpy()
+    return pd.Series(values, index=raw.index), pd.Series(bad, index=raw.index)
+
+
+def _parse_number_text(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    text = _nfkc(raw.astype("string")).str.strip()
+    text = text.str.replace(r"[\s元¥]", "", regex=True)
+    # Commas only as thousands separators: "12,34.5" may be a decimal comma, so it is refused
+    # rather than silently read as 1234.5.
+    grouped = text.str.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", na=False)
+    misplaced = text.str.contains(",", regex=False, na=False) & ~grouped
+    text = text.str.replace(",", "", regex=False)
+    blank = text.isna() | (text == "")
+    values = pd.to_numeric(text.where(~blank & ~misplaced), errors="coerce")
+    return values.astype("float64"), values.isna() & ~blank
+
+
+def parse_date(raw: pd.Series, yearmonth: bool = False) -> tuple[pd.Series, pd.Series]:
+    """'2026-10-01', '2026/10/01', '20261001' (and '2026-10' for yearmonth) → datetime64."""
+    text = _nfkc(raw.astype("string")).str.strip().str.replace("/", "-", regex=False)
+    blank = text.isna() | (text == "")
+    if yearmonth:
+        six = text.str.fullmatch(r"\d{6}", na=False)
+        text = text.where(~six, text.str[:4] + "-" + text.str[4:])
+        text = text.where(~text.str.fullmatch(r"\d{4}-\d{1,2}", na=False), text + "-01")
+    compact = text.str.fullmatch(r"\d{8}", na=False)
+    text = text.where(~compact, text.str[:4] + "-" + text.str[4:6] + "-" + text.str[6:])
+    values = pd.to_datetime(text.where(~blank), format="%Y-%m-%d", errors="coerce")
+    return values, values.isna() & ~blank
+
+
+@cache
+def _pandera_schema(contract: Contract) -> pa.DataFrameSchema:
+    columns = {}
+    for spec in contract.fields:
+        c = spec.get("constraints", {})
+        checks = []
+        if "enum" in c:
+            checks.append(pa.Check.isin(c["enum"]))
+        if "minimum" in c:
+            checks.append(pa.Check.ge(c["minimum"]))
+        if "maximum" in c:
+            checks.append(pa.Check.le(c["maximum"]))
+        if "maxLength" in c:
+            checks.append(pa.Check.str_length(max_value=c["maxLength"]))
+        if "pattern" in c:
+            checks.append(pa.Check.str_matches(f"^(?:{c['pattern']})$"))
+        columns[spec["name"]] = pa.Column(
+            nullable=not c.get("required", False), checks=checks, required=False
+        )
+    return pa.DataFrameSchema(columns, strict=False)
+
+
+def _problems(mask: pd.Series, lines: pd.Series, name: str, reason: str,
+              message: str) -> pd.DataFrame:
+    hit = mask[mask].index
+    return pd.DataFrame(
+        {"line": lines.loc[hit].to_numpy(), "field": name, "reason": reason, "message": message}
+    )
+
+
+def _parse_fields(frame: pd.DataFrame,
+                  contract: Contract) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    typed = pd.DataFrame(index=frame.index)
+    problems: list[pd.DataFrame] = []
+    lines = frame["_line"]
+    for spec in contract.fields:
+        name, ftype = spec["name"], spec.get("type", "string")
+        raw = frame[name] if name in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
+        title = f"{spec['title']} ({name})"
+        if ftype in ("number", "integer"):
+            values, bad = _per_distinct(raw, parse_number)
+            if ftype == "integer":
+                bad |= values.notna() & (values % 1 != 0)
+            problems.append(_problems(bad, lines, name, "BAD_NUMBER", f"{title} is not a number"))
+        elif ftype in ("date", "yearmonth"):
+            values, bad = _per_distinct(
+                raw, functools.partial(parse_date, yearmonth=ftype == "yearmonth"))
+            problems.append(_problems(bad, lines, name, "BAD_DATE", f"{title} is not a valid date"))
+        else:
+            values = _per_distinct(raw, stripped_text)
+            if spec.get("x-identifier") == "resident_id":
+                values = _resident_ids(values, lines, title, problems, name)
+        typed[name] = values
+    return typed, problems
+
+
+def stripped_text(raw: pd.Series) -> pd.Series:
+    """A text field as validated: surrounding whitespace removed, empty → missing."""
+    values = raw.astype("string").str.strip()
+    return values.where(values != "", pd.NA)
+
+
+def _canonical_ids(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    result = identifiers.canonicalise_ids(values)
+    return result.values, result.reasons, result.messages
+
+
+def _resident_ids(values, lines, title, problems, name) -> pd.Series:  # noqa: ANN001
+    canonical, reasons, messages = _per_distinct(values, _canonical_ids)
+    result = identifiers.CanonicalIds(values=canonical, reasons=reasons, messages=messages)
+    bad = (result.reasons != "") & values.notna()
+    for reason in result.reasons[bad].unique():
+        mask = result.reasons == reason
+        sample = result.messages[mask].iloc[0]
+        problems.append(_problems(mask, lines, name, reason, f"{title}: {sample}"))
+    return result.values.astype("string")
+
+
+def _uscc_warnings(typed: pd.DataFrame, contract: Contract, lines: pd.Series) -> pd.DataFrame:
+    """A failing credit-code check is a warning: some early codes fail legitimately."""
+    found = [pd.DataFrame(columns=QUARANTINE_COLUMNS)]
+    msg = "credit-code check character fails (accepted: some early codes fail legitimately)"
+    for spec in contract.fields:
+        if spec.get("x-identifier") == "uscc" and spec["name"] in typed:
+            codes = typed[spec["name"]]
+            wrong = [code for code in codes.dropna().unique() if not _uscc_ok(code)]  # once each
+            failing = codes.notna() & codes.isin(wrong)
+            found.append(_problems(failing, lines, spec["name"], "USCC_CHECK", msg))
+    return pd.concat(found, ignore_index=True)
+
+
+def _uscc_ok(code: Any) -> bool:
+    try:
+        return identifiers.uscc_check_ok(identifiers.canonical_uscc(code))
+    except identifiers.InvalidIdentifier:
+        return False
+
+
+def _constraint_problems(typed: pd.DataFrame, contract: Contract,
+                         lines: pd.Series) -> pd.DataFrame:
+    try:
+        _pandera_schema(contract).validate(typed, lazy=True)
+    except SchemaErrors as err:
+        cases = err.failure_cases
+        cases = cases[cases["index"].notna()]
+        titles = contract.titles
+        rows = []
+        for (column, check), group in cases.groupby(["column", "check"], dropna=False):
+            check_name = str(check).split("(")[0]
+            reason, text = _CHECK_REASONS.get(check_name, ("INVALID", f"fails {check}"))
+            idx = group["index"].astype("int64").to_numpy()
+            rows.append(pd.DataFrame({
+                "line": lines.loc[idx].to_numpy(), "field": column, "reason": reason,
+                "message": f"{titles.get(column, column)} ({column}) {text}",
+            }))
+        if rows:
+            return pd.concat(rows, ignore_index=True)
+    return pd.DataFrame(columns=QUARANTINE_COLUMNS)
+
+
+def validate_frame(frame: pd.DataFrame, contract: Contract, *,
+                   identity_unresolved: bool = False) -> Validated:
+    """Validate a frame of strings (with ``_line``) against ``contract``.
+
+    With ``identity_unresolved`` (partner feeds at intake), a row whose only problems are on the
+    contract's person-ID field — an ``ID_*`` reason or a missing number — and which has a name is
+    accepted with that field <NA> (*identity unresolved*: the matcher may still place it by name
+    and birth date), its problems moved to ``warnings``; ``unresolved`` counts such rows, and
+    every accepted row gains ``birth_date``/``gender`` (``identity_hints``).
+    """
+    frame = frame.reset_index(drop=True)
+    lines = frame["_line"]
+    typed, problems = _parse_fields(frame, contract)
+    problems.append(_constraint_problems(typed, contract, lines))
+    keys = list(contract.primary_key)
+    if keys:
+        dup = typed.duplicated(subset=keys, keep="first") & typed[keys].notna().all(axis=1)
+        problems.append(_problems(dup, lines, keys[0], "DUPLICATE_KEY",
+                                  f"{'+'.join(keys)} repeats an earlier row"))
+    quarantine = pd.concat([p for p in problems if len(p)], ignore_index=True) if any(
+        len(p) for p in problems) else pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    # A value that failed to parse is also "empty" to pandera: report only the first problem.
+    quarantine = quarantine.drop_duplicates(["line", "field"], keep="first")
+    rescued = _identity_only(quarantine, typed, lines, contract) if identity_unresolved else None
+    id_problems = quarantine.iloc[:0]
+    if rescued is not None and len(rescued):
+        moved = quarantine["line"].isin(rescued).to_numpy()
+        id_problems, quarantine = quarantine[moved], quarantine[~moved]
+    bad_lines = set(quarantine["line"].tolist())
+    keep = ~lines.isin(bad_lines)
+    accepted = typed[keep].copy()
+    accepted["_line"] = lines[keep].to_numpy()
+    warnings = _uscc_warnings(accepted, contract, accepted["_line"])
+    if identity_unresolved:
+        id_field = contract.person_id_field
+        accepted["birth_date"], accepted["gender"] = _identity_hints_per_distinct(
+            frame.loc[accepted.index, id_field] if id_field in frame
+            else pd.Series(pd.NA, index=accepted.index, dtype="string"), accepted[id_field])
+        warnings = pd.concat([w for w in (warnings, id_problems) if len(w)] or [warnings],
+                             ignore_index=True)
+    return Validated(accepted=accepted, quarantine=quarantine.sort_values(["line", "field"])
+                     .reset_index(drop=True), received=len(frame), warnings=warnings,
+                     unresolved=0 if rescued is None else len(rescued))
+
+
+# Reasons that say only that a row's person ID cannot be used (REQUIRED: no number at all).
+_IDENTITY_REASONS = ("REQUIRED",)
+
+
+def _identity_only(quarantine: pd.DataFrame, typed: pd.DataFrame, lines: pd.Series,
+                   contract: Contract) -> pd.Index:
+    """Lines whose every problem is on the person-ID field (an ``ID_*`` reason or a missing
+    number) and that carry a name: accepted as identity unresolved."""
+    id_field = contract.person_id_field
+    if not id_field or not len(quarantine) or "name" not in typed:
+        return pd.Index([], dtype="int64")
+    reason = quarantine["reason"].astype(str)
+    identity = (quarantine["field"] == id_field) & (
+        reason.str.startswith("ID_") | reason.isin(_IDENTITY_REASONS))
+    only = identity.groupby(quarantine["line"].to_numpy()).all()
+    named = set(lines[typed["name"].notna().to_numpy()].tolist())
+    return pd.Index([line for line in only.index[only.to_numpy()] if line in named],
+                    dtype="int64")
+
+
+def _identity_hints_per_distinct(raw: pd.Series,
+                                 canonical: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """``identity_hints`` computed once per distinct raw ID text (a monthly feed repeats each
+    person's number a dozen times); the canonical ID is a function of the raw text, so the
+    hints of a row are those of the first row with the same text."""
+    if len(raw) < _DISTINCT_MIN_ROWS:
+        return identity_hints(raw, canonical)
+    codes, _ = pd.factorize(raw, use_na_sentinel=False)
+    first = np.unique(codes, return_index=True)[1]
+    born, gender = identity_hints(raw.iloc[first], canonical.iloc[first])
+    return (born.iloc[codes].set_axis(raw.index), gender.iloc[codes].set_axis(raw.index))
+
+
+def identity_hints(raw: pd.Series, canonical: pd.Series,
+                   today: dt.date | None = None) -> tuple[pd.Series, pd.Series]:
+    """Birth date (datetime64) and gender ('M'/'F') per row, for the matcher.
+
+    From the canonical ID where there is one; else hints read from the raw text as the partner
+    sent it (full-width digits, spaces and legacy 15-digit numbers folded): the birth date when
+    characters 7–14 of an 18-character number are a real date (1880 to today), the gender from
+    the 17th character when it is a digit. Anything else is missing: a hint is never guessed.
+    """
+    text = identifiers.canonical_texts(raw).to_numpy(dtype=object)
+    present = canonical.notna().to_numpy()
+    text[present] = canonical[present].astype(str).to_numpy()
+    text = pd.Series(text, index=raw.index, dtype="string")
+    legacy = text.str.fullmatch(r"\d{15}", na=False)
+    text = text.where(~legacy, text.str[:6] + "19" + text.str[6:] + "?")
+    full = text.str.len().eq(18).fillna(False)
+    born = pd.to_datetime(text.str[6:14].where(full), format="%Y%m%d", errors="coerce")
+    latest = pd.Timestamp(today or dt.date.today())
+    born = born.where((born.dt.year >= 1880) & (born <= latest)).astype("datetime64[ns]")
+    digit = text.str[16].where(full)
+    parity = pd.to_numeric(digit.where(digit.str.fullmatch(r"\d", na=False)), errors="coerce")
+    parity = parity.astype("float64").to_numpy()
+    gender = pd.Series(np.where(parity % 2 == 1, "M", "F"), index=raw.index, dtype="string")
+    return born, gender.where(~np.isnan(parity), pd.NA)

@@ -1,0 +1,171 @@
+"""A review run's partner rows matched to household members, in one pass (docs/matching.md,
+"In the flow").
+
+Staged feeds carry, for every row, the keyed person token (<NA> when the ID number was unusable:
+*identity unresolved*), keyed name forms and the birth date and gender read off the ID
+(verification/intake/feeds.py). Members get the same columns here: names are decrypted in memory
+only,
+keyed with the same token key and dropped; nothing raw is written anywhere.
+
+All feeds of the run are matched in one ``match_records`` call, so every exact token match labels
+the weights the fallback uses. A person appears in many rows (twelve monthly wages, one row per
+pension month): rows with the same identity columns are matched once and the answer is put back
+on every row, which keeps the matcher's work proportional to persons, not rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from sqlalchemy import select
+
+from verification.config import Settings
+from verification.intake.tokens import TokenKey
+from verification.matching import (
+    GRADE_DTYPE,
+    MatchResult,
+    MatchSettings,
+    match_records,
+    person_keys,
+)
+from verification.matching.names import NAME_KEY_COLUMNS, name_keys
+from verification.security.fieldcrypt import load_field_cipher
+from verification.storage import bulk, session_scope
+from verification.storage.models import Household, Member
+
+IDENTITY_COLUMNS = ("person_token", *NAME_KEY_COLUMNS, "birth_date", "gender")
+LINK_COLUMNS = ["row", "household_id", "person_token", "match_grade"]
+
+
+def people_for_matching(settings: Settings, key: TokenKey) -> pd.DataFrame:
+    """Every member with what the matcher compares: ``person_token``, ``household_id``, keyed
+    name forms, ``birth_date``, ``gender``, ``community_code``. Names are decrypted in memory,
+    keyed and dropped within this call."""
+    query = (select(Member.household_id, Member.person_token, Member.birth_date, Member.gender,
+                    Household.community_code, Member.name_enc)
+             .join(Household, Household.id == Member.household_id))
+    with session_scope(settings.database_url) as session:  # a province: millions of members
+        rows = bulk.fetch_rows(session.connection(), query)
+    cipher = load_field_cipher()
+    columns = ["household_id", "person_token", "birth_date", "gender", "community_code"]
+    values = list(zip(*rows, strict=True)) or [()] * 6
+    del rows
+    people = pd.DataFrame(dict(zip(columns, values[:5], strict=True)), columns=columns)
+    people["birth_date"] = pd.to_datetime(people["birth_date"])  # a date, or its text on SQLite
+    names = pd.Series([cipher.decrypt(bytes(blob), "members.name") for blob in values[5]],
+                      dtype=object)
+    keyed = name_keys(names, key).reset_index(drop=True)
+    del names, values
+    people = pd.concat([people, keyed], axis=1).astype(
+        {"household_id": "int64", "person_token": "int64", "birth_date": "datetime64[ns]"})
+    return person_keys(people, key)  # + birth_ymd, birth_ym
+
+
+@dataclass
+class RunMatch:
+    """``links[i]``: the matched rows of the i-th staged file — the row's position in the file,
+    the household and member token it was matched to, and the grade (one row per household
+    when a person sits in two)."""
+
+    result: MatchResult | None
+    links: list[pd.DataFrame]
+    rows: int
+    identities: int
+    row_identity: list[np.ndarray]  # per file: each row's run-wide identity
+
+    def candidates(self, paths: list[Path], feed_ids: list[int]) -> pd.DataFrame:
+        """What the officer is shown for each row sent to REVIEW: the row (``feed_id``,
+        ``record_ref``) and its candidates, best first (household, member token, probability
+        and the level of each comparison). No names, no ID numbers."""
+        shown = self.result.candidates if self.result is not None else pd.DataFrame()
+        if not len(shown):
+            return pd.DataFrame(columns=["feed_id", "record_ref"])
+        parts = []
+        for path, feed_id, identity in zip(paths, feed_ids, self.row_identity, strict=True):
+            rows = np.flatnonzero(np.isin(identity, shown["record_index"].to_numpy()))
+            if len(rows):
+                refs = pd.read_parquet(path, columns=["record_id"])["record_id"].to_numpy()[rows]
+                parts.append(pd.DataFrame({"feed_id": feed_id, "record_ref": refs,
+                                           "record_index": identity[rows]}))
+        if not parts:
+            return pd.DataFrame(columns=["feed_id", "record_ref"])
+        rows = pd.concat(parts, ignore_index=True)
+        return rows.merge(shown, on="record_index").drop(columns=["record_index"])
+
+
+def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
+                 settings: MatchSettings | None = None) -> RunMatch:
+    """Match the rows of every staged file in ``paths`` to ``people`` in one ``match_records``
+    call; returns the links per file."""
+    distinct, per_file, rows = [], [], 0
+    for path in paths:
+        frame = _identities(path)
+        rows += len(frame)
+        group, first = identity_groups(frame)
+        per_file.append(group)
+        distinct.append(frame.iloc[first])
+    table = pd.concat(distinct, ignore_index=True) if distinct else _identities(None)
+    overall, first = identity_groups(table)
+    records = table.iloc[first].reset_index(drop=True)
+    offsets = np.cumsum([0] + [len(d) for d in distinct])
+    result = None
+    matched = pd.DataFrame({"identity": pd.Series(dtype="int64"),
+                            "household_id": pd.Series(dtype="int64"),
+                            "person_token": pd.Series(dtype="int64"),
+                            "match_grade": pd.Categorical([], dtype=GRADE_DTYPE)})
+    if len(records) and len(people):
+        result = match_records(_comparable(records, key), people, settings, key=key)
+        found = result.matched
+        matched = pd.DataFrame({
+            "identity": found.index.to_numpy(dtype=np.int64),
+            "household_id": found["household_id"].to_numpy(dtype=np.int64),
+            "person_token": found["person_token_matched"].to_numpy(dtype=np.int64),
+            "match_grade": pd.Categorical(found["match_grade"], dtype=GRADE_DTYPE),
+        })
+    links, identities = [], []
+    for i, group in enumerate(per_file):
+        identity = overall[offsets[i] + group]  # file's own groups → run-wide identities
+        identities.append(identity)
+        file_rows = pd.DataFrame({"row": np.arange(len(group)), "identity": identity})
+        links.append(file_rows.merge(matched, on="identity", how="inner")[LINK_COLUMNS])
+    return RunMatch(result, links, rows, len(records), identities)
+
+
+def identity_groups(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's group of equal identity columns (missing values equal to each other), numbered
+    in order of first appearance, and the position of each group's first row — what
+    ``groupby(IDENTITY_COLUMNS, dropna=False, sort=False).ngroup()`` and ``drop_duplicates``
+    give, on integer codes: a feed of ten million rows has a dozen rows per person."""
+    group = np.zeros(len(frame), dtype=np.int64)
+    for column in IDENTITY_COLUMNS:
+        codes, uniques = pd.factorize(frame[column], use_na_sentinel=False)
+        group, _ = pd.factorize(group * (len(uniques) + 1) + codes)
+    first = np.unique(group, return_index=True)[1]
+    return group, first
+
+
+def _comparable(records: pd.DataFrame, key: TokenKey) -> pd.DataFrame:
+    """Records as the matcher compares them: text columns as Python strings (None where
+    missing) and ``birth_ymd``/``birth_ym`` from the birth date."""
+    text = [c for c in IDENTITY_COLUMNS if c not in ("person_token", "birth_date")]
+    plain = {c: records[c].astype(object).where(records[c].notna(), None) for c in text}
+    return person_keys(records.assign(**plain), key)
+
+
+def _identities(path: Path | None) -> pd.DataFrame:
+    """The identity columns of a staged file (absent ones — a file staged before they were
+    kept — as missing: they then give no evidence either way)."""
+    present = set(pq.read_schema(path).names) if path is not None else set()
+    wanted = [c for c in IDENTITY_COLUMNS if c in present]
+    frame = pd.read_parquet(path, columns=wanted) if path is not None else pd.DataFrame()
+    types = {"person_token": "Int64", "birth_date": "datetime64[ns]"}
+    for column in IDENTITY_COLUMNS:
+        if column not in frame:
+            frame[column] = pd.Series(pd.NA, index=frame.index, dtype=types.get(column, "string"))
+    # Arrow-backed strings: grouping factorises them in Arrow (identity_groups)
+    return frame[list(IDENTITY_COLUMNS)].astype(
+        {**dict.fromkeys(IDENTITY_COLUMNS, "string[pyarrow]"), **types})

@@ -1,0 +1,459 @@
+"""Synthetic 浑南区 (210112): households, members, partner feeds and the ground truth, by seed.
+
+Every household is given a *scenario* first (keep, income over the standard, a car, two homes, …)
+and its partner records are then written to make that scenario true. The expected flag is written
+beside the data from the scenario alone — never by calling the assessment — so the end-to-end test
+compares two independent paths. Margins are wide (eligible households have per-capita income
+under 300 yuan and assets under 5,000 yuan; ineligible ones are far over any plausible standard).
+Three things are computed from the 低保 standard in force (``dibao.standard`` of 210112 on the
+as-of date), as a caseworker would: a recipient's current benefit (standard × members − income,
+so KEEP stays KEEP and ADJUST households differ by their income), the income of households placed
+just beside the standard (NEAR_BOUNDARY), and the new wage that lifts a family out (GRADUAL_EXIT).
+
+Street and community codes are synthetic (the real 210112 area code with made-up sub-codes).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from schemas import field_names
+from verification import jurisdictions
+from verification.assessment.policy import Policy, load_parameters
+from verification.intake.identifiers import make_id
+
+AREA_CODE = "210112"
+STREETS = {code: (name, list(jurisdictions.communities(code).values()))
+           for code, name in jurisdictions.streets().items()}
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡"
+    "余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯"
+    "龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+GIVEN = (
+    "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉兰萍红娥玲芬芳燕彩春菊兰"
+    "凤洁梅琳素云莲真环雪荣爱妹霞香月莺媛艳瑞凡佳嘉琼勤珍贞莉桂娣叶璧璐娅琦晶妍茜秋珊"
+    "莎锦黛青倩婷姣婉娴瑾颖露瑶怡婵雁蓓纨仪荷丹蓉眉君琴蕊薇菁梦岚苑婕馨瑗琰韵融园艺咏"
+    "卿聪澜纯毓悦昭冰爽琬茗羽希宁欣飘育滢馥筠柔竹霭凝晓欢霄枫芸菲寒伊亚宜可姬舒影荔枝"
+    "丽阳妮宝贝初程梵罡恒鸿桦骅剑娇纪宽苛灵玛媚琪晴容睿烁堂唯威韦雯苇萱阅彦宇雨洋忠宗"
+    "曼紫逸贤蝶菡绿蓝儿翠烟"
+)
+SCENARIOS = {
+    # name: (status, expected flag, expected reason codes, weight)
+    "keep": ("recipient", "KEEP", ["ELIGIBLE_DIBAO"], 30),
+    "keep_exempt_vehicle": ("recipient", "KEEP", ["ELIGIBLE_DIBAO"], 4),
+    "income_over": ("recipient", "REMOVE", ["INCOME_OVER_STANDARD"], 8),
+    "vehicle": ("recipient", "REMOVE", ["VEHICLE_OWNED"], 5),
+    # the car's record carries the owner's ID with a mistyped check character (name and birth
+    # date right): matched by the fallback, never certain, so REVIEW — never REMOVE
+    "vehicle_id_mistyped": ("recipient", "REVIEW", ["MATCH_UNCERTAIN"], 3),
+    "assets_over": ("recipient", "REMOVE", ["FINANCIAL_ASSETS_OVER_LIMIT"], 5),
+    "two_homes": ("recipient", "REMOVE", ["PROPERTY_COUNT_EXCEEDED"], 4),
+    "business": ("recipient", "REMOVE", ["BUSINESS_REGISTERED"], 4),
+    "death": ("recipient", "REVIEW", ["MEMBER_DECEASED"], 4),
+    "adjust": ("recipient", "ADJUST", ["ELIGIBLE_DIBAO", "BENEFIT_CHANGED"], 6),
+    "gradual_exit": ("recipient", "GRADUAL_EXIT",
+                     ["INCOME_OVER_STANDARD", "NEW_EMPLOYMENT", "GRADUAL_EXIT_PERIOD"], 5),
+    "death_conflict": ("recipient", "REVIEW", ["MEMBER_DECEASED", "SOURCES_CONFLICT"], 2),
+    "near_boundary": ("applicant", "REVIEW", ["NEAR_BOUNDARY"], 3),
+    "applicant_eligible": ("applicant", "ADD", ["ELIGIBLE_DIBAO"], 12),
+    "applicant_ineligible": ("applicant", "REJECT", ["INCOME_OVER_STANDARD"], 8),
+    "monitored_now_eligible": ("monitored", "ADD", ["ELIGIBLE_DIBAO"], 8),
+    "monitored_not_eligible": ("monitored", "KEEP", ["INCOME_OVER_STANDARD"], 8),
+}
+# scenarios every district of at least ALWAYS_FROM households holds at least once (the last
+# households take them if the draw has not given them yet)
+ALWAYS = ("vehicle_id_mistyped",)
+ALWAYS_FROM = 20
+FEED_KINDS = ["wages", "pensions", "real_estate", "vehicles", "business", "deposits", "deaths"]
+
+
+@dataclass
+class Person:
+    id_number: str
+    name: str
+    birth: dt.date
+    relation: str
+    exclusion: str = ""
+    disability_grade: int = 0
+    disability_type: str = ""
+
+
+@dataclass
+class District:
+    seed: int
+    as_of: dt.date
+    households: list[dict] = field(default_factory=list)  # roster rows (batch contract)
+    feeds: dict[str, list[dict]] = field(default_factory=lambda: {k: [] for k in FEED_KINDS})
+    truth: list[dict] = field(default_factory=list)
+
+
+class _Builder:
+    def __init__(self, seed: int, as_of: dt.date) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.as_of = as_of
+        self.used_ids: set[str] = set()
+        self.district = District(seed=seed, as_of=as_of)
+        self.counters = dict.fromkeys(FEED_KINDS, 0)
+        # the 12 months before the as-of month: the longest income window a policy may use
+        first = (as_of.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+        self.months = [_month_back(first, i) for i in range(12)]
+
+    # ---- people -------------------------------------------------------------------------------
+    def new_id(self, birth: dt.date, male: bool) -> str:
+        while True:
+            seq = int(self.rng.integers(0, 500)) * 2 + (1 if male else 0)
+            number = make_id(AREA_CODE, birth, seq)
+            if number not in self.used_ids:
+                self.used_ids.add(number)
+                return number
+
+    def name(self, surname: str | None = None) -> str:
+        surname = surname or SURNAMES[int(self.rng.integers(0, len(SURNAMES)))]
+        size = 1 if self.rng.random() < 0.35 else 2
+        return surname + "".join(GIVEN[int(i)] for i in self.rng.integers(0, len(GIVEN), size))
+
+    def birth(self, age_low: int, age_high: int) -> dt.date:
+        age_days = int(self.rng.integers(age_low * 365, age_high * 365))
+        return self.as_of - dt.timedelta(days=age_days)
+
+    def person(self, relation: str, age: tuple[int, int], surname: str | None = None) -> Person:
+        born = self.birth(*age)
+        male = bool(self.rng.random() < 0.5)
+        return Person(self.new_id(born, male), self.name(surname), born, relation)
+
+    def age(self, person: Person) -> int:
+        return (self.as_of - person.birth).days // 365
+
+    def family(self) -> list[Person]:
+        head = self.person("户主", (28, 80))
+        surname = head.name[0]
+        people = [head]
+        age_head = (self.as_of - head.birth).days // 365
+        if self.rng.random() < 0.6:
+            people.append(self.person("配偶", (max(22, age_head - 6), age_head + 5)))
+        for _ in range(int(self.rng.integers(0, 3))):
+            if age_head >= 40:
+                people.append(self.person("子女", (1, min(25, age_head - 20)), surname))
+        if age_head < 50 and self.rng.random() < 0.2:
+            people.append(self.person("父母", (age_head + 22, age_head + 30), surname))
+        # Every household keeps one working-age member without disability, so the 特困 test
+        # (no labour capacity) never applies: the truth below is about 低保 only.
+        if not any(18 <= self.age(p) < 60 for p in people):
+            people.append(self.person("子女", (30, 45), surname))
+        worker = next(p for p in people if 18 <= self.age(p) < 60)
+        others = [p for p in people if p is not worker]
+        if others and self.rng.random() < 0.15:
+            p = others[int(self.rng.integers(0, len(others)))]
+            p.disability_grade = int(self.rng.integers(1, 5))
+            p.disability_type = str(self.rng.choice(["limb", "visual", "hearing", "intellectual"]))
+        return people
+
+    # ---- partner records ----------------------------------------------------------------------
+    def record(self, kind: str, person: Person, id_number: str | None = None,
+               **fields: object) -> None:
+        """One partner row for ``person``; ``id_number`` as written (default: ``dirty_id``)."""
+        self.counters[kind] += 1
+        row = {"record_id": f"{kind[:2].upper()}{self.counters[kind]:07d}",
+               "id_number": id_number or self.dirty_id(person), "name": person.name, **fields}
+        self.district.feeds[kind].append(row)
+
+    def dirty_id(self, person: Person) -> str:
+        """Real feeds carry full-width digits, lowercase x, spaces and 15-digit legacy numbers."""
+        roll = self.rng.random()
+        number = person.id_number
+        if roll < 0.05 and number[6:8] == "19":
+            return number[:6] + number[8:17]  # legacy 15-digit form
+        if roll < 0.10:
+            return number.translate(str.maketrans("0123456789X", "０１２３４５６７８９Ｘ"))
+        if roll < 0.14:
+            return f" {number.lower()} "
+        return number
+
+    def wage(self, person: Person, amount: float, months: list[dt.date] | None = None) -> None:
+        for month in self.months if months is None else months:
+            self.record("wages", person, period=month.strftime("%Y-%m"),
+                        employer_name="沈阳某某有限公司",
+                        employer_credit_code=_credit_code(self.rng),
+                        wage_amount=_money(amount, self.rng),
+                        si_contribution=f"{amount * 0.105:.2f}")
+
+    def pension(self, person: Person, kind: str, amount: float) -> None:
+        for month in self.months:
+            self.record("pensions", person, period=month.strftime("%Y-%m"), benefit_type=kind,
+                        amount=_money(amount, self.rng))
+
+    def deposit(self, person: Person, balance: float, account_type: str = "deposit") -> None:
+        self.record("deposits", person, institution="盛京银行", account_type=account_type,
+                    balance=_money(balance, self.rng), as_of=self.months[0].strftime("%Y-%m-%d"))
+
+    def home(self, person: Person, use: str = "home") -> None:
+        number = self.rng.integers(1e6, 9e6)
+        self.record("real_estate", person, certificate_no=f"辽(2024)沈阳市不动产权第{number}号",
+                    property_use=use, area_m2=f"{self.rng.uniform(40, 110):.1f}",
+                    registered_on=self.past_date(3000), share="1")
+
+    def vehicle(self, person: Person, vtype: str, status: str = "active",
+                id_number: str | None = None) -> None:
+        plate = "辽A" + "".join(self.rng.choice(list("0123456789ABCDEFGHJK"), 5))
+        self.record("vehicles", person, id_number=id_number, plate_no=plate, vehicle_type=vtype,
+                    registered_on=self.past_date(900), status=status)
+
+    def business(self, person: Person, status: str = "active") -> None:
+        self.record("business", person, credit_code=_credit_code(self.rng),
+                    business_name=f"沈阳市浑南区{person.name[0]}记便利店",
+                    registered_on=self.past_date(700),
+                    status=status)
+
+    def past_date(self, days: int) -> str:
+        return (self.months[0] - dt.timedelta(days=int(self.rng.integers(1, days)))).isoformat()
+
+
+@cache
+def _policy(as_of: dt.date) -> Policy:
+    """The district's policy on the as-of date: the truth uses the same standard as the rules."""
+    return load_parameters().at(AREA_CODE, as_of)
+
+
+def _month_back(first: dt.date, n: int) -> dt.date:
+    year, month = divmod(first.year * 12 + first.month - 1 - n, 12)
+    return dt.date(year, month + 1, 1)
+
+
+def _money(amount: float, rng: np.random.Generator) -> str:
+    """Amounts as partners really write them, now and then with separators or 元."""
+    roll = rng.random()
+    if roll < 0.08:
+        return f"{amount:,.2f}"
+    if roll < 0.12:
+        return f"{amount:.2f}元"
+    return f"{amount:.2f}"
+
+
+def _credit_code(rng: np.random.Generator) -> str:
+    from verification.intake.identifiers import USCC_ALPHABET, make_uscc
+
+    body = "92210112" + "".join(rng.choice(list(USCC_ALPHABET[:10] + "ABCDEFGH"), 9))
+    return make_uscc(body)
+
+
+# ---- scenarios ---------------------------------------------------------------------------------
+# scenarios whose families have a small income, well under any standard
+_SMALL_INCOME = ("keep", "keep_exempt_vehicle", "vehicle", "vehicle_id_mistyped", "assets_over",
+                 "two_homes", "business", "death", "death_conflict", "adjust",
+                 "applicant_eligible", "monitored_now_eligible")
+NEW_JOB_MONTHS = 4  # gradual_exit: the job began this many months ago (contributions too)
+
+
+def _apply_scenario(b: _Builder, scenario: str, people: list[Person], standard: float) -> float:
+    """Write the scenario's records; return the household's counted monthly income."""
+    size = len(people)
+    rng = b.rng
+    income = 0.0
+    if scenario in _SMALL_INCOME:
+        if scenario == "adjust" or rng.random() < 0.6:
+            income = round(float(rng.uniform(100 if scenario == "adjust" else 50, 250)) * size, 2)
+            _earn(b, people[0], income)
+        for p in people:  # the residents' basic pension is excluded income by national rule
+            if b.age(p) >= 60 and rng.random() < 0.7:
+                b.pension(p, "basic_pension_residents", 150.0)
+    elif scenario == "near_boundary":  # within the near-boundary margin of the standard
+        income = round(standard * size * float(rng.uniform(0.97, 1.03)), 2)
+        _earn(b, people[0], income)
+    elif scenario != "gradual_exit":
+        income = round(2500.0 * size + float(rng.uniform(500, 3000)), 2)
+        b.wage(people[0], income)
+    if rng.random() < 0.5:
+        b.deposit(people[0], float(rng.uniform(0, 4000)) * size)
+    if rng.random() < 0.6 and scenario != "two_homes":
+        b.home(people[0])
+    if rng.random() < 0.1:  # history that must not count: a deregistered car, a cancelled shop
+        b.vehicle(people[0], "car", status="deregistered")
+    if rng.random() < 0.05:
+        b.business(people[0], status="cancelled")
+    return income + _apply_change(b, scenario, people, standard)
+
+
+def _earn(b: _Builder, person: Person, amount: float) -> None:
+    """Counted income: a pension from 60, else a wage (with its contributions)."""
+    if b.age(person) >= 60:
+        b.pension(person, "enterprise_pension", amount)
+    else:
+        b.wage(person, amount)
+
+
+def current_benefit(scenario: str, status: str, standard: float, size: int,
+                    income: float) -> float:
+    """What the district pays today. A recipient's benefit was set on the income the district
+    knew: all of it, except for ``adjust`` households (income found only now) and those whose
+    situation changed after it was set (their old, small income is taken as 0)."""
+    if status != "recipient":
+        return 0.0
+    known = income if scenario in _SMALL_INCOME and scenario != "adjust" else 0.0
+    return round(standard * size - known, 2)
+
+
+def _apply_change(b: _Builder, scenario: str, people: list[Person], standard: float) -> float:
+    """The scenario's change; returns the counted monthly income it adds."""
+    size = len(people)
+    who = people[int(b.rng.integers(0, size))]
+    if scenario == "gradual_exit":
+        # a working-age member took a job NEW_JOB_MONTHS ago: averaged over the income window
+        # the family is now well over the standard, and contributions show the new job
+        worker = next(p for p in people if 18 <= b.age(p) < 60)
+        window = int(_policy(b.as_of).require("income.look_back_months"))
+        lifted = standard * size * float(b.rng.uniform(1.2, 2.5))
+        wage = round(lifted * window / NEW_JOB_MONTHS, 2)
+        b.wage(worker, wage, b.months[:NEW_JOB_MONTHS])
+        return wage * NEW_JOB_MONTHS / window
+    if scenario == "death_conflict":
+        # the funeral record says the member died four months ago; the employer still pays
+        died = b.months[NEW_JOB_MONTHS - 1] + dt.timedelta(days=int(b.rng.integers(0, 25)))
+        b.record("deaths", who, date_of_death=died.isoformat())
+        b.wage(who, 60.0)
+        return 60.0
+    if scenario == "keep_exempt_vehicle":
+        # grade 3 limb: entitled to a disability vehicle, yet still able to work (特困 lists 1–2)
+        who.disability_grade, who.disability_type = 3, "limb"
+        b.vehicle(who, "disability_vehicle")
+    elif scenario == "vehicle":
+        b.vehicle(who, "car")
+    elif scenario == "vehicle_id_mistyped":
+        b.vehicle(who, "car", id_number=mistyped_check(who.id_number))
+    elif scenario == "assets_over":
+        b.deposit(who, 150_000.0 * size, account_type=str(b.rng.choice(["deposit", "security"])))
+    elif scenario == "two_homes":
+        b.home(who)
+        b.home(who)
+    elif scenario == "business":
+        b.business(who)
+    elif scenario == "death":
+        died = b.months[0] + dt.timedelta(days=int(b.rng.integers(0, 25)))
+        b.record("deaths", who, date_of_death=died.isoformat())
+    return 0.0
+
+
+def mistyped_check(number: str) -> str:
+    """The number with a wrong check character (every other character right): ID_CHECK."""
+    return number[:17] + ("0" if number[17] != "0" else "1")
+
+
+def _outsiders(b: _Builder, count: int) -> None:
+    """Residents who are not in the caseload: their records must match no household."""
+    for _ in range(count):
+        p = b.person("户主", (20, 70))
+        roll = b.rng.random()
+        if roll < 0.5:
+            b.wage(p, float(b.rng.uniform(2000, 9000)))
+        elif roll < 0.7:
+            b.vehicle(p, "car")
+        elif roll < 0.85:
+            b.home(p)
+        else:
+            b.deposit(p, float(b.rng.uniform(1000, 90000)))
+
+
+def _junk(b: _Builder, count: int) -> None:
+    """Rows a partner gets wrong (bad check character, negative amount, missing field): they never
+    reach a household. A row whose only fault is the ID number (the wage rows) is accepted as
+    identity unresolved; its name and birth date are an outsider's, so it matches nobody. The
+    others are quarantined with a reason."""
+    for i in range(count):
+        p = b.person("户主", (20, 70))
+        bad_id = mistyped_check(p.id_number)
+        kind = FEED_KINDS[i % 3]
+        if kind == "wages":
+            b.record("wages", Person(bad_id, p.name, p.birth, "户主"), period="2026-01",
+                     employer_name="某公司", employer_credit_code="", wage_amount="3000",
+                     si_contribution="")
+        elif kind == "pensions":
+            b.record("pensions", p, period=b.months[0].strftime("%Y-%m"),
+                     benefit_type="enterprise_pension", amount="-120")
+        else:
+            b.record("real_estate", p, certificate_no="", property_use="home", area_m2="60",
+                     registered_on="2019-13-45", share="1")
+
+
+def _ensure_always(drawn: str, n: int, households: int, truth: list[dict]) -> str:
+    """``drawn``, unless the households left are needed for an ALWAYS scenario not yet given."""
+    if households < ALWAYS_FROM:
+        return drawn
+    missing = [s for s in ALWAYS if s not in {t["scenario"] for t in truth}]
+    return missing[0] if missing and households - n <= len(missing) else drawn
+
+
+def generate(households: int = 300, seed: int = 2026, as_of: dt.date | None = None) -> District:
+    """Build a district of ``households`` households; same seed, same district, byte for byte."""
+    as_of = as_of or dt.date(2026, 11, 1)
+    b = _Builder(seed, as_of)
+    names, weights = zip(*((k, v[3]) for k, v in SCENARIOS.items()), strict=True)
+    probs = np.array(weights, dtype=float) / sum(weights)
+    streets = list(STREETS)
+    for n in range(households):
+        scenario = str(b.rng.choice(names, p=probs))
+        scenario = _ensure_always(scenario, n, households, b.district.truth)
+        status, flag, reasons, _ = SCENARIOS[scenario]
+        street = streets[n % len(streets)]
+        community = f"{street}{1 + int(b.rng.integers(0, len(STREETS[street][1]))):03d}"
+        code = f"HN{as_of:%Y}{n + 1:06d}"
+        people = b.family()
+        urban_rural = "rural" if street in ("210112005", "210112006") else "urban"
+        standard = float(_policy(as_of).require("dibao.standard", urban_rural))
+        income = _apply_scenario(b, scenario, people, standard)
+        benefit = current_benefit(scenario, status, standard, len(people), income)
+        for i, p in enumerate(people):
+            b.district.households.append({
+                "household_code": code, "area_code": AREA_CODE, "street_code": street,
+                "community_code": community, "status": status,
+                "category": "dibao" if status == "recipient" else "none",
+                "urban_rural": urban_rural, "current_benefit": f"{benefit:.2f}",
+                "id_number": p.id_number, "name": p.name, "relation": p.relation,
+                "exclusion": p.exclusion, "disability_grade": str(p.disability_grade),
+                "disability_type": p.disability_type,
+                "authorisation_ref": f"SQ-{AREA_CODE}-{as_of:%Y}-{n + 1:06d}-{i + 1}",
+                "authorisation_signed_on": (as_of - dt.timedelta(days=200)).isoformat(),
+            })
+        b.district.truth.append({"household_code": code, "scenario": scenario, "status": status,
+                                 "street_code": street, "expected_flag": flag,
+                                 "expected_reasons": ";".join(reasons)})
+    _outsiders(b, max(10, households // 3))
+    _junk(b, max(6, households // 50))
+    for kind in FEED_KINDS:  # partners do not deliver in our order
+        rows = b.district.feeds[kind]
+        b.district.feeds[kind] = [rows[i] for i in b.rng.permutation(len(rows))]
+    return b.district
+
+
+def write_district(district: District, out: Path) -> dict:
+    """Write roster.csv, feeds/<kind>.csv, truth.csv and district.json under ``out``."""
+    (out / "feeds").mkdir(parents=True, exist_ok=True)
+    _write_csv(out / "roster.csv", field_names("batch"), district.households)
+    for kind, rows in district.feeds.items():
+        _write_csv(out / "feeds" / f"{kind}.csv", field_names(kind), rows)
+    _write_csv(out / "truth.csv", list(district.truth[0]), district.truth)
+    period = _month_back(district.as_of.replace(day=1), 1)
+    meta = {
+        "seed": district.seed, "as_of": district.as_of.isoformat(),
+        "period": period.strftime("%Y-%m"), "area_code": AREA_CODE,
+        "households": len(district.truth), "members": len(district.households),
+        "feed_rows": {k: len(v) for k, v in district.feeds.items()},
+        "streets": {code: {"name": name, "communities": comms}
+                    for code, (name, comms) in STREETS.items()},
+    }
+    (out / "district.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), "utf-8")
+    return meta
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="raise")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in columns})

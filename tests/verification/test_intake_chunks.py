@@ -48,7 +48,8 @@ def test_blocks_give_the_whole_frame_answer(tmp_path, monkeypatch):
     settings = load_settings(tmp_path / "home")
     path = _feed_file(tmp_path)
     monkeypatch.setattr(intake, "_BLOCK_BYTES", 20_000)  # dozens of blocks
-    chunked = intake._stage_in_chunks(settings, SimpleNamespace(kind="wages", id=7), path, None)
+    chunked = intake._stage_in_chunks(settings, SimpleNamespace(kind="wages", id=7),
+                                      contract_for("wages"), path)
     assert chunked is not None
     staged, quarantine, counts = _whole(settings, path)
     assert chunked.counts == counts
@@ -71,8 +72,8 @@ def test_a_file_arrow_cannot_stream_goes_the_whole_way(tmp_path):
     settings = load_settings(tmp_path / "home")
     path = tmp_path / "short.csv"
     path.write_text("record_id,id_number\nr1\n", encoding="utf-8")  # a row short of fields
-    assert intake._stage_in_chunks(settings, SimpleNamespace(kind="wages", id=8), path,
-                                   None) is None
+    assert intake._stage_in_chunks(settings, SimpleNamespace(kind="wages", id=8),
+                                   contract_for("wages"), path) is None
     assert not list((settings.staging_dir).glob("*.partial"))
 
 

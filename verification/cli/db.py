@@ -9,6 +9,11 @@ from verification.config import load_settings
 app = typer.Typer(help="应用数据库 / the application database.", no_args_is_help=True)
 
 
+@app.callback()
+def _group() -> None:
+    """应用数据库 / the application database."""
+
+
 @app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the application database (idempotent)."""

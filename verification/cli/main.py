@@ -15,8 +15,8 @@ import os
 import sys
 from typing import Any, NamedTuple
 
-import click
 import typer
+import typer.core
 import typer.main
 
 
@@ -56,29 +56,36 @@ _COMMANDS: dict[str, _Entry] = {
 }
 
 
-def _load(name: str, entry: _Entry) -> click.Command:
+def _load(entry: _Entry) -> Any:
+    """The click command of an entry (a group, or one command of a module's app)."""
     module = importlib.import_module(f"verification.cli.{entry.module}")
     built = typer.main.get_command(getattr(module, entry.attribute))
     if entry.command is None:
         return built
-    if isinstance(built, click.Group):
-        return built.commands[entry.command]
-    return built  # an app holding just that command
+    commands = getattr(built, "commands", None)
+    return commands[entry.command] if commands is not None else built
 
 
-class _LazyGroup(click.Group):
-    """The root group: commands imported on first use, listed from ``_COMMANDS``."""
+class _LazyGroup(typer.core.TyperGroup):
+    """The root group: commands imported on first use, listed from ``_COMMANDS``.
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    The help page is written from the table, so `hedui --help` imports no command module."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
         return list(_COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         entry = _COMMANDS.get(cmd_name)
-        return None if entry is None else _load(cmd_name, entry)
+        return None if entry is None else _load(entry)
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with formatter.section("Commands / 命令"):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self.format_usage(ctx, formatter)
+        formatter.write_paragraph()
+        formatter.write_text(self.help or "")
+        with formatter.section("命令 / Commands"):
             formatter.write_dl([(name, entry.help) for name, entry in _COMMANDS.items()])
+        formatter.write_paragraph()
+        formatter.write_text("hedui COMMAND --help: 命令说明 / a command's options.")
 
 
 app = _LazyGroup(name="hedui", no_args_is_help=True,
@@ -100,15 +107,13 @@ def main() -> None:
         sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except (typer.Abort, click.Abort):
+    except typer.Abort:
         typer.echo("已中止 / aborted", err=True)
         sys.exit(1)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
     except Exception as err:  # every failure becomes a message, not a traceback
+        if callable(getattr(err, "show", None)) and hasattr(err, "exit_code"):
+            err.show()  # a usage error of the command line (typer's own click exceptions)
+            sys.exit(err.exit_code)
         typer.echo(f"error: {err}", err=True)
         sys.exit(1)
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from verification.assessment.policy import ParameterTree, Policy
+from verification.registers import members_with_disability_register
 
 CATEGORIES = ("tekun", "dibao", "edge", "rigid")
 _RULE_SOURCES = ("income", "assets", "homes", "vehicles", "business", "payroll")
@@ -67,6 +68,7 @@ def assess(
     A parameter the rules need but that has no value in force raises ParameterError.
     """
     households = _indexed(households)
+    members = members_with_disability_register(members, evidence)  # 残联 over the roster
     groups = _policy_groups(households, policy, as_of)
     parts = [
         _assess_group(households.loc[ids] if len(groups) > 1 else households,

@@ -7,6 +7,8 @@ matched with grade ``certain`` only (uncertain matches become MATCH_UNCERTAIN in
                       dynamic.recheck.after_death_months)
     SOURCES_CONFLICT  income or contributions for months after a member's recorded death (REVIEW)
     MARRIAGE_CHANGED  a marriage or divorce registration within dynamic.change_window_months
+    HOUSEHOLD_CHANGED a birth, move-in or move-out in the household registration (户籍) within the
+                      change window (a 户籍 death is a death record like the funeral one)
     NEW_VEHICLE       a counted vehicle (not exempt) registered within the change window
     NEW_PROPERTY      a home or non-residential property registered within the change window
     NEW_EMPLOYMENT    social-insurance contributions that began within dynamic.new_employment_months
@@ -29,14 +31,16 @@ from verification import codes
 from verification.assessment.policy import Policy
 from verification.matching import grade_supports_removal
 
-SIGNAL_CODES = ("MEMBER_DECEASED", "SOURCES_CONFLICT", "MARRIAGE_CHANGED", "NEW_VEHICLE",
-                "NEW_PROPERTY", "NEW_EMPLOYMENT")
+SIGNAL_CODES = ("MEMBER_DECEASED", "SOURCES_CONFLICT", "MARRIAGE_CHANGED", "HOUSEHOLD_CHANGED",
+                "NEW_VEHICLE", "NEW_PROPERTY", "NEW_EMPLOYMENT")
 REVIEW_SIGNALS = ("MEMBER_DECEASED", "SOURCES_CONFLICT")  # these send the household to REVIEW
 REASON_COLUMNS = ["household_id", "code", "passed", "value", "limit", "parameter", "reference",
                   "evidence_refs"]
 # the evidence items any signal reads
 _SIGNAL_ITEMS = frozenset(codes.items("event") + codes.items("income") + codes.items("contribution")
                           + codes.items("vehicle") + codes.items("property"))
+# 户籍 changes of household composition (deaths are read as ``death`` items)
+_HOUSEHOLD_ITEMS = ("hukou_birth", "hukou_move_in", "hukou_move_out")
 _DEATH_PARAMETER = "dynamic.recheck.after_death_months"
 _WINDOW_PARAMETER = "dynamic.change_window_months"
 _EMPLOYMENT_PARAMETER = "dynamic.new_employment_months"
@@ -70,6 +74,7 @@ def change_signals(evidence: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd
     certain = _certain(evidence)
     parts = [_deaths(certain, policy), _conflicts(certain, policy),
              _registered(certain, ("marriage", "divorce"), "MARRIAGE_CHANGED", policy, as_of),
+             _registered(certain, _HOUSEHOLD_ITEMS, "HOUSEHOLD_CHANGED", policy, as_of),
              _registered(certain, _counted_vehicles(policy), "NEW_VEHICLE", policy, as_of),
              _registered(certain, tuple(codes.items("property")), "NEW_PROPERTY", policy, as_of),
              _new_employment(certain, policy, as_of)]

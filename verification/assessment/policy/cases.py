@@ -91,7 +91,7 @@ def _months_before(on: date, months: int) -> date:
 _DEFAULT_SOURCE = {
     "income": "wages", "spending": "wages", "asset": "deposits", "property": "real_estate",
     "vehicle": "vehicles", "business": "business", "payroll": "wages", "event": "deaths",
-    "contribution": "wages",
+    "contribution": "wages", "disability": "disability",
 }
 
 

@@ -1,0 +1,65 @@
+"""What the disability register (残联, feed ``disability``) says about members, over the roster.
+
+The roster carries the disability grade and type a household declared; a certificate of the
+disability register matched with grade ``certain`` is the authority and replaces them. The grade
+and type then decide labour capacity for 特困 (特困人员认定办法 第七条, ``tekun.disability_max_grade``)
+and the disability exception of the business test. A member without a certificate keeps what
+the roster says: a register that does not list someone is not evidence that they have no
+disability. A cancelled certificate yields no evidence (the contract's ``where``), so it changes
+nothing either.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pandas as pd
+
+from verification import codes
+
+
+@cache
+def disability_types() -> dict[str, str]:
+    """Evidence item (``disability_limb``, …) → the disability type members carry (``limb``)."""
+    table = codes.vocabulary()["items"]
+    return {item: table[item]["disability_type"] for item in codes.items("disability")}
+
+
+def members_with_disability_register(members: pd.DataFrame,
+                                     evidence: pd.DataFrame) -> pd.DataFrame:
+    """``members`` with ``disability_grade`` and ``disability_type`` taken from each member's
+    latest certain certificate (by issue date); the caller's frame is never changed."""
+    certificates = _certain_certificates(evidence)
+    if certificates.empty:
+        return members
+    latest = (certificates.sort_values("period_start", kind="stable")
+              .drop_duplicates(["household_id", "person_token"], keep="last"))
+    key = pd.MultiIndex.from_frame(latest[["household_id", "person_token"]].astype("int64"))
+    at = key.get_indexer(pd.MultiIndex.from_frame(
+        members[["household_id", "person_token"]].astype("int64")))
+    listed = at >= 0
+    if not listed.any():
+        return members
+    out = members.copy()
+    grades = latest["amount"].to_numpy()[at[listed]].round().astype(np.int64)
+    types = latest["item"].map(disability_types()).to_numpy()[at[listed]]
+    out["disability_grade"] = out["disability_grade"].astype("float64")
+    out.loc[listed, "disability_grade"] = grades
+    out["disability_grade"] = out["disability_grade"].fillna(0).astype(np.int64)
+    out["disability_type"] = out["disability_type"].astype(object)
+    out.loc[listed, "disability_type"] = types
+    return out
+
+
+def _certain_certificates(evidence: pd.DataFrame) -> pd.DataFrame:
+    if evidence is None or not len(evidence) or "match_grade" not in evidence:
+        return pd.DataFrame()
+    kept = evidence["item"].isin(list(disability_types())).to_numpy(dtype=bool)
+    if not kept.any():  # the usual case: one pass over the item column, nothing copied
+        return pd.DataFrame()
+    kept &= (evidence["match_grade"] == "certain").to_numpy(dtype=bool)
+    kept &= evidence["household_id"].notna().to_numpy() & evidence["person_token"].notna().to_numpy()
+    rows = evidence.loc[kept, ["household_id", "person_token", "item", "amount", "period_start"]]
+    return rows.assign(item=rows["item"].astype(str),
+                       period_start=pd.to_datetime(rows["period_start"]))

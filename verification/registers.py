@@ -1,9 +1,9 @@
 """What the disability register (残联, feed ``disability``) says about members, over the roster.
 
 The roster carries the disability grade and type a household declared; a certificate of the
-disability register matched with grade ``certain`` is the authority and replaces them. The grade
-and type then decide labour capacity for 特困 (特困人员认定办法 第七条, ``tekun.disability_max_grade``)
-and the disability exception of the business test. A member without a certificate keeps what
+disability register matched with grade ``certain`` is the authority and replaces them. The
+grade and type then decide labour capacity for 特困 (特困人员认定办法 第七条,
+``tekun.disability_max_grade``) and the disability exception of the business test. A member without a certificate keeps what
 the roster says: a register that does not list someone is not evidence that they have no
 disability. A cancelled certificate yields no evidence (the contract's ``where``), so it changes
 nothing either.
@@ -59,7 +59,9 @@ def _certain_certificates(evidence: pd.DataFrame) -> pd.DataFrame:
     if not kept.any():  # the usual case: one pass over the item column, nothing copied
         return pd.DataFrame()
     kept &= (evidence["match_grade"] == "certain").to_numpy(dtype=bool)
-    kept &= evidence["household_id"].notna().to_numpy() & evidence["person_token"].notna().to_numpy()
-    rows = evidence.loc[kept, ["household_id", "person_token", "item", "amount", "period_start"]]
+    kept &= evidence["household_id"].notna().to_numpy()
+    kept &= evidence["person_token"].notna().to_numpy()
+    columns = ["household_id", "person_token", "item", "amount", "period_start"]
+    rows = evidence.loc[kept, columns]
     return rows.assign(item=rows["item"].astype(str),
                        period_start=pd.to_datetime(rows["period_start"]))

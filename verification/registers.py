@@ -5,8 +5,8 @@ disability register matched with grade ``certain`` is the authority and replaces
 grade and type then decide labour capacity for 特困 (特困人员认定办法 第七条,
 ``tekun.disability_max_grade``) and the disability exception of the business test. A member
 without a certificate keeps what the roster says: a register that does not list someone is not
-evidence that they have no disability. A cancelled certificate yields no evidence (the contract's ``where``), so it changes
-nothing either.
+evidence that they have no disability. A cancelled certificate yields no evidence (the
+contract's ``where``), so it changes nothing either.
 """
 
 from __future__ import annotations

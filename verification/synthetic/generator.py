@@ -67,12 +67,25 @@ SCENARIOS = {
     "applicant_ineligible": ("applicant", "REJECT", ["INCOME_OVER_STANDARD"], 8),
     "monitored_now_eligible": ("monitored", "ADD", ["ELIGIBLE_DIBAO"], 8),
     "monitored_not_eligible": ("monitored", "KEEP", ["INCOME_OVER_STANDARD"], 8),
+    # the feeds of the other partners (税务, 财政, 民政婚姻, 公安户籍, 医保, 退役军人, …)
+    "public_payroll": ("recipient", "REMOVE", ["PUBLIC_PAYROLL"], 3),
+    "rent_income": ("recipient", "REMOVE", ["INCOME_OVER_STANDARD"], 3),
+    "marriage_changed": ("recipient", "KEEP", ["ELIGIBLE_DIBAO", "MARRIAGE_CHANGED"], 3),
+    "household_changed": ("recipient", "KEEP", ["ELIGIBLE_DIBAO", "HOUSEHOLD_CHANGED"], 3),
+    # medical costs deducted from income: the current benefit was set on the net income
+    "medical_deduction": ("recipient", "KEEP", ["ELIGIBLE_DIBAO"], 3),
+    # 优待抚恤金 and subsidies far over the standard, all excluded by rule: still eligible
+    "excluded_income": ("applicant", "ADD", ["ELIGIBLE_DIBAO"], 3),
 }
 # scenarios every district of at least ALWAYS_FROM households holds at least once (the last
 # households take them if the draw has not given them yet)
 ALWAYS = ("vehicle_id_mistyped",)
 ALWAYS_FROM = 20
-FEED_KINDS = ["wages", "pensions", "real_estate", "vehicles", "business", "deposits", "deaths"]
+# every feed kind a registered partner delivers (connectors/partners.yaml); the first three take
+# the junk rows in turn
+FEED_KINDS = ["wages", "pensions", "real_estate", "vehicles", "business", "deposits", "deaths",
+              "tax", "provident_fund", "public_payroll", "subsidies", "marriages", "medical",
+              "special_care", "education", "disability", "population"]
 
 
 @dataclass
@@ -212,6 +225,74 @@ class _Builder:
                     registered_on=self.past_date(700),
                     status=status)
 
+    def tax(self, person: Person, category: str, amount: float) -> None:
+        for month in self.months:
+            self.record("tax", person, period=month.strftime("%Y-%m"), income_category=category,
+                        taxable_income=_money(amount, self.rng), tax_paid=f"{amount * 0.02:.2f}")
+
+    def provident_fund(self, person: Person, wage: float,
+                       months: list[dt.date] | None = None) -> None:
+        for month in self.months if months is None else months:
+            self.record("provident_fund", person, period=month.strftime("%Y-%m"),
+                        employer_name="沈阳某某有限公司",
+                        employer_credit_code=_credit_code(self.rng),
+                        contribution=_money(round(wage * 0.12, 2), self.rng))
+
+    def public_payroll(self, person: Person, status: str = "active") -> None:
+        self.record("public_payroll", person, unit_name="浑南区某街道办事处",
+                    since=self.past_date(3000), status=status)
+
+    def subsidy(self, person: Person, payment_type: str, amount: float,
+                months: list[dt.date] | None = None) -> None:
+        payer = {"scholarship": "沈阳市教育局", "bravery_award": "沈阳市见义勇为基金会",
+                 "family_planning_award": "浑南区卫生健康局",
+                 "assistance_payment": "浑南区民政局"}[payment_type]
+        for month in self.months if months is None else months:
+            self.record("subsidies", person, period=month.strftime("%Y-%m"),
+                        payment_type=payment_type, payer=payer, amount=_money(amount, self.rng))
+
+    def special_care(self, person: Person, amount: float) -> None:
+        for month in self.months:
+            self.record("special_care", person, period=month.strftime("%Y-%m"),
+                        payment_name="定期抚恤金", amount=_money(amount, self.rng))
+
+    def medical(self, person: Person, amount: float) -> None:
+        for month in self.months:
+            self.record("medical", person, period=month.strftime("%Y-%m"),
+                        institution="沈阳市第四人民医院", out_of_pocket=_money(amount, self.rng))
+
+    def tuition(self, person: Person, amount: float) -> None:
+        """Fees of a school year, paid in one month (September, or March for the spring term)."""
+        month = next(m for m in self.months if m.month in (9, 3))
+        self.record("education", person, period=month.strftime("%Y-%m"),
+                    school_name="沈阳市浑南区某中学", school_type="public",
+                    stage="senior" if self.age(person) >= 15 else "junior",
+                    tuition=_money(amount, self.rng))
+
+    def marriage(self, person: Person, event: str, on: str) -> None:
+        self.record("marriages", person, event=event, registered_on=on)
+
+    def certificate(self, person: Person, grade: int, disability_type: str,
+                    status: str = "valid") -> None:
+        """A 残联 certificate (残疾人证) of ``person``."""
+        self.record("disability", person,
+                    certificate_no=f"{person.id_number[:6]}{int(self.rng.integers(1e7, 9e7))}",
+                    disability_type=f"disability_{disability_type}",
+                    disability_grade=str(grade), issued_on=self.past_date(3000), status=status)
+
+    def hukou(self, person: Person, event: str, on: str, other: str = "",
+              relation: str = "") -> None:
+        self.record("population", person, hukou_no=f"{int(self.rng.integers(1e8, 9e8))}",
+                    event=event, event_date=on, other_name=other, relation=relation)
+
+    def old_date(self) -> str:
+        """A date two to twelve years before the as-of month: well outside any change window."""
+        return (self.months[0] - dt.timedelta(days=int(self.rng.integers(730, 4400)))).isoformat()
+
+    def recent_date(self, days: int) -> str:
+        """A date within the last ``days`` days before the as-of month (the change window)."""
+        return (self.months[0] - dt.timedelta(days=int(self.rng.integers(0, days)))).isoformat()
+
     def past_date(self, days: int) -> str:
         return (self.months[0] - dt.timedelta(days=int(self.rng.integers(1, days)))).isoformat()
 
@@ -248,7 +329,8 @@ def _credit_code(rng: np.random.Generator) -> str:
 # scenarios whose families have a small income, well under any standard
 _SMALL_INCOME = ("keep", "keep_exempt_vehicle", "vehicle", "vehicle_id_mistyped", "assets_over",
                  "two_homes", "business", "death", "death_conflict", "adjust",
-                 "applicant_eligible", "monitored_now_eligible")
+                 "applicant_eligible", "monitored_now_eligible", "public_payroll",
+                 "marriage_changed", "household_changed", "medical_deduction", "excluded_income")
 NEW_JOB_MONTHS = 4  # gradual_exit: the job began this many months ago (contributions too)
 
 
@@ -258,18 +340,26 @@ def _apply_scenario(b: _Builder, scenario: str, people: list[Person], standard: 
     rng = b.rng
     income = 0.0
     if scenario in _SMALL_INCOME:
-        if scenario == "adjust" or rng.random() < 0.6:
+        if scenario in ("adjust", "medical_deduction") or rng.random() < 0.6:
             income = round(float(rng.uniform(100 if scenario == "adjust" else 50, 250)) * size, 2)
             _earn(b, people[0], income)
-        for p in people:  # the residents' basic pension is excluded income by national rule
+        for p in people:
             if b.age(p) >= 60 and rng.random() < 0.7:
+                # the residents' pension: its basic part is excluded by national rule, the
+                # personal-account part counts
                 b.pension(p, "basic_pension_residents", 150.0)
+                if rng.random() < 0.5:
+                    b.pension(p, "residents_pension_personal", 20.0)
+                    income += 20.0
+        income -= _background(b, scenario, people, income)
     elif scenario == "near_boundary":  # within the near-boundary margin of the standard
         income = round(standard * size * float(rng.uniform(0.97, 1.03)), 2)
         _earn(b, people[0], income)
-    elif scenario != "gradual_exit":
+    elif scenario not in ("gradual_exit", "rent_income"):
         income = round(2500.0 * size + float(rng.uniform(500, 3000)), 2)
         b.wage(people[0], income)
+        if rng.random() < 0.5:  # a job with a housing provident fund
+            b.provident_fund(people[0], income)
     if rng.random() < 0.5:
         b.deposit(people[0], float(rng.uniform(0, 4000)) * size)
     if rng.random() < 0.6 and scenario != "two_homes":
@@ -282,11 +372,46 @@ def _apply_scenario(b: _Builder, scenario: str, people: list[Person], standard: 
 
 
 def _earn(b: _Builder, person: Person, amount: float) -> None:
-    """Counted income: a pension from 60, else a wage (with its contributions)."""
+    """Counted income: a pension from 60, else a wage (with its contributions) or, now and then,
+    unemployment benefit."""
     if b.age(person) >= 60:
         b.pension(person, "enterprise_pension", amount)
+    elif b.rng.random() < 0.2:
+        b.pension(person, "unemployment_benefit", amount)
     else:
         b.wage(person, amount)
+
+
+def _background(b: _Builder, scenario: str, people: list[Person], income: float) -> float:
+    """Records of a small-income family that change nothing the truth says: excluded payments
+    (subsidies, the benefit itself as paid through the one-card system), school fees (rigid
+    spending, not deducted), old marriages and registrations, a former public post. Returns the
+    monthly deduction (medical costs) they bring."""
+    rng = b.rng
+    for p in people:
+        age = b.age(p)
+        if 6 <= age < 22 and rng.random() < 0.5:
+            b.tuition(p, float(rng.choice([800.0, 1200.0, 2400.0])))
+            if rng.random() < 0.3:
+                b.subsidy(p, "scholarship", 500.0, b.months[:1])
+        if age >= 60 and rng.random() < 0.15:
+            b.subsidy(p, "family_planning_award", 80.0)
+    if rng.random() < 0.2:
+        b.subsidy(people[0], "assistance_payment", float(rng.uniform(300, 900)))
+    if rng.random() < 0.1:
+        b.special_care(people[0], 600.0)
+    if len(people) > 1 and people[1].relation == "配偶" and rng.random() < 0.3:
+        b.marriage(people[0], "marriage", b.old_date())  # long before the change window
+    if rng.random() < 0.05:
+        b.public_payroll(people[0], status="left")
+    if rng.random() < 0.1:  # an old change of the household registration: no signal
+        b.hukou(people[0], "move_in", b.old_date())
+    if scenario == "medical_deduction":
+        ill = people[int(rng.integers(0, len(people)))]
+        cost = round(income * float(rng.uniform(0.2, 0.5)), 2)  # never more than the income
+        b.medical(ill, cost)
+        return cost
+    return 0.0
 
 
 def current_benefit(scenario: str, status: str, standard: float, size: int,
@@ -312,6 +437,7 @@ def _apply_change(b: _Builder, scenario: str, people: list[Person], standard: fl
         lifted = standard * size * float(b.rng.uniform(1.2, 2.5))
         wage = round(lifted * window / NEW_JOB_MONTHS, 2)
         b.wage(worker, wage, b.months[:NEW_JOB_MONTHS])
+        b.provident_fund(worker, wage, b.months[:NEW_JOB_MONTHS])
         return wage * NEW_JOB_MONTHS / window
     if scenario == "death_conflict":
         # the funeral record says the member died four months ago; the employer still pays
@@ -337,6 +463,23 @@ def _apply_change(b: _Builder, scenario: str, people: list[Person], standard: fl
     elif scenario == "death":
         died = b.months[0] + dt.timedelta(days=int(b.rng.integers(0, 25)))
         b.record("deaths", who, date_of_death=died.isoformat())
+        if b.rng.random() < 0.5:  # the 户籍 deregistration says the same
+            b.hukou(who, "death", died.isoformat())
+    elif scenario == "public_payroll":
+        b.public_payroll(who)
+    elif scenario == "rent_income":
+        rent = round(2500.0 * size + float(b.rng.uniform(500, 3000)), 2)
+        b.tax(people[0], str(b.rng.choice(["rent", "labour_remuneration", "dividend"])), rent)
+        return rent
+    elif scenario == "marriage_changed":
+        b.marriage(who, str(b.rng.choice(["marriage", "divorce"])), b.recent_date(300))
+    elif scenario == "household_changed":
+        event = str(b.rng.choice(["birth", "move_in", "move_out"]))
+        added = {"birth": ("新生儿", "子女"), "move_in": ("迁入人员", "其他")}.get(event, ("", ""))
+        b.hukou(people[0] if event != "move_out" else who, event, b.recent_date(300), *added)
+    elif scenario == "excluded_income":
+        b.special_care(who, 1500.0 * size)
+        b.subsidy(who, str(b.rng.choice(["bravery_award", "assistance_payment"])), 800.0 * size)
     return 0.0
 
 
@@ -350,8 +493,13 @@ def _outsiders(b: _Builder, count: int) -> None:
     for _ in range(count):
         p = b.person("户主", (20, 70))
         roll = b.rng.random()
-        if roll < 0.5:
+        if roll < 0.4:
             b.wage(p, float(b.rng.uniform(2000, 9000)))
+        elif roll < 0.5:
+            if b.rng.random() < 0.5:
+                b.tax(p, "interest", 300.0)
+            else:
+                b.medical(p, 200.0)
         elif roll < 0.7:
             b.vehicle(p, "car")
         elif roll < 0.85:
@@ -379,6 +527,26 @@ def _junk(b: _Builder, count: int) -> None:
         else:
             b.record("real_estate", p, certificate_no="", property_use="home", area_m2="60",
                      registered_on="2019-13-45", share="1")
+        _junk_of_other_partners(b, p, i)
+
+
+def _junk_of_other_partners(b: _Builder, p: Person, i: int) -> None:
+    """One quarantined row of another partner per junk row: a grade the register does not have,
+    a payment type the contract does not list, a negative fee, a month that does not exist."""
+    kind = ("disability", "subsidies", "education", "tax")[i % 4]
+    if kind == "disability":
+        b.record("disability", p, certificate_no="21011219000000",
+                 disability_type="disability_limb", disability_grade="5",
+                 issued_on="2020-05-01", status="valid")
+    elif kind == "subsidies":
+        b.record("subsidies", p, period=b.months[0].strftime("%Y-%m"), payment_type="lottery",
+                 payer="某单位", amount="100")
+    elif kind == "education":
+        b.record("education", p, period=b.months[0].strftime("%Y-%m"), school_name="某学校",
+                 school_type="public", stage="primary", tuition="-300")
+    else:
+        b.record("tax", p, period="2026-13", income_category="rent", taxable_income="900",
+                 tax_paid="")
 
 
 def _ensure_always(drawn: str, n: int, households: int, truth: list[dict]) -> str:
@@ -407,6 +575,11 @@ def generate(households: int = 300, seed: int = 2026, as_of: dt.date | None = No
         urban_rural = "rural" if street in ("210112005", "210112006") else "urban"
         standard = float(_policy(as_of).require("dibao.standard", urban_rural))
         income = _apply_scenario(b, scenario, people, standard)
+        for p in people:  # the 残联 register agrees with the roster
+            if p.disability_grade:
+                b.certificate(p, p.disability_grade, p.disability_type)
+            elif b.rng.random() < 0.01:  # a certificate cancelled long ago: it says nothing
+                b.certificate(p, 4, "limb", status="cancelled")
         benefit = current_benefit(scenario, status, standard, len(people), income)
         for i, p in enumerate(people):
             b.district.households.append({

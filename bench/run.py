@@ -484,6 +484,11 @@ def duckdb_reference(staged: dict, members: pd.DataFrame, policy) -> tuple[pd.Da
             union all select person_token, 'business', 0, registered_on, registered_on
                    from business where status = 'active'
             union all select person_token, 'death', 0, date_of_death, date_of_death from deaths
+            union all select person_token, income_category, taxable_income, period, period
+                   from tax
+            union all select person_token, payment_type, amount, period, period from subsidies
+            union all select person_token, 'special_care', amount, period, period
+                   from special_care
         )
         select m.household_id,
           coalesce(sum(ev.amount * greatest(0, least({month.format('ev.e')}, {last})

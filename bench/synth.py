@@ -1,11 +1,12 @@
 """A deterministic, vectorised synthetic caseload and partner feeds for the benchmark harness.
 
 ``build(households, seed)`` makes, with numpy and Arrow only (no per-row Python except for small
-pools), a caseload of N households (≈ 2.55 persons each) and the seven partner feeds as each
-partner would send them — raw strings in the feed contracts' columns, with the usual dirt
-(full-width digits, lowercase x with spaces, 15-digit legacy numbers, amounts written with
-separators or 元) and 0.1% rows that must be quarantined (a wrong check character). At 1,000,000
-households that is ≈ 2.55 million persons and ≈ 20 million feed records. Same arguments, same
+pools), a caseload of N households (≈ 2.55 persons each) and every partner feed (one per contract
+in schemas/feeds/, as connectors/partners.yaml delivers them) as each partner would send them —
+raw strings in the feed contracts' columns, with the usual dirt (full-width digits, lowercase x
+with spaces, 15-digit legacy numbers, amounts written with separators or 元) and 0.1% rows that
+must be quarantined (a wrong check character). At 1,000,000 households that is ≈ 2.55 million
+persons and ≈ 35 million feed records (≈ 22 million of them wages and pensions). Same arguments, same
 bytes.
 
 This is not the demo generator (``verification/synthetic/generator.py``, row by row, with a ground
@@ -317,6 +318,87 @@ def _feeds(rng: np.random.Generator, caseload: Caseload) -> dict[str, pa.Table]:
     died = np.flatnonzero(rng.random(n) < 0.004)
     feeds["deaths"] = f.table("deaths", died,
                               {"date_of_death": _dates_before(rng, len(died), 60)})
+    feeds.update(_other_feeds(f, workers, wage))
+    return feeds
+
+
+def _other_feeds(f: _Feeds, workers: np.ndarray, wage: np.ndarray) -> dict[str, pa.Table]:
+    """The feeds of the other partners (税务, 公积金, 财政, 婚姻, 医保, 退役军人, 教育, 残联, 户籍)."""
+    rng, age, poor, adults, n = f.rng, f.age, f.poor, f.adults, len(f.ids)
+    feeds: dict[str, pa.Table] = {}
+    taxed = adults[rng.random(len(adults)) < np.where(poor[adults], 0.01, 0.06)]
+    category = rng.choice(np.array(["rent", "interest", "dividend", "labour_remuneration",
+                                    "business_income"]), len(taxed))
+    who, months = f.monthly(taxed)
+    taxable = np.repeat(rng.gamma(2.0, 800.0, len(taxed)), 12)
+    feeds["tax"] = f.table("tax", who, {
+        "period": months, "income_category": np.repeat(category, 12),
+        "taxable_income": _money(rng, taxable), "tax_paid": _decimal(taxable * 0.02, 2)})
+
+    funded = rng.random(len(workers)) < np.where(poor[workers], 0.05, 0.6)
+    who, months = f.monthly(workers[funded])
+    feeds["provident_fund"] = f.table("provident_fund", who, {
+        "period": months, "employer_name": "沈阳某某有限公司",
+        "employer_credit_code": _credit_codes(rng, 1).take(pa.array(np.zeros(len(who), int))),
+        "contribution": _money(rng, np.repeat(wage[funded] * 0.12, 12))})
+
+    staff = adults[rng.random(len(adults)) < np.where(poor[adults], 0.002, 0.03)]
+    feeds["public_payroll"] = f.table("public_payroll", staff, {
+        "unit_name": "浑南区某街道办事处", "since": _dates_before(rng, len(staff), 8000),
+        "status": np.where(rng.random(len(staff)) < 0.15, "left", "active")})
+
+    paid = np.flatnonzero(rng.random(n) < np.where(poor, 0.2, 0.03))
+    payment = rng.choice(np.array(["assistance_payment", "scholarship", "family_planning_award",
+                                   "bravery_award"]), len(paid), p=[0.7, 0.15, 0.14, 0.01])
+    who, months = f.monthly(paid)
+    feeds["subsidies"] = f.table("subsidies", who, {
+        "period": months, "payment_type": np.repeat(payment, 12), "payer": "浑南区民政局",
+        "amount": _money(rng, np.repeat(rng.uniform(80, 900, len(paid)), 12))})
+
+    married = adults[rng.random(len(adults)) < 0.01]
+    feeds["marriages"] = f.table("marriages", married, {
+        "event": np.where(rng.random(len(married)) < 0.7, "marriage", "divorce"),
+        "registered_on": _dates_before(rng, len(married), 3000)})
+
+    ill = np.flatnonzero(rng.random(n) < np.where(age >= 50, 0.15, 0.04))
+    who, months = f.monthly(ill)
+    feeds["medical"] = f.table("medical", who, {
+        "period": months, "institution": "沈阳市第四人民医院",
+        "out_of_pocket": _money(rng, rng.gamma(1.2, 150.0, len(who)))})
+
+    veterans = np.flatnonzero((age >= 40) & (rng.random(n) < 0.02))
+    who, months = f.monthly(veterans)
+    feeds["special_care"] = f.table("special_care", who, {
+        "period": months, "payment_name": "定期抚恤金",
+        "amount": _money(rng, np.repeat(rng.uniform(300, 3000, len(veterans)), 12))})
+
+    pupils = np.flatnonzero((age >= 3) & (age < 22) & (rng.random(n) < 0.4))
+    stage = np.select([age[pupils] < 6, age[pupils] < 12, age[pupils] < 15, age[pupils] < 18],
+                      ["preschool", "primary", "junior", "senior"], "undergraduate")
+    feeds["education"] = f.table("education", pupils, {
+        "period": str(np.datetime64(AS_OF, "M") - 2), "school_name": "沈阳市浑南区某学校",
+        "school_type": np.where(rng.random(len(pupils)) < 0.9, "public", "private"),
+        "stage": stage, "tuition": _money(rng, rng.choice([800.0, 1200.0, 2400.0, 9000.0],
+                                                          len(pupils)))})
+
+    disabled = np.flatnonzero(rng.random(n) < 0.06)
+    feeds["disability"] = f.table("disability", disabled, {
+        "certificate_no": _join("2101122", _padded(np.arange(len(disabled)), 9)),
+        "disability_type": rng.choice(np.array([
+            "disability_visual", "disability_hearing", "disability_speech", "disability_limb",
+            "disability_intellectual", "disability_mental", "disability_multiple"]),
+            len(disabled)),
+        "disability_grade": rng.integers(1, 5, len(disabled)),
+        "issued_on": _dates_before(rng, len(disabled), 6000),
+        "status": np.where(rng.random(len(disabled)) < 0.05, "cancelled", "valid")})
+
+    changed = np.flatnonzero(rng.random(n) < 0.015)
+    event = rng.choice(np.array(["birth", "move_in", "move_out", "death"]), len(changed),
+                       p=[0.3, 0.3, 0.3, 0.1])
+    feeds["population"] = f.table("population", changed, {
+        "hukou_no": _padded(np.arange(len(changed)), 9), "event": event,
+        "event_date": _dates_before(rng, len(changed), 3000),
+        "other_name": "", "relation": ""})
     return feeds
 
 
@@ -326,7 +408,7 @@ def caseload(households: int, seed: int = 2026) -> Caseload:
 
 
 def build(households: int, seed: int = 2026) -> SynthData:
-    """The caseload and the seven feeds for ``households`` households; deterministic by seed."""
+    """The caseload and every feed for ``households`` households; deterministic by seed."""
     rng = np.random.default_rng(seed)
     caseload = _caseload(rng, households)
     return SynthData(caseload, _feeds(rng, caseload))

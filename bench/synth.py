@@ -5,8 +5,8 @@ pools), a caseload of N households (≈ 2.55 persons each) and every partner fee
 in schemas/feeds/, as connectors/partners.yaml delivers them) as each partner would send them —
 raw strings in the feed contracts' columns, with the usual dirt (full-width digits, lowercase x
 with spaces, 15-digit legacy numbers, amounts written with separators or 元) and 0.1% rows that
-must be quarantined (a wrong check character). At 1,000,000 households that is ≈ 2.55 million
-persons and ≈ 35 million feed records (≈ 22 million of them wages and pensions). Same arguments, same
+must be quarantined (a wrong check character). At 1,000,000 households that is ≈ 2.55
+million persons and ≈ 35 million feed records (≈ 22 million of them wages and pensions). Same arguments, same
 bytes.
 
 This is not the demo generator (``verification/synthetic/generator.py``, row by row, with a ground
@@ -323,7 +323,8 @@ def _feeds(rng: np.random.Generator, caseload: Caseload) -> dict[str, pa.Table]:
 
 
 def _other_feeds(f: _Feeds, workers: np.ndarray, wage: np.ndarray) -> dict[str, pa.Table]:
-    """The feeds of the other partners (税务, 公积金, 财政, 婚姻, 医保, 退役军人, 教育, 残联, 户籍)."""
+    """The feeds of the other partners: tax, provident fund, public finance, marriages,
+    healthcare, veterans, education, disability register, household registration."""
     rng, age, poor, adults, n = f.rng, f.age, f.poor, f.adults, len(f.ids)
     feeds: dict[str, pa.Table] = {}
     taxed = adults[rng.random(len(adults)) < np.where(poor[adults], 0.01, 0.06)]

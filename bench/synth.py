@@ -6,8 +6,8 @@ in schemas/feeds/, as connectors/partners.yaml delivers them) as each partner wo
 raw strings in the feed contracts' columns, with the usual dirt (full-width digits, lowercase x
 with spaces, 15-digit legacy numbers, amounts written with separators or 元) and 0.1% rows that
 must be quarantined (a wrong check character). At 1,000,000 households that is ≈ 2.55
-million persons and ≈ 35 million feed records (≈ 22 million of them wages and pensions). Same arguments, same
-bytes.
+million persons and ≈ 35 million feed records (≈ 22 million of them wages and pensions).
+Same arguments, same bytes.
 
 This is not the demo generator (``verification/synthetic/generator.py``, row by row, with a ground
 truth per

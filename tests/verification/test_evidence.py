@@ -39,3 +39,43 @@ def test_an_empty_feed_gives_empty_evidence_with_the_seam_columns():
                            "date_of_death": pd.to_datetime([])})
     ev = evidence_from_staged(staged, contract_for("deaths"), feed_id=1)
     assert ev.empty and list(ev.columns) == EVIDENCE_COLUMNS
+
+
+def test_population_changes_map_to_household_items_and_a_death_to_the_death_item():
+    staged = pd.DataFrame({
+        "person_token": pd.array([1, 2, 3, 4], dtype="Int64"),
+        "record_id": ["P1", "P2", "P3", "P4"],
+        "event": ["birth", "move_in", "move_out", "death"],
+        "event_date": pd.to_datetime(["2026-05-01", "2026-06-01", "2026-07-01", "2026-08-01"]),
+    })
+    ev = evidence_from_staged(staged, "population", feed_id=4)
+    assert ev.set_index("record_ref")["item"].to_dict() == {
+        "P1": "hukou_birth", "P2": "hukou_move_in", "P3": "hukou_move_out", "P4": "death"}
+    death = ev[ev["item"] == "death"].iloc[0]
+    assert str(death["period_start"].date()) == "2026-08-01"
+
+
+def test_a_valid_disability_certificate_gives_its_type_as_item_and_its_grade_as_amount():
+    staged = pd.DataFrame({
+        "person_token": pd.array([1, 2], dtype="Int64"), "record_id": ["D1", "D2"],
+        "disability_type": ["disability_limb", "disability_visual"],
+        "disability_grade": pd.array([2, 1], dtype="Int64"),
+        "issued_on": pd.to_datetime(["2019-03-01", "2012-01-01"]),
+        "status": ["valid", "cancelled"],
+    })
+    ev = evidence_from_staged(staged, "disability", feed_id=5)
+    assert ev[["record_ref", "item", "amount"]].values.tolist() == [["D1", "disability_limb", 2.0]]
+
+
+def test_excluded_payments_and_tax_categories_keep_their_own_items():
+    subsidies = pd.DataFrame({
+        "person_token": pd.array([1, 1], dtype="Int64"), "record_id": ["S1", "S2"],
+        "period": pd.to_datetime(["2026-09-01", "2026-10-01"]),
+        "payment_type": ["scholarship", "assistance_payment"], "amount": [500.0, 620.0]})
+    tax = pd.DataFrame({
+        "person_token": pd.array([2], dtype="Int64"), "record_id": ["T1"],
+        "period": pd.to_datetime(["2026-09-01"]), "income_category": ["labour_remuneration"],
+        "taxable_income": [3000.0]})
+    assert sorted(evidence_from_staged(subsidies, "subsidies", 6)["item"]) == [
+        "assistance_payment", "scholarship"]
+    assert list(evidence_from_staged(tax, "tax", 7)["item"]) == ["labour_remuneration"]

@@ -11,7 +11,8 @@ matched with grade ``certain`` only (uncertain matches become MATCH_UNCERTAIN in
                       change window (a 户籍 death is a death record like the funeral one)
     NEW_VEHICLE       a counted vehicle (not exempt) registered within the change window
     NEW_PROPERTY      a home or non-residential property registered within the change window
-    NEW_EMPLOYMENT    social-insurance contributions that began within dynamic.new_employment_months
+    NEW_EMPLOYMENT    social-insurance or provident-fund contributions that began within
+                      dynamic.new_employment_months
 
 The other signals an officer sees — business registration, public payroll, assets over the limit,
 income over the standard or 1.5 × the standard — are the assessment's own failing rules
@@ -204,7 +205,8 @@ def _new_employment(certain: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd
     """Members whose first contribution month is within the last N months: they have started
     work recently (a long-standing job is not news, however high its wage)."""
     months = int(policy.require(_EMPLOYMENT_PARAMETER))
-    paid = certain[(certain["item"] == "si_contribution") & (certain["amount"] > 0)]
+    # social-insurance and housing-provident-fund contributions alike show a job
+    paid = certain[certain["item"].isin(codes.items("contribution")) & (certain["amount"] > 0)]
     if paid.empty:
         return empty_reasons()
     started = paid["period_start"].groupby(

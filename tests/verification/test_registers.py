@@ -1,0 +1,77 @@
+"""The disability register over the roster, and the 户籍 and provident-fund signals."""
+
+import datetime as dt
+
+import pandas as pd
+
+from verification.policy import load_parameters
+from verification.registers import members_with_disability_register
+from verification.signals import change_signals
+
+AS_OF = dt.date(2026, 11, 1)
+
+
+def _members() -> pd.DataFrame:
+    return pd.DataFrame({"household_id": [1, 1, 2], "person_token": [10, 11, 20],
+                         "disability_grade": [0, 2, 0], "disability_type": ["", "limb", ""]})
+
+
+def _evidence(rows: list[tuple]) -> pd.DataFrame:
+    """rows: (household_id, person_token, item, amount, start, grade of the match)."""
+    frame = pd.DataFrame(rows, columns=["household_id", "person_token", "item", "amount",
+                                        "period_start", "match_grade"])
+    return frame.assign(source_kind="disability", feed_id=1,
+                        record_ref=[f"R{i}" for i in range(len(frame))],
+                        period_start=pd.to_datetime(frame["period_start"]),
+                        period_end=pd.to_datetime(frame["period_start"]))
+
+
+def test_the_latest_certain_certificate_replaces_the_roster_and_others_keep_theirs():
+    evidence = _evidence([
+        (1, 10, "disability_intellectual", 3.0, "2015-01-01", "certain"),
+        (1, 11, "disability_limb", 1.0, "2010-01-01", "certain"),
+        (1, 11, "disability_limb", 4.0, "2022-01-01", "certain"),  # reassessed later
+        (2, 20, "disability_visual", 1.0, "2020-01-01", "probable"),  # not certain: no effect
+        (2, 20, "wage", 900.0, "2026-10-01", "certain"),
+    ])
+    members = _members()
+    out = members_with_disability_register(members, evidence)
+    assert out[["disability_grade", "disability_type"]].values.tolist() == [
+        [3, "intellectual"], [4, "limb"], [0, ""]]
+    assert members["disability_grade"].tolist() == [0, 2, 0]  # the caller's frame is unchanged
+
+
+def test_without_certificates_the_roster_stands_as_it_is():
+    members = _members()
+    evidence = _evidence([(1, 10, "wage", 900.0, "2026-10-01", "certain")])
+    assert members_with_disability_register(members, evidence) is members
+
+
+def _signals(rows: list[tuple]) -> pd.DataFrame:
+    policy = load_parameters().at("210112", AS_OF)
+    evidence = _evidence(rows).assign(source_kind="population")
+    return change_signals(evidence, policy, AS_OF).set_index("household_id")
+
+
+def test_births_moves_in_and_out_within_the_change_window_are_household_changes():
+    signals = _signals([
+        (1, 10, "hukou_birth", 0.0, "2026-06-03", "certain"),
+        (2, 20, "hukou_move_out", 0.0, "2026-09-20", "certain"),
+        (3, 30, "hukou_move_in", 0.0, "2019-04-01", "certain"),  # long before the window
+        (4, 40, "hukou_move_in", 0.0, "2026-08-01", "possible"),  # not certain
+    ])
+    changed = signals[signals["code"] == "HOUSEHOLD_CHANGED"]
+    assert sorted(changed.index) == [1, 2]
+    assert changed.loc[1, "evidence_refs"] == "population:1:R0"
+
+
+def test_a_household_registration_death_is_a_death_record():
+    signals = _signals([(1, 10, "death", 0.0, "2026-10-05", "certain")])
+    assert list(signals["code"]) == ["MEMBER_DECEASED"]
+
+
+def test_provident_fund_contributions_that_began_recently_show_new_employment():
+    months = pd.date_range("2026-08-01", "2026-10-01", freq="MS").strftime("%Y-%m-%d")
+    signals = _signals([(1, 10, "provident_fund_contribution", 400.0, m, "certain")
+                        for m in months])
+    assert list(signals["code"]) == ["NEW_EMPLOYMENT"]

@@ -10,6 +10,14 @@ as-of date), as a caseworker would: a recipient's current benefit (standard × m
 so KEEP stays KEEP and ADJUST households differ by their income), the income of households placed
 just beside the standard (NEAR_BOUNDARY), and the new wage that lifts a family out (GRADUAL_EXIT).
 
+The feeds of the partners registered for issue 14 (tax, provident fund, public payroll,
+subsidies, marriages, medical, special care, tuition, disability certificates, 户籍 changes) are
+drawn from a second random stream, so the households, members and records of the first seven
+feeds — and every scenario drawn — are those of earlier versions for the same seed. Those feeds
+add *variants* of drawn scenarios (a kept household whose tax-reported interest, medical costs,
+marriage or 户籍 change the truth then names) and background records that must change nothing
+(excluded payments, school fees, old registrations, cancelled certificates).
+
 Street and community codes are synthetic (the real 210112 area code with made-up sub-codes).
 """
 
@@ -67,25 +75,31 @@ SCENARIOS = {
     "applicant_ineligible": ("applicant", "REJECT", ["INCOME_OVER_STANDARD"], 8),
     "monitored_now_eligible": ("monitored", "ADD", ["ELIGIBLE_DIBAO"], 8),
     "monitored_not_eligible": ("monitored", "KEEP", ["INCOME_OVER_STANDARD"], 8),
-    # the feeds of the other partners (税务, 财政, 民政婚姻, 公安户籍, 医保, 退役军人, …)
-    "public_payroll": ("recipient", "REMOVE", ["PUBLIC_PAYROLL"], 3),
-    "rent_income": ("recipient", "REMOVE", ["INCOME_OVER_STANDARD"], 3),
-    "marriage_changed": ("recipient", "KEEP", ["ELIGIBLE_DIBAO", "MARRIAGE_CHANGED"], 3),
-    "household_changed": ("recipient", "KEEP", ["ELIGIBLE_DIBAO", "HOUSEHOLD_CHANGED"], 3),
-    # medical costs deducted from income: the current benefit was set on the net income
-    "medical_deduction": ("recipient", "KEEP", ["ELIGIBLE_DIBAO"], 3),
-    # 优待抚恤金 and subsidies far over the standard, all excluded by rule: still eligible
-    "excluded_income": ("applicant", "ADD", ["ELIGIBLE_DIBAO"], 3),
 }
 # scenarios every district of at least ALWAYS_FROM households holds at least once (the last
 # households take them if the draw has not given them yet)
 ALWAYS = ("vehicle_id_mistyped",)
 ALWAYS_FROM = 20
-# every feed kind a registered partner delivers (connectors/partners.yaml); the first three take
-# the junk rows in turn
-FEED_KINDS = ["wages", "pensions", "real_estate", "vehicles", "business", "deposits", "deaths",
-              "tax", "provident_fund", "public_payroll", "subsidies", "marriages", "medical",
-              "special_care", "education", "disability", "population"]
+# Variants of a drawn scenario, from the second stream: name → (drawn scenario, share of those
+# households given the variant, expected flag, expected reason codes). Each changes a kept or
+# refused household through another partner's feed without changing its flag kind: a KEEP stays
+# KEEP only if the assessment counts the tax income and deducts the medical costs the current
+# benefit was set on (a difference over dynamic.adjust_threshold would be ADJUST), and excludes
+# the payments it must exclude (counted, they lift the family far over the standard).
+VARIANTS = {
+    "keep_tax_income": ("keep", 0.12, "KEEP", ["ELIGIBLE_DIBAO"]),
+    "marriage_changed": ("keep", 0.10, "KEEP", ["ELIGIBLE_DIBAO", "MARRIAGE_CHANGED"]),
+    "household_changed": ("keep", 0.10, "KEEP", ["ELIGIBLE_DIBAO", "HOUSEHOLD_CHANGED"]),
+    "medical_deduction": ("keep", 0.10, "KEEP", ["ELIGIBLE_DIBAO"]),
+    "excluded_income": ("applicant_eligible", 0.3, "ADD", ["ELIGIBLE_DIBAO"]),
+    "public_payroll": ("income_over", 0.3, "REMOVE", ["INCOME_OVER_STANDARD", "PUBLIC_PAYROLL"]),
+    "applicant_public_payroll": ("applicant_ineligible", 0.2, "REJECT",
+                                 ["INCOME_OVER_STANDARD", "PUBLIC_PAYROLL"]),
+}
+FIRST_FEEDS = ["wages", "pensions", "real_estate", "vehicles", "business", "deposits", "deaths"]
+# every feed kind a registered partner delivers (connectors/partners.yaml)
+FEED_KINDS = [*FIRST_FEEDS, "tax", "provident_fund", "public_payroll", "subsidies", "marriages",
+              "medical", "special_care", "education", "disability", "population"]
 
 
 @dataclass
@@ -111,6 +125,7 @@ class District:
 class _Builder:
     def __init__(self, seed: int, as_of: dt.date) -> None:
         self.rng = np.random.default_rng(seed)
+        self.extra = np.random.default_rng([seed, 14])  # the feeds added for issue 14
         self.as_of = as_of
         self.used_ids: set[str] = set()
         self.district = District(seed=seed, as_of=as_of)
@@ -171,16 +186,23 @@ class _Builder:
 
     # ---- partner records ----------------------------------------------------------------------
     def record(self, kind: str, person: Person, id_number: str | None = None,
-               **fields: object) -> None:
-        """One partner row for ``person``; ``id_number`` as written (default: ``dirty_id``)."""
-        self.counters[kind] += 1
-        row = {"record_id": f"{kind[:2].upper()}{self.counters[kind]:07d}",
-               "id_number": id_number or self.dirty_id(person), "name": person.name, **fields}
+               second: bool = False, **fields: object) -> None:
+        """One partner row for ``person``; ``id_number`` as written (default: ``dirty_id``).
+        Rows of the issue-14 feeds, and ``second`` rows of the first feeds, draw from the second
+        stream and are numbered apart (``…X…``), so the first feeds' rows stay as they were."""
+        second = second or kind not in FIRST_FEEDS
+        key = f"{kind}+" if second and kind in FIRST_FEEDS else kind
+        self.counters[key] = self.counters.get(key, 0) + 1
+        prefix = kind[:2].upper() + ("X" if key != kind else "")
+        rng = self.extra if second else self.rng
+        row = {"record_id": f"{prefix}{self.counters[key]:07d}",
+               "id_number": id_number or self.dirty_id(person, rng), "name": person.name,
+               **fields}
         self.district.feeds[kind].append(row)
 
-    def dirty_id(self, person: Person) -> str:
+    def dirty_id(self, person: Person, rng: np.random.Generator | None = None) -> str:
         """Real feeds carry full-width digits, lowercase x, spaces and 15-digit legacy numbers."""
-        roll = self.rng.random()
+        roll = (rng or self.rng).random()
         number = person.id_number
         if roll < 0.05 and number[6:8] == "19":
             return number[:6] + number[8:17]  # legacy 15-digit form
@@ -198,10 +220,11 @@ class _Builder:
                         wage_amount=_money(amount, self.rng),
                         si_contribution=f"{amount * 0.105:.2f}")
 
-    def pension(self, person: Person, kind: str, amount: float) -> None:
+    def pension(self, person: Person, kind: str, amount: float, second: bool = False) -> None:
         for month in self.months:
-            self.record("pensions", person, period=month.strftime("%Y-%m"), benefit_type=kind,
-                        amount=_money(amount, self.rng))
+            self.record("pensions", person, second=second, period=month.strftime("%Y-%m"),
+                        benefit_type=kind,
+                        amount=_money(amount, self.extra if second else self.rng))
 
     def deposit(self, person: Person, balance: float, account_type: str = "deposit") -> None:
         self.record("deposits", person, institution="盛京银行", account_type=account_type,
@@ -225,22 +248,24 @@ class _Builder:
                     registered_on=self.past_date(700),
                     status=status)
 
+    # ---- the feeds added for issue 14 (second random stream) ------------------------------
     def tax(self, person: Person, category: str, amount: float) -> None:
         for month in self.months:
             self.record("tax", person, period=month.strftime("%Y-%m"), income_category=category,
-                        taxable_income=_money(amount, self.rng), tax_paid=f"{amount * 0.02:.2f}")
+                        taxable_income=_money(amount, self.extra),
+                        tax_paid=f"{amount * 0.02:.2f}")
 
     def provident_fund(self, person: Person, wage: float,
                        months: list[dt.date] | None = None) -> None:
         for month in self.months if months is None else months:
             self.record("provident_fund", person, period=month.strftime("%Y-%m"),
                         employer_name="沈阳某某有限公司",
-                        employer_credit_code=_credit_code(self.rng),
-                        contribution=_money(round(wage * 0.12, 2), self.rng))
+                        employer_credit_code=_credit_code(self.extra),
+                        contribution=_money(round(wage * 0.12, 2), self.extra))
 
     def public_payroll(self, person: Person, status: str = "active") -> None:
         self.record("public_payroll", person, unit_name="浑南区某街道办事处",
-                    since=self.past_date(3000), status=status)
+                    since=self.old_date(), status=status)
 
     def subsidy(self, person: Person, payment_type: str, amount: float,
                 months: list[dt.date] | None = None) -> None:
@@ -249,25 +274,27 @@ class _Builder:
                  "assistance_payment": "浑南区民政局"}[payment_type]
         for month in self.months if months is None else months:
             self.record("subsidies", person, period=month.strftime("%Y-%m"),
-                        payment_type=payment_type, payer=payer, amount=_money(amount, self.rng))
+                        payment_type=payment_type, payer=payer,
+                        amount=_money(amount, self.extra))
 
     def special_care(self, person: Person, amount: float) -> None:
         for month in self.months:
             self.record("special_care", person, period=month.strftime("%Y-%m"),
-                        payment_name="定期抚恤金", amount=_money(amount, self.rng))
+                        payment_name="定期抚恤金", amount=_money(amount, self.extra))
 
     def medical(self, person: Person, amount: float) -> None:
         for month in self.months:
             self.record("medical", person, period=month.strftime("%Y-%m"),
-                        institution="沈阳市第四人民医院", out_of_pocket=_money(amount, self.rng))
+                        institution="沈阳市第四人民医院",
+                        out_of_pocket=_money(amount, self.extra))
 
     def tuition(self, person: Person, amount: float) -> None:
-        """Fees of a school year, paid in one month (September, or March for the spring term)."""
+        """Fees of a school term, paid in one month (September, or March for the spring)."""
         month = next(m for m in self.months if m.month in (9, 3))
         self.record("education", person, period=month.strftime("%Y-%m"),
                     school_name="沈阳市浑南区某中学", school_type="public",
                     stage="senior" if self.age(person) >= 15 else "junior",
-                    tuition=_money(amount, self.rng))
+                    tuition=_money(amount, self.extra))
 
     def marriage(self, person: Person, event: str, on: str) -> None:
         self.record("marriages", person, event=event, registered_on=on)
@@ -276,22 +303,23 @@ class _Builder:
                     status: str = "valid") -> None:
         """A 残联 certificate (残疾人证) of ``person``."""
         self.record("disability", person,
-                    certificate_no=f"{person.id_number[:6]}{int(self.rng.integers(1e7, 9e7))}",
+                    certificate_no=f"{person.id_number[:6]}{int(self.extra.integers(1e7, 9e7))}",
                     disability_type=f"disability_{disability_type}",
-                    disability_grade=str(grade), issued_on=self.past_date(3000), status=status)
+                    disability_grade=str(grade), issued_on=self.old_date(), status=status)
 
     def hukou(self, person: Person, event: str, on: str, other: str = "",
               relation: str = "") -> None:
-        self.record("population", person, hukou_no=f"{int(self.rng.integers(1e8, 9e8))}",
+        self.record("population", person, hukou_no=f"{int(self.extra.integers(1e8, 9e8))}",
                     event=event, event_date=on, other_name=other, relation=relation)
 
     def old_date(self) -> str:
         """A date two to twelve years before the as-of month: well outside any change window."""
-        return (self.months[0] - dt.timedelta(days=int(self.rng.integers(730, 4400)))).isoformat()
+        days = int(self.extra.integers(730, 4400))
+        return (self.months[0] - dt.timedelta(days=days)).isoformat()
 
-    def recent_date(self, days: int) -> str:
-        """A date within the last ``days`` days before the as-of month (the change window)."""
-        return (self.months[0] - dt.timedelta(days=int(self.rng.integers(0, days)))).isoformat()
+    def recent_date(self) -> str:
+        """A date within the ten months before the as-of month (inside the change window)."""
+        return (self.months[0] - dt.timedelta(days=int(self.extra.integers(0, 300)))).isoformat()
 
     def past_date(self, days: int) -> str:
         return (self.months[0] - dt.timedelta(days=int(self.rng.integers(1, days)))).isoformat()
@@ -329,8 +357,7 @@ def _credit_code(rng: np.random.Generator) -> str:
 # scenarios whose families have a small income, well under any standard
 _SMALL_INCOME = ("keep", "keep_exempt_vehicle", "vehicle", "vehicle_id_mistyped", "assets_over",
                  "two_homes", "business", "death", "death_conflict", "adjust",
-                 "applicant_eligible", "monitored_now_eligible", "public_payroll",
-                 "marriage_changed", "household_changed", "medical_deduction", "excluded_income")
+                 "applicant_eligible", "monitored_now_eligible")
 NEW_JOB_MONTHS = 4  # gradual_exit: the job began this many months ago (contributions too)
 
 
@@ -340,26 +367,18 @@ def _apply_scenario(b: _Builder, scenario: str, people: list[Person], standard: 
     rng = b.rng
     income = 0.0
     if scenario in _SMALL_INCOME:
-        if scenario in ("adjust", "medical_deduction") or rng.random() < 0.6:
+        if scenario == "adjust" or rng.random() < 0.6:
             income = round(float(rng.uniform(100 if scenario == "adjust" else 50, 250)) * size, 2)
             _earn(b, people[0], income)
-        for p in people:
+        for p in people:  # the residents' basic pension is excluded income by national rule
             if b.age(p) >= 60 and rng.random() < 0.7:
-                # the residents' pension: its basic part is excluded by national rule, the
-                # personal-account part counts
                 b.pension(p, "basic_pension_residents", 150.0)
-                if rng.random() < 0.5:
-                    b.pension(p, "residents_pension_personal", 20.0)
-                    income += 20.0
-        income -= _background(b, scenario, people, income)
     elif scenario == "near_boundary":  # within the near-boundary margin of the standard
         income = round(standard * size * float(rng.uniform(0.97, 1.03)), 2)
         _earn(b, people[0], income)
-    elif scenario not in ("gradual_exit", "rent_income"):
+    elif scenario != "gradual_exit":
         income = round(2500.0 * size + float(rng.uniform(500, 3000)), 2)
         b.wage(people[0], income)
-        if rng.random() < 0.5:  # a job with a housing provident fund
-            b.provident_fund(people[0], income)
     if rng.random() < 0.5:
         b.deposit(people[0], float(rng.uniform(0, 4000)) * size)
     if rng.random() < 0.6 and scenario != "two_homes":
@@ -372,46 +391,11 @@ def _apply_scenario(b: _Builder, scenario: str, people: list[Person], standard: 
 
 
 def _earn(b: _Builder, person: Person, amount: float) -> None:
-    """Counted income: a pension from 60, else a wage (with its contributions) or, now and then,
-    unemployment benefit."""
+    """Counted income: a pension from 60, else a wage (with its contributions)."""
     if b.age(person) >= 60:
         b.pension(person, "enterprise_pension", amount)
-    elif b.rng.random() < 0.2:
-        b.pension(person, "unemployment_benefit", amount)
     else:
         b.wage(person, amount)
-
-
-def _background(b: _Builder, scenario: str, people: list[Person], income: float) -> float:
-    """Records of a small-income family that change nothing the truth says: excluded payments
-    (subsidies, the benefit itself as paid through the one-card system), school fees (rigid
-    spending, not deducted), old marriages and registrations, a former public post. Returns the
-    monthly deduction (medical costs) they bring."""
-    rng = b.rng
-    for p in people:
-        age = b.age(p)
-        if 6 <= age < 22 and rng.random() < 0.5:
-            b.tuition(p, float(rng.choice([800.0, 1200.0, 2400.0])))
-            if rng.random() < 0.3:
-                b.subsidy(p, "scholarship", 500.0, b.months[:1])
-        if age >= 60 and rng.random() < 0.15:
-            b.subsidy(p, "family_planning_award", 80.0)
-    if rng.random() < 0.2:
-        b.subsidy(people[0], "assistance_payment", float(rng.uniform(300, 900)))
-    if rng.random() < 0.1:
-        b.special_care(people[0], 600.0)
-    if len(people) > 1 and people[1].relation == "配偶" and rng.random() < 0.3:
-        b.marriage(people[0], "marriage", b.old_date())  # long before the change window
-    if rng.random() < 0.05:
-        b.public_payroll(people[0], status="left")
-    if rng.random() < 0.1:  # an old change of the household registration: no signal
-        b.hukou(people[0], "move_in", b.old_date())
-    if scenario == "medical_deduction":
-        ill = people[int(rng.integers(0, len(people)))]
-        cost = round(income * float(rng.uniform(0.2, 0.5)), 2)  # never more than the income
-        b.medical(ill, cost)
-        return cost
-    return 0.0
 
 
 def current_benefit(scenario: str, status: str, standard: float, size: int,
@@ -421,7 +405,8 @@ def current_benefit(scenario: str, status: str, standard: float, size: int,
     situation changed after it was set (their old, small income is taken as 0)."""
     if status != "recipient":
         return 0.0
-    known = income if scenario in _SMALL_INCOME and scenario != "adjust" else 0.0
+    small = scenario in _SMALL_INCOME or VARIANTS.get(scenario, ("",))[0] in _SMALL_INCOME
+    known = income if small and scenario != "adjust" else 0.0
     return round(standard * size - known, 2)
 
 
@@ -437,7 +422,6 @@ def _apply_change(b: _Builder, scenario: str, people: list[Person], standard: fl
         lifted = standard * size * float(b.rng.uniform(1.2, 2.5))
         wage = round(lifted * window / NEW_JOB_MONTHS, 2)
         b.wage(worker, wage, b.months[:NEW_JOB_MONTHS])
-        b.provident_fund(worker, wage, b.months[:NEW_JOB_MONTHS])
         return wage * NEW_JOB_MONTHS / window
     if scenario == "death_conflict":
         # the funeral record says the member died four months ago; the employer still pays
@@ -463,24 +447,106 @@ def _apply_change(b: _Builder, scenario: str, people: list[Person], standard: fl
     elif scenario == "death":
         died = b.months[0] + dt.timedelta(days=int(b.rng.integers(0, 25)))
         b.record("deaths", who, date_of_death=died.isoformat())
-        if b.rng.random() < 0.5:  # the 户籍 deregistration says the same
-            b.hukou(who, "death", died.isoformat())
-    elif scenario == "public_payroll":
-        b.public_payroll(who)
-    elif scenario == "rent_income":
-        rent = round(2500.0 * size + float(b.rng.uniform(500, 3000)), 2)
-        b.tax(people[0], str(b.rng.choice(["rent", "labour_remuneration", "dividend"])), rent)
-        return rent
-    elif scenario == "marriage_changed":
-        b.marriage(who, str(b.rng.choice(["marriage", "divorce"])), b.recent_date(300))
-    elif scenario == "household_changed":
-        event = str(b.rng.choice(["birth", "move_in", "move_out"]))
-        added = {"birth": ("新生儿", "子女"), "move_in": ("迁入人员", "其他")}.get(event, ("", ""))
-        b.hukou(people[0] if event != "move_out" else who, event, b.recent_date(300), *added)
-    elif scenario == "excluded_income":
-        b.special_care(who, 1500.0 * size)
-        b.subsidy(who, str(b.rng.choice(["bravery_award", "assistance_payment"])), 800.0 * size)
     return 0.0
+
+
+def _other_partners(b: _Builder, scenario: str, people: list[Person],
+                    income: float) -> tuple[str, str, list[str], float]:
+    """The records of the issue-14 feeds for a household (second stream): maybe a variant of
+    its scenario, then background records; returns the scenario (or variant), its expected
+    flag and reasons, and the counted monthly income net of deductions."""
+    rng = b.extra
+    _, flag, reasons, _ = SCENARIOS[scenario]
+    roll, drawn = rng.random(), scenario
+    for name, (base, share, variant_flag, variant_reasons) in VARIANTS.items():
+        if base == drawn and scenario == drawn:
+            if roll < share and (name != "medical_deduction" or income >= 150):
+                scenario, flag, reasons = name, variant_flag, variant_reasons
+            roll -= share
+    income += _variant(b, scenario, people, income)
+    if drawn in _SMALL_INCOME:
+        income += _background(b, people)
+    if drawn in ("income_over", "applicant_ineligible", "monitored_not_eligible") and (
+            rng.random() < 0.5):
+        b.provident_fund(people[0], 2500.0 * len(people))  # a job with a housing fund
+    if drawn == "gradual_exit":  # the new job pays into the housing fund from its first month
+        worker = next(p for p in people if 18 <= b.age(p) < 60)
+        b.provident_fund(worker, 3000.0, b.months[:NEW_JOB_MONTHS])
+    if drawn == "death" and rng.random() < 0.5:  # the 户籍 deregistration says the same
+        death = next(r for r in b.district.feeds["deaths"][::-1])
+        who = next(p for p in people if p.name == death["name"])
+        b.hukou(who, "death", death["date_of_death"])
+    for p in people:  # the 残联 register agrees with the roster
+        if p.disability_grade:
+            b.certificate(p, p.disability_grade, p.disability_type)
+        elif rng.random() < 0.01:  # a certificate cancelled long ago: it says nothing
+            b.certificate(p, 4, "limb", status="cancelled")
+    return scenario, flag, reasons, income
+
+
+def _variant(b: _Builder, scenario: str, people: list[Person], income: float) -> float:
+    """The variant's records; returns the change to counted monthly income (net)."""
+    rng = b.extra
+    who = people[int(rng.integers(0, len(people)))]
+    if scenario == "keep_tax_income":  # counted: the current benefit was set with it
+        amount = round(float(rng.uniform(60, 150)), 2)
+        b.tax(people[0], str(rng.choice(["interest", "rent", "dividend",
+                                         "labour_remuneration"])), amount)
+        return amount
+    if scenario == "medical_deduction":  # deducted: the current benefit was set net of it
+        cost = round(income * float(rng.uniform(0.4, 0.6)), 2)
+        b.medical(who, cost)
+        return -cost
+    if scenario == "marriage_changed":
+        b.marriage(who, str(rng.choice(["marriage", "divorce"])), b.recent_date())
+    elif scenario == "household_changed":
+        event = str(rng.choice(["birth", "move_in", "move_out"]))
+        if event == "move_out":
+            b.hukou(who, event, b.recent_date())
+        else:
+            other, relation = {"birth": ("新生儿", "子女"), "move_in": ("迁入人员", "其他")}[event]
+            b.hukou(people[0], event, b.recent_date(), other, relation)
+    elif scenario == "excluded_income":  # far over the standard if it were counted
+        b.special_care(who, 1500.0 * len(people))
+        b.subsidy(who, str(rng.choice(["bravery_award", "assistance_payment"])),
+                  800.0 * len(people))
+    elif scenario in ("public_payroll", "applicant_public_payroll"):
+        b.public_payroll(people[0])
+    return 0.0
+
+
+def _background(b: _Builder, people: list[Person]) -> float:
+    """Records of a small-income family that change nothing the truth says: the personal part
+    of the residents' pension and some unemployment benefit (counted, and known to the district),
+    excluded payments, school fees (rigid spending, not deducted), old registrations, a former
+    public post. Returns the counted monthly income they add."""
+    rng, added = b.extra, 0.0
+    for p in people:
+        age = b.age(p)
+        if age >= 60 and rng.random() < 0.3:  # the basic part (excluded) is in the first feeds
+            b.pension(p, "residents_pension_personal", 60.0, second=True)
+            added += 60.0
+        if 6 <= age < 22 and rng.random() < 0.5:
+            b.tuition(p, float(rng.choice([800.0, 1200.0, 2400.0])))
+            if rng.random() < 0.3:
+                b.subsidy(p, "scholarship", 500.0, b.months[:1])
+        if age >= 60 and rng.random() < 0.15:
+            b.subsidy(p, "family_planning_award", 80.0)
+    workers = [p for p in people if 18 <= b.age(p) < 60]
+    if workers and rng.random() < 0.1:
+        b.pension(workers[-1], "unemployment_benefit", 90.0, second=True)
+        added += 90.0
+    if rng.random() < 0.2:  # the benefit itself, as paid through the one-card system
+        b.subsidy(people[0], "assistance_payment", float(rng.uniform(300, 900)))
+    if rng.random() < 0.1:
+        b.special_care(people[0], 600.0)
+    if len(people) > 1 and people[1].relation == "配偶" and rng.random() < 0.3:
+        b.marriage(people[0], "marriage", b.old_date())  # long before the change window
+    if rng.random() < 0.05:
+        b.public_payroll(people[0], status="left")
+    if rng.random() < 0.1:  # an old change of the household registration: no signal
+        b.hukou(people[0], "move_in", b.old_date())
+    return added
 
 
 def mistyped_check(number: str) -> str:
@@ -493,19 +559,19 @@ def _outsiders(b: _Builder, count: int) -> None:
     for _ in range(count):
         p = b.person("户主", (20, 70))
         roll = b.rng.random()
-        if roll < 0.4:
+        if roll < 0.5:
             b.wage(p, float(b.rng.uniform(2000, 9000)))
-        elif roll < 0.5:
-            if b.rng.random() < 0.5:
-                b.tax(p, "interest", 300.0)
-            else:
-                b.medical(p, 200.0)
         elif roll < 0.7:
             b.vehicle(p, "car")
         elif roll < 0.85:
             b.home(p)
         else:
             b.deposit(p, float(b.rng.uniform(1000, 90000)))
+        roll = b.extra.random()
+        if roll < 0.15:
+            b.tax(p, "interest", 300.0)
+        elif roll < 0.3:
+            b.medical(p, 200.0)
 
 
 def _junk(b: _Builder, count: int) -> None:
@@ -567,7 +633,7 @@ def generate(households: int = 300, seed: int = 2026, as_of: dt.date | None = No
     for n in range(households):
         scenario = str(b.rng.choice(names, p=probs))
         scenario = _ensure_always(scenario, n, households, b.district.truth)
-        status, flag, reasons, _ = SCENARIOS[scenario]
+        status = SCENARIOS[scenario][0]
         street = streets[n % len(streets)]
         community = f"{street}{1 + int(b.rng.integers(0, len(STREETS[street][1]))):03d}"
         code = f"HN{as_of:%Y}{n + 1:06d}"
@@ -575,11 +641,7 @@ def generate(households: int = 300, seed: int = 2026, as_of: dt.date | None = No
         urban_rural = "rural" if street in ("210112005", "210112006") else "urban"
         standard = float(_policy(as_of).require("dibao.standard", urban_rural))
         income = _apply_scenario(b, scenario, people, standard)
-        for p in people:  # the 残联 register agrees with the roster
-            if p.disability_grade:
-                b.certificate(p, p.disability_grade, p.disability_type)
-            elif b.rng.random() < 0.01:  # a certificate cancelled long ago: it says nothing
-                b.certificate(p, 4, "limb", status="cancelled")
+        scenario, flag, reasons, income = _other_partners(b, scenario, people, income)
         benefit = current_benefit(scenario, status, standard, len(people), income)
         for i, p in enumerate(people):
             b.district.households.append({
@@ -600,7 +662,8 @@ def generate(households: int = 300, seed: int = 2026, as_of: dt.date | None = No
     _junk(b, max(6, households // 50))
     for kind in FEED_KINDS:  # partners do not deliver in our order
         rows = b.district.feeds[kind]
-        b.district.feeds[kind] = [rows[i] for i in b.rng.permutation(len(rows))]
+        rng = b.rng if kind in FIRST_FEEDS else b.extra
+        b.district.feeds[kind] = [rows[i] for i in rng.permutation(len(rows))]
     return b.district
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from connectors.registry import delivered_kinds, load_partners
 from schemas import field_names
-from verification.policy import load_parameters
+from verification.assessment.policy import load_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "policy.md"

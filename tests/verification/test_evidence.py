@@ -48,7 +48,7 @@ def test_population_changes_map_to_household_items_and_a_death_to_the_death_item
         "event": ["birth", "move_in", "move_out", "death"],
         "event_date": pd.to_datetime(["2026-05-01", "2026-06-01", "2026-07-01", "2026-08-01"]),
     })
-    ev = evidence_from_staged(staged, "population", feed_id=4)
+    ev = evidence_from_staged(staged, contract_for("population"), feed_id=4)
     assert ev.set_index("record_ref")["item"].to_dict() == {
         "P1": "hukou_birth", "P2": "hukou_move_in", "P3": "hukou_move_out", "P4": "death"}
     death = ev[ev["item"] == "death"].iloc[0]
@@ -63,7 +63,7 @@ def test_a_valid_disability_certificate_gives_its_type_as_item_and_its_grade_as_
         "issued_on": pd.to_datetime(["2019-03-01", "2012-01-01"]),
         "status": ["valid", "cancelled"],
     })
-    ev = evidence_from_staged(staged, "disability", feed_id=5)
+    ev = evidence_from_staged(staged, contract_for("disability"), feed_id=5)
     assert ev[["record_ref", "item", "amount"]].values.tolist() == [["D1", "disability_limb", 2.0]]
 
 
@@ -76,6 +76,6 @@ def test_excluded_payments_and_tax_categories_keep_their_own_items():
         "person_token": pd.array([2], dtype="Int64"), "record_id": ["T1"],
         "period": pd.to_datetime(["2026-09-01"]), "income_category": ["labour_remuneration"],
         "taxable_income": [3000.0]})
-    assert sorted(evidence_from_staged(subsidies, "subsidies", 6)["item"]) == [
+    assert sorted(evidence_from_staged(subsidies, contract_for("subsidies"), 6)["item"]) == [
         "assistance_payment", "scholarship"]
-    assert list(evidence_from_staged(tax, "tax", 7)["item"]) == ["labour_remuneration"]
+    assert list(evidence_from_staged(tax, contract_for("tax"), 7)["item"]) == ["labour_remuneration"]

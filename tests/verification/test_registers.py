@@ -4,9 +4,9 @@ import datetime as dt
 
 import pandas as pd
 
-from verification.policy import load_parameters
-from verification.registers import members_with_disability_register
-from verification.signals import change_signals
+from verification.assessment.policy import load_parameters
+from verification.assessment.registers import members_with_disability_register
+from verification.flags.signals import change_signals
 
 AS_OF = dt.date(2026, 11, 1)
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from verification.assessment.policy import ParameterTree, Policy
-from verification.registers import members_with_disability_register
+from verification.assessment.registers import members_with_disability_register
 
 CATEGORIES = ("tekun", "dibao", "edge", "rigid")
 _RULE_SOURCES = ("income", "assets", "homes", "vehicles", "business", "payroll")

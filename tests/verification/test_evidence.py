@@ -78,4 +78,5 @@ def test_excluded_payments_and_tax_categories_keep_their_own_items():
         "taxable_income": [3000.0]})
     assert sorted(evidence_from_staged(subsidies, contract_for("subsidies"), 6)["item"]) == [
         "assistance_payment", "scholarship"]
-    assert list(evidence_from_staged(tax, contract_for("tax"), 7)["item"]) == ["labour_remuneration"]
+    taxed = evidence_from_staged(tax, contract_for("tax"), 7)
+    assert list(taxed["item"]) == ["labour_remuneration"]

@@ -463,6 +463,8 @@ def duckdb_reference(staged: dict, members: pd.DataFrame, policy) -> tuple[pd.Da
     counted = _sql_list(policy.value("income.counted_items"))
     financial = _sql_list(policy.value("assets.financial_items"))
     exempt = _sql_list(policy.value("vehicles.exempt_items"))
+    # a registration held by a member with a valid 残联 certificate of grade 1..N is not counted
+    grade_max = int(policy.value("business.exempt_disability_grade_max") or 0)
     month = "((year({0}) - 1970) * 12 + month({0}) - 1)"
     connection = duckdb.connect()
     connection.execute("SET threads TO 2")
@@ -482,7 +484,9 @@ def duckdb_reference(staged: dict, members: pd.DataFrame, policy) -> tuple[pd.Da
             union all select person_token, vehicle_type, 0, registered_on, registered_on
                    from vehicles where status = 'active'
             union all select person_token, 'business', 0, registered_on, registered_on
-                   from business where status = 'active'
+                   from business where status = 'active' and person_token not in (
+                       select person_token from disability where status = 'valid'
+                       and person_token is not null and disability_grade between 1 and {grade_max})
             union all select person_token, 'death', 0, date_of_death, date_of_death from deaths
             union all select person_token, income_category, taxable_income, period, period
                    from tax

@@ -16,7 +16,7 @@ export AIRFLOW_HOME ?= $(HEDUI_HOME)/airflow
 export AIRFLOW_CONFIG ?= $(ROOT)/airflow.cfg
 PYTHON_BIN  ?= $(shell command -v python3.11 || command -v python3)
 
-.PHONY: help venv demo test lint up bench bench-full bench-series eval-matching clean
+.PHONY: help venv demo test lint up bench bench-full bench-series bench-cli eval-matching clean
 
 help:
 	@echo "make demo   set up, run the whole flow on a synthetic district through Airflow"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench  benchmark harness, 100k households (figures in docs/performance.md)"
 	@echo "make bench-full  the same at 1,000,000 households on PostgreSQL (about 25 minutes)"
 	@echo "make bench-series  100k, 300k and 1M households, table and docs/img/scaling.png"
+	@echo "make bench-cli  CPU seconds of hedui start-up (--help, a small file check)"
 	@echo "make eval-matching  matching quality on FEBRL and synthetic Chinese names"
 	@echo "make lint   ruff and the import rules (scripts/check_imports.py)"
 
@@ -64,6 +65,9 @@ bench-full: venv
 bench-series: venv
 	$(PY) bench/run.py --series 100000,300000,1000000 --databases postgres --skip-reference \
 		--chart docs/img/scaling.png
+
+bench-cli: venv
+	$(PY) bench/cli_startup.py
 
 eval-matching: venv
 	$(PY) bench/eval_matching.py

@@ -39,3 +39,16 @@ def test_a_group_loads_only_what_it_needs() -> None:
     # the partner kit's help must not pull in the matcher or the database layer
     loaded = _imported_by(["partner", "--help"])
     assert not loaded & {"sqlalchemy", "rapidfuzz", "matplotlib", "airflow"}, loaded
+
+
+def test_checking_a_small_file_loads_no_database_layer(tmp_path: Path) -> None:
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "household_code,area_code,street_code,community_code,status,category,urban_rural,"
+        "current_benefit,id_number,name,relation,exclusion,disability_grade,disability_type,"
+        "authorisation_ref,authorisation_signed_on,authorisation_scope,authorisation_expires_on\n"
+        "HN2026000001,210112,210112001,210112001001,applicant,none,urban,0,11010519491231002X,"
+        "张伟,户主,,0,,SQ-1,2026-04-15,,\n", "utf-8")
+    loaded = _imported_by(["roster", "check", str(roster)])
+    assert "pandas" in loaded  # validation itself ran
+    assert not loaded & {"sqlalchemy", "alembic", "matplotlib", "airflow", "rapidfuzz"}, loaded

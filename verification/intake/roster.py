@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import delete, insert, select
 
 from connectors.decoding import LINE, PROBLEM, DecodeError, decode_bytes
 from schemas import Contract, contract_for
@@ -25,12 +24,7 @@ from verification.intake.textcheck import (
     invisible_character_problems,
     mixed_encoding_line,
 )
-from verification.intake.tokens import assert_no_collisions, person_tokens
 from verification.intake.validate import Validated, validate_frame
-from verification.security import audit
-from verification.security.fieldcrypt import load_field_cipher
-from verification.storage import session_scope
-from verification.storage.models import Authorisation, Household, Member
 
 HOUSEHOLD_FIELDS = ["area_code", "street_code", "community_code", "status", "category",
                     "urban_rural", "current_benefit"]
@@ -162,6 +156,13 @@ def _repeated_persons(frame: pd.DataFrame) -> pd.DataFrame:
 def load_roster(settings: Settings, path: Path, actor: str = "system",
                 batch_id: int | None = None) -> RosterLoaded:
     """Load a valid file; authorisations are recorded with ``batch_id`` when the file is a batch."""
+    from sqlalchemy import delete
+
+    from verification.intake.tokens import assert_no_collisions, person_tokens
+    from verification.security import audit
+    from verification.storage import session_scope
+    from verification.storage.models import Member
+
     checked = validate_roster(path)
     if len(checked.quarantine):
         raise RosterInvalid(checked.quarantine.sort_values("line"), checked.received)
@@ -179,6 +180,10 @@ def load_roster(settings: Settings, path: Path, actor: str = "system",
 
 
 def _upsert_households(session, frame: pd.DataFrame) -> dict[str, int]:  # noqa: ANN001
+    from sqlalchemy import select
+
+    from verification.storage.models import Household
+
     heads = frame.drop_duplicates("household_code").set_index("household_code")
     existing = {h.household_code: h for h in session.scalars(
         select(Household).where(Household.household_code.in_(list(heads.index))))}
@@ -198,6 +203,11 @@ def _upsert_households(session, frame: pd.DataFrame) -> dict[str, int]:  # noqa:
 
 def _insert_members(session, settings: Settings, frame: pd.DataFrame,  # noqa: ANN001
                     ids: dict[str, int]) -> dict[str, int]:
+    from sqlalchemy import insert, select
+
+    from verification.security.fieldcrypt import load_field_cipher
+    from verification.storage.models import Member
+
     cipher = load_field_cipher()
     rows = []
     for rec in frame.itertuples(index=False):
@@ -224,6 +234,10 @@ def _insert_members(session, settings: Settings, frame: pd.DataFrame,  # noqa: A
 
 def _insert_authorisations(session, frame: pd.DataFrame,  # noqa: ANN001
                            member_ids: dict[str, int], batch_id: int | None) -> None:
+    from sqlalchemy import insert, select
+
+    from verification.storage.models import Authorisation, Household
+
     household_ids = {code: hid for code, hid in session.execute(
         select(Household.household_code, Household.id)
         .where(Household.household_code.in_(frame["household_code"].unique().tolist())))}

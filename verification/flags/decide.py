@@ -11,13 +11,19 @@ also sets a re-check date from the policy) and the jurisdiction that must act. K
     GRADUAL_EXIT     recipient whose income rose above the standard through new work (and who
                      fails no other rule): keeps receiving for dynamic.gradual_exit_months
     REMOVE           recipient no longer eligible
-    REVIEW           data missing or stale, matches only probable, a member died, sources in
-                     conflict, or the deciding figure within dynamic.near_boundary_margin of its
-                     limit
+    REVIEW           data missing or stale, records not certainly matched that would change
+                     the outcome, sources in conflict (income after a recorded death), or —
+                     where a region sets dynamic.near_boundary_margin above 0 — the deciding
+                     figure within that margin of its limit
+
+A certain death removes the member from the household from the date of death (the assessment
+recomputes size, income and benefit): the only member died → REMOVE (REJECT for an applicant);
+others remain → ADJUST or KEEP, due no later than dynamic.recheck.after_death_months after the
+death. A household meeting another category than its own carries ALSO_ELIGIBLE_* on its flag.
 
 Safety rules, enforced here and by ``check_invariants``:
-- a household whose data is missing or stale, or whose evidence is only probably matched, gets
-  REVIEW — never ADD, REMOVE, REJECT, ADJUST or GRADUAL_EXIT;
+- a household whose data is missing or stale, or whose evidence not certainly matched would
+  change its outcome, gets REVIEW — never ADD, REMOVE, REJECT, ADJUST or GRADUAL_EXIT;
 - REMOVE and GRADUAL_EXIT need certain-match evidence from a source that was fresh;
 - every flag has at least one reason, and every reason that counts against a household cites
   evidence.
@@ -52,8 +58,10 @@ FLAG_COLUMNS = ["household_id", "kind", "street_code", "community_code", "due_da
 # Tests of one category only (特困, 刚性支出): failing them does not explain a household's
 # ineligibility when the general tests decide it, so flags do not cite them.
 CATEGORY_TEST_PREFIXES = ("TEKUN_", "RIGID_", "INCOME_OVER_DISPOSABLE")
-REVIEW_REASONS = ("SOURCE_UNAVAILABLE", "NO_COUNTED_MEMBERS", "MEMBER_DECEASED", "MATCH_UNCERTAIN",
+REVIEW_REASONS = ("SOURCE_UNAVAILABLE", "NO_COUNTED_MEMBERS", "MATCH_UNCERTAIN",
                   "SOURCES_CONFLICT", "NEAR_BOUNDARY")
+# 主动发现: another category the household meets; shown on its flag whatever the kind.
+OTHER_CATEGORY_PREFIX = "ALSO_ELIGIBLE_"
 INCOME_RULES = ("INCOME_OVER_STANDARD", "INCOME_OVER_1_5X")
 # Rules whose measured value can sit close to its limit: code → the rules that must all pass
 # for this one to decide the outcome.
@@ -169,8 +177,12 @@ def _review_reasons(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFra
 def _near_boundary(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFrame,
                    policy: Policy) -> pd.DataFrame:
     """A decided household whose deciding figure is within the margin of its limit: a small
-    error in one record could turn the outcome, so a caseworker looks first."""
+    error in one record could turn the outcome, so a caseworker looks first. The margin is a
+    regional choice (the national rules set none); 0 turns the check off. Each NEAR_BOUNDARY
+    row comes with the deciding rule's own row (its code, value and limit) beside it."""
     margin = float(policy.require("dynamic.near_boundary_margin"))
+    if margin <= 0:
+        return reasons.iloc[:0]
     decided = hh.index[hh["decision"].isin(["eligible", "not_eligible"])]
     rows = reasons[reasons["code"].isin(BOUNDARY_RULES) & reasons["household_id"].isin(decided)]
     limit = rows["limit"].astype(float)
@@ -180,9 +192,10 @@ def _near_boundary(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFram
             INCOME_RULES if code == "INCOME_OVER_STANDARD" else (code,))]
         close = close[(close["code"].astype(str) != code)
                       | ~close["household_id"].isin(others["household_id"])]
-    return close.assign(code="NEAR_BOUNDARY", passed=False,
+    near = close.assign(code="NEAR_BOUNDARY", passed=False,
                         parameter="dynamic.near_boundary_margin",
                         reference=policy.reference("dynamic.near_boundary_margin"))
+    return pd.concat([near, close.astype({"code": str})], ignore_index=True)
 
 
 # ---- which reasons ---------------------------------------------------------------------------
@@ -201,7 +214,9 @@ def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
     chosen = ordinary[kind.ne("REVIEW") & show]
     under_review = review[review["household_id"].map(kinds).eq("REVIEW")]
     informative = signals[~signals["code"].isin(REVIEW_SIGNALS)]
-    parts = [chosen, under_review, informative,
+    other_category = ordinary[code_mask(ordinary["code"],
+                                        lambda code: code.str.startswith(OTHER_CATEGORY_PREFIX))]
+    parts = [chosen, under_review, informative, other_category,
              _benefit_changes(kinds, hh, reasons, policy), _exit_periods(kinds, signals, policy)]
     filled = [p.astype({"code": str}) for p in parts if len(p)]
     if not filled:  # no households in this shard

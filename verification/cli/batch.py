@@ -75,10 +75,16 @@ def submit(
 
 def _submit_locally(file: Path, category: str, requester: str, notes: str,
                     as_of: dt.date | None) -> None:
-    from verification.batches.check import run_batch_locally
+    from verification.batches.check import BatchInvalid, run_batch_locally, user_message
 
-    status = run_batch_locally(load_settings(), file, category=category, requester=requester,
-                               notes=notes, as_of=as_of)
+    try:
+        status = run_batch_locally(load_settings(), file, category=category,
+                                   requester=requester, notes=notes, as_of=as_of)
+    except BatchInvalid:
+        raise
+    except Exception as err:  # noqa: BLE001 (recorded on the batch; the user gets the message)
+        typer.echo(f"批次失败 / batch failed: {user_message(err)}", err=True)
+        raise typer.Exit(1) from None
     _print_status(status)
 
 

@@ -106,6 +106,10 @@ def status(run_id: int = typer.Argument(None, help="运行编号 / run id (defau
         for r in runs:
             typer.echo(f"run {r.id} [{r.run_key}] as of {r.as_of}: {r.status}/{r.stage} "
                        f"households={r.households} flags={r.counts} policy={r.policy_version}")
+            unresolved = {kind: v["unresolved"] for kind, v in (r.feed_versions or {}).items()
+                          if v.get("unresolved")}
+            if unresolved:
+                typer.echo(f"    未决身份记录 / unresolved records (no flag): {unresolved}")
             if r.reports_dir:
                 typer.echo(f"    reports: {r.reports_dir}")
 

@@ -357,11 +357,15 @@ def _cited_refs(flag_reasons: pd.DataFrame) -> tuple[np.ndarray, pa.Array]:
 
 # ---- when, and whether it is the same flag as before -----------------------------------------
 def _due_dates(flags: pd.DataFrame, as_of: dt.date, death_due: pd.Series) -> pd.Series:
-    """Due per kind (codes.yaml); a household with a death no later than its re-check date."""
+    """Due per kind (codes.yaml); a household with a death no later than its re-check date, and
+    a KEEP or ADJUST after a death on it."""
     days = flags["kind"].map(lambda k: codes.flags()[k]["due_days"])
     due = (pd.Timestamp(as_of) + pd.to_timedelta(days, unit="D")).where(days > 0)
     recheck = pd.to_datetime(flags["household_id"].map(death_due))
     due = due.where(recheck.isna() | (due <= recheck), recheck)
+    # others remain after a death: the flag is the re-check the rules set (2022通知 一（三）)
+    rechecked = flags["kind"].isin(["KEEP", "ADJUST"]) & recheck.notna()
+    due = due.where(~rechecked, recheck)
     return due.dt.date.astype(object).where(due.notna(), None)
 
 

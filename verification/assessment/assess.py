@@ -768,8 +768,11 @@ def _asset_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
 
 
 def _tekun_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
-    """Only where extreme-poverty support is in question (a member unable to work)."""
+    """Only where extreme-poverty support is in question: a member unable to work, or the
+    household applied for (or receives) it."""
     candidate = m["unable_members"] > 0
+    if "category" in group.households:
+        candidate |= (group.households["category"].astype(str) == "tekun").to_numpy()
     extra = group.item_mask(group.policy.value("tekun.extra_excluded_items"))
     return [
         _rows(group, "TEKUN_LABOUR_CAPACITY", candidate, t["tekun_capacity"], m["able_members"],

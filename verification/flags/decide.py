@@ -92,6 +92,8 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
     current_benefit); results/reasons from ``assess``; evidence matched; ``policy`` in force."""
     hh = households[["status", "street_code", "community_code", "current_benefit"]].join(
         results[["decision", "benefit"]])
+    hh["category"] = (households["category"].astype(str) if "category" in households
+                      else "none")
     signals = change_signals(evidence, policy, as_of)
     general = _general(reasons)
     failing = _failing(reasons, general)  # read by several steps: computed once
@@ -217,12 +219,31 @@ def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
     other_category = ordinary[code_mask(ordinary["code"],
                                         lambda code: code.str.startswith(OTHER_CATEGORY_PREFIX))]
     parts = [chosen, under_review, informative, other_category,
+             _own_category_tests(reasons, hh, kinds),
              _benefit_changes(kinds, hh, reasons, policy), _exit_periods(kinds, signals, policy)]
     filled = [p.astype({"code": str}) for p in parts if len(p)]
     if not filled:  # no households in this shard
         return pd.DataFrame(columns=REASON_COLUMNS)
     out = pd.concat(filled, ignore_index=True)
     return out[~_repeated(out)][REASON_COLUMNS].reset_index(drop=True)
+
+
+# The tests only one category has: shown where the household applied for (or receives) that
+# category and is not eligible, as they are then why.
+_OWN_TESTS = {"tekun": ("TEKUN_",), "rigid": ("RIGID_", "INCOME_OVER_DISPOSABLE")}
+
+
+def _own_category_tests(reasons: pd.DataFrame, hh: pd.DataFrame,
+                        kinds: pd.Series) -> pd.DataFrame:
+    applied = reasons["household_id"].map(hh["category"]).fillna("none").to_numpy()
+    failing_here = (~reasons["passed"].astype(bool)
+                    & reasons["household_id"].map(hh["decision"]).eq("not_eligible")
+                    & reasons["household_id"].map(kinds).ne("REVIEW")).to_numpy()
+    show = np.zeros(len(reasons), dtype=bool)
+    for category, prefixes in _OWN_TESTS.items():
+        own = code_mask(reasons["code"], lambda code, p=prefixes: code.str.startswith(p))
+        show |= own & (applied == category)
+    return reasons[show & failing_here]
 
 
 def _repeated(reasons: pd.DataFrame) -> np.ndarray:

@@ -73,22 +73,29 @@ def run_cases(cases: list[dict[str, Any]], policy_root: Path | None = None,
 
     ``policy_dir`` in a case names its overlay folder, relative to ``policy_root``."""
     outcomes: dict[int, CaseOutcome] = {}
-    groups: dict[tuple[dt.date, str], list[int]] = {}
+    # Feeds are a district's, not a household's: cases with missing or stale sources, another
+    # date, overlay or batch each get a district of their own.
+    groups: dict[tuple, list[int]] = {}
     for index, case in enumerate(cases):
-        groups.setdefault((case["date"], case.get("policy_dir") or ""), []).append(index)
+        key = (case["date"], case.get("policy_dir") or "", case.get("batch_category") or "",
+               tuple(sorted((case.get("sources") or {}).items())))
+        groups.setdefault(key, []).append(index)
     with tempfile.TemporaryDirectory(prefix="hedui-cases-", dir=work) as scratch:
-        for number, ((on, overlay), indices) in enumerate(sorted(groups.items())):
+        for number, ((on, overlay, batch, _), indices) in enumerate(sorted(groups.items())):
             folder = (policy_root / overlay) if overlay and policy_root else (
                 Path(overlay) if overlay else None)
             got = _run_district([cases[i] for i in indices], on, folder,
-                                Path(scratch) / f"district-{number}")
+                                Path(scratch) / f"district-{number}", batch)
             outcomes.update(zip(indices, got, strict=True))
     return [outcomes[i] for i in range(len(cases))]
 
 
 # ---- one district ------------------------------------------------------------------------------
 def _run_district(cases: list[dict[str, Any]], on: dt.date, overlay: Path | None,
-                  folder: Path) -> list[CaseOutcome]:
+                  folder: Path, batch_category: str = "") -> list[CaseOutcome]:
+    """One district: the caseload loaded and reviewed (``hedui run``), or — with
+    ``batch_category`` — the file checked as a batch of applications for that category
+    (``hedui batch submit --local``)."""
     from verification.config import Settings, load_settings
     from verification.storage import upgrade
 
@@ -103,19 +110,28 @@ def _run_district(cases: list[dict[str, Any]], on: dt.date, overlay: Path | None
     builder.write(folder / "district")
     with _policy_overlay(overlay):
         _deliver(settings, folder / "district", builder)
-        from verification import pipeline
-        from verification.intake.roster import load_roster
-
-        load_roster(settings, folder / "district" / "roster.csv", actor="cases")
-        run_id = pipeline.start_review(settings, "cases", on)
-        plan = pipeline.prepare_evidence(settings, run_id)
-        dirs = [pipeline.review_shard(settings, run_id, shard) for shard in plan.shards]
-        pipeline.finish_review(settings, run_id, dirs)
+        run_id = _review(settings, folder / "district" / "roster.csv", on, batch_category)
     found = _outcomes(settings, run_id)
     from verification.storage.db import dispose
 
     dispose(url)
     return [found[code] for code in codes]
+
+
+def _review(settings: Any, caseload: Path, on: dt.date, batch_category: str) -> int:
+    from verification import pipeline
+    from verification.batches.check import run_batch_locally
+    from verification.intake.roster import load_roster
+
+    if batch_category:
+        return int(run_batch_locally(settings, caseload, category=batch_category,
+                                     requester="cases", as_of=on)["run_id"])
+    load_roster(settings, caseload, actor="cases")
+    run_id = pipeline.start_review(settings, "cases", on)
+    plan = pipeline.prepare_evidence(settings, run_id)
+    dirs = [pipeline.review_shard(settings, run_id, shard) for shard in plan.shards]
+    pipeline.finish_review(settings, run_id, dirs)
+    return run_id
 
 
 @contextmanager
@@ -203,7 +219,7 @@ class _District:
             id_number = id_number[:17] + ("0" if id_number[17] != "0" else "1")
         who = {"id_number": id_number, "name": item.get("name", person.name)}
         amount = float(item.get("amount", 0))
-        when = item.get("on") or self.on.replace(year=self.on.year - 3)
+        when = item.get("date") or self.on.replace(year=self.on.year - 3)
         if kind in ("wages", "pensions"):
             for n, month in enumerate(self._months(item)):
                 row = {**who, "record_id": f"{ref}-{n + 1}", "period": month}
@@ -232,7 +248,7 @@ class _District:
             row.update(institution="盛京银行", account_type=name, balance=f"{amount:.2f}",
                        as_of=str(self._month_end()))
         elif kind == "deaths":
-            row.update(date_of_death=str(item["on"]))
+            row.update(date_of_death=str(item["date"]))
         self.feeds[kind].append(row)
 
     def _months(self, item: dict[str, Any]) -> list[str]:
@@ -335,3 +351,80 @@ def _outcomes(settings: Any, run_id: int) -> dict[str, CaseOutcome]:
                                       category, None if benefit is None else float(benefit),
                                       reasons)
     return found
+
+
+# ---- expectations and the evaluation -----------------------------------------------------------
+CASE_KEYS = {"name", "rule", "date", "region", "urban_rural", "status", "category",
+             "batch_category", "current_benefit", "policy_dir", "members", "evidence", "sources",
+             "expected"}
+EXPECTED_KEYS = {"flag", "decision", "category", "benefit", "due_date", "reasons", "absent"}
+
+
+def load_cases(folder: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(rule family, case) for every case in ``folder``/*.yaml; the family is the file name."""
+    import yaml
+
+    found = []
+    for file in sorted(folder.glob("*.yaml")):
+        for case in yaml.safe_load(file.read_text(encoding="utf-8")):
+            unknown = set(case) - CASE_KEYS | set(case.get("expected", {})) - EXPECTED_KEYS
+            if unknown or not case.get("rule"):
+                raise CaseError(f"{file.name}: {case.get('name')}: unknown keys {sorted(unknown)}"
+                                " or no rule cited")
+            found.append((file.stem, case))
+    return found
+
+
+def problems(case: dict[str, Any], outcome: CaseOutcome) -> list[str]:
+    """What in the outcome differs from the case's expectation (empty: the case passes)."""
+    expected, found = case["expected"], []
+    for key, got in (("flag", outcome.flag), ("decision", outcome.decision),
+                     ("category", outcome.category), ("due_date", outcome.due_date)):
+        if key in expected and expected[key] != got:
+            found.append(f"{key}: expected {expected[key]}, got {got}")
+    if "benefit" in expected and (outcome.benefit is None
+                                  or abs(outcome.benefit - float(expected["benefit"])) > 0.005):
+        found.append(f"benefit: expected {expected['benefit']}, got {outcome.benefit}")
+    missing = set(expected.get("reasons", [])) - outcome.codes
+    if missing:
+        found.append(f"reasons missing {sorted(missing)}; flag has {sorted(outcome.codes)}")
+    present = set(expected.get("absent", [])) & outcome.codes
+    if present:
+        found.append(f"reasons present that must not be: {sorted(present)}")
+    return found
+
+
+def evaluate(folder: Path) -> dict[str, list[tuple[str, list[str]]]]:
+    """Run every case of ``folder``; per family, each case's name and its problems."""
+    cases = load_cases(folder)
+    outcomes = run_cases([case for _, case in cases], policy_root=folder / "policies")
+    results: dict[str, list[tuple[str, list[str]]]] = {}
+    for (family, case), outcome in zip(cases, outcomes, strict=True):
+        results.setdefault(family, []).append((case["name"], problems(case, outcome)))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``hedui policy eval [FOLDER]`` (``make eval-policy``): pass counts per rule family;
+    exit 1 if any case fails."""
+    import sys
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Glyph")  # report charts without a CJK font
+    args = sys.argv[1:] if argv is None else argv
+    folder = Path(args[0]) if args else Path("tests/policy/cases/rules")
+    results = evaluate(folder)
+    total = passed = 0
+    for family, rows in results.items():
+        good = sum(1 for _, found in rows if not found)
+        total, passed = total + len(rows), passed + good
+        print(f"{family:<12} {good:>3} / {len(rows):<3} 通过 / passed")
+        for name, found in rows:
+            for problem in found:
+                print(f"    ✗ {name}: {problem}")
+    print(f"{'all':<12} {passed:>3} / {total:<3} 通过 / passed")
+    return 0 if passed == total else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -70,7 +70,7 @@ eval-matching: venv
 	$(PY) bench/eval_matching.py
 
 eval-policy: venv
-	HEDUI_HOME=$$(mktemp -d) $(PY) -m verification.assessment.policy.case_runner tests/policy/cases/rules
+	HEDUI_HOME=$$(mktemp -d) $(VENV)/bin/hedui policy eval tests/policy/cases/rules
 
 clean:
 	rm -rf var .pytest_cache

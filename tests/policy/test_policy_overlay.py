@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from verification.policy import OVERLAY_ENV, ParameterError, load_parameters
-from verification.policy.cli import app
+from verification.assessment.policy import OVERLAY_ENV, ParameterError, load_parameters
+from verification.cli.policy import app
 
 ON = date(2026, 11, 1)
 STANDARD = """standard:

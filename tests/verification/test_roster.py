@@ -67,7 +67,7 @@ def test_every_optional_field_empty_loads_as_its_documented_default(settings, tm
     authorisation_scope and authorisation_expires_on are optional; empty, they load as 0, not
     excluded, no disability, scope all and no expiry — never as a database error."""
     from schemas import field_names
-    from verification.identifiers import make_id
+    from verification.intake.identifiers import make_id
 
     columns = field_names("batch")
     row = {"household_code": "HN-OPT-1", "area_code": "210112", "street_code": "210112001",

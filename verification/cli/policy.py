@@ -98,6 +98,20 @@ def test_cases(
         raise typer.Exit(1)
 
 
+@app.command("eval")
+def eval_cases(
+    folder: Annotated[Path, typer.Argument(help="folder of rule cases (*.yaml) with policies/")]
+    = Path("tests/policy/cases/rules"),
+) -> None:
+    """Run the cases written from the rules through the real path (caseload or batch file,
+    packed partner feeds, the cases' policy overlays) and print pass counts per rule family.
+
+    按规则类别统计案例通过数 / pass counts per rule family; exit 1 if any case fails."""
+    from verification.assessment.policy.case_runner import main
+
+    raise typer.Exit(main([str(folder)]))
+
+
 def _load_or_exit(directory: Path | None, overlay: Path | None = None) -> ParameterTree:
     try:
         return load_parameters(directory, overlay=overlay)

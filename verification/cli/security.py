@@ -187,7 +187,7 @@ def _partner_fingerprint(key: Any) -> str:
 
 
 def _audit_key(actor: str, action: str, key_id: str, detail: dict[str, Any]) -> None:
-    from verification import audit
+    from verification.security import audit
     from verification.storage import session_scope
 
     with session_scope(load_settings().database_url) as session:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from connectors import keys
-from verification.cli import app
+from verification.cli.security import app
 from verification.storage import session_scope
 from verification.storage.models import AuditEvent
 

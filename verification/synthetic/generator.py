@@ -356,10 +356,11 @@ def _death_truth(size: int) -> tuple[str, list[str]]:
 
 
 def _near_truth(income: float, size: int, standard: float) -> tuple[str, list[str]]:
-    """An applicant just beside the standard: under it (at the cent) is eligible."""
+    """An applicant (naming no category) just beside the standard: under it (at the cent) is
+    低保; just over it is still under 1.5 × the standard, so 低保边缘."""
     if round(income / size, 2) < standard:
         return "ADD", ["ELIGIBLE_DIBAO"]
-    return "REJECT", ["INCOME_OVER_STANDARD"]
+    return "ADD", ["ELIGIBLE_EDGE"]
 
 
 def mistyped_check(number: str) -> str:

@@ -158,8 +158,12 @@ class _District:
     def __init__(self, on: dt.date) -> None:
         self.on = on
         self.roster: list[dict[str, str]] = []
-        self.feeds: dict[str, list[dict[str, str]]] = {kind: [] for kind in set(
-            ITEM_KINDS.values())}
+        from connectors.registry import delivered_kinds
+
+        # every feed a registered partner delivers, empty where the cases have no record of it:
+        # an undelivered feed would be a missing source for every household
+        self.feeds: dict[str, list[dict[str, str]]] = {
+            kind: [] for kind in {*ITEM_KINDS.values(), *delivered_kinds()}}
         self.stale: set[str] = set()
         self.missing: set[str] = set()
         self.sequence = 0

@@ -16,7 +16,8 @@ export AIRFLOW_HOME ?= $(HEDUI_HOME)/airflow
 export AIRFLOW_CONFIG ?= $(ROOT)/airflow.cfg
 PYTHON_BIN  ?= $(shell command -v python3.11 || command -v python3)
 
-.PHONY: help venv demo test lint up bench bench-full bench-series bench-cli eval-matching clean
+.PHONY: help venv demo test lint up bench bench-full bench-series bench-cli eval-matching \
+	eval-policy clean
 
 help:
 	@echo "make demo   set up, run the whole flow on a synthetic district through Airflow"
@@ -27,6 +28,7 @@ help:
 	@echo "make bench-series  100k, 300k and 1M households, table and docs/img/scaling.png"
 	@echo "make bench-cli  CPU seconds of hedui start-up (--help, a small file check)"
 	@echo "make eval-matching  matching quality on FEBRL and synthetic Chinese names"
+	@echo "make eval-policy  the cases written from the rules, through the real path, per rule family"
 	@echo "make lint   ruff and the import rules (scripts/check_imports.py)"
 
 $(TOOLS)/bin/uv:
@@ -71,6 +73,9 @@ bench-cli: venv
 
 eval-matching: venv
 	$(PY) bench/eval_matching.py
+
+eval-policy: venv
+	HEDUI_HOME=$$(mktemp -d) $(VENV)/bin/hedui policy eval tests/policy/cases/rules
 
 clean:
 	rm -rf var .pytest_cache

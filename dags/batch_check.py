@@ -83,6 +83,10 @@ _CATEGORIES = {code: spec["zh"] for code, spec in vocabulary()["categories"].ite
                        description="随批次保存，写入批次报告 / kept with the batch and its report"),
         "as_of": Param("", type="string", title="核对基准日 / As-of date",
                        description="YYYY-MM-DD；留空则为今天 / empty: today"),
+        "policy_dir": Param("", type="string", title="本地政策目录 / Policy folder",
+                            description="覆盖随附参数的本地政策目录；留空则用 HEDUI_POLICY_DIR / "
+                                        "the bureau's policy folder over the shipped parameters; "
+                                        "empty: HEDUI_POLICY_DIR"),
     },
 )
 def batch_check():
@@ -131,28 +135,35 @@ def batch_check():
         def collect_evidence(batch_id: int) -> dict[str, int]:
             import datetime as dt
 
+            from verification.assessment.policy import use_overlay
             from verification.batches.check import collect_evidence as collect
             from verification.batches.check import stage_of
 
-            as_of = get_current_context()["params"].get("as_of")
+            params = get_current_context()["params"]
+            as_of = params.get("as_of")
             with stage_of(load_settings(), batch_id):
+                use_overlay(params.get("policy_dir") or None)
                 run_id = collect(load_settings(), batch_id,
                                  dt.date.fromisoformat(as_of) if as_of else None)
             return {"batch_id": batch_id, "run_id": run_id}
 
         @task
         def assess_and_flag(ids: dict[str, int]) -> dict[str, int]:
+            from verification.assessment.policy import use_overlay
             from verification.batches.check import assess_batch, stage_of
 
             with stage_of(load_settings(), ids["batch_id"]):
+                use_overlay(get_current_context()["params"].get("policy_dir") or None)
                 assess_batch(load_settings(), ids["batch_id"], ids["run_id"])
             return ids
 
         @task
         def write_reports(ids: dict[str, int]) -> str:
+            from verification.assessment.policy import use_overlay
             from verification.batches.check import stage_of, write_batch_reports
 
             with stage_of(load_settings(), ids["batch_id"]):
+                use_overlay(get_current_context()["params"].get("policy_dir") or None)
                 out = write_batch_reports(load_settings(), ids["batch_id"], ids["run_id"])
             return str(out)
 

@@ -312,7 +312,40 @@ def assess_and_flag(settings: Settings, households: pd.DataFrame, members: pd.Da
     frames.reasons.astype({"code": str, "parameter": str, "reference": str}).to_parquet(
         out / "flag_reasons.parquet", index=False)
     frames.evidence.to_parquet(out / "flag_evidence.parquet", index=False)
+    unresolved_records(result.reasons).to_parquet(out / "unresolved.parquet", index=False)
     return out
+
+
+UNRESOLVED_COLUMNS = ["household_id", "source_kind", "feed_id", "record_ref"]
+
+
+def unresolved_records(reasons: pd.DataFrame) -> pd.DataFrame:
+    """Records not certainly matched that would change nothing for the household they may
+    belong to (MATCH_UNCERTAIN, passed false): listed for the run, raising no flag."""
+    rows = reasons[(reasons["code"].astype(str) == "MATCH_UNCERTAIN")
+                   & ~reasons["passed"].astype(bool)]
+    listed = [(household, *ref.split(":", 2)) for household, refs in
+              zip(rows["household_id"], rows["evidence_refs"].astype(str), strict=True)
+              for ref in refs.split(";") if ref.count(":") >= 2]
+    frame = pd.DataFrame(listed, columns=UNRESOLVED_COLUMNS)
+    return frame.astype({"household_id": "int64", "source_kind": str, "record_ref": str})
+
+
+def _write_unresolved(settings: Settings, run_id: int, shard_dirs: list[str],
+                      versions: dict[str, dict]) -> dict[str, int]:
+    """The run's unresolved-records file (no names, no ID numbers) and the count per feed kind,
+    which goes on the run's feed versions (its summary)."""
+    parts = [pd.read_parquet(Path(folder) / "unresolved.parquet") for folder in shard_dirs
+             if (Path(folder) / "unresolved.parquet").exists()]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=UNRESOLVED_COLUMNS)
+    folder = _run_dir(settings, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "unresolved-records.csv", index=False, encoding="utf-8-sig")
+    counts = {str(k): int(n) for k, n in frame["source_kind"].value_counts().items()}
+    for kind, version in versions.items():
+        version["unresolved"] = counts.get(kind, 0)
+    return counts
 
 
 # evidence.parquet holds the run's matched evidence in row groups that never cross streets; the
@@ -446,10 +479,12 @@ def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dic
             del frames, flag_ids
         counts = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
         carried = flag_actions.carry_forward(session, run_id, earlier)
+        versions = {kind: dict(version) for kind, version in run.feed_versions.items()}
+        unresolved = _write_unresolved(settings, run_id, shard_dirs, versions)
         run.status, run.stage, run.finished_at = "done", "flagged", utcnow()
-        run.households, run.counts = households, counts
+        run.households, run.counts, run.feed_versions = households, counts, versions
         audit.record(session, "pipeline", "run.flagged", f"run:{run_id}",
-                     {**counts, "carried_forward": carried})
+                     {**counts, "carried_forward": carried, "unresolved_records": unresolved})
     return counts
 
 

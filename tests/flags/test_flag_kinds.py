@@ -4,6 +4,7 @@ Each case is one household built by hand: its status and current benefit, the as
 decision and reason rows, and the partner records matched to it.
 """
 
+import dataclasses
 import datetime as dt
 
 import pandas as pd
@@ -16,6 +17,17 @@ from verification.flags.decide import FlagFrames, FlagInvariantError, check_inva
 AS_OF = dt.date(2026, 11, 1)
 POLICY = load_parameters().at("210112", AS_OF)
 STANDARD = 950.0  # 210112 urban standard on AS_OF (parameters/210112/dibao.yaml)
+
+
+def with_margin(policy, margin: float):  # noqa: ANN001, ANN201
+    """The policy as a region that turns the near-boundary check on (the national default is 0)."""
+    resolved = policy.values["dynamic.near_boundary_margin"]
+    values = {**policy.values,
+              "dynamic.near_boundary_margin": dataclasses.replace(resolved, value=margin)}
+    return dataclasses.replace(policy, values=values)
+
+
+MARGIN_POLICY = with_margin(POLICY, 0.05)
 
 
 def ev(item: str, ref: str, *, start: str = "2026-10-01", end: str | None = None,
@@ -36,7 +48,8 @@ def monthly(item: str, months: list[str], amount: float, token: int = 7) -> list
 
 
 def case(status: str, decision: str, reasons: list[tuple], evidence: list[dict] | None = None,
-         benefit: float = float("nan"), current: float = 0.0, missing: str = "") -> FlagFrames:
+         benefit: float = float("nan"), current: float = 0.0, missing: str = "",
+         policy=POLICY) -> FlagFrames:  # noqa: ANN001
     """``reasons``: (code, passed) or (code, passed, value, limit, refs)."""
     households = pd.DataFrame({"status": [status], "street_code": ["210112001"],
                                "community_code": ["210112001001"], "current_benefit": [current]},
@@ -53,7 +66,7 @@ def case(status: str, decision: str, reasons: list[tuple], evidence: list[dict] 
     evidence = evidence if evidence is not None else [ev("wage", "WA1", amount=3000.0)]
     frame = pd.DataFrame(evidence) if evidence else empty_evidence().assign(
         household_id=pd.Series(dtype="int64"), match_grade=pd.Series(dtype=object))
-    return decide_flags(households, results, pd.DataFrame(rows), frame, AS_OF, POLICY)
+    return decide_flags(households, results, pd.DataFrame(rows), frame, AS_OF, policy)
 
 
 def kind(frames: FlagFrames) -> str:
@@ -166,14 +179,15 @@ def test_new_work_with_another_failing_rule_is_a_removal():
 
 
 # ---- REVIEW reasons ----------------------------------------------------------------------------
-def test_death_gives_review_due_by_the_recheck_date_from_policy():
+def test_a_certain_death_with_others_left_is_kept_and_due_by_the_recheck_date():
+    # the assessment has removed the member; the benefit for the others is unchanged here
     frames = case("recipient", "eligible", [("ELIGIBLE_DIBAO", True)], benefit=500.0,
                   current=500.0, evidence=[ev("death", "DE1", start="2026-06-10")])
-    assert kind(frames) == "REVIEW"
+    assert kind(frames) == "KEEP"
     row = frames.reasons.set_index("code").loc["MEMBER_DECEASED"]
     assert row["parameter"] == "dynamic.recheck.after_death_months" and row["limit"] == 3
     assert "一（三）" in row["reference"]
-    # died 2026-06-10: re-check by 2026-09-10, earlier than REVIEW's own 15 days
+    # died 2026-06-10: re-check by 2026-09-10 (2022通知 一（三）)
     assert frames.flags["due_date"].tolist() == [dt.date(2026, 9, 10)]
 
 
@@ -205,23 +219,35 @@ def test_a_deciding_figure_near_its_limit_gives_review(code, value, limit, decis
     reasons = [(code, passed, value, limit, "wages:1:WA1")]
     if decision == "eligible":
         reasons.append(("ELIGIBLE_DIBAO", True))
-    frames = case("applicant", decision, reasons, benefit=100.0)
+    frames = case("applicant", decision, reasons, benefit=100.0, policy=MARGIN_POLICY)
     assert kind(frames) == "REVIEW"
     near = frames.reasons.set_index("code").loc["NEAR_BOUNDARY"]
     assert (near["value"], near["limit"]) == (value, limit)
     assert near["parameter"] == "dynamic.near_boundary_margin"
+    beside = frames.reasons.set_index("code").loc[code]  # the deciding rule, value and limit
+    assert (beside["value"], beside["limit"]) == (value, limit)
+
+
+def test_the_near_boundary_check_is_off_by_default():
+    assert POLICY.value("dynamic.near_boundary_margin") == 0
+    frames = case("applicant", "eligible", [
+        ("INCOME_OVER_STANDARD", True, STANDARD * 0.999, STANDARD, "wages:1:WA1"),
+        ("ELIGIBLE_DIBAO", True)], benefit=10.0)
+    assert kind(frames) == "ADD"
+    assert "NEAR_BOUNDARY" not in codes_of(frames)
 
 
 def test_near_the_income_line_does_not_matter_when_another_rule_decides():
     frames = case("applicant", "not_eligible", [
         ("INCOME_OVER_STANDARD", False, STANDARD * 1.01, STANDARD, "wages:1:WA1"),
-        ("VEHICLE_OWNED", False, 1.0, 0.0, "vehicles:1:VE1")])
+        ("VEHICLE_OWNED", False, 1.0, 0.0, "vehicles:1:VE1")], policy=MARGIN_POLICY)
     assert kind(frames) == "REJECT"
 
 
 def test_outside_the_margin_is_decided():
     frames = case("applicant", "not_eligible", [
-        ("INCOME_OVER_STANDARD", False, STANDARD * 1.06, STANDARD, "wages:1:WA1")])
+        ("INCOME_OVER_STANDARD", False, STANDARD * 1.06, STANDARD, "wages:1:WA1")],
+        policy=MARGIN_POLICY)
     assert kind(frames) == "REJECT"
 
 

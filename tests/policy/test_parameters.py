@@ -192,12 +192,12 @@ def test_tiers_rounding_and_minimum_come_from_yaml(copied: Path) -> None:
     low = assess(*_single_applicant(300), tree, date(2025, 7, 1)).results.iloc[0]
     high = assess(*_single_applicant(700), tree, date(2025, 7, 1)).results.iloc[0]
     assert (low["benefit"], high["benefit"]) == (720, 270)
-    _append(copied / "210112" / "benefit.yaml",
-            "method:\n  values:\n    2025-01-01: {value: difference, " + REFERENCE + "}\n"
-            "rounding_unit:\n  values:\n    2025-01-01: {value: 10, " + REFERENCE + "}\n"
-            "rounding_mode:\n  values:\n    2025-01-01: {value: up, " + REFERENCE + "}\n"
-            "minimum_per_person:\n  values:\n    2025-01-01: {value: 50, " + REFERENCE + "}\n")
-    # YAML keeps the last of duplicate keys: the appended method wins.
+    (copied / "210112" / "benefit.yaml").write_text(
+        "method:\n  values:\n    2025-01-01: {value: difference, " + REFERENCE + "}\n"
+        "rounding_unit:\n  values:\n    2025-01-01: {value: 10, " + REFERENCE + "}\n"
+        "rounding_mode:\n  values:\n    2025-01-01: {value: up, " + REFERENCE + "}\n"
+        "minimum_per_person:\n  values:\n    2025-01-01: {value: 50, " + REFERENCE + "}\n",
+        encoding="utf-8")
     tree = load_parameters(copied)
     rounded = assess(*_single_applicant(700), tree, date(2025, 7, 1)).results.iloc[0]
     minimum = assess(*_single_applicant(880), tree, date(2025, 7, 1)).results.iloc[0]

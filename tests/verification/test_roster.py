@@ -1,5 +1,6 @@
 """The caseload file: validated first, loaded whole or not at all, personal fields encrypted."""
 
+import datetime as dt
 import shutil
 
 import pytest
@@ -59,3 +60,29 @@ def test_household_rows_must_agree_and_have_one_head(tmp_path, district_dir):
     checked = validate_roster(path)
     assert "HOUSEHOLD_INCONSISTENT" in set(checked.quarantine["reason"])
     shutil.copy(path, tmp_path / "again.csv")
+
+
+def test_every_optional_field_empty_loads_as_its_documented_default(settings, tmp_path):
+    """schemas/batch.json: current_benefit, exclusion, disability_grade, disability_type,
+    authorisation_scope and authorisation_expires_on are optional; empty, they load as 0, not
+    excluded, no disability, scope all and no expiry — never as a database error."""
+    from schemas import field_names
+    from verification.intake.identifiers import make_id
+
+    columns = field_names("batch")
+    row = {"household_code": "HN-OPT-1", "area_code": "210112", "street_code": "210112001",
+           "community_code": "210112001001", "status": "applicant", "category": "dibao",
+           "urban_rural": "urban", "id_number": make_id("210112", dt.date(1970, 5, 6), 11),
+           "name": "张伟明", "relation": "户主", "authorisation_ref": "SQ-OPT-1",
+           "authorisation_signed_on": "2026-04-15"}
+    path = tmp_path / "optional-empty.csv"
+    path.write_text(",".join(columns) + "\n" + ",".join(row.get(c, "") for c in columns) + "\n",
+                    encoding="utf-8")
+    loaded = load_roster(settings, path)
+    with session_scope(settings.database_url) as session:
+        household = session.get(Household, loaded.household_ids[0])
+        member = session.scalars(select(Member)).one()
+        authorisation = session.scalars(select(Authorisation)).one()
+        assert household.current_benefit == 0.0 and household.category == "dibao"
+        assert (member.exclusion, member.disability_grade, member.disability_type) == ("", 0, "")
+        assert (authorisation.scope, authorisation.expires_on) == ("all", None)

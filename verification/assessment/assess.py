@@ -8,7 +8,12 @@ sums are ``np.bincount`` over those positions, so there is no per-household Pyth
 
 Rules of evidence:
 - only evidence matched with grade ``certain`` decides; other grades are reported as
-  MATCH_UNCERTAIN and left to a caseworker (flags turn them into REVIEW);
+  MATCH_UNCERTAIN, and where they would change the outcome were they certain, left to a
+  caseworker (flags turn them into REVIEW);
+- a member with a certain death record dated on or before the as-of date is no longer counted
+  (household size, income and benefit are recomputed without them);
+- a household is assessed for the category it applied for or receives; another category it
+  meets is reported (ALSO_ELIGIBLE_*), never switched to;
 - evidence of members who are not counted (prison, missing, …) is ignored;
 - a household whose required sources are missing or stale is ``undetermined``, never decided.
 """
@@ -33,7 +38,8 @@ RESULT_COLUMNS = [
     "category", "eligible", "decision", "benefit", "household_size", "income_monthly",
     "deductions_monthly", "per_capita_income", "financial_assets", "financial_assets_per_capita",
     "homes", "commercial_properties", "vehicles", "businesses", "public_payroll",
-    "rigid_spending_12m", "missing_sources", "standard",
+    "rigid_spending_12m", "missing_sources", "standard", "other_category", "other_benefit",
+    "deceased_members",
 ]
 REASON_COLUMNS = [
     "household_id", "code", "passed", "value", "limit", "parameter", "reference", "evidence_refs",
@@ -64,7 +70,10 @@ def assess(
     order of ``households``. An ``undetermined`` household has category ``none``, ``eligible``
     false and benefit NaN, with a SOURCE_UNAVAILABLE (or NO_COUNTED_MEMBERS) reason; its measured
     values are still filled in. Reason rows with ``passed`` false are the rules that count against
-    eligibility; MATCH_UNCERTAIN rows are ``passed`` true because they decide nothing.
+    eligibility. MATCH_UNCERTAIN rows are ``passed`` true where the records not certainly
+    matched would change the outcome (the household needs a caseworker) and false where they
+    would change nothing. ALSO_ELIGIBLE_* rows (passed true) name a category the household meets
+    besides the one it is assessed for (its ``category``; ``none`` takes the first met).
     A parameter the rules need but that has no value in force raises ParameterError.
     """
     households = _indexed(households)
@@ -192,8 +201,37 @@ def _assess_group(
     measures = _measures(group)
     tests = _tests(group, measures)
     results = _results(group, measures, tests, missing)
-    reasons = _reasons(group, measures, tests, results, missing)
+    changing = _uncertain_changes(group, results, members, evidence, missing)
+    reasons = _reasons(group, measures, tests, results, missing, changing)
     return results, reasons
+
+
+def _uncertain_changes(group: _Group, results: pd.DataFrame, members: pd.DataFrame,
+                       evidence: pd.DataFrame, missing: dict[str, str]) -> np.ndarray:
+    """Per household position: whether its evidence that is not certainly matched would change
+    its outcome (decision, category, or the benefit by more than dynamic.adjust_threshold) were
+    it the household's. Only those households go to REVIEW for it (MATCH_UNCERTAIN); records
+    that change nothing are listed as unresolved and decide nothing."""
+    changing = np.zeros(group.n, dtype=bool)
+    if not len(group.uncertain):
+        return changing
+    positions = np.unique(group.uncertain["pos"])
+    ids = group.households.index[positions]
+    subset = evidence[evidence["household_id"].isin(ids).to_numpy()]
+    promoted = subset.assign(match_grade=pd.Categorical(
+        np.full(len(subset), "certain"), categories=["certain", "probable", "possible", "none"]))
+    again = _prepare(group.households.loc[ids], members[members["household_id"].isin(ids)],
+                     promoted, group.policy, group.as_of)
+    measures = _measures(again)
+    would = _results(again, measures, _tests(again, measures), missing)
+    now = results.loc[ids]
+    threshold = float(group.policy.require("dynamic.adjust_threshold"))
+    benefit_now, benefit_would = now["benefit"].fillna(0), would["benefit"].fillna(0)
+    changing[positions] = (
+        (now["decision"] != would["decision"]) | (now["category"] != would["category"])
+        | ((benefit_now - benefit_would).abs() > threshold)
+    ).to_numpy()
+    return changing
 
 
 def _prepare(
@@ -207,13 +245,18 @@ def _prepare(
     columns = ["household_id", "person_token", "birth_date", "counted", "exclusion",
                "disability_grade", "disability_type", "labour_capacity"]
     people = members[columns].assign(pos=index.get_indexer(members["household_id"]))
+    people["disability_grade"] = pd.to_numeric(people["disability_grade"], errors="coerce")
     people = people[people["pos"].to_numpy() >= 0].reset_index(drop=True)
     people["counted"] = people["counted"].fillna(False).astype(bool)
     people["age"] = _age(people["birth_date"], as_of)
     pos = index.get_indexer(evidence["household_id"])
-    not_counted = pd.Index(people.loc[~people["counted"], "person_token"])
-    keep = (pos >= 0) & ~evidence["person_token"].isin(not_counted).to_numpy()
     certain = (evidence["match_grade"] == "certain").to_numpy()
+    is_death = (evidence["item"].astype(str) == "death").to_numpy()
+    people["deceased"] = _deceased(people, evidence, pos >= 0, certain & is_death, as_of)
+    people.loc[people["deceased"], "counted"] = False
+    not_counted = pd.Index(people.loc[~people["counted"], "person_token"])
+    # A member not counted brings no evidence, except the death record that removed them.
+    keep = (pos >= 0) & (~evidence["person_token"].isin(not_counted).to_numpy() | is_death)
     codes, items = _item_codes(evidence["item"])
     decided = _by_position(evidence, keep & certain, pos)
     decided["item_code"] = codes[decided.pop("row")]
@@ -223,6 +266,24 @@ def _prepare(
     decided["registered"] = np.isnat(starts) | (starts <= np.datetime64(as_of, "ns"))
     uncertain = _by_position(evidence, keep & ~certain, pos)
     return _Group(policy, as_of, households, people, decided, uncertain, items)
+
+
+def _deceased(people: pd.DataFrame, evidence: pd.DataFrame, placed: np.ndarray,
+              certain_death: np.ndarray, as_of: date) -> np.ndarray:
+    """Counted members with a certain death record dated on or before ``as_of``: from the date
+    of death they are no longer members (household size, income and benefit are recomputed).
+    An uncertain death record changes nothing here; it is MATCH_UNCERTAIN."""
+    rows = placed & certain_death
+    if not rows.any():
+        return np.zeros(len(people), dtype=bool)
+    died = pd.to_datetime(evidence["period_start"]).to_numpy()[rows]
+    dated = np.isnat(died) | (died <= np.datetime64(as_of, "ns"))
+    tokens = evidence["person_token"].to_numpy()[rows][dated]
+    households = evidence["household_id"].to_numpy()[rows][dated]
+    dead = pd.MultiIndex.from_arrays([households, tokens])
+    keys = pd.MultiIndex.from_arrays([people["household_id"].to_numpy(),
+                                      people["person_token"].to_numpy()])
+    return keys.isin(dead) & people["counted"].to_numpy()
 
 
 def _by_position(evidence: pd.DataFrame, mask: np.ndarray, pos: np.ndarray) -> _Rows:
@@ -365,7 +426,15 @@ def _counted_businesses(group: _Group) -> np.ndarray:
 
 
 def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
-    """特困: counted members able to work, and other members able to support them."""
+    """特困 (特困人员认定办法 第七、八条): who lacks labour capacity, and who could support them.
+
+    A member lacks labour capacity by age (60 and over, under 16) or by a listed disability
+    grade. Where some member lacks it, every other counted adult member who has it — a spouse,
+    an adult child, another member with a support duty living in the household (审核确认办法
+    第七条) — is a legal supporter able to support, unless the register says they cannot work.
+    Members with capacity who are not such supporters (a 16- or 17-year-old; everyone, where no
+    member lacks capacity) fail the labour-capacity test themselves.
+    """
     policy, people = group.policy, group.members
     listed = policy.value("tekun.disability_max_grade") or {}
     max_grade = people["disability_type"].map(listed).fillna(0).to_numpy()
@@ -377,18 +446,26 @@ def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
         | disabled
     )
     counted = people["counted"].to_numpy()
-    present = people["exclusion"].fillna("").eq("").to_numpy()
-    capacity = people["labour_capacity"].fillna(False).astype(bool).to_numpy()
-    able = ~unable & capacity
+    capacity = people["labour_capacity"].fillna(True).astype(bool).to_numpy()
     pos = people["pos"].to_numpy()
+
+    def per_household(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(pos[mask], minlength=group.n)[: group.n]
+
+    candidates = per_household(counted & unable)
+    in_question = candidates[pos] > 0
+    able = counted & ~unable
+    supporter = able & in_question & (age >= 18) & capacity
+    # a legal supporter not counted in the household (living apart) but not excluded either
+    present = people["exclusion"].fillna("").eq("").to_numpy() & ~people["deceased"].to_numpy()
+    outside = ~counted & present & ~unable & capacity
     return {
-        "able_members": np.bincount(pos[counted & ~unable], minlength=group.n)[: group.n],
+        "able_members": per_household(able & ~supporter),
         # Members the register marks as unable to work put 特困 in question even where the
         # national tests (age, listed disability) then say otherwise.
-        "unable_members": np.bincount(
-            pos[counted & (unable | ~capacity)],
-            minlength=group.n)[: group.n],
-        "supporters": np.bincount(pos[~counted & present & able], minlength=group.n)[: group.n],
+        "unable_members": per_household(counted & (unable | ~capacity)),
+        "supporters": per_household(supporter | outside),
+        "deceased": per_household(people["deceased"].to_numpy()),
     }
 
 
@@ -431,10 +508,13 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "payroll": m["payroll"] <= policy.require("payroll.allowed"),
         "tekun_capacity": m["able_members"] == 0,
         "tekun_supporter": m["supporters"] == 0,
-        "tekun_income": tekun_per_capita < standard,
+        "tekun_income": tekun_per_capita < standard * float(
+            policy.require("tekun.no_income_source_ratio")),
         "disposable": per_capita * 12 < disposable,
         "share": share > limits["share_threshold"],
         "has_members": m["size"] > 0,
+        # every member has died (a certain death record): nobody is left to assess or to pay
+        "all_deceased": (m["size"] == 0) & (m["deceased"] > 0),
     }
     return {**tests, **{f"limit_{key}": value for key, value in limits.items()}}
 
@@ -446,13 +526,36 @@ def _by_area(policy: Policy, path: str, urban: np.ndarray, required: bool = True
     return np.where(urban, float(values["urban"]), float(values["rural"]))
 
 
-def _category(t: dict[str, np.ndarray]) -> np.ndarray:
+def _category_tests(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Whether each household meets each category's own test (CATEGORIES order)."""
     assets = t["financial"] & t["homes"] & t["commercial"] & t["vehicles"] & t["businesses"]
     assets &= t["payroll"] & t["has_members"]
-    tekun = assets & t["tekun_capacity"] & t["tekun_supporter"] & t["tekun_income"]
-    rules = [tekun, assets & t["income"], assets & t["edge_income"],
-             assets & t["disposable"] & t["share"]]
-    return np.select(rules, list(CATEGORIES), default="none")
+    return {
+        "tekun": assets & t["tekun_capacity"] & t["tekun_supporter"] & t["tekun_income"],
+        "dibao": assets & t["income"],
+        "edge": assets & t["edge_income"],
+        "rigid": assets & t["disposable"] & t["share"],
+    }
+
+
+def _category(group: _Group, t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The category each household is assessed for, and the best category it meets.
+
+    A household is assessed for what it applied for or receives (its ``category``); one that
+    names none (an applicant screened for any help, a monitored household) gets the first
+    category it meets in CATEGORIES order. The best category met is returned beside it so that
+    a household meeting another category is told so (ALSO_ELIGIBLE_*), never switched silently.
+    """
+    met = _category_tests(t)
+    best = np.select([met[name] for name in CATEGORIES], list(CATEGORIES), default="none")
+    if "category" not in group.households:
+        return best, best
+    applied = group.households["category"].astype(str).to_numpy()
+    assessed = best.copy()
+    for name in CATEGORIES:
+        chosen = applied == name
+        assessed[chosen] = np.where(met[name][chosen], name, "none")
+    return assessed, best
 
 
 def _benefit(group: _Group, category: np.ndarray, m: dict, t: dict) -> np.ndarray:
@@ -489,12 +592,15 @@ def _rounded(values: np.ndarray, unit: float, mode: str) -> np.ndarray:
 def _results(
     group: _Group, m: dict[str, np.ndarray], t: dict[str, np.ndarray], missing: dict[str, str]
 ) -> pd.DataFrame:
-    category = _category(t)
-    undetermined = bool(missing) | ~t["has_members"]
+    category, best = _category(group, t)
+    # A household whose members have all died is decided (nobody left to pay) whatever else is
+    # missing; otherwise missing data or no counted member leaves it undetermined.
+    undetermined = (bool(missing) | ~t["has_members"]) & ~t["all_deceased"]
     decision = np.where(undetermined, "undetermined",
                         np.where(category != "none", "eligible", "not_eligible"))
     benefit = np.where(undetermined, np.nan, _benefit(group, category, m, t))
     category = np.where(undetermined, "none", category)
+    other = np.where(undetermined | (best == category), "none", best)
     return pd.DataFrame(
         {
             "category": category,
@@ -515,6 +621,10 @@ def _results(
             "rigid_spending_12m": np.round(m["rigid_12m"], 2),
             "missing_sources": ",".join(sorted(missing)),
             "standard": t["limit_standard"],
+            "other_category": other,
+            "other_benefit": np.where(other == "none", np.nan,
+                                      _benefit(group, other, m, t)),
+            "deceased_members": m["deceased"],
         },
         index=group.households.index,
     )[RESULT_COLUMNS]
@@ -532,7 +642,8 @@ def _no_reasons() -> pd.DataFrame:
 
 
 def _reasons(
-    group: _Group, m: dict, t: dict, results: pd.DataFrame, missing: dict[str, str]
+    group: _Group, m: dict, t: dict, results: pd.DataFrame, missing: dict[str, str],
+    changing: np.ndarray,
 ) -> pd.DataFrame:
     parts = [
         part
@@ -542,7 +653,9 @@ def _reasons(
             + _tekun_reasons(group, m, t)
             + _rigid_reasons(group, m, t)
             + _outcome_reasons(group, results, t)
-            + _data_reasons(group, m, missing)
+            + _other_category_reasons(group, results)
+            + _death_reasons(group, m, t)
+            + _data_reasons(group, m, t, missing, changing)
         )
         if len(part["household_id"])
     ]
@@ -657,8 +770,11 @@ def _asset_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
 
 
 def _tekun_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
-    """Only where extreme-poverty support is in question (a member unable to work)."""
+    """Only where extreme-poverty support is in question: a member unable to work, or the
+    household applied for (or receives) it."""
     candidate = m["unable_members"] > 0
+    if "category" in group.households:
+        candidate |= (group.households["category"].astype(str) == "tekun").to_numpy()
     extra = group.item_mask(group.policy.value("tekun.extra_excluded_items"))
     return [
         _rows(group, "TEKUN_LABOUR_CAPACITY", candidate, t["tekun_capacity"], m["able_members"],
@@ -703,15 +819,56 @@ def _outcome_reasons(group: _Group, results: pd.DataFrame, t: dict) -> list[pd.D
     ]
 
 
-def _data_reasons(group: _Group, m: dict, missing: dict[str, str]) -> list[pd.DataFrame]:
-    rows = [_rows(group, "NO_COUNTED_MEMBERS", m["size"] == 0, False, 0, 1, "household",
+_OTHER_CATEGORY = {  # category → (reason code, the rule that defines it)
+    "tekun": ("ALSO_ELIGIBLE_TEKUN", "特困人员认定办法（民发〔2021〕43号）第六、七、八条："
+              "无劳动能力、无生活来源、无法定赡养抚养扶养义务人或其无履行能力 / "
+              "no labour capacity, "
+              "no means of living, no legal supporter able to support"),
+    "dibao": ("ALSO_ELIGIBLE_DIBAO", "最低生活保障审核确认办法（民发〔2021〕57号）第三条：人均收入"
+              "低于当地低保标准且财产符合规定 / income under the standard, assets within limits"),
+    "edge": ("ALSO_ELIGIBLE_EDGE", "最低生活保障审核确认办法（民发〔2021〕57号）第八条：人均收入"
+             "低于低保标准1.5倍且财产符合规定 / income under 1.5 x the standard, "
+             "assets within limits"),
+    "rigid": ("ALSO_ELIGIBLE_RIGID", "刚性支出困难家庭认定办法 第四条：人均收入低于上年度人均可支配"
+              "收入、刚性支出占比达到规定 / income under last year's disposable income, rigid "
+              "spending share over the threshold"),
+}
+
+
+def _other_category_reasons(group: _Group, results: pd.DataFrame) -> list[dict]:
+    """主动发现 (审核确认办法 第六条第二款): a household that meets another category than the one
+    it is assessed for is told so, with the rule and that category's benefit (value) beside the
+    one assessed (limit); its category and benefit are not changed."""
+    other = results["other_category"].to_numpy()
+    benefit = results["benefit"].fillna(0).to_numpy()
+    return [
+        _rows(group, code, other == name, True, results["other_benefit"].to_numpy(), benefit,
+              "benefit.method", reference=rule)
+        for name, (code, rule) in _OTHER_CATEGORY.items()
+    ]
+
+
+def _death_reasons(group: _Group, m: dict, t: dict) -> list[dict]:
+    """A member died (certain death record): removed from the household from the date of death.
+    Fails only where nobody is left (assistance stops); otherwise the household is assessed
+    without them and re-checked within dynamic.recheck.after_death_months."""
+    deaths = group.item_mask(("death",)) & (m["deceased"] > 0)[group.evidence["pos"]]
+    return [_rows(group, "MEMBER_DECEASED", m["deceased"] > 0, ~t["all_deceased"],
+                  m["deceased"], m["size"] + m["deceased"], "dynamic.recheck.after_death_months",
+                  _refs(group, deaths))]
+
+
+def _data_reasons(group: _Group, m: dict, t: dict, missing: dict[str, str],
+                  changing: np.ndarray) -> list[dict]:
+    rows = [_rows(group, "NO_COUNTED_MEMBERS", (m["size"] == 0) & ~t["all_deceased"], False, 0,
+                  1, "household",
                   reference="最低生活保障审核确认办法（民发〔2021〕57号）第七条 共同生活家庭成员")]
     if missing:
         needing = [rule for rule in _RULE_SOURCES
                    if set(group.policy.value(f"requirements.{rule}") or {}) & set(missing)]
         listed = ";".join(f"{kind}::{state}" for kind, state in sorted(missing.items()))
         refs = np.full(group.n, listed, dtype=object)
-        rows.append(_rows(group, "SOURCE_UNAVAILABLE", np.ones(group.n, dtype=bool), False,
+        rows.append(_rows(group, "SOURCE_UNAVAILABLE", ~t["all_deceased"], False,
                           len(missing), 0, f"requirements.{needing[0]}", refs,
                           reference="；".join(group.policy.reference(f"requirements.{rule}")
                                              for rule in needing)))
@@ -719,6 +876,9 @@ def _data_reasons(group: _Group, m: dict, missing: dict[str, str]) -> list[pd.Da
     if len(uncertain):
         refs = _refs(group, np.ones(len(uncertain), dtype=bool), uncertain)
         counts = np.bincount(uncertain["pos"], minlength=group.n)[: group.n]
-        rows.append(_rows(group, "MATCH_UNCERTAIN", counts > 0, True, counts, 0, "match_grade",
-                          refs, reference="证据匹配等级非确定，仅供人工复核 / match not certain"))
+        # passed: the records would change the outcome, so a caseworker must resolve them
+        # (REVIEW); otherwise they are listed as unresolved and raise nothing.
+        rows.append(_rows(group, "MATCH_UNCERTAIN", counts > 0, changing, counts, 0,
+                          "match_grade", refs,
+                          reference="证据匹配等级非确定，仅供人工复核 / match not certain"))
     return rows

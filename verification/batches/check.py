@@ -177,7 +177,7 @@ def load_batch(settings: Settings, batch_id: int) -> list[int]:
 
     batch = _batch(settings, batch_id)
     loaded = load_roster(settings, Path(batch.stored_path), actor=batch.requester or "batch",
-                         batch_id=batch_id)
+                         batch_id=batch_id, category=batch.category)
     with session_scope(settings.database_url) as session:
         session.execute(update(Batch).where(Batch.id == batch_id)
                         .values(households=loaded.households))
@@ -378,8 +378,20 @@ def stage_of(settings: Settings, batch_id: int) -> Iterator[None]:
     except BatchInvalid:
         raise
     except Exception as err:
-        mark_failed(settings, batch_id, f"{type(err).__name__}: {err}")
+        mark_failed(settings, batch_id, user_message(err))
         raise
+
+
+def user_message(err: BaseException) -> str:
+    """What a user is told about a failure: never a raw database error (its SQL and values go
+    to the log only)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(err, SQLAlchemyError):
+        log.error("batch stage failed in the database: %s", err)
+        return ("数据库写入失败，详情见服务日志 / the database refused the write; the details "
+                "are in the service log")
+    return f"{type(err).__name__}: {err}"
 
 
 # ---- status ------------------------------------------------------------------------------------

@@ -32,12 +32,21 @@ def submit(
     notes: str = typer.Option("", help="备注 / notes kept with the batch"),
     as_of: str = typer.Option(None, help="核对基准日 / as-of date YYYY-MM-DD (default today)"),
     local: bool = typer.Option(False, "--local", help="在本进程中运行 / run in this process"),
+    policy_dir: Path | None = typer.Option(
+        None, "--policy-dir", help="本地政策目录 / the bureau's policy folder laid over the "
+        "shipped parameters (default: $HEDUI_POLICY_DIR)"),
 ) -> None:
     """Validate a batch file, then check it through Airflow (or in-process with --local)."""
+    from verification.assessment.policy import ParameterError, use_overlay
     from verification.batches.airflow_api import AirflowApiConfig
     from verification.batches.check import CATEGORIES
     from verification.intake.roster import validate_roster
 
+    try:
+        use_overlay(policy_dir)
+    except ParameterError as exc:
+        typer.echo(f"参数文件错误 / parameter error: {exc}", err=True)
+        raise typer.Exit(1) from None
     if category not in CATEGORIES:
         raise typer.BadParameter(f"{category!r}: one of {', '.join(CATEGORIES)}",
                                  param_hint="--category")
@@ -60,20 +69,27 @@ def submit(
     if config is None:
         raise typer.BadParameter("no Airflow API server is configured (set HEDUI_AIRFLOW_URL, "
                                  "HEDUI_AIRFLOW_USER, HEDUI_AIRFLOW_PASSWORD) — or use --local")
-    _submit_to_airflow(config, file, category, requester, notes, as_of or "")
+    _submit_to_airflow(config, file, category, requester, notes, as_of or "",
+                       str(policy_dir.resolve()) if policy_dir else "")
 
 
 def _submit_locally(file: Path, category: str, requester: str, notes: str,
                     as_of: dt.date | None) -> None:
-    from verification.batches.check import run_batch_locally
+    from verification.batches.check import BatchInvalid, run_batch_locally, user_message
 
-    status = run_batch_locally(load_settings(), file, category=category, requester=requester,
-                               notes=notes, as_of=as_of)
+    try:
+        status = run_batch_locally(load_settings(), file, category=category,
+                                   requester=requester, notes=notes, as_of=as_of)
+    except BatchInvalid:
+        raise
+    except Exception as err:  # noqa: BLE001 (recorded on the batch; the user gets the message)
+        typer.echo(f"批次失败 / batch failed: {user_message(err)}", err=True)
+        raise typer.Exit(1) from None
     _print_status(status)
 
 
 def _submit_to_airflow(config, file: Path, category: str, requester: str,  # noqa: ANN001
-                       notes: str, as_of: str) -> None:
+                       notes: str, as_of: str, policy_dir: str = "") -> None:
     from sqlalchemy import update
 
     from verification.batches.airflow_api import AirflowApi
@@ -84,7 +100,7 @@ def _submit_to_airflow(config, file: Path, category: str, requester: str,  # noq
     settings = load_settings()
     ref = register_batch(settings, file, category=category, requester=requester, notes=notes)
     conf = {"batch_file": str(ref.stored_path), "category": category, "requester": requester,
-            "notes": notes, "as_of": as_of}
+            "notes": notes, "as_of": as_of, "policy_dir": policy_dir}
     run = AirflowApi(config).trigger("batch_check", conf)
     with session_scope(settings.database_url) as session:
         session.execute(update(Batch).where(Batch.id == ref.id)

@@ -23,6 +23,11 @@ DirectoryOption = Annotated[
     Path | None,
     typer.Option("--parameters", help="Parameter directory (default: the shipped parameters)."),
 ]
+OverlayOption = Annotated[
+    Path | None,
+    typer.Option("--policy-dir", help="本地政策目录，覆盖随附参数 / the bureau's policy folder "
+                 "laid over the shipped parameters (default: $HEDUI_POLICY_DIR)."),
+]
 
 
 @app.command()
@@ -30,9 +35,10 @@ def show(
     region: Annotated[str, typer.Option(help="6-digit area code, e.g. 210112")] = "210112",
     on: Annotated[str, typer.Option("--date", help="Date YYYY-MM-DD; default today")] = "",
     directory: DirectoryOption = None,
+    policy_dir: OverlayOption = None,
 ) -> None:
     """Print every value in force with its source region and reference (中文 / English)."""
-    tree = _load_or_exit(directory)
+    tree = _load_or_exit(directory, policy_dir)
     try:
         day = date.fromisoformat(on) if on else date.today()
         chain = region_chain(region)
@@ -40,6 +46,8 @@ def show(
         raise typer.BadParameter(str(exc)) from None
     policy = tree.at(region, day)
     typer.echo(f"{_region_name(tree, region)} {region} · {day.isoformat()} · {policy.version}")
+    if tree.overlay:
+        typer.echo(f"本地政策目录 / policy overlay: {tree.overlay}")
     typer.echo("回退顺序 / fall-back: " + " → ".join(chain))
     topic = ""
     for path, resolved in policy.values.items():
@@ -50,12 +58,18 @@ def show(
 
 
 @app.command()
-def check(directory: DirectoryOption = None) -> None:
-    """Validate every parameter file; exit 1 naming the file and key of the first error."""
-    tree = _load_or_exit(directory)
+def check(directory: DirectoryOption = None, policy_dir: OverlayOption = None) -> None:
+    """Validate every parameter file (and the policy overlay); exit 1 naming the file and key
+    of the first error: unknown parameters or keys, missing references, dates given twice."""
+    tree = _load_or_exit(directory, policy_dir)
     count = sum(len(entries) for entries in tree.entries.values())
     typer.echo(f"OK: {len(tree.definitions)} parameters, {count} dated values, "
                f"{len(tree.regions)} regions ({tree.directory})")
+    if tree.overlay:
+        overlaid = sorted({f"{region}:{path}" for (region, path), entries in tree.entries.items()
+                           if entries and str(tree.overlay) in entries[0].file})
+        typer.echo(f"本地政策目录 / policy overlay {tree.overlay}: {len(overlaid)} parameters "
+                   f"replaced ({', '.join(overlaid)}); digest {tree.digest[:16]}")
 
 
 @app.command("test")
@@ -84,9 +98,23 @@ def test_cases(
         raise typer.Exit(1)
 
 
-def _load_or_exit(directory: Path | None) -> ParameterTree:
+@app.command("eval")
+def eval_cases(
+    folder: Annotated[Path, typer.Argument(help="folder of rule cases (*.yaml) with policies/")]
+    = Path("tests/policy/cases/rules"),
+) -> None:
+    """Run the cases written from the rules through the real path (caseload or batch file,
+    packed partner feeds, the cases' policy overlays) and print pass counts per rule family.
+
+    按规则类别统计案例通过数 / pass counts per rule family; exit 1 if any case fails."""
+    from verification.assessment.policy.case_runner import main
+
+    raise typer.Exit(main([str(folder)]))
+
+
+def _load_or_exit(directory: Path | None, overlay: Path | None = None) -> ParameterTree:
     try:
-        return load_parameters(directory)
+        return load_parameters(directory, overlay=overlay)
     except ParameterError as exc:
         typer.echo(f"参数文件错误 / parameter error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -34,12 +34,21 @@ def pull(partner: str = typer.Argument(None, help="协查部门代码 / partner 
 @app.command()
 def run(as_of: str = typer.Option(None, help="基准日 / as-of date (default today)"),
         run_key: str = typer.Option(None, help="运行标识 / run key (default review-YYYY-MM)"),
-        roster: Path | None = typer.Option(None, help="先载入名单 / load this caseload first")
+        roster: Path | None = typer.Option(None, help="先载入名单 / load this caseload first"),
+        policy_dir: Path | None = typer.Option(
+            None, "--policy-dir", help="本地政策目录 / the bureau's policy folder laid over the "
+            "shipped parameters (default: $HEDUI_POLICY_DIR)")
         ) -> None:
     """Run a review in-process (no scheduler): match, assess, flag, report."""
     from verification import pipeline
+    from verification.assessment.policy import ParameterError, use_overlay
     from verification.reports import write_run_reports
 
+    try:
+        use_overlay(policy_dir)
+    except ParameterError as exc:
+        typer.echo(f"参数文件错误 / parameter error: {exc}", err=True)
+        raise typer.Exit(1) from None
     settings = load_settings()
     params = {"as_of": as_of or dt.date.today().isoformat(), "run_key": run_key or "",
               "roster_file": str(roster) if roster else ""}
@@ -97,6 +106,10 @@ def status(run_id: int = typer.Argument(None, help="运行编号 / run id (defau
         for r in runs:
             typer.echo(f"run {r.id} [{r.run_key}] as of {r.as_of}: {r.status}/{r.stage} "
                        f"households={r.households} flags={r.counts} policy={r.policy_version}")
+            unresolved = {kind: v["unresolved"] for kind, v in (r.feed_versions or {}).items()
+                          if v.get("unresolved")}
+            if unresolved:
+                typer.echo(f"    未决身份记录 / unresolved records (no flag): {unresolved}")
             if r.reports_dir:
                 typer.echo(f"    reports: {r.reports_dir}")
 

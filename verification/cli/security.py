@@ -25,6 +25,9 @@ app = typer.Typer(help="安全 / keys, audit, retention and exports.", no_args_i
 keys_app = typer.Typer(help="字段加密密钥 / field-encryption keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="审计日志 / the audit trail.", no_args_is_help=True)
 export_app = typer.Typer(help="导出 / exports (masked unless permitted).", no_args_is_help=True)
+partner_keys_app = typer.Typer(help="协查部门签名公钥 / the partners' signing keys the centre "
+                               "trusts.", no_args_is_help=True)
+keys_app.add_typer(partner_keys_app, name="partner")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(export_app, name="export")
@@ -95,6 +98,100 @@ def keys_rotate(user: str | None = UserOption,
             err=True)
         raise typer.Exit(1)
     say("rotation complete: old keys may now be removed from HEDUI_FIELD_KEYS")
+
+
+@partner_keys_app.command("add")
+@_refusals
+def partner_key_add(file: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                                help="the partner's public key (.pub.pem)"),
+                    partner: str = typer.Option(..., "--partner", help="partner code "
+                                                "(connectors/partners.yaml)"),
+                    user: str | None = UserOption) -> None:
+    """Trust a partner's public signing key at the centre (audited)."""
+    from connectors import keys
+    from connectors.registry import load_partners
+
+    who = acting_user(user)
+    who.require("keys.manage")
+    if partner not in load_partners():
+        raise ValueError(f"未登记的协查部门 / unknown partner {partner!r}; one of "
+                         f"{', '.join(sorted(load_partners()))}")
+    try:
+        key = keys.load_partner_public_key(file)
+    except Exception as err:  # noqa: BLE001 (any unreadable file: one clear line)
+        raise ValueError(f"不是协查部门签名公钥 / not a partner signing public key: {file.name} "
+                         f"({err})") from None
+    if key.partner and key.partner != partner:
+        raise ValueError(f"密钥属于 {key.partner} / the key names partner {key.partner!r}, "
+                         f"not {partner!r}")
+    settings = load_settings()
+    directory = keys.PartnerDirectory.load(settings.keys_dir)
+    if directory.revocation(key.key_id):
+        raise ValueError(f"密钥已吊销 / key {key.key_id} was revoked; a revoked key is never "
+                         "trusted again — the partner must make a new one")
+    directory.add(keys.PartnerPublicKey(key.key_id, partner, key.public_key, key.created_at))
+    directory.save(settings.keys_dir)
+    _audit_key(who.username, "keys.partner.added", key.key_id,
+               {"partner": partner, "fingerprint": _partner_fingerprint(key)})
+    say(f"trusted {key.key_id} for {partner} (fingerprint {_partner_fingerprint(key)})")
+
+
+@partner_keys_app.command("list")
+@_refusals
+def partner_key_list(user: str | None = UserOption) -> None:
+    """The partner keys the centre trusts, with fingerprints and revocations."""
+    from connectors import keys
+
+    acting_user(user).require("keys.manage")
+    directory = keys.PartnerDirectory.load(load_settings().keys_dir)
+    if not len(directory):
+        say("no partner keys / 尚无协查部门公钥")
+    for key in sorted(directory, key=lambda k: (k.partner, k.key_id)):
+        revoked = directory.revocation(key.key_id)
+        state = f"吊销 / revoked {revoked.at}: {revoked.reason}" if revoked else "有效 / trusted"
+        test = " [TEST KEY]" if key.is_test_key else ""
+        say(f"{key.partner:<12} {key.key_id:<40} {_partner_fingerprint(key)}  {state}{test}")
+
+
+@partner_keys_app.command("revoke")
+@_refusals
+def partner_key_revoke(key_id: str = typer.Argument(..., help="key id (see `keys partner list`)"),
+                       reason: str = typer.Option(..., "--reason", help="why (audited)"),
+                       user: str | None = UserOption) -> None:
+    """Stop trusting a partner key: feeds signed with it are refused from now on (audited)."""
+    from connectors import keys
+
+    who = acting_user(user)
+    who.require("keys.manage")
+    settings = load_settings()
+    directory = keys.PartnerDirectory.load(settings.keys_dir)
+    key = directory.get(key_id)
+    if key is None:
+        raise ValueError(f"没有该公钥 / no partner key {key_id!r}")
+    revoked = directory.revoke(key_id, reason)
+    directory.save(settings.keys_dir)
+    _audit_key(who.username, "keys.partner.revoked", key_id,
+               {"partner": key.partner, "reason": reason, "at": revoked.at})
+    say(f"revoked {key_id} ({key.partner}) at {revoked.at}")
+
+
+def _partner_fingerprint(key: Any) -> str:
+    """SHA-256 of the raw public key, the first 16 hex digits in groups of four."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization as ser
+
+    raw = key.public_key.public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    return ":".join(digest[i:i + 4] for i in range(0, 16, 4))
+
+
+def _audit_key(actor: str, action: str, key_id: str, detail: dict[str, Any]) -> None:
+    from verification.security import audit
+    from verification.storage import session_scope
+
+    with session_scope(load_settings().database_url) as session:
+        audit.record(session, actor, action, f"partner_key:{key_id}", detail)
 
 
 @audit_app.command("verify")

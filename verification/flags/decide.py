@@ -11,13 +11,19 @@ also sets a re-check date from the policy) and the jurisdiction that must act. K
     GRADUAL_EXIT     recipient whose income rose above the standard through new work (and who
                      fails no other rule): keeps receiving for dynamic.gradual_exit_months
     REMOVE           recipient no longer eligible
-    REVIEW           data missing or stale, matches only probable, a member died, sources in
-                     conflict, or the deciding figure within dynamic.near_boundary_margin of its
-                     limit
+    REVIEW           data missing or stale, records not certainly matched that would change
+                     the outcome, sources in conflict (income after a recorded death), or —
+                     where a region sets dynamic.near_boundary_margin above 0 — the deciding
+                     figure within that margin of its limit
+
+A certain death removes the member from the household from the date of death (the assessment
+recomputes size, income and benefit): the only member died → REMOVE (REJECT for an applicant);
+others remain → ADJUST or KEEP, due no later than dynamic.recheck.after_death_months after the
+death. A household meeting another category than its own carries ALSO_ELIGIBLE_* on its flag.
 
 Safety rules, enforced here and by ``check_invariants``:
-- a household whose data is missing or stale, or whose evidence is only probably matched, gets
-  REVIEW — never ADD, REMOVE, REJECT, ADJUST or GRADUAL_EXIT;
+- a household whose data is missing or stale, or whose evidence not certainly matched would
+  change its outcome, gets REVIEW — never ADD, REMOVE, REJECT, ADJUST or GRADUAL_EXIT;
 - REMOVE and GRADUAL_EXIT need certain-match evidence from a source that was fresh;
 - every flag has at least one reason, and every reason that counts against a household cites
   evidence.
@@ -52,8 +58,10 @@ FLAG_COLUMNS = ["household_id", "kind", "street_code", "community_code", "due_da
 # Tests of one category only (特困, 刚性支出): failing them does not explain a household's
 # ineligibility when the general tests decide it, so flags do not cite them.
 CATEGORY_TEST_PREFIXES = ("TEKUN_", "RIGID_", "INCOME_OVER_DISPOSABLE")
-REVIEW_REASONS = ("SOURCE_UNAVAILABLE", "NO_COUNTED_MEMBERS", "MEMBER_DECEASED", "MATCH_UNCERTAIN",
+REVIEW_REASONS = ("SOURCE_UNAVAILABLE", "NO_COUNTED_MEMBERS", "MATCH_UNCERTAIN",
                   "SOURCES_CONFLICT", "NEAR_BOUNDARY")
+# 主动发现: another category the household meets; shown on its flag whatever the kind.
+OTHER_CATEGORY_PREFIX = "ALSO_ELIGIBLE_"
 INCOME_RULES = ("INCOME_OVER_STANDARD", "INCOME_OVER_1_5X")
 # Rules whose measured value can sit close to its limit: code → the rules that must all pass
 # for this one to decide the outcome.
@@ -84,6 +92,8 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
     current_benefit); results/reasons from ``assess``; evidence matched; ``policy`` in force."""
     hh = households[["status", "street_code", "community_code", "current_benefit"]].join(
         results[["decision", "benefit"]])
+    hh["category"] = (households["category"].astype(str) if "category" in households
+                      else "none")
     signals = change_signals(evidence, policy, as_of)
     general = _general(reasons)
     failing = _failing(reasons, general)  # read by several steps: computed once
@@ -169,8 +179,12 @@ def _review_reasons(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFra
 def _near_boundary(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFrame,
                    policy: Policy) -> pd.DataFrame:
     """A decided household whose deciding figure is within the margin of its limit: a small
-    error in one record could turn the outcome, so a caseworker looks first."""
+    error in one record could turn the outcome, so a caseworker looks first. The margin is a
+    regional choice (the national rules set none); 0 turns the check off. Each NEAR_BOUNDARY
+    row comes with the deciding rule's own row (its code, value and limit) beside it."""
     margin = float(policy.require("dynamic.near_boundary_margin"))
+    if margin <= 0:
+        return reasons.iloc[:0]
     decided = hh.index[hh["decision"].isin(["eligible", "not_eligible"])]
     rows = reasons[reasons["code"].isin(BOUNDARY_RULES) & reasons["household_id"].isin(decided)]
     limit = rows["limit"].astype(float)
@@ -180,9 +194,10 @@ def _near_boundary(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFram
             INCOME_RULES if code == "INCOME_OVER_STANDARD" else (code,))]
         close = close[(close["code"].astype(str) != code)
                       | ~close["household_id"].isin(others["household_id"])]
-    return close.assign(code="NEAR_BOUNDARY", passed=False,
+    near = close.assign(code="NEAR_BOUNDARY", passed=False,
                         parameter="dynamic.near_boundary_margin",
                         reference=policy.reference("dynamic.near_boundary_margin"))
+    return pd.concat([near, close.astype({"code": str})], ignore_index=True)
 
 
 # ---- which reasons ---------------------------------------------------------------------------
@@ -201,13 +216,34 @@ def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
     chosen = ordinary[kind.ne("REVIEW") & show]
     under_review = review[review["household_id"].map(kinds).eq("REVIEW")]
     informative = signals[~signals["code"].isin(REVIEW_SIGNALS)]
-    parts = [chosen, under_review, informative,
+    other_category = ordinary[code_mask(ordinary["code"],
+                                        lambda code: code.str.startswith(OTHER_CATEGORY_PREFIX))]
+    parts = [chosen, under_review, informative, other_category,
+             _own_category_tests(reasons, hh, kinds),
              _benefit_changes(kinds, hh, reasons, policy), _exit_periods(kinds, signals, policy)]
     filled = [p.astype({"code": str}) for p in parts if len(p)]
     if not filled:  # no households in this shard
         return pd.DataFrame(columns=REASON_COLUMNS)
     out = pd.concat(filled, ignore_index=True)
     return out[~_repeated(out)][REASON_COLUMNS].reset_index(drop=True)
+
+
+# The tests only one category has: shown where the household applied for (or receives) that
+# category and is not eligible, as they are then why.
+_OWN_TESTS = {"tekun": ("TEKUN_",), "rigid": ("RIGID_", "INCOME_OVER_DISPOSABLE")}
+
+
+def _own_category_tests(reasons: pd.DataFrame, hh: pd.DataFrame,
+                        kinds: pd.Series) -> pd.DataFrame:
+    applied = reasons["household_id"].map(hh["category"]).fillna("none").to_numpy()
+    failing_here = (~reasons["passed"].astype(bool)
+                    & reasons["household_id"].map(hh["decision"]).eq("not_eligible")
+                    & reasons["household_id"].map(kinds).ne("REVIEW")).to_numpy()
+    show = np.zeros(len(reasons), dtype=bool)
+    for category, prefixes in _OWN_TESTS.items():
+        own = code_mask(reasons["code"], lambda code, p=prefixes: code.str.startswith(p))
+        show |= own & (applied == category)
+    return reasons[show & failing_here]
 
 
 def _repeated(reasons: pd.DataFrame) -> np.ndarray:
@@ -342,11 +378,15 @@ def _cited_refs(flag_reasons: pd.DataFrame) -> tuple[np.ndarray, pa.Array]:
 
 # ---- when, and whether it is the same flag as before -----------------------------------------
 def _due_dates(flags: pd.DataFrame, as_of: dt.date, death_due: pd.Series) -> pd.Series:
-    """Due per kind (codes.yaml); a household with a death no later than its re-check date."""
+    """Due per kind (codes.yaml); a household with a death no later than its re-check date, and
+    a KEEP or ADJUST after a death on it."""
     days = flags["kind"].map(lambda k: codes.flags()[k]["due_days"])
     due = (pd.Timestamp(as_of) + pd.to_timedelta(days, unit="D")).where(days > 0)
     recheck = pd.to_datetime(flags["household_id"].map(death_due))
     due = due.where(recheck.isna() | (due <= recheck), recheck)
+    # others remain after a death: the flag is the re-check the rules set (2022通知 一（三）)
+    rechecked = flags["kind"].isin(["KEEP", "ADJUST"]) & recheck.notna()
+    due = due.where(~rechecked, recheck)
     return due.dt.date.astype(object).where(due.notna(), None)
 
 

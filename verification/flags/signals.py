@@ -3,7 +3,7 @@
 A signal explains a flag; it is never a verdict on its own. Signals are read from evidence
 matched with grade ``certain`` only (uncertain matches become MATCH_UNCERTAIN in the assessment).
 
-    MEMBER_DECEASED   a death record (forces REVIEW; re-check within
+    MEMBER_DECEASED   a death record (the member leaves the household; re-check within
                       dynamic.recheck.after_death_months)
     SOURCES_CONFLICT  income or contributions for months after a member's recorded death (REVIEW)
     MARRIAGE_CHANGED  a marriage or divorce registration within dynamic.change_window_months
@@ -34,7 +34,9 @@ from verification.matching import grade_supports_removal
 
 SIGNAL_CODES = ("MEMBER_DECEASED", "SOURCES_CONFLICT", "MARRIAGE_CHANGED", "HOUSEHOLD_CHANGED",
                 "NEW_VEHICLE", "NEW_PROPERTY", "NEW_EMPLOYMENT")
-REVIEW_SIGNALS = ("MEMBER_DECEASED", "SOURCES_CONFLICT")  # these send the household to REVIEW
+# Only disagreeing sources send the household to REVIEW; a certain death is applied by the
+# assessment (the member leaves the household) and MEMBER_DECEASED explains the flag.
+REVIEW_SIGNALS = ("SOURCES_CONFLICT",)
 REASON_COLUMNS = ["household_id", "code", "passed", "value", "limit", "parameter", "reference",
                   "evidence_refs"]
 # the evidence items any signal reads

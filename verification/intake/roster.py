@@ -154,8 +154,11 @@ def _repeated_persons(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_roster(settings: Settings, path: Path, actor: str = "system",
-                batch_id: int | None = None) -> RosterLoaded:
-    """Load a valid file; authorisations are recorded with ``batch_id`` when the file is a batch."""
+                batch_id: int | None = None, category: str | None = None) -> RosterLoaded:
+    """Load a valid file; authorisations are recorded with ``batch_id`` when the file is a batch.
+
+    ``category`` (a batch's: what its households apply for) is given to the households whose
+    row names none; a row's own category is kept."""
     from sqlalchemy import delete
 
     from verification.intake.tokens import assert_no_collisions, person_tokens
@@ -167,6 +170,9 @@ def load_roster(settings: Settings, path: Path, actor: str = "system",
     if len(checked.quarantine):
         raise RosterInvalid(checked.quarantine.sort_values("line"), checked.received)
     frame = checked.accepted
+    if category and category != "none":
+        named = frame["category"].fillna("none").replace("", "none")
+        frame = frame.assign(category=named.where(named != "none", category))
     frame = frame.assign(person_token=person_tokens(settings.token_key, frame["id_number"]))
     assert_no_collisions(frame["id_number"], frame["person_token"])
     with session_scope(settings.database_url) as session:
@@ -188,9 +194,7 @@ def _upsert_households(session, frame: pd.DataFrame) -> dict[str, int]:  # noqa:
     existing = {h.household_code: h for h in session.scalars(
         select(Household).where(Household.household_code.in_(list(heads.index))))}
     for code, row in heads.iterrows():
-        values = {f: (float(row[f]) if f == "current_benefit" and pd.notna(row[f]) else row[f])
-                  for f in HOUSEHOLD_FIELDS}
-        values["current_benefit"] = values["current_benefit"] or 0.0
+        values = {f: _or_default(f, row[f]) for f in HOUSEHOLD_FIELDS}
         if code in existing:
             for key, value in values.items():
                 setattr(existing[code], key, value)
@@ -199,6 +203,17 @@ def _upsert_households(session, frame: pd.DataFrame) -> dict[str, int]:  # noqa:
             session.add(existing[code])
     session.flush()
     return {code: h.id for code, h in existing.items()}
+
+
+# The documented value of an optional field left empty (schemas/batch.json): a missing amount is
+# no current benefit, a missing category none. NaN or NA must never reach the database.
+_HOUSEHOLD_DEFAULTS = {"current_benefit": 0.0, "category": "none"}
+
+
+def _or_default(field: str, value: object) -> object:
+    if value is None or (not isinstance(value, str) and pd.isna(value)) or value == "":
+        return _HOUSEHOLD_DEFAULTS.get(field, value)
+    return float(value) if field == "current_benefit" else value
 
 
 def _insert_members(session, settings: Settings, frame: pd.DataFrame,  # noqa: ANN001

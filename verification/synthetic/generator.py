@@ -8,7 +8,8 @@ under 300 yuan and assets under 5,000 yuan; ineligible ones are far over any pla
 Three things are computed from the 低保 standard in force (``dibao.standard`` of 210112 on the
 as-of date), as a caseworker would: a recipient's current benefit (standard × members − income,
 so KEEP stays KEEP and ADJUST households differ by their income), the income of households placed
-just beside the standard (NEAR_BOUNDARY), and the new wage that lifts a family out (GRADUAL_EXIT).
+just beside the standard (decided on the side they fall: the near-boundary check is off by default),
+and the new wage that lifts a family out (GRADUAL_EXIT).
 
 The feeds of the partners registered for issue 14 (tax, provident fund, public payroll,
 subsidies, marriages, medical, special care, tuition, disability certificates, 户籍 changes) are
@@ -65,12 +66,17 @@ SCENARIOS = {
     "assets_over": ("recipient", "REMOVE", ["FINANCIAL_ASSETS_OVER_LIMIT"], 5),
     "two_homes": ("recipient", "REMOVE", ["PROPERTY_COUNT_EXCEEDED"], 4),
     "business": ("recipient", "REMOVE", ["BUSINESS_REGISTERED"], 4),
-    "death": ("recipient", "REVIEW", ["MEMBER_DECEASED"], 4),
+    # a member died (certain funeral record): the others are re-assessed without them, so the
+    # benefit falls by one standard (ADJUST); a household of one is stopped (REMOVE); see
+    # _death_truth
+    "death": ("recipient", "ADJUST", ["MEMBER_DECEASED", "BENEFIT_CHANGED"], 4),
     "adjust": ("recipient", "ADJUST", ["ELIGIBLE_DIBAO", "BENEFIT_CHANGED"], 6),
     "gradual_exit": ("recipient", "GRADUAL_EXIT",
                      ["INCOME_OVER_STANDARD", "NEW_EMPLOYMENT", "GRADUAL_EXIT_PERIOD"], 5),
     "death_conflict": ("recipient", "REVIEW", ["MEMBER_DECEASED", "SOURCES_CONFLICT"], 2),
-    "near_boundary": ("applicant", "REVIEW", ["NEAR_BOUNDARY"], 3),
+    # just beside the standard: decided on which side it falls (the near-boundary check is off
+    # by default; see _near_truth)
+    "near_boundary": ("applicant", "ADD", ["ELIGIBLE_DIBAO"], 3),
     "applicant_eligible": ("applicant", "ADD", ["ELIGIBLE_DIBAO"], 12),
     "applicant_ineligible": ("applicant", "REJECT", ["INCOME_OVER_STANDARD"], 8),
     "monitored_now_eligible": ("monitored", "ADD", ["ELIGIBLE_DIBAO"], 8),
@@ -445,6 +451,7 @@ def _apply_change(b: _Builder, scenario: str, people: list[Person], standard: fl
     elif scenario == "business":
         b.business(who)
     elif scenario == "death":
+        who = people[-1]  # never the earner (people[0]) where others remain: see _death_truth
         died = b.months[0] + dt.timedelta(days=int(b.rng.integers(0, 25)))
         b.record("deaths", who, date_of_death=died.isoformat())
     return 0.0
@@ -549,6 +556,22 @@ def _background(b: _Builder, people: list[Person]) -> float:
     return added
 
 
+def _death_truth(size: int) -> tuple[str, list[str]]:
+    """A member (never the earner, where others remain) died: the household of one is stopped;
+    otherwise one member fewer means one standard less (well over the adjust threshold)."""
+    if size == 1:
+        return "REMOVE", ["MEMBER_DECEASED"]
+    return "ADJUST", ["MEMBER_DECEASED", "BENEFIT_CHANGED"]
+
+
+def _near_truth(income: float, size: int, standard: float) -> tuple[str, list[str]]:
+    """An applicant (naming no category) just beside the standard: under it (at the cent) is
+    低保; just over it is still under 1.5 × the standard, so 低保边缘."""
+    if round(income / size, 2) < standard:
+        return "ADD", ["ELIGIBLE_DIBAO"]
+    return "ADD", ["ELIGIBLE_EDGE"]
+
+
 def mistyped_check(number: str) -> str:
     """The number with a wrong check character (every other character right): ID_CHECK."""
     return number[:17] + ("0" if number[17] != "0" else "1")
@@ -643,6 +666,10 @@ def generate(households: int = 300, seed: int = 2026, as_of: dt.date | None = No
         income = _apply_scenario(b, scenario, people, standard)
         scenario, flag, reasons, income = _other_partners(b, scenario, people, income)
         benefit = current_benefit(scenario, status, standard, len(people), income)
+        if scenario == "death":
+            flag, reasons = _death_truth(len(people))
+        elif scenario == "near_boundary":
+            flag, reasons = _near_truth(income, len(people), standard)
         for i, p in enumerate(people):
             b.district.households.append({
                 "household_code": code, "area_code": AREA_CODE, "street_code": street,

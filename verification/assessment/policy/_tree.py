@@ -10,6 +10,7 @@ value in force on the date wins. ``null`` ends a rule from its date on.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -21,6 +22,7 @@ from verification import codes
 
 DEFAULT_DIRECTORY = Path(__file__).with_name("parameters")
 NATIONAL = "000000"
+OVERLAY_ENV = "HEDUI_POLICY_DIR"
 
 _TYPES = {"number", "integer", "boolean", "items", "choice", "source_ages", "grade_map", "tiers"}
 _UNITS = {
@@ -36,12 +38,35 @@ _REFERENCE_KEYS = {"title", "en", "number", "date", "article", "url", "example"}
 _URBAN_RURAL = ("urban", "rural")
 
 
+# The Chinese beside each kind of problem (the English text says the detail).
+_PROBLEMS_ZH = (
+    ("unknown parameter", "未定义的参数"),
+    ("unknown key", "未知的键"),
+    ("required key missing", "缺少必填项"),
+    ("date given twice", "生效日期重复"),
+    ("given twice", "重复设定"),
+    ("region directory not listed", "地区目录未在 regions.yaml 登记"),
+    ("effective date", "生效日期格式错误"),
+    ("not valid YAML", "不是有效的 YAML"),
+    ("no value in force", "没有生效的参数值"),
+    ("missing national directory", "缺少全国参数目录"),
+    ("not a directory", "政策目录不存在"),
+    ("expected", "取值或格式错误"),
+)
+
+
+def _problem_zh(problem: str) -> str:
+    return next((zh for english, zh in _PROBLEMS_ZH if problem.startswith(english)
+                 or english in problem), "参数文件错误")
+
+
 class ParameterError(ValueError):
-    """A parameter file is malformed; the message names the file and the key path."""
+    """A parameter file is malformed; the message names the file and the key path, and says
+    what is wrong in Chinese and English."""
 
     def __init__(self, file: Path | str, key_path: str, problem: str) -> None:
         self.file, self.key_path, self.problem = str(file), key_path, problem
-        super().__init__(f"{file}: {key_path or '<top>'}: {problem}")
+        super().__init__(f"{file}: {key_path or '<top>'}: {_problem_zh(problem)} / {problem}")
 
 
 @dataclass(frozen=True)
@@ -140,6 +165,7 @@ class ParameterTree:
     regions: dict[str, dict[str, str]]
     definitions: dict[str, Definition]
     entries: dict[tuple[str, str], list[Entry]] = field(default_factory=dict)
+    overlay: Path | None = None  # the bureau's folder laid over the shipped files, if any
 
     def at(self, region: str, on: date) -> Policy:
         chain = region_chain(region)
@@ -165,8 +191,12 @@ def region_chain(region: str) -> list[str]:
     return list(dict.fromkeys(chain))
 
 
-def load_parameters(directory: Path | None = None) -> ParameterTree:
-    """Read and validate every parameter file; raise ``ParameterError`` naming file and key."""
+def load_parameters(directory: Path | None = None,
+                    overlay: Path | str | None = None) -> ParameterTree:
+    """Read and validate every parameter file; raise ``ParameterError`` naming file and key.
+
+    ``overlay`` (default: ``$HEDUI_POLICY_DIR`` when set) is a bureau's folder laid over the
+    parameters (see the module docstring)."""
     root = Path(directory) if directory is not None else DEFAULT_DIRECTORY
     national = root / NATIONAL
     if not national.is_dir():
@@ -182,7 +212,48 @@ def load_parameters(directory: Path | None = None) -> ParameterTree:
             continue
         for file in sorted(region_dir.glob("*.yaml")):
             _walk_regional(tree, file, region_dir.name, file.stem, _read(file))
+    overlay = overlay if overlay is not None else os.environ.get(OVERLAY_ENV) or None
+    if overlay:
+        _apply_overlay(tree, Path(overlay))
     return tree
+
+
+def use_overlay(folder: Path | str | None) -> ParameterTree:
+    """Check ``folder`` as a policy overlay and make it this process's (``$HEDUI_POLICY_DIR``),
+    so every later ``load_parameters`` — the run's policy version, the assessment, the reports —
+    uses the same policy. None or "" keeps the environment's. Returns the loaded tree."""
+    if folder:
+        tree = load_parameters(overlay=Path(folder).resolve())
+        os.environ[OVERLAY_ENV] = str(Path(folder).resolve())
+        return tree
+    return load_parameters()
+
+
+def _apply_overlay(tree: ParameterTree, folder: Path) -> None:
+    """Lay ``folder`` over the tree: its series replace the shipped ones parameter by parameter
+    and region by region; the digest then covers both."""
+    if not folder.is_dir():
+        raise ParameterError(folder, "", f"not a directory (set by {OVERLAY_ENV} or "
+                             "--policy-dir)")
+    if (folder / "regions.yaml").exists():
+        for code, names in _load_regions(folder).items():
+            tree.regions.setdefault(code, names)
+    given: dict[tuple[str, str], tuple[str, list[Entry]]] = {}
+    for region_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if region_dir.name not in tree.regions:
+            raise ParameterError(region_dir, "", "region directory not listed in regions.yaml "
+                                 "(shipped or the overlay's own)")
+        for file in sorted(region_dir.glob("*.yaml")):
+            scratch = ParameterTree(folder, "", tree.regions, tree.definitions)
+            _walk_regional(scratch, file, region_dir.name, file.stem, _read(file))
+            for key, entries in scratch.entries.items():
+                if key in given:
+                    raise ParameterError(file, key[1], f"given twice: also in {given[key][0]}")
+                given[key] = (str(file), entries)
+    for key, (_, entries) in given.items():
+        tree.entries[key] = entries
+    tree.overlay = folder
+    tree.digest = hashlib.sha256(f"{tree.digest}|{_digest(folder)}".encode()).hexdigest()
 
 
 def _load_regions(root: Path) -> dict[str, dict[str, str]]:
@@ -207,6 +278,20 @@ class _Loader(yaml.SafeLoader):
     """Safe YAML that keeps dates as text, so a bad date is reported with its key path."""
 
 
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    """A mapping whose keys are all different: a date (or any key) given twice is an error, not
+    silently the last one (two values for one parameter on one date)."""
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"given twice: {key}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 _Loader.yaml_implicit_resolvers = {
     first: [resolver for resolver in resolvers if resolver[0] != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -216,6 +301,12 @@ _Loader.yaml_implicit_resolvers = {
 def _read(file: Path) -> dict[str, Any]:
     try:
         data = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)
+    except yaml.constructor.ConstructorError as exc:
+        if "given twice" in str(exc):
+            line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+            raise ParameterError(file, f"line {line}", f"date given twice (overlapping dates); "
+                                 f"{exc.problem}") from None
+        raise ParameterError(file, "", f"not valid YAML: {exc}") from None
     except yaml.YAMLError as exc:
         raise ParameterError(file, "", f"not valid YAML: {exc}") from None
     if data is None:

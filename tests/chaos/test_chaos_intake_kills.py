@@ -98,3 +98,23 @@ def test_housekeeping_takes_in_a_feed_left_received_and_alerts_when_it_waited(
     assert not catalogue.receipts.get("hrss")
     assert _pull(settings, server) == [result]
     assert_taken_in_once(settings, "hrss", "wages", feed.sequence, catalogue.receipts["hrss"])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_query_answer_left_received_is_alerted_but_left_to_its_own_check(settings,
+                                                                           wages_server):
+    """An answer to a query list is taken in only after the check that it names no person who
+    was not asked (query_list.py): housekeeping never takes one in on its own."""
+    server, catalogue, feed = wages_server
+    ensure_test_keys(settings)
+    raw = settings.feeds_dir / "hrss" / intake.query_answer_name("wages", "q-1")
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_bytes(feed.path.read_bytes())
+    feed_id = intake.register_feed(settings, "hrss", "wages", feed.period, feed.sequence, raw)
+    [left] = feeds(settings)
+    later = left.received_at.replace(tzinfo=dt.UTC) + dt.timedelta(hours=2)
+    assert housekeeping.resume_interrupted_intake(settings, now=later) == []
+    assert [f.status for f in feeds(settings)] == ["received"]
+    with session_scope(settings.database_url) as session:
+        waited = session.query(AuditEvent).filter(AuditEvent.action == "feed.waited").all()
+    assert [e.subject for e in waited] == [f"feed:{feed_id}"]

@@ -718,9 +718,10 @@ def pending_feeds(settings: Settings, partner: str | None = None) -> list[int]:
 def resume_pending(settings: Settings, keyring: CentreKeyring | None = None,
                    trusted: PartnerDirectory | None = None, partner: str | None = None,
                    now: dt.datetime | None = None) -> list[IntakeResult]:
-    """Take in again every ``received`` feed whose file as received is still there (the pull
-    downloads the others again); alert for each that has waited longer than
-    ``IntakeLimits.max_wait``. Idempotent: an outcome already committed is not redone."""
+    """Take in again every ``received`` feed of a feed-delivering partner whose file as received
+    is still there (the pull downloads the others again); alert for each feed that has waited
+    longer than ``IntakeLimits.max_wait``. Idempotent: an outcome already committed is not
+    redone."""
     from verification.alerts import raise_alert
 
     results = []
@@ -734,7 +735,7 @@ def resume_pending(settings: Settings, keyring: CentreKeyring | None = None,
                         {"partner": code, "kind": kind, "sequence": sequence,
                          "waited_minutes": int(waited.total_seconds() // 60),
                          "file_present": raw.exists()})
-        if not raw.exists():
+        if not raw.exists() or not _resumable(code, raw):
             continue
         if keyring is None or trusted is None:
             keyring = keyring or CentreKeyring.load(settings.keys_dir)
@@ -743,6 +744,22 @@ def resume_pending(settings: Settings, keyring: CentreKeyring | None = None,
                     code, kind, sequence)
         results.append(process_feed(settings, feed_id, keyring, trusted))
     return results
+
+
+_QUERY_ANSWER = "-answer-"
+
+
+def query_answer_name(kind: str, query_id: str) -> str:
+    """The file name an answer to a query list is kept under (verification/intake/query_list.py)."""
+    return f"{kind}{_QUERY_ANSWER}{query_id}.hedui"
+
+
+def _resumable(partner: str, raw: Path) -> bool:
+    """Whether intake may take a feed in again on its own: a registered partner's delivery. An
+    answer to a query list, or to another centre's request, is first checked against what was
+    asked (query_list.py, linkage.py): its own flow takes it up again; left waiting, it is only
+    alerted."""
+    return partner in load_partners() and _QUERY_ANSWER not in raw.name
 
 
 def _waiting(settings: Settings, feed_id: int, now: dt.datetime | None

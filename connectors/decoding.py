@@ -27,7 +27,9 @@ import csv
 import io
 import json
 import os
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, TextIO
@@ -105,6 +107,24 @@ def decode_bytes(
                           f"{', '.join(CONTENT_TYPES)}")
     frame.attrs.update(encoding=encoding, content_type=kind)
     return frame
+
+
+# Python's CSV reader refuses a field over 131,072 characters, which rejects the whole file. A
+# partner feed is read with a wider limit so such a row can be quarantined on its own (intake
+# checks field sizes); the limit is process-wide, so it is raised under a lock and restored.
+WIDE_FIELD_LIMIT = 1 << 30
+_FIELD_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def wide_fields() -> Iterator[None]:
+    """Read CSV with fields up to ``WIDE_FIELD_LIMIT`` inside this block."""
+    with _FIELD_LIMIT_LOCK:
+        before = csv.field_size_limit(WIDE_FIELD_LIMIT)
+        try:
+            yield
+        finally:
+            csv.field_size_limit(before)
 
 
 def decode_file(path: str | os.PathLike[str], content_type: str | None = None) -> pd.DataFrame:

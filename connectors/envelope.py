@@ -136,6 +136,20 @@ class Replayed(EnvelopeError):
     reason = "replayed"
 
 
+class TooOld(Replayed):
+    """``created_at`` is further back than the receiver's maximum age (a stale or replayed
+    feed)."""
+
+    reason = "too_old"
+
+
+class CreatedInFuture(EnvelopeError):
+    """``created_at`` is later than the receiver's clock allows, even with the clock skew
+    tolerated (a wrong clock at the partner, or a forged date)."""
+
+    reason = "created_in_future"
+
+
 class Truncated(EnvelopeError):
     reason = "truncated"
 
@@ -726,20 +740,32 @@ def _seal_into(src: BinaryIO, out: _BackgroundSink, cipher: _AesGcm | _Sm4Gcm, h
 def _open_header(
     source: BinaryIO, keyring: CentreKeyring, trusted: PartnerDirectory,
     freshness: FreshnessCheck | None, now: datetime | None, max_age: timedelta | None,
+    max_skew: timedelta | None = None,
 ) -> tuple[_Header, Manifest, _Suite, bytes]:
     header = _read_header(source)
     spec = _suite(header.suite)
     _check_sender(header, trusted)
     manifest = _parse_manifest(header)
     _check_partner(manifest, trusted)
-    created = manifest.created_at
-    if max_age is not None and created is not None and created < _now(now) - max_age:
-        raise Replayed(f"the feed was created at {created.isoformat()}, more than {max_age} "
-                       "ago; ask the partner for a fresh feed")
+    _check_created(manifest.created_at, _now(now), max_age, max_skew)
     if freshness is not None:
         freshness.check(manifest.partner, manifest.feed_kind, manifest.sequence)
     content_key = _unwrap(header, spec, keyring)
     return header, manifest, spec, content_key
+
+
+def _check_created(created: datetime | None, now: datetime, max_age: timedelta | None,
+                   max_skew: timedelta | None) -> None:
+    """``created_at`` within [now − max_age, now + max_skew] (each bound only when given)."""
+    if created is None:
+        return
+    if max_age is not None and created < now - max_age:
+        raise TooOld(f"the feed was created at {created.isoformat()}, more than {max_age} "
+                     f"before {now.isoformat()}; ask the partner for a fresh feed")
+    if max_skew is not None and created > now + max_skew:
+        raise CreatedInFuture(f"the feed says it was created at {created.isoformat()}, after "
+                              f"{now.isoformat()} (clock skew tolerated: {max_skew}); the "
+                              "partner's clock or the date is wrong, ask for the feed again")
 
 
 def _open_chunks(source: BinaryIO, dest: BinaryIO | None, header: _Header, manifest: Manifest,
@@ -787,17 +813,19 @@ def unpack(
     freshness: FreshnessCheck | None = None,
     now: datetime | None = None,
     max_age: timedelta | None = None,
+    max_skew: timedelta | None = None,
 ) -> Manifest:
     """Check and decrypt an envelope from ``source``, writing the plaintext to ``dest``.
 
     Checks, in order: format and suite, the sender key (known, not revoked) and signature, the
-    manifest, the freshness of (partner, feed kind, sequence) and of ``created_at`` against
-    ``max_age`` at ``now``, the recipient key; then each chunk is authenticated before it is
-    written. Raises a subclass of ``EnvelopeError``; on failure discard what reached ``dest``.
-    Does not ``record`` the sequence: do that once the feed is stored.
+    manifest, ``created_at`` within [``now`` − ``max_age``, ``now`` + ``max_skew``], the
+    freshness of (partner, feed kind, sequence), the recipient key; then each chunk is
+    authenticated before it is written. Raises a subclass of ``EnvelopeError``; on failure
+    discard what reached ``dest``. Does not ``record`` the sequence: do that once the feed is
+    stored.
     """
     header, manifest, spec, content_key = _open_header(
-        source, keyring, trusted, freshness, now, max_age
+        source, keyring, trusted, freshness, now, max_age, max_skew
     )
     _open_chunks(source, dest, header, manifest, spec, content_key)
     return manifest
@@ -811,10 +839,11 @@ def verify(
     freshness: FreshnessCheck | None = None,
     now: datetime | None = None,
     max_age: timedelta | None = None,
+    max_skew: timedelta | None = None,
 ) -> Manifest:
     """Every check ``unpack`` makes, decrypting to nowhere."""
     header, manifest, spec, content_key = _open_header(
-        source, keyring, trusted, freshness, now, max_age
+        source, keyring, trusted, freshness, now, max_age, max_skew
     )
     _open_chunks(source, None, header, manifest, spec, content_key)
     return manifest

@@ -71,6 +71,9 @@ class Faults:
     rate_limit: int = 0  # answer the next N requests with 429 and Retry-After
     retry_after: int = 1
     delay_seconds: float = 0.0  # sleep before answering every request
+    stall: int = 0  # the next N requests wait ``stall_seconds`` first (a client's read timeout)
+    stall_seconds: float = 2.0
+    duplicate_listing: int = 0  # the next N listings name every feed twice
     truncate: int = 0  # the next N downloads send half the body, then close
     reset: int = 0  # the next N downloads send half the body, then reset the connection (RST)
     # the next N listings publish the newest feed of the kind with a byte of its header signature
@@ -171,6 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
         faults = self.server.faults
         if faults.delay_seconds:
             time.sleep(faults.delay_seconds)
+        if faults.take("stall"):
+            time.sleep(faults.stall_seconds)
         if faults.take("rate_limit"):
             self._json(429, {"error": "rate limited"}, {"Retry-After": str(faults.retry_after)})
             return False
@@ -204,6 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
             if faults.replay_old:
                 after = -1
             feeds = self.server.catalogue.after(m["partner"], kind, after)
+            if faults.take("duplicate_listing"):
+                feeds = [f for feed in feeds for f in (feed, feed)]
             self._json(200, {"feeds": [f.listing() for f in feeds]})
         elif m := _FEED_PATH.match(url.path):
             if self._preflight(m["partner"]):

@@ -1,5 +1,8 @@
 """housekeeping: daily operator checks and clean-ups (日常运维).
 
+- **interrupted_intake** — takes in every feed a killed pull left `received` (alerting for one
+  that waited longer than `HEDUI_INTAKE_MAX_WAIT_MINUTES`) and removes staged files no accepted
+  feed names; the partner's next pull sends the receipts;
 - **stale_feeds** — alerts for every partner feed kind with no accepted delivery within the
   partner's `expected_interval_days` (connectors/partners.yaml);
 - **key_expiry** — alerts for centre and partner keys near the end of their lifetime;
@@ -49,6 +52,13 @@ def housekeeping():
         return alert_stale_feeds(load_settings())
 
     @task
+    def interrupted_intake() -> list[dict]:
+        from verification.config import load_settings
+        from verification.housekeeping import resume_interrupted_intake
+
+        return [r.__dict__ for r in resume_interrupted_intake(load_settings())]
+
+    @task
     def key_expiry() -> list[dict]:
         from verification.config import load_settings
         from verification.housekeeping import alert_key_expiry
@@ -70,7 +80,7 @@ def housekeeping():
 
         return maintain_database(load_settings())
 
-    stale_feeds()
+    interrupted_intake() >> stale_feeds()
     key_expiry()
     database_maintenance(retention_purge())
 

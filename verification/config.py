@@ -7,6 +7,7 @@ come from environment variables (``HEDUI_*``) with safe local defaults: everythi
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,52 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_TOKEN_KEY_HEX = "746573742d6f6e6c792d68656475692d746f6b656e2d6b65792d6e6f742d736563726574"
 
 
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} must be a number") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    """What intake tolerates before it refuses (docs/partners.md, "Limits"); each is set by the
+    environment variable named in ``from_environment``."""
+
+    clock_skew: dt.timedelta = dt.timedelta(minutes=10)  # created_at this far ahead of receipt
+    max_age: dt.timedelta = dt.timedelta(days=45)  # created_at this far before receipt
+    max_wait: dt.timedelta = dt.timedelta(hours=1)  # received, not yet taken in: alert after
+    max_sequence_gap: int = 10_000  # a listing this far past the last accepted sequence
+    max_months_ahead: int = 1  # a listed period this many months after the current one
+    quarantine_limit: float = 0.2  # share of a feed's rows quarantined before it is rejected
+    quarantine_min_rows: int = 10  # ... once at least this many rows are (a tiny feed's one typo)
+
+    @classmethod
+    def from_environment(cls) -> IntakeLimits:
+        base = cls()
+        return cls(
+            clock_skew=dt.timedelta(seconds=_env_number(
+                "HEDUI_INTAKE_CLOCK_SKEW_SECONDS", base.clock_skew.total_seconds())),
+            max_age=dt.timedelta(days=_env_number("HEDUI_INTAKE_MAX_AGE_DAYS",
+                                                  base.max_age.days)),
+            max_wait=dt.timedelta(minutes=_env_number(
+                "HEDUI_INTAKE_MAX_WAIT_MINUTES", base.max_wait.total_seconds() / 60)),
+            max_sequence_gap=int(_env_number("HEDUI_INTAKE_MAX_SEQUENCE_GAP",
+                                             base.max_sequence_gap)),
+            max_months_ahead=int(_env_number("HEDUI_INTAKE_MAX_MONTHS_AHEAD",
+                                             base.max_months_ahead)),
+            quarantine_limit=min(1.0, _env_number("HEDUI_INTAKE_QUARANTINE_LIMIT",
+                                                  base.quarantine_limit)),
+            quarantine_min_rows=int(_env_number("HEDUI_INTAKE_QUARANTINE_MIN_ROWS",
+                                                base.quarantine_min_rows)))
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -25,6 +72,7 @@ class Settings:
     token_key: bytes
     token_key_id: str
     partner_registry: Path = field(default=PROJECT_ROOT / "connectors" / "partners.yaml")
+    intake: IntakeLimits = field(default_factory=IntakeLimits.from_environment)
 
     @property
     def staging_dir(self) -> Path:
@@ -42,6 +90,11 @@ class Settings:
     @property
     def runs_dir(self) -> Path:
         return self.home / "runs"
+
+    @property
+    def audit_anchor_file(self) -> Path:
+        """The audit chain's head as each run ended, kept beside the database (audit.py)."""
+        return self.home / "audit" / "anchors.jsonl"
 
     @property
     def keys_dir(self) -> Path:

@@ -105,6 +105,18 @@ def alert_stale_feeds(settings: Settings, now: dt.datetime | None = None) -> lis
     return found
 
 
+# ---- interrupted intake ------------------------------------------------------------------------
+def resume_interrupted_intake(settings: Settings, now: dt.datetime | None = None) -> list:
+    """Take in every feed a killed pull left ``received`` (alerting for those that waited longer
+    than ``IntakeLimits.max_wait``), then remove staged files no accepted feed names. The
+    receipts are sent by the partner's next pull. Returns the intake results."""
+    from verification.intake import feeds as intake
+
+    results = intake.resume_pending(settings, now=now)
+    intake.clean_orphan_staging(settings, now=now)
+    return results
+
+
 # ---- keys --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class KeyWarning:

@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import delete, select
 
-from connectors.http_pull import PartnerClient
+from connectors.digests import sha256_file
+from connectors.http_pull import FeedListing, PartnerClient
 from connectors.keys import CentreKeyring, PartnerDirectory
 from connectors.registry import delivered_kinds, load_partners
 from schemas import Contract, contract_for
@@ -65,22 +66,89 @@ DEFAULT_REGION = "210112"
 # ---- partner feeds -----------------------------------------------------------------------------
 def pull_partner(settings: Settings, partner: str, client: PartnerClient,
                  keyring: CentreKeyring | None = None,
-                 trusted: PartnerDirectory | None = None) -> list[intake.IntakeResult]:
-    """Pull every new feed of ``partner``, take it in, and send the partner its receipt."""
+                 trusted: PartnerDirectory | None = None,
+                 now: dt.datetime | None = None) -> list[intake.IntakeResult]:
+    """Pull every new feed of ``partner``, take it in, and send the partner its receipt.
+
+    Resumable (verification/intake/feeds.py, "the state machine"): feeds an interrupted pull left
+    ``received`` are taken in first, receipts still owed are sent, then the listing is read
+    from the last *accepted* sequence — so a feed not yet taken in, or rejected and sent again,
+    is offered again. An accepted sequence is never replaced; a listing far past the expected
+    sequence or period is refused with an alert and downloaded never (it blocks nothing)."""
     keyring = keyring or CentreKeyring.load(settings.keys_dir)
     trusted = trusted or PartnerDirectory.load(settings.keys_dir)
-    results = []
+    results = intake.resume_pending(settings, keyring, trusted, partner, now)
     for kind in load_partners()[partner].feeds:
-        after = intake.last_sequence(settings, partner, kind)
+        for owed in intake.unsent_receipts(settings, partner, kind):
+            _send_receipt(settings, client, owed)
+            results.append(owed)
+        after = intake.last_accepted_sequence(settings, partner, kind)
         for listing in client.list_feeds(kind, after=after):
-            raw = settings.feeds_dir / partner / f"{kind}-{listing.sequence}.hedui"
-            client.download(listing, raw)
-            feed_id = intake.register_feed(settings, partner, kind, listing.period,
-                                           listing.sequence, raw)
-            result = intake.process_feed(settings, feed_id, keyring, trusted)
-            client.send_receipt(kind, listing.sequence, result.receipt())
-            results.append(result)
-    return results
+            result = _take_listing(settings, partner, client, listing, after, keyring, trusted,
+                                   now)
+            if result is not None:
+                results.append(result)
+    return _last_outcome_per_feed(results)
+
+
+def _take_listing(settings: Settings, partner: str, client: PartnerClient, listing: FeedListing,
+                  after: int, keyring: CentreKeyring, trusted: PartnerDirectory,
+                  now: dt.datetime | None) -> intake.IntakeResult | None:
+    """One listed feed: refused, already taken in (its receipt sent again), or downloaded,
+    registered, taken in and acknowledged."""
+    known = intake.known_feed(settings, partner, listing.kind, listing.sequence)
+    today = (now or dt.datetime.now(dt.UTC)).date()
+    if known is None and (problem := intake.listing_problem(
+            settings.intake, listing.sequence, listing.period, after, today)):
+        _alert_listing(settings, partner, listing, problem)
+        return None
+    if known is not None and known.status != "received" and (
+            known.envelope_sha256 == listing.sha256):
+        # the same bytes again: the same answer, not taken in twice; a rejection already told
+        # is no news (the partner corrects it by sending other bytes, or a later sequence)
+        if known.receipt_sent:
+            return intake.feed_result(settings, known.feed_id) if (
+                known.status == "accepted") else None
+        result = intake.feed_result(settings, known.feed_id)
+        _send_receipt(settings, client, result)
+        return result
+    if known is not None and known.status == "accepted":
+        _alert_listing(settings, partner, listing,
+                       f"AcceptedSequence: {listing.kind} sequence {listing.sequence} was "
+                       "already accepted with other content and is never replaced; send new "
+                       "data under a higher sequence number")
+        return None
+    # named by content too: a rejected file stays as it was when the partner sends it again
+    raw = settings.feeds_dir / partner / (
+        f"{listing.kind}-{listing.sequence}-{listing.sha256[:16]}.hedui")
+    if not (raw.exists() and sha256_file(raw) == listing.sha256):
+        client.download(listing, raw)
+    feed_id = intake.register_feed(settings, partner, listing.kind, listing.period,
+                                   listing.sequence, raw, now)
+    result = intake.process_feed(settings, feed_id, keyring, trusted)
+    _send_receipt(settings, client, result)
+    return result
+
+
+def _send_receipt(settings: Settings, client: PartnerClient, result: intake.IntakeResult) -> None:
+    """Tell the partner; recorded as sent only once the partner took it (else the next pull
+    sends it again)."""
+    client.send_receipt(result.kind, result.sequence, result.receipt())
+    intake.mark_receipt_sent(settings, result.feed_id)
+
+
+def _alert_listing(settings: Settings, partner: str, listing: FeedListing, problem: str) -> None:
+    from verification.alerts import raise_alert
+
+    raise_alert(settings, "feed.listing_refused", f"partner:{partner}",
+                {"partner": partner, "kind": listing.kind, "sequence": listing.sequence,
+                 "period": listing.period, "reason": problem})
+
+
+def _last_outcome_per_feed(results: list[intake.IntakeResult]) -> list[intake.IntakeResult]:
+    """One result per feed (a feed resumed and then listed again is one feed), in order."""
+    latest = {r.feed_id: r for r in results}
+    return [latest[feed_id] for feed_id in dict.fromkeys(r.feed_id for r in results)]
 
 
 class FeedRejected(RuntimeError):
@@ -485,6 +553,9 @@ def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dic
         run.households, run.counts, run.feed_versions = households, counts, versions
         audit.record(session, "pipeline", "run.flagged", f"run:{run_id}",
                      {**counts, "carried_forward": carried, "unresolved_records": unresolved})
+        run.audit_head = audit.chain_head(session)  # the anchor a cut-off tail cannot hold
+        head = run.audit_head
+    audit.append_anchor(settings.audit_anchor_file, audit.Anchor(head, f"run {run_id}"), run_id)
     return counts
 
 

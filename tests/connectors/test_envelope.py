@@ -443,3 +443,18 @@ def test_write_errors_reach_the_caller() -> None:
     with pytest.raises(OSError, match="No space"):
         env.pack(io.BytesIO(PLAIN), Full(), manifest=draft(), sender=SIGNER,
                  recipient=CENTRE.public())
+
+
+def test_created_at_is_bounded_on_both_sides_by_the_injected_clock() -> None:
+    blob = packed()  # created at NOW
+    skew = timedelta(minutes=10)
+    assert open_blob(blob, now=NOW - timedelta(minutes=5), max_skew=skew) == PLAIN
+    with pytest.raises(env.CreatedInFuture, match="clock skew tolerated: 0:10:00"):
+        open_blob(blob, now=NOW - timedelta(minutes=11), max_skew=skew)
+    with pytest.raises(env.TooOld, match="more than 2 days, 0:00:00 before"):
+        open_blob(blob, now=NOW + timedelta(days=3), max_age=timedelta(days=2))
+    dated_2099 = io.BytesIO()  # correctly signed, dated 2099
+    env.pack(io.BytesIO(PLAIN), dated_2099, manifest=draft(7), sender=SIGNER,
+             recipient=CENTRE.public(), chunk_size=CHUNK, now=NOW.replace(year=2099))
+    with pytest.raises(env.CreatedInFuture, match="2099-11-01"):
+        open_blob(dated_2099.getvalue(), now=NOW, max_skew=skew)

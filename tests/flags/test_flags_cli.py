@@ -84,3 +84,26 @@ def test_filters_and_refusals(reviewed):
     assert runner.invoke(app, ["list", "--user", "partner_hrss"]).exit_code == 1
     assert runner.invoke(app, ["list", "--user", "admin", "--kind", "MAYBE"]).exit_code == 2
     assert runner.invoke(app, ["list"]).exit_code == 2  # no user given
+
+
+def test_listing_another_street_is_refused_loudly_and_audited(reviewed):
+    from sqlalchemy import select
+
+    from verification.storage import session_scope
+    from verification.storage.models import AuditEvent
+
+    refused = runner.invoke(app, ["list", "--user", "officer_wusan", "--street", "210112002"])
+    assert refused.exit_code == 1, refused.output
+    assert "共 0 条" not in refused.output
+    assert "不能查看" in refused.output and "outside that jurisdiction" in refused.output
+    # a community officer may list the street their community lies in
+    inside = runner.invoke(app, ["list", "--user", "officer_taoxian1", "--street", "210112003"])
+    assert inside.exit_code == 0, inside.output
+    flag_elsewhere = list_flags(reviewed, principal("admin"), street="210112002")[0]["id"]
+    shown = runner.invoke(app, ["show", str(flag_elsewhere), "--user", "officer_wusan"])
+    assert shown.exit_code == 1 and "不在" in shown.output
+    with session_scope(reviewed.database_url) as session:
+        events = session.execute(select(AuditEvent.actor, AuditEvent.action, AuditEvent.subject)
+                                 .where(AuditEvent.action == "access.refused")).all()
+    assert ("officer_wusan", "access.refused", "street:210112002") in events
+    assert ("officer_wusan", "access.refused", f"flag:{flag_elsewhere}") in events

@@ -14,6 +14,7 @@ from verification.reports.flag_reports import (
     EVIDENCE_HEADERS,
     HEADERS,
     SheetContext,
+    evidence_table,
     flag_table,
     write_tables,
 )
@@ -189,3 +190,30 @@ def test_reasons_carry_the_figures_an_officer_acts_on():
     assert reason_text("GRADUAL_EXIT_PERIOD", {"value": 6.0, "limit": 6.0}).endswith("（6个月）")
     assert reason_text("VEHICLE_OWNED", {"value": 1.0, "limit": 0.0}) == "拥有机动车辆"
     assert reason_text("NEAR_BOUNDARY", {"value": None, "limit": 950.0}) == "接近认定边界"
+
+
+def test_formula_text_in_every_column_is_neutralised_in_the_files_as_opened(tmp_path,
+                                                                            report_run):
+    """Partner text such as an employer name beginning with = + - @ reaches the evidence sheet;
+    every text cell of every CSV and workbook, opened as a reader would, starts harmless."""
+    import csv as csvlib
+
+    starts = ("=", "+", "-", "@", "\t", "\r")
+    rows = flag_table(report_run.settings, report_run.run_id).head(3).copy()
+    for i, column in enumerate(c for c in rows.columns if rows[c].dtype == object):
+        rows[column] = f"{starts[i % 4]}HYPERLINK(\"http://x\",\"{column}\")"
+    evidence = evidence_table(report_run.settings, report_run.run_id).head(3).copy()
+    for i, column in enumerate(c for c in evidence.columns if evidence[c].dtype == object):
+        evidence[column] = f"{starts[i % 4]}cmd|'/C calc'!A{i}"
+    write_tables(rows, evidence, tmp_path / "t", SheetContext("=title", [("@fact", "-1+2")]))
+    with open(tmp_path / "t.csv", encoding="utf-8-sig", newline="") as handle:
+        cells = [cell for record in csvlib.reader(handle) for cell in record]
+    assert cells and not [c for c in cells if c.startswith(starts)]
+    book = load_workbook(tmp_path / "t.xlsx")
+    for sheet in book.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                assert cell.data_type != "f", (sheet.title, cell.coordinate, cell.value)
+                if isinstance(cell.value, str) and sheet.title != "汇总":
+                    assert not cell.value.startswith(starts), (sheet.title, cell.value)
+    assert book["汇总"]["A1"].value == "'=title"

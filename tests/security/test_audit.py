@@ -274,3 +274,38 @@ def test_bad_audit_keys_are_refused(monkeypatch, spec, message):
     monkeypatch.setenv("HEDUI_AUDIT_KEYS", spec)
     with pytest.raises(ValueError, match=message):
         audit.audit_keys()
+
+
+def test_each_run_anchors_its_head_and_verify_checks_it_without_flags(cli_db):
+    import datetime as dt
+
+    from verification import pipeline
+    from verification.storage.models import Run
+
+    _events(cli_db.database_url, 3)
+    run_id = pipeline.start_review(cli_db, "anchor-test", dt.date(2026, 11, 1))
+    pipeline.finish_review(cli_db, run_id, [])
+    with session_scope(cli_db.database_url) as session:
+        head = session.get(Run, run_id).audit_head
+        assert head and head == audit.chain_head(session)
+    assert f'"head": "{head}"' in cli_db.audit_anchor_file.read_text("utf-8")
+    ok = _invoke("audit", "verify", "--user", "admin")
+    assert ok.exit_code == 0 and f"run {run_id}" in ok.output, ok.output
+    _events(cli_db.database_url, 2)  # events after the anchor may come and (if cut) go
+    with session_scope(cli_db.database_url) as session:
+        last = session.scalar(sa_select(audit.AuditEvent.id).order_by(
+            audit.AuditEvent.id.desc()).limit(1))
+    _tamper(cli_db.database_url, "DELETE FROM audit_events WHERE id >= :i", i=last - 2)
+    cut = _invoke("audit", "verify", "--user", "admin")
+    assert cut.exit_code == 1 and "no longer in the chain" in cut.output, cut.output
+    assert f"run {run_id}" in cut.output
+
+
+def test_the_anchor_file_alone_exposes_a_tail_cut_with_the_runs_row(cli_db):
+    _events(cli_db.database_url, 3)
+    with session_scope(cli_db.database_url) as session:
+        head = audit.chain_head(session)
+    audit.append_anchor(cli_db.audit_anchor_file, audit.Anchor(head, "run 7"), 7)
+    _tamper(cli_db.database_url, "DELETE FROM audit_events WHERE hash = :h", h=head)
+    cut = _invoke("audit", "verify", "--user", "admin")
+    assert cut.exit_code == 1 and "anchors.jsonl (run 7)" in cut.output, cut.output

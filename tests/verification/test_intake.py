@@ -244,15 +244,107 @@ def test_fast_csv_reader_gives_the_decoders_values(district_dir, tmp_path, encod
                                   slow.drop(columns=[LINE, PROBLEM]).astype(object))
 
 
-def test_a_feed_mixing_utf8_and_gbk_lines_is_rejected_whole(settings, district_dir):
-    text = (district_dir / "feeds" / "deaths.csv").read_text("utf-8")
+def _quarantine(settings, result) -> dict[int, tuple[str, str]]:
+    with session_scope(settings.database_url) as session:
+        return {q.line: (q.field, q.reason) for q in session.scalars(select(QuarantinedRow).where(
+            QuarantinedRow.feed_id == result.feed_id))}
+
+
+def test_lines_in_a_second_encoding_are_quarantined_line_by_line(settings, district_dir):
+    text = (district_dir / "feeds" / "wages.csv").read_text("utf-8")
     head, *rows = text.splitlines()
-    # Rows pasted together from two exports: the first half UTF-8, the rest GBK.
+    # Rows pasted together from two exports: the first rows UTF-8, the last two GBK.
+    plain = (("\n".join([head, *rows[:-2]]) + "\n").encode("utf-8")
+             + ("\n".join(rows[-2:]) + "\n").encode("gbk"))
+    result = _staged_from_plain(settings, district_dir, plain, "text/csv", len(rows),
+                                kind="wages", partner="hrss")
+    assert result.status == "accepted", result.reason
+    assert result.received == len(rows) == result.accepted + result.quarantined
+    odd = {len(rows), len(rows) + 1}  # the GBK rows' lines
+    quarantine = _quarantine(settings, result)
+    assert {line for line, (_f, reason) in quarantine.items() if reason == "MIXED_ENCODING"} == odd
+    staged = _staged_rows(settings, result)
+    assert len(staged) == result.accepted
+
+
+def test_a_feed_mostly_in_a_second_encoding_is_rejected_with_an_alert_naming_the_partner(
+        settings, district_dir, caplog):
+    import logging
+
+    text = (district_dir / "feeds" / "wages.csv").read_text("utf-8")
+    head, *rows = text.splitlines()
     half = len(rows) // 2
     plain = (("\n".join([head, *rows[:half]]) + "\n").encode("utf-8")
              + ("\n".join(rows[half:]) + "\n").encode("gbk"))
-    result = _staged_from_plain(settings, district_dir, plain, "text/csv", len(rows))
-    assert result.status == "rejected"
-    assert result.reason.startswith("DecodeError: line ") and "mixes encodings" in result.reason
+    with caplog.at_level(logging.ERROR):
+        result = _staged_from_plain(settings, district_dir, plain, "text/csv", len(rows),
+                                    kind="wages", partner="hrss")
+    assert result.status == "rejected" and result.reason.startswith("QuarantineLimit: ")
+    assert "ALERT feed wages" in caplog.text and "from partner hrss" in caplog.text
     with session_scope(settings.database_url) as session:
         assert session.get(Feed, result.feed_id).staged_path == ""
+        event = session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "feed.rejected")).one()
+    assert event.detail["partner"] == "hrss"
+    assert event.detail["quarantined_by_reason"]["MIXED_ENCODING"] >= len(rows) - half - 1
+    assert not list(settings.staging_dir.glob("*.parquet"))
+
+
+@pytest.mark.parametrize("reader", ["arrow", "decoder"])
+def test_a_field_over_131072_bytes_quarantines_its_row_only(settings, district_dir, reader):
+    text = (district_dir / "feeds" / "wages.csv").read_text("utf-8")
+    head, *rows = text.splitlines()
+    fields = rows[0].split(",")
+    at = head.split(",").index("employer_name")
+    fields[at] = "某" * 50_000  # 150,000 bytes in UTF-8
+    # a trailing blank line sends the file to the line-exact decoder instead of Arrow's reader
+    tail = "\n\n" if reader == "decoder" else "\n"
+    plain = ("\n".join([head, ",".join(fields), *rows[1:]]) + tail).encode()
+    result = _staged_from_plain(settings, district_dir, plain, "text/csv", len(rows),
+                                kind="wages", partner="hrss")
+    assert result.status == "accepted", result.reason
+    assert _quarantine(settings, result)[2] == ("employer_name", "FIELD_TOO_LONG")
+    assert result.received == len(rows) == result.accepted + result.quarantined
+
+
+def test_hostile_text_in_any_field_is_quarantined_with_its_reason(settings, district_dir):
+    text = (district_dir / "feeds" / "wages.csv").read_text("utf-8")
+    head, *rows = text.splitlines()
+    names = head.split(",")
+    hostile = {2: ("name", "\u202e"), 3: ("employer_name", "\u200b"),
+               4: ("employer_name", "\x00"), 5: ("record_id", "\x1b")}
+    for line, (field, char) in hostile.items():
+        cells = rows[line - 2].split(",")
+        cells[names.index(field)] = cells[names.index(field)][:1] + char + "x"
+        rows[line - 2] = ",".join(cells)
+    cells = rows[4].split(",")  # line 6: a wage for a month that has not happened
+    cells[names.index("period")] = "2099-01"
+    rows[4] = ",".join(cells)
+    plain = ("\n".join([head, *rows]) + "\n").encode()
+    result = _staged_from_plain(settings, district_dir, plain, "text/csv", len(rows),
+                                kind="wages", partner="hrss")
+    assert result.status == "accepted", result.reason
+    quarantine = _quarantine(settings, result)
+    for line, (field, _char) in hostile.items():
+        assert quarantine[line] == (field, "INVISIBLE_CHARACTER")
+    assert quarantine[6] == ("period", "FUTURE_DATE")
+    assert result.received == result.accepted + result.quarantined
+
+
+def test_a_correctly_signed_feed_dated_2099_is_rejected(settings, district_dir):
+    import datetime as dt
+
+    ensure_test_keys(settings)
+    centre = keys.CentreKeyring.load(settings.keys_dir).current.public()
+    plain = (district_dir / "feeds" / "deaths.csv").read_bytes()
+    manifest = envelope.Manifest(partner="civil", feed_kind="deaths", period="2026-10",
+                                 sequence=202610, row_count=plain.count(b"\n") - 1,
+                                 schema_version="1.0")
+    for created, error in ((dt.datetime(2099, 1, 1, tzinfo=dt.UTC), "CreatedInFuture: "),
+                           (dt.datetime(2020, 1, 1, tzinfo=dt.UTC), "TooOld: ")):
+        out = io.BytesIO()
+        envelope.pack(io.BytesIO(plain), out, manifest=manifest, now=created,
+                      sender=keys.insecure_test_signing_key("civil"), recipient=centre)
+        result = _process(settings, _register(settings, district_dir, "deaths", "civil",
+                                              raw=out.getvalue()))
+        assert result.status == "rejected" and result.reason.startswith(error), result.reason

@@ -2,6 +2,7 @@
 staged rows and tokens, the same quarantine (duplicate keys across blocks included), the same
 counts."""
 
+import datetime as dt
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,10 +16,11 @@ from schemas import contract_for
 from verification.config import load_settings
 from verification.intake import feeds as intake
 from verification.intake.feeds import read_plain_feed as read_feed_table
-from verification.intake.validate import validate_frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import synth  # noqa: E402
+
+RECEIVED = dt.datetime(2026, 12, 1, 9, 0)  # the feed's rows may not be dated after this day
 
 
 def _feed_file(tmp_path: Path) -> Path:
@@ -37,7 +39,7 @@ def _feed_file(tmp_path: Path) -> Path:
 
 
 def _whole(settings, path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    checked = validate_frame(read_feed_table(path), contract_for("wages"), identity_unresolved=True)
+    checked = intake._validate(read_feed_table(path), contract_for("wages"), RECEIVED.date())
     staged = intake._staged_rows(settings, checked.accepted, "id_number",
                                  lambda ids: intake._tokens(settings, ids))
     counts = {**checked.counts, "identity_unresolved": checked.unresolved}
@@ -48,7 +50,8 @@ def test_blocks_give_the_whole_frame_answer(tmp_path, monkeypatch):
     settings = load_settings(tmp_path / "home")
     path = _feed_file(tmp_path)
     monkeypatch.setattr(intake, "_BLOCK_BYTES", 20_000)  # dozens of blocks
-    chunked = intake._stage_in_chunks(settings, SimpleNamespace(kind="wages", id=7),
+    chunked = intake._stage_in_chunks(settings, SimpleNamespace(kind="wages", id=7,
+                                                                  received_at=RECEIVED),
                                       contract_for("wages"), path)
     assert chunked is not None
     staged, quarantine, counts = _whole(settings, path)
@@ -72,7 +75,8 @@ def test_a_file_arrow_cannot_stream_goes_the_whole_way(tmp_path):
     settings = load_settings(tmp_path / "home")
     path = tmp_path / "short.csv"
     path.write_text("record_id,id_number\nr1\n", encoding="utf-8")  # a row short of fields
-    assert intake._stage_in_chunks(settings, SimpleNamespace(kind="wages", id=8),
+    assert intake._stage_in_chunks(settings, SimpleNamespace(kind="wages", id=8,
+                                                                  received_at=RECEIVED),
                                    contract_for("wages"), path) is None
     assert not list((settings.staging_dir).glob("*.partial"))
 

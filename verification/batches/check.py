@@ -162,8 +162,10 @@ def validate_batch(settings: Settings, batch_id: int) -> int:
                         .values(rows=checked.received, errors=len(errors)))
     if len(errors):
         errors_file = stored.parent / "errors.csv"
-        errors[["line", "field", "reason", "message"]].to_csv(errors_file, index=False,
-                                                              encoding="utf-8-sig")
+        from verification.reports.flag_reports import safe_cell
+
+        errors[["line", "field", "reason", "message"]].map(safe_cell).to_csv(
+            errors_file, index=False, encoding="utf-8-sig")
         record_stage(settings, batch_id, "invalid", errors=len(errors),
                      lines=int(errors["line"].nunique()), errors_file=str(errors_file))
         raise BatchInvalid(batch.batch_code, errors, checked.received, errors_file)

@@ -200,16 +200,20 @@ def audit_verify(user: str | None = UserOption,
                  expect_head: str | None = typer.Option(
                      None, "--expect-head", help="a head printed by an earlier verify, kept "
                      "outside the database: it must still be in the chain")) -> None:
-    """Check the audit chain; report the first event that does not hold."""
-    from verification.security.audit import verify_chain
+    """Check the audit chain, and that the head the latest run anchored is still in it; report
+    the first event that does not hold."""
+    from verification.security.audit import latest_anchors, verify_chain
     from verification.storage import session_scope
 
     acting_user(user).require("audit.verify")
-    with session_scope(load_settings().database_url) as session:
-        check = verify_chain(session, expect_head=expect_head)
+    settings = load_settings()
+    with session_scope(settings.database_url) as session:
+        anchors = latest_anchors(session, settings.audit_anchor_file)
+        check = verify_chain(session, expect_head=expect_head, anchors=anchors)
     if check.ok:
-        say(f"audit chain intact: {check.events} events, head {check.head} (record it outside "
-            "the database; pass it as --expect-head next time)")
+        anchored = "; ".join(a.where for a in anchors) or "no run has finished yet"
+        say(f"audit chain intact: {check.events} events, head {check.head} (anchors checked: "
+            f"{anchored})")
         return
     where = (f"at event {check.first_break} (event {check.events} in order)"
              if check.first_break else f"after {check.events} events")

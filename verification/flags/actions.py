@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from verification import codes, jurisdictions
 from verification.config import Settings
 from verification.security import audit
-from verification.security.access import Principal
+from verification.security.access import AccessDenied, Principal
 from verification.storage import session_scope
 from verification.storage.models import Flag, Household, Member, Run, utcnow
 
@@ -60,6 +60,11 @@ def list_flags(settings: Settings, who: Principal, *, run_id: int | None = None,
 
     ``status`` is open, acknowledged, resolved, or ``unresolved`` (open or acknowledged)."""
     who.require("flags.read")
+    if street and not who.covers_street(street):
+        refuse(settings, who, "flags.list", f"street:{street}",
+               f"{who.username} 的辖区不含街道 {street}，不能查看该街道的核对结论 / "
+               f"{who.username} serves {_served(who)}; street {street} is outside that "
+               "jurisdiction")
     with session_scope(settings.database_url) as session:
         if run_id is None:
             run_id = session.scalar(select(Run.id).where(Run.status == "done")
@@ -136,8 +141,32 @@ def _load(session, who: Principal, flag_id: int) -> tuple[Flag, Household]:  # n
     if row is None:
         raise FlagActionError(f"no flag {flag_id}")
     flag, household = row
-    who.require_covers(flag.street_code, flag.community_code)
+    try:
+        who.require_covers(flag.street_code, flag.community_code)
+    except AccessDenied as err:
+        # nothing of the refused request is kept, but the refusal is, whatever the caller does
+        session.rollback()
+        _record_refusal(session, who, "flag.open", f"flag:{flag_id}")
+        session.commit()
+        raise AccessDenied(f"核对结论 #{flag_id} 不在 {who.username} 的辖区内 / {err}") from None
     return flag, household
+
+
+def _served(who: Principal) -> str:
+    return ", ".join(sorted(who.streets | who.communities)) or "nothing"
+
+
+def refuse(settings: Settings, who: Principal, action: str, subject: str, message: str) -> None:
+    """Record a refused request in the audit trail (in its own transaction, so the refusal
+    stays recorded although the request fails) and raise ``AccessDenied`` with ``message``."""
+    with session_scope(settings.database_url) as session:
+        _record_refusal(session, who, action, subject)
+    raise AccessDenied(message)
+
+
+def _record_refusal(session, who: Principal, action: str, subject: str) -> None:  # noqa: ANN001
+    audit.record(session, who.username, "access.refused", subject,
+                 {"request": action, "role": who.role})
 
 
 def _heads(session, household_ids: list[int]) -> dict[int, Member]:  # noqa: ANN001

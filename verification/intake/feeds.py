@@ -39,8 +39,13 @@ from connectors.digests import sha256_file
 from connectors.keys import CentreKeyring, PartnerDirectory
 from connectors.registry import load_partners
 from schemas import Contract, contract_for
-from verification.config import Settings
-from verification.intake.textcheck import describe_mixed, mixed_encoding_line
+from verification.config import IntakeLimits, Settings
+from verification.intake.textcheck import (
+    future_date_problems,
+    invisible_character_problems,
+    mixed_encoding_line,
+    split_encodings,
+)
 from verification.intake.tokens import TokenKey, person_tokens
 from verification.intake.validate import Validated, stripped_text, validate_frame
 from verification.matching import name_keys
@@ -102,30 +107,102 @@ def ensure_partners(session: Session) -> dict[str, int]:
     return existing
 
 
-def last_sequence(settings: Settings, partner: str, kind: str) -> int:
-    """The highest sequence already received (accepted or rejected), so it is not pulled again."""
+def last_accepted_sequence(settings: Settings, partner: str, kind: str) -> int:
+    """The highest sequence accepted. A pull asks for the feeds after it, so a feed registered
+    but not yet taken in (a crash) or rejected (the partner may send it again) is offered again;
+    an accepted one never is (docs/partners.md, "Sequence numbers")."""
     with session_scope(settings.database_url) as session:
         value = session.scalar(select(func.max(Feed.sequence)).join(Partner)
-                               .where(Partner.code == partner, Feed.kind == kind))
+                               .where(Partner.code == partner, Feed.kind == kind,
+                                      Feed.status == "accepted"))
     return int(value or 0)
 
 
+@dataclass(frozen=True)
+class KnownFeed:
+    """What intake already holds under a listed sequence number."""
+
+    feed_id: int
+    status: str  # received | accepted | rejected
+    envelope_sha256: str
+    receipt_sent: bool
+
+
+def known_feed(settings: Settings, partner: str, kind: str, sequence: int) -> KnownFeed | None:
+    with session_scope(settings.database_url) as session:
+        feed = session.scalar(select(Feed).join(Partner).where(
+            Partner.code == partner, Feed.kind == kind, Feed.sequence == sequence))
+        if feed is None:
+            return None
+        return KnownFeed(feed.id, feed.status, feed.envelope_sha256,
+                         feed.receipt_sent_at is not None)
+
+
+def listing_problem(limits: IntakeLimits, sequence: int, period: str, last_accepted: int,
+                    today: dt.date) -> str:
+    """Why a listed feed is refused before it is downloaded ("" if it is not): a sequence far
+    past the last accepted one, or a period months after the current one. Taking such a feed in
+    would move the replay bound so far that every later real feed is refused."""
+    if last_accepted and sequence - last_accepted > limits.max_sequence_gap:
+        return (f"ListingRefused: sequence {sequence} is {sequence - last_accepted} past the "
+                f"last accepted {last_accepted} (at most {limits.max_sequence_gap} allowed); "
+                "list the feed under the next sequence number")
+    ahead = _months_ahead(period, today)
+    if ahead is not None and ahead > limits.max_months_ahead:
+        return (f"ListingRefused: period {period} is {ahead} months after {today:%Y-%m} (at "
+                f"most {limits.max_months_ahead} allowed); check the period and list it again")
+    return ""
+
+
+def _months_ahead(period: str, today: dt.date) -> int | None:
+    """Months from ``today``'s month to the first month in ``period`` ("2026-10", "2026-10-31",
+    "2026Q4", "2026"); None when no year can be read from it."""
+    digits = "".join(c for c in period[:7] if c.isdigit())
+    if len(digits) < 4:
+        return None
+    year = int(digits[:4])
+    month = int(digits[4:6]) if len(digits) >= 6 and 1 <= int(digits[4:6]) <= 12 else 1
+    return (year - today.year) * 12 + month - today.month
+
+
 def register_feed(settings: Settings, partner: str, kind: str, period: str, sequence: int,
-                  raw_path: Path) -> int:
-    """Record a downloaded feed (idempotent on partner, kind, sequence); returns its id."""
+                  raw_path: Path, now: dt.datetime | None = None) -> int:
+    """Record a downloaded feed (idempotent on partner, kind, sequence); returns its id.
+
+    The feed is ``received`` until ``process_feed`` commits its outcome. A rejected feed sent
+    again with other bytes goes back to ``received`` (its earlier file stays where it was, named
+    in the rejection's audit event); an accepted feed is never replaced."""
     digest = sha256_file(raw_path)
+    received_at = _naive_utc(now)
     with session_scope(settings.database_url) as session:
         partner_id = ensure_partners(session)[partner]
         feed = session.scalar(select(Feed).where(Feed.partner_id == partner_id, Feed.kind == kind,
                                                  Feed.sequence == sequence))
         if feed is None:
             feed = Feed(partner_id=partner_id, kind=kind, period=period, sequence=sequence,
-                        envelope_sha256=digest, raw_path=str(raw_path), status="received")
+                        envelope_sha256=digest, raw_path=str(raw_path), status="received",
+                        received_at=received_at)
             session.add(feed)
             session.flush()
-        elif feed.status != "accepted":
+        elif feed.status == "rejected" and (feed.envelope_sha256, feed.raw_path) != (
+                digest, str(raw_path)):
+            feed.envelope_sha256, feed.raw_path, feed.period = digest, str(raw_path), period
+            feed.status, feed.reason, feed.received_at = "received", "", received_at
+            feed.processed_at = feed.receipt_sent_at = None
+            audit.record(session, "intake", "feed.resent", f"feed:{feed.id}",
+                         {"kind": kind, "sequence": sequence, "envelope_sha256": digest})
+        elif feed.status == "received":
             feed.envelope_sha256, feed.raw_path = digest, str(raw_path)
         return feed.id
+
+
+def _naive_utc(now: dt.datetime | None) -> dt.datetime:
+    """Naive UTC, as the database stores times."""
+    return (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
@@ -141,15 +218,19 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
         try:
             with tempfile.TemporaryDirectory(dir=_tmp_dir(settings)) as tmp:
                 plain = Path(tmp) / "plain"
+                # created_at is judged against when the feed was received, so a feed taken in
+                # again after a crash gets the answer it would have got then
                 manifest = envelope.unpack_to_path(
                     raw_path, plain, keyring=keyring, trusted=trusted,
-                    freshness=DbFreshness(session, exclude_feed=feed_id))
+                    freshness=DbFreshness(session, exclude_feed=feed_id),
+                    now=_aware(feed.received_at), max_age=settings.intake.max_age,
+                    max_skew=settings.intake.clock_skew)
                 _check_manifest(feed, contract, partner_code, manifest)
-                _refuse_mixed_encodings(plain, manifest.content_type)
+                frame = _read_mixed_encodings(plain, manifest.content_type)
                 chunked = _stage_in_chunks(settings, feed, contract, plain) if (
-                    manifest.row_count > CHUNK_ROWS and manifest.content_type == "text/csv"
-                ) else None
-                if chunked is None:
+                    frame is None and manifest.row_count > CHUNK_ROWS
+                    and manifest.content_type == "text/csv") else None
+                if chunked is None and frame is None:
                     frame = read_plain_feed(plain, manifest.content_type)
         except (envelope.EnvelopeError, IntakeRejected, UnicodeDecodeError, ValueError) as err:
             return _reject(session, feed, f"{type(err).__name__}: {err}")
@@ -159,10 +240,11 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
                 chunked.path.unlink(missing_ok=True)
             return _reject(session, feed, f"RowCountMismatch: manifest says {manifest.row_count} "
                                           f"rows, the file holds {received}")
-        if chunked:
-            _record_staged(settings, session, feed, chunked, manifest)
-        else:
-            _stage(settings, session, feed, contract, frame, manifest)
+        staged = chunked or _stage(settings, feed, contract, frame)
+        if problem := _over_quarantine_limit(settings, staged.counts, staged.quarantine):
+            staged.path.unlink(missing_ok=True)
+            return _reject(session, feed, problem, staged.quarantine)
+        _record_staged(settings, session, feed, staged, manifest)
         return _result(feed)
 
 
@@ -199,7 +281,8 @@ def read_plain_feed(path: Path, content_type: str = decoding.CSV) -> pd.DataFram
         fast = _arrow_csv(path)
         if fast is not None:
             return fast
-    return decoding.decode_file(path, content_type)
+    with decoding.wide_fields():  # an oversize field is quarantined with its row (_validate)
+        return decoding.decode_file(path, content_type)
 
 
 # A GB18030 file is read whole for this check only up to this size (such feeds are small; a
@@ -207,18 +290,41 @@ def read_plain_feed(path: Path, content_type: str = decoding.CSV) -> pd.DataFram
 MIXED_CHECK_BYTES = 1 << 29
 
 
-def _refuse_mixed_encodings(path: Path, content_type: str) -> None:
+def _read_mixed_encodings(path: Path, content_type: str) -> pd.DataFrame | None:
     """A text feed whose lines are partly UTF-8 and partly GBK decodes "successfully" as GB18030
-    into garbled names: refuse it whole, naming the lines (verification/intake/textcheck.py)."""
+    into garbled names. Such a feed is read line by line in the encoding most of its lines are
+    in, and each row holding a line in the other is marked (``MIXED_ENCODING``) for quarantine:
+    one pasted block does not void the feed unless it passes the quarantine limit. None when the
+    file is in one encoding (verification/intake/textcheck.py)."""
     if content_type == decoding.XLSX or path.stat().st_size > MIXED_CHECK_BYTES:
-        return
+        return None
     try:
         if decoding.detect_file_encoding(path) != "gb18030":
-            return  # UTF-8 (with or without BOM) or UTF-16 throughout: not mixed
+            return None  # UTF-8 (with or without BOM) or UTF-16 throughout: not mixed
     except decoding.DecodeError:
-        pass  # neither as a whole: say so precisely if it is two encodings pasted together
-    if found := mixed_encoding_line(path.read_bytes()):
-        raise decoding.DecodeError(describe_mixed(found))
+        pass  # neither as a whole: read it line by line if it is two encodings pasted together
+    data = path.read_bytes()
+    split = split_encodings(data) if mixed_encoding_line(data) else None
+    if split is None:
+        return None
+    text, odd = split
+    repaired = path.with_name(path.name + ".lines")
+    repaired.write_text(text, encoding="utf-8", newline="")
+    try:
+        with decoding.wide_fields():
+            frame = decoding.decode_file(repaired, content_type)
+    finally:
+        repaired.unlink(missing_ok=True)
+    starts = frame[decoding.LINE].to_numpy()
+    rows = np.searchsorted(starts, np.asarray(sorted(odd)), side="right") - 1
+    problem = frame[decoding.PROBLEM].astype(object).to_numpy()
+    for row, line in zip(rows, sorted(odd), strict=True):
+        if row >= 0 and not problem[row]:
+            problem[row] = (f"MIXED_ENCODING: line {line} is not in the encoding of the rest of "
+                            "the file (rows pasted from another export?); save it as UTF-8 and "
+                            "send it again")
+    frame[decoding.PROBLEM] = problem
+    return frame
 
 
 def _arrow_encoding(encoding: str) -> str | None:
@@ -269,26 +375,87 @@ def _one_line_per_row(path: Path, rows: int) -> bool:
     return newlines in (rows, rows + 1)
 
 
-def _validate(frame: pd.DataFrame, contract: Contract) -> Validated:
-    """``validate_frame``, with rows the decoder could not read (``_problem``) quarantined under
-    the decoder's reason: they count as received and quarantined, never silently dropped."""
-    if decoding.PROBLEM not in frame:
-        return validate_frame(frame, contract, identity_unresolved=True)
-    problem = frame[decoding.PROBLEM].astype(str)
-    bad = (problem != "").to_numpy()
-    checked = validate_frame(frame.loc[~bad].drop(columns=[decoding.PROBLEM]), contract,
-                             identity_unresolved=True)
+# A field longer than this (in UTF-8 bytes) is no name, code or amount: its row is quarantined.
+MAX_FIELD_BYTES = 131_072
+
+
+def _validate(frame: pd.DataFrame, contract: Contract,
+              not_after: dt.date | None = None) -> Validated:
+    """``validate_frame``, with rows quarantined before it that cannot be trusted as text (the
+    decoder's ``_problem``: unreadable, another encoding; a control, bidirectional or zero-width
+    character or NUL in any field; a field over ``MAX_FIELD_BYTES``) and rows after it with a
+    date or month after ``not_after``: they count as received and quarantined, never silently
+    dropped, and each has its reason code."""
+    before = _text_problems(frame, contract)
+    bad = frame["_line"].isin(before["line"]).to_numpy() if len(before) else np.zeros(
+        len(frame), bool)
+    body = frame.loc[~bad].drop(columns=[decoding.PROBLEM], errors="ignore")
+    checked = validate_frame(body, contract, identity_unresolved=True)
+    if not_after is not None:
+        checked = _quarantine_lines(checked, contract, future_date_problems(
+            checked.accepted, contract, not_after))
     if not bad.any():
         return checked
-    parts = problem[bad].str.partition(": ")
-    unreadable = pd.DataFrame({"line": frame.loc[bad, "_line"].to_numpy(), "field": "_row",
-                               "reason": parts[0].to_numpy(), "message": parts[2].to_numpy()})
-    quarantine = pd.concat([q for q in (checked.quarantine, unreadable) if len(q)],
+    quarantine = pd.concat([q for q in (checked.quarantine, before) if len(q)],
                            ignore_index=True).sort_values(["line", "field"]).reset_index(
                                drop=True)
     return Validated(accepted=checked.accepted, quarantine=quarantine,
                      received=checked.received + int(bad.sum()), warnings=checked.warnings,
                      unresolved=checked.unresolved)
+
+
+def _text_problems(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    """(line, field, reason, message) of rows to quarantine before validation; one per row."""
+    parts = []
+    if decoding.PROBLEM in frame:
+        problem = frame[decoding.PROBLEM].astype(str)
+        bad = (problem != "").to_numpy()
+        if bad.any():
+            split = problem[bad].str.partition(": ")
+            parts.append(pd.DataFrame({"line": frame.loc[bad, "_line"].to_numpy(),
+                                       "field": "_row", "reason": split[0].to_numpy(),
+                                       "message": split[2].to_numpy()}))
+    fields = [name for name in contract.field_names if name in frame]
+    titles = contract.titles
+    parts.append(_oversize_problems(frame, fields, titles))
+    parts.append(invisible_character_problems(frame, fields, titles))
+    found = [p for p in parts if len(p)]
+    if not found:
+        return pd.DataFrame(columns=["line", "field", "reason", "message"])
+    return pd.concat(found, ignore_index=True).drop_duplicates("line", keep="first")
+
+
+def _oversize_problems(frame: pd.DataFrame, fields: list[str],
+                       titles: dict[str, str]) -> pd.DataFrame:
+    rows = []
+    for name in fields:
+        values = frame[name].astype("string")
+        long = values.str.len().fillna(0).to_numpy() > MAX_FIELD_BYTES // 4  # ≤ 4 bytes a char
+        for line, value in zip(frame.loc[long, "_line"], values[long], strict=True):
+            size = len(value.encode("utf-8", "surrogatepass"))
+            if size > MAX_FIELD_BYTES:
+                rows.append({"line": int(line), "field": name, "reason": "FIELD_TOO_LONG",
+                             "message": f"{titles.get(name, name)} ({name}) is {size:,} bytes "
+                                        f"long, more than {MAX_FIELD_BYTES:,}; correct it and "
+                                        "submit again"})
+    return pd.DataFrame(rows, columns=["line", "field", "reason", "message"])
+
+
+def _quarantine_lines(checked: Validated, contract: Contract,
+                      problems: pd.DataFrame) -> Validated:
+    """``checked`` with the accepted rows on ``problems``' lines moved to quarantine."""
+    if not len(problems):
+        return checked
+    id_field = contract.person_id_field
+    moved = checked.accepted["_line"].isin(problems["line"]).to_numpy()
+    unresolved = int(checked.accepted.loc[moved, id_field].isna().sum()) if (
+        id_field in checked.accepted) else 0
+    quarantine = pd.concat([q for q in (checked.quarantine, problems) if len(q)],
+                           ignore_index=True).sort_values(["line", "field"]).reset_index(
+                               drop=True)
+    return Validated(accepted=checked.accepted[~moved], quarantine=quarantine,
+                     received=checked.received, warnings=checked.warnings,
+                     unresolved=checked.unresolved - unresolved)
 
 
 @dataclass
@@ -300,16 +467,42 @@ class _Staged:
     counts: dict[str, int]
 
 
-def _stage(settings: Settings, session: Session, feed: Feed, contract: Contract,
-           frame: pd.DataFrame, manifest: envelope.Manifest) -> None:
-    checked = _validate(frame, contract)
+def _stage(settings: Settings, feed: Feed, contract: Contract, frame: pd.DataFrame) -> _Staged:
+    """Validate and write the staged file (``.partial``, then renamed: a crash never leaves a
+    half-written file under the staged name); the outcome is committed by the caller."""
+    checked = _validate(frame, contract, _not_after(feed))
     staged = _staged_rows(settings, checked.accepted, contract.person_id_field,
                           lambda ids: _tokens(settings, ids))
     settings.staging_dir.mkdir(parents=True, exist_ok=True)
     path = settings.staging_dir / f"feed-{feed.id}.parquet"
-    staged.to_parquet(path, index=False)
+    partial = path.with_name(path.name + ".partial")
+    staged.to_parquet(partial, index=False)
+    partial.replace(path)
     counts = {**checked.counts, "identity_unresolved": checked.unresolved}
-    _record_staged(settings, session, feed, _Staged(path, checked.quarantine, counts), manifest)
+    return _Staged(path, checked.quarantine, counts)
+
+
+def _not_after(feed: Feed) -> dt.date:
+    """The last date a feed's rows may carry: the day it was received."""
+    return feed.received_at.date()
+
+
+def _over_quarantine_limit(settings: Settings, counts: dict[str, int],
+                           quarantine: pd.DataFrame) -> str:
+    """Why the feed is rejected whole for the share of rows quarantined ("" when within the
+    limit): more than ``IntakeLimits.quarantine_limit`` of its rows, counting at least
+    ``quarantine_min_rows`` rows (or every row). A feed mostly unreadable is no evidence of
+    anyone's income; rejected, it is a missing source, which puts households on REVIEW."""
+    received, quarantined = counts["received"], counts["quarantined"]
+    limit = settings.intake.quarantine_limit
+    if not received or quarantined / received <= limit or (
+            quarantined < settings.intake.quarantine_min_rows and counts["accepted"]):
+        return ""
+    by_reason = quarantine.drop_duplicates("line")["reason"].value_counts()
+    reasons = ", ".join(f"{reason} {n}" for reason, n in by_reason.head(5).items())
+    return (f"QuarantineLimit: {quarantined} of {received} rows "
+            f"({quarantined / received:.0%}) failed the checks ({reasons}), more than the "
+            f"{limit:.0%} allowed; correct them and send the feed again under the same sequence")
 
 
 def _staged_rows(settings: Settings, accepted: pd.DataFrame, id_field: str,
@@ -341,6 +534,7 @@ def _record_staged(settings: Settings, session: Session, feed: Feed, staged: _St
     feed.rows_identity_unresolved = counts.get("identity_unresolved", 0)
     feed.staged_path, feed.status, feed.reason = str(path), "accepted", ""
     feed.processed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    feed.receipt_sent_at = None
     audit.record(session, "intake", "feed.accepted", f"feed:{feed.id}",
                  {"partner": manifest.partner, "kind": feed.kind, "sequence": feed.sequence,
                   **counts})
@@ -369,7 +563,7 @@ def _stage_in_chunks(settings: Settings, feed: Feed, contract: Contract,
     path = settings.staging_dir / f"feed-{feed.id}.parquet"
     partial = path.with_name(path.name + ".partial")
     try:
-        staged = _write_chunks(settings, contract, plain, keys, partial)
+        staged = _write_chunks(settings, contract, plain, keys, partial, _not_after(feed))
     except pa.ArrowInvalid:
         partial.unlink(missing_ok=True)
         return None
@@ -381,7 +575,7 @@ def _stage_in_chunks(settings: Settings, feed: Feed, contract: Contract,
 
 
 def _write_chunks(settings: Settings, contract: Contract, plain: Path, keys: list[str],
-                  out: Path) -> _Staged:
+                  out: Path, not_after: dt.date) -> _Staged:
     id_field = contract.person_id_field
     encoding = _arrow_encoding(decoding.detect_file_encoding(plain))
     if encoding is None:
@@ -399,7 +593,7 @@ def _write_chunks(settings: Settings, contract: Contract, plain: Path, keys: lis
             frame = batch.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
             frame.insert(0, "_line", range(counts["received"] + 2,
                                            counts["received"] + 2 + len(frame)))
-            checked = validate_frame(frame, contract, identity_unresolved=True)
+            checked = _validate(frame, contract, not_after)
             if keys:
                 _earlier_duplicates(checked, frame, keys, seen)
             _same_id_messages(checked, id_fields, first_messages)
@@ -504,6 +698,120 @@ def _tokens(settings: Settings, canonical_ids: pd.Series) -> pd.Series:
     return tokens.iloc[positions].set_axis(canonical_ids.index)
 
 
+# ---- the state machine: what a crash or a lost receipt leaves, taken up again ----------------
+# A feed is ``received`` from register_feed until process_feed commits ``accepted`` or
+# ``rejected`` (staged file and quarantine in the same transaction), then its receipt is sent
+# (``receipt_sent_at``). A kill at any point leaves one of those states; the next pull (and the
+# housekeeping DAG) takes ``received`` feeds in again from the file as received, and the next pull
+# sends any receipt still owed. Staged files no committed feed names are removed.
+
+
+def pending_feeds(settings: Settings, partner: str | None = None) -> list[int]:
+    """Feeds registered but not yet taken in (oldest first)."""
+    with session_scope(settings.database_url) as session:
+        query = select(Feed.id).join(Partner).where(Feed.status == "received")
+        if partner:
+            query = query.where(Partner.code == partner)
+        return list(session.scalars(query.order_by(Feed.kind, Feed.sequence)))
+
+
+def resume_pending(settings: Settings, keyring: CentreKeyring | None = None,
+                   trusted: PartnerDirectory | None = None, partner: str | None = None,
+                   now: dt.datetime | None = None) -> list[IntakeResult]:
+    """Take in again every ``received`` feed of a feed-delivering partner whose file as received
+    is still there (the pull downloads the others again); alert for each feed that has waited
+    longer than ``IntakeLimits.max_wait``. Idempotent: an outcome already committed is not
+    redone."""
+    from verification.alerts import raise_alert
+
+    results = []
+    for feed_id in pending_feeds(settings, partner):
+        waiting = _waiting(settings, feed_id, now)
+        if waiting is None:
+            continue  # taken in meanwhile by another worker
+        (code, kind, sequence, raw, waited) = waiting
+        if waited > settings.intake.max_wait:
+            raise_alert(settings, "feed.waited", f"feed:{feed_id}",
+                        {"partner": code, "kind": kind, "sequence": sequence,
+                         "waited_minutes": int(waited.total_seconds() // 60),
+                         "file_present": raw.exists()})
+        if not raw.exists() or not _resumable(code, raw):
+            continue
+        if keyring is None or trusted is None:
+            keyring = keyring or CentreKeyring.load(settings.keys_dir)
+            trusted = trusted or PartnerDirectory.load(settings.keys_dir)
+        log.warning("feed %s %s #%s was left received (interrupted intake): taking it in again",
+                    code, kind, sequence)
+        results.append(process_feed(settings, feed_id, keyring, trusted))
+    return results
+
+
+_QUERY_ANSWER = "-answer-"
+
+
+def query_answer_name(kind: str, query_id: str) -> str:
+    """The file name an answer to a query list is kept under (verification/intake/query_list.py)."""
+    return f"{kind}{_QUERY_ANSWER}{query_id}.hedui"
+
+
+def _resumable(partner: str, raw: Path) -> bool:
+    """Whether intake may take a feed in again on its own: a registered partner's delivery. An
+    answer to a query list, or to another centre's request, is first checked against what was
+    asked (query_list.py, linkage.py): its own flow takes it up again; left waiting, it is only
+    alerted."""
+    return partner in load_partners() and _QUERY_ANSWER not in raw.name
+
+
+def _waiting(settings: Settings, feed_id: int, now: dt.datetime | None
+             ) -> tuple[str, str, int, Path, dt.timedelta] | None:
+    with session_scope(settings.database_url) as session:
+        feed = session.get(Feed, feed_id)
+        if feed is None or feed.status != "received":
+            return None
+        return (feed.partner.code, feed.kind, feed.sequence, Path(feed.raw_path),
+                _naive_utc(now) - feed.received_at)
+
+
+def unsent_receipts(settings: Settings, partner: str, kind: str) -> list[IntakeResult]:
+    """Outcomes committed whose receipt the partner has not acknowledged."""
+    with session_scope(settings.database_url) as session:
+        feeds = session.scalars(select(Feed).join(Partner).where(
+            Partner.code == partner, Feed.kind == kind, Feed.status.in_(["accepted", "rejected"]),
+            Feed.receipt_sent_at.is_(None)).order_by(Feed.sequence)).all()
+        return [_result(feed) for feed in feeds]
+
+
+def mark_receipt_sent(settings: Settings, feed_id: int) -> None:
+    with session_scope(settings.database_url) as session:
+        session.get(Feed, feed_id).receipt_sent_at = _naive_utc(None)
+
+
+def clean_orphan_staging(settings: Settings, older_than: dt.timedelta | None = None,
+                         now: dt.datetime | None = None) -> list[str]:
+    """Remove staged files no accepted feed names (``*.partial`` of a killed write, the file of
+    a feed killed before its commit and since rejected), once older than ``older_than``
+    (default ``IntakeLimits.max_wait``: an intake still running is never disturbed)."""
+    folder = settings.staging_dir
+    if not folder.is_dir():
+        return []
+    with session_scope(settings.database_url) as session:
+        named = {Path(p).name for p in session.scalars(
+            select(Feed.staged_path).where(Feed.status == "accepted", Feed.staged_path != ""))}
+    before = _naive_utc(now) - (older_than if older_than is not None
+                                else settings.intake.max_wait)
+    removed = []
+    for path in sorted(folder.glob("feed-*")):
+        modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)
+        if path.is_file() and path.name not in named and modified <= before:
+            path.unlink()
+            removed.append(str(path))
+    if removed:
+        with session_scope(settings.database_url) as session:
+            audit.record(session, "intake", "staging.orphans_removed", "staging",
+                         {"files": len(removed)})
+    return removed
+
+
 def reject_feed(settings: Settings, feed_id: int, reason: str) -> IntakeResult:
     """Mark a registered feed rejected as a whole for a reason found outside intake (e.g. an
     answer to a query list naming persons who were not asked); kept as received, audited."""
@@ -514,14 +822,31 @@ def reject_feed(settings: Settings, feed_id: int, reason: str) -> IntakeResult:
         return _reject(session, feed, reason)
 
 
-def _reject(session: Session, feed: Feed, reason: str) -> IntakeResult:
+def _reject(session: Session, feed: Feed, reason: str,
+            quarantine: pd.DataFrame | None = None) -> IntakeResult:
+    """Mark the feed rejected whole, kept as received (its file and digest are in the audit
+    event, so a later re-send under the same sequence loses nothing), and alert naming the
+    partner; ``quarantine``: the rows that made it fail, counted by reason."""
     feed.status, feed.reason = "rejected", reason
     feed.processed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    audit.record(session, "intake", "feed.rejected", f"feed:{feed.id}",
-                 {"kind": feed.kind, "sequence": feed.sequence, "reason": reason})
-    log.error("ALERT feed %s #%s from %s rejected: %s", feed.kind, feed.sequence,
+    feed.receipt_sent_at = None
+    feed.staged_path = ""
+    detail = {"partner": feed.partner.code, "kind": feed.kind, "sequence": feed.sequence,
+              "reason": reason, "envelope_sha256": feed.envelope_sha256,
+              "raw_path": feed.raw_path}
+    if quarantine is not None and len(quarantine):
+        detail["quarantined_by_reason"] = {str(k): int(v) for k, v in quarantine.drop_duplicates(
+            "line")["reason"].value_counts().items()}
+    audit.record(session, "intake", "feed.rejected", f"feed:{feed.id}", detail)
+    log.error("ALERT feed %s #%s from partner %s rejected: %s", feed.kind, feed.sequence,
               feed.partner.code, reason)
     return _result(feed)
+
+
+def feed_result(settings: Settings, feed_id: int) -> IntakeResult:
+    """The committed outcome of a feed, as its receipt tells it."""
+    with session_scope(settings.database_url) as session:
+        return _result(session.get(Feed, feed_id))
 
 
 def _result(feed: Feed) -> IntakeResult:

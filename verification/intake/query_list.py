@@ -149,7 +149,7 @@ def query_partner(settings: Any, client: QueryClient, partner: str, kind: str,
     if answer is None:
         return QueryOutcome(partner, kind, state["query_id"], "pending", state["asked"],
                             reason=f"no answer yet (asked {state['posted_at']})")
-    raw = settings.feeds_dir / partner / f"{kind}-answer-{state['query_id']}.hedui"
+    raw = settings.feeds_dir / partner / intake.query_answer_name(kind, state["query_id"])
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_bytes(answer.data)
     manifest = envelope.read_manifest(io.BytesIO(answer.data), trusted=trusted)

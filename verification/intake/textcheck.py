@@ -67,6 +67,44 @@ def mixed_encoding_line(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def split_encodings(data: bytes) -> tuple[str, set[int]] | None:
+    """A file mixing UTF-8 and GBK lines as text, each line decoded in its own encoding, and the
+    1-based numbers of the lines that are not in the encoding most non-ASCII lines are in (the
+    rows to quarantine). A line that is in neither is decoded with U+FFFD and counted odd.
+    None when the file does not hold lines of both encodings (bytes that are no text at all are
+    the decoder's to refuse)."""
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    utf8 = [not line.isascii() and _is_utf8(line) for line in lines]
+    foreign = [not line.isascii() and not flag for line, flag in zip(lines, utf8, strict=True)]
+    majority_utf8 = sum(utf8) >= sum(foreign)
+    texts, odd, clean_foreign = [], set(), 0
+    for number, (line, is_utf8) in enumerate(zip(lines, utf8, strict=True), start=1):
+        if line.isascii():
+            texts.append(line.decode("ascii"))
+            continue
+        if is_utf8:
+            texts.append(line.decode("utf-8"))
+        else:
+            texts.append(line.decode("gb18030", errors="replace"))
+            if "\ufffd" in texts[-1]:  # in neither encoding
+                odd.add(number)
+                continue
+            clean_foreign += 1
+        if is_utf8 != majority_utf8:
+            odd.add(number)
+    if not (any(utf8) and clean_foreign):
+        return None
+    return "\n".join(texts), odd
+
+
 def describe_mixed(found: tuple[int, int]) -> str:
     utf8, other = found
     return (f"line {other}: the file mixes encodings — line {utf8} is UTF-8 but line {other} is "

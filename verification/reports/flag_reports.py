@@ -233,7 +233,7 @@ def _write_pair(rows: pd.DataFrame, stem: Path) -> None:
 
 def _summary_sheet(sheet, rows: pd.DataFrame, context: SheetContext) -> None:  # noqa: ANN001
     sheet.title = "汇总"
-    sheet.append([context.title])
+    sheet.append([safe_cell(context.title)])
     sheet["A1"].font = Font(bold=True, size=14)
     for label, value in context.facts:
         sheet.append([label, safe_cell(value)])

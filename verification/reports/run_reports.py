@@ -25,6 +25,7 @@ from verification.reports.flag_reports import (
     SheetContext,
     evidence_table,
     flag_table,
+    safe_cell,
     write_tables,
 )
 from verification.reports.household_report import write_household_reports
@@ -85,6 +86,8 @@ def _write_district(out: Path, table: pd.DataFrame, facts: RunFacts) -> None:
     render_summary(out / "summary.html", f"{district} · 核对结论汇总", table, facts, "district")
     summary = table.pivot_table(index="street", columns="flag", values="household_code",
                                 aggfunc="count", fill_value=0)
+    summary.index = summary.index.map(safe_cell)
+    summary.columns = summary.columns.map(safe_cell)
     summary.to_csv(out / "summary.csv", encoding="utf-8-sig")
     meta = {**facts.run, "counts": table["kind"].value_counts().to_dict(),
             "feeds": {f["label"]: f["feed_id"] for f in facts.feeds}}

@@ -45,6 +45,12 @@ class Principal:
         return (self.district_wide or street_code in self.streets
                 or community_code in self.communities)
 
+    def covers_street(self, street_code: str) -> bool:
+        """Whether any of the street's households can be within the user's jurisdiction (the
+        street is served, or a community in it: community codes start with their street's)."""
+        return (self.district_wide or street_code in self.streets
+                or any(c.startswith(street_code) for c in self.communities))
+
     def require_covers(self, street_code: str, community_code: str) -> None:
         if not self.covers(street_code, community_code):
             raise AccessDenied(f"{self.username} serves "

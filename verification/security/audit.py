@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -223,15 +224,61 @@ class ChainCheck:
         return self.first_break is None
 
 
-def verify_chain(session: Session, expect_head: str | None = None) -> ChainCheck:
+@dataclass(frozen=True)
+class Anchor:
+    """A head recorded when something ended (a run), and where it was recorded."""
+
+    head: str
+    where: str
+
+
+def chain_head(session: Session) -> str:
+    """The hash of the last event ("" for an empty trail)."""
+    return session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)) or ""
+
+
+def append_anchor(anchor_file: Path, anchor: Anchor, run_id: int) -> None:
+    """Append an anchor to the file kept beside the database (one JSON object a line)."""
+    anchor_file.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"run": run_id, "head": anchor.head, "at": utcnow().isoformat()})
+    with anchor_file.open("a", encoding="utf-8") as out:
+        out.write(line + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def latest_anchors(session: Session, anchor_file: Path | None = None) -> list[Anchor]:
+    """The latest anchors: the head the most recently finished run recorded (``runs``), and
+    the last line of ``anchor_file`` (kept outside the database, so a rewrite of both tables
+    still shows)."""
+    from verification.storage.models import Run
+
+    found = []
+    row = session.execute(select(Run.id, Run.audit_head).where(Run.audit_head != "")
+                          .order_by(Run.finished_at.desc(), Run.id.desc()).limit(1)).first()
+    if row is not None:
+        found.append(Anchor(row.audit_head, f"run {row.id}"))
+    if anchor_file is not None and anchor_file.exists():
+        lines = [ln for ln in anchor_file.read_text("utf-8").splitlines() if ln.strip()]
+        if lines:
+            last = json.loads(lines[-1])
+            found.append(Anchor(str(last["head"]), f"{anchor_file.name} (run {last['run']})"))
+    return found
+
+
+def verify_chain(session: Session, expect_head: str | None = None,
+                 anchors: Iterable[Anchor] = ()) -> ChainCheck:
     """Walk the chain from the first event; the first event that does not hold is reported.
 
     A hash chain alone cannot tell a cut-off tail, or a chain recomputed from scratch by someone
-    who can write the table. ``expect_head`` closes that gap: a head recorded earlier outside the
-    database (``hedui audit verify`` prints it) must still be in the chain."""
+    who can write the table. Anchors close that gap: the head each run ended on
+    (``latest_anchors``) and a head recorded earlier outside the database (``expect_head``;
+    ``hedui audit verify`` prints it) must still be in the chain."""
+    wanted = [Anchor(expect_head, "--expect-head")] if expect_head else []
+    wanted += [a for a in anchors if a.head]
+    missing = {a.head for a in wanted}
     prev = ""
     count = 0
-    seen_head = expect_head is None
     keys = audit_keys()
     for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(1000):
         count += 1
@@ -254,10 +301,12 @@ def verify_chain(session: Session, expect_head: str | None = None) -> ChainCheck
                 return ChainCheck(count, event.id, "the persons recorded for this access were "
                                   "changed")
         prev = event.hash
-        seen_head = seen_head or event.hash == expect_head
-    if not seen_head:
-        return ChainCheck(count, 0, f"the recorded head {expect_head} is no longer in the chain: "
-                          "events after it were removed, or the chain was rewritten", prev)
+        missing.discard(event.hash)
+    for anchor in wanted:
+        if anchor.head in missing:
+            return ChainCheck(count, 0, f"the head {anchor.head} anchored by {anchor.where} is "
+                              "no longer in the chain: events after it were removed, or the "
+                              "chain was rewritten", prev)
     return ChainCheck(count, None, "", prev)
 
 

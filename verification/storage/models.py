@@ -61,7 +61,9 @@ class Feed(Base):
     # of rows_accepted: rows whose ID number was unusable (typo, missing), token <NA>, matched
     # by name and birth date at best probable (never a REMOVE)
     rows_identity_unresolved: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(20), default="received")  # accepted | rejected
+    # received (registered, not yet taken in: a crash leaves it so, and the next pull or
+    # housekeeping takes it in again) → accepted | rejected (verification/intake.py)
+    status: Mapped[str] = mapped_column(String(20), default="received")
     reason: Mapped[str] = mapped_column(Text, default="")
     raw_path: Mapped[str] = mapped_column(Text, default="")
     staged_path: Mapped[str] = mapped_column(Text, default="")
@@ -70,6 +72,9 @@ class Feed(Base):
     # When retention removed the raw and staged files (verification/security/retention.py); None:
     # kept.
     purged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # When the partner acknowledged our receipt for the current outcome; None: still to send
+    # (the next pull sends it before anything else).
+    receipt_sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     partner: Mapped[Partner] = relationship(back_populates="feeds")
 
 
@@ -181,6 +186,9 @@ class Run(Base):
     reports_dir: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # The audit chain's head when the run finished: an anchor `hedui audit verify` checks, so
+    # a cut-off tail of the trail shows (verification/security/audit.py).
+    audit_head: Mapped[str] = mapped_column(String(128), default="")
 
 
 class Assessment(Base):

@@ -148,6 +148,11 @@ def _heads(session, household_ids: list[int]) -> dict[int, Member]:  # noqa: ANN
     return {m.household_id: m for m in members}
 
 
+# For listings that page in SQL (verification/portal/views.py): the same view of a flag.
+flag_view = _view
+household_heads = _heads
+
+
 def _iso(value: dt.date | None) -> str | None:
     return value.isoformat() if value else None
 

@@ -39,7 +39,6 @@ PAGES = (  # (route name, nav key, permission needed to see it)
     ("inbox", "nav.inbox", "flags.resolve"),
     ("feeds", "nav.feeds", None),
 )
-INBOX_PAGE_SIZE = 200
 # module level, so FastAPI can resolve the (string) annotation of every route
 Viewer = Annotated[auth.Viewer, Depends(auth.current_viewer)]
 
@@ -195,17 +194,22 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
 
     @app.get("/batches/{batch_id}", name="batch_detail")
     def batch_detail(request: Request, batch_id: int, viewer: Viewer,
-                     submitted: int = 0, problem: str = "") -> HTMLResponse:
+                     submitted: int = 0, problem: str = "", kind: str = "", street: str = "",
+                     q: str = "", page: str = "1") -> HTMLResponse:
         viewer.principal.require("batches.read")
         settings = settings_factory()
         batch = views.batch_detail(settings, batch_id)
         if batch is None:
             return error_page(request, viewer, "error.not_found", 404)
-        results = _batch_results(settings, batch) if batch["status"] == "done" else []
+        want = views.FlagFilter.clean(kind=kind, street=street, q=q, page=page)
+        found = {"results": [], "total": 0, "page": 1, "pages": 1, "counts": {"kind": {}},
+                 "first": 0, "last": 0}
+        if batch["status"] == "done" and batch.get("run_id"):
+            found = views.batch_results_page(settings, batch["run_id"], want)
         groups = views.group_report_files(batch["files"], batch["reports_dir"])
-        return render(request, viewer, "batch.html", batch=batch, results=results, groups=groups,
-                      airflow=_safe_dag_state(batch["dag_run_id"]), submitted=bool(submitted),
-                      problem=problem[:300])
+        return render(request, viewer, "batch.html", batch=batch, groups=groups, want=want,
+                      **found, airflow=_safe_dag_state(batch["dag_run_id"]),
+                      submitted=bool(submitted), problem=problem[:300])
 
     @app.get("/batches/{batch_id}/download", name="batch_download")
     def batch_download(request: Request, batch_id: int, path: str,
@@ -222,19 +226,19 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
     # ---- officer inbox -------------------------------------------------------------------------
     @app.get("/inbox", name="inbox")
     def inbox(request: Request, viewer: Viewer, status: str = "open", kind: str = "",
-              sort: str = "due") -> HTMLResponse:
+              street: str = "", community: str = "", due: str = "", q: str = "",
+              sort: str = "due", page: str = "1") -> HTMLResponse:
         viewer.principal.require("flags.read")
-        flags = views.inbox_flags(settings_factory(), viewer.principal)
-        done = status == "done"
-        shown = [f for f in flags if (f["status"] == "resolved") == done
-                 and kind in ("", f["kind"])]
-        kinds = sorted({f["kind"] for f in flags}, key=views.FLAG_ORDER.index)
-        if sort == "-due":
-            shown.sort(key=lambda f: (f["due_date"] is not None, f["due_date"] or ""),
-                       reverse=True)
-        return render(request, viewer, "inbox.html", flags=shown[:INBOX_PAGE_SIZE],
-                      total=len(shown), status=status, kind=kind, sort=sort, kinds=kinds,
-                      today=clock().isoformat(), scope=_scope_names(viewer.principal))
+        want = views.FlagFilter.clean(status=status, kind=kind, street=street,
+                                      community=community, due=due, q=q, sort=sort, page=page)
+        today = clock()
+        found = views.inbox_page(settings_factory(), viewer.principal, want, today)
+        kinds = [k for k in views.FLAG_ORDER if k in found["counts"]["kind"] or k == want.kind]
+        return render(request, viewer, "inbox.html", **found, want=want, kinds=kinds,
+                      status=want.status, kind=want.kind, sort=want.sort,
+                      communities=_communities(found["counts"]["street"], want.street,
+                                               viewer.principal),
+                      today=today.isoformat(), scope=_scope_names(viewer.principal))
 
     @app.get("/flags/{flag_id}", name="flag_detail")
     def flag_detail(request: Request, flag_id: int, viewer: Viewer,
@@ -306,6 +310,16 @@ def _scope_names(who) -> list[str]:  # noqa: ANN001
             + [jurisdictions.community_name(c) for c in sorted(who.communities)])
 
 
+def _communities(street_counts: dict[str, int], street: str, who) -> dict[str, str]:  # noqa: ANN001
+    """The communities to offer once a street is chosen (only those ``who`` covers)."""
+    if not street or street not in street_counts:
+        return {}
+    found = jurisdictions.communities(street)
+    if who.district_wide or street in who.streets:
+        return found
+    return {code: name for code, name in found.items() if code in who.communities}
+
+
 def _batch_columns(lang: str) -> list[dict[str, Any]]:
     from schemas import contract_for
 
@@ -331,15 +345,6 @@ def _save_upload(file: UploadFile, path: Path) -> int:
                 break
             out.write(block)
     return size
-
-
-def _batch_results(settings: Settings, batch: dict[str, Any]) -> list[dict[str, Any]]:
-    if not batch.get("run_id"):
-        return []
-    from verification.reports import flag_table
-
-    table = flag_table(settings, batch["run_id"])
-    return table.sort_values("household_code").to_dict("records")
 
 
 def _safe_dag_state(run_id: str) -> dict[str, Any]:

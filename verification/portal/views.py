@@ -2,7 +2,7 @@
 
 Each function takes the acting ``Principal`` where the answer depends on who asks: officers get
 their own jurisdiction only, partner accounts their own feeds. Flag listings and actions go
-through verification/flags/actions.py (jurisdiction checks and audit live there); this module
+through verification/flag_actions.py (jurisdiction checks and audit live there); this module
 only summarises. Names and ID numbers appear masked, as stored.
 """
 
@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import selectinload
 
 from connectors.registry import load_partners
 from verification import codes, jurisdictions
@@ -23,12 +26,20 @@ from verification.batches import check as batches
 from verification.config import Settings
 from verification.security.access import Principal
 from verification.storage import session_scope
-from verification.storage.models import Batch, Feed, Flag, Partner, QuarantinedRow, Run
+from verification.storage.models import (
+    Assessment,
+    Batch,
+    Feed,
+    Flag,
+    Household,
+    Partner,
+    QuarantinedRow,
+    Run,
+)
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 FLAG_ORDER = ("REMOVE", "REVIEW", "ADD", "REJECT", "GRADUAL_EXIT", "ADJUST", "KEEP")
-# The stages a batch passes in order (verification/batches/check.py), as the progress bar shows
-# them.
+# The stages a batch passes in order (verification/batches.py), as the progress bar shows them.
 BATCH_STEPS = ("received", "validated", "loaded", "evidence", "assessed", "reported")
 AGEING_BUCKETS = ("overdue", "due_week", "due_later", "no_due")
 OPEN_FOR_BUCKETS = ("d0_7", "d8_30", "d31_60", "d61")
@@ -51,29 +62,201 @@ def latest_run(settings: Settings, kind: str = "review") -> Run | None:
 
 
 # ---- officer inbox -----------------------------------------------------------------------------
-def inbox_flags(settings: Settings, who: Principal,
-                kind: str | None = None) -> list[dict[str, Any]]:
-    """The flags an officer works on: those of the latest review, and those of every batch check
-    that still has unresolved ones (a batch's applicants are not in the review). Each carries
-    ``run_kind`` and ``run_label``; KEEP flags (nothing to do) are left out."""
+PAGE_SIZE = 50
+DUE_FILTERS = ("overdue", "week", "later", "none")
+INBOX_SORTS = ("due", "-due", "household", "-raised")
+
+
+@dataclass(frozen=True)
+class FlagFilter:
+    """What an officer asked the inbox (or a batch's results) for: every field is optional; the
+    database does the filtering, counting and paging (nothing loads every flag)."""
+
+    status: str = "open"  # open (not resolved) | done (resolved)
+    kind: str = ""
+    street: str = ""
+    community: str = ""
+    due: str = ""  # one of DUE_FILTERS
+    q: str = ""  # part of a household code
+    sort: str = "due"
+    page: int = 1
+
+    @classmethod
+    def clean(cls, **given: Any) -> FlagFilter:
+        """Drop what is not a known value instead of failing on a hand-edited address."""
+        kind = given.get("kind") or ""
+        due = given.get("due") or ""
+        sort = given.get("sort") or "due"
+        q = "".join(ch for ch in str(given.get("q") or "") if ch.isalnum() or ch in "-_")[:40]
+        try:
+            page = max(1, min(int(given.get("page") or 1), 100_000))
+        except ValueError:
+            page = 1
+        return cls(status="done" if given.get("status") == "done" else "open",
+                   kind=kind if kind in FLAG_ORDER else "",
+                   street=str(given.get("street") or "")[:9],
+                   community=str(given.get("community") or "")[:12],
+                   due=due if due in DUE_FILTERS else "", q=q,
+                   sort=sort if sort in INBOX_SORTS else "due", page=page)
+
+    def link(self, **change: Any) -> str:
+        """The query string of this filter with ``change`` applied (back to page 1 unless a
+        page is given)."""
+        values = {**self.__dict__, "page": 1, **change}
+        keep = {k: v for k, v in values.items()
+                if v not in ("", None) and not (k == "page" and v == 1)
+                and not (k == "sort" and v == "due") and not (k == "status" and v == "open")}
+        return "?" + urlencode(keep)
+
+
+def _inbox_base(review_id: int | None, who: Principal):  # noqa: ANN202 (SQLAlchemy Select)
+    """Flags an officer works on: the latest review's and every finished batch check's, never
+    KEEP (nothing to do), within ``who``'s jurisdiction."""
+    runs = select(Run.id).where(Run.status == "done", Run.kind == "batch")
+    where = Flag.run_id.in_(runs)
+    if review_id is not None:
+        where = where | (Flag.run_id == review_id)
+    return _scoped(select(Flag.id).where(where, Flag.kind != "KEEP"), who)
+
+
+def _narrowed(query, want: FlagFilter, today: dt.date, skip: str = ""):  # noqa: ANN001, ANN202
+    """``query`` with every filter of ``want`` applied except the one named ``skip`` (so the
+    counts beside a filter say what choosing each of its values would show)."""
+    if skip != "status":
+        query = query.where((Flag.status == "resolved") if want.status == "done"
+                            else (Flag.status != "resolved"))
+    if want.kind and skip != "kind":
+        query = query.where(Flag.kind == want.kind)
+    if want.street and skip != "street":
+        query = query.where(Flag.street_code == want.street)
+    if want.community and skip != "street":
+        query = query.where(Flag.community_code == want.community)
+    if want.due and skip != "due":
+        query = query.where(_due_condition(want.due, today))
+    if want.q:
+        query = query.where(Flag.household_id.in_(
+            select(Household.id).where(Household.household_code.contains(want.q,
+                                                                         autoescape=True))))
+    return query
+
+
+def _due_condition(due: str, today: dt.date):  # noqa: ANN202 (SQLAlchemy expression)
+    week = today + dt.timedelta(days=7)
+    return {"overdue": Flag.due_date < today,
+            "week": Flag.due_date.between(today, week),
+            "later": Flag.due_date > week,
+            "none": Flag.due_date.is_(None)}[due]
+
+
+def inbox_page(settings: Settings, who: Principal, want: FlagFilter, today: dt.date,
+               page_size: int = PAGE_SIZE) -> dict[str, Any]:
+    """One page of the inbox with its total and the counts beside each filter.
+
+    A fixed number of queries whatever the caseload: the page itself (``page_size`` rows), its
+    heads and reasons, one count and one grouped count per filter."""
     from verification.flags import actions as flag_actions
 
+    who.require("flags.read")
     review = latest_run(settings)
+    base = _inbox_base(review.id if review else None, who)
     with session_scope(settings.database_url) as session:
-        batch_runs = dict(session.execute(
-            select(Run.id, Batch.batch_code).join(Flag, Flag.run_id == Run.id)
-            .join(Batch, Batch.id == Run.batch_id, isouter=True)
-            .where(Run.kind == "batch", Run.status == "done", Flag.kind != "KEEP",
-                   Flag.status != "resolved").distinct()).all())
-    runs = ([(review.id, "review", f"{review.as_of:%Y-%m}")] if review else []) + [
-        (run_id, "batch", code or str(run_id)) for run_id, code in sorted(batch_runs.items())]
-    found: list[dict[str, Any]] = []
-    for run_id, run_kind, run_label in runs:
-        for flag in flag_actions.list_flags(settings, who, run_id=run_id, kind=kind):
-            if flag["kind"] != "KEEP":
-                found.append({**flag, "run_kind": run_kind, "run_label": run_label})
-    found.sort(key=lambda f: (f["due_date"] is None, f["due_date"] or "", f["id"]))
-    return found
+        ids = _narrowed(base, want, today)
+        total = session.scalar(select(func.count()).select_from(ids.subquery()))
+        pages = max(1, -(-total // page_size))
+        page = min(want.page, pages)
+        rows = session.execute(
+            select(Flag, Household, Run.kind, Run.as_of, Batch.batch_code)
+            .join(Household, Household.id == Flag.household_id)
+            .join(Run, Run.id == Flag.run_id).join(Batch, Batch.id == Run.batch_id, isouter=True)
+            .where(Flag.id.in_(ids)).order_by(*_inbox_order(want.sort))
+            .limit(page_size).offset((page - 1) * page_size)
+            .options(selectinload(Flag.reasons))).all()
+        heads = flag_actions.household_heads(session, [h.id for _, h, *_ in rows])
+        flags = [{**flag_actions.flag_view(f, h, heads.get(h.id)), "run_kind": run_kind,
+                  "run_label": code or (f"{as_of:%Y-%m}" if run_kind == "review" else
+                                        str(f.run_id)),
+                  "raised_at": f.created_at}
+                 for f, h, run_kind, as_of, code in rows]
+        counts = _filter_counts(session, base, want, today)
+    return {"flags": flags, "total": total, "page": page, "pages": pages,
+            "page_size": page_size, "counts": counts,
+            "first": (page - 1) * page_size + 1 if total else 0,
+            "last": (page - 1) * page_size + len(flags)}
+
+
+def _inbox_order(sort: str) -> list[Any]:
+    return {"due": [Flag.due_date.is_(None), Flag.due_date, Flag.id],
+            "-due": [Flag.due_date.is_(None), Flag.due_date.desc(), Flag.id.desc()],
+            "household": [Household.household_code, Flag.id],
+            "-raised": [Flag.created_at.desc(), Flag.id.desc()]}[sort]
+
+
+def _filter_counts(session, base, want: FlagFilter,  # noqa: ANN001
+                   today: dt.date) -> dict[str, dict[str, int]]:
+    """How many flags each value of each filter would show, the other filters kept."""
+    def grouped(column, skip: str) -> dict[Any, int]:  # noqa: ANN001
+        ids = _narrowed(base, want, today, skip=skip)
+        return dict(session.execute(select(column, func.count()).where(Flag.id.in_(ids))
+                                    .group_by(column)).all())
+
+    resolved = grouped(Flag.status == "resolved", "status")
+    week = today + dt.timedelta(days=7)
+    bucket = case((Flag.due_date.is_(None), "none"), (Flag.due_date < today, "overdue"),
+                  (Flag.due_date <= week, "week"), else_="later")
+    streets = grouped(Flag.street_code, "street")
+    return {"status": {"open": sum(n for k, n in resolved.items() if not k),
+                       "done": sum(n for k, n in resolved.items() if k)},
+            "kind": grouped(Flag.kind, "kind"),
+            "due": grouped(bucket, "due"),
+            "street": dict(sorted(streets.items()))}
+
+
+def batch_results_page(settings: Settings, run_id: int, want: FlagFilter,
+                       page_size: int = PAGE_SIZE) -> dict[str, Any]:
+    """One page of a batch check's results (every decision, KEEP included), household code
+    order, with the count of each decision; paged and counted in SQL."""
+    from verification.flags import actions as flag_actions
+    from verification.reports.flag_reports import reason_text
+
+    query = select(Flag.id).where(Flag.run_id == run_id)
+    if want.street:
+        query = query.where(Flag.street_code == want.street)
+    if want.q:
+        query = query.where(Flag.household_id.in_(
+            select(Household.id).where(Household.household_code.contains(want.q,
+                                                                         autoescape=True))))
+    with session_scope(settings.database_url) as session:
+        by_kind = dict(session.execute(select(Flag.kind, func.count())
+                                       .where(Flag.id.in_(query)).group_by(Flag.kind)).all())
+        if want.kind:
+            query = query.where(Flag.kind == want.kind)
+        total = by_kind.get(want.kind, 0) if want.kind else sum(by_kind.values())
+        pages = max(1, -(-total // page_size))
+        page = min(want.page, pages)
+        rows = session.execute(
+            select(Flag, Household, Assessment.household_size, Assessment.per_capita_income,
+                   Assessment.benefit)
+            .join(Household, Household.id == Flag.household_id)
+            .join(Assessment, (Assessment.household_id == Flag.household_id)
+                  & (Assessment.run_id == Flag.run_id), isouter=True)
+            .where(Flag.id.in_(query)).order_by(Household.household_code, Flag.id)
+            .limit(page_size).offset((page - 1) * page_size)
+            .options(selectinload(Flag.reasons))).all()
+        heads = flag_actions.household_heads(session, [h.id for _, h, *_ in rows])
+        results = []
+        for flag, household, size, per_capita, benefit in rows:
+            head = heads.get(household.id)
+            results.append({
+                "flag_id": flag.id, "household_code": household.household_code,
+                "kind": flag.kind, "street": jurisdictions.street_name(flag.street_code),
+                "community": jurisdictions.community_name(flag.community_code),
+                "head_name": head.name_masked if head else "",
+                "head_id": head.id_masked if head else "", "household_size": size,
+                "per_capita_income": per_capita, "benefit": benefit,
+                "reasons": "；".join(reason_text(r.code, r.detail) for r in flag.reasons)})
+    return {"results": results, "total": total, "page": page, "pages": pages,
+            "counts": {"kind": by_kind}, "first": (page - 1) * page_size + 1 if total else 0,
+            "last": (page - 1) * page_size + len(results)}
 
 
 def evidence_groups(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -109,75 +109,84 @@ class FlagFilter:
         return "?" + urlencode(keep)
 
 
-def _inbox_base(review_id: int | None, who: Principal):  # noqa: ANN202 (SQLAlchemy Select)
-    """Flags an officer works on: the latest review's and every finished batch check's, never
-    KEEP (nothing to do), within ``who``'s jurisdiction."""
+def _inbox_scope(review_id: int | None, who: Principal, q: str) -> list[Any]:
+    """Conditions for the flags an officer works on: the latest review's and every finished
+    batch check's, never KEEP (nothing to do), within ``who``'s jurisdiction, matching the
+    household-code search ``q``."""
     runs = select(Run.id).where(Run.status == "done", Run.kind == "batch")
     where = Flag.run_id.in_(runs)
     if review_id is not None:
         where = where | (Flag.run_id == review_id)
-    return _scoped(select(Flag.id).where(where, Flag.kind != "KEEP"), who)
+    found = [where, Flag.kind != "KEEP"]
+    if not who.district_wide:
+        found.append(Flag.street_code.in_(who.streets)
+                     | Flag.community_code.in_(who.communities))
+    if q:
+        found.append(Flag.household_id.in_(select(Household.id).where(
+            Household.household_code.contains(q, autoescape=True))))
+    return found
 
 
-def _narrowed(query, want: FlagFilter, today: dt.date, skip: str = ""):  # noqa: ANN001, ANN202
-    """``query`` with every filter of ``want`` applied except the one named ``skip`` (so the
-    counts beside a filter say what choosing each of its values would show)."""
-    if skip != "status":
-        query = query.where((Flag.status == "resolved") if want.status == "done"
-                            else (Flag.status != "resolved"))
-    if want.kind and skip != "kind":
-        query = query.where(Flag.kind == want.kind)
-    if want.street and skip != "street":
-        query = query.where(Flag.street_code == want.street)
-    if want.community and skip != "street":
-        query = query.where(Flag.community_code == want.community)
-    if want.due and skip != "due":
-        query = query.where(_due_condition(want.due, today))
-    if want.q:
-        query = query.where(Flag.household_id.in_(
-            select(Household.id).where(Household.household_code.contains(want.q,
-                                                                         autoescape=True))))
-    return query
+def _filters(want: FlagFilter, today: dt.date) -> list[Any]:
+    found = [(Flag.status == "resolved") if want.status == "done"
+             else (Flag.status != "resolved")]
+    if want.kind:
+        found.append(Flag.kind == want.kind)
+    if want.street:
+        found.append(Flag.street_code == want.street)
+    if want.community:
+        found.append(Flag.community_code == want.community)
+    if want.due:
+        week = today + dt.timedelta(days=7)
+        found.append({"overdue": Flag.due_date < today,
+                      "week": Flag.due_date.between(today, week),
+                      "later": Flag.due_date > week,
+                      "none": Flag.due_date.is_(None)}[want.due])
+    return found
 
 
-def _due_condition(due: str, today: dt.date):  # noqa: ANN202 (SQLAlchemy expression)
-    week = today + dt.timedelta(days=7)
-    return {"overdue": Flag.due_date < today,
-            "week": Flag.due_date.between(today, week),
-            "later": Flag.due_date > week,
-            "none": Flag.due_date.is_(None)}[due]
+def _due_bucket(today: dt.date):  # noqa: ANN202 (SQLAlchemy expression)
+    return case((Flag.due_date.is_(None), "none"), (Flag.due_date < today, "overdue"),
+                (Flag.due_date <= today + dt.timedelta(days=7), "week"), else_="later")
 
 
 def inbox_page(settings: Settings, who: Principal, want: FlagFilter, today: dt.date,
                page_size: int = PAGE_SIZE) -> dict[str, Any]:
     """One page of the inbox with its total and the counts beside each filter.
 
-    A fixed number of queries whatever the caseload: the page itself (``page_size`` rows), its
-    heads and reasons, one count and one grouped count per filter."""
+    A fixed number of queries whatever the caseload: one grouped count (every filter's counts
+    come from it), the page's ids (``page_size`` of them), those flags, their heads and
+    reasons."""
     from verification.flags import actions as flag_actions
 
     who.require("flags.read")
     review = latest_run(settings)
-    base = _inbox_base(review.id if review else None, who)
+    scope = _inbox_scope(review.id if review else None, who, want.q)
     with session_scope(settings.database_url) as session:
-        ids = _narrowed(base, want, today)
-        total = session.scalar(select(func.count()).select_from(ids.subquery()))
+        keys = (Flag.status == "resolved", Flag.kind, _due_bucket(today), Flag.street_code,
+                Flag.community_code)
+        groups = session.execute(select(*keys, func.count()).where(*scope)
+                                 .group_by(*keys)).all()
+        counts, total = _filter_counts(groups, want)
         pages = max(1, -(-total // page_size))
         page = min(want.page, pages)
+        ids = select(Flag.id).where(*scope, *_filters(want, today))
+        if want.sort == "household":
+            ids = ids.join(Household, Household.id == Flag.household_id)
+        page_ids = session.scalars(ids.order_by(*_inbox_order(want.sort)).limit(page_size)
+                                   .offset((page - 1) * page_size)).all()
         rows = session.execute(
             select(Flag, Household, Run.kind, Run.as_of, Batch.batch_code)
             .join(Household, Household.id == Flag.household_id)
             .join(Run, Run.id == Flag.run_id).join(Batch, Batch.id == Run.batch_id, isouter=True)
-            .where(Flag.id.in_(ids)).order_by(*_inbox_order(want.sort))
-            .limit(page_size).offset((page - 1) * page_size)
-            .options(selectinload(Flag.reasons))).all()
+            .where(Flag.id.in_(page_ids)).options(selectinload(Flag.reasons))).all()
+        rows.sort(key=lambda row: page_ids.index(row[0].id))
         heads = flag_actions.household_heads(session, [h.id for _, h, *_ in rows])
         flags = [{**flag_actions.flag_view(f, h, heads.get(h.id)), "run_kind": run_kind,
                   "run_label": code or (f"{as_of:%Y-%m}" if run_kind == "review" else
                                         str(f.run_id)),
                   "raised_at": f.created_at}
                  for f, h, run_kind, as_of, code in rows]
-        counts = _filter_counts(session, base, want, today)
     return {"flags": flags, "total": total, "page": page, "pages": pages,
             "page_size": page_size, "counts": counts,
             "first": (page - 1) * page_size + 1 if total else 0,
@@ -191,24 +200,28 @@ def _inbox_order(sort: str) -> list[Any]:
             "-raised": [Flag.created_at.desc(), Flag.id.desc()]}[sort]
 
 
-def _filter_counts(session, base, want: FlagFilter,  # noqa: ANN001
-                   today: dt.date) -> dict[str, dict[str, int]]:
-    """How many flags each value of each filter would show, the other filters kept."""
-    def grouped(column, skip: str) -> dict[Any, int]:  # noqa: ANN001
-        ids = _narrowed(base, want, today, skip=skip)
-        return dict(session.execute(select(column, func.count()).where(Flag.id.in_(ids))
-                                    .group_by(column)).all())
-
-    resolved = grouped(Flag.status == "resolved", "status")
-    week = today + dt.timedelta(days=7)
-    bucket = case((Flag.due_date.is_(None), "none"), (Flag.due_date < today, "overdue"),
-                  (Flag.due_date <= week, "week"), else_="later")
-    streets = grouped(Flag.street_code, "street")
-    return {"status": {"open": sum(n for k, n in resolved.items() if not k),
-                       "done": sum(n for k, n in resolved.items() if k)},
-            "kind": grouped(Flag.kind, "kind"),
-            "due": grouped(bucket, "due"),
-            "street": dict(sorted(streets.items()))}
+def _filter_counts(groups: list[Any], want: FlagFilter
+                   ) -> tuple[dict[str, dict[Any, int]], int]:
+    """From (resolved, kind, due bucket, street, community, n) rows: how many flags each value
+    of each filter would show with the other filters kept, and the total the filter shows."""
+    chosen = {"status": want.status, "kind": want.kind, "due": want.due,
+              "street": want.street, "community": want.community}
+    counts: dict[str, dict[Any, int]] = {"status": {"open": 0, "done": 0}, "kind": {},
+                                         "due": {}, "street": {}}
+    total = 0
+    for resolved, kind, due, street, community, n in groups:
+        values = {"status": "done" if resolved else "open", "kind": kind, "due": due,
+                  "street": street, "community": community}
+        misses = {k for k, v in chosen.items() if v and values[k] != v}
+        if not misses:
+            total += n
+        for dimension in ("status", "kind", "due", "street"):
+            others = misses - {dimension} - ({"community"} if dimension == "street" else set())
+            if not others:
+                bucket = counts[dimension]
+                bucket[values[dimension]] = bucket.get(values[dimension], 0) + n
+    counts["street"] = dict(sorted(counts["street"].items()))
+    return counts, total
 
 
 def batch_results_page(settings: Settings, run_id: int, want: FlagFilter,

@@ -195,7 +195,10 @@ def test_valid_batch_is_stored_registered_and_audited(client_for, portal_setting
             AuditEvent.subject == f"batch:{batch_id}")).all()
     assert "batch.submitted" in events
     page = client.get(location).text
-    assert batch.batch_code in page and "批次已提交" in page
+    # no batch_check DAG is parsed here, so no run could be created: the batch says so (failed,
+    # with the reason), and never "submitted" or "in progress"
+    assert batch.batch_code in page and 'data-status="failed"' in page
+    assert "核对任务未能启动" in page and "批次已提交" not in page and "核对进行中" not in page
     assert batch.batch_code in client.get("/batches").text
     assert not list((portal_settings.home / "tmp" / "portal-uploads").glob("*/*"))
 

@@ -368,6 +368,22 @@ def mark_failed(settings: Settings, batch_id: int, error: str) -> None:
     record_stage(settings, batch_id, "failed", status="failed", error=error[:300])
 
 
+def submission_failed(settings: Settings, batch_id: int, reason: str) -> None:
+    """The batch was registered but its run could not be created: say so on the batch."""
+    mark_failed(settings, batch_id, f"核对任务未能启动 / the check could not be started: {reason}")
+
+
+def submission_started(settings: Settings, batch_id: int, dag_run_id: str) -> None:
+    """Its run was created: keep the run id; a batch that had failed to start is received
+    again (the run's first task moves it on)."""
+    with session_scope(settings.database_url) as session:
+        batch = session.get(Batch, batch_id)
+        batch.dag_run_id = dag_run_id
+        failed = batch.status == "failed"
+    if failed:
+        record_stage(settings, batch_id, "received", dag_run_id=dag_run_id)
+
+
 @contextmanager
 def stage_of(settings: Settings, batch_id: int) -> Iterator[None]:
     """Around one stage: any failure is recorded on the batch, then raised again.

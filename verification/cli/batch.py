@@ -74,21 +74,34 @@ def _submit_locally(file: Path, category: str, requester: str, notes: str,
 
 def _submit_to_airflow(config, file: Path, category: str, requester: str,  # noqa: ANN001
                        notes: str, as_of: str) -> None:
-    from sqlalchemy import update
-
-    from verification.batches.airflow_api import AirflowApi
-    from verification.batches.check import register_batch
-    from verification.storage import session_scope
-    from verification.storage.models import Batch
+    """Log in and find the DAG first, register the batch only then; a trigger that fails
+    after that marks the batch failed with the reason (no batch waits for a run that never
+    comes)."""
+    from verification.batches.airflow_api import AirflowApi, AirflowApiError
+    from verification.batches.check import register_batch, submission_failed, submission_started
 
     settings = load_settings()
+    api = AirflowApi(config)
+    try:
+        api.login()
+        api.dag("batch_check")
+    except AirflowApiError as err:
+        typer.echo(f"未提交，未登记批次 / not submitted, no batch registered: {err}", err=True)
+        raise typer.Exit(1) from err
     ref = register_batch(settings, file, category=category, requester=requester, notes=notes)
     conf = {"batch_file": str(ref.stored_path), "category": category, "requester": requester,
             "notes": notes, "as_of": as_of}
-    run = AirflowApi(config).trigger("batch_check", conf)
-    with session_scope(settings.database_url) as session:
-        session.execute(update(Batch).where(Batch.id == ref.id)
-                        .values(dag_run_id=run["dag_run_id"]))
+    try:
+        run = api.trigger("batch_check", conf)
+    except AirflowApiError as err:
+        submission_failed(settings, ref.id, str(err))
+        typer.echo(f"批次 {ref.code} 未能启动，已标记为失败 / batch {ref.code} could not be "
+                   f"started and is marked failed: {err}", err=True)
+        raise typer.Exit(1) from err
+    submission_started(settings, ref.id, run["dag_run_id"])
+    if run.get("dag_was_paused"):
+        typer.echo("调度平台中的 batch_check 原处于暂停状态，已恢复 / batch_check was paused in "
+                   "Airflow and has been unpaused")
     typer.echo(f"batch {ref.code} submitted: batch_check run {run['dag_run_id']} "
                f"({run['state']})")
     typer.echo(f"follow it with: hedui batch status {ref.code}")

@@ -105,12 +105,11 @@ def submit(settings: Settings, path: Path, *, category: str, requester: str,
     error = trigger_batch_check(run_id, {"batch_file": str(ref.stored_path),
                                          "category": category, "requester": requester,
                                          "notes": notes}, requester)
+    if error:
+        batches.submission_failed(settings, ref.id, error)
+    else:
+        batches.submission_started(settings, ref.id, run_id)
     with session_scope(settings.database_url) as session:
-        from verification.storage.models import Batch
-
-        batch = session.get(Batch, ref.id)
-        if not error:
-            batch.dag_run_id = run_id
         audit.record(session, requester, "batch.submitted", f"batch:{ref.id}",
                      {"code": ref.code, "via": "portal", "dag_run_id": run_id if not error
                       else "", "trigger_error": error[:200]})

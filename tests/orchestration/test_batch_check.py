@@ -96,13 +96,23 @@ def test_invalid_batch_fails_with_row_errors_before_anything_is_loaded(
 
     (batch,) = _all_batches(settings)
     assert batch.status == "invalid" and batch.errors == 2
-    errors = pd.read_csv(Path(batch.stored_path).parent / "errors.csv", encoding="utf-8-sig")
-    assert sorted(errors["line"]) == [first + 2, second + 2]  # line 1 is the header
-    assert set(errors["field"]) == {"id_number", "relation"}
+    errors_file = Path(batch.stored_path).parent / "errors.csv"
+    assert errors_file.read_bytes().startswith(b"\xef\xbb\xbf")  # BOM: Excel reads it as UTF-8
+    errors = pd.read_csv(errors_file, encoding="utf-8-sig", dtype=str)
+    assert list(errors.columns) == ["行号", "家庭编号", "字段", "字段代码", "问题说明",
+                                    "说明（英文）", "原因代码"]
+    assert sorted(errors["行号"].astype(int)) == [first + 2, second + 2]  # line 1: the header
+    assert set(errors["字段代码"]) == {"id_number", "relation"}
+    assert set(errors["家庭编号"]) == set(frame.loc[[first, second], "household_code"])
+    assert "身份证号校验位不符" in " ".join(errors["问题说明"])
+    assert not any(v in errors_file.read_text("utf-8-sig")
+                   for v in frame["id_number"]), "no full ID number in errors.csv"
+    assert not Path(batch.stored_path).exists(), "the raw upload of a refused file is removed"
     assert _count(settings, Household) == 0, "nothing is loaded from an invalid file"
     assert _count(settings, Run) == 0, "no evidence is collected for an invalid file"
+    again = batches.register_batch(settings, path)
     with pytest.raises(batches.BatchInvalid, match=f"line {first + 2}: id_number"):
-        batches.validate_batch(settings, batch.id)
+        batches.validate_batch(settings, again.id)
 
 
 def _all_batches(settings) -> list[Batch]:  # noqa: ANN001

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -312,3 +313,30 @@ def test_whole_file_problems_and_repeated_persons_are_said_plainly(client_for, d
                            files={"file": (twice.name, twice.read_bytes(), "text/csv")})
     assert response.status_code == 422
     assert "同一人在本文件中出现了两次（另见第 " in response.text
+
+
+def test_a_batch_refused_off_the_portal_shows_its_row_errors_in_chinese(client_for,
+                                                                        portal_settings,
+                                                                        district_dir, tmp_path):
+    """The CLI, REST and inbox paths validate in verification/batches.py: their refusals reach
+    the batch page with line, household code, field and what is wrong, and errors.csv."""
+    from verification import batches
+
+    path, bad = broken_batch_file(district_dir, tmp_path)
+    ref = batches.register_batch(portal_settings, path, category="edge", requester="cli")
+    with pytest.raises(batches.BatchInvalid):
+        batches.validate_batch(portal_settings, ref.id)
+    client = client_for("hedui_staff")
+    page = client.get(f"/batches/{ref.id}").text
+    assert 'data-status="invalid"' in page and "校验错误" in page
+    lines = [int(x) for x in re.findall(r'<tr data-line="(\d+)"', page)]
+    assert lines == sorted(bad)
+    codes = pd.read_csv(path, dtype=str, keep_default_na=False)["household_code"]
+    for line in bad:
+        assert codes[line - 2] in page.split(f'data-line="{line}"')[1].split("</tr>")[0]
+    assert "身份证号校验位不符" in page and "「残疾等级」不能大于 4" in page
+    download = client.get(f"/batches/{ref.id}/errors.csv")
+    assert download.status_code == 200 and download.content.startswith(b"\xef\xbb\xbf")
+    assert download.content.decode("utf-8-sig").startswith("行号,家庭编号,字段")
+    english = client_for("hedui_staff", lang="en").get(f"/batches/{ref.id}").text
+    assert "check character does not match" in english

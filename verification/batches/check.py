@@ -53,15 +53,23 @@ class BatchInvalid(ValueError):
     def __init__(self, batch_code: str, errors: pd.DataFrame, received: int,
                  errors_file: Path | None = None) -> None:
         self.batch_code, self.errors, self.errors_file = batch_code, errors, errors_file
-        lines = [f"  line {r.line}: {r.field}: {r.message} [{r.reason}]"
-                 for r in errors.head(_ERRORS_SHOWN).itertuples()]
+        lines = [_error_line(r) for r in errors.head(_ERRORS_SHOWN).itertuples()]
         more = len(errors) - _ERRORS_SHOWN
-        tail = [f"  … and {more} more"] if more > 0 else []
-        where = [f"every error: {errors_file}"] if errors_file else []
+        tail = [f"  …另有 {more} 处 / and {more} more"] if more > 0 else []
+        where = [f"全部错误 / every error: {errors_file}"] if errors_file else []
+        bad = errors["line"].nunique()
         super().__init__("\n".join([
-            f"batch {batch_code}: {errors['line'].nunique()} of {received} rows fail the "
-            "batch-file contract; no partner was queried and nothing was loaded", *lines, *tail,
-            *where]))
+            f"批次 {batch_code}：{received} 行中有 {bad} 行不符合批次文件格式，未查询协查部门，"
+            f"未载入任何数据 / batch {batch_code}: {bad} of {received} rows fail the batch-file "
+            "contract; no partner was queried and nothing was loaded", *lines, *tail, *where]))
+
+
+def _error_line(r: Any) -> str:  # noqa: ANN401 (a row of error_lines or of a quarantine)
+    """One problem: line, household, field and what is wrong (Chinese, English beside)."""
+    if hasattr(r, "message_en"):
+        return (f"  第 {r.line} 行 家庭 {r.household_code or '—'} 「{r.field_title}」："
+                f"{r.message} / line {r.line}: {r.field}: {r.message_en}")
+    return f"  line {r.line}: {r.field}: {r.message} [{r.reason}]"
 
 
 @dataclass(frozen=True)
@@ -161,12 +169,17 @@ def validate_batch(settings: Settings, batch_id: int) -> int:
         session.execute(update(Batch).where(Batch.id == batch_id)
                         .values(rows=checked.received, errors=len(errors)))
     if len(errors):
+        from connectors.decoding import decode_file
+        from verification.portal.row_errors import error_lines, write_errors_csv
+
         errors_file = stored.parent / "errors.csv"
-        errors[["line", "field", "reason", "message"]].to_csv(errors_file, index=False,
-                                                              encoding="utf-8-sig")
+        explained = error_lines(decode_file(stored), errors)
+        write_errors_csv(explained, errors_file)
+        # The file holds full ID numbers and will never be used: only errors.csv (masked) stays.
+        stored.unlink(missing_ok=True)
         record_stage(settings, batch_id, "invalid", errors=len(errors),
                      lines=int(errors["line"].nunique()), errors_file=str(errors_file))
-        raise BatchInvalid(batch.batch_code, errors, checked.received, errors_file)
+        raise BatchInvalid(batch.batch_code, explained, checked.received, errors_file)
     record_stage(settings, batch_id, "validated", rows=checked.received)
     return checked.received
 

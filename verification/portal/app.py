@@ -28,8 +28,7 @@ from verification.config import Settings, load_settings
 from verification.flags import actions as flag_actions
 from verification.portal import auth, submit, views
 from verification.portal.i18n import LANG_COOKIE, LANGUAGES, text
-from verification.portal.row_errors import explain
-from verification.security.access import AccessDenied
+from verification.portal.row_errors import explain, read_errors_csv
 
 HERE = Path(__file__).parent
 PAGES = (  # (route name, nav key, permission needed to see it)
@@ -207,9 +206,22 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
         if batch["status"] == "done" and batch.get("run_id"):
             found = views.batch_results_page(settings, batch["run_id"], want)
         groups = views.group_report_files(batch["files"], batch["reports_dir"])
+        row_errors, error_total = ([], 0)
+        if batch["status"] == "invalid":
+            row_errors, error_total = read_errors_csv(_errors_file(batch))
         return render(request, viewer, "batch.html", batch=batch, groups=groups, want=want,
                       **found, airflow=_safe_dag_state(batch["dag_run_id"]),
-                      submitted=bool(submitted), problem=problem[:300])
+                      submitted=bool(submitted), problem=problem[:300],
+                      row_errors=row_errors, error_total=error_total)
+
+    @app.get("/batches/{batch_id}/errors.csv", name="batch_errors")
+    def batch_errors(request: Request, batch_id: int, viewer: Viewer) -> Response:
+        viewer.principal.require("batches.read")
+        batch = views.batch_detail(settings_factory(), batch_id)
+        found = _errors_file(batch) if batch and batch["status"] == "invalid" else None
+        if found is None or not found.is_file():
+            return error_page(request, viewer, "error.not_found", 404)
+        return FileResponse(found, filename=f"{batch['code']}-errors.csv", media_type="text/csv")
 
     @app.get("/batches/{batch_id}/download", name="batch_download")
     def batch_download(request: Request, batch_id: int, path: str,
@@ -345,6 +357,11 @@ def _save_upload(file: UploadFile, path: Path) -> int:
                 break
             out.write(block)
     return size
+
+
+def _errors_file(batch: dict[str, Any]) -> Path:
+    """errors.csv sits beside the stored file (verification/batches.py validate_batch)."""
+    return Path(batch["stored_path"]).parent / "errors.csv"
 
 
 def _safe_dag_state(run_id: str) -> dict[str, Any]:

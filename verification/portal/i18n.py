@@ -130,6 +130,16 @@ _TEXT: dict[str, tuple[str, str]] = {
     "batches.size": ("家庭人数", "Members"),
     "batches.head": ("户主", "Head"),
     "batches.dag_run": ("调度运行", "Airflow run"),
+    "batches.row_errors": ("校验错误", "Row errors"),
+    "batches.row_errors_intro": ("文件中有 {bad} 处不符合批次文件格式，未查询协查部门，"
+                                 "也未载入任何数据。请按下列说明修改后重新提交。",
+                                 "The file has {bad} problems with the batch-file format: no "
+                                 "partner was queried and nothing was loaded. Fix them as said "
+                                 "below and submit again."),
+    "batches.row_errors_more": ("此处列出前 {shown} 处，共 {total} 处；全部错误见下载文件。",
+                                "The first {shown} of {total} are listed; the download has all."),
+    "batches.errors_csv": ("下载错误清单（CSV）", "Download the error list (CSV)"),
+    "batches.field": ("字段", "Field"),
     "batches.refresh": ("核对进行中，本页每 10 秒自动刷新。",
                         "Checking is in progress: this page refreshes every 10 seconds."),
     "batches.paused": ("调度平台中的 batch_check 任务处于暂停状态，"

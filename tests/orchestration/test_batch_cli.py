@@ -40,7 +40,10 @@ def test_invalid_file_lists_row_errors_and_sends_nothing(hedui_home, district_di
     frame.to_csv(path, index=False, encoding="utf-8-sig")
     result = CliRunner().invoke(app, ["submit", str(path), "--local"])
     assert result.exit_code == 1
-    assert "batch.csv:2: street_code:" in result.output and "nothing was sent" in result.output
+    assert "nothing was sent" in result.output and "未发送任何数据" in result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("batch.csv:2:"))
+    assert frame.loc[0, "household_code"] in line and "「街道代码」应为 9 位数字" in line
+    assert "street_code:" in line
     assert _batches(hedui_home) == 0
 
 

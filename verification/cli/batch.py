@@ -28,7 +28,7 @@ app = typer.Typer(help="批量核对 / batch checks: submit a file, follow its p
 def submit(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="批次文件 / batch file"),
     category: str = typer.Option("dibao", help="救助类别 / dibao, edge, rigid or tekun"),
-    requester: str = typer.Option(None, help="申请人 / who asks (default: $USER)"),
+    requester: str = typer.Option(None, help="提交人 / who submits (default: $USER)"),
     notes: str = typer.Option("", help="备注 / notes kept with the batch"),
     as_of: str = typer.Option(None, help="核对基准日 / as-of date YYYY-MM-DD (default today)"),
     local: bool = typer.Option(False, "--local", help="在本进程中运行 / run in this process"),
@@ -36,21 +36,16 @@ def submit(
     """Validate a batch file, then check it through Airflow (or in-process with --local)."""
     from verification.batches.airflow_api import AirflowApiConfig
     from verification.batches.check import CATEGORIES
-    from verification.intake.roster import validate_roster
 
     if category not in CATEGORIES:
         raise typer.BadParameter(f"{category!r}: one of {', '.join(CATEGORIES)}",
                                  param_hint="--category")
-    checked = validate_roster(file)
+    checked = _checked(file)
     if len(checked.quarantine):
-        for row in checked.quarantine.sort_values(["line", "field"]).itertuples():
-            typer.echo(f"{file.name}:{row.line}: {row.field}: {row.message} [{row.reason}]",
-                       err=True)
-        typer.echo(f"{checked.quarantine['line'].nunique()} of {checked.received} rows fail "
-                   "the batch-file contract; fix them and submit again (nothing was sent)",
-                   err=True)
+        _print_row_errors(file, checked)
         raise typer.Exit(1)
-    typer.echo(f"{file.name}: {checked.received} rows, all valid")
+    typer.echo(f"{file.name}：{checked.received} 行，全部通过校验 / {checked.received} rows, "
+               "all valid")
     requester = requester or os.environ.get("USER", "")
     when = dt.date.fromisoformat(as_of) if as_of else None
     if local:
@@ -61,6 +56,36 @@ def submit(
         raise typer.BadParameter("no Airflow API server is configured (set HEDUI_AIRFLOW_URL, "
                                  "HEDUI_AIRFLOW_USER, HEDUI_AIRFLOW_PASSWORD) — or use --local")
     _submit_to_airflow(config, file, category, requester, notes, as_of or "")
+
+
+def _checked(file: Path):  # noqa: ANN202 (roster.Validated)
+    """The file against the batch-file contract; a file that cannot be read ends here in one
+    line (Chinese, English beside), not in a traceback."""
+    from verification.intake.decode import DecodeError
+    from verification.intake.roster import validate_roster
+    from verification.portal.row_errors import explain_file_problem
+
+    try:
+        return validate_roster(file)
+    except (DecodeError, ValueError, KeyError) as err:
+        message = str(err).splitlines()[0][:300]
+        typer.echo(f"{file.name}：{explain_file_problem(message, 'zh')} / {message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _print_row_errors(file: Path, checked) -> None:  # noqa: ANN001
+    """Every problem: line, household code, field and what is wrong, in Chinese and English."""
+    from verification.intake.decode import decode_file
+    from verification.portal.row_errors import error_lines
+
+    for row in error_lines(decode_file(file), checked.quarantine).itertuples():
+        typer.echo(f"{file.name}:{row.line}: 家庭 {row.household_code or '—'} "
+                   f"「{row.field_title}」{row.message} / {row.field}: {row.message_en}",
+                   err=True)
+    bad = checked.quarantine["line"].nunique()
+    typer.echo(f"{checked.received} 行中有 {bad} 行不符合批次文件格式，请修改后重新提交"
+               f"（未发送任何数据） / {bad} of {checked.received} rows fail the batch-file "
+               "contract; fix them and submit again (nothing was sent)", err=True)
 
 
 def _submit_locally(file: Path, category: str, requester: str, notes: str,

@@ -378,7 +378,7 @@ def write_batch_reports(settings: Settings, batch_id: int, run_id: int) -> Path:
 
 def mark_failed(settings: Settings, batch_id: int, error: str) -> None:
     """Record that a stage failed (a retry that succeeds moves the batch on again)."""
-    record_stage(settings, batch_id, "failed", status="failed", error=error[:300])
+    record_stage(settings, batch_id, "failed", status="failed", error=error[:600])
 
 
 def submission_failed(settings: Settings, batch_id: int, reason: str) -> None:
@@ -395,6 +395,57 @@ def submission_started(settings: Settings, batch_id: int, dag_run_id: str) -> No
         failed = batch.status == "failed"
     if failed:
         record_stage(settings, batch_id, "received", dag_run_id=dag_run_id)
+
+
+# ---- trigger input ------------------------------------------------------------------------------
+TRIGGER_KEYS = ("batch_file", "category", "requester", "notes", "as_of")
+
+
+class BadTrigger(ValueError):
+    """A batch_check run was started with input no retry can fix; the message says what, in
+    Chinese and English."""
+
+
+def check_trigger(conf: dict[str, Any], today: dt.date) -> None:
+    """Refuse a run's input before anything is done: an unknown key (a misspelt ``as_of``
+    would otherwise be ignored), an impossible or future as-of date, an unknown category, a
+    batch file that is not there."""
+    unknown = sorted(set(conf) - set(TRIGGER_KEYS))
+    if unknown:
+        raise BadTrigger(f"触发参数中有未知的键：{'、'.join(unknown)}"
+                         f"（可用：{'、'.join(TRIGGER_KEYS)}） / unknown trigger key(s) "
+                         f"{', '.join(unknown)}; the keys are {', '.join(TRIGGER_KEYS)}")
+    as_of = conf.get("as_of") or ""
+    if as_of:
+        try:
+            when = dt.date.fromisoformat(str(as_of)) if len(str(as_of)) == 10 else None
+        except ValueError:
+            when = None
+        if when is None:
+            raise BadTrigger(f"核对基准日“{as_of}”不是有效日期，应写成 2026-11-01 的形式 / as_of "
+                             f"{as_of!r} is not a date; write it as 2026-11-01")
+        if when > today:
+            raise BadTrigger(f"核对基准日 {as_of} 晚于今天 / as_of {as_of} is in the future")
+    category = conf.get("category") or "dibao"
+    if category not in CATEGORIES:
+        raise BadTrigger(f"救助类别“{category}”不存在，应为 {'、'.join(CATEGORIES)} 之一 / "
+                         f"unknown category {category!r}; one of {', '.join(CATEGORIES)}")
+    batch_file = conf.get("batch_file") or ""
+    if batch_file and not Path(batch_file).is_file():
+        raise BadTrigger(f"找不到批次文件 {Path(batch_file).name}（服务器上的路径须完整） / batch "
+                         f"file not found on the shared volume: {batch_file}")
+
+
+def refuse_run(settings: Settings, dag_run_id: str, batch_file: str, reason: str) -> int:
+    """Mark the batches this refused run was meant to check as failed, with the reason, so the
+    portal and `hedui batch status` say why; returns how many."""
+    with session_scope(settings.database_url) as session:
+        ids = session.scalars(select(Batch.id).where(
+            (Batch.dag_run_id == dag_run_id) | (Batch.stored_path == (batch_file or "\0")),
+            Batch.status.not_in(["done"]))).all()
+    for batch_id in ids:
+        mark_failed(settings, batch_id, reason)
+    return len(ids)
 
 
 @contextmanager

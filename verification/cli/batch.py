@@ -115,7 +115,7 @@ def _submit_to_airflow(config, file: Path, category: str, requester: str,  # noq
         raise typer.Exit(1) from err
     ref = register_batch(settings, file, category=category, requester=requester, notes=notes)
     conf = {"batch_file": str(ref.stored_path), "category": category, "requester": requester,
-            "notes": notes, "as_of": as_of}
+            "notes": notes, "as_of": as_of or None}  # null: today (the DAG's date param)
     try:
         run = api.trigger("batch_check", conf)
     except AirflowApiError as err:

@@ -60,6 +60,8 @@ def test_submit_local_runs_every_stage_and_status_shows_where_results_are(
     assert status.exit_code == 0 and "reported" in status.output and "低保边缘" in status.output
     for stage in ("validated", "loaded", "evidence", "assessed"):
         assert stage in status.output
+    stage_lines = [x for x in status.output.splitlines() if "validated" in x]
+    assert stage_lines and all("UTC+8" in x for x in stage_lines)  # one clock, zone written
 
 
 def test_submit_without_a_server_asks_for_one_or_local(hedui_home, district_dir, tmp_path,

@@ -145,21 +145,34 @@ def status(batch: str = typer.Argument(..., help="批次编号 / batch code (or 
 
 def _print_status(found: dict) -> None:
     from verification.codes import label
+    from verification.localtime import to_local
+    from verification.portal.i18n import text
 
+    status, stage = found["status"], found["stage"]
     typer.echo(f"batch {found['code']} ({found['file']}, {label('categories', found['category'])})"
-               f": {found['status']} — stage {found['stage']}")
-    typer.echo(f"  rows {found['rows']}, row errors {found['errors']}, "
-               f"households {found['households']}")
+               f": {text('batch.status.' + status, 'zh')} {status} — stage {stage}"
+               f"（{_stage_zh(stage)}）")
+    typer.echo(f"  行数 rows {found['rows']}，行错误 row errors {found['errors']}，"
+               f"家庭 households {found['households']}")
     for step in found["progress"]:
-        extra = {k: v for k, v in step.items() if k not in ("stage", "at")}
-        typer.echo(f"  {step['at']}  {step['stage']:<10} {_short(extra)}")
+        extra = {k: v for k, v in step.items() if k not in ("stage", "at", "error")}
+        typer.echo(f"  {to_local(step['at'])}  {_stage_zh(step['stage'])} {step['stage']:<10} "
+                   f"{_short(extra)}".rstrip())
+    if status == "failed" and found["progress"]:
+        typer.echo(f"  原因 / reason: {found['progress'][-1].get('error', '')}")
     if found["flags"]:
         flags = ", ".join(f"{label('flags', k)} {k} {v}" for k, v in sorted(found["flags"].items()))
         typer.echo(f"  flags: {flags}")
     if found["reports_dir"]:
-        typer.echo(f"  reports: {found['reports_dir']}")
-    elif found["status"] == "invalid":
-        typer.echo(f"  errors: {Path(found['stored_path']).parent / 'errors.csv'}")
+        typer.echo(f"  报告 reports: {found['reports_dir']}")
+    elif status == "invalid":
+        typer.echo(f"  错误清单 errors: {Path(found['stored_path']).parent / 'errors.csv'}")
+
+
+def _stage_zh(stage: str) -> str:
+    from verification.portal.i18n import text
+
+    return text(f"batch.status.{stage}", "zh")
 
 
 def _short(extra: dict) -> str:
@@ -168,12 +181,15 @@ def _short(extra: dict) -> str:
 
 def _print_airflow_state(found: dict) -> None:
     from verification.batches.airflow_api import AirflowApi, AirflowApiConfig, AirflowApiError
+    from verification.portal.i18n import airflow_state
 
     config = AirflowApiConfig.from_env()
     if config is None or not found["dag_run_id"]:
         return
     try:
         run = AirflowApi(config, timeout=10).dag_run("batch_check", found["dag_run_id"])
-        typer.echo(f"  airflow run {found['dag_run_id']}: {run['state']}")
+        typer.echo(f"  调度运行 airflow run {found['dag_run_id']}: "
+                   f"{airflow_state(run['state'], 'zh')} {run['state']}")
     except (AirflowApiError, OSError) as err:
-        typer.echo(f"  airflow run {found['dag_run_id']}: state unavailable ({err})", err=True)
+        typer.echo(f"  调度运行 airflow run {found['dag_run_id']}: 状态暂不可知 / state "
+                   f"unavailable ({err})", err=True)

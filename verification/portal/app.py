@@ -26,8 +26,9 @@ from verification import codes, jurisdictions
 from verification.batches import check as batches
 from verification.config import Settings, load_settings
 from verification.flags import actions as flag_actions
+from verification.localtime import local_today
 from verification.portal import auth, submit, views
-from verification.portal.i18n import LANG_COOKIE, LANGUAGES, text
+from verification.portal.i18n import LANG_COOKIE, LANGUAGES, airflow_state, text
 from verification.portal.row_errors import explain, read_errors_csv
 
 HERE = Path(__file__).parent
@@ -57,7 +58,7 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
                                  LANGUAGES=LANGUAGES, explain=explain)
     templates.env.filters["num"] = _number
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    clock = today or (lambda: dt.datetime.now(views.LOCAL_TZ).date())
+    clock = today or local_today
 
     def render(request: Request, viewer: auth.Viewer | None, name: str, status_code: int = 200,
                **context: Any) -> HTMLResponse:
@@ -68,6 +69,7 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
             "viewer": viewer, "lang": lang, "nav": nav, "logout_url": auth.LOGOUT_PATH,
             "t": lambda key, **kw: text(key, lang, **kw), "label": lambda s, c: _label(s, c, lang),
             "local": views.to_local, "page": name.removesuffix(".html"),
+            "airflow_state": lambda state: airflow_state(state, lang),
             "colon": "：" if lang == "zh" else ": ", **context},
             status_code=status_code)
 

@@ -117,7 +117,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "batches.rows": ("行数", "Rows"),
     "batches.progress": ("进度", "Progress"),
     "batches.empty": ("还没有提交过核对批次。", "No batch has been submitted yet."),
-    "batches.stages": ("办理进度", "Progress by stage"),
+    "batches.stages": ("办理进度（北京时间 UTC+8）", "Progress by stage (Beijing time, UTC+8)"),
     "batches.results": ("核对结果", "Results"),
     "batches.reports": ("核对报告下载", "Verification reports"),
     "batches.no_reports": ("核对完成后可在此下载报告。",
@@ -164,6 +164,13 @@ _TEXT: dict[str, tuple[str, str]] = {
     "stage.evidence": ("比对协查数据", "Partner data matched"),
     "stage.assessed": ("核算认定", "Assessed"),
     "stage.reported": ("出具报告", "Reports written"),
+    "airflow.state.queued": ("排队等待", "queued"),
+    "airflow.state.running": ("运行中", "running"),
+    "airflow.state.success": ("已成功", "succeeded"),
+    "airflow.state.failed": ("失败", "failed"),
+    "airflow.state.up_for_retry": ("等待重试", "waiting to retry"),
+    "airflow.state.scheduled": ("已排程", "scheduled"),
+    "airflow.state.deferred": ("等待外部事件", "deferred"),
     "stage.state.done": ("已完成", "done"),
     "stage.state.running": ("进行中", "running"),
     "stage.state.waiting": ("等待", "waiting"),
@@ -283,3 +290,9 @@ def text(key: str, lang: str, **values: object) -> str:
 
 def pick_language(requested: str | None) -> str:
     return requested if requested in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def airflow_state(state: str, lang: str) -> str:
+    """An Airflow run or task state (``DagRunState.QUEUED`` or ``queued``) in words."""
+    key = f"airflow.state.{str(state).rsplit('.', 1)[-1].lower()}"
+    return text(key, lang) if key in _TEXT else str(state)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from sqlalchemy import case, func, select
@@ -24,6 +23,7 @@ from connectors.registry import load_partners
 from verification import codes, jurisdictions
 from verification.batches import check as batches
 from verification.config import Settings
+from verification.localtime import LOCAL_TZ, to_local  # noqa: F401 (to_local: the pages')
 from verification.security.access import Principal
 from verification.storage import session_scope
 from verification.storage.models import (
@@ -37,7 +37,6 @@ from verification.storage.models import (
     Run,
 )
 
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 FLAG_ORDER = ("REMOVE", "REVIEW", "ADD", "REJECT", "GRADUAL_EXIT", "ADJUST", "KEEP")
 # The stages a batch passes in order (verification/batches.py), as the progress bar shows them.
 BATCH_STEPS = ("received", "validated", "loaded", "evidence", "assessed", "reported")
@@ -556,10 +555,3 @@ def expected_next(schedule: str, interval_days: int, last: dt.datetime | None,
         age = (now - last).days
         late = max(0, age - interval_days)
     return {"next_pull": next_pull, "late_days": late, "interval_days": interval_days}
-
-
-def to_local(value: dt.datetime | None) -> str:
-    """A stored naive-UTC time as local (Asia/Shanghai) minutes."""
-    if value is None:
-        return ""
-    return value.replace(tzinfo=dt.UTC).astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")

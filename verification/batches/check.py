@@ -169,11 +169,11 @@ def validate_batch(settings: Settings, batch_id: int) -> int:
         session.execute(update(Batch).where(Batch.id == batch_id)
                         .values(rows=checked.received, errors=len(errors)))
     if len(errors):
-        from connectors.decoding import decode_file
         from verification.portal.row_errors import error_lines, write_errors_csv
+        from verification.roster import read_batch_file
 
         errors_file = stored.parent / "errors.csv"
-        explained = error_lines(decode_file(stored), errors)
+        explained = error_lines(read_batch_file(stored), errors)
         write_errors_csv(explained, errors_file)
         # The file holds full ID numbers and will never be used: only errors.csv (masked) stays.
         stored.unlink(missing_ok=True)
@@ -201,10 +201,11 @@ def load_batch(settings: Settings, batch_id: int) -> list[int]:
 
 def batch_household_ids(settings: Settings, batch_id: int) -> list[int]:
     """The households named in the batch file (read back from the stored file)."""
-    from connectors.decoding import decode_file
+    from verification.roster import read_batch_file
 
     batch = _batch(settings, batch_id)
-    codes = decode_file(Path(batch.stored_path))["household_code"].str.strip().unique().tolist()
+    codes = read_batch_file(Path(batch.stored_path))["household_code"].str.strip().unique() \
+        .tolist()
     with session_scope(settings.database_url) as session:
         return sorted(session.scalars(select(Household.id)
                                       .where(Household.household_code.in_(codes))).all())

@@ -61,7 +61,7 @@ def submit(
 def _checked(file: Path):  # noqa: ANN202 (roster.Validated)
     """The file against the batch-file contract; a file that cannot be read ends here in one
     line (Chinese, English beside), not in a traceback."""
-    from verification.intake.decode import DecodeError
+    from connectors.decoding import DecodeError
     from verification.intake.roster import validate_roster
     from verification.portal.row_errors import explain_file_problem
 
@@ -75,10 +75,10 @@ def _checked(file: Path):  # noqa: ANN202 (roster.Validated)
 
 def _print_row_errors(file: Path, checked) -> None:  # noqa: ANN001
     """Every problem: line, household code, field and what is wrong, in Chinese and English."""
-    from verification.intake.decode import decode_file
+    from verification.intake.roster import read_batch_file
     from verification.portal.row_errors import error_lines
 
-    for row in error_lines(decode_file(file), checked.quarantine).itertuples():
+    for row in error_lines(read_batch_file(file), checked.quarantine).itertuples():
         typer.echo(f"{file.name}:{row.line}: 家庭 {row.household_code or '—'} "
                    f"「{row.field_title}」{row.message} / {row.field}: {row.message_en}",
                    err=True)

@@ -30,6 +30,7 @@ from verification.localtime import local_today
 from verification.portal import auth, submit, views
 from verification.portal.i18n import LANG_COOKIE, LANGUAGES, airflow_state, text
 from verification.portal.row_errors import explain, read_errors_csv
+from verification.security.access import AccessDenied
 
 HERE = Path(__file__).parent
 PAGES = (  # (route name, nav key, permission needed to see it)

@@ -89,6 +89,12 @@ _TEXT: dict[str, tuple[str, str]] = {
     "submit.button": ("校验并提交", "Check and submit"),
     "submit.columns": ("文件各列（* 为必填）", "Columns (* required)"),
     "submit.template": ("下载空白模板（CSV）", "Download a blank template (CSV)"),
+    "submit.headers_help": ("表头可以写列名（如 household_code），也可以写中文名称（如 家庭编号）；"
+                            "家庭状态、救助类别、城乡类别等可填代码，也可填中文（如 在保、低保、"
+                            "城镇）。",
+                            "Headers may be the column names (household_code) or their Chinese "
+                            "titles (家庭编号); coded columns such as status, category and urban "
+                            "or rural take the code or its Chinese label (在保, 低保, 城镇)."),
     "submit.invalid": ("文件未通过校验，未提交。请按下列提示修改后重新上传。",
                        "The file failed the checks and was not submitted. Fix the rows below "
                        "and upload it again."),

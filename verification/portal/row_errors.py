@@ -21,9 +21,8 @@ import pandas as pd
 from schemas import contract_for
 from verification import codes
 from verification.intake import identifiers
+from verification.intake.roster import CODED_FIELDS
 
-# field → section of codes.yaml whose labels explain its coded values
-_CODED_FIELDS = {"status": "household_status", "category": "categories"}
 _PRIVATE_FIELDS = {"id_number", "name"}
 
 _ZH: dict[str, str] = {
@@ -144,7 +143,7 @@ def _number(value: object) -> object:
 
 def _not_allowed(spec: dict[str, Any], title: str, value: str, lang: str) -> str:
     allowed = [v for v in spec.get("constraints", {}).get("enum", []) if v != ""]
-    section = _CODED_FIELDS.get(spec["name"])
+    section = CODED_FIELDS.get(spec["name"])
     shown = [f"{v}（{codes.label(section, v, lang)}）" if section else v for v in allowed]
     if lang == "zh":
         given = f"填写为“{value}”，" if value else ""

@@ -74,8 +74,8 @@ def discard(path: Path) -> None:
 
 def check_file(path: Path, lang: str) -> CheckedUpload:
     """Validate ``path`` against the batch-file contract; bad rows come back explained."""
-    from connectors.decoding import DecodeError, decode_file
-    from verification.intake.roster import validate_roster
+    from connectors.decoding import DecodeError
+    from verification.intake.roster import read_batch_file, validate_roster
 
     try:
         checked = validate_roster(path)
@@ -87,7 +87,7 @@ def check_file(path: Path, lang: str) -> CheckedUpload:
                            if len(checked.accepted) else 0)
     if len(checked.quarantine):
         try:
-            frame = decode_file(path)
+            frame = read_batch_file(path)
         except (DecodeError, ValueError):
             frame = pd.DataFrame({"_line": checked.quarantine["line"].unique()})
         result.rows = group_by_row(frame, checked.quarantine, lang)

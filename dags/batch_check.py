@@ -62,7 +62,7 @@ def _refuse_bad_input(conf: dict, run_id: str) -> None:
     import datetime as dt
     from zoneinfo import ZoneInfo
 
-    from verification.batches import BadTrigger, check_trigger
+    from verification.batches.check import BadTrigger, check_trigger
 
     try:  # as-of dates are local (Asia/Shanghai) days
         check_trigger(conf, dt.datetime.now(ZoneInfo("Asia/Shanghai")).date())
@@ -73,7 +73,7 @@ def _refuse_bad_input(conf: dict, run_id: str) -> None:
 def _refuse(reason: str, run_id: str, batch_file: str) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from verification.batches import refuse_run
+    from verification.batches.check import refuse_run
 
     refuse_run(load_settings(), run_id, batch_file, reason)
     raise AirflowFailException(reason)

@@ -147,7 +147,7 @@ def test_an_unreachable_airflow_registers_no_batch(hedui_home, district_dir, tmp
 @responses.activate
 def test_a_trigger_that_fails_marks_the_batch_failed_with_the_reason(hedui_home, district_dir,
                                                                      tmp_path, monkeypatch):
-    from verification.batches import batch_status
+    from verification.batches.check import batch_status
 
     _airflow_env(monkeypatch)
     responses.post(f"{AIRFLOW}/auth/token", json={"access_token": "tok"})
@@ -166,7 +166,7 @@ def test_a_trigger_that_fails_marks_the_batch_failed_with_the_reason(hedui_home,
 
 @responses.activate
 def test_a_paused_dag_is_reported_not_triggered_into_a_queue():
-    from verification.airflow_api import DagPaused
+    from verification.batches.airflow_api import DagPaused
 
     api = AirflowApi(AirflowApiConfig(AIRFLOW, "admin", "pw"))
     responses.post(f"{AIRFLOW}/auth/token", json={"access_token": "tok"})

@@ -320,7 +320,7 @@ def test_a_batch_refused_off_the_portal_shows_its_row_errors_in_chinese(client_f
                                                                         district_dir, tmp_path):
     """The CLI, REST and inbox paths validate in verification/batches.py: their refusals reach
     the batch page with line, household code, field and what is wrong, and errors.csv."""
-    from verification import batches
+    from verification.batches import check as batches
 
     path, bad = broken_batch_file(district_dir, tmp_path)
     ref = batches.register_batch(portal_settings, path, category="edge", requester="cli")

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from connectors.decoding import DecodeError
 from schemas import load_contract
 from verification import codes
-from verification.roster import CODED_FIELDS, load_roster, validate_roster
+from verification.intake.roster import CODED_FIELDS, load_roster, validate_roster
 from verification.storage import session_scope
 from verification.storage.models import Household
 

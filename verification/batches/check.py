@@ -169,8 +169,8 @@ def validate_batch(settings: Settings, batch_id: int) -> int:
         session.execute(update(Batch).where(Batch.id == batch_id)
                         .values(rows=checked.received, errors=len(errors)))
     if len(errors):
+        from verification.intake.roster import read_batch_file
         from verification.portal.row_errors import error_lines, write_errors_csv
-        from verification.roster import read_batch_file
 
         errors_file = stored.parent / "errors.csv"
         explained = error_lines(read_batch_file(stored), errors)
@@ -201,7 +201,7 @@ def load_batch(settings: Settings, batch_id: int) -> list[int]:
 
 def batch_household_ids(settings: Settings, batch_id: int) -> list[int]:
     """The households named in the batch file (read back from the stored file)."""
-    from verification.roster import read_batch_file
+    from verification.intake.roster import read_batch_file
 
     batch = _batch(settings, batch_id)
     codes = read_batch_file(Path(batch.stored_path))["household_code"].str.strip().unique() \

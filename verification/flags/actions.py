@@ -48,7 +48,9 @@ def _view(flag: Flag, household: Household, head: Member | None) -> dict[str, An
         "resolved_by": flag.resolved_by, "carried_from_id": flag.carried_from_id,
         "evidence_digest": flag.evidence_digest,
         "reasons": [{"code": r.code, "zh": codes.label("reasons", r.code),
-                     "en": codes.label("reasons", r.code, "en"), **r.detail}
+                     "en": codes.label("reasons", r.code, "en"), **r.detail,
+                     "text_zh": codes.reason_sentence(r.code, r.detail, "zh"),
+                     "text_en": codes.reason_sentence(r.code, r.detail, "en")}
                     for r in flag.reasons],
     }
 

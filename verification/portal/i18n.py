@@ -235,8 +235,6 @@ _TEXT: dict[str, tuple[str, str]] = {
     "flag.period": ("所属期间", "Period"),
     "flag.match": ("匹配程度", "Match"),
     "flag.records": ("{n} 条记录", "{n} records"),
-    "flag.value": ("核对值", "Value"),
-    "flag.limit": ("标准", "Limit"),
     "flag.reference": ("依据", "Reference"),
     "flag.no_evidence": ("无外部证据（见原因）。", "No partner evidence (see the reasons)."),
     "flag.acknowledge": ("签收", "Acknowledge"),

@@ -116,26 +116,10 @@ def _first_seen(session, run_id: int) -> pd.Series:  # noqa: ANN001
     return pd.Series(dict(rows), dtype=object)
 
 
-# Reasons whose figures an officer needs to act: how to show value and limit (yuan or counts).
-_FIGURES = {
-    "BENEFIT_CHANGED": "现{limit:,.2f}元→核定{value:,.2f}元/月",
-    "GRADUAL_EXIT_PERIOD": "{value:g}个月",
-    "NEAR_BOUNDARY": "测算值{value:,.2f}，界限{limit:,.2f}",
-    "INCOME_OVER_STANDARD": "人均{value:,.2f}元，标准{limit:,.2f}元",
-    "FINANCIAL_ASSETS_OVER_LIMIT": "人均{value:,.2f}元，限额{limit:,.2f}元",
-    "MEMBER_DECEASED": "{limit:g}个月内复核",
-    "NEW_EMPLOYMENT": "缴费{value:g}个月",
-}
-
-
 def reason_text(code: str, detail: dict | None) -> str:
-    """The reason's Chinese label, with its figures where they tell the officer what to do."""
-    label = codes.label("reasons", code)
-    figures = _FIGURES.get(code)
-    detail = detail or {}
-    if figures and detail.get("value") is not None and detail.get("limit") is not None:
-        return f"{label}（{figures.format(value=detail['value'], limit=detail['limit'])}）"
-    return label
+    """The reason in Chinese, with its figures where they tell the officer what to do
+    (codes.yaml ``figures``)."""
+    return codes.reason_sentence(code, detail, "zh")
 
 
 def _compose(flags: pd.DataFrame, heads: pd.DataFrame, reasons: pd.DataFrame,

@@ -72,6 +72,7 @@ def test_menu_follows_the_role(client_for):
     assert "待办核查" in officer and "提交核对" not in officer and "协查数据" not in officer
     staff = client_for("hedui_staff").get("/dashboard").text
     assert "提交核对" in staff and "核对批次" in staff and "协查数据" in staff
+    assert 'data-testid="nav-inbox"' in staff  # staff may read the inbox: it is in their menu
     partner = client_for("partner_hrss")
     assert partner.get("/").headers["location"].endswith("/hedui/feeds")
     assert partner.get("/dashboard").status_code == 403
@@ -105,15 +106,17 @@ def test_officer_cannot_open_or_resolve_a_flag_of_another_street(client_for, por
                  if f["street_code"] != "210112001")
     client = client_for("officer_wusan")
     response = client.get(f"/flags/{other['id']}")
-    assert response.status_code == 403
-    assert "不在您负责的辖区内" in response.text
+    missing = client.get("/flags/999999999")
+    # another street's flag is answered exactly as a missing one: ids cannot be probed
+    assert response.status_code == missing.status_code == 404
+    assert response.text == missing.text and "不在您负责的辖区内" in response.text
     assert other["household_code"] not in response.text
     assert other["community_code"] not in response.text
     mine = next(f for f in flag_actions.list_flags(portal_settings, principal("officer_wusan")))
     token = _form_token(client.get(f"/flags/{mine['id']}").text)
     response = client.post(f"/flags/{other['id']}/resolve",
                            data={"resolution": "confirmed", "form_token": token})
-    assert response.status_code == 403
+    assert response.status_code == 404
     with session_scope(portal_settings.database_url) as session:
         assert session.get(Flag, other["id"]).status != "resolved"
 
@@ -226,6 +229,9 @@ def test_dashboard_counts_are_scoped_to_the_jurisdiction(client_for, portal_sett
     mine = [f for f in everything if f["street_code"] == "210112001"]
     total = re.search(r'data-total="(\d+)"', officer).group(1)
     assert int(total) == len(mine)
+    checked = int(re.search(r'data-testid="households">(\d+)<', officer).group(1))
+    assert checked == len(mine) < int(re.search(r'data-testid="households">(\d+)<',
+                                                staff).group(1))  # their street, not the district
     assert 'data-testid="trend"' in staff and staff.count("<rect") >= 2
 
 

@@ -31,3 +31,10 @@ def test_every_chart_is_drawn_with_the_shipped_cjk_font_and_without_a_warning(ca
     assert charts.register_cjk_font() == charts.CJK_FONT_FILE  # idempotent
     assert sum(e.fname == charts.CJK_FONT_FILE
                for e in font_manager.fontManager.ttflist) == 5  # SC, TC, HK, JP, KR: once each
+
+
+def test_csv_amounts_read_as_in_the_workbook():
+    from verification.reports.flag_reports import _csv_number
+
+    assert [_csv_number(v) for v in (750.0, 1812.6, float("nan"), 3, "750.0")] == [
+        "750", "1812.60", "", 3, "750.0"]

@@ -37,7 +37,7 @@ PAGES = (  # (route name, nav key, permission needed to see it)
     ("dashboard", "nav.dashboard", "flags.read"),
     ("submit_form", "nav.submit", "batches.submit"),
     ("batch_list", "nav.batches", "batches.read"),
-    ("inbox", "nav.inbox", "flags.resolve"),
+    ("inbox", "nav.inbox", "flags.read"),  # staff read it too (they may not act)
     ("feeds", "nav.feeds", None),
 )
 # module level, so FastAPI can resolve the (string) annotation of every route
@@ -93,9 +93,9 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
     @app.exception_handler(AccessDenied)
     async def _denied(request: Request, exc: AccessDenied) -> Response:
         viewer = await auth.current_viewer(request)
-        if "jurisdiction" in str(exc):  # say no more: not even which community it is in
-            return error_page(request, viewer, "error.outside", 403)
-        return error_page(request, viewer, "error.forbidden", 403, str(exc))
+        if "jurisdiction" in str(exc):  # answered as a missing id is: ids cannot be probed
+            return error_page(request, viewer, "error.not_found", 404)
+        return error_page(request, viewer, "error.forbidden", 403)  # no developer English
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -104,7 +104,8 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
         except (auth.LoginRequired, auth.NoRole):
             return Response(str(exc.detail), status_code=exc.status_code)
         key = {403: "error.csrf", 404: "error.not_found"}.get(exc.status_code, "error.title")
-        return error_page(request, viewer, key, exc.status_code, str(exc.detail))
+        detail = "" if key != "error.title" else f"HTTP {exc.status_code}"
+        return error_page(request, viewer, key, exc.status_code, detail)
 
     # ---- frame ---------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)

@@ -43,9 +43,8 @@ _TEXT: dict[str, tuple[str, str]] = {
                         "You may not see this page or do this."),
     "error.no_role": ("您的账号尚未在核对系统中分配角色，请联系系统管理员。",
                       "Your account has no role in hedui yet; ask an administrator."),
-    "error.outside": ("该事项不在您负责的辖区内，无法查看或办理。",
-                      "This item is outside your jurisdiction: you cannot open or act on it."),
-    "error.not_found": ("未找到该记录。", "No such record."),
+    "error.not_found": ("未找到该记录，或该记录不在您负责的辖区内。",
+                        "No such record, or it is outside your jurisdiction."),
     "error.csrf": ("页面已过期，请刷新后重试。", "The page has expired: reload it and try again."),
     # dashboard
     "dash.heading": ("工作台", "Dashboard"),

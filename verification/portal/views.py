@@ -297,7 +297,7 @@ def dashboard(settings: Settings, who: Principal, today: dt.date, lang: str,
     who.require("flags.read")
     run = latest_run(settings)
     out: dict[str, Any] = {"run": run, "kinds": [], "streets": [], "trend": [], "ageing": {},
-                           "days_open": {}, "open_total": 0}
+                           "days_open": {}, "open_total": 0, "households": 0}
     if run is None:
         return out
     with session_scope(settings.database_url) as session:
@@ -320,6 +320,7 @@ def dashboard(settings: Settings, who: Principal, today: dt.date, lang: str,
         streets[street][kind] += n
     out["kinds"] = [{"kind": k, "label": codes.label("flags", k, lang), "count": kinds[k]}
                     for k in FLAG_ORDER if kinds[k]]
+    out["households"] = sum(kinds.values())  # one flag per household checked, in scope
     out["streets"] = [{"code": s, "name": jurisdictions.street_name(s),
                        "counts": dict(streets[s]), "total": sum(streets[s].values())}
                       for s in sorted(streets)]

@@ -200,13 +200,22 @@ def write_tables(rows: pd.DataFrame, evidence: pd.DataFrame, stem: Path,
                  context: SheetContext) -> None:
     """``stem``.csv (the flag list) and ``stem``.xlsx (summary, flag list, evidence)."""
     report = rows[list(HEADERS)].rename(columns=HEADERS).map(safe_cell)
-    report.to_csv(stem.with_suffix(".csv"), index=False, encoding="utf-8-sig")
+    report.map(_csv_number).to_csv(stem.with_suffix(".csv"), index=False, encoding="utf-8-sig")
     workbook = Workbook()
     _summary_sheet(workbook.active, rows, context)
     _table_sheet(workbook.create_sheet("核对结论"), report, _WIDTHS)
     cited = evidence[list(EVIDENCE_HEADERS)].rename(columns=EVIDENCE_HEADERS).map(safe_cell)
     _table_sheet(workbook.create_sheet("证据"), cited, [14, 12, 22, 16, 14, 12, 12, 12, 10, 10])
     workbook.save(stem.with_suffix(".xlsx"))
+
+
+def _csv_number(value: object) -> object:
+    """750.0 → "750", 1812.6 → "1812.60": the CSV shows amounts as the workbook does."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        if value != value:  # NaN: an empty cell
+            return ""
+        return f"{value:.0f}" if value.is_integer() else f"{value:.2f}"
+    return value
 
 
 def _write_pair(rows: pd.DataFrame, stem: Path) -> None:

@@ -369,7 +369,7 @@ def write_batch_reports(settings: Settings, batch_id: int, run_id: int) -> Path:
                         .values(reports_dir=str(out)))
     context = SheetContext(title=f"批量核对 {batch.batch_code}", facts=[
         ("批次 / batch", f"{batch.batch_code}（{batch.file_name}）"),
-        ("申请人 / requester", batch.requester), ("备注 / notes", batch.notes),
+        ("提交人 / submitted by", batch.requester), ("备注 / notes", batch.notes),
         ("核对基准日 / as of", meta["as_of"]), ("政策版本 / policy", meta["policy_version"])])
     write_tables(table, evidence_table(settings, run_id), out / "batch-report", context)
     (out / "batch.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), "utf-8")

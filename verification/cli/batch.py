@@ -47,7 +47,11 @@ def submit(
     typer.echo(f"{file.name}：{checked.received} 行，全部通过校验 / {checked.received} rows, "
                "all valid")
     requester = requester or os.environ.get("USER", "")
-    when = dt.date.fromisoformat(as_of) if as_of else None
+    try:
+        when = dt.date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        raise typer.BadParameter(f"“{as_of}”不是有效日期，应写成 2026-11-01 / not a date: "
+                                 "write it as 2026-11-01", param_hint="--as-of") from None
     if local:
         _submit_locally(file, category, requester, notes, when)
         return

@@ -175,7 +175,7 @@ def test_batch_check_runs_the_files_named_by_inbox_events(dag_bag, fed_home, dis
     dag = dag_bag.get_dag("batch_check")
     receive = dag.get_task("receive_batches")
     context = {"params": {"batch_file": "", "category": "edge", "requester": "", "notes": ""},
-               "dag_run": type("R", (), {"run_id": "asset_triggered__test"})(),
+               "dag_run": type("R", (), {"run_id": "asset_triggered__test", "conf": {}})(),
                "triggering_asset_events": {"hedui://inbox/batches": [Event()]}}
     from unittest import mock
 

@@ -407,15 +407,16 @@ class BadTrigger(ValueError):
     Chinese and English."""
 
 
-def check_trigger(conf: dict[str, Any], today: dt.date) -> None:
+def check_trigger(conf: dict[str, Any], today: dt.date,
+                  keys: tuple[str, ...] = TRIGGER_KEYS) -> None:
     """Refuse a run's input before anything is done: an unknown key (a misspelt ``as_of``
     would otherwise be ignored), an impossible or future as-of date, an unknown category, a
     batch file that is not there."""
-    unknown = sorted(set(conf) - set(TRIGGER_KEYS))
+    unknown = sorted(set(conf) - set(keys))  # keys: the DAG's own params, when it passes them
     if unknown:
         raise BadTrigger(f"触发参数中有未知的键：{'、'.join(unknown)}"
-                         f"（可用：{'、'.join(TRIGGER_KEYS)}） / unknown trigger key(s) "
-                         f"{', '.join(unknown)}; the keys are {', '.join(TRIGGER_KEYS)}")
+                         f"（可用：{'、'.join(keys)}） / unknown trigger key(s) "
+                         f"{', '.join(unknown)}; the keys are {', '.join(keys)}")
     as_of = conf.get("as_of") or ""
     if as_of:
         try:

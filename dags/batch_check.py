@@ -56,6 +56,58 @@ _CATEGORIES = {code: spec["zh"] for code, spec in vocabulary()["categories"].ite
                if code != "none"}
 
 
+# The trigger form; its keys are the only ones a run may be given (checked in receive_batches).
+BATCH_PARAMS = {
+    "batch_file": Param("", type="string", pattern=r"^(/.+)?$",
+                        title="批次文件路径 / Batch file",
+                        description="服务器上批次文件（CSV，批次文件格式 schemas/batch.json）的"
+                                    "完整路径；经收件箱自动触发时留空 / full path of the "
+                                    "batch file on the shared volume; empty when started by "
+                                    "the inbox"),
+    "category": Param("dibao", type="string", enum=list(_CATEGORIES),
+                      values_display=_CATEGORIES, title="救助类别 / Assistance category",
+                      description="申请的救助类别 / the assistance applied for"),
+    "requester": Param("", type="string", maxLength=100, title="提交人 / Submitted by",
+                       description="提交核对的工作人员或单位 / the staff member or office "
+                                   "submitting the check"),
+    "notes": Param("", type="string", maxLength=2000, title="备注 / Notes",
+                   description="随批次保存，写入批次报告 / kept with the batch and its report"),
+    # format "date" is checked by Airflow at trigger time (an impossible date is refused
+    # with HTTP 400 before a run exists); null or empty: today
+    "as_of": Param(None, type=["null", "string"], format="date",
+                   pattern=r"^(\d{4}-\d{2}-\d{2})?$", title="核对基准日 / As-of date",
+                   description="YYYY-MM-DD；留空则为今天 / empty: today"),
+    "policy_dir": Param("", type="string", pattern=r"^(/.+)?$",
+                        title="本地政策目录 / Policy folder",
+                        description="覆盖随附参数的本地政策目录；留空则用 HEDUI_POLICY_DIR / "
+                                    "the bureau's policy folder over the shipped parameters; "
+                                    "empty: HEDUI_POLICY_DIR"),
+}
+
+
+def _refuse_bad_input(conf: dict, run_id: str, keys: tuple[str, ...]) -> None:
+    """Input no retry can fix fails the first task at once (no retries), with the reason on
+    the batch where the portal and `hedui batch status` show it."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from verification.batches.check import BadTrigger, check_trigger
+
+    try:  # as-of dates are local (Asia/Shanghai) days
+        check_trigger(conf, dt.datetime.now(ZoneInfo("Asia/Shanghai")).date(), keys)
+    except BadTrigger as bad:
+        _refuse(str(bad), run_id, conf.get("batch_file") or "")
+
+
+def _refuse(reason: str, run_id: str, batch_file: str) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from verification.batches.check import refuse_run
+
+    refuse_run(load_settings(), run_id, batch_file, reason)
+    raise AirflowFailException(reason)
+
+
 @dag(
     dag_id="batch_check",
     schedule=[INBOX_ASSET],
@@ -67,27 +119,7 @@ _CATEGORIES = {code: spec["zh"] for code, spec in vocabulary()["categories"].ite
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30),
                   "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=10),
                   "on_failure_callback": on_task_failure},
-    params={
-        "batch_file": Param("", type="string", title="批次文件路径 / Batch file",
-                            description="服务器上批次文件（CSV，批次文件格式 schemas/batch.json）的"
-                                        "完整路径；经收件箱自动触发时留空 / full path of the "
-                                        "batch file on the shared volume; empty when started by "
-                                        "the inbox"),
-        "category": Param("dibao", type="string", enum=list(_CATEGORIES),
-                          values_display=_CATEGORIES, title="救助类别 / Assistance category",
-                          description="申请的救助类别 / the assistance applied for"),
-        "requester": Param("", type="string", maxLength=100, title="申请人 / Requester",
-                           description="提交核对的工作人员或单位 / the staff member or office "
-                                       "requesting the check"),
-        "notes": Param("", type="string", maxLength=2000, title="备注 / Notes",
-                       description="随批次保存，写入批次报告 / kept with the batch and its report"),
-        "as_of": Param("", type="string", title="核对基准日 / As-of date",
-                       description="YYYY-MM-DD；留空则为今天 / empty: today"),
-        "policy_dir": Param("", type="string", title="本地政策目录 / Policy folder",
-                            description="覆盖随附参数的本地政策目录；留空则用 HEDUI_POLICY_DIR / "
-                                        "the bureau's policy folder over the shipped parameters; "
-                                        "empty: HEDUI_POLICY_DIR"),
-    },
+    params=BATCH_PARAMS,
 )
 def batch_check():
     @task
@@ -97,12 +129,15 @@ def batch_check():
 
         context = get_current_context()
         params, run_id = dict(context["params"]), context["dag_run"].run_id
+        # the known keys are the form's (the run's params also hold whatever conf brought)
+        _refuse_bad_input(dict(context["dag_run"].conf or {}), run_id, tuple(BATCH_PARAMS))
         paths = [params["batch_file"]] if params.get("batch_file") else [
             event.extra["payload"]["path"]
             for events in context["triggering_asset_events"].values() for event in events
             if (event.extra or {}).get("payload", {}).get("path")]
         if not paths:
-            raise ValueError("no batch file: fill in 批次文件路径 or drop the file into the inbox")
+            _refuse("未指定批次文件：请填写“批次文件路径”或把文件放入收件箱 / no batch file: "
+                    "fill in 批次文件路径 or drop the file into the inbox", run_id, "")
         return [register_batch(load_settings(), path, category=params["category"],
                                requester=params.get("requester") or "inbox",
                                notes=params.get("notes") or "", dag_run_id=run_id).id

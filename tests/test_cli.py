@@ -41,3 +41,11 @@ def test_unknown_run_is_a_message(tmp_path):
     out = _run("status", "42", env_home=tmp_path)
     assert out.returncode == 1 and "no run 42" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_fresh_home_says_in_one_line_which_command_to_run(tmp_path):
+    out = _run("batch", "status", "B0123", env_home=tmp_path / "fresh")
+    assert out.returncode == 1
+    assert "Traceback" not in out.stdout + out.stderr and "SELECT" not in out.stderr
+    lines = [x for x in out.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "hedui db upgrade" in lines[0] and "数据库尚未初始化" in lines[0]

@@ -32,6 +32,18 @@ def label(section: str, code: str, lang: str = "zh") -> str:
         raise KeyError(f"unknown {section} code {code!r}; add it to {_CODES_FILE.name}") from None
 
 
+def reason_sentence(code: str, detail: dict[str, Any] | None, lang: str = "zh") -> str:
+    """A flag reason as a person reads it: its label, with its figures and their units where
+    they tell the officer what to do — 家庭成员死亡（1人死亡，须在3个月内复核）."""
+    text = label("reasons", code, lang)
+    template = reasons()[code].get("figures", {}).get(lang)
+    detail = detail or {}
+    if not template or detail.get("value") is None or detail.get("limit") is None:
+        return text
+    figures = template.format(value=float(detail["value"]), limit=float(detail["limit"]))
+    return f"{text}（{figures}）" if lang == "zh" else f"{text} ({figures})"
+
+
 def feed_kinds() -> list[str]:
     return list(vocabulary()["feed_kinds"])
 

@@ -42,6 +42,7 @@ from verification.flags import actions as flag_actions
 from verification.flags.decide import decide_flags
 from verification.intake import feeds as intake
 from verification.intake.tokens import TokenKey
+from verification.localtime import local_today
 from verification.matching import GRADE_DTYPE
 from verification.matching.run import RunMatch, match_staged, people_for_matching
 from verification.security import audit
@@ -373,7 +374,7 @@ def assess_and_flag(settings: Settings, households: pd.DataFrame, members: pd.Da
     result = assess(households, members, evidence, sources_frame(versions), parameters, as_of)
     result = linkage.with_pending(settings, result, as_of)
     frames = decide_flags(households, result.results, result.reasons, evidence, as_of,
-                          parameters.at(region, as_of))
+                          parameters.at(region, as_of), raised_on=max(as_of, local_today()))
     out.mkdir(parents=True, exist_ok=True)
     result.results.reset_index(names="household_id").to_parquet(out / "assessments.parquet")
     frames.flags.to_parquet(out / "flags.parquet", index=False)

@@ -187,8 +187,30 @@ def test_a_certain_death_with_others_left_is_kept_and_due_by_the_recheck_date():
     row = frames.reasons.set_index("code").loc["MEMBER_DECEASED"]
     assert row["parameter"] == "dynamic.recheck.after_death_months" and row["limit"] == 3
     assert "一（三）" in row["reference"]
-    # died 2026-06-10: re-check by 2026-09-10 (2022通知 一（三）)
-    assert frames.flags["due_date"].tolist() == [dt.date(2026, 9, 10)]
+    # died 2026-06-10: the re-check date (2026-09-10) had passed before the flag was raised
+    # (as of 2026-11-01): the overdue re-check is due within REVIEW's 15 days from the day raised
+    assert frames.flags["due_date"].tolist() == [AS_OF + dt.timedelta(days=15)]
+    soon = case("recipient", "eligible", [("ELIGIBLE_DIBAO", True)], benefit=500.0,
+                current=500.0, evidence=[ev("death", "DE1", start="2026-08-05")])
+    # died 2026-08-05: the KEEP is the re-check, due 2026-11-05 (2022通知 一（三）)
+    assert soon.flags["due_date"].tolist() == [dt.date(2026, 11, 5)]
+
+
+def test_due_dates_count_from_the_day_the_flag_is_raised_not_the_as_of_date():
+    households = pd.DataFrame({"status": ["recipient"], "street_code": ["210112001"],
+                               "community_code": ["210112001001"], "current_benefit": [500.0]},
+                              index=pd.Index([1], name="household_id"))
+    results = pd.DataFrame({"decision": ["not_eligible"], "benefit": [0.0],
+                            "missing_sources": [""]}, index=households.index)
+    reasons = pd.DataFrame([{"household_id": 1, "code": "VEHICLE_OWNED", "passed": False,
+                             "value": 1.0, "limit": 0.0, "parameter": "p", "reference": "ref",
+                             "evidence_refs": "wages:1:WA1"}])
+    evidence = pd.DataFrame([ev("wage", "WA1", amount=3000.0)])
+    raised = dt.date(2026, 12, 20)  # a review of 2026-11-01 run seven weeks later
+    frames = decide_flags(households, results, reasons, evidence, AS_OF, POLICY,
+                          raised_on=raised)
+    days = frames.flags["due_date"].iloc[0] - raised
+    assert frames.flags["due_date"].iloc[0] > raised and days.days == 30
 
 
 def test_income_after_a_recorded_death_is_a_conflict_between_sources():

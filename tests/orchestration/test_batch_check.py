@@ -5,6 +5,7 @@ before anything is loaded or queried; the inbox trigger claims each dropped file
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import time
@@ -96,13 +97,23 @@ def test_invalid_batch_fails_with_row_errors_before_anything_is_loaded(
 
     (batch,) = _all_batches(settings)
     assert batch.status == "invalid" and batch.errors == 2
-    errors = pd.read_csv(Path(batch.stored_path).parent / "errors.csv", encoding="utf-8-sig")
-    assert sorted(errors["line"]) == [first + 2, second + 2]  # line 1 is the header
-    assert set(errors["field"]) == {"id_number", "relation"}
+    errors_file = Path(batch.stored_path).parent / "errors.csv"
+    assert errors_file.read_bytes().startswith(b"\xef\xbb\xbf")  # BOM: Excel reads it as UTF-8
+    errors = pd.read_csv(errors_file, encoding="utf-8-sig", dtype=str)
+    assert list(errors.columns) == ["行号", "家庭编号", "字段", "字段代码", "问题说明",
+                                    "说明（英文）", "原因代码"]
+    assert sorted(errors["行号"].astype(int)) == [first + 2, second + 2]  # line 1: the header
+    assert set(errors["字段代码"]) == {"id_number", "relation"}
+    assert set(errors["家庭编号"]) == set(frame.loc[[first, second], "household_code"])
+    assert "身份证号校验位不符" in " ".join(errors["问题说明"])
+    assert not any(v in errors_file.read_text("utf-8-sig")
+                   for v in frame["id_number"]), "no full ID number in errors.csv"
+    assert not Path(batch.stored_path).exists(), "the raw upload of a refused file is removed"
     assert _count(settings, Household) == 0, "nothing is loaded from an invalid file"
     assert _count(settings, Run) == 0, "no evidence is collected for an invalid file"
+    again = batches.register_batch(settings, path)
     with pytest.raises(batches.BatchInvalid, match=f"line {first + 2}: id_number"):
-        batches.validate_batch(settings, batch.id)
+        batches.validate_batch(settings, again.id)
 
 
 def _all_batches(settings) -> list[Batch]:  # noqa: ANN001
@@ -164,7 +175,7 @@ def test_batch_check_runs_the_files_named_by_inbox_events(dag_bag, fed_home, dis
     dag = dag_bag.get_dag("batch_check")
     receive = dag.get_task("receive_batches")
     context = {"params": {"batch_file": "", "category": "edge", "requester": "", "notes": ""},
-               "dag_run": type("R", (), {"run_id": "asset_triggered__test"})(),
+               "dag_run": type("R", (), {"run_id": "asset_triggered__test", "conf": {}})(),
                "triggering_asset_events": {"hedui://inbox/batches": [Event()]}}
     from unittest import mock
 
@@ -174,3 +185,46 @@ def test_batch_check_runs_the_files_named_by_inbox_events(dag_bag, fed_home, dis
     status = batches.batch_status(fed_home, batch_id)
     assert status["file"] == claimed.name and status["category"] == "edge"
     assert status["dag_run_id"] == "asset_triggered__test" and status["stage"] == "received"
+
+
+@pytest.mark.parametrize(("conf", "said"), [
+    ({"asof": "2026-11-01"}, "未知的键：asof"),
+    ({"as_of": "2026-13-45"}, "不是有效日期"),
+    ({"as_of": "2999-01-01"}, "晚于今天"),
+    ({"category": "dibao2"}, "救助类别“dibao2”不存在"),
+    ({"batch_file": "/nowhere/批次.csv"}, "找不到批次文件 批次.csv"),
+])
+def test_trigger_input_no_retry_can_fix_is_refused_in_chinese_and_english(conf, said):
+    with pytest.raises(batches.BadTrigger, match=said) as refused:
+        batches.check_trigger(conf, dt.date(2026, 12, 1))
+    assert " / " in str(refused.value)  # English beside the Chinese
+    batches.check_trigger({"as_of": "2026-11-01", "category": "edge"}, dt.date(2026, 12, 1))
+
+
+def test_an_impossible_as_of_is_refused_by_airflow_at_trigger_time(dag_bag):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    params = dag_bag.get_dag("batch_check").params
+    for bad in ("2026-13-45", "20261101", "next week"):
+        with pytest.raises(ParamValidationError):
+            params.get_param("as_of").resolve(bad)
+    assert params.get_param("as_of").resolve("2026-11-01") == "2026-11-01"
+    assert params.get_param("as_of").resolve(None) is None
+    with pytest.raises(ParamValidationError):
+        params.get_param("batch_file").resolve("relative/path.csv")
+
+
+def test_a_misnamed_key_fails_the_first_task_once_and_the_batch_says_why(
+        dag_bag, fed_home, district_dir, tmp_path):
+    settings = fed_home
+    ref = batches.register_batch(settings, _batch_file(district_dir, tmp_path / "in"),
+                                 requester="cli")
+    run = dag_bag.get_dag("batch_check").test(
+        run_conf={"batch_file": str(ref.stored_path), "asof": "2026-11-01"})
+    assert run_state(run) == "failed"
+    tries = {ti.task_id: (str(ti.state), ti.try_number) for ti in run.get_task_instances()}
+    state, attempts = tries["receive_batches"]
+    assert state.endswith("failed") and attempts == 1, tries  # no retries of bad input
+    status = batches.batch_status(settings, ref.id)
+    assert status["status"] == "failed" and "未知的键：asof" in status["progress"][-1]["error"]
+    assert _count(settings, Household) == 0

@@ -40,7 +40,10 @@ def test_invalid_file_lists_row_errors_and_sends_nothing(hedui_home, district_di
     frame.to_csv(path, index=False, encoding="utf-8-sig")
     result = CliRunner().invoke(app, ["submit", str(path), "--local"])
     assert result.exit_code == 1
-    assert "batch.csv:2: street_code:" in result.output and "nothing was sent" in result.output
+    assert "nothing was sent" in result.output and "未发送任何数据" in result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("batch.csv:2:"))
+    assert frame.loc[0, "household_code"] in line and "「街道代码」应为 9 位数字" in line
+    assert "street_code:" in line
     assert _batches(hedui_home) == 0
 
 
@@ -57,6 +60,8 @@ def test_submit_local_runs_every_stage_and_status_shows_where_results_are(
     assert status.exit_code == 0 and "reported" in status.output and "低保边缘" in status.output
     for stage in ("validated", "loaded", "evidence", "assessed"):
         assert stage in status.output
+    stage_lines = [x for x in status.output.splitlines() if "validated" in x]
+    assert stage_lines and all("UTC+8" in x for x in stage_lines)  # one clock, zone written
 
 
 def test_submit_without_a_server_asks_for_one_or_local(hedui_home, district_dir, tmp_path,
@@ -73,6 +78,7 @@ def test_submit_to_airflow_stores_the_file_and_triggers_batch_check(hedui_home, 
     monkeypatch.setenv("HEDUI_AIRFLOW_USER", "admin")
     monkeypatch.setenv("HEDUI_AIRFLOW_PASSWORD", "s3cret")
     responses.post(f"{AIRFLOW}/auth/token", json={"access_token": "tok-1"}, status=201)
+    responses.get(f"{AIRFLOW}/api/v2/dags/batch_check", json={"is_paused": True})
     unpause = responses.patch(f"{AIRFLOW}/api/v2/dags/batch_check", json={"is_paused": False})
     trigger = responses.post(f"{AIRFLOW}/api/v2/dags/batch_check/dagRuns",
                              json={"dag_run_id": "manual__1", "state": "queued"})
@@ -81,6 +87,7 @@ def test_submit_to_airflow_stores_the_file_and_triggers_batch_check(hedui_home, 
                                       "--notes", "复核"])
     assert result.exit_code == 0, result.output
     assert "batch_check run manual__1 (queued)" in result.output
+    assert "原处于暂停状态，已恢复" in result.output
     login = json.loads(responses.calls[0].request.body)
     assert login == {"username": "admin", "password": "s3cret"}
     assert json.loads(unpause.calls[0].request.body) == {"is_paused": False}
@@ -108,3 +115,65 @@ def test_api_client_logs_in_again_when_the_token_expires_and_reports_errors():
     responses.post(f"{AIRFLOW}/auth/token", status=401, json={"detail": "bad"})
     with pytest.raises(AirflowApiError, match="login"):
         AirflowApi(AirflowApiConfig(AIRFLOW, "admin", "wrong")).login()
+
+
+def _airflow_env(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("HEDUI_AIRFLOW_URL", AIRFLOW)
+    monkeypatch.setenv("HEDUI_AIRFLOW_USER", "admin")
+    monkeypatch.setenv("HEDUI_AIRFLOW_PASSWORD", "wrong")
+
+
+@responses.activate
+def test_a_refused_login_registers_no_batch(hedui_home, district_dir, tmp_path, monkeypatch):
+    _airflow_env(monkeypatch)
+    responses.post(f"{AIRFLOW}/auth/token", status=401, json={"detail": "bad credentials"})
+    result = CliRunner().invoke(app, ["submit", str(_batch_file(district_dir, tmp_path))])
+    assert result.exit_code == 1
+    assert "未登记批次" in result.output and "用户名或密码错误" in result.output
+    assert "Traceback" not in result.output
+    assert _batches(hedui_home) == 0
+
+
+def test_an_unreachable_airflow_registers_no_batch(hedui_home, district_dir, tmp_path,
+                                                   monkeypatch):
+    monkeypatch.setenv("HEDUI_AIRFLOW_URL", "http://127.0.0.1:9")  # discard port: refused
+    monkeypatch.setenv("HEDUI_AIRFLOW_USER", "admin")
+    monkeypatch.setenv("HEDUI_AIRFLOW_PASSWORD", "pw")
+    result = CliRunner().invoke(app, ["submit", str(_batch_file(district_dir, tmp_path))])
+    assert result.exit_code == 1 and "无法连接调度平台" in result.output
+    assert _batches(hedui_home) == 0
+
+
+@responses.activate
+def test_a_trigger_that_fails_marks_the_batch_failed_with_the_reason(hedui_home, district_dir,
+                                                                     tmp_path, monkeypatch):
+    from verification.batches.check import batch_status
+
+    _airflow_env(monkeypatch)
+    responses.post(f"{AIRFLOW}/auth/token", json={"access_token": "tok"})
+    responses.get(f"{AIRFLOW}/api/v2/dags/batch_check", json={"is_paused": True})
+    responses.patch(f"{AIRFLOW}/api/v2/dags/batch_check", status=403,
+                    json={"detail": "not allowed"})
+    result = CliRunner().invoke(app, ["submit", str(_batch_file(district_dir, tmp_path))])
+    assert result.exit_code == 1 and "已标记为失败" in result.output
+    with session_scope(hedui_home.database_url) as session:
+        code = session.scalars(select(Batch.batch_code)).one()
+    found = batch_status(hedui_home, code)
+    assert found["status"] == "failed" and not found["dag_run_id"]
+    assert "核对任务未能启动" in found["progress"][-1]["error"]
+    assert "HTTP 403" in found["progress"][-1]["error"]
+
+
+@responses.activate
+def test_a_paused_dag_is_reported_not_triggered_into_a_queue():
+    from verification.batches.airflow_api import DagPaused
+
+    api = AirflowApi(AirflowApiConfig(AIRFLOW, "admin", "pw"))
+    responses.post(f"{AIRFLOW}/auth/token", json={"access_token": "tok"})
+    responses.get(f"{AIRFLOW}/api/v2/dags/batch_check", json={"is_paused": True})
+    with pytest.raises(DagPaused, match="处于暂停状态"):
+        api.trigger("batch_check", {}, unpause=False)
+    responses.patch(f"{AIRFLOW}/api/v2/dags/batch_check", json={"is_paused": True})
+    with pytest.raises(DagPaused, match="is paused"):  # the unpause did not take
+        api.trigger("batch_check", {})
+    assert not any(c.request.url.endswith("/dagRuns") for c in responses.calls)

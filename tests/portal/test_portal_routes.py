@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -71,6 +72,7 @@ def test_menu_follows_the_role(client_for):
     assert "待办核查" in officer and "提交核对" not in officer and "协查数据" not in officer
     staff = client_for("hedui_staff").get("/dashboard").text
     assert "提交核对" in staff and "核对批次" in staff and "协查数据" in staff
+    assert 'data-testid="nav-inbox"' in staff  # staff may read the inbox: it is in their menu
     partner = client_for("partner_hrss")
     assert partner.get("/").headers["location"].endswith("/hedui/feeds")
     assert partner.get("/dashboard").status_code == 403
@@ -104,15 +106,20 @@ def test_officer_cannot_open_or_resolve_a_flag_of_another_street(client_for, por
                  if f["street_code"] != "210112001")
     client = client_for("officer_wusan")
     response = client.get(f"/flags/{other['id']}")
-    assert response.status_code == 403
-    assert "不在您负责的辖区内" in response.text
+    missing = client.get("/flags/999999999")
+    # another street's flag is answered exactly as a missing one: ids cannot be probed
+    assert response.status_code == missing.status_code == 404
+    def said(html: str) -> str:  # the page's message (its language links name the address)
+        return html.split('data-testid="error"', 1)[1].split("</section>", 1)[0]
+
+    assert said(response.text) == said(missing.text) and "不在您负责的辖区内" in said(missing.text)
     assert other["household_code"] not in response.text
     assert other["community_code"] not in response.text
     mine = next(f for f in flag_actions.list_flags(portal_settings, principal("officer_wusan")))
     token = _form_token(client.get(f"/flags/{mine['id']}").text)
     response = client.post(f"/flags/{other['id']}/resolve",
                            data={"resolution": "confirmed", "form_token": token})
-    assert response.status_code == 403
+    assert response.status_code == 404
     with session_scope(portal_settings.database_url) as session:
         assert session.get(Flag, other["id"]).status != "resolved"
 
@@ -195,7 +202,13 @@ def test_valid_batch_is_stored_registered_and_audited(client_for, portal_setting
             AuditEvent.subject == f"batch:{batch_id}")).all()
     assert "batch.submitted" in events
     page = client.get(location).text
-    assert batch.batch_code in page and "批次已提交" in page
+    assert batch.batch_code in page
+    if batch.dag_run_id:  # Airflow knows batch_check (its DAGs were parsed earlier this session)
+        assert "批次已提交" in page and 'data-status="received"' in page
+    else:  # no run could be created: the batch says so (failed, with the reason), never
+        # "submitted" or "in progress"
+        assert 'data-status="failed"' in page and "核对任务未能启动" in page
+        assert "批次已提交" not in page and "核对进行中" not in page
     assert batch.batch_code in client.get("/batches").text
     assert not list((portal_settings.home / "tmp" / "portal-uploads").glob("*/*"))
 
@@ -222,6 +235,9 @@ def test_dashboard_counts_are_scoped_to_the_jurisdiction(client_for, portal_sett
     mine = [f for f in everything if f["street_code"] == "210112001"]
     total = re.search(r'data-total="(\d+)"', officer).group(1)
     assert int(total) == len(mine)
+    checked = int(re.search(r'data-testid="households">(\d+)<', officer).group(1))
+    assert checked == len(mine) < int(re.search(r'data-testid="households">(\d+)<',
+                                                staff).group(1))  # their street, not the district
     assert 'data-testid="trend"' in staff and staff.count("<rect") >= 2
 
 
@@ -309,3 +325,30 @@ def test_whole_file_problems_and_repeated_persons_are_said_plainly(client_for, d
                            files={"file": (twice.name, twice.read_bytes(), "text/csv")})
     assert response.status_code == 422
     assert "同一人在本文件中出现了两次（另见第 " in response.text
+
+
+def test_a_batch_refused_off_the_portal_shows_its_row_errors_in_chinese(client_for,
+                                                                        portal_settings,
+                                                                        district_dir, tmp_path):
+    """The CLI, REST and inbox paths validate in verification/batches.py: their refusals reach
+    the batch page with line, household code, field and what is wrong, and errors.csv."""
+    from verification.batches import check as batches
+
+    path, bad = broken_batch_file(district_dir, tmp_path)
+    ref = batches.register_batch(portal_settings, path, category="edge", requester="cli")
+    with pytest.raises(batches.BatchInvalid):
+        batches.validate_batch(portal_settings, ref.id)
+    client = client_for("hedui_staff")
+    page = client.get(f"/batches/{ref.id}").text
+    assert 'data-status="invalid"' in page and "校验错误" in page
+    lines = [int(x) for x in re.findall(r'<tr data-line="(\d+)"', page)]
+    assert lines == sorted(bad)
+    codes = pd.read_csv(path, dtype=str, keep_default_na=False)["household_code"]
+    for line in bad:
+        assert codes[line - 2] in page.split(f'data-line="{line}"')[1].split("</tr>")[0]
+    assert "身份证号校验位不符" in page and "「残疾等级」不能大于 4" in page
+    download = client.get(f"/batches/{ref.id}/errors.csv")
+    assert download.status_code == 200 and download.content.startswith(b"\xef\xbb\xbf")
+    assert download.content.decode("utf-8-sig").startswith("行号,家庭编号,字段")
+    english = client_for("hedui_staff", lang="en").get(f"/batches/{ref.id}").text
+    assert "check character does not match" in english

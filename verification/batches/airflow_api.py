@@ -27,6 +27,17 @@ class AirflowApiError(RuntimeError):
     """The API server refused or failed a request; the message says which and why."""
 
 
+class DagPaused(AirflowApiError):
+    """The target DAG is paused in Airflow: a run would wait, queued, until someone unpauses it."""
+
+    def __init__(self, dag_id: str) -> None:
+        self.dag_id = dag_id
+        super().__init__(f"调度平台中的 {dag_id} 处于暂停状态，未创建运行；请管理员执行 "
+                         f"`airflow dags unpause {dag_id}` 后重试 / the {dag_id} DAG is paused "
+                         f"in Airflow and no run was created: unpause it "
+                         f"(`airflow dags unpause {dag_id}`) and try again")
+
+
 @dataclass(frozen=True)
 class AirflowApiConfig:
     url: str
@@ -58,11 +69,19 @@ class AirflowApi:
     # -- auth ----------------------------------------------------------------------------------
     def login(self) -> str:
         """``POST /auth/token`` → access token (kept for later requests)."""
-        response = self.session.post(f"{self.config.url}/auth/token", timeout=self.timeout,
-                                     json={"username": self.config.user,
-                                           "password": self.config.password})
+        try:
+            response = self.session.post(f"{self.config.url}/auth/token", timeout=self.timeout,
+                                         json={"username": self.config.user,
+                                               "password": self.config.password})
+        except requests.RequestException as err:
+            raise AirflowApiError(f"无法连接调度平台 {self.config.url}（{type(err).__name__}）"
+                                  f" / cannot reach Airflow at {self.config.url}: "
+                                  f"{type(err).__name__}") from err
         if response.status_code not in (200, 201):
-            raise AirflowApiError(f"login to {self.config.url} as {self.config.user} failed: "
+            hint = ("用户名或密码错误 / wrong user name or password"
+                    if response.status_code in (401, 403) else "登录失败 / login failed")
+            raise AirflowApiError(f"以 {self.config.user} 登录调度平台失败：{hint} — login to "
+                                  f"{self.config.url} as {self.config.user} failed: "
                                   f"HTTP {response.status_code} {response.text[:200]}")
         self._token = response.json()["access_token"]
         return self._token
@@ -72,9 +91,13 @@ class AirflowApi:
         for attempt in (1, 2):
             if self._token is None:
                 self.login()
-            response = self.session.request(
-                method, f"{self.config.url}/api/v2{path}", timeout=self.timeout,
-                headers={"Authorization": f"Bearer {self._token}"}, **kwargs)
+            try:
+                response = self.session.request(
+                    method, f"{self.config.url}/api/v2{path}", timeout=self.timeout,
+                    headers={"Authorization": f"Bearer {self._token}"}, **kwargs)
+            except requests.RequestException as err:
+                raise AirflowApiError(f"调度平台无响应 / no answer from Airflow: {method} "
+                                      f"/api/v2{path}: {type(err).__name__}") from err
             if response.status_code == 401 and attempt == 1:
                 self._token = None
                 continue
@@ -103,13 +126,23 @@ class AirflowApi:
         return self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None,
-                run_id: str | None = None) -> dict[str, Any]:
-        """Unpause the DAG (new DAGs start paused) and create a run now; returns the run."""
-        self.set_paused(dag_id, False)
+                run_id: str | None = None, *, unpause: bool = True) -> dict[str, Any]:
+        """Create a run now; returns the run with ``dag_was_paused``.
+
+        A paused DAG would leave the run queued without a word, so it is never triggered as it
+        is: with ``unpause`` (new DAGs start paused) it is unpaused first, and that is checked;
+        without, or when the unpause does not take, this raises ``DagPaused``."""
+        paused = bool(self.dag(dag_id).get("is_paused"))
+        if paused:
+            if not unpause:
+                raise DagPaused(dag_id)
+            if self.set_paused(dag_id, False).get("is_paused", False):
+                raise DagPaused(dag_id)
         body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
         if run_id:
             body["dag_run_id"] = run_id
-        return self.request("POST", f"/dags/{dag_id}/dagRuns", json=body)
+        run = self.request("POST", f"/dags/{dag_id}/dagRuns", json=body)
+        return {**run, "dag_was_paused": paused}
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}")

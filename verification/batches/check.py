@@ -53,15 +53,23 @@ class BatchInvalid(ValueError):
     def __init__(self, batch_code: str, errors: pd.DataFrame, received: int,
                  errors_file: Path | None = None) -> None:
         self.batch_code, self.errors, self.errors_file = batch_code, errors, errors_file
-        lines = [f"  line {r.line}: {r.field}: {r.message} [{r.reason}]"
-                 for r in errors.head(_ERRORS_SHOWN).itertuples()]
+        lines = [_error_line(r) for r in errors.head(_ERRORS_SHOWN).itertuples()]
         more = len(errors) - _ERRORS_SHOWN
-        tail = [f"  … and {more} more"] if more > 0 else []
-        where = [f"every error: {errors_file}"] if errors_file else []
+        tail = [f"  …另有 {more} 处 / and {more} more"] if more > 0 else []
+        where = [f"全部错误 / every error: {errors_file}"] if errors_file else []
+        bad = errors["line"].nunique()
         super().__init__("\n".join([
-            f"batch {batch_code}: {errors['line'].nunique()} of {received} rows fail the "
-            "batch-file contract; no partner was queried and nothing was loaded", *lines, *tail,
-            *where]))
+            f"批次 {batch_code}：{received} 行中有 {bad} 行不符合批次文件格式，未查询协查部门，"
+            f"未载入任何数据 / batch {batch_code}: {bad} of {received} rows fail the batch-file "
+            "contract; no partner was queried and nothing was loaded", *lines, *tail, *where]))
+
+
+def _error_line(r: Any) -> str:  # noqa: ANN401 (a row of error_lines or of a quarantine)
+    """One problem: line, household, field and what is wrong (Chinese, English beside)."""
+    if hasattr(r, "message_en"):
+        return (f"  第 {r.line} 行 家庭 {r.household_code or '—'} 「{r.field_title}」："
+                f"{r.message} / line {r.line}: {r.field}: {r.message_en}")
+    return f"  line {r.line}: {r.field}: {r.message} [{r.reason}]"
 
 
 @dataclass(frozen=True)
@@ -161,14 +169,17 @@ def validate_batch(settings: Settings, batch_id: int) -> int:
         session.execute(update(Batch).where(Batch.id == batch_id)
                         .values(rows=checked.received, errors=len(errors)))
     if len(errors):
-        errors_file = stored.parent / "errors.csv"
-        from verification.reports.flag_reports import safe_cell
+        from verification.intake.roster import read_batch_file
+        from verification.portal.row_errors import error_lines, write_errors_csv
 
-        errors[["line", "field", "reason", "message"]].map(safe_cell).to_csv(
-            errors_file, index=False, encoding="utf-8-sig")
+        errors_file = stored.parent / "errors.csv"
+        explained = error_lines(read_batch_file(stored), errors)
+        write_errors_csv(explained, errors_file)
+        # The file holds full ID numbers and will never be used: only errors.csv (masked) stays.
+        stored.unlink(missing_ok=True)
         record_stage(settings, batch_id, "invalid", errors=len(errors),
                      lines=int(errors["line"].nunique()), errors_file=str(errors_file))
-        raise BatchInvalid(batch.batch_code, errors, checked.received, errors_file)
+        raise BatchInvalid(batch.batch_code, explained, checked.received, errors_file)
     record_stage(settings, batch_id, "validated", rows=checked.received)
     return checked.received
 
@@ -190,10 +201,11 @@ def load_batch(settings: Settings, batch_id: int) -> list[int]:
 
 def batch_household_ids(settings: Settings, batch_id: int) -> list[int]:
     """The households named in the batch file (read back from the stored file)."""
-    from connectors.decoding import decode_file
+    from verification.intake.roster import read_batch_file
 
     batch = _batch(settings, batch_id)
-    codes = decode_file(Path(batch.stored_path))["household_code"].str.strip().unique().tolist()
+    codes = read_batch_file(Path(batch.stored_path))["household_code"].str.strip().unique() \
+        .tolist()
     with session_scope(settings.database_url) as session:
         return sorted(session.scalars(select(Household.id)
                                       .where(Household.household_code.in_(codes))).all())
@@ -357,7 +369,7 @@ def write_batch_reports(settings: Settings, batch_id: int, run_id: int) -> Path:
                         .values(reports_dir=str(out)))
     context = SheetContext(title=f"批量核对 {batch.batch_code}", facts=[
         ("批次 / batch", f"{batch.batch_code}（{batch.file_name}）"),
-        ("申请人 / requester", batch.requester), ("备注 / notes", batch.notes),
+        ("提交人 / submitted by", batch.requester), ("备注 / notes", batch.notes),
         ("核对基准日 / as of", meta["as_of"]), ("政策版本 / policy", meta["policy_version"])])
     write_tables(table, evidence_table(settings, run_id), out / "batch-report", context)
     (out / "batch.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), "utf-8")
@@ -367,7 +379,75 @@ def write_batch_reports(settings: Settings, batch_id: int, run_id: int) -> Path:
 
 def mark_failed(settings: Settings, batch_id: int, error: str) -> None:
     """Record that a stage failed (a retry that succeeds moves the batch on again)."""
-    record_stage(settings, batch_id, "failed", status="failed", error=error[:300])
+    record_stage(settings, batch_id, "failed", status="failed", error=error[:600])
+
+
+def submission_failed(settings: Settings, batch_id: int, reason: str) -> None:
+    """The batch was registered but its run could not be created: say so on the batch."""
+    mark_failed(settings, batch_id, f"核对任务未能启动 / the check could not be started: {reason}")
+
+
+def submission_started(settings: Settings, batch_id: int, dag_run_id: str) -> None:
+    """Its run was created: keep the run id; a batch that had failed to start is received
+    again (the run's first task moves it on)."""
+    with session_scope(settings.database_url) as session:
+        batch = session.get(Batch, batch_id)
+        batch.dag_run_id = dag_run_id
+        failed = batch.status == "failed"
+    if failed:
+        record_stage(settings, batch_id, "received", dag_run_id=dag_run_id)
+
+
+# ---- trigger input ------------------------------------------------------------------------------
+TRIGGER_KEYS = ("batch_file", "category", "requester", "notes", "as_of")
+
+
+class BadTrigger(ValueError):
+    """A batch_check run was started with input no retry can fix; the message says what, in
+    Chinese and English."""
+
+
+def check_trigger(conf: dict[str, Any], today: dt.date,
+                  keys: tuple[str, ...] = TRIGGER_KEYS) -> None:
+    """Refuse a run's input before anything is done: an unknown key (a misspelt ``as_of``
+    would otherwise be ignored), an impossible or future as-of date, an unknown category, a
+    batch file that is not there."""
+    unknown = sorted(set(conf) - set(keys))  # keys: the DAG's own params, when it passes them
+    if unknown:
+        raise BadTrigger(f"触发参数中有未知的键：{'、'.join(unknown)}"
+                         f"（可用：{'、'.join(keys)}） / unknown trigger key(s) "
+                         f"{', '.join(unknown)}; the keys are {', '.join(keys)}")
+    as_of = conf.get("as_of") or ""
+    if as_of:
+        try:
+            when = dt.date.fromisoformat(str(as_of)) if len(str(as_of)) == 10 else None
+        except ValueError:
+            when = None
+        if when is None:
+            raise BadTrigger(f"核对基准日“{as_of}”不是有效日期，应写成 2026-11-01 的形式 / as_of "
+                             f"{as_of!r} is not a date; write it as 2026-11-01")
+        if when > today:
+            raise BadTrigger(f"核对基准日 {as_of} 晚于今天 / as_of {as_of} is in the future")
+    category = conf.get("category") or "dibao"
+    if category not in CATEGORIES:
+        raise BadTrigger(f"救助类别“{category}”不存在，应为 {'、'.join(CATEGORIES)} 之一 / "
+                         f"unknown category {category!r}; one of {', '.join(CATEGORIES)}")
+    batch_file = conf.get("batch_file") or ""
+    if batch_file and not Path(batch_file).is_file():
+        raise BadTrigger(f"找不到批次文件 {Path(batch_file).name}（服务器上的路径须完整） / batch "
+                         f"file not found on the shared volume: {batch_file}")
+
+
+def refuse_run(settings: Settings, dag_run_id: str, batch_file: str, reason: str) -> int:
+    """Mark the batches this refused run was meant to check as failed, with the reason, so the
+    portal and `hedui batch status` say why; returns how many."""
+    with session_scope(settings.database_url) as session:
+        ids = session.scalars(select(Batch.id).where(
+            (Batch.dag_run_id == dag_run_id) | (Batch.stored_path == (batch_file or "\0")),
+            Batch.status.not_in(["done"]))).all()
+    for batch_id in ids:
+        mark_failed(settings, batch_id, reason)
+    return len(ids)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import warnings
 from pathlib import Path
 
 import typer
@@ -20,6 +21,9 @@ def demo(households: int = typer.Option(300, help="模拟家庭数 / households 
     # Airflow's per-task INFO lines would bury the summary; AIRFLOW__LOGGING__LOGGING_LEVEL=INFO
     # brings them back.
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    # dag.test() runs tasks through Starlette's TestClient inside Airflow, which warns about
+    # its own httpx on every run: nothing a demo user can act on
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from verification.codes import label
     from verification.synthetic.demo import run_demo
 

@@ -114,8 +114,28 @@ def main() -> None:
         if callable(getattr(err, "show", None)) and hasattr(err, "exit_code"):
             err.show()  # a usage error of the command line (typer's own click exceptions)
             sys.exit(err.exit_code)
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(user_message(err), err=True)
         sys.exit(1)
+
+
+def user_message(err: Exception) -> str:
+    """One line a user can act on, in Chinese with English beside; never SQL or a traceback
+    (HEDUI_DEBUG=1 shows those)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    text = str(err)
+    if isinstance(err, SQLAlchemyError):
+        if any(s in text for s in ("no such table", "UndefinedTable", "does not exist")):
+            return ("数据库尚未初始化或版本过旧，请先运行 `hedui db upgrade` / the database is not "
+                    "set up (or is behind): run `hedui db upgrade` first")
+        if "unable to open database" in text or "could not connect" in text:
+            return ("无法打开数据库，请检查 HEDUI_HOME 或 HEDUI_DATABASE_URL / cannot open the "
+                    "database: check HEDUI_HOME or HEDUI_DATABASE_URL")
+        return (f"数据库错误（{type(err).__name__}），设置 HEDUI_DEBUG=1 可查看详情 / database "
+                f"error ({type(err).__name__}); HEDUI_DEBUG=1 shows the details")
+    if isinstance(err, LookupError):
+        return f"未找到 / not found: {text.strip(chr(39))}"
+    return f"出错 / error: {text.splitlines()[0][:300] if text else type(err).__name__}"
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ def _view(flag: Flag, household: Household, head: Member | None) -> dict[str, An
         "resolved_by": flag.resolved_by, "carried_from_id": flag.carried_from_id,
         "evidence_digest": flag.evidence_digest,
         "reasons": [{"code": r.code, "zh": codes.label("reasons", r.code),
-                     "en": codes.label("reasons", r.code, "en"), **r.detail}
+                     "en": codes.label("reasons", r.code, "en"), **r.detail,
+                     "text_zh": codes.reason_sentence(r.code, r.detail, "zh"),
+                     "text_en": codes.reason_sentence(r.code, r.detail, "en")}
                     for r in flag.reasons],
     }
 
@@ -175,6 +177,11 @@ def _heads(session, household_ids: list[int]) -> dict[int, Member]:  # noqa: ANN
     members = session.scalars(select(Member).where(Member.household_id.in_(household_ids),
                                                    Member.relation == "户主"))
     return {m.household_id: m for m in members}
+
+
+# For listings that page in SQL (verification/portal/views.py): the same view of a flag.
+flag_view = _view
+household_heads = _heads
 
 
 def _iso(value: dt.date | None) -> str | None:

@@ -87,9 +87,13 @@ class FlagFrames:
 
 
 def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.DataFrame,
-                 evidence: pd.DataFrame, as_of: dt.date, policy: Policy) -> FlagFrames:
+                 evidence: pd.DataFrame, as_of: dt.date, policy: Policy,
+                 raised_on: dt.date | None = None) -> FlagFrames:
     """households indexed by household_id (status, street_code, community_code,
-    current_benefit); results/reasons from ``assess``; evidence matched; ``policy`` in force."""
+    current_benefit); results/reasons from ``assess``; evidence matched; ``policy`` in force.
+
+    Due dates count from ``raised_on``, the day the flags are raised (default ``as_of``): a
+    review of a past as-of date does not hand officers flags that are overdue on arrival."""
     hh = households[["status", "street_code", "community_code", "current_benefit"]].join(
         results[["decision", "benefit"]])
     hh["category"] = (households["category"].astype(str) if "category" in households
@@ -104,7 +108,8 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
                           "community_code": hh["community_code"].to_numpy()})
     flag_reasons = _flag_reasons(flags, hh, reasons, general, review, signals, policy)
     flag_evidence = _flag_evidence(flag_reasons, evidence)
-    flags["due_date"] = _due_dates(flags, as_of, death_recheck_due(evidence, policy))
+    flags["due_date"] = _due_dates(flags, raised_on or as_of,
+                                   death_recheck_due(evidence, policy))
     flags["evidence_digest"] = _digests(flags, flag_reasons)
     frames = FlagFrames(flags[FLAG_COLUMNS], flag_reasons.drop(columns=["passed"]), flag_evidence)
     check_invariants(frames, results, evidence)
@@ -377,16 +382,20 @@ def _cited_refs(flag_reasons: pd.DataFrame) -> tuple[np.ndarray, pa.Array]:
 
 
 # ---- when, and whether it is the same flag as before -----------------------------------------
-def _due_dates(flags: pd.DataFrame, as_of: dt.date, death_due: pd.Series) -> pd.Series:
-    """Due per kind (codes.yaml); a household with a death no later than its re-check date, and
-    a KEEP or ADJUST after a death on it."""
+def _due_dates(flags: pd.DataFrame, raised_on: dt.date, death_due: pd.Series) -> pd.Series:
+    """Due per kind (codes.yaml) from the day raised; a household with a death no later than
+    its re-check date, unless that date had passed before the flag was raised (then the kind's
+    own period, from the day raised); a KEEP or ADJUST after a death is due on that date."""
     days = flags["kind"].map(lambda k: codes.flags()[k]["due_days"])
-    due = (pd.Timestamp(as_of) + pd.to_timedelta(days, unit="D")).where(days > 0)
-    recheck = pd.to_datetime(flags["household_id"].map(death_due))
+    due = (pd.Timestamp(raised_on) + pd.to_timedelta(days, unit="D")).where(days > 0)
+    after_death = pd.to_datetime(flags["household_id"].map(death_due))
+    recheck = after_death.where(after_death >= pd.Timestamp(raised_on))
     due = due.where(recheck.isna() | (due <= recheck), recheck)
-    # others remain after a death: the flag is the re-check the rules set (2022通知 一（三）)
-    rechecked = flags["kind"].isin(["KEEP", "ADJUST"]) & recheck.notna()
-    due = due.where(~rechecked, recheck)
+    # others remain after a death: the flag is the re-check the rules set (2022通知 一（三））;
+    # one already overdue on the day raised is due within REVIEW's own period from that day
+    overdue = pd.Timestamp(raised_on) + pd.Timedelta(days=codes.flags()["REVIEW"]["due_days"])
+    rechecked = flags["kind"].isin(["KEEP", "ADJUST"]) & after_death.notna()
+    due = due.where(~rechecked, recheck.fillna(overdue))
     return due.dt.date.astype(object).where(due.notna(), None)
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from connectors.decoding import LINE, PROBLEM, DecodeError, decode_bytes
 from schemas import Contract, contract_for
+from verification import codes
 from verification.config import Settings
 from verification.intake import identifiers
 from verification.intake.textcheck import (
@@ -26,6 +27,11 @@ from verification.intake.textcheck import (
 )
 from verification.intake.validate import Validated, validate_frame
 
+# Batch-file fields whose coded values have labels in verification/codes.yaml (section): a file
+# may give either the code (recipient) or its Chinese label (在保).
+CODED_FIELDS = {"status": "household_status", "category": "categories",
+                "urban_rural": "urban_rural", "exclusion": "exclusion",
+                "disability_type": "disability_type"}
 HOUSEHOLD_FIELDS = ["area_code", "street_code", "community_code", "status", "category",
                     "urban_rural", "current_benefit"]
 
@@ -57,7 +63,7 @@ def validate_roster(path: Path, *, today: dt.date | None = None) -> Validated:
     data = path.read_bytes()
     if found := mixed_encoding_line(data):
         raise DecodeError(describe_mixed(found))
-    frame = decode_bytes(data, filename=path)
+    frame = canonical_batch_frame(decode_bytes(data, filename=path))
     contract = contract_for("batch")
     _require_columns(frame, contract)
     checked = validate_frame(frame.drop(columns=[PROBLEM]), contract)
@@ -93,6 +99,42 @@ def validate_roster(path: Path, *, today: dt.date | None = None) -> Validated:
     checked.quarantine = checked.quarantine.sort_values(["line", "field"], kind="stable") \
         .reset_index(drop=True)
     return checked
+
+
+def read_batch_file(path: Path) -> pd.DataFrame:
+    """A batch file decoded with canonical column names and codes (as ``validate_roster``
+    reads it), for whatever else reads the stored file."""
+    from connectors.decoding import decode_file
+
+    return canonical_batch_frame(decode_file(path))
+
+
+def canonical_batch_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Headers written as the contract's titles (家庭编号, or the English title) become the
+    field names, and coded values written as their Chinese label (在保) become the code, before
+    anything is validated; any other header or value is left for the validator to judge."""
+    fields = contract_for("batch").fields
+    known = {f["name"]: f["name"] for f in fields}
+    known.update({f["title"]: f["name"] for f in fields})
+    known.update({f["x-title-en"].casefold(): f["name"] for f in fields if f.get("x-title-en")})
+    rename = {}
+    for column in frame.columns:
+        name = known.get(str(column).strip()) or known.get(str(column).strip().casefold())
+        if name and name != column and column not in (LINE, PROBLEM):
+            rename[column] = name
+    named = [rename.get(c, c) for c in frame.columns]
+    twice = sorted({c for c in named if named.count(c) > 1})
+    if twice:
+        raise DecodeError(f"line 1: column {twice[0]!r} appears twice in the header (once by "
+                          "its name, once by its title)")
+    frame = frame.rename(columns=rename)
+    for field, section in CODED_FIELDS.items():
+        if field in frame.columns:
+            labels = {codes.label(section, code, "zh"): code
+                      for code in codes.vocabulary()[section]}
+            frame[field] = frame[field].map(
+                lambda v, labels=labels: labels.get(v.strip(), v) if isinstance(v, str) else v)
+    return frame
 
 
 def _require_columns(frame: pd.DataFrame, contract: Contract) -> None:

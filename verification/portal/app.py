@@ -26,9 +26,10 @@ from verification import codes, jurisdictions
 from verification.batches import check as batches
 from verification.config import Settings, load_settings
 from verification.flags import actions as flag_actions
+from verification.localtime import local_today
 from verification.portal import auth, submit, views
-from verification.portal.i18n import LANG_COOKIE, LANGUAGES, text
-from verification.portal.row_errors import explain
+from verification.portal.i18n import LANG_COOKIE, LANGUAGES, airflow_state, text
+from verification.portal.row_errors import explain, read_errors_csv
 from verification.security.access import AccessDenied
 
 HERE = Path(__file__).parent
@@ -36,10 +37,9 @@ PAGES = (  # (route name, nav key, permission needed to see it)
     ("dashboard", "nav.dashboard", "flags.read"),
     ("submit_form", "nav.submit", "batches.submit"),
     ("batch_list", "nav.batches", "batches.read"),
-    ("inbox", "nav.inbox", "flags.resolve"),
+    ("inbox", "nav.inbox", "flags.read"),  # staff read it too (they may not act)
     ("feeds", "nav.feeds", None),
 )
-INBOX_PAGE_SIZE = 200
 # module level, so FastAPI can resolve the (string) annotation of every route
 Viewer = Annotated[auth.Viewer, Depends(auth.current_viewer)]
 
@@ -59,7 +59,7 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
                                  LANGUAGES=LANGUAGES, explain=explain)
     templates.env.filters["num"] = _number
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    clock = today or (lambda: dt.datetime.now(views.LOCAL_TZ).date())
+    clock = today or local_today
 
     def render(request: Request, viewer: auth.Viewer | None, name: str, status_code: int = 200,
                **context: Any) -> HTMLResponse:
@@ -70,6 +70,7 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
             "viewer": viewer, "lang": lang, "nav": nav, "logout_url": auth.LOGOUT_PATH,
             "t": lambda key, **kw: text(key, lang, **kw), "label": lambda s, c: _label(s, c, lang),
             "local": views.to_local, "page": name.removesuffix(".html"),
+            "airflow_state": lambda state: airflow_state(state, lang),
             "colon": "：" if lang == "zh" else ": ", **context},
             status_code=status_code)
 
@@ -92,9 +93,9 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
     @app.exception_handler(AccessDenied)
     async def _denied(request: Request, exc: AccessDenied) -> Response:
         viewer = await auth.current_viewer(request)
-        if "jurisdiction" in str(exc):  # say no more: not even which community it is in
-            return error_page(request, viewer, "error.outside", 403)
-        return error_page(request, viewer, "error.forbidden", 403, str(exc))
+        if "jurisdiction" in str(exc):  # answered as a missing id is: ids cannot be probed
+            return error_page(request, viewer, "error.not_found", 404)
+        return error_page(request, viewer, "error.forbidden", 403)  # no developer English
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -103,7 +104,8 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
         except (auth.LoginRequired, auth.NoRole):
             return Response(str(exc.detail), status_code=exc.status_code)
         key = {403: "error.csrf", 404: "error.not_found"}.get(exc.status_code, "error.title")
-        return error_page(request, viewer, key, exc.status_code, str(exc.detail))
+        detail = "" if key != "error.title" else f"HTTP {exc.status_code}"
+        return error_page(request, viewer, key, exc.status_code, detail)
 
     # ---- frame ---------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -195,17 +197,35 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
 
     @app.get("/batches/{batch_id}", name="batch_detail")
     def batch_detail(request: Request, batch_id: int, viewer: Viewer,
-                     submitted: int = 0, problem: str = "") -> HTMLResponse:
+                     submitted: int = 0, problem: str = "", kind: str = "", street: str = "",
+                     q: str = "", page: str = "1") -> HTMLResponse:
         viewer.principal.require("batches.read")
         settings = settings_factory()
         batch = views.batch_detail(settings, batch_id)
         if batch is None:
             return error_page(request, viewer, "error.not_found", 404)
-        results = _batch_results(settings, batch) if batch["status"] == "done" else []
+        want = views.FlagFilter.clean(kind=kind, street=street, q=q, page=page)
+        found = {"results": [], "total": 0, "page": 1, "pages": 1, "counts": {"kind": {}},
+                 "first": 0, "last": 0}
+        if batch["status"] == "done" and batch.get("run_id"):
+            found = views.batch_results_page(settings, batch["run_id"], want)
         groups = views.group_report_files(batch["files"], batch["reports_dir"])
-        return render(request, viewer, "batch.html", batch=batch, results=results, groups=groups,
-                      airflow=_safe_dag_state(batch["dag_run_id"]), submitted=bool(submitted),
-                      problem=problem[:300])
+        row_errors, error_total = ([], 0)
+        if batch["status"] == "invalid":
+            row_errors, error_total = read_errors_csv(_errors_file(batch))
+        return render(request, viewer, "batch.html", batch=batch, groups=groups, want=want,
+                      **found, airflow=_safe_dag_state(batch["dag_run_id"]),
+                      submitted=bool(submitted), problem=problem[:300],
+                      row_errors=row_errors, error_total=error_total)
+
+    @app.get("/batches/{batch_id}/errors.csv", name="batch_errors")
+    def batch_errors(request: Request, batch_id: int, viewer: Viewer) -> Response:
+        viewer.principal.require("batches.read")
+        batch = views.batch_detail(settings_factory(), batch_id)
+        found = _errors_file(batch) if batch and batch["status"] == "invalid" else None
+        if found is None or not found.is_file():
+            return error_page(request, viewer, "error.not_found", 404)
+        return FileResponse(found, filename=f"{batch['code']}-errors.csv", media_type="text/csv")
 
     @app.get("/batches/{batch_id}/download", name="batch_download")
     def batch_download(request: Request, batch_id: int, path: str,
@@ -222,19 +242,19 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
     # ---- officer inbox -------------------------------------------------------------------------
     @app.get("/inbox", name="inbox")
     def inbox(request: Request, viewer: Viewer, status: str = "open", kind: str = "",
-              sort: str = "due") -> HTMLResponse:
+              street: str = "", community: str = "", due: str = "", q: str = "",
+              sort: str = "due", page: str = "1") -> HTMLResponse:
         viewer.principal.require("flags.read")
-        flags = views.inbox_flags(settings_factory(), viewer.principal)
-        done = status == "done"
-        shown = [f for f in flags if (f["status"] == "resolved") == done
-                 and kind in ("", f["kind"])]
-        kinds = sorted({f["kind"] for f in flags}, key=views.FLAG_ORDER.index)
-        if sort == "-due":
-            shown.sort(key=lambda f: (f["due_date"] is not None, f["due_date"] or ""),
-                       reverse=True)
-        return render(request, viewer, "inbox.html", flags=shown[:INBOX_PAGE_SIZE],
-                      total=len(shown), status=status, kind=kind, sort=sort, kinds=kinds,
-                      today=clock().isoformat(), scope=_scope_names(viewer.principal))
+        want = views.FlagFilter.clean(status=status, kind=kind, street=street,
+                                      community=community, due=due, q=q, sort=sort, page=page)
+        today = clock()
+        found = views.inbox_page(settings_factory(), viewer.principal, want, today)
+        kinds = [k for k in views.FLAG_ORDER if k in found["counts"]["kind"] or k == want.kind]
+        return render(request, viewer, "inbox.html", **found, want=want, kinds=kinds,
+                      status=want.status, kind=want.kind, sort=want.sort,
+                      communities=_communities(found["counts"]["street"], want.street,
+                                               viewer.principal),
+                      today=today.isoformat(), scope=_scope_names(viewer.principal))
 
     @app.get("/flags/{flag_id}", name="flag_detail")
     def flag_detail(request: Request, flag_id: int, viewer: Viewer,
@@ -306,6 +326,16 @@ def _scope_names(who) -> list[str]:  # noqa: ANN001
             + [jurisdictions.community_name(c) for c in sorted(who.communities)])
 
 
+def _communities(street_counts: dict[str, int], street: str, who) -> dict[str, str]:  # noqa: ANN001
+    """The communities to offer once a street is chosen (only those ``who`` covers)."""
+    if not street or street not in street_counts:
+        return {}
+    found = jurisdictions.communities(street)
+    if who.district_wide or street in who.streets:
+        return found
+    return {code: name for code, name in found.items() if code in who.communities}
+
+
 def _batch_columns(lang: str) -> list[dict[str, Any]]:
     from schemas import contract_for
 
@@ -333,13 +363,9 @@ def _save_upload(file: UploadFile, path: Path) -> int:
     return size
 
 
-def _batch_results(settings: Settings, batch: dict[str, Any]) -> list[dict[str, Any]]:
-    if not batch.get("run_id"):
-        return []
-    from verification.reports import flag_table
-
-    table = flag_table(settings, batch["run_id"])
-    return table.sort_values("household_code").to_dict("records")
+def _errors_file(batch: dict[str, Any]) -> Path:
+    """errors.csv sits beside the stored file (verification/batches.py validate_batch)."""
+    return Path(batch["stored_path"]).parent / "errors.csv"
 
 
 def _safe_dag_state(run_id: str) -> dict[str, Any]:

@@ -43,9 +43,8 @@ _TEXT: dict[str, tuple[str, str]] = {
                         "You may not see this page or do this."),
     "error.no_role": ("您的账号尚未在核对系统中分配角色，请联系系统管理员。",
                       "Your account has no role in hedui yet; ask an administrator."),
-    "error.outside": ("该事项不在您负责的辖区内，无法查看或办理。",
-                      "This item is outside your jurisdiction: you cannot open or act on it."),
-    "error.not_found": ("未找到该记录。", "No such record."),
+    "error.not_found": ("未找到该记录，或该记录不在您负责的辖区内。",
+                        "No such record, or it is outside your jurisdiction."),
     "error.csrf": ("页面已过期，请刷新后重试。", "The page has expired: reload it and try again."),
     # dashboard
     "dash.heading": ("工作台", "Dashboard"),
@@ -89,6 +88,12 @@ _TEXT: dict[str, tuple[str, str]] = {
     "submit.button": ("校验并提交", "Check and submit"),
     "submit.columns": ("文件各列（* 为必填）", "Columns (* required)"),
     "submit.template": ("下载空白模板（CSV）", "Download a blank template (CSV)"),
+    "submit.headers_help": ("表头可以写列名（如 household_code），也可以写中文名称（如 家庭编号）；"
+                            "家庭状态、救助类别、城乡类别等可填代码，也可填中文（如 在保、低保、"
+                            "城镇）。",
+                            "Headers may be the column names (household_code) or their Chinese "
+                            "titles (家庭编号); coded columns such as status, category and urban "
+                            "or rural take the code or its Chinese label (在保, 低保, 城镇)."),
     "submit.invalid": ("文件未通过校验，未提交。请按下列提示修改后重新上传。",
                        "The file failed the checks and was not submitted. Fix the rows below "
                        "and upload it again."),
@@ -117,7 +122,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "batches.rows": ("行数", "Rows"),
     "batches.progress": ("进度", "Progress"),
     "batches.empty": ("还没有提交过核对批次。", "No batch has been submitted yet."),
-    "batches.stages": ("办理进度", "Progress by stage"),
+    "batches.stages": ("办理进度（北京时间 UTC+8）", "Progress by stage (Beijing time, UTC+8)"),
     "batches.results": ("核对结果", "Results"),
     "batches.reports": ("核对报告下载", "Verification reports"),
     "batches.no_reports": ("核对完成后可在此下载报告。",
@@ -130,6 +135,16 @@ _TEXT: dict[str, tuple[str, str]] = {
     "batches.size": ("家庭人数", "Members"),
     "batches.head": ("户主", "Head"),
     "batches.dag_run": ("调度运行", "Airflow run"),
+    "batches.row_errors": ("校验错误", "Row errors"),
+    "batches.row_errors_intro": ("文件中有 {bad} 处不符合批次文件格式，未查询协查部门，"
+                                 "也未载入任何数据。请按下列说明修改后重新提交。",
+                                 "The file has {bad} problems with the batch-file format: no "
+                                 "partner was queried and nothing was loaded. Fix them as said "
+                                 "below and submit again."),
+    "batches.row_errors_more": ("此处列出前 {shown} 处，共 {total} 处；全部错误见下载文件。",
+                                "The first {shown} of {total} are listed; the download has all."),
+    "batches.errors_csv": ("下载错误清单（CSV）", "Download the error list (CSV)"),
+    "batches.field": ("字段", "Field"),
     "batches.refresh": ("核对进行中，本页每 10 秒自动刷新。",
                         "Checking is in progress: this page refreshes every 10 seconds."),
     "batches.paused": ("调度平台中的 batch_check 任务处于暂停状态，"
@@ -154,6 +169,13 @@ _TEXT: dict[str, tuple[str, str]] = {
     "stage.evidence": ("比对协查数据", "Partner data matched"),
     "stage.assessed": ("核算认定", "Assessed"),
     "stage.reported": ("出具报告", "Reports written"),
+    "airflow.state.queued": ("排队等待", "queued"),
+    "airflow.state.running": ("运行中", "running"),
+    "airflow.state.success": ("已成功", "succeeded"),
+    "airflow.state.failed": ("失败", "failed"),
+    "airflow.state.up_for_retry": ("等待重试", "waiting to retry"),
+    "airflow.state.scheduled": ("已排程", "scheduled"),
+    "airflow.state.deferred": ("等待外部事件", "deferred"),
     "stage.state.done": ("已完成", "done"),
     "stage.state.running": ("进行中", "running"),
     "stage.state.waiting": ("等待", "waiting"),
@@ -165,7 +187,6 @@ _TEXT: dict[str, tuple[str, str]] = {
     "inbox.open": ("待办", "Open"),
     "inbox.done": ("已办结", "Resolved"),
     "inbox.all_kinds": ("全部结论", "All kinds"),
-    "inbox.sort_due": ("按办理期限排序", "Sort by due date"),
     "inbox.due": ("办理期限", "Due"),
     "inbox.household": ("家庭", "Household"),
     "inbox.kind": ("核对结论", "Flag"),
@@ -175,6 +196,29 @@ _TEXT: dict[str, tuple[str, str]] = {
     "inbox.overdue": ("已超期", "overdue"),
     "inbox.from_review": ("定期核对", "Review"),
     "inbox.from_batch": ("批次", "Batch"),
+    "inbox.any_due": ("全部期限", "Any due date"),
+    "inbox.due_overdue": ("已超期", "Overdue"),
+    "inbox.due_week": ("7 天内到期", "Due within 7 days"),
+    "inbox.due_later": ("7 天后到期", "Due later"),
+    "inbox.due_none": ("无期限", "No due date"),
+    "inbox.search": ("家庭编号", "Household code"),
+    "inbox.search_hint": ("输入编号的全部或一部分", "All or part of the code"),
+    "inbox.all_streets": ("全部街道", "All streets"),
+    "inbox.all_communities": ("全部社区", "All communities"),
+    "inbox.sort": ("排序", "Sort"),
+    "inbox.sort_due": ("办理期限（近→远）", "Due date (soonest first)"),
+    "inbox.sort_-due": ("办理期限（远→近）", "Due date (latest first)"),
+    "inbox.sort_household": ("家庭编号", "Household code"),
+    "inbox.sort_-raised": ("最新发现", "Newest first"),
+    "inbox.apply": ("筛选", "Filter"),
+    "inbox.clear": ("清除条件", "Clear"),
+    "inbox.range": ("第 {first}–{last} 条，共 {total} 条", "{first}–{last} of {total}"),
+    "inbox.no_match": ("没有符合条件的事项，请放宽筛选条件。",
+                       "Nothing matches: widen the filter."),
+    "pager.label": ("分页", "Pages"),
+    "pager.prev": ("上一页", "Previous"),
+    "pager.next": ("下一页", "Next"),
+    "pager.at": ("第 {page} / {pages} 页", "Page {page} of {pages}"),
     # flag
     "flag.heading": ("核查事项", "Flag"),
     "flag.household": ("家庭信息", "Household"),
@@ -190,8 +234,6 @@ _TEXT: dict[str, tuple[str, str]] = {
     "flag.period": ("所属期间", "Period"),
     "flag.match": ("匹配程度", "Match"),
     "flag.records": ("{n} 条记录", "{n} records"),
-    "flag.value": ("核对值", "Value"),
-    "flag.limit": ("标准", "Limit"),
     "flag.reference": ("依据", "Reference"),
     "flag.no_evidence": ("无外部证据（见原因）。", "No partner evidence (see the reasons)."),
     "flag.acknowledge": ("签收", "Acknowledge"),
@@ -251,3 +293,9 @@ def text(key: str, lang: str, **values: object) -> str:
 
 def pick_language(requested: str | None) -> str:
     return requested if requested in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def airflow_state(state: str, lang: str) -> str:
+    """An Airflow run or task state (``DagRunState.QUEUED`` or ``queued``) in words."""
+    key = f"airflow.state.{str(state).rsplit('.', 1)[-1].lower()}"
+    return text(key, lang) if key in _TEXT else str(state)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,9 +21,8 @@ import pandas as pd
 from schemas import contract_for
 from verification import codes
 from verification.intake import identifiers
+from verification.intake.roster import CODED_FIELDS
 
-# field → section of codes.yaml whose labels explain its coded values
-_CODED_FIELDS = {"status": "household_status", "category": "categories"}
 _PRIVATE_FIELDS = {"id_number", "name"}
 
 _ZH: dict[str, str] = {
@@ -143,7 +143,7 @@ def _number(value: object) -> object:
 
 def _not_allowed(spec: dict[str, Any], title: str, value: str, lang: str) -> str:
     allowed = [v for v in spec.get("constraints", {}).get("enum", []) if v != ""]
-    section = _CODED_FIELDS.get(spec["name"])
+    section = CODED_FIELDS.get(spec["name"])
     shown = [f"{v}（{codes.label(section, v, lang)}）" if section else v for v in allowed]
     if lang == "zh":
         given = f"填写为“{value}”，" if value else ""
@@ -205,3 +205,50 @@ def _mask_raw(text: str) -> str:
     if len(text) <= 8:
         return "*" * len(text)
     return text[:6] + "*" * (len(text) - 8) + text[-2:]
+
+
+# errors.csv: what staff open in Excel (UTF-8 with BOM, Chinese headers, one problem a line).
+ERRORS_CSV_HEADERS = {"line": "行号", "household_code": "家庭编号", "field_title": "字段",
+                      "field": "字段代码", "message": "问题说明", "message_en": "说明（英文）",
+                      "reason": "原因代码"}
+
+
+def error_lines(frame: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame:
+    """Every problem of a batch file as a row: line, household code, field (title and name),
+    the Chinese and English sentences and the reason code; ID numbers and names never echoed."""
+    zh = group_by_row(frame, problems, "zh", limit=len(problems) + 1)
+    en = {row.line: row for row in group_by_row(frame, problems, "en", limit=len(problems) + 1)}
+    reasons = problems.sort_values(["line", "field"])
+    by_line: dict[int, list[str]] = {}
+    for rec in reasons.itertuples(index=False):
+        by_line.setdefault(int(rec.line), []).append(str(rec.reason))
+    records = []
+    for row in zh:
+        english = en[row.line].problems
+        for i, problem in enumerate(row.problems):
+            records.append({"line": row.line, "household_code": row.household_code,
+                            "field_title": problem["field_title"], "field": problem["field"],
+                            "message": problem["message"],
+                            "message_en": english[i]["message"] if i < len(english) else "",
+                            "reason": by_line[row.line][i]})
+    return pd.DataFrame(records, columns=list(ERRORS_CSV_HEADERS))
+
+
+def write_errors_csv(errors: pd.DataFrame, path: Path) -> None:
+    """``errors`` (from ``error_lines``) with Chinese headers and a BOM, so Excel reads it;
+    text a spreadsheet would run as a formula is neutralised (the file echoes the batch)."""
+    from verification.reports.flag_reports import safe_cell
+
+    errors.map(safe_cell).rename(columns=ERRORS_CSV_HEADERS).to_csv(
+        path, index=False, encoding="utf-8-sig")
+
+
+def read_errors_csv(path: Path, limit: int = 200) -> tuple[list[dict[str, Any]], int]:
+    """The first ``limit`` problems of an errors.csv and how many there are in all."""
+    if not path.is_file():
+        return [], 0
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    table = table.rename(columns={v: k for k, v in ERRORS_CSV_HEADERS.items()})
+    if "message" not in table:  # an errors.csv written before the Chinese headers
+        return [], len(table)
+    return table.head(limit).to_dict("records"), len(table)

@@ -74,8 +74,8 @@ def discard(path: Path) -> None:
 
 def check_file(path: Path, lang: str) -> CheckedUpload:
     """Validate ``path`` against the batch-file contract; bad rows come back explained."""
-    from connectors.decoding import DecodeError, decode_file
-    from verification.intake.roster import validate_roster
+    from connectors.decoding import DecodeError
+    from verification.intake.roster import read_batch_file, validate_roster
 
     try:
         checked = validate_roster(path)
@@ -87,7 +87,7 @@ def check_file(path: Path, lang: str) -> CheckedUpload:
                            if len(checked.accepted) else 0)
     if len(checked.quarantine):
         try:
-            frame = decode_file(path)
+            frame = read_batch_file(path)
         except (DecodeError, ValueError):
             frame = pd.DataFrame({"_line": checked.quarantine["line"].unique()})
         result.rows = group_by_row(frame, checked.quarantine, lang)
@@ -105,12 +105,11 @@ def submit(settings: Settings, path: Path, *, category: str, requester: str,
     error = trigger_batch_check(run_id, {"batch_file": str(ref.stored_path),
                                          "category": category, "requester": requester,
                                          "notes": notes}, requester)
+    if error:
+        batches.submission_failed(settings, ref.id, error)
+    else:
+        batches.submission_started(settings, ref.id, run_id)
     with session_scope(settings.database_url) as session:
-        from verification.storage.models import Batch
-
-        batch = session.get(Batch, ref.id)
-        if not error:
-            batch.dag_run_id = run_id
         audit.record(session, requester, "batch.submitted", f"batch:{ref.id}",
                      {"code": ref.code, "via": "portal", "dag_run_id": run_id if not error
                       else "", "trigger_error": error[:200]})

@@ -2,7 +2,7 @@
 
 Each function takes the acting ``Principal`` where the answer depends on who asks: officers get
 their own jurisdiction only, partner accounts their own feeds. Flag listings and actions go
-through verification/flags/actions.py (jurisdiction checks and audit live there); this module
+through verification/flag_actions.py (jurisdiction checks and audit live there); this module
 only summarises. Names and ID numbers appear masked, as stored.
 """
 
@@ -10,25 +10,35 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from urllib.parse import urlencode
 
 from croniter import croniter
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import selectinload
 
 from connectors.registry import load_partners
 from verification import codes, jurisdictions
 from verification.batches import check as batches
 from verification.config import Settings
+from verification.localtime import LOCAL_TZ, to_local  # noqa: F401 (to_local: the pages')
 from verification.security.access import Principal
 from verification.storage import session_scope
-from verification.storage.models import Batch, Feed, Flag, Partner, QuarantinedRow, Run
+from verification.storage.models import (
+    Assessment,
+    Batch,
+    Feed,
+    Flag,
+    Household,
+    Partner,
+    QuarantinedRow,
+    Run,
+)
 
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 FLAG_ORDER = ("REMOVE", "REVIEW", "ADD", "REJECT", "GRADUAL_EXIT", "ADJUST", "KEEP")
-# The stages a batch passes in order (verification/batches/check.py), as the progress bar shows
-# them.
+# The stages a batch passes in order (verification/batches.py), as the progress bar shows them.
 BATCH_STEPS = ("received", "validated", "loaded", "evidence", "assessed", "reported")
 AGEING_BUCKETS = ("overdue", "due_week", "due_later", "no_due")
 OPEN_FOR_BUCKETS = ("d0_7", "d8_30", "d31_60", "d61")
@@ -51,29 +61,214 @@ def latest_run(settings: Settings, kind: str = "review") -> Run | None:
 
 
 # ---- officer inbox -----------------------------------------------------------------------------
-def inbox_flags(settings: Settings, who: Principal,
-                kind: str | None = None) -> list[dict[str, Any]]:
-    """The flags an officer works on: those of the latest review, and those of every batch check
-    that still has unresolved ones (a batch's applicants are not in the review). Each carries
-    ``run_kind`` and ``run_label``; KEEP flags (nothing to do) are left out."""
+PAGE_SIZE = 50
+DUE_FILTERS = ("overdue", "week", "later", "none")
+INBOX_SORTS = ("due", "-due", "household", "-raised")
+
+
+@dataclass(frozen=True)
+class FlagFilter:
+    """What an officer asked the inbox (or a batch's results) for: every field is optional; the
+    database does the filtering, counting and paging (nothing loads every flag)."""
+
+    status: str = "open"  # open (not resolved) | done (resolved)
+    kind: str = ""
+    street: str = ""
+    community: str = ""
+    due: str = ""  # one of DUE_FILTERS
+    q: str = ""  # part of a household code
+    sort: str = "due"
+    page: int = 1
+
+    @classmethod
+    def clean(cls, **given: Any) -> FlagFilter:
+        """Drop what is not a known value instead of failing on a hand-edited address."""
+        kind = given.get("kind") or ""
+        due = given.get("due") or ""
+        sort = given.get("sort") or "due"
+        q = "".join(ch for ch in str(given.get("q") or "") if ch.isalnum() or ch in "-_")[:40]
+        try:
+            page = max(1, min(int(given.get("page") or 1), 100_000))
+        except ValueError:
+            page = 1
+        return cls(status="done" if given.get("status") == "done" else "open",
+                   kind=kind if kind in FLAG_ORDER else "",
+                   street=str(given.get("street") or "")[:9],
+                   community=str(given.get("community") or "")[:12],
+                   due=due if due in DUE_FILTERS else "", q=q,
+                   sort=sort if sort in INBOX_SORTS else "due", page=page)
+
+    def link(self, **change: Any) -> str:
+        """The query string of this filter with ``change`` applied (back to page 1 unless a
+        page is given)."""
+        values = {**self.__dict__, "page": 1, **change}
+        keep = {k: v for k, v in values.items()
+                if v not in ("", None) and not (k == "page" and v == 1)
+                and not (k == "sort" and v == "due") and not (k == "status" and v == "open")}
+        return "?" + urlencode(keep)
+
+
+def _inbox_scope(review_id: int | None, who: Principal, q: str) -> list[Any]:
+    """Conditions for the flags an officer works on: the latest review's and every finished
+    batch check's, never KEEP (nothing to do), within ``who``'s jurisdiction, matching the
+    household-code search ``q``."""
+    runs = select(Run.id).where(Run.status == "done", Run.kind == "batch")
+    where = Flag.run_id.in_(runs)
+    if review_id is not None:
+        where = where | (Flag.run_id == review_id)
+    found = [where, Flag.kind != "KEEP"]
+    if not who.district_wide:
+        found.append(Flag.street_code.in_(who.streets)
+                     | Flag.community_code.in_(who.communities))
+    if q:
+        found.append(Flag.household_id.in_(select(Household.id).where(
+            Household.household_code.contains(q, autoescape=True))))
+    return found
+
+
+def _filters(want: FlagFilter, today: dt.date) -> list[Any]:
+    found = [(Flag.status == "resolved") if want.status == "done"
+             else (Flag.status != "resolved")]
+    if want.kind:
+        found.append(Flag.kind == want.kind)
+    if want.street:
+        found.append(Flag.street_code == want.street)
+    if want.community:
+        found.append(Flag.community_code == want.community)
+    if want.due:
+        week = today + dt.timedelta(days=7)
+        found.append({"overdue": Flag.due_date < today,
+                      "week": Flag.due_date.between(today, week),
+                      "later": Flag.due_date > week,
+                      "none": Flag.due_date.is_(None)}[want.due])
+    return found
+
+
+def _due_bucket(today: dt.date):  # noqa: ANN202 (SQLAlchemy expression)
+    return case((Flag.due_date.is_(None), "none"), (Flag.due_date < today, "overdue"),
+                (Flag.due_date <= today + dt.timedelta(days=7), "week"), else_="later")
+
+
+def inbox_page(settings: Settings, who: Principal, want: FlagFilter, today: dt.date,
+               page_size: int = PAGE_SIZE) -> dict[str, Any]:
+    """One page of the inbox with its total and the counts beside each filter.
+
+    A fixed number of queries whatever the caseload: one grouped count (every filter's counts
+    come from it), the page's ids (``page_size`` of them), those flags, their heads and
+    reasons."""
     from verification.flags import actions as flag_actions
 
+    who.require("flags.read")
     review = latest_run(settings)
+    scope = _inbox_scope(review.id if review else None, who, want.q)
     with session_scope(settings.database_url) as session:
-        batch_runs = dict(session.execute(
-            select(Run.id, Batch.batch_code).join(Flag, Flag.run_id == Run.id)
-            .join(Batch, Batch.id == Run.batch_id, isouter=True)
-            .where(Run.kind == "batch", Run.status == "done", Flag.kind != "KEEP",
-                   Flag.status != "resolved").distinct()).all())
-    runs = ([(review.id, "review", f"{review.as_of:%Y-%m}")] if review else []) + [
-        (run_id, "batch", code or str(run_id)) for run_id, code in sorted(batch_runs.items())]
-    found: list[dict[str, Any]] = []
-    for run_id, run_kind, run_label in runs:
-        for flag in flag_actions.list_flags(settings, who, run_id=run_id, kind=kind):
-            if flag["kind"] != "KEEP":
-                found.append({**flag, "run_kind": run_kind, "run_label": run_label})
-    found.sort(key=lambda f: (f["due_date"] is None, f["due_date"] or "", f["id"]))
-    return found
+        keys = (Flag.status == "resolved", Flag.kind, _due_bucket(today), Flag.street_code,
+                Flag.community_code)
+        groups = session.execute(select(*keys, func.count()).where(*scope)
+                                 .group_by(*keys)).all()
+        counts, total = _filter_counts(groups, want)
+        pages = max(1, -(-total // page_size))
+        page = min(want.page, pages)
+        ids = select(Flag.id).where(*scope, *_filters(want, today))
+        if want.sort == "household":
+            ids = ids.join(Household, Household.id == Flag.household_id)
+        page_ids = session.scalars(ids.order_by(*_inbox_order(want.sort)).limit(page_size)
+                                   .offset((page - 1) * page_size)).all()
+        rows = session.execute(
+            select(Flag, Household, Run.kind, Run.as_of, Batch.batch_code)
+            .join(Household, Household.id == Flag.household_id)
+            .join(Run, Run.id == Flag.run_id).join(Batch, Batch.id == Run.batch_id, isouter=True)
+            .where(Flag.id.in_(page_ids)).options(selectinload(Flag.reasons))).all()
+        rows.sort(key=lambda row: page_ids.index(row[0].id))
+        heads = flag_actions.household_heads(session, [h.id for _, h, *_ in rows])
+        flags = [{**flag_actions.flag_view(f, h, heads.get(h.id)), "run_kind": run_kind,
+                  "run_label": code or (f"{as_of:%Y-%m}" if run_kind == "review" else
+                                        str(f.run_id)),
+                  "raised_at": f.created_at}
+                 for f, h, run_kind, as_of, code in rows]
+    return {"flags": flags, "total": total, "page": page, "pages": pages,
+            "page_size": page_size, "counts": counts,
+            "first": (page - 1) * page_size + 1 if total else 0,
+            "last": (page - 1) * page_size + len(flags)}
+
+
+def _inbox_order(sort: str) -> list[Any]:
+    return {"due": [Flag.due_date.is_(None), Flag.due_date, Flag.id],
+            "-due": [Flag.due_date.is_(None), Flag.due_date.desc(), Flag.id.desc()],
+            "household": [Household.household_code, Flag.id],
+            "-raised": [Flag.created_at.desc(), Flag.id.desc()]}[sort]
+
+
+def _filter_counts(groups: list[Any], want: FlagFilter
+                   ) -> tuple[dict[str, dict[Any, int]], int]:
+    """From (resolved, kind, due bucket, street, community, n) rows: how many flags each value
+    of each filter would show with the other filters kept, and the total the filter shows."""
+    chosen = {"status": want.status, "kind": want.kind, "due": want.due,
+              "street": want.street, "community": want.community}
+    counts: dict[str, dict[Any, int]] = {"status": {"open": 0, "done": 0}, "kind": {},
+                                         "due": {}, "street": {}}
+    total = 0
+    for resolved, kind, due, street, community, n in groups:
+        values = {"status": "done" if resolved else "open", "kind": kind, "due": due,
+                  "street": street, "community": community}
+        misses = {k for k, v in chosen.items() if v and values[k] != v}
+        if not misses:
+            total += n
+        for dimension in ("status", "kind", "due", "street"):
+            others = misses - {dimension} - ({"community"} if dimension == "street" else set())
+            if not others:
+                bucket = counts[dimension]
+                bucket[values[dimension]] = bucket.get(values[dimension], 0) + n
+    counts["street"] = dict(sorted(counts["street"].items()))
+    return counts, total
+
+
+def batch_results_page(settings: Settings, run_id: int, want: FlagFilter,
+                       page_size: int = PAGE_SIZE) -> dict[str, Any]:
+    """One page of a batch check's results (every decision, KEEP included), household code
+    order, with the count of each decision; paged and counted in SQL."""
+    from verification.flags import actions as flag_actions
+    from verification.reports.flag_reports import reason_text
+
+    query = select(Flag.id).where(Flag.run_id == run_id)
+    if want.street:
+        query = query.where(Flag.street_code == want.street)
+    if want.q:
+        query = query.where(Flag.household_id.in_(
+            select(Household.id).where(Household.household_code.contains(want.q,
+                                                                         autoescape=True))))
+    with session_scope(settings.database_url) as session:
+        by_kind = dict(session.execute(select(Flag.kind, func.count())
+                                       .where(Flag.id.in_(query)).group_by(Flag.kind)).all())
+        if want.kind:
+            query = query.where(Flag.kind == want.kind)
+        total = by_kind.get(want.kind, 0) if want.kind else sum(by_kind.values())
+        pages = max(1, -(-total // page_size))
+        page = min(want.page, pages)
+        rows = session.execute(
+            select(Flag, Household, Assessment.household_size, Assessment.per_capita_income,
+                   Assessment.benefit)
+            .join(Household, Household.id == Flag.household_id)
+            .join(Assessment, (Assessment.household_id == Flag.household_id)
+                  & (Assessment.run_id == Flag.run_id), isouter=True)
+            .where(Flag.id.in_(query)).order_by(Household.household_code, Flag.id)
+            .limit(page_size).offset((page - 1) * page_size)
+            .options(selectinload(Flag.reasons))).all()
+        heads = flag_actions.household_heads(session, [h.id for _, h, *_ in rows])
+        results = []
+        for flag, household, size, per_capita, benefit in rows:
+            head = heads.get(household.id)
+            results.append({
+                "flag_id": flag.id, "household_code": household.household_code,
+                "kind": flag.kind, "street": jurisdictions.street_name(flag.street_code),
+                "community": jurisdictions.community_name(flag.community_code),
+                "head_name": head.name_masked if head else "",
+                "head_id": head.id_masked if head else "", "household_size": size,
+                "per_capita_income": per_capita, "benefit": benefit,
+                "reasons": "；".join(reason_text(r.code, r.detail) for r in flag.reasons)})
+    return {"results": results, "total": total, "page": page, "pages": pages,
+            "counts": {"kind": by_kind}, "first": (page - 1) * page_size + 1 if total else 0,
+            "last": (page - 1) * page_size + len(results)}
 
 
 def evidence_groups(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,7 +297,7 @@ def dashboard(settings: Settings, who: Principal, today: dt.date, lang: str,
     who.require("flags.read")
     run = latest_run(settings)
     out: dict[str, Any] = {"run": run, "kinds": [], "streets": [], "trend": [], "ageing": {},
-                           "days_open": {}, "open_total": 0}
+                           "days_open": {}, "open_total": 0, "households": 0}
     if run is None:
         return out
     with session_scope(settings.database_url) as session:
@@ -125,6 +320,7 @@ def dashboard(settings: Settings, who: Principal, today: dt.date, lang: str,
         streets[street][kind] += n
     out["kinds"] = [{"kind": k, "label": codes.label("flags", k, lang), "count": kinds[k]}
                     for k in FLAG_ORDER if kinds[k]]
+    out["households"] = sum(kinds.values())  # one flag per household checked, in scope
     out["streets"] = [{"code": s, "name": jurisdictions.street_name(s),
                        "counts": dict(streets[s]), "total": sum(streets[s].values())}
                       for s in sorted(streets)]
@@ -360,10 +556,3 @@ def expected_next(schedule: str, interval_days: int, last: dt.datetime | None,
         age = (now - last).days
         late = max(0, age - interval_days)
     return {"next_pull": next_pull, "late_days": late, "interval_days": interval_days}
-
-
-def to_local(value: dt.datetime | None) -> str:
-    """A stored naive-UTC time as local (Asia/Shanghai) minutes."""
-    if value is None:
-        return ""
-    return value.replace(tzinfo=dt.UTC).astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")

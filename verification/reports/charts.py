@@ -2,14 +2,17 @@
 
 SVG keeps the charts sharp on paper and in a PDF. Text stays text (small files, searchable, and
 several times faster to write than glyph paths): the viewer draws it with the first font of
-``CJK_FONTS`` it has, or its own Chinese default. The machine that lays the charts out needs one
-of them too, for the text widths: Noto Sans CJK (Debian ``fonts-noto-cjk``).
+``CJK_FONTS`` it has, or its own Chinese default. The layout (text widths) is done here with
+Noto Sans CJK from the pinned ``manimgx-fonts-cjk`` package, registered with matplotlib when this
+module is imported: no system font is needed and no "Glyph … missing" warning is printed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
+from importlib.resources import files
 
 import matplotlib
 
@@ -17,6 +20,7 @@ matplotlib.use("Agg")  # no display: reports are written by workers and the CLI
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
@@ -35,6 +39,26 @@ _STYLE = {"font.family": "sans-serif", "font.sans-serif": CJK_FONTS, "font.size"
           "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
           "axes.unicode_minus": False}
 logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+
+
+def register_cjk_font() -> str:
+    """Make Noto Sans CJK (shipped by the pinned ``manimgx-fonts-cjk``) known to matplotlib;
+    returns the file. Idempotent.
+
+    It is a variable font whose default instance says weight 100 in its tables; it is entered
+    as the regular weight, so matplotlib takes it for normal text instead of falling back."""
+    path = str(files("manimgx_fonts_cjk") / "NotoSansCJK-VF.otf.ttc")
+    manager = font_manager.fontManager
+    if not any(entry.fname == path for entry in manager.ttflist):
+        manager.addfont(path)
+        manager.ttflist = [dataclasses.replace(entry, weight=400) if entry.fname == path
+                           else entry for entry in manager.ttflist]
+        if hasattr(manager, "_findfont_cached"):  # lookups made before now are stale
+            manager._findfont_cached.cache_clear()
+    return path
+
+
+CJK_FONT_FILE = register_cjk_font()
 
 
 def _label(kind: str) -> str:
@@ -125,6 +149,8 @@ def ageing(days_open: pd.Series, overdue: pd.Series) -> str:
         ax.set_title("待办结论账龄 / ageing of open flags", loc="left", fontsize=10)
         ax.set_ylabel("户数 / households")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8, frameon=False)
-        ax.margins(y=0.15)
+        # below the plot: above it, the legend ran into the title and the bar labels
+        ax.legend(fontsize=8, frameon=False, ncols=2, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.16))
+        ax.margins(y=0.2)
         return _svg(fig)

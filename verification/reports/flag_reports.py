@@ -116,26 +116,10 @@ def _first_seen(session, run_id: int) -> pd.Series:  # noqa: ANN001
     return pd.Series(dict(rows), dtype=object)
 
 
-# Reasons whose figures an officer needs to act: how to show value and limit (yuan or counts).
-_FIGURES = {
-    "BENEFIT_CHANGED": "现{limit:,.2f}元→核定{value:,.2f}元/月",
-    "GRADUAL_EXIT_PERIOD": "{value:g}个月",
-    "NEAR_BOUNDARY": "测算值{value:,.2f}，界限{limit:,.2f}",
-    "INCOME_OVER_STANDARD": "人均{value:,.2f}元，标准{limit:,.2f}元",
-    "FINANCIAL_ASSETS_OVER_LIMIT": "人均{value:,.2f}元，限额{limit:,.2f}元",
-    "MEMBER_DECEASED": "{limit:g}个月内复核",
-    "NEW_EMPLOYMENT": "缴费{value:g}个月",
-}
-
-
 def reason_text(code: str, detail: dict | None) -> str:
-    """The reason's Chinese label, with its figures where they tell the officer what to do."""
-    label = codes.label("reasons", code)
-    figures = _FIGURES.get(code)
-    detail = detail or {}
-    if figures and detail.get("value") is not None and detail.get("limit") is not None:
-        return f"{label}（{figures.format(value=detail['value'], limit=detail['limit'])}）"
-    return label
+    """The reason in Chinese, with its figures where they tell the officer what to do
+    (codes.yaml ``figures``)."""
+    return codes.reason_sentence(code, detail, "zh")
 
 
 def _compose(flags: pd.DataFrame, heads: pd.DataFrame, reasons: pd.DataFrame,
@@ -216,13 +200,22 @@ def write_tables(rows: pd.DataFrame, evidence: pd.DataFrame, stem: Path,
                  context: SheetContext) -> None:
     """``stem``.csv (the flag list) and ``stem``.xlsx (summary, flag list, evidence)."""
     report = rows[list(HEADERS)].rename(columns=HEADERS).map(safe_cell)
-    report.to_csv(stem.with_suffix(".csv"), index=False, encoding="utf-8-sig")
+    report.map(_csv_number).to_csv(stem.with_suffix(".csv"), index=False, encoding="utf-8-sig")
     workbook = Workbook()
     _summary_sheet(workbook.active, rows, context)
     _table_sheet(workbook.create_sheet("核对结论"), report, _WIDTHS)
     cited = evidence[list(EVIDENCE_HEADERS)].rename(columns=EVIDENCE_HEADERS).map(safe_cell)
     _table_sheet(workbook.create_sheet("证据"), cited, [14, 12, 22, 16, 14, 12, 12, 12, 10, 10])
     workbook.save(stem.with_suffix(".xlsx"))
+
+
+def _csv_number(value: object) -> object:
+    """750.0 → "750", 1812.6 → "1812.60": the CSV shows amounts as the workbook does."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        if value != value:  # NaN: an empty cell
+            return ""
+        return f"{value:.0f}" if value.is_integer() else f"{value:.2f}"
+    return value
 
 
 def _write_pair(rows: pd.DataFrame, stem: Path) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from verification import codes, jurisdictions
 from verification.assessment.policy import Policy, load_parameters
 from verification.config import Settings
+from verification.localtime import local_today
 from verification.reports import charts
 from verification.reports.html import RunFacts, css, environment
 from verification.storage import session_scope
@@ -107,7 +108,7 @@ def _render(row: dict[str, Any], members: pd.DataFrame, assessed: dict[str, Any]
     names = dict(zip(members["person_token"], members["name_masked"], strict=True))
     return environment().get_template("report_household.html.j2").render(
         css=css(), district=jurisdictions.district()[1], run=facts.run,
-        generated=dt.date.today().isoformat(), requester=facts.requester,
+        generated=local_today().isoformat(), requester=facts.requester,
         household={"code": row["household_code"], "street": row["street"],
                    "community": row["community"], "status": row["status"]},
         window={"first": str(first), "last": str(last), "months": window},

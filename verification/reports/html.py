@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from verification import codes, jurisdictions
 from verification.config import Settings
+from verification.localtime import to_local
 from verification.reports import charts
 from verification.storage import session_scope
 from verification.storage.models import Flag, Partner, Run
@@ -100,7 +101,7 @@ def render_summary(path: Path, title: str, table: pd.DataFrame, facts: RunFacts,
     scope = _scope(table, facts.history, level)
     page = environment().get_template("report_summary.html.j2").render(
         title=title, css=css(), district=jurisdictions.district()[1], run=facts.run,
-        generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), cards=_cards(table),
+        generated=to_local(dt.datetime.now(dt.UTC)), cards=_cards(table),
         charts=_charts(table, scope, area), kinds=_kinds(),
         areas=_area_rows(table, area) if area else None,
         actions=None if level == "district" else _actions(table), feeds=facts.feeds)

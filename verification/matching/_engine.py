@@ -16,7 +16,7 @@ import pandas as pd
 
 from verification.intake.tokens import TokenKey
 from verification.matching._blocking import candidate_pairs, rule_keys
-from verification.matching._compare import comparison_matrix
+from verification.matching._compare import NULL_LEVEL, comparison_matrix
 from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
 from verification.matching._exact import MEMBER_KEY, exact_pairs
 from verification.matching._grades import GRADE_DTYPE, GRADES, NONE, POSSIBLE, PROBABLE
@@ -311,9 +311,12 @@ def match_records(
     exact = _grade_exact(keyed, people, exact_rows, exact_members, linked.model, settings)
     doubted = np.unique(exact.loc[exact["grade_code"] > 0, "record_row"])
     if len(doubted):  # a doubted token match: look for the person the other fields describe
-        extra, _ = score(keyed.rows(doubted).reset_index(drop=True), people, linked.model, settings)
+        # what the doubted ID number says (birth date, gender) is doubted with it
+        extra, _ = score(_own_fields(keyed.rows(doubted).reset_index(drop=True)), people,
+                         linked.model, settings)
         pairs = pd.concat([pairs, extra.assign(record_row=doubted[extra["left_row"].to_numpy()])])
-    fallback = _fallback_grades(records, pairs, settings)
+    fallback = _fallback_grades(records, pairs, people[MEMBER_KEY].to_numpy(dtype=np.int64),
+                                settings)
     return _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared,
                      settings)
 
@@ -322,9 +325,12 @@ def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compa
     """The result frames: a doubted token match the fallback re-placed is dropped; records with
     neither are unmatched; every graded-down record gets its candidates."""
     exact = exact[~exact["record_row"].isin(fallback["record_row"])]
-    matched = pd.concat([_matched_frame(records, members, exact),
+    linked_exact = exact[exact["grade_code"] < GRADES.index(NONE)]
+    matched = pd.concat([_matched_frame(records, members, linked_exact),
                          _matched_frame(records, members, fallback)])
-    unmatched_rows = np.setdiff1d(rest_rows, fallback["record_row"].to_numpy())
+    refuted = exact.loc[exact["grade_code"] == GRADES.index(NONE), "record_row"].to_numpy()
+    unmatched_rows = np.setdiff1d(np.union1d(rest_rows, refuted),
+                                  fallback["record_row"].to_numpy())
     doubted = exact[exact["grade_code"] > 0]
     reviewed = pd.concat([doubted, fallback], ignore_index=True)
     shown = pd.concat([doubted, pairs], ignore_index=True)
@@ -342,38 +348,88 @@ def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compa
 
 
 def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settings):
-    """Exact pairs graded ``certain`` unless the other fields speak against the token.
+    """Exact pairs graded ``certain`` only when the record's own fields agree with the person
+    the token names.
 
-    The evidence is the fitted log2 Bayes factor of the non-ID comparisons (name, birth date,
-    gender, region) for the pair; below ``settings.exact_contradiction_weight`` — say a wholly
-    different name and birth date: a valid ID typed into someone else's record — the pair is at
-    most ``possible`` and goes to REVIEW with the candidates the other fields point to.
+    Two checks, both on the record's own fields (a birth date or gender read off the ID number
+    itself is no evidence that the number belongs to this record: it agrees by construction):
+
+    * ``settings.certain_agreement`` — the name agrees (exact, homophone, near-homophone) and so
+      do birth date and gender when the record carries them;
+    * the fitted log2 Bayes factor of the non-ID comparisons is at least
+      ``settings.exact_contradiction_weight``.
+
+    A pair failing either is graded by its posterior — the prior that a valid token is right
+    (``1 - settings.token_error_rate``) times that Bayes factor — and is at most ``probable``
+    (REVIEW); below ``possible_threshold`` (a valid ID typed into someone else's record: name and
+    birth date wholly different) it is no link (code 3): the fallback then looks for the person
+    the fields describe, and the token's owner is still shown among the record's candidates.
+    Without learnt weights a plain rule stands in: name or birth date agreeing at no level makes
+    the pair ``possible``.
     """
     pairs = pd.DataFrame({"record_row": exact_rows, "right_row": exact_members,
                           "grade_code": np.zeros(len(exact_rows), dtype=np.int8),
                           "match_weight": np.nan, "match_probability": 1.0})
-    threshold = settings.exact_contradiction_weight
-    if not len(pairs) or threshold is None or not _comparable(keyed.records, people, settings):
+    if not len(pairs) or not _comparable(keyed.records, people, settings):
         return pairs
-    scored, gamma = score(keyed.rows(exact_rows).reset_index(drop=True), people, model, settings,
-                          np.arange(len(exact_rows)), exact_members)
-    doubted = _contradicted(gamma, model, settings)
+    own = _own_fields(keyed.rows(exact_rows).reset_index(drop=True))
+    scored, gamma = score(own, people, model, settings, np.arange(len(exact_rows)), exact_members)
+    evidence = model.contributions(gamma).sum(axis=1)
+    threshold = settings.exact_contradiction_weight
+    doubted = ~_agrees(gamma, settings)
+    if threshold is not None:
+        doubted |= evidence < threshold
     scored = scored.drop(columns=["left_row", "right_row", "grade_code"])
     pairs = pd.concat([pairs[["record_row", "right_row", "grade_code"]], scored], axis=1)
-    pairs["grade_code"] = _cap(pairs["grade_code"].to_numpy(), doubted, POSSIBLE)
-    pairs.loc[~doubted, ["match_weight", "match_probability"]] = [np.nan, 1.0]
+    if model.method == "labelled":
+        token_odds = np.log2(1 - settings.token_error_rate) - np.log2(settings.token_error_rate)
+        weight = token_odds + evidence
+        probability = 1.0 / (1.0 + np.exp2(-np.clip(weight, -1000, 1000)))
+        posterior = np.maximum(_grades(probability, settings), GRADES.index(PROBABLE))
+        pairs["match_weight"], pairs["match_probability"] = weight, probability
+    else:
+        posterior = np.where(_contradicted(gamma, model, settings), GRADES.index(POSSIBLE),
+                             GRADES.index(PROBABLE))
+    pairs["grade_code"] = np.where(doubted, posterior, 0).astype(np.int8)
+    pairs.loc[pairs["grade_code"] == 0, ["match_weight", "match_probability"]] = [np.nan, 1.0]
     return pairs
 
 
-def _contradicted(gamma: np.ndarray, model: FellegiSunter, settings: MatchSettings) -> np.ndarray:
-    """Token matches the other fields speak against.
+# Columns a record may carry to say that a field was read off its ID number, not sent by the
+# partner (verification/intake.py stages them): such a field cannot confirm the ID's owner.
+FROM_ID_FLAGS = {"birth_date_from_id": ("birth_ymd", "birth_ym", "birth_date"),
+                 "gender_from_id": ("gender",)}
 
-    With weights learnt from token-verified pairs: their log2 Bayes factor is below the setting.
-    Weights from EM alone are not trusted for this (EM can settle on a wrong mode when only a few
-    fields are compared), so then a plain rule decides: name or birth date agree at no level.
-    """
-    if model.method == "labelled":
-        return model.contributions(gamma).sum(axis=1) < settings.exact_contradiction_weight
+
+def _own_fields(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with every field that was read off the ID number blanked (no evidence)."""
+    blank = {}
+    for flag, columns in FROM_ID_FLAGS.items():
+        if flag not in rows.columns:
+            continue
+        from_id = rows[flag].fillna(False).to_numpy(dtype=bool)
+        for column in (c for c in columns if c in rows.columns):
+            blank[column] = rows[column].astype(object).where(~from_id, None)
+    return rows.assign(**blank) if blank else rows
+
+
+def _agrees(gamma: np.ndarray, settings: MatchSettings) -> np.ndarray:
+    """Pairs meeting ``settings.certain_agreement`` (see ``_grade_exact``)."""
+    ok = np.ones(len(gamma), dtype=bool)
+    index = {c.name: k for k, c in enumerate(settings.comparisons)}
+    for name, levels, required in settings.certain_agreement:
+        if name not in index:
+            continue
+        comparison = settings.comparisons[index[name]]
+        accepted = [comparison.level_labels.index(level) for level in levels]
+        level = gamma[:, index[name]]
+        ok &= np.isin(level, accepted) | ((level == NULL_LEVEL) & (not required))
+    return ok
+
+
+def _contradicted(gamma: np.ndarray, model: FellegiSunter, settings: MatchSettings) -> np.ndarray:
+    """Without weights learnt from token-verified pairs (EM can settle on a wrong mode when
+    only a few fields are compared): name or birth date agree at no level."""
     doubted = np.zeros(len(gamma), dtype=bool)
     for k, comparison in enumerate(settings.comparisons):
         if comparison.name in ("name", "birth_date"):
@@ -438,13 +494,19 @@ def _top_candidates(pairs: pd.DataFrame, settings: MatchSettings) -> pd.DataFram
     return ranked.groupby("record_row", sort=False).head(keep)
 
 
-def _fallback_grades(records: pd.DataFrame, pairs: pd.DataFrame, settings) -> pd.DataFrame:
+def _fallback_grades(records: pd.DataFrame, pairs: pd.DataFrame, member_tokens: np.ndarray,
+                     settings) -> pd.DataFrame:
     """Best candidate per record, graded, capped, and kept if probable or possible."""
     # record_row, not left_row: pairs come from several scoring passes with their own positions
     best = best_per_left(pairs, settings.ambiguity_margin, by="record_row")
     codes = best["grade_code"].to_numpy()
-    has_id = records[MEMBER_KEY].notna().to_numpy()[best["record_row"].to_numpy()]
-    codes = _cap(codes, has_id, settings.valid_id_mismatch_grade)
+    own = records[MEMBER_KEY].astype("Int64").to_numpy(dtype=np.int64, na_value=0)
+    has_id = records[MEMBER_KEY].notna().to_numpy()
+    record_rows = best["record_row"].to_numpy()
+    candidate = member_tokens[best["right_row"].to_numpy()]
+    # a valid ID naming someone else: two people may share name and birth date
+    other_id = has_id[record_rows] & (own[record_rows] != candidate)
+    codes = _cap(codes, other_id, settings.valid_id_mismatch_grade)
     codes = _cap(codes, best["ambiguous"].to_numpy(), POSSIBLE)
     best = best.assign(grade_code=codes)
     return best[np.isin(codes, [GRADES.index(PROBABLE), GRADES.index(POSSIBLE)])]

@@ -56,7 +56,41 @@ def test_only_rows_whose_sole_fault_is_the_id_are_accepted_unresolved():
     # without the option (batch files, the roster) every such row stays quarantined
     strict = validate_frame(frame, contract_for("vehicles"))
     assert strict.counts == {"received": 6, "accepted": 1, "quarantined": 5}
-    assert strict.unresolved == 0 and "birth_date" not in strict.accepted
+    assert strict.unresolved == 0 and "birth_date_from_id" not in strict.accepted
+
+
+def test_the_records_own_birth_date_and_gender_are_preferred_and_flagged():
+    good = make_id("210112", dt.date(1980, 5, 17), 123)  # a man born 1980-05-17
+    frame = _frame([
+        {"record_id": "V1", "id_number": good, "name": "王伟", "birth_date": "1981-02-03",
+         "gender": "女"},
+        {"record_id": "V2", "id_number": mistyped_check(good), "name": "王伟",
+         "birth_date": "19800517", "gender": "1"},
+        {"record_id": "V3", "id_number": good, "name": "王伟"},  # sends neither
+        {"record_id": "V4", "id_number": good, "name": "王伟", "birth_date": "1980-02-30",
+         "gender": "?", "phone": "+86 138-0000-0000", "address": "某某街道"},
+    ])
+    checked = validate_frame(frame, contract_for("vehicles"), identity_unresolved=True)
+    assert checked.counts == {"received": 4, "accepted": 4, "quarantined": 0}
+    accepted = checked.accepted.set_index("record_id")
+    assert accepted["birth_date"].tolist() == [pd.Timestamp("1981-02-03"),
+                                               *[pd.Timestamp("1980-05-17")] * 3]
+    assert accepted["gender"].tolist() == ["F", "M", "M", "M"]
+    assert accepted["birth_date_from_id"].tolist() == [False, False, True, True]
+    assert accepted["gender_from_id"].tolist() == [False, False, True, True]
+    # a bad birth date or gender costs the row nothing but that field: a warning
+    bad = checked.warnings[checked.warnings["line"] == 5]
+    assert set(bad["field"]) == {"birth_date", "gender"}
+    assert set(bad["reason"]) == {"BAD_DATE", "BAD_GENDER"}
+
+
+def test_intake_stages_no_address_or_phone(settings):
+    frame = _frame([{"record_id": "V1", "id_number": "", "name": "王伟",
+                     "address": "辽宁省沈阳市于洪区某某街道1号", "phone": "13800000000"}])
+    checked = validate_frame(frame, contract_for("vehicles"), identity_unresolved=True)
+    staged = intake._staged_rows(settings, checked.accepted, "id_number",
+                                 lambda ids: pd.Series(pd.NA, index=ids.index, dtype="Int64"))
+    assert not {"address", "phone", "name", "id_number"} & set(staged.columns)
 
 
 def test_identity_hints_read_only_real_dates():

@@ -7,6 +7,7 @@ household pipeline step built on it and on ``exact_pairs``.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,13 +16,15 @@ import numpy as np
 import pandas as pd
 
 from verification.intake.tokens import TokenKey
-from verification.matching._blocking import candidate_pairs, rule_keys
+from verification.matching._blocking import candidate_pairs, pairs_per_rule, rule_keys
 from verification.matching._compare import NULL_LEVEL, comparison_matrix
 from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
 from verification.matching._exact import MEMBER_KEY, exact_pairs
 from verification.matching._grades import GRADE_DTYPE, GRADES, NONE, POSSIBLE, PROBABLE
 from verification.matching.names import NAME_KEY_COLUMNS, NAME_KEY_VERSION, name_keys
 from verification.matching.settings import MatchSettings, default_settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -113,8 +116,9 @@ def link(
     """
     left, right = _prepared(left, right, settings)
     labelled = known_match is not None and len(left) and len(right)
-    li, ri = (_labelled_candidates(left, right, settings.blocking_rules, known_match)
-              if labelled else candidate_pairs(left, right, settings.blocking_rules))
+    li, ri = (_labelled_candidates(left, right, settings, known_match)
+              if labelled else candidate_pairs(left, right, settings.blocking_rules,
+                                               settings.max_block_members))
     gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
     n_levels = [len(c.levels) + 1 for c in settings.comparisons]
     if labelled:
@@ -131,8 +135,7 @@ def link(
                       settings=settings)
 
 
-def _labelled_candidates(left: pd.DataFrame, right: pd.DataFrame,
-                         rules: tuple[tuple[str, ...], ...],
+def _labelled_candidates(left: pd.DataFrame, right: pd.DataFrame, settings: MatchSettings,
                          known_match: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs when some left rows are labelled (``known_match`` ≥ 0: the token says who
     they are). A labelled row's pairs serve only to count how its true pair compares (m), so it
@@ -140,9 +143,10 @@ def _labelled_candidates(left: pd.DataFrame, right: pd.DataFrame,
     member would have found it; the other rows are blocked as usual. m and every unlabelled row's
     pairs are those of blocking everything, in the same order; the labelled sample no longer
     meets every member who shares a birth date, which grows with the roster."""
+    rules = settings.blocking_rules
     known = np.flatnonzero(known_match >= 0)
     unknown = np.flatnonzero(known_match < 0)
-    li, ri = candidate_pairs(left.iloc[unknown], right, rules)
+    li, ri = candidate_pairs(left.iloc[unknown], right, rules, settings.max_block_members)
     li = unknown[li]
     members = known_match[known]
     blocked = np.zeros(len(known), dtype=bool)
@@ -174,7 +178,7 @@ def score(left, right, model: FellegiSunter, settings: MatchSettings, li=None, r
     given as positions ``li``/``ri``. Returns the pairs and their comparison matrix."""
     left, right = _prepared(left, right, settings)
     if li is None:
-        li, ri = candidate_pairs(left, right, settings.blocking_rules)
+        li, ri = candidate_pairs(left, right, settings.blocking_rules, settings.max_block_members)
     gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
     return scored_pairs(li, ri, gamma, model, settings), gamma
 
@@ -217,11 +221,13 @@ class MatchResult:
     settings: MatchSettings
     model: dict[str, Any] | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    # pairs each blocking rule proposes for the records sent to the fallback, before comparing
+    blocking: dict[str, int] = field(default_factory=dict)
 
     def run_log(self) -> dict[str, Any]:
         """Settings, fitted parameters and counts: logged with each run. No personal data."""
         return {"settings": self.settings.to_dict(), "model": self.model, "counts": self.counts,
-                "name_key_version": NAME_KEY_VERSION}
+                "blocking": self.blocking, "name_key_version": NAME_KEY_VERSION}
 
 
 def person_keys(frame: pd.DataFrame, key: TokenKey | bytes) -> pd.DataFrame:
@@ -303,6 +309,7 @@ def match_records(
     people = person_keys(members, key) if _needs_keys(members) else members
     sample = _training_sample(exact_rows, settings)
     keyed = _Keyed(records, key, np.concatenate([rest_rows, exact_rows]))
+    blocking = _announce_blocking(keyed, rest_rows, people, settings)
     linked, pairs, compared = _fallback_pairs(keyed, people, exact_rows, exact_members,
                                               rest_rows, sample, settings)
     if linked.model.method != "labelled":
@@ -317,8 +324,21 @@ def match_records(
         pairs = pd.concat([pairs, extra.assign(record_row=doubted[extra["left_row"].to_numpy()])])
     fallback = _fallback_grades(records, pairs, people[MEMBER_KEY].to_numpy(dtype=np.int64),
                                 settings)
-    return _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared,
-                     settings)
+    result = _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared,
+                       settings)
+    result.blocking = blocking
+    return result
+
+
+def _announce_blocking(keyed: _Keyed, rest_rows: np.ndarray, people: pd.DataFrame,
+                       settings: MatchSettings) -> dict[str, int]:
+    """Count, and log before any comparison, the pairs each blocking rule proposes for the
+    records the fallback has to place (as Splink does): a rule that explodes shows here."""
+    left, right = _prepared(keyed.rows(rest_rows), people, settings)
+    counts = pairs_per_rule(left, right, settings.blocking_rules, settings.max_block_members)
+    log.info("fallback blocking for %d records x %d members: %s", len(rest_rows), len(people),
+             ", ".join(f"{rule}: {pairs:,} pairs" for rule, pairs in counts.items()))
+    return counts
 
 
 def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared, settings):

@@ -89,6 +89,10 @@ class MatchSettings:
     probable_threshold: float = 0.99
     possible_threshold: float = 0.5
     max_candidates: int = 3  # candidates kept per record for the officer
+    # A blocking rule proposes no pairs from a block of more members than this (王伟 born in
+    # some month, in a province): the pairs per record stay bounded as the roster grows, and the
+    # other rules still find the person. None: no bound.
+    max_block_members: int | None = 2000
     # A record carrying a valid ID that differs from the candidate's is at most this grade: two
     # people can share name and birth date, and a valid number is rarely a typo (MOD 11-2 catches
     # every single-digit error).

@@ -46,13 +46,16 @@ LINK_COLUMNS = ["row", "household_id", "person_token", "match_grade"]
 _FLAGS = ("birth_date_from_id", "gender_from_id")
 
 
-def people_for_matching(settings: Settings, key: TokenKey) -> pd.DataFrame:
-    """Every member with what the matcher compares: ``person_token``, ``household_id``, keyed
-    name forms, ``birth_date``, ``gender``, ``community_code``. Names are decrypted in memory,
-    keyed and dropped within this call."""
+def people_for_matching(settings: Settings, key: TokenKey,
+                        household_ids: list[int] | None = None) -> pd.DataFrame:
+    """Every member (or those of ``household_ids``) with what the matcher compares:
+    ``person_token``, ``household_id``, keyed name forms, ``birth_date``, ``gender``,
+    ``community_code``. Names are decrypted in memory, keyed and dropped within this call."""
     query = (select(Member.household_id, Member.person_token, Member.birth_date, Member.gender,
                     Household.community_code, Member.name_enc)
              .join(Household, Household.id == Member.household_id))
+    if household_ids is not None:
+        query = query.where(Member.household_id.in_([int(i) for i in household_ids]))
     with session_scope(settings.database_url) as session:  # a province: millions of members
         rows = bulk.fetch_rows(session.connection(), query)
     cipher = load_field_cipher()
@@ -103,9 +106,15 @@ class RunMatch:
 
 
 def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
-                 settings: MatchSettings | None = None) -> RunMatch:
+                 settings: MatchSettings | None = None, *, only_roster_tokens: bool = False
+                 ) -> RunMatch:
     """Match the rows of every staged file in ``paths`` to ``people`` in one ``match_records``
-    call; returns the links per file."""
+    call; returns the links per file.
+
+    ``only_roster_tokens`` (a batch: ``people`` are a few households, not the roster): rows whose
+    valid ID names someone not among ``people`` are left out — they are somebody else's, and the
+    fallback would only find them namesakes; the unresolved rows and the rows of ``people``'s
+    tokens are matched as in a review."""
     distinct, per_file, rows = [], [], 0
     for path in paths:
         frame = _identities(path)
@@ -116,6 +125,9 @@ def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
     table = pd.concat(distinct, ignore_index=True) if distinct else _identities(None)
     overall, first = identity_groups(table)
     records = table.iloc[first].reset_index(drop=True)
+    if only_roster_tokens:  # the index stays the run-wide identity number
+        token = records["person_token"]
+        records = records[token.isna().to_numpy() | token.isin(people["person_token"]).to_numpy()]
     offsets = np.cumsum([0] + [len(d) for d in distinct])
     result = None
     matched = pd.DataFrame({"identity": pd.Series(dtype="int64"),

@@ -206,3 +206,21 @@ def test_unmatched_evidence_leaves_out_rows_only_the_matcher_can_place():
         "status": ["active", "active"]})
     evidence = evidence_from_staged(staged, contract_for("vehicles"), 3)
     assert evidence["record_ref"].tolist() == ["V1"] and evidence["person_token"].tolist() == [7]
+
+
+def test_batch_check_places_the_mistyped_id_as_reviews_do(settings, district_dir, tmp_path):
+    from verification import batches
+
+    assert {r.status for r in pull_everything(settings, district_dir)} == {"accepted"}
+    truth = pd.read_csv(district_dir / "truth.csv", dtype=str)
+    mistyped = set(truth.loc[truth["scenario"] == "vehicle_id_mistyped", "household_code"])
+    roster = pd.read_csv(district_dir / "roster.csv", dtype=str, keep_default_na=False)
+    path = tmp_path / "batch.csv"
+    roster[roster["household_code"].isin(mistyped)].to_csv(path, index=False,
+                                                           encoding="utf-8-sig")
+    status = batches.run_batch_locally(settings, path, as_of=AS_OF)
+    assert status["status"] == "done"
+    got = flags_by_household(settings, status["run_id"]).set_index("household_code")
+    for code in mistyped:  # the car reaches the household through the fallback: REVIEW
+        assert got.loc[code, "kind"] == "REVIEW"
+        assert "MATCH_UNCERTAIN" in got.loc[code, "code"]

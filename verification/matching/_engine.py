@@ -84,17 +84,45 @@ def _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings) -> F
     posterior mean under a weak prior (``settings.m_prior_strength`` pseudo-pairs that mostly
     agree fully), so a small roster still gets sensible weights; below
     ``settings.min_labelled_records`` labelled records the method is reported as ``prior``.
+
+    Some token pairs are not the same person (another person's valid ID typed into the record).
+    Their share ε is estimated (``_mixup_rate``) and their expected level counts — ε × pairs × u,
+    as a mix-up compares like a random pair — are taken out of the counts before m is formed, so
+    that a wholly different name is not learnt as something true matches often show.
     """
     true_pair = (known_match[li] >= 0) & (ri == known_match[li])
     labelled_records = len(np.unique(li[true_pair]))
+    mixup = _mixup_rate(gamma[true_pair], u, settings)
     m = []
     for k, size in enumerate(n_levels):
         levels = gamma[true_pair, k]
         counts = np.bincount(levels[levels >= 0], minlength=size).astype(float)
+        if mixup is not None:
+            counts = np.maximum(counts - mixup * counts.sum() * u[k], 0.0)
         pseudo = settings.m_prior_strength * initial_m(n_levels)[k]
         m.append((counts + pseudo) / (counts + pseudo).sum())
     method = "labelled" if labelled_records >= settings.min_labelled_records else "prior"
-    return FellegiSunter(prior=prior, m=m, u=u, method=method)
+    return FellegiSunter(prior=prior, m=m, u=u, method=method, mixup_rate=mixup)
+
+
+def _mixup_rate(gamma: np.ndarray, u: list[np.ndarray], settings: MatchSettings) -> float | None:
+    """Share of token pairs that are another person's ID: among the pairs where every
+    ``certain_agreement`` comparison with more than one level (name, birth date) is present,
+    the share disagreeing on all of them, divided by how often random pairs do (a true pair
+    disagrees on all of them almost never). None with fewer than ``min_labelled_records`` such
+    pairs (the records' own birth dates are needed, not those read off the ID)."""
+    index = {c.name: k for k, c in enumerate(settings.comparisons)}
+    ks = [index[name] for name, levels, _ in settings.certain_agreement
+          if name in index and len(settings.comparisons[index[name]].levels) > 1]
+    if len(ks) < 2:
+        return None
+    present = np.all(gamma[:, ks] != NULL_LEVEL, axis=1)
+    if present.sum() < settings.min_labelled_records:
+        return None
+    none_agree = np.all([gamma[present, k] == len(settings.comparisons[k].levels) for k in ks],
+                        axis=0)
+    chance = float(np.prod([u[k][-1] for k in ks]))
+    return float(np.clip(none_agree.mean() / chance, 1e-4, 0.5))
 
 
 def link(
@@ -402,7 +430,8 @@ def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settin
     scored = scored.drop(columns=["left_row", "right_row", "grade_code"])
     pairs = pd.concat([pairs[["record_row", "right_row", "grade_code"]], scored], axis=1)
     if model.method == "labelled":
-        token_odds = np.log2(1 - settings.token_error_rate) - np.log2(settings.token_error_rate)
+        error = model.mixup_rate if model.mixup_rate is not None else settings.token_error_rate
+        token_odds = np.log2(1 - error) - np.log2(error)
         weight = token_odds + evidence
         probability = 1.0 / (1.0 + np.exp2(-np.clip(weight, -1000, 1000)))
         posterior = np.maximum(_grades(probability, settings), GRADES.index(PROBABLE))
@@ -421,13 +450,15 @@ FROM_ID_FLAGS = {"birth_date_from_id": ("birth_ymd", "birth_ym", "birth_date"),
                  "gender_from_id": ("gender",)}
 
 
-def _own_fields(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows with every field that was read off the ID number blanked (no evidence)."""
+def _own_fields(rows: pd.DataFrame, where: np.ndarray | None = None) -> pd.DataFrame:
+    """The rows (those of ``where``) with every field read off the ID number blanked."""
     blank = {}
     for flag, columns in FROM_ID_FLAGS.items():
         if flag not in rows.columns:
             continue
         from_id = rows[flag].fillna(False).to_numpy(dtype=bool)
+        if where is not None:
+            from_id &= where
         for column in (c for c in columns if c in rows.columns):
             blank[column] = rows[column].astype(object).where(~from_id, None)
     return rows.assign(**blank) if blank else rows
@@ -491,7 +522,10 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
     # Records without a valid ID are assumed to be on the roster as often as those with one.
     with_token = int(keyed.records[MEMBER_KEY].notna().sum())
     share = len(labelled) / with_token if with_token else 1.0
-    linked = link(keyed.rows(pool).reset_index(drop=True), people, settings,
+    # the labelled rows learn m from their own fields only: a birth date read off the ID agrees
+    # with the ID's owner by construction and would teach that birth dates always agree
+    training = _own_fields(keyed.rows(pool).reset_index(drop=True), where=known >= 0)
+    linked = link(training, people, settings,
                   training_rows=np.arange(len(pool)), known_match=known, match_share=share)
     in_rest = np.isin(pool[linked.pairs["left_row"].to_numpy()], rest_rows)
     first = linked.pairs[in_rest]

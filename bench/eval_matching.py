@@ -374,7 +374,7 @@ def main() -> None:
         print(table(chinese), "\n", grade_table([detail]), "\n", wrong_id_table([detail]),
               flush=True)
     throughput = evaluate_throughput(args.throughput_repeats)
-    command = "python bench/eval_matching.py" + (" --update-docs" if args.update_docs else "")
+    command = " ".join(["python bench/eval_matching.py", *sys.argv[1:]])
     text = section(rows, details, throughput, command)
     print(text)
     if args.update_docs:

@@ -485,7 +485,7 @@ def mixups() -> dict:
     })
     result = match_records(records, members.drop(columns="id_number"), key=KEY)
     truth = person_tokens(KEY, source["id_number"]).astype("int64")
-    return {"result": result, "kind": np.array(kinds), "truth": truth}
+    return {"result": result, "kind": np.array(kinds), "truth": truth, "own": own}
 
 
 def test_another_persons_valid_id_is_never_certain(mixups: dict) -> None:
@@ -512,3 +512,26 @@ def test_certain_agreement_names_known_levels() -> None:
 
     with pytest.raises(ValueError, match="unknown levels"):
         replace(default_settings(), certain_agreement=(("name", ("identical",), True),))
+
+
+def test_the_share_of_mixed_up_ids_is_estimated_from_the_token_pairs(mixups: dict) -> None:
+    # counted are the mix-ups that agree with the ID's owner on nothing (a relative's or a
+    # same-surname person's number); namesakes and the same birth year resemble the owner
+    kind = mixups["kind"][mixups["own"]]
+    unlike = np.isin(kind, ["family", "same_surname"]).mean()
+    assert 0.7 * unlike < mixups["result"].model["mixup_rate"] < 1.2 * (kind != "clean").mean()
+
+
+def test_pairs_per_rule_are_counted_before_comparing_and_bounded() -> None:
+    from verification.matching._blocking import candidate_pairs, pairs_per_rule
+
+    left = pd.DataFrame({"a": ["x", "x", "y", None], "b": ["1", "2", "1", "1"]})
+    right = pd.DataFrame({"a": ["x", "x", "x", "y"], "b": ["1", "1", "3", "1"]})
+    rules = (("a",), ("b",), ("a", "b"))
+    counts = pairs_per_rule(left, right, rules)
+    for rule in rules:
+        assert counts[" & ".join(rule)] == len(candidate_pairs(left, right, (rule,))[0])
+    # a block of more members than the bound proposes nothing: x has three members
+    bounded = pairs_per_rule(left, right, rules, max_block=2)
+    assert bounded["a"] == 1 and bounded["a"] == len(candidate_pairs(left, right, (("a",),), 2)[0])
+    assert bounded["b"] == 0  # b=1 has three members too

@@ -86,31 +86,27 @@ def _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings) -> F
     ``settings.min_labelled_records`` labelled records the method is reported as ``prior``.
 
     Some token pairs are not the same person (another person's valid ID typed into the record).
-    Their share ε is estimated (``_mixup_rate``) and their expected level counts — ε × pairs × u,
-    as a mix-up compares like a random pair — are taken out of the counts before m is formed, so
-    that a wholly different name is not learnt as something true matches often show.
+    They enter m only when a blocking rule accepts them, which on the record's own fields (a
+    birth date read off the ID is blanked for labelled rows) means they resemble the person.
     """
     true_pair = (known_match[li] >= 0) & (ri == known_match[li])
     labelled_records = len(np.unique(li[true_pair]))
-    mixup = _mixup_rate(gamma[true_pair], u, settings)
     m = []
     for k, size in enumerate(n_levels):
         levels = gamma[true_pair, k]
         counts = np.bincount(levels[levels >= 0], minlength=size).astype(float)
-        if mixup is not None:
-            counts = np.maximum(counts - mixup * counts.sum() * u[k], 0.0)
         pseudo = settings.m_prior_strength * initial_m(n_levels)[k]
         m.append((counts + pseudo) / (counts + pseudo).sum())
     method = "labelled" if labelled_records >= settings.min_labelled_records else "prior"
-    return FellegiSunter(prior=prior, m=m, u=u, method=method, mixup_rate=mixup)
+    return FellegiSunter(prior=prior, m=m, u=u, method=method)
 
 
 def _mixup_rate(gamma: np.ndarray, u: list[np.ndarray], settings: MatchSettings) -> float | None:
-    """Share of token pairs that are another person's ID: among the pairs where every
-    ``certain_agreement`` comparison with more than one level (name, birth date) is present,
-    the share disagreeing on all of them, divided by how often random pairs do (a true pair
-    disagrees on all of them almost never). None with fewer than ``min_labelled_records`` such
-    pairs (the records' own birth dates are needed, not those read off the ID)."""
+    """Share of token matches that are another person's ID, from all of them (``gamma``: their
+    comparisons on the records' own fields): among the pairs where every ``certain_agreement``
+    comparison with more than one level (name, birth date) is present, the share disagreeing on
+    all of them, divided by how often random pairs do (a true pair almost never does). None
+    with fewer than ``min_labelled_records`` such pairs."""
     index = {c.name: k for k, c in enumerate(settings.comparisons)}
     ks = [index[name] for name, levels, _ in settings.certain_agreement
           if name in index and len(settings.comparisons[index[name]].levels) > 1]
@@ -430,6 +426,7 @@ def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settin
     scored = scored.drop(columns=["left_row", "right_row", "grade_code"])
     pairs = pd.concat([pairs[["record_row", "right_row", "grade_code"]], scored], axis=1)
     if model.method == "labelled":
+        model.mixup_rate = _mixup_rate(gamma, model.u, settings)
         error = model.mixup_rate if model.mixup_rate is not None else settings.token_error_rate
         token_odds = np.log2(1 - error) - np.log2(error)
         weight = token_odds + evidence

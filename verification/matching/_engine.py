@@ -404,7 +404,8 @@ def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settin
       ``settings.exact_contradiction_weight``.
 
     A pair failing either is graded by its posterior — the prior that a valid token is right
-    (``1 - settings.token_error_rate``) times that Bayes factor — and is at most ``probable``
+    (1 − the run's estimated mix-up share, ``_mixup_rate``; ``settings.token_error_rate`` when
+    it cannot be estimated) times that Bayes factor — and is at most ``probable``
     (REVIEW); below ``possible_threshold`` (a valid ID typed into someone else's record: name and
     birth date wholly different) it is no link (code 3): the fallback then looks for the person
     the fields describe, and the token's owner is still shown among the record's candidates.

@@ -111,9 +111,9 @@ class MatchSettings:
     # this is demoted (at most probable, so REVIEW) and the fallback looks for the person the
     # other fields describe. Comparisons not in the settings are ignored (FEBRL has no "name").
     certain_agreement: tuple[tuple[str, tuple[str, ...], bool], ...] = ()
-    # The prior that a token match is wrong: the share of records carrying another person's
-    # valid ID (a clerical mix-up; about 1 % in partner data). A token match that is not certain
-    # is graded by its posterior: this prior times the Bayes factor of the record's own fields.
+    # The prior that a token match is wrong (another person's valid ID; about 1 % in partner
+    # data) when the run cannot estimate it from its token matches (too few records with their
+    # own birth date). A token match that is not certain is graded by its posterior.
     token_error_rate: float = 0.01
     # m is learnt from exactly matched records (their token says which candidate is the person)
     # with this many pseudo-pairs of prior; with fewer labelled records than the minimum the

@@ -148,7 +148,7 @@ def _wrong_ids(source: pd.DataFrame, roster: pd.DataFrame, kinds: np.ndarray,
 def _hints(raw_ids: list[str | None]) -> tuple[pd.Series, pd.Series]:
     """Birth date and gender read off the ID as the partner sent it (what intake stages when
     the partner sends no birth date or gender)."""
-    from verification.validation import identity_hints
+    from verification.intake.validate import identity_hints
 
     raw = pd.Series(raw_ids, dtype="string")
     return identity_hints(raw, canonicalise_ids(pd.Series(raw_ids, dtype=object)).values)

@@ -209,7 +209,7 @@ def test_unmatched_evidence_leaves_out_rows_only_the_matcher_can_place():
 
 
 def test_batch_check_places_the_mistyped_id_as_reviews_do(settings, district_dir, tmp_path):
-    from verification import batches
+    from verification.batches import check as batches
 
     assert {r.status for r in pull_everything(settings, district_dir)} == {"accepted"}
     truth = pd.read_csv(district_dir / "truth.csv", dtype=str)

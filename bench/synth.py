@@ -199,6 +199,23 @@ def _dates_before(rng: np.random.Generator, count: int, days: int) -> pa.Array:
     return pc.strftime(pa.array(first - rng.integers(1, days, count)), "%Y-%m-%d")
 
 
+def _identity_columns(rng: np.random.Generator, ids: pa.Array,
+                      born: np.ndarray) -> dict[str, pa.Array]:
+    """Per person, the optional identity fields as partners send them: birth date and gender
+    for 60% (as 男/女), a mobile number for 40%, no address (the generator in
+    verification/generator.py writes addresses; nothing compares them yet). "" = not sent."""
+    count = len(ids)
+    sent = rng.random(count) < 0.6
+    parity = pc.cast(pc.utf8_slice_codeunits(ids, 16, 17), pa.int64()).to_numpy() % 2
+    gender = np.where(sent, np.where(parity == 1, "男", "女"), "")
+    birth = np.where(sent, np.datetime_as_string(born, unit="D"), "")
+    digits = np.char.zfill(rng.integers(0, 10**9, count).astype(str), 9)
+    phone = np.where(rng.random(count) < 0.4, np.char.add("13", digits), "")
+    return {"gender": pa.array(gender, pa.string()), "birth_date": pa.array(birth, pa.string()),
+            "address": pa.array(np.full(count, "", dtype=object), pa.string()),
+            "phone": pa.array(phone, pa.string())}
+
+
 def _credit_codes(rng: np.random.Generator, count: int) -> pa.Array:
     alphabet = np.array(list(USCC_ALPHABET[:10] + "ABCDEFGH"))
     bodies = ["92210112" + "".join(row) for row in alphabet[rng.integers(0, 18, (count, 9))]]
@@ -218,7 +235,7 @@ def _persons_for_feeds(rng: np.random.Generator, caseload: Caseload):  # noqa: A
     names = pa.concat_arrays([pa.array(m["name"].to_numpy(), pa.string()),
                               _names(rng, len(out_ids))])
     age = (np.datetime64(AS_OF) - born).astype(np.int64) // 365
-    return ids, age, names
+    return ids, age, names, born
 
 
 class _Feeds:
@@ -226,7 +243,9 @@ class _Feeds:
 
     def __init__(self, rng: np.random.Generator, caseload: Caseload) -> None:
         self.rng = rng
-        self.ids, self.age, self.names = _persons_for_feeds(rng, caseload)
+        self.ids, self.age, self.names, born = _persons_for_feeds(rng, caseload)
+        # their own generator: the rest of the data stays as it was without them
+        self.identity = _identity_columns(np.random.default_rng([15, len(born)]), self.ids, born)
         self.poor = rng.random(len(self.ids)) < 0.45  # poor persons earn and own little
         self.adults = np.flatnonzero(self.age >= 18)
 
@@ -241,6 +260,8 @@ class _Feeds:
                 "id_number": pa.concat_arrays([_text(_dirty_ids(rng, self.ids.take(who))),
                                                _broken_ids(self.ids.take(pick))]),
                 "name": pa.concat_arrays([self.names.take(who), self.names.take(pick)])}
+        persons = pa.array(np.concatenate([who, pick]).astype(np.int64))
+        full |= {column: values.take(persons) for column, values in self.identity.items()}
         for key, values in columns.items():
             if isinstance(values, str):
                 full[key] = pa.array(np.full(rows + junk, values, dtype=object), pa.string())

@@ -56,7 +56,41 @@ def test_only_rows_whose_sole_fault_is_the_id_are_accepted_unresolved():
     # without the option (batch files, the roster) every such row stays quarantined
     strict = validate_frame(frame, contract_for("vehicles"))
     assert strict.counts == {"received": 6, "accepted": 1, "quarantined": 5}
-    assert strict.unresolved == 0 and "birth_date" not in strict.accepted
+    assert strict.unresolved == 0 and "birth_date_from_id" not in strict.accepted
+
+
+def test_the_records_own_birth_date_and_gender_are_preferred_and_flagged():
+    good = make_id("210112", dt.date(1980, 5, 17), 123)  # a man born 1980-05-17
+    frame = _frame([
+        {"record_id": "V1", "id_number": good, "name": "王伟", "birth_date": "1981-02-03",
+         "gender": "女"},
+        {"record_id": "V2", "id_number": mistyped_check(good), "name": "王伟",
+         "birth_date": "19800517", "gender": "1"},
+        {"record_id": "V3", "id_number": good, "name": "王伟"},  # sends neither
+        {"record_id": "V4", "id_number": good, "name": "王伟", "birth_date": "1980-02-30",
+         "gender": "?", "phone": "+86 138-0000-0000", "address": "某某街道"},
+    ])
+    checked = validate_frame(frame, contract_for("vehicles"), identity_unresolved=True)
+    assert checked.counts == {"received": 4, "accepted": 4, "quarantined": 0}
+    accepted = checked.accepted.set_index("record_id")
+    assert accepted["birth_date"].tolist() == [pd.Timestamp("1981-02-03"),
+                                               *[pd.Timestamp("1980-05-17")] * 3]
+    assert accepted["gender"].tolist() == ["F", "M", "M", "M"]
+    assert accepted["birth_date_from_id"].tolist() == [False, False, True, True]
+    assert accepted["gender_from_id"].tolist() == [False, False, True, True]
+    # a bad birth date or gender costs the row nothing but that field: a warning
+    bad = checked.warnings[checked.warnings["line"] == 5]
+    assert set(bad["field"]) == {"birth_date", "gender"}
+    assert set(bad["reason"]) == {"BAD_DATE", "BAD_GENDER"}
+
+
+def test_intake_stages_no_address_or_phone(settings):
+    frame = _frame([{"record_id": "V1", "id_number": "", "name": "王伟",
+                     "address": "辽宁省沈阳市于洪区某某街道1号", "phone": "13800000000"}])
+    checked = validate_frame(frame, contract_for("vehicles"), identity_unresolved=True)
+    staged = intake._staged_rows(settings, checked.accepted, "id_number",
+                                 lambda ids: pd.Series(pd.NA, index=ids.index, dtype="Int64"))
+    assert not {"address", "phone", "name", "id_number"} & set(staged.columns)
 
 
 def test_identity_hints_read_only_real_dates():
@@ -172,3 +206,21 @@ def test_unmatched_evidence_leaves_out_rows_only_the_matcher_can_place():
         "status": ["active", "active"]})
     evidence = evidence_from_staged(staged, contract_for("vehicles"), 3)
     assert evidence["record_ref"].tolist() == ["V1"] and evidence["person_token"].tolist() == [7]
+
+
+def test_batch_check_places_the_mistyped_id_as_reviews_do(settings, district_dir, tmp_path):
+    from verification.batches import check as batches
+
+    assert {r.status for r in pull_everything(settings, district_dir)} == {"accepted"}
+    truth = pd.read_csv(district_dir / "truth.csv", dtype=str)
+    mistyped = set(truth.loc[truth["scenario"] == "vehicle_id_mistyped", "household_code"])
+    roster = pd.read_csv(district_dir / "roster.csv", dtype=str, keep_default_na=False)
+    path = tmp_path / "batch.csv"
+    roster[roster["household_code"].isin(mistyped)].to_csv(path, index=False,
+                                                           encoding="utf-8-sig")
+    status = batches.run_batch_locally(settings, path, as_of=AS_OF)
+    assert status["status"] == "done"
+    got = flags_by_household(settings, status["run_id"]).set_index("household_code")
+    for code in mistyped:  # the car reaches the household through the fallback: REVIEW
+        assert got.loc[code, "kind"] == "REVIEW"
+        assert "MATCH_UNCERTAIN" in got.loc[code, "code"]

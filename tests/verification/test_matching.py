@@ -423,3 +423,115 @@ def test_mixing_keyed_and_raw_names_needs_the_key() -> None:
     with pytest.raises(ValueError, match="pass key="):
         match_records(records, members)
     assert match_records(records, members, key=KEY).counts["records"] == 1
+
+
+# Another person's valid ID typed into a record: never certain ---------------------------------
+
+
+def _wrong_id_case(kind: str, people: pd.DataFrame, row: int, rng: np.random.Generator) -> int:
+    """A roster person other than ``row`` whose valid ID a clerk could type into row's record.
+    Except for namesakes, their name must sound different from row's: a homophone namesake whose
+    number is on a record without birth date is the same person on paper."""
+    me = people.iloc[row]
+    sounds = people["sounds"].to_numpy()
+    same = {
+        "family": people["household_id"] == me["household_id"],
+        "same_surname": people["name"].str[0] == me["name"][0],
+        "same_birth_year": people["birth_date"].dt.year == me["birth_date"].year,
+        "namesake": (people["name"] == me["name"]) & (people["birth_date"] != me["birth_date"]),
+    }[kind]
+    other_sound = (sounds != sounds[row]) | (kind == "namesake")
+    pool = np.flatnonzero(same.to_numpy() & other_sound & (np.arange(len(people)) != row))
+    return int(pool[rng.integers(0, len(pool))]) if len(pool) else -1
+
+
+@pytest.fixture(scope="module")
+def mixups() -> dict:
+    rng = np.random.default_rng(23)
+    people = _people(rng, 3000)
+    people["household_id"] = np.arange(len(people)) // 3
+    # children carry the first member's surname; every 40th person has a namesake elsewhere
+    first = people.groupby("household_id")["name"].transform("first").str[0]
+    child = np.arange(len(people)) % 3 == 2
+    people["name"] = people["name"].where(~child, first + people["name"].str[1:])
+    namesakes = np.arange(0, len(people) - 7, 40)
+    people.loc[namesakes + 7, "name"] = people.loc[namesakes, "name"].to_numpy()
+    people["sounds"] = name_keys(people["name"], KEY)["name_fuzzy"]
+    members = people.drop(columns="sounds").assign(
+        person_token=person_tokens(KEY, people["id_number"]).astype("int64"))
+    clean = rng.choice(len(people), 800, replace=False)
+    rows, ids, kinds, own = list(clean), list(people["id_number"].to_numpy()[clean]), \
+        ["clean"] * len(clean), [True] * len(clean)
+    for kind in ("family", "same_surname", "same_birth_year", "namesake"):
+        candidates = namesakes if kind == "namesake" else rng.choice(len(people), 80)
+        for row in candidates:
+            other = _wrong_id_case(kind, people, int(row), rng)
+            for sends_birth in ((True,) if kind == "namesake" else (True, False)):
+                if other >= 0:
+                    rows.append(int(row))
+                    ids.append(people["id_number"].iat[other])
+                    kinds.append(kind)
+                    own.append(sends_birth)
+    source = people.iloc[rows].reset_index(drop=True)
+    own = np.array(own)
+    hinted = people.set_index("id_number").loc[ids]  # what the typed number says
+    records = pd.DataFrame({
+        "person_token": person_tokens(KEY, pd.Series(ids)),
+        "name": source["name"],
+        "birth_date": np.where(own, source["birth_date"], hinted["birth_date"].to_numpy()),
+        "gender": np.where(own, source["gender"], hinted["gender"].to_numpy()),
+        "birth_date_from_id": ~own,
+        "gender_from_id": ~own,
+    })
+    result = match_records(records, members.drop(columns="id_number"), key=KEY)
+    truth = person_tokens(KEY, source["id_number"]).astype("int64")
+    return {"result": result, "kind": np.array(kinds), "truth": truth, "own": own}
+
+
+def test_another_persons_valid_id_is_never_certain(mixups: dict) -> None:
+    matched = mixups["result"].matched
+    kind = pd.Series(mixups["kind"])
+    assert (kind != "clean").sum() > 300
+    assert {"family", "same_surname", "same_birth_year", "namesake"} <= set(kind)
+    certain = matched[matched["match_grade"] == CERTAIN]
+    assert set(kind[certain.index]) == {"clean"}
+    assert (certain["person_token_matched"] == mixups["truth"][certain.index]).all()
+    mixed = matched[kind[matched.index].to_numpy() != "clean"]
+    assert not mixed["match_grade"].map(grade_supports_removal).any()
+
+
+def test_clean_records_stay_certain_beside_mixups(mixups: dict) -> None:
+    matched = mixups["result"].matched
+    clean = np.flatnonzero(mixups["kind"] == "clean")
+    graded = matched["match_grade"].reindex(clean).astype(str)
+    assert (graded == CERTAIN).mean() > 0.99
+
+
+def test_certain_agreement_names_known_levels() -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="unknown levels"):
+        replace(default_settings(), certain_agreement=(("name", ("identical",), True),))
+
+
+def test_the_share_of_mixed_up_ids_is_estimated_from_the_token_pairs(mixups: dict) -> None:
+    # counted are the mix-ups that agree with the ID's owner on nothing (a relative's or a
+    # same-surname person's number); namesakes and the same birth year resemble the owner
+    kind = mixups["kind"][mixups["own"]]
+    unlike = np.isin(kind, ["family", "same_surname"]).mean()
+    assert 0.7 * unlike < mixups["result"].model["mixup_rate"] < 1.2 * (kind != "clean").mean()
+
+
+def test_pairs_per_rule_are_counted_before_comparing_and_bounded() -> None:
+    from verification.matching._blocking import candidate_pairs, pairs_per_rule
+
+    left = pd.DataFrame({"a": ["x", "x", "y", None], "b": ["1", "2", "1", "1"]})
+    right = pd.DataFrame({"a": ["x", "x", "x", "y"], "b": ["1", "1", "3", "1"]})
+    rules = (("a",), ("b",), ("a", "b"))
+    counts = pairs_per_rule(left, right, rules)
+    for rule in rules:
+        assert counts[" & ".join(rule)] == len(candidate_pairs(left, right, (rule,))[0])
+    # a block of more members than the bound proposes nothing: x has three members
+    bounded = pairs_per_rule(left, right, rules, max_block=2)
+    assert bounded["a"] == 1 and bounded["a"] == len(candidate_pairs(left, right, (("a",),), 2)[0])
+    assert bounded["b"] == 0  # b=1 has three members too

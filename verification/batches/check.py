@@ -310,20 +310,28 @@ def _work_dir(settings: Settings, run_id: int) -> Path:
 
 def _matched_evidence(settings: Settings, versions: dict[str, dict],
                       household_ids: list[int]) -> pd.DataFrame:
+    """The batch's evidence, matched as a review matches it (verification/matching/run.py): the
+    token where the record's own fields agree (certain), the fallback for rows whose ID is
+    unusable — against the batch's members only."""
     from schemas import contract_for
     from verification import pipeline
-    from verification.assessment.evidence import empty_evidence, evidence_from_staged
-    from verification.matching import match_exact
+    from verification.assessment.evidence import evidence_from_staged
+    from verification.intake.tokens import TokenKey
+    from verification.matching.run import match_staged, people_for_matching
 
-    members = pipeline.load_members(settings, pd.Index(household_ids))
-    parts = [empty_evidence()]
-    for kind, version in versions.items():
-        if version.get("feed_id"):
-            staged = pd.read_parquet(version["staged_path"])
-            staged = staged[staged["person_token"].isin(members["person_token"])]
-            parts.append(evidence_from_staged(staged, contract_for(kind), version["feed_id"]))
-    evidence = pd.concat(parts, ignore_index=True)
-    return match_exact(evidence, members[["person_token", "household_id"]])
+    key = TokenKey.from_settings(settings)
+    feeds = [(kind, v["feed_id"], Path(v["staged_path"])) for kind, v in versions.items()
+             if v.get("feed_id")]
+    people = people_for_matching(settings, key, household_ids)
+    parts = [pipeline._no_evidence()]
+    if feeds and len(people):
+        linked = match_staged([path for _, _, path in feeds], people, key,
+                              only_roster_tokens=True)
+        for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
+            contract = contract_for(kind)
+            parts += [evidence_from_staged(block, contract, feed_id)
+                      for block in pipeline._linked_blocks(path, contract, links)]
+    return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
 
 
 def assess_batch(settings: Settings, batch_id: int, run_id: int) -> dict[str, int]:

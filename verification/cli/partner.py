@@ -122,7 +122,8 @@ def feed_problems(path: Path, contract: Contract) -> tuple[pd.DataFrame, pd.Data
         frame = decode_file(path)
     except DecodeError as exc:
         raise _fail(f"{path}: {exc}") from None
-    names = contract.field_names
+    # the optional identity fields (x-identity) may be left out: "send them when you have them"
+    names = [field["name"] for field in contract.fields if "x-identity" not in field]
     if missing := [name for name in names if name not in frame.columns]:
         raise _fail(f"{path}: the header lacks {', '.join(missing)}; "
                     f"`hedui partner template {contract.kind}` prints the header the contract "

@@ -509,9 +509,12 @@ def _staged_rows(settings: Settings, accepted: pd.DataFrame, id_field: str,
                  tokens: Callable[[pd.Series], pd.Series]) -> pd.DataFrame:
     """Accepted rows as staged: the keyed token instead of the ID number (<NA>: identity
     unresolved), keyed name forms (``name_keys`` under the token key: codes, not names) instead
-    of the name, and the ``birth_date``/``gender`` validation read off the ID, so the matcher can
+    of the name, and ``birth_date``/``gender`` — the row's own when the partner sent them, else
+    read off the ID (``birth_date_from_id``/``gender_from_id`` say which) — so the matcher can
     place a row without a usable ID and doubt a valid ID typed into someone else's record."""
-    staged = accepted.drop(columns=["name"], errors="ignore")
+    # Address and phone help only to place a row the roster cannot check them against yet
+    # (members carry neither): not staged, so no raw address or number sits in staging.
+    staged = accepted.drop(columns=["name", "address", "phone"], errors="ignore")
     staged.insert(0, "person_token", tokens(staged.pop(id_field)))
     if "name" in accepted:
         keyed = name_keys(accepted["name"], TokenKey.from_settings(settings))

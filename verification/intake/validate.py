@@ -200,8 +200,34 @@ def _parse_fields(frame: pd.DataFrame,
             values = _per_distinct(raw, stripped_text)
             if spec.get("x-identifier") == "resident_id":
                 values = _resident_ids(values, lines, title, problems, name)
+            if spec.get("x-identity") == "gender":
+                values, bad = parse_gender(values)
+                problems.append(_problems(bad, lines, name, "BAD_GENDER",
+                                          f"{title} 应为 男/女 (is not male/female)"))
         typed[name] = values
     return typed, problems
+
+
+_GENDERS = {"男": "M", "男性": "M", "M": "M", "MALE": "M", "1": "M",
+            "女": "F", "女性": "F", "F": "F", "FEMALE": "F", "2": "F"}
+# GB/T 2261.1 "0 unknown" and "9 not stated": no evidence, not an error
+_UNSTATED_GENDERS = {"0", "9", "未知", "未说明"}
+
+
+def parse_gender(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """男/女, M/F, male/female or GB/T 2261.1 codes 1/2 → 'M'/'F'; 0/9 (unknown, not stated)
+    → missing; anything else → missing and flagged."""
+    text = _nfkc(values.astype("string")).str.strip().str.upper()
+    gender = text.map(_GENDERS, na_action="ignore").astype("string")
+    bad = text.notna() & gender.isna() & ~text.isin(_UNSTATED_GENDERS)
+    return gender, bad
+
+
+def identity_fields(contract: Contract) -> dict[str, str]:
+    """The contract's optional identity fields (``x-identity``: birth_date, gender, address,
+    phone) by field name. A bad value in one of them is a warning and the value is dropped: it
+    only helps to place a record, and the row is evidence without it."""
+    return {f["name"]: f["x-identity"] for f in contract.fields if "x-identity" in f}
 
 
 def stripped_text(raw: pd.Series) -> pd.Series:
@@ -291,6 +317,7 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
         len(p) for p in problems) else pd.DataFrame(columns=QUARANTINE_COLUMNS)
     # A value that failed to parse is also "empty" to pandera: report only the first problem.
     quarantine = quarantine.drop_duplicates(["line", "field"], keep="first")
+    quarantine, identity_warnings = _identity_field_warnings(quarantine, typed, lines, contract)
     rescued = _identity_only(quarantine, typed, lines, contract) if identity_unresolved else None
     id_problems = quarantine.iloc[:0]
     if rescued is not None and len(rescued):
@@ -301,16 +328,54 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
     accepted = typed[keep].copy()
     accepted["_line"] = lines[keep].to_numpy()
     warnings = _uscc_warnings(accepted, contract, accepted["_line"])
+    warnings = pd.concat([w for w in (warnings, identity_warnings) if len(w)] or [warnings],
+                         ignore_index=True)
     if identity_unresolved:
-        id_field = contract.person_id_field
-        accepted["birth_date"], accepted["gender"] = _identity_hints_per_distinct(
-            frame.loc[accepted.index, id_field] if id_field in frame
-            else pd.Series(pd.NA, index=accepted.index, dtype="string"), accepted[id_field])
+        _add_identity_hints(accepted, frame, contract)
         warnings = pd.concat([w for w in (warnings, id_problems) if len(w)] or [warnings],
                              ignore_index=True)
     return Validated(accepted=accepted, quarantine=quarantine.sort_values(["line", "field"])
                      .reset_index(drop=True), received=len(frame), warnings=warnings,
                      unresolved=0 if rescued is None else len(rescued))
+
+
+def _identity_field_warnings(quarantine: pd.DataFrame, typed: pd.DataFrame, lines: pd.Series,
+                             contract: Contract) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Problems on the optional identity fields leave quarantine as warnings; the bad values are
+    dropped from ``typed`` (a mistyped birth date must not cost the row its evidence)."""
+    fields = identity_fields(contract)
+    on_identity = quarantine["field"].isin(list(fields)).to_numpy()
+    if not on_identity.any():
+        return quarantine, quarantine.iloc[:0]
+    warned = quarantine[on_identity]
+    at = pd.Series(typed.index, index=lines.to_numpy())
+    for name, group in warned.groupby("field"):
+        typed.loc[at.loc[group["line"].to_numpy()].to_numpy(), name] = pd.NA
+    return quarantine[~on_identity], warned
+
+
+def _add_identity_hints(accepted: pd.DataFrame, frame: pd.DataFrame,
+                        contract: Contract) -> None:
+    """``birth_date``/``gender`` for the matcher: the record's own when the partner sent them,
+    else read off the ID number (``identity_hints``), with ``birth_date_from_id`` /
+    ``gender_from_id`` saying which — a field read off the ID cannot confirm that the ID is the
+    record's (verification/matching: certain needs the record's own fields to agree)."""
+    id_field = contract.person_id_field
+    hint_born, hint_gender = _identity_hints_per_distinct(
+        frame.loc[accepted.index, id_field] if id_field in frame
+        else pd.Series(pd.NA, index=accepted.index, dtype="string"), accepted[id_field])
+    fields = {role: name for name, role in identity_fields(contract).items()}
+    own_born = accepted[fields["birth_date"]] if "birth_date" in fields else None
+    own_gender = accepted[fields["gender"]] if "gender" in fields else None
+    born_from_id = own_born.isna() if own_born is not None else pd.Series(True, accepted.index)
+    gender_from_id = (own_gender.isna() if own_gender is not None
+                      else pd.Series(True, accepted.index))
+    accepted["birth_date"] = (hint_born if own_born is None
+                              else own_born.astype("datetime64[ns]").fillna(hint_born))
+    accepted["gender"] = (hint_gender if own_gender is None
+                          else own_gender.astype("string").fillna(hint_gender))
+    accepted["birth_date_from_id"] = born_from_id.to_numpy(bool) & accepted["birth_date"].notna()
+    accepted["gender_from_id"] = gender_from_id.to_numpy(bool) & accepted["gender"].notna()
 
 
 # Reasons that say only that a row's person ID cannot be used (REQUIRED: no number at all).

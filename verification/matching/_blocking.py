@@ -29,13 +29,48 @@ def rule_keys(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...]):
     return combined[:n_left], combined[n_left:]
 
 
+def _bounded(left_key: np.ndarray, right_key: np.ndarray,
+             max_block: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of blocks holding more than ``max_block`` right rows become -1 (the rule then
+    proposes nothing for them: a record in such a block — 王伟 in a province — is left to the
+    other rules), so no rule gives a record more than ``max_block`` pairs."""
+    if max_block is None or not len(right_key):
+        return left_key, right_key
+    sizes = np.bincount(right_key[right_key >= 0], minlength=1)
+    too_big = np.flatnonzero(sizes > max_block)
+    if not len(too_big):
+        return left_key, right_key
+    return (np.where(np.isin(left_key, too_big), -1, left_key),
+            np.where(np.isin(right_key, too_big), -1, right_key))
+
+
+def rule_name(rule: tuple[str, ...]) -> str:
+    return " & ".join(rule)
+
+
+def pairs_per_rule(left: pd.DataFrame, right: pd.DataFrame, rules: tuple[tuple[str, ...], ...],
+                   max_block: int | None = None) -> dict[str, int]:
+    """How many pairs each rule proposes (before the union removes pairs proposed twice), counted
+    from the block sizes without forming the pairs — what to look at before comparing."""
+    counts = {}
+    for rule in rules:
+        left_key, right_key = _bounded(*rule_keys(left, right, rule), max_block)
+        size = int(max(left_key.max(initial=-1), right_key.max(initial=-1)) + 1)
+        on_left = np.bincount(left_key[left_key >= 0], minlength=size).astype(np.int64)
+        on_right = np.bincount(right_key[right_key >= 0], minlength=size).astype(np.int64)
+        counts[rule_name(rule)] = int((on_left * on_right).sum())
+    return counts
+
+
 def candidate_pairs(
-    left: pd.DataFrame, right: pd.DataFrame, rules: tuple[tuple[str, ...], ...]
+    left: pd.DataFrame, right: pd.DataFrame, rules: tuple[tuple[str, ...], ...],
+    max_block: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Positional (left, right) index arrays of every pair some rule accepts, each pair once."""
+    """Positional (left, right) index arrays of every pair some rule accepts, each pair once;
+    with ``max_block``, blocks of more right rows than that are left out of their rule."""
     found = []
     for rule in rules:
-        left_key, right_key = rule_keys(left, right, rule)
+        left_key, right_key = _bounded(*rule_keys(left, right, rule), max_block)
         lk = pd.DataFrame({"key": left_key, "li": np.arange(len(left))})
         rk = pd.DataFrame({"key": right_key, "ri": np.arange(len(right))})
         joined = lk[lk["key"] >= 0].merge(rk[rk["key"] >= 0], on="key")

@@ -35,6 +35,9 @@ class FellegiSunter:
     iterations: int = 0
     converged: bool = False
     method: str = "em"  # "em": λ, m, u from the data alone; "labelled": m, u from token pairs
+    # share of token matches that are another person's ID (estimated from the labelled pairs;
+    # None when it could not be: see ``_engine._mixup_rate``)
+    mixup_rate: float | None = None
 
     def weights(self) -> list[np.ndarray]:
         """log2(m/u) per comparison and level."""
@@ -59,6 +62,7 @@ class FellegiSunter:
         return {
             "prior": self.prior,
             "method": self.method,
+            "mixup_rate": self.mixup_rate,
             "iterations": self.iterations,
             "converged": self.converged,
             "comparisons": {

@@ -7,6 +7,7 @@ household pipeline step built on it and on ``exact_pairs``.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,13 +16,15 @@ import numpy as np
 import pandas as pd
 
 from verification.intake.tokens import TokenKey
-from verification.matching._blocking import candidate_pairs, rule_keys
-from verification.matching._compare import comparison_matrix
+from verification.matching._blocking import candidate_pairs, pairs_per_rule, rule_keys
+from verification.matching._compare import NULL_LEVEL, comparison_matrix
 from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
 from verification.matching._exact import MEMBER_KEY, exact_pairs
 from verification.matching._grades import GRADE_DTYPE, GRADES, NONE, POSSIBLE, PROBABLE
 from verification.matching.names import NAME_KEY_COLUMNS, NAME_KEY_VERSION, name_keys
 from verification.matching.settings import MatchSettings, default_settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,6 +84,10 @@ def _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings) -> F
     posterior mean under a weak prior (``settings.m_prior_strength`` pseudo-pairs that mostly
     agree fully), so a small roster still gets sensible weights; below
     ``settings.min_labelled_records`` labelled records the method is reported as ``prior``.
+
+    Some token pairs are not the same person (another person's valid ID typed into the record).
+    They enter m only when a blocking rule accepts them, which on the record's own fields (a
+    birth date read off the ID is blanked for labelled rows) means they resemble the person.
     """
     true_pair = (known_match[li] >= 0) & (ri == known_match[li])
     labelled_records = len(np.unique(li[true_pair]))
@@ -92,6 +99,26 @@ def _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings) -> F
         m.append((counts + pseudo) / (counts + pseudo).sum())
     method = "labelled" if labelled_records >= settings.min_labelled_records else "prior"
     return FellegiSunter(prior=prior, m=m, u=u, method=method)
+
+
+def _mixup_rate(gamma: np.ndarray, u: list[np.ndarray], settings: MatchSettings) -> float | None:
+    """Share of token matches that are another person's ID, from all of them (``gamma``: their
+    comparisons on the records' own fields): among the pairs where every ``certain_agreement``
+    comparison with more than one level (name, birth date) is present, the share disagreeing on
+    all of them, divided by how often random pairs do (a true pair almost never does). None
+    with fewer than ``min_labelled_records`` such pairs."""
+    index = {c.name: k for k, c in enumerate(settings.comparisons)}
+    ks = [index[name] for name, levels, _ in settings.certain_agreement
+          if name in index and len(settings.comparisons[index[name]].levels) > 1]
+    if len(ks) < 2:
+        return None
+    present = np.all(gamma[:, ks] != NULL_LEVEL, axis=1)
+    if present.sum() < settings.min_labelled_records:
+        return None
+    none_agree = np.all([gamma[present, k] == len(settings.comparisons[k].levels) for k in ks],
+                        axis=0)
+    chance = float(np.prod([u[k][-1] for k in ks]))
+    return float(np.clip(none_agree.mean() / chance, 1e-4, 0.5))
 
 
 def link(
@@ -113,8 +140,9 @@ def link(
     """
     left, right = _prepared(left, right, settings)
     labelled = known_match is not None and len(left) and len(right)
-    li, ri = (_labelled_candidates(left, right, settings.blocking_rules, known_match)
-              if labelled else candidate_pairs(left, right, settings.blocking_rules))
+    li, ri = (_labelled_candidates(left, right, settings, known_match)
+              if labelled else candidate_pairs(left, right, settings.blocking_rules,
+                                               settings.max_block_members))
     gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
     n_levels = [len(c.levels) + 1 for c in settings.comparisons]
     if labelled:
@@ -131,8 +159,7 @@ def link(
                       settings=settings)
 
 
-def _labelled_candidates(left: pd.DataFrame, right: pd.DataFrame,
-                         rules: tuple[tuple[str, ...], ...],
+def _labelled_candidates(left: pd.DataFrame, right: pd.DataFrame, settings: MatchSettings,
                          known_match: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs when some left rows are labelled (``known_match`` ≥ 0: the token says who
     they are). A labelled row's pairs serve only to count how its true pair compares (m), so it
@@ -140,9 +167,10 @@ def _labelled_candidates(left: pd.DataFrame, right: pd.DataFrame,
     member would have found it; the other rows are blocked as usual. m and every unlabelled row's
     pairs are those of blocking everything, in the same order; the labelled sample no longer
     meets every member who shares a birth date, which grows with the roster."""
+    rules = settings.blocking_rules
     known = np.flatnonzero(known_match >= 0)
     unknown = np.flatnonzero(known_match < 0)
-    li, ri = candidate_pairs(left.iloc[unknown], right, rules)
+    li, ri = candidate_pairs(left.iloc[unknown], right, rules, settings.max_block_members)
     li = unknown[li]
     members = known_match[known]
     blocked = np.zeros(len(known), dtype=bool)
@@ -174,7 +202,7 @@ def score(left, right, model: FellegiSunter, settings: MatchSettings, li=None, r
     given as positions ``li``/``ri``. Returns the pairs and their comparison matrix."""
     left, right = _prepared(left, right, settings)
     if li is None:
-        li, ri = candidate_pairs(left, right, settings.blocking_rules)
+        li, ri = candidate_pairs(left, right, settings.blocking_rules, settings.max_block_members)
     gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
     return scored_pairs(li, ri, gamma, model, settings), gamma
 
@@ -217,11 +245,13 @@ class MatchResult:
     settings: MatchSettings
     model: dict[str, Any] | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    # pairs each blocking rule proposes for the records sent to the fallback, before comparing
+    blocking: dict[str, int] = field(default_factory=dict)
 
     def run_log(self) -> dict[str, Any]:
         """Settings, fitted parameters and counts: logged with each run. No personal data."""
         return {"settings": self.settings.to_dict(), "model": self.model, "counts": self.counts,
-                "name_key_version": NAME_KEY_VERSION}
+                "blocking": self.blocking, "name_key_version": NAME_KEY_VERSION}
 
 
 def person_keys(frame: pd.DataFrame, key: TokenKey | bytes) -> pd.DataFrame:
@@ -303,6 +333,7 @@ def match_records(
     people = person_keys(members, key) if _needs_keys(members) else members
     sample = _training_sample(exact_rows, settings)
     keyed = _Keyed(records, key, np.concatenate([rest_rows, exact_rows]))
+    blocking = _announce_blocking(keyed, rest_rows, people, settings)
     linked, pairs, compared = _fallback_pairs(keyed, people, exact_rows, exact_members,
                                               rest_rows, sample, settings)
     if linked.model.method != "labelled":
@@ -311,20 +342,39 @@ def match_records(
     exact = _grade_exact(keyed, people, exact_rows, exact_members, linked.model, settings)
     doubted = np.unique(exact.loc[exact["grade_code"] > 0, "record_row"])
     if len(doubted):  # a doubted token match: look for the person the other fields describe
-        extra, _ = score(keyed.rows(doubted).reset_index(drop=True), people, linked.model, settings)
+        # what the doubted ID number says (birth date, gender) is doubted with it
+        extra, _ = score(_own_fields(keyed.rows(doubted).reset_index(drop=True)), people,
+                         linked.model, settings)
         pairs = pd.concat([pairs, extra.assign(record_row=doubted[extra["left_row"].to_numpy()])])
-    fallback = _fallback_grades(records, pairs, settings)
-    return _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared,
-                     settings)
+    fallback = _fallback_grades(records, pairs, people[MEMBER_KEY].to_numpy(dtype=np.int64),
+                                settings)
+    result = _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared,
+                       settings)
+    result.blocking = blocking
+    return result
+
+
+def _announce_blocking(keyed: _Keyed, rest_rows: np.ndarray, people: pd.DataFrame,
+                       settings: MatchSettings) -> dict[str, int]:
+    """Count, and log before any comparison, the pairs each blocking rule proposes for the
+    records the fallback has to place (as Splink does): a rule that explodes shows here."""
+    left, right = _prepared(keyed.rows(rest_rows), people, settings)
+    counts = pairs_per_rule(left, right, settings.blocking_rules, settings.max_block_members)
+    log.info("fallback blocking for %d records x %d members: %s", len(rest_rows), len(people),
+             ", ".join(f"{rule}: {pairs:,} pairs" for rule, pairs in counts.items()))
+    return counts
 
 
 def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared, settings):
     """The result frames: a doubted token match the fallback re-placed is dropped; records with
     neither are unmatched; every graded-down record gets its candidates."""
     exact = exact[~exact["record_row"].isin(fallback["record_row"])]
-    matched = pd.concat([_matched_frame(records, members, exact),
+    linked_exact = exact[exact["grade_code"] < GRADES.index(NONE)]
+    matched = pd.concat([_matched_frame(records, members, linked_exact),
                          _matched_frame(records, members, fallback)])
-    unmatched_rows = np.setdiff1d(rest_rows, fallback["record_row"].to_numpy())
+    refuted = exact.loc[exact["grade_code"] == GRADES.index(NONE), "record_row"].to_numpy()
+    unmatched_rows = np.setdiff1d(np.union1d(rest_rows, refuted),
+                                  fallback["record_row"].to_numpy())
     doubted = exact[exact["grade_code"] > 0]
     reviewed = pd.concat([doubted, fallback], ignore_index=True)
     shown = pd.concat([doubted, pairs], ignore_index=True)
@@ -342,38 +392,93 @@ def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compa
 
 
 def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settings):
-    """Exact pairs graded ``certain`` unless the other fields speak against the token.
+    """Exact pairs graded ``certain`` only when the record's own fields agree with the person
+    the token names.
 
-    The evidence is the fitted log2 Bayes factor of the non-ID comparisons (name, birth date,
-    gender, region) for the pair; below ``settings.exact_contradiction_weight`` — say a wholly
-    different name and birth date: a valid ID typed into someone else's record — the pair is at
-    most ``possible`` and goes to REVIEW with the candidates the other fields point to.
+    Two checks, both on the record's own fields (a birth date or gender read off the ID number
+    itself is no evidence that the number belongs to this record: it agrees by construction):
+
+    * ``settings.certain_agreement`` — the name agrees (exact, homophone, near-homophone) and so
+      do birth date and gender when the record carries them;
+    * the fitted log2 Bayes factor of the non-ID comparisons is at least
+      ``settings.exact_contradiction_weight``.
+
+    A pair failing either is graded by its posterior — the prior that a valid token is right
+    (1 − the run's estimated mix-up share, ``_mixup_rate``; ``settings.token_error_rate`` when
+    it cannot be estimated) times that Bayes factor — and is at most ``probable``
+    (REVIEW); below ``possible_threshold`` (a valid ID typed into someone else's record: name and
+    birth date wholly different) it is no link (code 3): the fallback then looks for the person
+    the fields describe, and the token's owner is still shown among the record's candidates.
+    Without learnt weights a plain rule stands in: name or birth date agreeing at no level makes
+    the pair ``possible``.
     """
     pairs = pd.DataFrame({"record_row": exact_rows, "right_row": exact_members,
                           "grade_code": np.zeros(len(exact_rows), dtype=np.int8),
                           "match_weight": np.nan, "match_probability": 1.0})
-    threshold = settings.exact_contradiction_weight
-    if not len(pairs) or threshold is None or not _comparable(keyed.records, people, settings):
+    if not len(pairs) or not _comparable(keyed.records, people, settings):
         return pairs
-    scored, gamma = score(keyed.rows(exact_rows).reset_index(drop=True), people, model, settings,
-                          np.arange(len(exact_rows)), exact_members)
-    doubted = _contradicted(gamma, model, settings)
+    own = _own_fields(keyed.rows(exact_rows).reset_index(drop=True))
+    scored, gamma = score(own, people, model, settings, np.arange(len(exact_rows)), exact_members)
+    evidence = model.contributions(gamma).sum(axis=1)
+    threshold = settings.exact_contradiction_weight
+    doubted = ~_agrees(gamma, settings)
+    if threshold is not None:
+        doubted |= evidence < threshold
     scored = scored.drop(columns=["left_row", "right_row", "grade_code"])
     pairs = pd.concat([pairs[["record_row", "right_row", "grade_code"]], scored], axis=1)
-    pairs["grade_code"] = _cap(pairs["grade_code"].to_numpy(), doubted, POSSIBLE)
-    pairs.loc[~doubted, ["match_weight", "match_probability"]] = [np.nan, 1.0]
+    if model.method == "labelled":
+        model.mixup_rate = _mixup_rate(gamma, model.u, settings)
+        error = model.mixup_rate if model.mixup_rate is not None else settings.token_error_rate
+        token_odds = np.log2(1 - error) - np.log2(error)
+        weight = token_odds + evidence
+        probability = 1.0 / (1.0 + np.exp2(-np.clip(weight, -1000, 1000)))
+        posterior = np.maximum(_grades(probability, settings), GRADES.index(PROBABLE))
+        pairs["match_weight"], pairs["match_probability"] = weight, probability
+    else:
+        posterior = np.where(_contradicted(gamma, model, settings), GRADES.index(POSSIBLE),
+                             GRADES.index(PROBABLE))
+    pairs["grade_code"] = np.where(doubted, posterior, 0).astype(np.int8)
+    pairs.loc[pairs["grade_code"] == 0, ["match_weight", "match_probability"]] = [np.nan, 1.0]
     return pairs
 
 
-def _contradicted(gamma: np.ndarray, model: FellegiSunter, settings: MatchSettings) -> np.ndarray:
-    """Token matches the other fields speak against.
+# Columns a record may carry to say that a field was read off its ID number, not sent by the
+# partner (verification/intake.py stages them): such a field cannot confirm the ID's owner.
+FROM_ID_FLAGS = {"birth_date_from_id": ("birth_ymd", "birth_ym", "birth_date"),
+                 "gender_from_id": ("gender",)}
 
-    With weights learnt from token-verified pairs: their log2 Bayes factor is below the setting.
-    Weights from EM alone are not trusted for this (EM can settle on a wrong mode when only a few
-    fields are compared), so then a plain rule decides: name or birth date agree at no level.
-    """
-    if model.method == "labelled":
-        return model.contributions(gamma).sum(axis=1) < settings.exact_contradiction_weight
+
+def _own_fields(rows: pd.DataFrame, where: np.ndarray | None = None) -> pd.DataFrame:
+    """The rows (those of ``where``) with every field read off the ID number blanked."""
+    blank = {}
+    for flag, columns in FROM_ID_FLAGS.items():
+        if flag not in rows.columns:
+            continue
+        from_id = rows[flag].fillna(False).to_numpy(dtype=bool)
+        if where is not None:
+            from_id &= where
+        for column in (c for c in columns if c in rows.columns):
+            blank[column] = rows[column].astype(object).where(~from_id, None)
+    return rows.assign(**blank) if blank else rows
+
+
+def _agrees(gamma: np.ndarray, settings: MatchSettings) -> np.ndarray:
+    """Pairs meeting ``settings.certain_agreement`` (see ``_grade_exact``)."""
+    ok = np.ones(len(gamma), dtype=bool)
+    index = {c.name: k for k, c in enumerate(settings.comparisons)}
+    for name, levels, required in settings.certain_agreement:
+        if name not in index:
+            continue
+        comparison = settings.comparisons[index[name]]
+        accepted = [comparison.level_labels.index(level) for level in levels]
+        level = gamma[:, index[name]]
+        ok &= np.isin(level, accepted) | ((level == NULL_LEVEL) & (not required))
+    return ok
+
+
+def _contradicted(gamma: np.ndarray, model: FellegiSunter, settings: MatchSettings) -> np.ndarray:
+    """Without weights learnt from token-verified pairs (EM can settle on a wrong mode when
+    only a few fields are compared): name or birth date agree at no level."""
     doubted = np.zeros(len(gamma), dtype=bool)
     for k, comparison in enumerate(settings.comparisons):
         if comparison.name in ("name", "birth_date"):
@@ -415,7 +520,10 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
     # Records without a valid ID are assumed to be on the roster as often as those with one.
     with_token = int(keyed.records[MEMBER_KEY].notna().sum())
     share = len(labelled) / with_token if with_token else 1.0
-    linked = link(keyed.rows(pool).reset_index(drop=True), people, settings,
+    # the labelled rows learn m from their own fields only: a birth date read off the ID agrees
+    # with the ID's owner by construction and would teach that birth dates always agree
+    training = _own_fields(keyed.rows(pool).reset_index(drop=True), where=known >= 0)
+    linked = link(training, people, settings,
                   training_rows=np.arange(len(pool)), known_match=known, match_share=share)
     in_rest = np.isin(pool[linked.pairs["left_row"].to_numpy()], rest_rows)
     first = linked.pairs[in_rest]
@@ -438,13 +546,19 @@ def _top_candidates(pairs: pd.DataFrame, settings: MatchSettings) -> pd.DataFram
     return ranked.groupby("record_row", sort=False).head(keep)
 
 
-def _fallback_grades(records: pd.DataFrame, pairs: pd.DataFrame, settings) -> pd.DataFrame:
+def _fallback_grades(records: pd.DataFrame, pairs: pd.DataFrame, member_tokens: np.ndarray,
+                     settings) -> pd.DataFrame:
     """Best candidate per record, graded, capped, and kept if probable or possible."""
     # record_row, not left_row: pairs come from several scoring passes with their own positions
     best = best_per_left(pairs, settings.ambiguity_margin, by="record_row")
     codes = best["grade_code"].to_numpy()
-    has_id = records[MEMBER_KEY].notna().to_numpy()[best["record_row"].to_numpy()]
-    codes = _cap(codes, has_id, settings.valid_id_mismatch_grade)
+    own = records[MEMBER_KEY].astype("Int64").to_numpy(dtype=np.int64, na_value=0)
+    has_id = records[MEMBER_KEY].notna().to_numpy()
+    record_rows = best["record_row"].to_numpy()
+    candidate = member_tokens[best["right_row"].to_numpy()]
+    # a valid ID naming someone else: two people may share name and birth date
+    other_id = has_id[record_rows] & (own[record_rows] != candidate)
+    codes = _cap(codes, other_id, settings.valid_id_mismatch_grade)
     codes = _cap(codes, best["ambiguous"].to_numpy(), POSSIBLE)
     best = best.assign(grade_code=codes)
     return best[np.isin(codes, [GRADES.index(PROBABLE), GRADES.index(POSSIBLE)])]

@@ -2,10 +2,10 @@
 "In the flow").
 
 Staged feeds carry, for every row, the keyed person token (<NA> when the ID number was unusable:
-*identity unresolved*), keyed name forms and the birth date and gender read off the ID
-(verification/intake/feeds.py). Members get the same columns here: names are decrypted in memory
-only,
-keyed with the same token key and dropped; nothing raw is written anywhere.
+*identity unresolved*), keyed name forms and birth date and gender — the row's own when the
+partner sent them, else read off the ID, flagged so (verification/intake/feeds.py). Members get
+the same columns here: names are decrypted in memory only, keyed with the same token key and
+dropped; nothing raw is written anywhere.
 
 All feeds of the run are matched in one ``match_records`` call, so every exact token match labels
 the weights the fallback uses. A person appears in many rows (twelve monthly wages, one row per
@@ -37,17 +37,25 @@ from verification.security.fieldcrypt import load_field_cipher
 from verification.storage import bulk, session_scope
 from verification.storage.models import Household, Member
 
-IDENTITY_COLUMNS = ("person_token", *NAME_KEY_COLUMNS, "birth_date", "gender")
+IDENTITY_COLUMNS = ("person_token", *NAME_KEY_COLUMNS, "birth_date", "gender",
+                    "birth_date_from_id", "gender_from_id")
 LINK_COLUMNS = ["row", "household_id", "person_token", "match_grade"]
+# whether the row's birth date / gender were read off its ID number (verification/intake/
+# feeds.py); a file staged before these were kept has neither: its fields were then all read off
+# the ID
+_FLAGS = ("birth_date_from_id", "gender_from_id")
 
 
-def people_for_matching(settings: Settings, key: TokenKey) -> pd.DataFrame:
-    """Every member with what the matcher compares: ``person_token``, ``household_id``, keyed
-    name forms, ``birth_date``, ``gender``, ``community_code``. Names are decrypted in memory,
-    keyed and dropped within this call."""
+def people_for_matching(settings: Settings, key: TokenKey,
+                        household_ids: list[int] | None = None) -> pd.DataFrame:
+    """Every member (or those of ``household_ids``) with what the matcher compares:
+    ``person_token``, ``household_id``, keyed name forms, ``birth_date``, ``gender``,
+    ``community_code``. Names are decrypted in memory, keyed and dropped within this call."""
     query = (select(Member.household_id, Member.person_token, Member.birth_date, Member.gender,
                     Household.community_code, Member.name_enc)
              .join(Household, Household.id == Member.household_id))
+    if household_ids is not None:
+        query = query.where(Member.household_id.in_([int(i) for i in household_ids]))
     with session_scope(settings.database_url) as session:  # a province: millions of members
         rows = bulk.fetch_rows(session.connection(), query)
     cipher = load_field_cipher()
@@ -98,9 +106,15 @@ class RunMatch:
 
 
 def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
-                 settings: MatchSettings | None = None) -> RunMatch:
+                 settings: MatchSettings | None = None, *, only_roster_tokens: bool = False
+                 ) -> RunMatch:
     """Match the rows of every staged file in ``paths`` to ``people`` in one ``match_records``
-    call; returns the links per file."""
+    call; returns the links per file.
+
+    ``only_roster_tokens`` (a batch: ``people`` are a few households, not the roster): rows whose
+    valid ID names someone not among ``people`` are left out — they are somebody else's, and the
+    fallback would only find them namesakes; the unresolved rows and the rows of ``people``'s
+    tokens are matched as in a review."""
     distinct, per_file, rows = [], [], 0
     for path in paths:
         frame = _identities(path)
@@ -111,6 +125,9 @@ def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
     table = pd.concat(distinct, ignore_index=True) if distinct else _identities(None)
     overall, first = identity_groups(table)
     records = table.iloc[first].reset_index(drop=True)
+    if only_roster_tokens:  # the index stays the run-wide identity number
+        token = records["person_token"]
+        records = records[token.isna().to_numpy() | token.isin(people["person_token"]).to_numpy()]
     offsets = np.cumsum([0] + [len(d) for d in distinct])
     result = None
     matched = pd.DataFrame({"identity": pd.Series(dtype="int64"),
@@ -151,8 +168,9 @@ def identity_groups(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def _comparable(records: pd.DataFrame, key: TokenKey) -> pd.DataFrame:
     """Records as the matcher compares them: text columns as Python strings (None where
     missing) and ``birth_ymd``/``birth_ym`` from the birth date."""
-    text = [c for c in IDENTITY_COLUMNS if c not in ("person_token", "birth_date")]
+    text = [c for c in IDENTITY_COLUMNS if c not in ("person_token", "birth_date", *_FLAGS)]
     plain = {c: records[c].astype(object).where(records[c].notna(), None) for c in text}
+    plain |= {c: records[c].fillna(True).astype(bool) for c in _FLAGS}
     return person_keys(records.assign(**plain), key)
 
 
@@ -162,7 +180,8 @@ def _identities(path: Path | None) -> pd.DataFrame:
     present = set(pq.read_schema(path).names) if path is not None else set()
     wanted = [c for c in IDENTITY_COLUMNS if c in present]
     frame = pd.read_parquet(path, columns=wanted) if path is not None else pd.DataFrame()
-    types = {"person_token": "Int64", "birth_date": "datetime64[ns]"}
+    types = {"person_token": "Int64", "birth_date": "datetime64[ns]",
+             **dict.fromkeys(_FLAGS, "boolean")}
     for column in IDENTITY_COLUMNS:
         if column not in frame:
             frame[column] = pd.Series(pd.NA, index=frame.index, dtype=types.get(column, "string"))

@@ -89,6 +89,10 @@ class MatchSettings:
     probable_threshold: float = 0.99
     possible_threshold: float = 0.5
     max_candidates: int = 3  # candidates kept per record for the officer
+    # A blocking rule proposes no pairs from a block of more members than this (王伟 born in
+    # some month, in a province): the pairs per record stay bounded as the roster grows, and the
+    # other rules still find the person. None: no bound.
+    max_block_members: int | None = 2000
     # A record carrying a valid ID that differs from the candidate's is at most this grade: two
     # people can share name and birth date, and a valid number is rarely a typo (MOD 11-2 catches
     # every single-digit error).
@@ -100,6 +104,17 @@ class MatchSettings:
     # log2 Bayes factor is capped at possible: a valid ID typed into someone else's record must
     # not remove anyone. None switches the check off.
     exact_contradiction_weight: float | None = 0.0
+    # What a token match needs besides the token to be ``certain``: per comparison, the levels
+    # that count as agreement and whether the comparison must be present. A valid number typed
+    # into a relative's, a neighbour's or a namesake's record is a token match to the wrong
+    # person; only the record's own name, birth date and gender can tell. A token match failing
+    # this is demoted (at most probable, so REVIEW) and the fallback looks for the person the
+    # other fields describe. Comparisons not in the settings are ignored (FEBRL has no "name").
+    certain_agreement: tuple[tuple[str, tuple[str, ...], bool], ...] = ()
+    # The prior that a token match is wrong (another person's valid ID; about 1 % in partner
+    # data) when the run cannot estimate it from its token matches (too few records with their
+    # own birth date). A token match that is not certain is graded by its posterior.
+    token_error_rate: float = 0.01
     # m is learnt from exactly matched records (their token says which candidate is the person)
     # with this many pseudo-pairs of prior; with fewer labelled records than the minimum the
     # weights rest mostly on the prior and fallback matches are at most possible.
@@ -115,11 +130,21 @@ class MatchSettings:
     def __post_init__(self) -> None:
         if not 0 < self.possible_threshold <= self.probable_threshold < 1:
             raise ValueError("need 0 < possible_threshold <= probable_threshold < 1")
+        if not 0 < self.token_error_rate < 1:
+            raise ValueError("need 0 < token_error_rate < 1")
         if self.valid_id_mismatch_grade not in GRADES[1:]:
             raise ValueError("valid_id_mismatch_grade must be probable, possible or none")
         if not self.blocking_rules or not all(self.blocking_rules):
             raise ValueError("at least one non-empty blocking rule is needed")
         object.__setattr__(self, "blocking_rules", tuple(tuple(r) for r in self.blocking_rules))
+        object.__setattr__(self, "certain_agreement", tuple(
+            (str(name), tuple(levels), bool(required))
+            for name, levels, required in self.certain_agreement))
+        known = {c.name: c.level_labels for c in self.comparisons}
+        for name, levels, _ in self.certain_agreement:
+            unknown = set(levels) - set(known.get(name, levels))
+            if unknown:
+                raise ValueError(f"certain_agreement {name!r}: unknown levels {sorted(unknown)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,6 +164,8 @@ class MatchSettings:
             for c in data["comparisons"]
         )
         data["blocking_rules"] = tuple(tuple(rule) for rule in data["blocking_rules"])
+        data["certain_agreement"] = tuple(
+            (n, tuple(levels), r) for n, levels, r in data.get("certain_agreement", ()))
         return cls(**data)
 
     @classmethod
@@ -189,5 +216,17 @@ def default_settings() -> MatchSettings:
     (catches a badly mistyped name), or same surname sound and birth year-month.
     """
     rules = block_on("name_sounds") | block_on("birth_ymd") | block_on("surname_sound", "birth_ym")
-    return MatchSettings(comparisons=_household_comparisons(), blocking_rules=tuple(rules))
+    return MatchSettings(comparisons=_household_comparisons(), blocking_rules=tuple(rules),
+                         certain_agreement=CERTAIN_AGREEMENT)
+
+
+# A certain link needs the name to agree — exactly, as a homophone (which also covers every
+# traditional/simplified pair) or as a near-homophone of pinyin input — and the birth date and
+# gender to agree exactly whenever the record carries them. One wrong character is not enough:
+# siblings' names differ in one character (张伟明/张伟华), so such a pair goes to REVIEW.
+CERTAIN_AGREEMENT = (
+    ("name", ("exact", "homophone", "fuzzy_homophone"), True),
+    ("birth_date", ("exact",), False),
+    ("gender", ("exact",), False),
+)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas import field_names
+from schemas import contract_for, field_names
 from verification import jurisdictions
 from verification.assessment.policy import Policy, load_parameters
 from verification.intake.identifiers import make_id
@@ -132,6 +132,7 @@ class _Builder:
     def __init__(self, seed: int, as_of: dt.date) -> None:
         self.rng = np.random.default_rng(seed)
         self.extra = np.random.default_rng([seed, 14])  # the feeds added for issue 14
+        self.identity_rng = np.random.default_rng([seed, 15])
         self.as_of = as_of
         self.used_ids: set[str] = set()
         self.district = District(seed=seed, as_of=as_of)
@@ -203,8 +204,45 @@ class _Builder:
         rng = self.extra if second else self.rng
         row = {"record_id": f"{prefix}{self.counters[key]:07d}",
                "id_number": id_number or self.dirty_id(person, rng), "name": person.name,
-               **fields}
+               **self.identity_fields(kind, person), **fields}
         self.district.feeds[kind].append(row)
+
+    def identity_fields(self, kind: str, person: Person) -> dict[str, str]:
+        """The optional identity fields as partners send them: often absent, in their own
+        formats (20240517, 2024/05/17; 男, 1, M), addresses with or without province and city,
+        buildings written 3号楼/3栋/3-, some households moved. Drawn from their own generator so
+        that the rest of the district is the same as without them. Values are never wrong
+        (a wrong birth date on a clean record would make its expected flag a REVIEW)."""
+        rng, out = self.identity_rng, {}
+        if not _has_identity_fields(kind):
+            return out
+        if rng.random() < 0.7:
+            born = person.birth
+            out["birth_date"] = str(rng.choice([born.isoformat(), f"{born:%Y%m%d}",
+                                                f"{born:%Y/%m/%d}"]))
+            male = int(person.id_number[16]) % 2 == 1
+            out["gender"] = str(rng.choice(["男", "1", "M"] if male else ["女", "2", "F"]))
+        if rng.random() < 0.4:
+            out["address"] = self.address(person)
+        if rng.random() < 0.5:
+            digits = f"1{int(rng.integers(3, 10))}{int(rng.integers(0, 10**9)):09d}"
+            out["phone"] = str(rng.choice([digits, f"+86 {digits}",
+                                           f"{digits[:3]}-{digits[3:7]}-{digits[7:]}"]))
+        return out
+
+    def address(self, person: Person) -> str:
+        rng = self.identity_rng
+        streets = list(STREETS)
+        home = int(person.id_number[14:17]) % len(streets)  # the person's street, stable
+        if rng.random() < 0.1:  # moved since the partner registered them
+            home = int(rng.integers(0, len(streets)))
+        street = STREETS[streets[home]][0]
+        building, unit, room = (int(rng.integers(1, 30)), int(rng.integers(1, 7)),
+                                int(rng.integers(101, 1802)))
+        place = str(rng.choice([f"{building}号楼{unit}单元{room}室",
+                                f"{building}栋{unit}单元{room}", f"{building}-{unit}-{room}"]))
+        prefix = str(rng.choice(["辽宁省沈阳市浑南区", "沈阳市浑南区", "浑南区", ""]))
+        return f"{prefix}{street}某某小区{place}"
 
     def dirty_id(self, person: Person, rng: np.random.Generator | None = None) -> str:
         """Real feeds carry full-width digits, lowercase x, spaces and 15-digit legacy numbers."""
@@ -712,6 +750,13 @@ def write_district(district: District, out: Path) -> dict:
     }
     (out / "district.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), "utf-8")
     return meta
+
+
+@cache
+def _has_identity_fields(kind: str) -> bool:
+    """Whether the contract of ``kind`` has the optional identity fields (gender, birth_date,
+    address, phone)."""
+    return any("x-identity" in f for f in contract_for(kind).fields)
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:

@@ -507,9 +507,14 @@ def duckdb_reference(staged: dict, members: pd.DataFrame, policy) -> tuple[pd.Da
           count(*) filter (where ev.item = 'business' and ev.s <= DATE '{AS_OF}') as businesses
         from ev join members m on m.person_token = ev.person_token and m.counted
         -- a member with a death dated on or before the as-of date has left the household
+        -- (a funeral record, or the 户籍 deregistration: both are death records)
         where m.person_token not in (select person_token from deaths
                                      where person_token is not null
-                                     and cast(date_of_death as date) <= DATE '{AS_OF}')
+                                     and cast(date_of_death as date) <= DATE '{AS_OF}'
+                                     union all
+                                     select person_token from population
+                                     where person_token is not null and event = 'death'
+                                     and cast(event_date as date) <= DATE '{AS_OF}')
         group by m.household_id
     """
     started = time.perf_counter()

@@ -376,6 +376,11 @@ def assess_and_flag(settings: Settings, households: pd.DataFrame, members: pd.Da
     frames = decide_flags(households, result.results, result.reasons, evidence, as_of,
                           parameters.at(region, as_of), raised_on=max(as_of, local_today()))
     out.mkdir(parents=True, exist_ok=True)
+    # The frames assessed, kept beside the results: a policy simulation re-assesses exactly
+    # these (docs/simulation.md) and the fairness audit groups flags by their members' traits
+    # (docs/fairness.md). Tokens and codes only, as in staging.
+    households.reset_index(names="household_id").to_parquet(out / "households.parquet")
+    members.to_parquet(out / "members.parquet", index=False)
     result.results.reset_index(names="household_id").to_parquet(out / "assessments.parquet")
     frames.flags.to_parquet(out / "flags.parquet", index=False)
     frames.reasons.astype({"code": str, "parameter": str, "reference": str}).to_parquet(
@@ -557,6 +562,9 @@ def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dic
         run.audit_head = audit.chain_head(session)  # the anchor a cut-off tail cannot hold
         head = run.audit_head
     audit.append_anchor(settings.audit_anchor_file, audit.Anchor(head, f"run {run_id}"), run_id)
+    from verification.fairness import write_fairness
+
+    write_fairness(settings, run_id, shard_dirs)  # flag rates by group, beside the run's frames
     return counts
 
 

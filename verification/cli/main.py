@@ -41,6 +41,8 @@ _COMMANDS: dict[str, _Entry] = {
     "status": _Entry("review", "app", "状态 / feeds received and runs.", "status"),
     "partner": _Entry("partner", "app", "协查部门工具包 / the partner's kit."),
     "policy": _Entry("policy", "app", "救助政策参数 / the assistance policy parameters."),
+    "simulate": _Entry("simulate", "app",
+                       "政策测算 / what a policy change costs and whom it reaches.", "simulate"),
     "flags": _Entry("flags", "app", "核对结论 / flags: list, show, acknowledge and resolve."),
     "reports": _Entry("reports", "app", "核对报告 / reports: folders, PDF, e-mail."),
     "batch": _Entry("batch", "app", "批量核对 / batch checks: submit a file, follow it."),

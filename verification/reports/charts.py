@@ -154,3 +154,44 @@ def ageing(days_open: pd.Series, overdue: pd.Series) -> str:
                   bbox_to_anchor=(0.5, -0.16))
         ax.margins(y=0.2)
         return _svg(fig)
+
+
+def income_against_standards(incomes: dict[str, pd.Series],
+                             lines: dict[str, dict[str, float | None]], title: str) -> str:
+    """Per-capita monthly income of households, one histogram per area (``incomes``: label →
+    incomes), with the old standard dashed and the new one solid (``lines``: label → {"base",
+    "new"}). Incomes above 2.5 × the new standard are counted in the last bar."""
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(1, max(len(incomes), 1), figsize=(WIDE, 2.8), dpi=100,
+                                 layout="constrained", squeeze=False)
+        for ax, (label, values) in zip(axes[0], incomes.items(), strict=False):
+            line = lines.get(label, {})
+            top = 2.5 * max(v for v in (line.get("new"), line.get("base"), 1.0) if v)
+            ax.hist(values.clip(upper=top).dropna(), bins=40, range=(0, top), color="#5d6d7e")
+            if line.get("base"):
+                ax.axvline(line["base"], color="#7f8c8d", linestyle="--",
+                           label=f"原标准 / old {line['base']:g}")
+            if line.get("new"):
+                ax.axvline(line["new"], color="#c0392b", label=f"新标准 / new {line['new']:g}")
+            ax.set_title(label, loc="left", fontsize=9)
+            ax.set_xlabel("人均月收入（元）/ per-capita income (yuan/month)")
+            ax.set_ylabel("户数 / households")
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend(fontsize=8, frameon=False)
+        fig.suptitle(title, x=0.01, ha="left", fontsize=10)
+        return _svg(fig)
+
+
+def group_rates(table: pd.DataFrame, title: str) -> str:
+    """Horizontal bars: a flag kind's rate per group (``group``, ``rate``, ``highlighted``), the
+    highlighted groups in red."""
+    table = table.iloc[::-1]
+    with plt.rc_context(_STYLE):
+        fig, ax = _figure(HALF, 0.28 * len(table) + 1.0)
+        colours = ["#c0392b" if h else "#5d6d7e" for h in table["highlighted"]]
+        bars = ax.barh(table["group"], table["rate"] * 100, color=colours)
+        ax.bar_label(bars, labels=[f"{r:.1%}" for r in table["rate"]], padding=3, fontsize=8)
+        ax.set_title(title, loc="left", fontsize=10)
+        ax.set_xlabel("比例（%）/ rate (%)")
+        ax.margins(x=0.15)
+        return _svg(fig)

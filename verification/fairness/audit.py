@@ -269,3 +269,47 @@ def load_fairness(settings: Settings, run_id: int) -> dict[str, Any] | None:
     """The run's stored audit, or None when the run has none (not finished, or older)."""
     path = fairness_path(settings, run_id)
     return json.loads(path.read_text("utf-8")) if path.exists() else None
+
+
+# ---- shown to staff ----------------------------------------------------------------------------
+def presented(record: dict[str, Any], lang: str = "zh") -> dict[str, Any]:
+    """The stored audit arranged for a page (the run summary and the portal): highlighted
+    disparities first, then each dimension's groups with every kind's count and rate, then the
+    per-street thin-evidence counts. Labels in ``lang``."""
+    names = {d["dimension"]: d["zh" if lang == "zh" else "en"] for d in record["dimensions"]}
+    units = {"households": "户" if lang == "zh" else "households",
+             "persons": "人" if lang == "zh" else "persons"}
+    kinds = list(dict.fromkeys(r["kind"] for r in record["rates"]))
+    dimensions = []
+    for dimension, label in names.items():
+        rows: dict[str, dict[str, Any]] = {}
+        for r in (r for r in record["rates"] if r["dimension"] == dimension):
+            row = rows.setdefault(r["group"], {"group": r["group"], "n": r["n"], "cells": []})
+            row["cells"].append({**r, "rate_text": f"{r['rate']:.1%}"})
+            row["highlighted"] = row.get("highlighted", False) or r["highlighted"]
+        unit = next((units[r["unit"]] for r in record["rates"] if r["dimension"] == dimension),
+                    "")
+        dimensions.append({"dimension": dimension, "label": label, "unit": unit,
+                           "rows": list(rows.values())})
+    highlights = [{**h, "dimension_label": names[h["dimension"]],
+                   "kind_label": codes.label("flags", h["kind"], lang),
+                   "rate_text": f"{h['rate']:.1%}", "rest_text": f"{h['rest_rate']:.1%}",
+                   "ratio_text": "—" if h["ratio"] is None else f"{h['ratio']:.2f}",
+                   "direction_label": _direction(h["direction"], lang)}
+                  for h in record["highlights"]]
+    every = "全部家庭" if lang == "zh" else "all households"
+    at_risk = record["settings"].get("at_risk", {})
+    denominators = [{"kind": codes.label("flags", k, lang), "of": "、".join(
+        codes.label("household_status", s, lang) for s in at_risk[k]) if k in at_risk else every}
+        for k in kinds]
+    return {"kinds": [{"kind": k, "label": codes.label("flags", k, lang)} for k in kinds],
+            "denominators": denominators,
+            "dimensions": dimensions, "highlights": highlights, "streets": record["streets"],
+            "totals": record["totals"], "settings": record["settings"],
+            "households": record["households"], "persons": record["persons"]}
+
+
+def _direction(direction: str, lang: str) -> str:
+    if lang == "zh":
+        return {"higher": "偏高", "lower": "偏低"}.get(direction, "")
+    return direction

@@ -94,9 +94,10 @@ def _requester(session, run: Run) -> str:  # noqa: ANN001
 
 
 def render_summary(path: Path, title: str, table: pd.DataFrame, facts: RunFacts,
-                   level: str) -> None:
+                   level: str, fairness: dict[str, Any] | None = None) -> None:
     """One summary page: ``level`` is district, street or community (what it breaks down by
-    and whether it lists households)."""
+    and whether it lists households); ``fairness`` the run's audit as presented
+    (verification/fairness), shown on the district page."""
     area = {"district": "street", "street": "community", "community": None}[level]
     scope = _scope(table, facts.history, level)
     page = environment().get_template("report_summary.html.j2").render(
@@ -104,7 +105,8 @@ def render_summary(path: Path, title: str, table: pd.DataFrame, facts: RunFacts,
         generated=to_local(dt.datetime.now(dt.UTC)), cards=_cards(table),
         charts=_charts(table, scope, area), kinds=_kinds(),
         areas=_area_rows(table, area) if area else None,
-        actions=None if level == "district" else _actions(table), feeds=facts.feeds)
+        actions=None if level == "district" else _actions(table), feeds=facts.feeds,
+        fairness=fairness)
     path.write_text(page, "utf-8")
 
 

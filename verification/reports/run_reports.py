@@ -2,6 +2,7 @@
 
     reports/run-<id>/
       summary.html  summary.csv  run.json             district: counts only, no households
+      fairness.json                                 the run's fairness audit (docs/fairness.md)
       <street>-<name>/
         flags.xlsx  flags.csv  summary.html           the street's flags, evidence and charts
         <community>-<name>/
@@ -61,7 +62,7 @@ def write_run_reports(settings: Settings, run_id: int) -> Path:
             _write_jurisdiction(community_dirs[community_code], part, evidence, facts,
                                 "community", jurisdictions.community_name(community_code))
     write_household_reports(settings, run_id, table, facts, community_dirs)
-    _write_district(out, table, facts)
+    _write_district(out, table, facts, _fairness(settings, run_id))
     with session_scope(settings.database_url) as session:
         session.get(Run, run_id).reports_dir = str(out)
     return out
@@ -81,9 +82,23 @@ def _write_jurisdiction(folder: Path, rows: pd.DataFrame, evidence: pd.DataFrame
     render_summary(folder / "summary.html", f"{name} · 核对结论汇总", rows, facts, level)
 
 
-def _write_district(out: Path, table: pd.DataFrame, facts: RunFacts) -> None:
+def _fairness(settings: Settings, run_id: int) -> dict | None:
+    """The run's fairness audit for the district page (also copied beside it), if it has one."""
+    from verification.fairness import load_fairness
+    from verification.fairness.audit import presented
+
+    record = load_fairness(settings, run_id)
+    return None if record is None else {"record": record, "shown": presented(record)}
+
+
+def _write_district(out: Path, table: pd.DataFrame, facts: RunFacts,
+                    fairness: dict | None = None) -> None:
     district = jurisdictions.district()[1]
-    render_summary(out / "summary.html", f"{district} · 核对结论汇总", table, facts, "district")
+    render_summary(out / "summary.html", f"{district} · 核对结论汇总", table, facts, "district",
+                   fairness["shown"] if fairness else None)
+    if fairness:
+        (out / "fairness.json").write_text(json.dumps(fairness["record"], ensure_ascii=False,
+                                                      indent=1), "utf-8")
     summary = table.pivot_table(index="street", columns="flag", values="household_code",
                                 aggfunc="count", fill_value=0)
     summary.index = summary.index.map(safe_cell)

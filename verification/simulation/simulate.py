@@ -165,8 +165,7 @@ def by_area(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     columns = ["households", "persons", "eligible_base", "eligible_new", "gain_households",
                "gain_persons", "loss_households", "loss_persons", "change_households",
                "change_persons", "undetermined_households", "base_benefit", "new_benefit"]
-    grouped = frame.groupby(keys, sort=True)[columns].sum() if keys else (
-        frame[columns].sum().to_frame().T)
+    grouped = frame.assign(_all=0).groupby(keys or ["_all"], sort=True)[columns].sum()
     return _costs(grouped.rename(columns={"base_benefit": "monthly_base",
                                           "new_benefit": "monthly_new"})).reset_index(
         drop=not keys)

@@ -27,7 +27,7 @@ from verification.batches import check as batches
 from verification.config import Settings, load_settings
 from verification.flags import actions as flag_actions
 from verification.localtime import local_today
-from verification.portal import auth, submit, views
+from verification.portal import analysis, auth, submit, views
 from verification.portal.i18n import LANG_COOKIE, LANGUAGES, airflow_state, text
 from verification.portal.row_errors import explain, read_errors_csv
 from verification.security.access import AccessDenied
@@ -39,6 +39,8 @@ PAGES = (  # (route name, nav key, permission needed to see it)
     ("batch_list", "nav.batches", "batches.read"),
     ("inbox", "nav.inbox", "flags.read"),  # staff read it too (they may not act)
     ("feeds", "nav.feeds", None),
+    ("simulation_list", "nav.simulations", "analysis.read"),
+    ("fairness_list", "nav.fairness", "analysis.read"),
 )
 # module level, so FastAPI can resolve the (string) annotation of every route
 Viewer = Annotated[auth.Viewer, Depends(auth.current_viewer)]
@@ -302,6 +304,7 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
         data = views.feed_overview(settings_factory(), viewer.principal, now)
         return render(request, viewer, "feeds.html", partners=data)
 
+    analysis.register(app, render, error_page, settings_factory)  # simulations, fairness
     return app
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -75,7 +74,7 @@ def simulate(
     if write_only:
         return
     base_versions, results = simulation.simulate(inputs, base, scenarios)
-    command = "hedui " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command(parameters or [], raise_standard, inputs.run_id, baseline, effective)
     folder = simulation.write_simulation(settings, inputs, base, base_versions, results, command)
     for result in results:
         total = by_area(result.households, []).iloc[0]
@@ -84,3 +83,18 @@ def simulate(
                    f"类别变化 {total['change_households']} 户; 月支出变化 "
                    f"{total['monthly_change']:+,.2f} 元, 年 {total['yearly_change']:+,.2f} 元")
     typer.echo(f"测算结果 / simulation → {folder}")
+
+
+def _command(parameters: list[Path], raise_standard: str, run_id: int, baseline: Path | None,
+             effective: str) -> str:
+    """The command that gives this result again (the run resolved to its id)."""
+    words = ["hedui", "simulate", "--from-run", str(run_id)]
+    for folder in parameters:
+        words += ["--parameters", str(folder)]
+    if raise_standard:
+        words += ["--raise-standard", raise_standard]
+    if baseline:
+        words += ["--baseline", str(baseline)]
+    if effective:
+        words += ["--effective", effective]
+    return " ".join(shlex.quote(word) for word in words)

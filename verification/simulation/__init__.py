@@ -2,6 +2,7 @@
 parameter folders, write no flags, and report who gains, loses or changes category and what it
 costs, per street, community and category (docs/simulation.md)."""
 
+from verification.simulation import simulate as simulate_module
 from verification.simulation.report import (
     list_simulations,
     load_simulation,
@@ -28,6 +29,6 @@ from verification.simulation.simulate import (
 __all__ = [
     "RunInputs", "Scenario", "ScenarioError", "ScenarioResult", "SimulationError", "compare",
     "list_simulations", "load_run_inputs", "load_scenario", "load_simulation", "scenario_name",
-    "simulate", "simulation_file", "simulation_home", "write_raised_standard",
+    "simulate", "simulate_module", "simulation_file", "simulation_home", "write_raised_standard",
     "write_simulation",
 ]

@@ -62,6 +62,7 @@ def assess(
     sources: pd.DataFrame,
     policy: Policy | ParameterTree,
     as_of: date,
+    with_reasons: bool = True,
 ) -> Assessment:
     """Assess all households on ``as_of``.
 
@@ -75,13 +76,15 @@ def assess(
     would change nothing. ALSO_ELIGIBLE_* rows (passed true) name a category the household meets
     besides the one it is assessed for (its ``category``; ``none`` takes the first met).
     A parameter the rules need but that has no value in force raises ParameterError.
+    ``with_reasons=False`` leaves the reasons empty (a policy simulation needs the results only,
+    and the reasons are most of the time).
     """
     households = _indexed(households)
     members = members_with_disability_register(members, evidence)  # 残联 over the roster
     groups = _policy_groups(households, policy, as_of)
     parts = [
         _assess_group(households.loc[ids] if len(groups) > 1 else households,
-                      members, evidence, sources, group_policy, as_of)
+                      members, evidence, sources, group_policy, as_of, with_reasons)
         for group_policy, ids in groups
     ]
     results = pd.concat([part[0] for part in parts]) if parts else _empty_results()
@@ -195,12 +198,15 @@ def _assess_group(
     sources: pd.DataFrame,
     policy: Policy,
     as_of: date,
+    with_reasons: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     group = _prepare(households, members, evidence, policy, as_of)
     missing = _missing_sources(sources, policy, as_of)
     measures = _measures(group)
     tests = _tests(group, measures)
     results = _results(group, measures, tests, missing)
+    if not with_reasons:
+        return results, _no_reasons()
     changing = _uncertain_changes(group, results, members, evidence, missing)
     reasons = _reasons(group, measures, tests, results, missing, changing)
     return results, reasons

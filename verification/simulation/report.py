@@ -36,6 +36,7 @@ from verification.simulation.simulate import (
     ScenarioResult,
     by_area,
     by_category,
+    indicators,
     simulation_home,
     standards,
 )
@@ -122,7 +123,7 @@ def _record(folder: Path, inputs: RunInputs, baseline: Scenario, base_versions: 
             results: list[ScenarioResult], command: str) -> dict[str, Any]:
     scenarios = []
     for index, result in enumerate(results, 1):
-        table = result.households
+        table = indicators(result.households)  # shared by the three area tables
         scenarios.append({
             "name": result.scenario.name, "directory": str(result.scenario.directory),
             "digest": result.scenario.tree.digest, "policy_versions": result.policy_versions,
@@ -130,9 +131,9 @@ def _record(folder: Path, inputs: RunInputs, baseline: Scenario, base_versions: 
             "totals": _rows(by_area(table, []))[0],
             "streets": _rows(_named(by_area(table, ["street_code"]))),
             "communities": _rows(_named(by_area(table, ["street_code", "community_code"]))),
-            "categories": _rows(by_category(table).assign(category=lambda f: f["category"].map(
-                lambda c: codes.label("categories", c)))),
-            "standards": standards(table),
+            "categories": _rows(by_category(result.households).assign(
+                category=lambda f: f["category"].map(lambda c: codes.label("categories", c)))),
+            "standards": standards(result.households),
         })
     first = results[0].households
     return {

@@ -107,7 +107,7 @@ class ScenarioResult:
 
 def assess_under(inputs: RunInputs, scenario: Scenario) -> tuple[pd.DataFrame, dict[str, str]]:
     result = assess(inputs.households, inputs.members, inputs.evidence, inputs.sources,
-                    scenario.tree, inputs.as_of)
+                    scenario.tree, inputs.as_of, with_reasons=False)
     return result.results, result.policy_versions
 
 
@@ -152,44 +152,67 @@ def simulate(inputs: RunInputs, baseline: Scenario,
 
 
 # ---- summaries ---------------------------------------------------------------------------------
+_AREA_COLUMNS = ["households", "persons", "eligible_base", "eligible_new", "gain_households",
+                 "gain_persons", "loss_households", "loss_persons", "change_households",
+                 "change_persons", "undetermined_households", "monthly_base", "monthly_new"]
+
+
+def indicators(table: pd.DataFrame) -> pd.DataFrame:
+    """Per household the numbers the area tables add up (``by_area`` takes it, so the street,
+    community and total tables share one computation)."""
+    change, persons = table["change"].to_numpy(), table["persons"].to_numpy()
+    frame = {"street_code": table["street_code"].to_numpy(),
+             "community_code": table["community_code"].to_numpy(),
+             "households": np.ones(len(table), dtype=np.int64), "persons": persons,
+             "eligible_base": (table["base_category"] != "none").to_numpy(dtype=np.int64),
+             "eligible_new": (table["new_category"] != "none").to_numpy(dtype=np.int64)}
+    for name in ("gain", "loss", "change", "undetermined"):
+        hit = change == name
+        frame[f"{name}_households"] = hit.astype(np.int64)
+        if name != "undetermined":
+            frame[f"{name}_persons"] = np.where(hit, persons, 0)
+    frame["monthly_base"] = table["base_benefit"].to_numpy()
+    frame["monthly_new"] = table["new_benefit"].to_numpy()
+    return pd.DataFrame(frame)
+
+
 def by_area(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Per street (or street and community): households, persons, gaining/losing/changing
-    households and persons, eligible before and after, monthly and yearly cost and change."""
-    frame = table.assign(**{f"{name}_households": table["change"].eq(name)
-                            for name in ("gain", "loss", "change", "undetermined")})
-    for name in ("gain", "loss", "change"):
-        frame[f"{name}_persons"] = frame["persons"].where(frame[f"{name}_households"], 0)
-    frame["eligible_base"] = frame["base_category"].ne("none")
-    frame["eligible_new"] = frame["new_category"].ne("none")
-    frame["households"] = 1
-    columns = ["households", "persons", "eligible_base", "eligible_new", "gain_households",
-               "gain_persons", "loss_households", "loss_persons", "change_households",
-               "change_persons", "undetermined_households", "base_benefit", "new_benefit"]
-    grouped = frame.assign(_all=0).groupby(keys or ["_all"], sort=True)[columns].sum()
-    return _costs(grouped.rename(columns={"base_benefit": "monthly_base",
-                                          "new_benefit": "monthly_new"})).reset_index(
-        drop=not keys)
+    """Per street (or street and community; ``[]``: the total): households, persons,
+    gaining/losing/changing households and persons, eligible before and after, monthly and
+    yearly cost and change. ``table`` is a comparison or its ``indicators``."""
+    frame = table if "households" in table.columns else indicators(table)
+    if keys:
+        grouped = frame.groupby(keys, sort=True)[_AREA_COLUMNS].sum().reset_index()
+    else:
+        grouped = frame[_AREA_COLUMNS].sum().to_frame().T.astype(
+            {c: "int64" for c in _AREA_COLUMNS if not c.startswith("monthly")})
+    return _costs(grouped)
 
 
 def by_category(table: pd.DataFrame) -> pd.DataFrame:
     """Per category: households and persons in it before and after, entering and leaving it,
     and the monthly and yearly cost of its benefits before and after."""
-    rows = []
-    for category in ALL_CATEGORIES:
-        was, now = table["base_category"].eq(category), table["new_category"].eq(category)
-        rows.append({
-            "category": category,
-            "households_base": int(was.sum()), "households_new": int(now.sum()),
-            "persons_base": int(table["persons"][was].sum()),
-            "persons_new": int(table["persons"][now].sum()),
-            "entering_households": int((now & ~was).sum()),
-            "entering_persons": int(table["persons"][now & ~was].sum()),
-            "leaving_households": int((was & ~now).sum()),
-            "leaving_persons": int(table["persons"][was & ~now].sum()),
-            "monthly_base": float(table["base_benefit"][was].sum()),
-            "monthly_new": float(table["new_benefit"][now].sum()),
-        })
-    return _costs(pd.DataFrame(rows))
+    moved = table["base_category"] != table["new_category"]
+    sides = {
+        "base": table.groupby("base_category").agg(
+            households_base=("persons", "size"), persons_base=("persons", "sum"),
+            monthly_base=("base_benefit", "sum")),
+        "new": table.groupby("new_category").agg(
+            households_new=("persons", "size"), persons_new=("persons", "sum"),
+            monthly_new=("new_benefit", "sum")),
+        "entering": table[moved].groupby("new_category").agg(
+            entering_households=("persons", "size"), entering_persons=("persons", "sum")),
+        "leaving": table[moved].groupby("base_category").agg(
+            leaving_households=("persons", "size"), leaving_persons=("persons", "sum")),
+    }
+    frame = pd.concat(sides.values(), axis=1).reindex(list(ALL_CATEGORIES)).fillna(0)
+    counts = [c for c in frame.columns if not c.startswith("monthly")]
+    frame[counts] = frame[counts].astype("int64")
+    frame = frame.rename_axis("category").reset_index()
+    return _costs(frame[["category", "households_base", "households_new", "persons_base",
+                         "persons_new", "entering_households", "entering_persons",
+                         "leaving_households", "leaving_persons", "monthly_base",
+                         "monthly_new"]])
 
 
 def _costs(frame: pd.DataFrame) -> pd.DataFrame:

@@ -266,9 +266,14 @@ def write_fairness(settings: Settings, run_id: int, shard_dirs: list[str]) -> Pa
 
 
 def load_fairness(settings: Settings, run_id: int) -> dict[str, Any] | None:
-    """The run's stored audit, or None when the run has none (not finished, or older)."""
-    path = fairness_path(settings, run_id)
-    return json.loads(path.read_text("utf-8")) if path.exists() else None
+    """The run's stored audit, or None when the run has none (not finished, or older). The
+    run's work folder is purged after a month (housekeeping.yaml run_workdirs); the copy beside
+    its reports is kept as long as they are."""
+    for path in (fairness_path(settings, run_id),
+                 settings.reports_dir / f"run-{run_id}" / FILE_NAME):
+        if path.exists():
+            return json.loads(path.read_text("utf-8"))
+    return None
 
 
 # ---- shown to staff ----------------------------------------------------------------------------

@@ -110,3 +110,15 @@ def test_run_summary_shows_the_audit(reviewed):
     for street in record["streets"]:
         assert street["street"] in page
     assert (out / "fairness.json").exists()
+
+
+def test_the_audit_outlives_the_runs_work_folder(reviewed):
+    write_run_reports(reviewed.settings, reviewed.run_id)
+    stored = reviewed.settings.runs_dir / f"run-{reviewed.run_id}" / "fairness.json"
+    expected = load_fairness(reviewed.settings, reviewed.run_id)
+    stored.rename(stored.with_suffix(".away"))  # as housekeeping's run_workdirs purge would
+    try:
+        assert load_fairness(reviewed.settings, reviewed.run_id) == expected
+    finally:
+        stored.with_suffix(".away").rename(stored)
+    assert load_fairness(reviewed.settings, 9999) is None

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -40,61 +39,26 @@ def simulate(
         help="操作人 / acting user (default $HEDUI_USER)")] = None,
 ) -> None:
     """Re-assess a finished review under each scenario's parameters; no flags are written."""
-    from verification import simulation
-    from verification.assessment.policy import DEFAULT_DIRECTORY
     from verification.cli.security import acting_user
-    from verification.pipeline import DEFAULT_REGION
     from verification.security.access import AccessDenied
-    from verification.simulation.simulate import by_area
+    from verification.simulation import service
+    from verification.simulation.scenarios import ScenarioError
 
     who = acting_user(user)
     who.require("reports.read")
     if not who.district_wide:
         raise AccessDenied(f"{who.username} may not simulate: a simulation covers every street "
                            "(staff or administrator only)")
-    settings = load_settings()
     try:
-        percents = [float(p) for p in raise_standard.split(",") if p.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"--raise-standard 须为逗号分隔的百分比，如 5,7,10 / expected "
-                                 f"percents like 5,7,10, got {raise_standard!r}") from None
-    inputs = None if write_only and not from_run else simulation.load_run_inputs(settings,
-                                                                                 from_run)
-    base = simulation.load_scenario(baseline or DEFAULT_DIRECTORY, "基线 / baseline")
-    scenarios = [simulation.load_scenario(folder) for folder in parameters or []]
-    for percent in percents:
-        day = dt.date.fromisoformat(effective) if effective else (
-            inputs.as_of if inputs else dt.date.today())
-        region = inputs.region if inputs else DEFAULT_REGION
-        folder = simulation.write_raised_standard(
-            simulation.simulation_home(settings) / "scenarios" / simulation.scenario_name(percent),
-            percent, region, day, base.directory)
+        percents = service.parse_percents(raise_standard)
+        day = dt.date.fromisoformat(effective) if effective else None
+    except (ScenarioError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from None
+    outcome = service.run_simulation(load_settings(), service.Request(
+        parameters or [], percents, from_run, baseline, day, write_only))
+    for folder in outcome.scenario_folders:
         typer.echo(f"情景参数 / scenario folder: {folder}")
-        scenarios.append(simulation.load_scenario(folder))
-    if write_only:
-        return
-    base_versions, results = simulation.simulate(inputs, base, scenarios)
-    command = _command(parameters or [], raise_standard, inputs.run_id, baseline, effective)
-    folder = simulation.write_simulation(settings, inputs, base, base_versions, results, command)
-    for result in results:
-        total = by_area(result.households, []).iloc[0]
-        typer.echo(f"{result.scenario.name}: 新增 {total['gain_households']} 户/"
-                   f"{total['gain_persons']} 人, 退出 {total['loss_households']} 户, "
-                   f"类别变化 {total['change_households']} 户; 月支出变化 "
-                   f"{total['monthly_change']:+,.2f} 元, 年 {total['yearly_change']:+,.2f} 元")
-    typer.echo(f"测算结果 / simulation → {folder}")
-
-
-def _command(parameters: list[Path], raise_standard: str, run_id: int, baseline: Path | None,
-             effective: str) -> str:
-    """The command that gives this result again (the run resolved to its id)."""
-    words = ["hedui", "simulate", "--from-run", str(run_id)]
-    for folder in parameters:
-        words += ["--parameters", str(folder)]
-    if raise_standard:
-        words += ["--raise-standard", raise_standard]
-    if baseline:
-        words += ["--baseline", str(baseline)]
-    if effective:
-        words += ["--effective", effective]
-    return " ".join(shlex.quote(word) for word in words)
+    for line in service.summary_lines(outcome):
+        typer.echo(line)
+    if outcome.folder:
+        typer.echo(f"测算结果 / simulation → {outcome.folder}")

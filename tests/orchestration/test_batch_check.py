@@ -74,6 +74,8 @@ def test_batch_is_checked_flagged_and_reported_and_a_rerun_duplicates_nothing(
     reports = {Path(p).stem for p in meta["household_reports"]}
     assert reports == set(expected), "a 核对报告 for every applicant household"
     assert all(Path(p).exists() for p in meta["household_reports"])
+    audit = json.loads((Path(meta["run_reports"]) / "fairness.json").read_text("utf-8"))
+    assert audit["kind"] == "batch" and audit["households"] == len(expected)  # docs/fairness.md
 
     before = {m.__name__: _count(settings, m) for m in (Batch, Run, Flag, Household)}
     again = dag_bag.get_dag("batch_check").test(run_conf=conf)

@@ -93,9 +93,10 @@ def summary_lines(outcome: Outcome) -> list[str]:
     """One line per scenario: gaining, losing, changing; the monthly and yearly change."""
     lines = []
     for result in outcome.results:
-        total = by_area(result.households, []).iloc[0]
+        total = by_area(result.households, []).to_dict("records")[0]  # ints stay ints
         lines.append(f"{result.scenario.name}: 新增 {total['gain_households']} 户/"
-                     f"{total['gain_persons']} 人, 退出 {total['loss_households']} 户, "
-                     f"类别变化 {total['change_households']} 户; 月支出变化 "
+                     f"{total['gain_persons']} 人, 退出 {total['loss_households']} 户/"
+                     f"{total['loss_persons']} 人, 类别变化 {total['change_households']} 户; "
+                     f"月支出变化 "
                      f"{total['monthly_change']:+,.2f} 元, 年 {total['yearly_change']:+,.2f} 元")
     return lines

@@ -113,7 +113,7 @@ def test_output_is_complete_masked_and_reproducible(reviewed, tmp_path):
                              "policy_version": inputs.policy_version}
     assert record["baseline"]["matches_run"] is True
     entry = record["scenarios"][0]
-    copy = load_parameters(folder / entry["copy"])
+    copy = load_parameters(folder / entry["copy_folder"])
     assert copy.digest == entry["digest"] == scenario.tree.digest
     assert entry["policy_versions"] == {inputs.region: copy.at(inputs.region, AS_OF).version}
     assert entry["standards"]["urban"] == {"base": 950.0, "new": 1520.0}
@@ -128,11 +128,12 @@ def test_output_is_complete_masked_and_reproducible(reviewed, tmp_path):
     assert not RAW_ID.search(cells)
     page = (folder / "summary.html").read_text("utf-8")
     assert "standard+60pct" in page and "<svg" in page and entry["digest"][:16] in page
+    assert entry["copy_folder"] in page and "城镇：原标准 950 → 新标准 1520" in page
     assert not RAW_ID.search(page)
 
     # the recorded folder, run and baseline give the same result again
     again = simulation.simulate(simulation.load_run_inputs(settings, record["run"]["id"]), base,
-                                [simulation.load_scenario(folder / entry["copy"])])[1][0]
+                                [simulation.load_scenario(folder / entry["copy_folder"])])[1][0]
     assert again.households.equals(results[0].households)
 
 

@@ -84,7 +84,7 @@ def write_simulation(settings: Settings, inputs: RunInputs, baseline: Scenario,
     folder = _new_folder(simulation_home(settings))
     record = _record(folder, inputs, baseline, base_versions, results, command)
     for index, (result, entry) in enumerate(zip(results, record["scenarios"], strict=True), 1):
-        shutil.copytree(result.scenario.directory, folder / entry["copy"])
+        shutil.copytree(result.scenario.directory, folder / entry["copy_folder"])
         svg = charts.income_against_standards(
             _incomes(result.households), _lines(entry["standards"]),
             f"人均收入分布与低保标准 · {result.scenario.name} / per-capita income and standard")
@@ -95,6 +95,7 @@ def write_simulation(settings: Settings, inputs: RunInputs, baseline: Scenario,
     _workbook(settings, folder / WORKBOOK, record, results)
     page = _environment().get_template("simulation.html.j2").render(
         sim=record, css=_css(), labels=FIGURES, district=jurisdictions.district()[1],
+        areas={area: codes.label("urban_rural", area) for area in ("urban", "rural")},
         charts={e["chart"]: (folder / e["chart"]).read_text("utf-8") for e in record["scenarios"]})
     (folder / "summary.html").write_text(page, "utf-8")
     return folder
@@ -127,7 +128,7 @@ def _record(folder: Path, inputs: RunInputs, baseline: Scenario, base_versions: 
         scenarios.append({
             "name": result.scenario.name, "directory": str(result.scenario.directory),
             "digest": result.scenario.tree.digest, "policy_versions": result.policy_versions,
-            "copy": f"scenarios/{index}-{result.scenario.name}",
+            "copy_folder": f"scenarios/{index}-{result.scenario.name}",
             "totals": _rows(by_area(table, []))[0],
             "streets": _rows(_named(by_area(table, ["street_code"]))),
             "communities": _rows(_named(by_area(table, ["street_code", "community_code"]))),

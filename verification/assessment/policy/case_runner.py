@@ -95,6 +95,7 @@ class CaseOutcome:
     category: str
     benefit: float | None
     reasons: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # the assessment's other measures
 
 
 @dataclass
@@ -401,18 +402,18 @@ def _outcomes(settings: Any, run_id: int) -> dict[str, CaseOutcome]:
     with session_scope(settings.database_url) as session:
         rows = session.execute(
             select(Household.household_code, Flag.kind, Flag.due_date, Assessment.decision,
-                   Assessment.category, Assessment.benefit, Flag.id)
+                   Assessment.category, Assessment.benefit, Flag.id, Assessment.details)
             .join(Flag, Flag.household_id == Household.id)
             .join(Assessment, (Assessment.household_id == Household.id)
                   & (Assessment.run_id == run_id))
             .where(Flag.run_id == run_id)).all()
-        for code, kind, due, decision, category, benefit, flag_id in rows:
+        for code, kind, due, decision, category, benefit, flag_id, details in rows:
             reasons = [{"code": r.code, **(r.detail or {})}
                        for r in session.scalars(select(FlagReason)
                                                 .where(FlagReason.flag_id == flag_id))]
             found[code] = CaseOutcome(kind, {r["code"] for r in reasons}, due, decision,
                                       category, None if benefit is None else float(benefit),
-                                      reasons)
+                                      reasons, dict(details or {}))
     return found
 
 
@@ -420,7 +421,8 @@ def _outcomes(settings: Any, run_id: int) -> dict[str, CaseOutcome]:
 CASE_KEYS = {"name", "rule", "date", "region", "urban_rural", "status", "category",
              "batch_category", "current_benefit", "policy_dir", "members", "evidence", "sources",
              "expected"}
-EXPECTED_KEYS = {"flag", "decision", "category", "benefit", "due_date", "reasons", "absent"}
+EXPECTED_KEYS = {"flag", "decision", "category", "benefit", "due_date", "reasons", "absent",
+                 "results"}
 
 
 def load_cases(folder: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -448,6 +450,11 @@ def problems(case: dict[str, Any], outcome: CaseOutcome) -> list[str]:
     if "benefit" in expected and (outcome.benefit is None
                                   or abs(outcome.benefit - float(expected["benefit"])) > 0.005):
         found.append(f"benefit: expected {expected['benefit']}, got {outcome.benefit}")
+    for key, want in (expected.get("results") or {}).items():
+        got = outcome.details.get(key)
+        if got is None or (got != want if isinstance(want, str)
+                           else abs(float(got) - float(want)) > 0.005):
+            found.append(f"{key}: expected {want}, got {got}")
     missing = set(expected.get("reasons", [])) - outcome.codes
     if missing:
         found.append(f"reasons missing {sorted(missing)}; flag has {sorted(outcome.codes)}")

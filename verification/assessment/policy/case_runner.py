@@ -20,24 +20,61 @@ import tempfile
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from schemas import field_names
+from schemas import contract_for, feed_kinds, field_names
 
-# the evidence items each partner feed delivers: item → feed kind
-ITEM_KINDS = {
-    "wage": "wages", "si_contribution": "wages",
-    "enterprise_pension": "pensions", "basic_pension_residents": "pensions",
-    "unemployment_benefit": "pensions", "old_age_allowance": "pensions",
-    "home": "real_estate", "commercial_property": "real_estate",
-    "car": "vehicles", "truck": "vehicles", "motorcycle": "vehicles", "e_bike": "vehicles",
-    "disability_vehicle": "vehicles",
-    "business": "business",
-    "deposit": "deposits", "security": "deposits", "fund": "deposits",
-    "commercial_insurance": "deposits", "internet_finance": "deposits",
-    "death": "deaths",
+
+@dataclass(frozen=True)
+class _Carrier:
+    """A feed that delivers an evidence item, and the contract's evidence mapping that yields it
+    (schemas/feeds/<kind>.json, ``x-hedui.evidence``)."""
+
+    kind: str
+    mapping: dict[str, Any]
+
+
+@cache
+def item_carriers() -> dict[str, tuple[_Carrier, ...]]:
+    """Evidence item → the feeds whose contract yields it: a fixed ``item``, or each value of
+    the ``item_field``'s enum. Read from the contracts, so a new feed needs no change here."""
+    found: dict[str, list[_Carrier]] = {}
+    for kind in feed_kinds():
+        contract = contract_for(kind)
+        for mapping in contract.evidence:
+            items = ([mapping["item"]] if "item" in mapping else
+                     contract.field(mapping["item_field"])["constraints"]["enum"])
+            for item in items:
+                found.setdefault(item, []).append(_Carrier(kind, dict(mapping)))
+    return {item: tuple(carriers) for item, carriers in found.items()}
+
+
+def carrier_for(item: dict[str, Any]) -> _Carrier:
+    """The feed that carries a case's evidence item: the one its ``source`` names, the only
+    one, or — where several do (a death: 殡葬 and 户籍) — the feed that yields it from every
+    row (no ``where`` condition)."""
+    carriers = item_carriers().get(item["item"], ())
+    if item.get("source"):
+        carriers = tuple(c for c in carriers if c.kind == item["source"])
+    elif len(carriers) > 1:
+        carriers = tuple(c for c in carriers if "where" not in c.mapping)
+    if len(carriers) != 1:
+        raise CaseError(f"evidence item {item['item']!r} (source {item.get('source')!r}) has "
+                        "no single partner feed to carry it; name its source")
+    return carriers[0]
+
+
+# Required contract fields a case never decides, as a partner would fill them in.
+_FILLER = {
+    "employer_name": "沈阳某某有限公司", "business_name": "某某便利店", "institution": "盛京银行",
+    "unit_name": "沈阳市某某局", "school_name": "沈阳市第某中学", "school_type": "public",
+    "stage": "senior", "payment_name": "优待金", "payer": "沈阳市浑南区财政局",
 }
+# Item keys that are no contract field: what the runner reads itself.
+_CASE_ITEM_KEYS = {"member", "item", "source", "amount", "months", "months_ago", "match", "name",
+                   "date", "contribution", "area"}
 RELATIONS = ("户主", "配偶", "子女", "父母", "孙子女", "兄弟姐妹", "其他")
 _SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 _GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂华玉萍红玲"
@@ -58,6 +95,7 @@ class CaseOutcome:
     category: str
     benefit: float | None
     reasons: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # the assessment's other measures
 
 
 @dataclass
@@ -163,7 +201,7 @@ class _District:
         # every feed a registered partner delivers, empty where the cases have no record of it:
         # an undelivered feed would be a missing source for every household
         self.feeds: dict[str, list[dict[str, str]]] = {
-            kind: [] for kind in {*ITEM_KINDS.values(), *delivered_kinds()}}
+            kind: [] for kind in {*feed_kinds(), *delivered_kinds()}}
         self.stale: set[str] = set()
         self.missing: set[str] = set()
         self.sequence = 0
@@ -214,46 +252,62 @@ class _District:
         }
 
     def _evidence(self, item: dict[str, Any], person: _Person, ref: str) -> None:
-        name = item["item"]
-        kind = ITEM_KINDS.get(name)
-        if kind is None:
-            raise CaseError(f"evidence item {name!r} has no partner feed to carry it yet")
+        """The rows of the item's feed, in its contract's fields: one a month where the
+        mapping reads a ``period``, else one row."""
+        carrier = carrier_for(item)
+        contract, mapping = contract_for(carrier.kind), carrier.mapping
         id_number = person.id_number
         if item.get("match", "certain") != "certain":  # a mistyped check character
             id_number = id_number[:17] + ("0" if id_number[17] != "0" else "1")
-        who = {"id_number": id_number, "name": item.get("name", person.name)}
-        amount = float(item.get("amount", 0))
-        when = item.get("date") or self.on.replace(year=self.on.year - 3)
-        if kind in ("wages", "pensions"):
-            for n, month in enumerate(self._months(item)):
-                row = {**who, "record_id": f"{ref}-{n + 1}", "period": month}
-                if kind == "wages":
-                    wage = amount if name == "wage" else 0.0
-                    contribution = item.get("contribution", amount if name != "wage" else "")
-                    row.update(employer_name="沈阳某某有限公司", employer_credit_code="",
-                               wage_amount=f"{wage:.2f}",
-                               si_contribution="" if contribution == "" else
-                               f"{float(contribution):.2f}")
-                else:
-                    row.update(benefit_type=name, amount=f"{amount:.2f}")
-                self.feeds[kind].append(row)
+        row = {"id_number": id_number, "name": item.get("name", person.name)}
+        row.update(self._required(contract, ref))
+        row.update(mapping.get("where", {}))
+        if "item_field" in mapping:
+            row[mapping["item_field"]] = item["item"]
+        for other in contract.evidence:  # the other amounts a row of this feed has (wages)
+            if other != mapping and "amount" in other and "item" in other:
+                row[other["amount"]] = self._other_amount(contract, other, item)
+        if "amount" in mapping:
+            row[mapping["amount"]] = _number(contract, mapping["amount"], item.get("amount", 0))
+        if "date" in mapping:
+            row[mapping["date"]] = str(self._date(item, mapping["date"]))
+        row.update({k: str(v) for k, v in item.items() if k not in _CASE_ITEM_KEYS})
+        if "area" in item:
+            row["area_m2"] = str(item["area"])
+        unknown = set(row) - set(contract.field_names)
+        if unknown:
+            raise CaseError(f"{carrier.kind} has no fields {sorted(unknown)} (item {item['item']})")
+        if "period" not in mapping:
+            self.feeds[carrier.kind].append({**row, "record_id": ref})
             return
-        row = {**who, "record_id": ref}
-        if kind == "real_estate":
-            row.update(certificate_no=f"辽(2020)沈阳市不动产权第{ref}号", property_use=name,
-                       area_m2=str(item.get("area", 60)), registered_on=str(when), share="1")
-        elif kind == "vehicles":
-            row.update(plate_no=f"辽A{ref[-5:]}", vehicle_type=name, registered_on=str(when),
-                       status=item.get("status", "active"))
-        elif kind == "business":
-            row.update(credit_code=_credit_code(self.sequence), business_name="某某便利店",
-                       registered_on=str(when), status=item.get("status", "active"))
-        elif kind == "deposits":
-            row.update(institution="盛京银行", account_type=name, balance=f"{amount:.2f}",
-                       as_of=str(self._month_end()))
-        elif kind == "deaths":
-            row.update(date_of_death=str(item["date"]))
-        self.feeds[kind].append(row)
+        for n, month in enumerate(self._months(item)):
+            self.feeds[carrier.kind].append(
+                {**row, "record_id": f"{ref}-{n + 1}", mapping["period"]: month})
+
+    def _required(self, contract: Any, ref: str) -> dict[str, str]:
+        """The required fields no evidence mapping fills, as the partner writes them."""
+        values = {"certificate_no": f"辽(2020)沈阳市第{ref}号", "plate_no": f"辽A{ref[-5:]}",
+                  "credit_code": _credit_code(self.sequence), "hukou_no": f"2101{ref[-6:]}",
+                  "share": "1", "area_m2": "60", **_FILLER}
+        return {name: values[name] for name in contract.field_names if name in values}
+
+    @staticmethod
+    def _other_amount(contract: Any, other: dict[str, Any], item: dict[str, Any]) -> str:
+        """A wage row's contribution: ``contribution`` if the case gives it, else empty where
+        the field is optional and 0 where it is required."""
+        if "contribution" in item and other["amount"] == "si_contribution":
+            return _number(contract, other["amount"], item["contribution"])
+        required = contract.field(other["amount"]).get("constraints", {}).get("required")
+        return _number(contract, other["amount"], 0) if required else ""
+
+    def _date(self, item: dict[str, Any], field_name: str) -> dt.date:
+        """The item's ``date``; else a balance is as of last month's end and a registration
+        three years old."""
+        if item.get("date"):
+            return item["date"]
+        if field_name == "as_of":
+            return self._month_end()
+        return self.on.replace(year=self.on.year - 3)
 
     def _months(self, item: dict[str, Any]) -> list[str]:
         """The ``months`` (default 12) full months before the case date's month, or from
@@ -275,6 +329,12 @@ class _District:
         _write_csv(out / "roster.csv", field_names("batch"), self.roster)
         for kind, rows in self.feeds.items():
             _write_csv(out / "feeds" / f"{kind}.csv", field_names(kind), rows)
+
+
+def _number(contract: Any, field_name: str, value: Any) -> str:
+    if contract.field(field_name)["type"] == "integer":
+        return str(int(value))
+    return f"{float(value):.2f}"
 
 
 def _birth_for_age(age: int, on: dt.date) -> dt.date:
@@ -342,18 +402,18 @@ def _outcomes(settings: Any, run_id: int) -> dict[str, CaseOutcome]:
     with session_scope(settings.database_url) as session:
         rows = session.execute(
             select(Household.household_code, Flag.kind, Flag.due_date, Assessment.decision,
-                   Assessment.category, Assessment.benefit, Flag.id)
+                   Assessment.category, Assessment.benefit, Flag.id, Assessment.details)
             .join(Flag, Flag.household_id == Household.id)
             .join(Assessment, (Assessment.household_id == Household.id)
                   & (Assessment.run_id == run_id))
             .where(Flag.run_id == run_id)).all()
-        for code, kind, due, decision, category, benefit, flag_id in rows:
+        for code, kind, due, decision, category, benefit, flag_id, details in rows:
             reasons = [{"code": r.code, **(r.detail or {})}
                        for r in session.scalars(select(FlagReason)
                                                 .where(FlagReason.flag_id == flag_id))]
             found[code] = CaseOutcome(kind, {r["code"] for r in reasons}, due, decision,
                                       category, None if benefit is None else float(benefit),
-                                      reasons)
+                                      reasons, dict(details or {}))
     return found
 
 
@@ -361,7 +421,8 @@ def _outcomes(settings: Any, run_id: int) -> dict[str, CaseOutcome]:
 CASE_KEYS = {"name", "rule", "date", "region", "urban_rural", "status", "category",
              "batch_category", "current_benefit", "policy_dir", "members", "evidence", "sources",
              "expected"}
-EXPECTED_KEYS = {"flag", "decision", "category", "benefit", "due_date", "reasons", "absent"}
+EXPECTED_KEYS = {"flag", "decision", "category", "benefit", "due_date", "reasons", "absent",
+                 "results"}
 
 
 def load_cases(folder: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -389,6 +450,11 @@ def problems(case: dict[str, Any], outcome: CaseOutcome) -> list[str]:
     if "benefit" in expected and (outcome.benefit is None
                                   or abs(outcome.benefit - float(expected["benefit"])) > 0.005):
         found.append(f"benefit: expected {expected['benefit']}, got {outcome.benefit}")
+    for key, want in (expected.get("results") or {}).items():
+        got = outcome.details.get(key)
+        if got is None or (got != want if isinstance(want, str)
+                           else abs(float(got) - float(want)) > 0.005):
+            found.append(f"{key}: expected {want}, got {got}")
     missing = set(expected.get("reasons", [])) - outcome.codes
     if missing:
         found.append(f"reasons missing {sorted(missing)}; flag has {sorted(outcome.codes)}")

@@ -401,7 +401,8 @@ def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settin
     * ``settings.certain_agreement`` — the name agrees (exact, homophone, near-homophone) and so
       do birth date and gender when the record carries them;
     * the fitted log2 Bayes factor of the non-ID comparisons is at least
-      ``settings.exact_contradiction_weight``.
+      ``settings.exact_contradiction_weight`` — once the weights were learnt from labelled
+      pairs (``model.method == "labelled"``); prior weights decide nothing here.
 
     A pair failing either is graded by its posterior — the prior that a valid token is right
     (1 − the run's estimated mix-up share, ``_mixup_rate``; ``settings.token_error_rate`` when
@@ -422,7 +423,10 @@ def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settin
     evidence = model.contributions(gamma).sum(axis=1)
     threshold = settings.exact_contradiction_weight
     doubted = ~_agrees(gamma, settings)
-    if threshold is not None:
+    # The learnt weights may doubt a pair only when they were learnt (enough labelled pairs):
+    # on a small run u comes from a handful of random pairs — one family's members share a
+    # surname — and an agreeing name could weigh against the very person the ID names.
+    if threshold is not None and model.method == "labelled":
         doubted |= evidence < threshold
     scored = scored.drop(columns=["left_row", "right_row", "grade_code"])
     pairs = pd.concat([pairs[["record_row", "right_row", "grade_code"]], scored], axis=1)

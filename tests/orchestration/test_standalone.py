@@ -59,11 +59,12 @@ def test_make_up_is_healthy_lists_the_dags_and_the_inbox_starts_a_batch(tmp_path
         assert errors["total_entries"] == 0, errors
 
         params = api.dag_details("batch_check")["params"]
-        assert set(params) == {"batch_file", "category", "requester", "notes", "as_of"}
+        assert set(params) == {"batch_file", "category", "requester", "notes", "as_of",
+                               "policy_dir"}
         assert params["batch_file"]["schema"]["title"].startswith("批次文件路径")
         assert params["category"]["schema"]["enum"] == ["dibao", "edge", "rigid", "tekun"]
         assert params["category"]["schema"]["values_display"]["dibao"] == "低保"
-        assert params["requester"]["schema"]["title"].startswith("申请人")
+        assert params["requester"]["schema"]["title"].startswith("提交人")
         assert all(p["description"] for p in params.values())
 
         # The inbox: drop a file, the AssetWatcher's trigger claims it, batch_check runs.

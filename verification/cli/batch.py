@@ -18,6 +18,7 @@ from pathlib import Path
 
 import typer
 
+from verification.cli._policy_dir import POLICY_DIR_OPTION, apply_policy_dir
 from verification.config import load_settings
 
 app = typer.Typer(help="批量核对 / batch checks: submit a file, follow its progress.",
@@ -32,20 +33,13 @@ def submit(
     notes: str = typer.Option("", help="备注 / notes kept with the batch"),
     as_of: str = typer.Option(None, help="核对基准日 / as-of date YYYY-MM-DD (default today)"),
     local: bool = typer.Option(False, "--local", help="在本进程中运行 / run in this process"),
-    policy_dir: Path | None = typer.Option(
-        None, "--policy-dir", help="本地政策目录 / the bureau's policy folder laid over the "
-        "shipped parameters (default: $HEDUI_POLICY_DIR)"),
+    policy_dir: Path | None = POLICY_DIR_OPTION,
 ) -> None:
     """Validate a batch file, then check it through Airflow (or in-process with --local)."""
-    from verification.assessment.policy import ParameterError, use_overlay
     from verification.batches.airflow_api import AirflowApiConfig
     from verification.batches.check import CATEGORIES
 
-    try:
-        use_overlay(policy_dir)
-    except ParameterError as exc:
-        typer.echo(f"参数文件错误 / parameter error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    apply_policy_dir(policy_dir)
     if category not in CATEGORIES:
         raise typer.BadParameter(f"{category!r}: one of {', '.join(CATEGORIES)}",
                                  param_hint="--category")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from verification.cli._policy_dir import POLICY_DIR_OPTION, apply_policy_dir
 from verification.config import load_settings
 
 app = typer.Typer()
@@ -35,20 +36,13 @@ def pull(partner: str = typer.Argument(None, help="协查部门代码 / partner 
 def run(as_of: str = typer.Option(None, help="基准日 / as-of date (default today)"),
         run_key: str = typer.Option(None, help="运行标识 / run key (default review-YYYY-MM)"),
         roster: Path | None = typer.Option(None, help="先载入名单 / load this caseload first"),
-        policy_dir: Path | None = typer.Option(
-            None, "--policy-dir", help="本地政策目录 / the bureau's policy folder laid over the "
-            "shipped parameters (default: $HEDUI_POLICY_DIR)")
+        policy_dir: Path | None = POLICY_DIR_OPTION,
         ) -> None:
     """Run a review in-process (no scheduler): match, assess, flag, report."""
     from verification import pipeline
-    from verification.assessment.policy import ParameterError, use_overlay
     from verification.reports import write_run_reports
 
-    try:
-        use_overlay(policy_dir)
-    except ParameterError as exc:
-        typer.echo(f"参数文件错误 / parameter error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    apply_policy_dir(policy_dir)
     settings = load_settings()
     params = {"as_of": as_of or dt.date.today().isoformat(), "run_key": run_key or "",
               "roster_file": str(roster) if roster else ""}

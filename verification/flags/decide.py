@@ -223,7 +223,11 @@ def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
     informative = signals[~signals["code"].isin(REVIEW_SIGNALS)]
     other_category = ordinary[code_mask(ordinary["code"],
                                         lambda code: code.str.startswith(OTHER_CATEGORY_PREFIX))]
-    parts = [chosen, under_review, informative, other_category,
+    # Income the rules exclude or deduct is shown with its records on every flag of the
+    # household: received and set aside, never silently absent (审核确认办法 第十三条).
+    income_set_aside = ordinary[code_mask(ordinary["code"],
+                                          lambda code: code.isin(INCOME_SET_ASIDE))]
+    parts = [chosen, under_review, informative, other_category, income_set_aside,
              _own_category_tests(reasons, hh, kinds),
              _benefit_changes(kinds, hh, reasons, policy), _exit_periods(kinds, signals, policy)]
     filled = [p.astype({"code": str}) for p in parts if len(p)]
@@ -231,6 +235,10 @@ def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
         return pd.DataFrame(columns=REASON_COLUMNS)
     out = pd.concat(filled, ignore_index=True)
     return out[~_repeated(out)][REASON_COLUMNS].reset_index(drop=True)
+
+
+# Informative rows of the income test: excluded items and deductions (passed, never against).
+INCOME_SET_ASIDE = ("INCOME_EXCLUDED", "DEDUCTION_APPLIED")
 
 
 # The tests only one category has: shown where the household applied for (or receives) that
@@ -417,7 +425,9 @@ def _stable_refs(refs: pd.Series) -> np.ndarray:
 def _digests(flags: pd.DataFrame, flag_reasons: pd.DataFrame) -> list[str]:
     """Same flag, same reasons, same records → same digest (so a resolved flag is not raised
     again on the same evidence, and is raised again on new evidence). A changed benefit amount
-    is new evidence too."""
+    is new evidence too. The income set aside (excluded items, deductions) explains a flag
+    but decides nothing: its monthly records do not make the flag a new one."""
+    flag_reasons = flag_reasons[~flag_reasons["code"].isin(INCOME_SET_ASIDE).to_numpy()]
     changed = (flag_reasons["code"] == "BENEFIT_CHANGED").to_numpy(dtype=bool)
     amount = np.full(len(flag_reasons), "", dtype=object)
     amount[changed] = "=" + flag_reasons["value"][changed].astype(float).round(2).astype(str)

@@ -158,7 +158,8 @@ def test_cli_raises_the_standard_side_by_side(reviewed, monkeypatch):
 
     refused = runner.invoke(app, ["simulate", "--raise-standard", "5", "--user",
                                   "officer_wusan"])
-    assert refused.exit_code != 0 and "may not simulate" in str(refused.exception)
+    assert refused.exit_code != 0 and "政策测算需要" in str(refused.exception)
+    assert "staff or administrator only" in str(refused.exception)
     bad = runner.invoke(app, ["simulate", "--raise-standard", "five", "--user", "hedui_staff"])
     assert bad.exit_code != 0 and "百分比" in (bad.output + str(bad.exception))
 

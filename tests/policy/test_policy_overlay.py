@@ -82,3 +82,22 @@ def test_check_and_show_report_the_overlay(tmp_path: Path) -> None:
     assert checked.exit_code == 0 and "210112:dibao.standard" in checked.output
     shown = CliRunner().invoke(app, ["show", "--policy-dir", str(folder), "--date", "2026-11-01"])
     assert shown.exit_code == 0 and "某民发〔2024〕9号" in shown.output
+
+
+@pytest.mark.parametrize(("stray", "problem"), [
+    ("dibao.yaml", "文件不在地区目录内，不会生效"),           # beside the regions, not in one
+    ("210112/dibao.yml", "不是 .yaml 参数文件，不会生效"),    # the wrong suffix is never read
+    ("210112/old/dibao.yaml", "不是 .yaml 参数文件，不会生效"),  # nor a nested folder
+])
+def test_a_file_the_overlay_would_ignore_is_refused(tmp_path: Path, stray: str,
+                                                    problem: str) -> None:
+    folder = _overlay(tmp_path)
+    (folder / stray).parent.mkdir(parents=True, exist_ok=True)
+    (folder / stray).write_text(STANDARD, encoding="utf-8")
+    with pytest.raises(ParameterError, match=problem):
+        load_parameters(overlay=folder)
+    (folder / "README.md").write_text("本局政策说明", encoding="utf-8")  # notes are allowed
+    (folder / stray).unlink()
+    if (folder / stray).parent.name == "old":
+        (folder / stray).parent.rmdir()
+    assert load_parameters(overlay=folder).at("210112", ON).value("dibao.standard")["urban"] == 1000

@@ -62,13 +62,10 @@ def report(run_id: int = typer.Argument(..., help="运行编号 / run id"),
     """(Re)write the reports of a run (every jurisdiction: staff and administrators only)."""
     from verification.cli.security import acting_user
     from verification.reports import write_run_reports
-    from verification.security.access import AccessDenied
 
     who = acting_user(user)
     who.require("reports.read")
-    if not who.district_wide:
-        raise AccessDenied(f"{who.username} may read only their own jurisdiction's reports; "
-                           "writing every street's reports needs staff or administrator")
+    who.require_district_wide("写出全部街道的报告")
     typer.echo(str(write_run_reports(load_settings(), run_id)))
 
 

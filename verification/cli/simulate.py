@@ -40,15 +40,12 @@ def simulate(
 ) -> None:
     """Re-assess a finished review under each scenario's parameters; no flags are written."""
     from verification.cli.security import acting_user
-    from verification.security.access import AccessDenied
     from verification.simulation import service
     from verification.simulation.scenarios import ScenarioError
 
     who = acting_user(user)
     who.require("reports.read")
-    if not who.district_wide:
-        raise AccessDenied(f"{who.username} may not simulate: a simulation covers every street "
-                           "(staff or administrator only)")
+    who.require_district_wide("政策测算")
     try:
         percents = service.parse_percents(raise_standard)
         day = dt.date.fromisoformat(effective) if effective else None

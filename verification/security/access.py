@@ -38,7 +38,17 @@ class Principal:
 
     def require(self, permission: str) -> None:
         if not self.can(permission):
-            raise AccessDenied(f"{self.username} ({self.role}) may not {permission}")
+            raise AccessDenied(f"{self.username}（{self.role}）无权执行 {permission}，"
+                               f"请联系管理员 / {self.username} ({self.role}) may not "
+                               f"{permission}")
+
+    def require_district_wide(self, what: str) -> None:
+        """Refuse what covers every street (``what``: "中文 / English") to an officer."""
+        if not self.district_wide:
+            raise AccessDenied(f"{self.username}（{self.role}）只能查看本辖区，{what}"
+                               f"需要核对中心工作人员或管理员 / {self.username} ({self.role}) "
+                               "sees only their own jurisdiction; this covers every street: "
+                               "staff or administrator only")
 
     def covers(self, street_code: str, community_code: str) -> bool:
         """Whether a household in this street/community is within the user's jurisdiction."""

@@ -51,6 +51,8 @@ _PROBLEMS_ZH = (
     ("no value in force", "没有生效的参数值"),
     ("missing national directory", "缺少全国参数目录"),
     ("not a directory", "政策目录不存在"),
+    ("outside a region directory", "文件不在地区目录内，不会生效"),
+    ("not a .yaml parameter file", "不是 .yaml 参数文件，不会生效"),
     ("expected", "取值或格式错误"),
 )
 
@@ -238,6 +240,7 @@ def _apply_overlay(tree: ParameterTree, folder: Path) -> None:
     if (folder / "regions.yaml").exists():
         for code, names in _load_regions(folder).items():
             tree.regions.setdefault(code, names)
+    _refuse_ignored_files(folder)
     given: dict[tuple[str, str], tuple[str, list[Entry]]] = {}
     for region_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         if region_dir.name not in tree.regions:
@@ -254,6 +257,24 @@ def _apply_overlay(tree: ParameterTree, folder: Path) -> None:
         tree.entries[key] = entries
     tree.overlay = folder
     tree.digest = hashlib.sha256(f"{tree.digest}|{_digest(folder)}".encode()).hexdigest()
+
+
+def _refuse_ignored_files(folder: Path) -> None:
+    """A bureau's file that would be silently ignored is refused: the bureau must not believe a
+    standard is in force that the overlay never read. Only ``regions.yaml`` at the top and
+    ``*.yaml`` inside region directories are read; hidden files and READMEs are notes."""
+    def is_note(path: Path) -> bool:
+        return path.name.startswith(".") or path.stem.upper().startswith("README")
+
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and entry.name != "regions.yaml" and not is_note(entry):
+            raise ParameterError(entry, "", "file outside a region directory: move it into a "
+                                 "region folder such as 000000/ or 210112/")
+        if entry.is_dir():
+            for inner in sorted(entry.iterdir()):
+                if not is_note(inner) and (inner.is_dir() or inner.suffix != ".yaml"):
+                    raise ParameterError(inner, "", "not a .yaml parameter file (only *.yaml "
+                                         "directly in a region folder is read)")
 
 
 def _load_regions(root: Path) -> dict[str, dict[str, str]]:

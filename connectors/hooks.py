@@ -3,15 +3,25 @@
 A partner's Connection (conn_type ``http``) holds host, port and schema (``http``/``https``), the
 bearer token as password, and in ``extra``: ``path`` (URL prefix, e.g. ``/hrss/v1``),
 ``verify`` (CA bundle path or true), ``cert``/``key`` (client certificate for mutual TLS).
+A ``file_drop`` partner's Connection names its folder: ``extra.drop_root`` (else ``host``) and
+``extra.require_marker`` (default true: a file is taken only once its ``.done`` marker is there).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseHook
 
 from connectors.http_pull import PartnerClient
+
+
+@dataclass(frozen=True)
+class DropFolder:
+    root: Path
+    require_marker: bool
 
 
 class PartnerHook(BaseHook):
@@ -34,3 +44,15 @@ class PartnerHook(BaseHook):
         cert = (extra["cert"], extra["key"]) if extra.get("cert") else None
         return PartnerClient(base_url, token=conn.password or None,
                              verify=extra.get("verify", True), cert=cert, **self.client_options)
+
+    def drop_folder(self) -> DropFolder:
+        """The folder a ``file_drop`` partner writes into; refused in one line if it is not one."""
+        conn = self.get_connection(self.partner_conn_id)
+        extra = conn.extra_dejson
+        root = Path(extra.get("drop_root") or conn.host or "")
+        if not str(root) or not root.is_dir():
+            raise FileNotFoundError(
+                f"连接 {self.partner_conn_id} 的投递目录 {str(root)!r} 不存在，"
+                f"请检查 Airflow 连接 / connection {self.partner_conn_id}: drop root "
+                f"{str(root)!r} is not a folder")
+        return DropFolder(root, bool(extra.get("require_marker", True)))

@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,9 @@ from verification.localtime import local_today
 from verification.matching import GRADE_DTYPE
 from verification.matching.run import RunMatch, match_staged, people_for_matching
 from verification.security import audit
+
+if TYPE_CHECKING:  # the hook module imports Airflow's SDK; only the partner DAG's task needs it
+    from connectors.hooks import DropFolder
 from verification.storage import bulk, session_scope
 from verification.storage.models import (
     Assessment,
@@ -167,22 +171,14 @@ def pull_and_report(settings: Settings, partner: str, client: PartnerClient) -> 
     return summaries
 
 
-def scan_drop_and_report(settings: Settings, partner: str, conn_id: str) -> list[dict]:
-    """For a partner DAG with ``transport: file_drop``: the drop root comes from the partner's
-    Airflow Connection (``extra.drop_root``, else ``host``; ``extra.require_marker`` default
-    true). Returns small summaries; raises ``FeedRejected`` if any file was rejected (the task
-    fails and alerts, as for HTTP pull)."""
-    from airflow.sdk import BaseHook
-
+def scan_drop_and_report(settings: Settings, partner: str, drop: DropFolder) -> list[dict]:
+    """For a partner DAG with ``transport: file_drop``: take in what is in the partner's drop
+    folder (from its Airflow Connection, read by ``PartnerHook.drop_folder``). Returns small
+    summaries; raises ``FeedRejected`` if any file was rejected (the task fails and alerts, as
+    for HTTP pull)."""
     from verification.intake.file_drop import scan_drop_folder
 
-    conn = BaseHook.get_connection(conn_id)
-    extra = conn.extra_dejson
-    root = Path(extra.get("drop_root") or conn.host or "")
-    if not str(root) or not root.is_dir():
-        raise FileNotFoundError(f"connection {conn_id}: drop root {str(root)!r} is not a folder")
-    results = scan_drop_folder(settings, root, partner,
-                               require_marker=bool(extra.get("require_marker", True)))
+    results = scan_drop_folder(settings, drop.root, partner, require_marker=drop.require_marker)
     rejected = [r for r in results if r.status != "accepted"]
     if rejected:
         raise FeedRejected("; ".join(f"{r.file}: {r.reason}" for r in rejected))
@@ -198,11 +194,12 @@ def take_in_new_feeds(settings: Settings, partner: str) -> list[dict]:
     if spec.transport == "query_list":
         log.info("partner %s answers query lists only; nothing to fetch", partner)
         return []
-    if spec.transport == "file_drop":
-        return scan_drop_and_report(settings, partner, spec.conn_id)
     from connectors.hooks import PartnerHook
 
-    return pull_and_report(settings, partner, PartnerHook(spec.conn_id).get_conn())
+    hook = PartnerHook(spec.conn_id)
+    if spec.transport == "file_drop":
+        return scan_drop_and_report(settings, partner, hook.drop_folder())
+    return pull_and_report(settings, partner, hook.get_conn())
 
 
 # ---- review ------------------------------------------------------------------------------------

@@ -145,6 +145,7 @@ def test_cli_scan_reports_and_fails_on_a_rejection(sqlite_settings, packed, tmp_
 
 def test_scan_from_the_partners_airflow_connection(sqlite_settings, packed, tmp_path,
                                                    monkeypatch):
+    from connectors.hooks import PartnerHook
     from verification.pipeline import FeedRejected
     from verification.pipeline import scan_drop_and_report as scan_and_report
 
@@ -152,11 +153,15 @@ def test_scan_from_the_partners_airflow_connection(sqlite_settings, packed, tmp_
     root = tmp_path / "drop"
     monkeypatch.setenv("AIRFLOW_CONN_HEDUI_PARTNER_HRSS", json.dumps(
         {"conn_type": "fs", "extra": {"drop_root": str(root)}}))
+    with pytest.raises(FileNotFoundError, match="投递目录 .* 不存在"):
+        PartnerHook("hedui_partner_hrss").drop_folder()  # not there yet: one clear line
     drop_file(packed.path, root, "hrss")
-    [summary] = scan_and_report(sqlite_settings, "hrss", "hedui_partner_hrss")
+    drop = PartnerHook("hedui_partner_hrss").drop_folder()
+    assert drop.root == root and drop.require_marker
+    [summary] = scan_and_report(sqlite_settings, "hrss", drop)
     assert summary["status"] == "accepted" and summary["kind"] == "wages"
-    assert scan_and_report(sqlite_settings, "hrss", "hedui_partner_hrss") == []
+    assert scan_and_report(sqlite_settings, "hrss", drop) == []
     (tmp_path / "junk.hedui").write_bytes(b"junk")
     drop_file(tmp_path / "junk.hedui", root, "hrss")
     with pytest.raises(FeedRejected, match="junk.hedui: MalformedEnvelope"):
-        scan_and_report(sqlite_settings, "hrss", "hedui_partner_hrss")
+        scan_and_report(sqlite_settings, "hrss", drop)

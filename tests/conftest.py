@@ -150,6 +150,22 @@ def pull_everything(settings: Settings, district: Path, server=None) -> list:  #
             server.stop()
 
 
+def pulled_district(home: Path, district: Path) -> Settings:
+    """A private home with a migrated SQLite database holding ``district``: every partner's feeds
+    pulled from the reference server and the roster loaded, as `hedui pull` + `hedui roster
+    load` do; ready for `review_in_process`."""
+    from verification.intake.roster import load_roster
+    from verification.storage import upgrade
+
+    base = load_settings(home)
+    settings = Settings(home=base.home, database_url=f"sqlite:///{home / 'hedui.db'}",
+                        token_key=base.token_key, token_key_id=base.token_key_id)
+    upgrade(settings.database_url)
+    pull_everything(settings, district)
+    load_roster(settings, district / "roster.csv")
+    return settings
+
+
 def review_in_process(settings: Settings, as_of, run_key: str = "test-review") -> int:  # noqa: ANN001
     from verification import pipeline
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import pull_everything, review_in_process
-from verification.config import Settings, load_settings
+from tests.conftest import pulled_district, review_in_process
+from verification.config import Settings
 
 
 @dataclass(frozen=True)
@@ -22,18 +22,10 @@ class ReportRun:
 @pytest.fixture(scope="session")
 def report_run(tmp_path_factory, district_dir) -> ReportRun:
     from verification.flags.actions import list_flags, resolve_flag
-    from verification.intake.roster import load_roster
     from verification.reports import write_run_reports
     from verification.security.access import principal
-    from verification.storage import upgrade
 
-    home = tmp_path_factory.mktemp("report-home")
-    base = load_settings(home)
-    settings = Settings(home=base.home, database_url=f"sqlite:///{home / 'hedui.db'}",
-                        token_key=base.token_key, token_key_id=base.token_key_id)
-    upgrade(settings.database_url)
-    pull_everything(settings, district_dir)
-    load_roster(settings, district_dir / "roster.csv")
+    settings = pulled_district(tmp_path_factory.mktemp("report-home"), district_dir)
     earlier = review_in_process(settings, dt.date(2026, 10, 1), run_key="review-2026-10")
     admin = principal("admin")
     removal = next(f for f in list_flags(settings, admin, run_id=earlier) if f["kind"] == "REMOVE")

@@ -11,10 +11,9 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.conftest import pull_everything, review_in_process
+from tests.conftest import pulled_district, review_in_process
 from verification.cli.security import app
 from verification.flags.actions import get_flag, list_flags
-from verification.intake.roster import load_roster
 from verification.reports.flag_reports import safe_cell
 from verification.security.access import AccessDenied, principal
 from verification.security.privacy import (
@@ -98,17 +97,7 @@ def test_formula_cells_are_neutralised(value, safe):
 
 @pytest.fixture(scope="module")
 def reviewed(tmp_path_factory, district_dir):
-    from verification.config import Settings, load_settings
-    from verification.storage import upgrade
-
-    home = tmp_path_factory.mktemp("privacy")
-    url = f"sqlite:///{home / 'hedui.db'}"
-    upgrade(url)
-    base = load_settings(home)
-    settings = Settings(home=base.home, database_url=url, token_key=base.token_key,
-                        token_key_id=base.token_key_id)
-    pull_everything(settings, district_dir)
-    load_roster(settings, district_dir / "roster.csv")
+    settings = pulled_district(tmp_path_factory.mktemp("privacy"), district_dir)
     run_id = review_in_process(settings, dt.date(2026, 11, 1))
     return settings, run_id
 

@@ -46,13 +46,18 @@ def register_cjk_font() -> str:
     returns the file. Idempotent.
 
     It is a variable font whose default instance says weight 100 in its tables; it is entered
-    as the regular weight, so matplotlib takes it for normal text instead of falling back."""
+    as the regular weight, so matplotlib takes it for normal text instead of falling back. It
+    goes first in the list: where the machine has its own Noto Sans CJK (Debian's
+    fonts-noto-cjk), matplotlib's tie goes to the first entry, so the layout is the same
+    everywhere."""
     path = str(files("manimgx_fonts_cjk") / "NotoSansCJK-VF.otf.ttc")
     manager = font_manager.fontManager
-    if not any(entry.fname == path for entry in manager.ttflist):
-        manager.addfont(path)
-        manager.ttflist = [dataclasses.replace(entry, weight=400) if entry.fname == path
-                           else entry for entry in manager.ttflist]
+    if not manager.ttflist or manager.ttflist[0].fname != path:
+        if not any(entry.fname == path for entry in manager.ttflist):
+            manager.addfont(path)
+        shipped = [dataclasses.replace(entry, weight=400) for entry in manager.ttflist
+                   if entry.fname == path]
+        manager.ttflist = shipped + [e for e in manager.ttflist if e.fname != path]
         if hasattr(manager, "_findfont_cached"):  # lookups made before now are stale
             manager._findfont_cached.cache_clear()
     return path

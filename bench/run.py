@@ -263,32 +263,35 @@ def _shard_task(settings, run_id: int, shard: str) -> dict:  # noqa: ANN001
 
 def _finish_task(settings, run_id: int, dirs: list[str]) -> dict:  # noqa: ANN001
     from verification import pipeline
+    from verification.storage import evidence_files
 
     timings: dict[str, dict] = {}
-    for name in timings_names():
-        setattr(pipeline, name, _timed(getattr(pipeline, name), name, timings))
-    originals = {name: getattr(pipeline, name) for name in timings_names()}
+    owners = {name: (pipeline if table != "flag_evidence_file"
+                     else evidence_files.RunEvidenceWriter)
+              for name, table in TIMED_WRITES.items()}
+    originals = {name: getattr(owner, name) for name, owner in owners.items()}
+    for name, owner in owners.items():
+        setattr(owner, name, _timed(originals[name], TIMED_WRITES[name], timings))
     try:
         clocks = _begin()
         counts = pipeline.finish_review(settings, run_id, dirs)
         return _end(clocks, counts=counts, writes=timings)
     finally:
-        for name, function in originals.items():
-            setattr(pipeline, name, function)
+        for name, owner in owners.items():
+            setattr(owner, name, originals[name])
 
 
-def timings_names() -> tuple[str, ...]:
-    return ("_insert_assessments", "_insert_flags", "_insert_children")
+# the writes of finish_review timed one by one: the function (or method) → what it writes
+TIMED_WRITES = {"_insert_assessments": "assessments", "_insert_flags": "flags",
+                "_insert_reasons": "flag_reasons", "write": "flag_evidence_file"}
 
 
-def _timed(function, name: str, timings: dict):  # noqa: ANN001, ANN202
-    """Wrap an insert helper of the pipeline: seconds and rows per table written."""
-    def wrapper(session, *args):  # noqa: ANN001, ANN202
+def _timed(function, table: str, timings: dict):  # noqa: ANN001, ANN202
+    """Wrap a write of finish_review: seconds and rows per table (or file) written."""
+    def wrapper(first, *args):  # noqa: ANN001, ANN202 (the session, or the evidence writer)
         frame = next(a for a in args if isinstance(a, pd.DataFrame))
-        table = {"_insert_assessments": "assessments", "_insert_flags": "flags"}.get(name) or \
-            args[0].__tablename__
         started = time.perf_counter()
-        out = function(session, *args)
+        out = function(first, *args)
         done = timings.setdefault(table, {"rows": 0, "seconds": 0.0})  # once per shard
         done["rows"] += len(frame)
         done["seconds"] += time.perf_counter() - started

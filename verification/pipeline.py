@@ -47,15 +47,11 @@ from verification.localtime import local_today
 from verification.matching import GRADE_DTYPE
 from verification.matching.run import RunMatch, match_staged, people_for_matching
 from verification.security import audit
-
-if TYPE_CHECKING:  # the hook module imports Airflow's SDK; only the partner DAG's task needs it
-    from connectors.hooks import DropFolder
-from verification.storage import bulk, session_scope
+from verification.storage import bulk, evidence_files, session_scope
 from verification.storage.models import (
     Assessment,
     Feed,
     Flag,
-    FlagEvidence,
     FlagReason,
     Household,
     Member,
@@ -63,6 +59,9 @@ from verification.storage.models import (
     Run,
     utcnow,
 )
+
+if TYPE_CHECKING:  # the hook module imports Airflow's SDK; only the partner DAG's task needs it
+    from connectors.hooks import DropFolder
 
 log = logging.getLogger(__name__)
 DEFAULT_REGION = "210112"
@@ -536,18 +535,28 @@ def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dic
         session.execute(delete(Flag).where(Flag.run_id == run_id))
         session.execute(delete(Assessment).where(Assessment.run_id == run_id))
         # One shard's frames at a time (a province's flag evidence is tens of millions of rows),
-        # all in this one transaction: a failed write still leaves nothing behind.
-        for folder in shard_dirs:
-            frames = {name: pd.read_parquet(Path(folder) / f"{name}.parquet")
-                      for name in ("assessments", "flags", "flag_reasons", "flag_evidence")}
-            _insert_assessments(session, run_id, frames["assessments"])
-            flag_ids = _insert_flags(session, run, frames["flags"])
-            _insert_children(session, FlagReason, frames["flag_reasons"], flag_ids)
-            _insert_children(session, FlagEvidence, frames["flag_evidence"], flag_ids)
-            for kind, n in frames["flags"]["kind"].value_counts().items():
-                counts[str(kind)] = counts.get(str(kind), 0) + int(n)
-            households += len(frames["assessments"])
-            del frames, flag_ids
+        # all in this one transaction: a failed write still leaves nothing behind. The evidence
+        # goes to the run's Parquet file (storage/evidence_files.py), moved into place and
+        # recorded with its digest in this transaction.
+        writer = evidence_files.RunEvidenceWriter(settings.home, run_id)
+        try:
+            for folder in shard_dirs:
+                frames = {name: pd.read_parquet(Path(folder) / f"{name}.parquet")
+                          for name in ("assessments", "flags", "flag_reasons", "flag_evidence")}
+                _insert_assessments(session, run_id, frames["assessments"])
+                flag_ids = _insert_flags(session, run, frames["flags"])
+                _insert_reasons(session, frames["flag_reasons"], flag_ids)
+                writer.write(_evidence_rows(frames["flag_evidence"], flag_ids))
+                for kind, n in frames["flags"]["kind"].value_counts().items():
+                    counts[str(kind)] = counts.get(str(kind), 0) + int(n)
+                households += len(frames["assessments"])
+                del frames, flag_ids
+        except BaseException:
+            writer.abort()
+            raise
+        written = writer.finish()
+        run.evidence_file = str(written.path.relative_to(settings.home))
+        run.evidence_digest, run.evidence_rows = written.digest, written.rows
         counts = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
         carried = flag_actions.carry_forward(session, run_id, earlier)
         versions = {kind: dict(version) for kind, version in run.feed_versions.items()}
@@ -608,29 +617,32 @@ def _insert_flags(session, run: Run, flags: pd.DataFrame) -> dict[int, int]:  # 
     return dict(zip(households.tolist(), ids.tolist(), strict=True))
 
 
-def _insert_children(session, model, frame: pd.DataFrame,  # noqa: ANN001
+def _insert_reasons(session, frame: pd.DataFrame,  # noqa: ANN001
                      flag_ids: dict[int, int]) -> None:
-    """Reasons or evidence of the run's flags, in bulk, keyed to their flag by household."""
+    """Reasons of the run's flags, in bulk, keyed to their flag by household."""
     if frame.empty:
         return
     frame = frame.reset_index(drop=True)
-    flag_id = frame["household_id"].map(flag_ids).astype("int64")
-    if model is FlagReason:
-        rows = pd.DataFrame({
-            "flag_id": flag_id, "code": frame["code"].astype(object),
-            "detail": bulk.json_objects(frame[["value", "limit", "parameter", "reference",
-                                               "evidence_refs"]]),
-        })
-    else:
-        rows = pd.DataFrame({
-            "flag_id": flag_id, "source_kind": frame["source_kind"].astype(object),
-            "feed_id": frame["feed_id"].astype("int64"),
-            "record_ref": frame["record_ref"].astype(object), "item": frame["item"].astype(object),
-            "amount": frame["amount"].astype("float64"),
-            "period_start": frame["period_start"], "period_end": frame["period_end"],
-            "match_grade": frame["match_grade"].astype(object),
-        })
-    bulk.insert_frame(session.connection(), model.__table__, rows)
+    rows = pd.DataFrame({
+        "flag_id": frame["household_id"].map(flag_ids).astype("int64"),
+        "code": frame["code"].astype(object),
+        "detail": bulk.json_objects(frame[["value", "limit", "parameter", "reference",
+                                           "evidence_refs"]]),
+    })
+    bulk.insert_frame(session.connection(), FlagReason.__table__, rows)
+
+
+def _evidence_rows(frame: pd.DataFrame, flag_ids: dict[int, int]) -> pd.DataFrame:
+    """A shard's flag evidence keyed to its flags (by household), as the run's file holds it."""
+    return pd.DataFrame({
+        "flag_id": frame["household_id"].map(flag_ids).astype("int64"),
+        "source_kind": frame["source_kind"].astype(object),
+        "feed_id": frame["feed_id"].astype("int64"),
+        "record_ref": frame["record_ref"].astype(object), "item": frame["item"].astype(object),
+        "amount": frame["amount"].astype("float64"),
+        "period_start": frame["period_start"], "period_end": frame["period_end"],
+        "match_grade": frame["match_grade"].astype(object),
+    })
 
 
 def _nums(values: pd.Series) -> pd.Series:

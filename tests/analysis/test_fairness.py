@@ -11,7 +11,8 @@ from verification.fairness import fairness_settings, load_fairness
 from verification.fairness.audit import RunFrames, rates
 from verification.reports import write_run_reports
 from verification.storage import session_scope
-from verification.storage.models import Flag, FlagEvidence, FlagReason, Household, Member
+from verification.storage.evidence_files import run_evidence
+from verification.storage.models import Flag, FlagReason, Household, Member
 
 
 def _database_flags(settings, run_id):
@@ -22,9 +23,8 @@ def _database_flags(settings, run_id):
             .join(Household, Household.id == Flag.household_id)
             .where(Flag.run_id == run_id)).all(),
             columns=["flag_id", "household_id", "kind", "status", "urban_rural", "street_code"])
-        sources = pd.DataFrame(session.execute(
-            select(FlagEvidence.flag_id, FlagEvidence.source_kind).join(Flag)
-            .where(Flag.run_id == run_id)).all(), columns=["flag_id", "source_kind"])
+        sources = run_evidence(session, settings.home, run_id, columns=["flag_id",
+                                                                        "source_kind"])
         reasons = pd.DataFrame(session.execute(
             select(FlagReason.flag_id, FlagReason.code).join(Flag)
             .where(Flag.run_id == run_id)).all(), columns=["flag_id", "code"])

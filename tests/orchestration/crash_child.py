@@ -38,14 +38,14 @@ def main() -> None:
         pd.DataFrame.to_parquet = dying
         pipeline.review_shard(settings, run_id, rest[0])
     elif mode == "finish":
-        real_children = pipeline._insert_children
+        real_reasons = pipeline._insert_reasons
 
-        def dying_children(session, model, frame, flag_ids):  # noqa: ANN001, ANN202
-            real_children(session, model, frame, flag_ids)
+        def dying_reasons(session, frame, flag_ids):  # noqa: ANN001, ANN202
+            real_reasons(session, frame, flag_ids)
             session.flush()
             _die()
 
-        pipeline._insert_children = dying_children
+        pipeline._insert_reasons = dying_reasons
         pipeline.finish_review(settings, run_id, rest)
     raise SystemExit(f"{mode}: the step finished instead of being killed")
 

@@ -20,11 +20,11 @@ from tests.orchestration.conftest import district_as_of, run_state
 from verification import pipeline
 from verification.intake.roster import load_roster
 from verification.storage import session_scope
+from verification.storage.evidence_files import run_evidence
 from verification.storage.models import (
     Assessment,
     AuditEvent,
     Flag,
-    FlagEvidence,
     FlagReason,
     Household,
     Member,
@@ -33,7 +33,7 @@ from verification.storage.models import (
 
 AS_OF = dt.date(2026, 11, 1)
 CHILD = Path(__file__).with_name("crash_child.py")
-TABLES = (Household, Member, Run, Assessment, Flag, FlagReason, FlagEvidence)
+TABLES = (Household, Member, Run, Assessment, Flag, FlagReason)
 
 
 def _counts(settings) -> dict[str, int]:  # noqa: ANN001
@@ -47,8 +47,7 @@ def _run_rows(settings, run_id: int) -> dict[str, int]:  # noqa: ANN001
         flags = session.scalar(select(func.count()).where(Flag.run_id == run_id))
         reasons = session.scalar(select(func.count()).select_from(FlagReason).join(Flag)
                                  .where(Flag.run_id == run_id))
-        evidence = session.scalar(select(func.count()).select_from(FlagEvidence).join(Flag)
-                                  .where(Flag.run_id == run_id))
+        evidence = len(run_evidence(session, settings.home, run_id))
         assessed = session.scalar(select(func.count()).where(Assessment.run_id == run_id))
     return {"flags": flags, "reasons": reasons, "evidence": evidence, "assessments": assessed}
 

@@ -16,7 +16,8 @@ from verification.intake.roster import load_roster
 from verification.intake.validate import identity_hints, validate_frame
 from verification.matching.names import NAME_KEY_COLUMNS
 from verification.storage import session_scope
-from verification.storage.models import AuditEvent, Feed, Flag, FlagEvidence, Household
+from verification.storage.evidence_files import run_evidence
+from verification.storage.models import AuditEvent, Feed, Flag, Household
 from verification.synthetic.exchange import ensure_test_keys, publish_district
 from verification.synthetic.generator import mistyped_check
 
@@ -162,13 +163,11 @@ def test_mistyped_id_gives_review_with_the_candidate_never_remove(settings, dist
         assert "MATCH_UNCERTAIN" in got.loc[code, "code"]
         assert "VEHICLE_OWNED" not in got.loc[code, "code"]  # the car decides nothing
     with session_scope(settings.database_url) as session:
-        shown = pd.DataFrame(session.execute(
-            select(Household.household_code, FlagEvidence.source_kind, FlagEvidence.item,
-                   FlagEvidence.match_grade)
-            .join(Flag, Flag.id == FlagEvidence.flag_id)
+        households = pd.DataFrame(session.execute(
+            select(Flag.id, Household.household_code)
             .join(Household, Household.id == Flag.household_id)
-            .where(Flag.run_id == run_id)).all(),
-            columns=["household_code", "source_kind", "item", "match_grade"])
+            .where(Flag.run_id == run_id)).all(), columns=["flag_id", "household_code"])
+        shown = households.merge(run_evidence(session, settings.home, run_id), on="flag_id")
     uncertain = shown[shown["match_grade"] != "certain"]
     assert set(uncertain["household_code"]) == set(mistyped)  # shown to the officer
     assert set(uncertain["source_kind"]) == {"vehicles"}

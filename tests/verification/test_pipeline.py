@@ -9,11 +9,11 @@ from sqlalchemy import func, select
 from tests.conftest import flags_by_household, pull_everything, review_in_process
 from verification.intake.roster import load_roster
 from verification.storage import session_scope
+from verification.storage.evidence_files import run_evidence, verify
 from verification.storage.models import (
     Assessment,
     Feed,
     Flag,
-    FlagEvidence,
     FlagReason,
     Run,
 )
@@ -39,8 +39,14 @@ def test_flags_equal_ground_truth_and_rerun_changes_nothing(settings, district_d
 
     def counts():
         with session_scope(settings.database_url) as session:
-            return [session.scalar(select(func.count(m.id)))
-                    for m in (Run, Flag, FlagReason, FlagEvidence, Assessment)]
+            rows = [session.scalar(select(func.count(m.id)))
+                    for m in (Run, Flag, FlagReason, Assessment)]
+            run = session.get(Run, run_id)
+            # the file is rewritten with the new flags' ids (PostgreSQL does not reuse them):
+            # the same evidence, and the file the run records
+            assert not verify(settings.home / run.evidence_file, run.evidence_digest)
+            evidence = run_evidence(session, settings.home, run_id).drop(columns="flag_id")
+            return [*rows, run.evidence_rows, evidence.to_dict("records")]
 
     before = counts()
     assert pull_everything(settings, district_dir) == []  # nothing new to pull

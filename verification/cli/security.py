@@ -203,17 +203,22 @@ def audit_verify(user: str | None = UserOption,
     """Check the audit chain, and that the head the latest run anchored is still in it; report
     the first event that does not hold."""
     from verification.security.audit import latest_anchors, verify_chain
-    from verification.storage import session_scope
+    from verification.storage import evidence_files, session_scope
 
     acting_user(user).require("audit.verify")
     settings = load_settings()
     with session_scope(settings.database_url) as session:
         anchors = latest_anchors(session, settings.audit_anchor_file)
         check = verify_chain(session, expect_head=expect_head, anchors=anchors)
+        evidence_problems = evidence_files.verify_runs(session, settings.home)
+    for problem in evidence_problems:
+        say(f"核对证据文件有误 / evidence file check failed: {problem}", err=True)
     if check.ok:
         anchored = "; ".join(a.where for a in anchors) or "no run has finished yet"
         say(f"audit chain intact: {check.events} events, head {check.head} (anchors checked: "
             f"{anchored})")
+        if evidence_problems:
+            raise typer.Exit(1)
         return
     where = (f"at event {check.first_break} (event {check.events} in order)"
              if check.first_break else f"after {check.events} events")

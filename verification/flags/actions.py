@@ -19,7 +19,7 @@ from verification import codes, jurisdictions
 from verification.config import Settings
 from verification.security import audit
 from verification.security.access import AccessDenied, Principal
-from verification.storage import session_scope
+from verification.storage import evidence_files, session_scope
 from verification.storage.models import Flag, Household, Member, Run, utcnow
 
 RESOLUTIONS = {
@@ -102,7 +102,8 @@ def get_flag(settings: Settings, who: Principal, flag_id: int) -> dict[str, Any]
                              "record_ref": e.record_ref, "amount": e.amount,
                              "period_start": _iso(e.period_start),
                              "period_end": _iso(e.period_end), "match_grade": e.match_grade}
-                            for e in flag.evidence]
+                            for e in evidence_files.run_evidence(
+                                session, settings.home, flag.run_id, [flag.id]).itertuples()]
         audit.record(session, who.username, "flag.viewed", f"flag:{flag_id}")
         return view
 

@@ -18,11 +18,10 @@ from sqlalchemy.orm import aliased
 
 from verification import codes, jurisdictions
 from verification.config import Settings
-from verification.storage import session_scope
+from verification.storage import evidence_files, session_scope
 from verification.storage.models import (
     Assessment,
     Flag,
-    FlagEvidence,
     FlagReason,
     Household,
     Member,
@@ -92,10 +91,8 @@ def flag_table(settings: Settings, run_id: int) -> pd.DataFrame:
             select(FlagReason.flag_id, FlagReason.code, FlagReason.detail).join(Flag)
             .where(Flag.run_id == run_id)).mappings().all(),
             columns=["flag_id", "code", "detail"])
-        evidence = pd.DataFrame(session.execute(
-            select(FlagEvidence.flag_id, FlagEvidence.source_kind, FlagEvidence.record_ref,
-                   FlagEvidence.item, FlagEvidence.period_end).join(Flag)
-            .where(Flag.run_id == run_id)).mappings().all(),
+        evidence = evidence_files.run_evidence(
+            session, settings.home, run_id,
             columns=["flag_id", "source_kind", "record_ref", "item", "period_end"])
         first_seen = _first_seen(session, run_id)
     if flags.empty:
@@ -174,19 +171,16 @@ def _add_state(table: pd.DataFrame, as_of: dt.date) -> None:
 def evidence_table(settings: Settings, run_id: int) -> pd.DataFrame:
     """One row per evidence record a flag of the run cites (labels in Chinese, no identities)."""
     with session_scope(settings.database_url) as session:
-        rows = pd.DataFrame(session.execute(
-            select(Household.household_code, Flag.kind, Flag.street_code, Flag.community_code,
-                   FlagEvidence.source_kind, FlagEvidence.item, FlagEvidence.record_ref,
-                   FlagEvidence.amount, FlagEvidence.period_start, FlagEvidence.period_end,
-                   FlagEvidence.match_grade, FlagEvidence.feed_id)
-            .join(Flag, Flag.id == FlagEvidence.flag_id)
+        flags = pd.DataFrame(session.execute(
+            select(Flag.id.label("flag_id"), Household.household_code, Flag.kind,
+                   Flag.street_code, Flag.community_code)
             .join(Household, Household.id == Flag.household_id)
-            .where(Flag.run_id == run_id)
-            .order_by(Household.household_code, FlagEvidence.source_kind,
-                      FlagEvidence.record_ref)).mappings().all(),
-            columns=["household_code", "kind", "street_code", "community_code", "source_kind",
-                     "item", "record_ref", "amount", "period_start", "period_end",
-                     "match_grade", "feed_id"])
+            .where(Flag.run_id == run_id)).all(),
+            columns=["flag_id", "household_code", "kind", "street_code", "community_code"])
+        cited = evidence_files.run_evidence(session, settings.home, run_id)
+    rows = (flags.merge(cited, on="flag_id")
+            .sort_values(["household_code", "source_kind", "record_ref"], kind="stable")
+            .drop(columns="flag_id").reset_index(drop=True))
     rows["flag"] = rows["kind"].map(lambda k: codes.label("flags", k))
     rows["source"] = rows["source_kind"].map(lambda k: codes.label("feed_kinds", k))
     rows["item"] = rows["item"].map(lambda i: codes.label("items", i))

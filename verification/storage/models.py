@@ -189,6 +189,12 @@ class Run(Base):
     # The audit chain's head when the run finished: an anchor `hedui audit verify` checks, so
     # a cut-off tail of the trail shows (verification/security/audit.py).
     audit_head: Mapped[str] = mapped_column(String(128), default="")
+    # The evidence of the run's flags, one Parquet file (storage/evidence_files.py): its path
+    # under $HEDUI_HOME, SHA-256 and row count. Empty for runs finished before revision 0004,
+    # whose evidence is in ``flag_evidence``.
+    evidence_file: Mapped[str] = mapped_column(Text, default="")
+    evidence_digest: Mapped[str] = mapped_column(String(64), default="")
+    evidence_rows: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Assessment(Base):

@@ -634,15 +634,14 @@ def _insert_reasons(session, frame: pd.DataFrame,  # noqa: ANN001
 
 def _evidence_rows(frame: pd.DataFrame, flag_ids: dict[int, int]) -> pd.DataFrame:
     """A shard's flag evidence keyed to its flags (by household), as the run's file holds it."""
-    return pd.DataFrame({
-        "flag_id": frame["household_id"].map(flag_ids).astype("int64"),
-        "source_kind": frame["source_kind"].astype(object),
-        "feed_id": frame["feed_id"].astype("int64"),
-        "record_ref": frame["record_ref"].astype(object), "item": frame["item"].astype(object),
-        "amount": frame["amount"].astype("float64"),
-        "period_start": frame["period_start"], "period_end": frame["period_end"],
-        "match_grade": frame["match_grade"].astype(object),
-    })
+    households = pd.Index(np.fromiter(flag_ids.keys(), "int64", len(flag_ids)))
+    at = households.get_indexer(frame["household_id"].astype("int64"))
+    if (at < 0).any():
+        raise ValueError("flag evidence for a household without a flag in this shard")
+    ids = np.fromiter(flag_ids.values(), "int64", len(flag_ids))
+    rows = frame[[c for c in evidence_files.COLUMNS if c != "flag_id"]].reset_index(drop=True)
+    return rows.assign(flag_id=ids[at], feed_id=rows["feed_id"].astype("int64"),
+                       amount=rows["amount"].astype("float64"))
 
 
 def _nums(values: pd.Series) -> pd.Series:

@@ -37,10 +37,11 @@ from sqlalchemy.orm import Session
 from connectors.digests import sha256_file
 
 ROW_GROUP = 65_536
+_CODED = pa.dictionary(pa.int32(), pa.string())  # a handful of distinct values per column
 SCHEMA = pa.schema([
-    ("flag_id", pa.int64()), ("source_kind", pa.string()), ("feed_id", pa.int64()),
-    ("record_ref", pa.string()), ("item", pa.string()), ("amount", pa.float64()),
-    ("period_start", pa.date32()), ("period_end", pa.date32()), ("match_grade", pa.string()),
+    ("flag_id", pa.int64()), ("source_kind", _CODED), ("feed_id", pa.int64()),
+    ("record_ref", pa.string()), ("item", _CODED), ("amount", pa.float64()),
+    ("period_start", pa.date32()), ("period_end", pa.date32()), ("match_grade", _CODED),
 ])
 COLUMNS = SCHEMA.names
 
@@ -73,12 +74,14 @@ class RunEvidenceWriter:
         self._rows, self._last_flag = 0, -1
 
     def write(self, frame: pd.DataFrame) -> None:
-        """``frame`` holds ``COLUMNS`` (``flag_id`` set); rows in any order."""
+        """``frame`` holds ``COLUMNS`` (``flag_id`` set; the coded columns as strings or pandas
+    categoricals); rows in any order."""
         if frame.empty:
             return
         table = pa.Table.from_pandas(frame[COLUMNS], schema=SCHEMA, preserve_index=False)
-        table = table.sort_by([("flag_id", "ascending"), ("source_kind", "ascending"),
-                               ("record_ref", "ascending")])
+        # flag id order only (a stable sort): within a flag the rows keep the order the
+        # decision listed them in
+        table = table.take(pc.sort_indices(table["flag_id"]))
         first = table["flag_id"][0].as_py()
         if first <= self._last_flag:
             raise ValueError("evidence shards must arrive in ascending flag id order")
@@ -105,7 +108,7 @@ def read_evidence(path: Path, flag_ids: Iterable[int] | None = None,
         raise EvidenceFileError(f"核对证据文件缺失 / the run's evidence file is missing: {path}")
     wanted = columns or COLUMNS
     if flag_ids is None:
-        return pq.read_table(path, columns=wanted).to_pandas()
+        return _plain(pq.read_table(path, columns=wanted))
     ids = sorted({int(i) for i in flag_ids})
     if not ids:
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in wanted})
@@ -115,7 +118,13 @@ def read_evidence(path: Path, flag_ids: Iterable[int] | None = None,
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in wanted})
     table = file.read_row_groups(groups, columns=list(dict.fromkeys(["flag_id", *wanted])))
     table = table.filter(pc.is_in(table["flag_id"], pa.array(ids, pa.int64())))
-    return table.select(wanted).to_pandas()
+    return _plain(table.select(wanted))
+
+
+def _plain(table: pa.Table) -> pd.DataFrame:
+    """The rows as the database gave them: coded columns as plain strings, not categoricals."""
+    return table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type)
+                                 else f for f in table.schema])).to_pandas()
 
 
 def verify(path: Path, digest: str) -> str:

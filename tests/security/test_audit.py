@@ -130,6 +130,19 @@ def test_tokens_counts_and_masked_ids_are_fine(sqlite_settings):
         assert audit.verify_chain(session).ok
 
 
+def test_a_digest_that_holds_an_id_shaped_run_of_digits_is_not_personal_data(sqlite_settings):
+    # a SHA-256 whose hex happens to contain a checksum-valid ID (one in a few thousand
+    # digests does): the review that recorded it failed at random
+    digest = "ab" + "110105194912311006" + "c" * 44  # a valid ID, all digits, inside hex
+    assert len(digest) == 64 and audit.holds_resident_id(digest)
+    with session_scope(sqlite_settings.database_url) as session:
+        audit.record(session, "pipeline", "feed.accepted", "feed:1", {"sha256": digest})
+        assert audit.verify_chain(session).ok
+    with pytest.raises(audit.AuditPersonalData), \
+            session_scope(sqlite_settings.database_url) as session:  # not a digest: refused
+        audit.record(session, "pipeline", "feed.accepted", "feed:1", {"note": digest[:40]})
+
+
 def _invoke(*args: str, env: dict[str, str] | None = None):  # noqa: ANN202
     return CliRunner().invoke(app, list(args), env=env)
 

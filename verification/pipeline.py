@@ -552,13 +552,15 @@ def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dic
             households += len(frames["assessments"])
             del frames, flag_ids
         counts = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+        kept_due = flag_actions.keep_first_due_dates(session, run)
         carried = flag_actions.carry_forward(session, run_id, earlier)
         versions = {kind: dict(version) for kind, version in run.feed_versions.items()}
         unresolved = _write_unresolved(settings, run_id, shard_dirs, versions)
         run.status, run.stage, run.finished_at = "done", "flagged", utcnow()
         run.households, run.counts, run.feed_versions = households, counts, versions
         audit.record(session, "pipeline", "run.flagged", f"run:{run_id}",
-                     {**counts, "carried_forward": carried, "unresolved_records": unresolved})
+                     {**counts, "carried_forward": carried, "kept_first_due_date": kept_due,
+                      "unresolved_records": unresolved})
         run.audit_head = audit.chain_head(session)  # the anchor a cut-off tail cannot hold
         head = run.audit_head
     audit.append_anchor(settings.audit_anchor_file, audit.Anchor(head, f"run {run_id}"), run_id)

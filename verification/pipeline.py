@@ -34,6 +34,7 @@ from connectors.http_pull import FeedListing, PartnerClient
 from connectors.keys import CentreKeyring, PartnerDirectory
 from connectors.registry import delivered_kinds, load_partners
 from schemas import Contract, contract_for
+from verification import tasklog
 from verification.assessment.assess import assess
 from verification.assessment.evidence import empty_evidence, evidence_from_staged, staged_columns
 from verification.assessment.policy import load_parameters
@@ -89,7 +90,9 @@ def pull_partner(settings: Settings, partner: str, client: PartnerClient,
                                    now)
             if result is not None:
                 results.append(result)
-    return _last_outcome_per_feed(results)
+    outcomes = _last_outcome_per_feed(results)
+    tasklog.feeds_taken_in(partner, outcomes)
+    return outcomes
 
 
 def _take_listing(settings: Settings, partner: str, client: PartnerClient, listing: FeedListing,
@@ -183,6 +186,7 @@ def scan_drop_and_report(settings: Settings, partner: str, conn_id: str) -> list
         raise FileNotFoundError(f"connection {conn_id}: drop root {str(root)!r} is not a folder")
     results = scan_drop_folder(settings, root, partner,
                                require_marker=bool(extra.get("require_marker", True)))
+    tasklog.feeds_taken_in(partner, results)
     rejected = [r for r in results if r.status != "accepted"]
     if rejected:
         raise FeedRejected("; ".join(f"{r.file}: {r.reason}" for r in rejected))
@@ -317,9 +321,8 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
             pd.concat(accessed, ignore_index=True) if accessed else empty_evidence(),
             {k: v.get("partner", "") for k, v in versions.items()})
     shards = sorted(households["street_code"].unique().tolist())
-    log.info("run %s: %d evidence rows from %d matched staged rows of %d, %d shards", run_id,
-             evidence_rows, sum(len(links) for links in linked.links), linked.rows,
-             len(shards))
+    tasklog.evidence_matched(run_id, evidence_rows, sum(len(links) for links in linked.links),
+                             linked.rows, len(shards))
     return RunPlan(run_id, shards)
 
 
@@ -357,8 +360,9 @@ def review_shard(settings: Settings, run_id: int, shard: str) -> str:
                                 households.index)
     out = _run_dir(settings, run_id) / f"shard-{shard}"
     assess_and_flag(settings, households, members, evidence, versions, as_of, region, out)
-    log.info("run %s shard %s (%s): %d households assessed", run_id, shard, region,
-             len(households))
+    kinds = pd.read_parquet(out / "flags.parquet", columns=["kind"])["kind"].value_counts()
+    tasklog.households_checked(run_id, len(households), {str(k): int(n) for k, n in
+                                                         kinds.items()}, street=shard)
     return str(out)
 
 
@@ -558,6 +562,7 @@ def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dic
         unresolved = _write_unresolved(settings, run_id, shard_dirs, versions)
         run.status, run.stage, run.finished_at = "done", "flagged", utcnow()
         run.households, run.counts, run.feed_versions = households, counts, versions
+        tasklog.households_checked(run_id, households, counts)
         audit.record(session, "pipeline", "run.flagged", f"run:{run_id}",
                      {**counts, "carried_forward": carried, "kept_first_due_date": kept_due,
                       "unresolved_records": unresolved})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import statistics
 import time
 from collections.abc import Iterator
 
@@ -99,8 +100,11 @@ def big_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
              "benefit": 0.0, "household_size": 3, "per_capita_income": 1234.5,
              "details": {}} for h in batch_rows])
     if schema is not None:  # what autovacuum does within a minute of a bulk load
-        with session_scope(settings.database_url) as session:
-            session.execute(text("ANALYZE"))
+        from verification.storage.db import connect
+
+        with connect(settings.database_url).connect().execution_options(
+                isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
     yield settings
     if schema is not None:
         _drop_schema(base_url, schema)
@@ -169,14 +173,22 @@ PAGES = [
 
 
 @pytest.mark.parametrize(("user", "path"), PAGES)
-def test_every_page_is_small_and_bounded_at_100k_flags(client_as, user: str, path: str):
+def test_every_page_is_small_and_bounded_at_100k_flags(client_as, big_home, user: str,
+                                                      path: str):
     client = client_as(user)
     client.get(path)  # warm: the login lookup and the template compile are not the page's
     with Meter() as meter:
         response = client.get(path)
     assert response.status_code == 200, response.text[:500]
-    print(f"\n{user} {path}: {meter.seconds * 1000:.0f} ms server, "
-          f"{len(response.content) / 1024:.0f} kB, {meter.statements} statements")
+    seconds = [meter.seconds]
+    for _ in range(4):  # printed only (min and median of 5): the machine's load varies
+        started = time.perf_counter()
+        client.get(path)
+        seconds.append(time.perf_counter() - started)
+    print(f"\n{big_home.database_url.split(':')[0]} {user} {path}: "
+          f"{min(seconds) * 1000:.0f} / {statistics.median(seconds) * 1000:.0f} ms server "
+          f"(min / median of 5), {len(response.content) / 1024:.0f} kB, "
+          f"{meter.statements} statements")
     assert len(response.content) < PAGE_LIMIT
     assert meter.statements <= STATEMENT_LIMIT
     assert meter.flags <= PAGE_SIZE and meter.households <= PAGE_SIZE
@@ -213,14 +225,13 @@ def test_a_street_filter_outside_the_jurisdiction_shows_nothing(client_as):
     assert 'data-flag="' not in page
 
 
+@pytest.mark.parametrize("big_home", ["sqlite"], indirect=True)  # PostgreSQL plans by statistics
 def test_the_inbox_page_is_read_off_the_ordered_index(big_home):
     """SQLite, without statistics: the page of ids is a scan of ix_flags_due_order (no sort of
     every open flag), in both directions; the counts come from flag_counts, not from flags."""
     from verification.portal.views import FlagFilter, _filters, _inbox_order, _inbox_scope
     from verification.security.access import Principal
 
-    if not big_home.database_url.startswith("sqlite"):
-        pytest.skip("the plan asserted is SQLite's (PostgreSQL plans from its statistics)")
     staff = Principal("hedui_staff", "staff", frozenset({"flags.read"}))
     scope = _inbox_scope(Flag, [1, 2], staff, "", "sqlite") + _filters(FlagFilter(), TODAY)
     with session_scope(big_home.database_url) as session:
@@ -232,3 +243,61 @@ def test_the_inbox_page_is_read_off_the_ordered_index(big_home):
             plan = " ".join(row[3] for row in session.execute(
                 text(f"EXPLAIN QUERY PLAN {compiled}")))
             assert "ix_flags_due_order" in plan and "TEMP B-TREE" not in plan, plan
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("big_home", ["sqlite"], indirect=True)
+def test_the_inbox_at_volume_in_a_browser_at_desktop_and_phone_width(big_home, airflow_tokens):
+    """Chromium at 1280 and 390 px against the portal served over HTTP (uvicorn): the staff
+    inbox of 107,000 flags shows one page of 50 with its paging and counts, and the phone
+    layout has no sideways scrolling. With HEDUI_PORTAL_SCREENSHOTS=docs/img the pages are
+    saved as portal-inbox-volume-{desktop,phone}.png."""
+    import os
+    import threading
+    from pathlib import Path
+
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from tests.portal.test_portal_browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE
+
+    parent = FastAPI()
+    parent.mount("/hedui", create_app(settings_factory=lambda: big_home, today=lambda: TODAY))
+    config = uvicorn.Config(parent, host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}/hedui/inbox"
+    shots = os.environ.get("HEDUI_PORTAL_SCREENSHOTS", "")
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                                 args=CHROMIUM_ARGS)
+            for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+                context = browser.new_context(viewport=viewport, locale="zh-CN")
+                context.add_cookies([{"name": "_token", "value": airflow_tokens("hedui_staff"),
+                                      "url": f"http://127.0.0.1:{port}/"}])
+                page = context.new_page()
+                page.set_default_timeout(60_000)
+                page.goto(url)
+                body = page.inner_text("body")
+                assert "共 107,000 条" in body and "第 1 / 2,140 页" in body, body[:400]
+                assert page.locator("[data-flag]").count() == PAGE_SIZE
+                width = page.evaluate("document.scrollingElement.scrollWidth")
+                assert width <= viewport["width"], f"{name}: {width} px wide"
+                if shots:
+                    Path(shots).mkdir(parents=True, exist_ok=True)
+                    # the phone's first 1,400 px: the filters and the first cards, not 50
+                    clip = {"x": 0, "y": 0, "width": viewport["width"],
+                            "height": 1400 if name == "phone" else viewport["height"]}
+                    page.screenshot(path=Path(shots) / f"portal-inbox-volume-{name}.png",
+                                    full_page=True, clip=clip)
+                context.close()
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -269,36 +269,43 @@ def batch_results_page(settings: Settings, run_id: int, want: FlagFilter,
     from verification.flags import actions as flag_actions
     from verification.reports.flag_reports import reason_text
 
-    query = select(Flag.id).where(Flag.run_id == run_id)
+    # The run's flags with their household codes (a batch's size), searched by code within
+    # the run, not over every household of the district. MATERIALIZED: PostgreSQL would
+    # otherwise walk every household in code order probing for the batch's (its plan for a
+    # LIMIT). The page's ids come from here, then those rows with their assessments.
+    query = (select(Flag.id, Flag.kind, Household.household_code)
+             .join(Household, Household.id == Flag.household_id).where(Flag.run_id == run_id))
     if want.street:
         query = query.where(Flag.street_code == want.street)
     if want.q:
-        query = query.where(Flag.household_id.in_(
-            select(Household.id).where(Household.household_code.contains(want.q,
-                                                                         autoescape=True))))
+        query = query.where(Household.household_code.contains(want.q, autoescape=True))
+    run_flags = query.cte("run_flags").prefix_with("MATERIALIZED")
     with session_scope(settings.database_url) as session:
         if want.q:
-            by_kind = dict(session.execute(select(Flag.kind, func.count())
-                                           .where(Flag.id.in_(query)).group_by(Flag.kind)).all())
+            by_kind = dict(session.execute(select(run_flags.c.kind, func.count())
+                                           .group_by(run_flags.c.kind)).all())
         else:  # the run's counts kept by triggers (flag_counts), not a count of its flags
             sums = select(FlagCount.kind, func.sum(FlagCount.n)).where(FlagCount.run_id == run_id)
             if want.street:
                 sums = sums.where(FlagCount.street_code == want.street)
             by_kind = {kind: int(n) for kind, n in session.execute(
                 sums.group_by(FlagCount.kind).having(func.sum(FlagCount.n) > 0)).all()}
-        if want.kind:
-            query = query.where(Flag.kind == want.kind)
         total = by_kind.get(want.kind, 0) if want.kind else sum(by_kind.values())
         pages = max(1, -(-total // page_size))
         page = min(want.page, pages)
+        ids = select(run_flags.c.id)
+        if want.kind:
+            ids = ids.where(run_flags.c.kind == want.kind)
+        page_ids = session.scalars(
+            ids.order_by(run_flags.c.household_code, run_flags.c.id)
+            .limit(page_size).offset((page - 1) * page_size)).all()
         rows = session.execute(
             select(Flag, Household, Assessment.household_size, Assessment.per_capita_income,
                    Assessment.benefit)
             .join(Household, Household.id == Flag.household_id)
             .join(Assessment, (Assessment.household_id == Flag.household_id)
                   & (Assessment.run_id == Flag.run_id), isouter=True)
-            .where(Flag.id.in_(query)).order_by(Household.household_code, Flag.id)
-            .limit(page_size).offset((page - 1) * page_size)
+            .where(Flag.id.in_(page_ids)).order_by(Household.household_code, Flag.id)
             .options(selectinload(Flag.reasons))).all()
         heads = flag_actions.household_heads(session, [h.id for _, h, *_ in rows])
         results = []

@@ -10,7 +10,8 @@ every page took 230-500 ms, summing this table (a few thousand rows) takes a few
 kept by triggers on ``flags`` rather than by the code that writes flags, so no writer (the bulk
 COPY of a run, an officer's resolution, a run replaced and its flags deleted by cascade) can
 leave it behind. ``due_key`` is the due date, or 9999-12-31 for none (a key column cannot be
-NULL).
+NULL). A later migration that recreates ``flags`` (SQLite's batch mode copies the table) must
+create these triggers again.
 
 ``ix_flags_due_order`` and ``ix_flags_raised_order``: the inbox's two main orders (due date with
 no-due last, and newest raised first) read straight off an index that also holds every column

@@ -13,7 +13,7 @@ from verification.flags.actions import list_flags, resolve_flag
 from verification.intake.roster import load_roster
 from verification.security.access import principal
 from verification.storage import session_scope
-from verification.storage.models import AuditEvent, Household, Member
+from verification.storage.models import AuditEvent, Flag, Household, Member
 
 AS_OF = dt.date(2026, 11, 1)
 
@@ -123,6 +123,11 @@ def test_a_flag_raised_again_keeps_the_due_date_it_was_first_given(settings, dis
     assert len(kept) >= 3
     for code in kept:
         assert after[code]["due_date"] == before[code]["due_date"], code
+    with session_scope(settings.database_url) as session:  # the code the inbox sorts by
+        codes = session.execute(select(Household.household_code, Flag.household_code)
+                                .join(Flag, Flag.household_id == Household.id)
+                                .where(Flag.run_id == second)).all()
+    assert codes and all(mine == on_flag for mine, on_flag in codes)
     # a fresh date for the flag resolved in between: 20 days later than month 1 gave it
     fresh = after[changed["household_code"]]
     assert fresh["status"] == "open"

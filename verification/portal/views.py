@@ -199,8 +199,6 @@ def inbox_page(settings: Settings, who: Principal, want: FlagFilter, today: dt.d
         dialect = session.get_bind().dialect.name
         ids = select(Flag.id).where(*_inbox_scope(Flag, runs, who, want.q, dialect),
                                     *_filters(want, today))
-        if want.sort == "household":
-            ids = ids.join(Household, Household.id == Flag.household_id)
         skip = (page - 1) * page_size
         from_end = total - skip - page_size  # rows after this page
         if 0 <= from_end < skip:
@@ -233,7 +231,7 @@ def _inbox_order(sort: str, reverse: bool = False) -> list[Any]:
     if sort.startswith("-"):
         sort, reverse = sort[1:], not reverse
     keys = {"due": [Flag.due_date.is_(None), Flag.due_date, Flag.id],
-            "household": [Household.household_code, Flag.id],
+            "household": [Flag.household_code, Flag.id],
             "raised": [Flag.created_at, Flag.id]}[sort]
     return [key.desc() for key in keys] if reverse else keys
 

@@ -219,10 +219,14 @@ class Flag(Base):
               "kind", "run_id", "street_code", "community_code"),
         Index("ix_flags_raised_order", "created_at", "id", "status", "kind", "run_id",
               "street_code", "community_code", "due_date"),
+        Index("ix_flags_household_order", "household_code", "id", "status", "kind", "run_id",
+              "street_code", "community_code", "due_date"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id", ondelete="CASCADE"))
+    # the household's code (it never changes for an id): the inbox's code order without a join
+    household_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
     kind: Mapped[str] = mapped_column(String(20), index=True)
     street_code: Mapped[str] = mapped_column(String(9))
     community_code: Mapped[str] = mapped_column(String(12))

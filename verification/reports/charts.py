@@ -46,13 +46,16 @@ def register_cjk_font() -> str:
     returns the file. Idempotent.
 
     It is a variable font whose default instance says weight 100 in its tables; it is entered
-    as the regular weight, so matplotlib takes it for normal text instead of falling back."""
+    as the regular weight, so matplotlib takes it for normal text instead of falling back. Its
+    entries go first: a system copy of Noto Sans CJK (fonts-noto-cjk) scores the same, and
+    matplotlib keeps the first of equals, so the charts look the same on every machine."""
     path = str(files("manimgx_fonts_cjk") / "NotoSansCJK-VF.otf.ttc")
     manager = font_manager.fontManager
     if not any(entry.fname == path for entry in manager.ttflist):
         manager.addfont(path)
-        manager.ttflist = [dataclasses.replace(entry, weight=400) if entry.fname == path
-                           else entry for entry in manager.ttflist]
+        shipped = [dataclasses.replace(entry, weight=400) for entry in manager.ttflist
+                   if entry.fname == path]
+        manager.ttflist = shipped + [e for e in manager.ttflist if e.fname != path]
         if hasattr(manager, "_findfont_cached"):  # lookups made before now are stale
             manager._findfont_cached.cache_clear()
     return path

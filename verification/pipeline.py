@@ -35,6 +35,7 @@ from connectors.http_pull import FeedListing, PartnerClient
 from connectors.keys import CentreKeyring, PartnerDirectory
 from connectors.registry import delivered_kinds, load_partners
 from schemas import Contract, contract_for
+from verification import tasklog
 from verification.assessment.assess import assess
 from verification.assessment.evidence import empty_evidence, evidence_from_staged, staged_columns
 from verification.assessment.policy import load_parameters
@@ -92,7 +93,9 @@ def pull_partner(settings: Settings, partner: str, client: PartnerClient,
                                    now)
             if result is not None:
                 results.append(result)
-    return _last_outcome_per_feed(results)
+    outcomes = _last_outcome_per_feed(results)
+    tasklog.feeds_taken_in(partner, outcomes)
+    return outcomes
 
 
 def _take_listing(settings: Settings, partner: str, client: PartnerClient, listing: FeedListing,
@@ -178,6 +181,7 @@ def scan_drop_and_report(settings: Settings, partner: str, drop: DropFolder) -> 
     from verification.intake.file_drop import scan_drop_folder
 
     results = scan_drop_folder(settings, drop.root, partner, require_marker=drop.require_marker)
+    tasklog.feeds_taken_in(partner, results)
     rejected = [r for r in results if r.status != "accepted"]
     if rejected:
         raise FeedRejected("; ".join(f"{r.file}: {r.reason}" for r in rejected))
@@ -313,9 +317,8 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
             pd.concat(accessed, ignore_index=True) if accessed else empty_evidence(),
             {k: v.get("partner", "") for k, v in versions.items()})
     shards = sorted(households["street_code"].unique().tolist())
-    log.info("run %s: %d evidence rows from %d matched staged rows of %d, %d shards", run_id,
-             evidence_rows, sum(len(links) for links in linked.links), linked.rows,
-             len(shards))
+    tasklog.evidence_matched(run_id, evidence_rows, sum(len(links) for links in linked.links),
+                             linked.rows, len(shards))
     return RunPlan(run_id, shards)
 
 
@@ -353,8 +356,9 @@ def review_shard(settings: Settings, run_id: int, shard: str) -> str:
                                 households.index)
     out = _run_dir(settings, run_id) / f"shard-{shard}"
     assess_and_flag(settings, households, members, evidence, versions, as_of, region, out)
-    log.info("run %s shard %s (%s): %d households assessed", run_id, shard, region,
-             len(households))
+    kinds = pd.read_parquet(out / "flags.parquet", columns=["kind"])["kind"].value_counts()
+    tasklog.households_checked(run_id, len(households), {str(k): int(n) for k, n in
+                                                         kinds.items()}, street=shard)
     return str(out)
 
 
@@ -544,7 +548,9 @@ def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dic
                 frames = {name: pd.read_parquet(Path(folder) / f"{name}.parquet")
                           for name in ("assessments", "flags", "flag_reasons", "flag_evidence")}
                 _insert_assessments(session, run_id, frames["assessments"])
-                flag_ids = _insert_flags(session, run, frames["flags"])
+                coded = pd.read_parquet(Path(folder) / "households.parquet",
+                                        columns=["household_id", "household_code"])
+                flag_ids = _insert_flags(session, run, frames["flags"], coded)
                 _insert_reasons(session, frames["flag_reasons"], flag_ids)
                 writer.write(_evidence_rows(frames["flag_evidence"], flag_ids))
                 for kind, n in frames["flags"]["kind"].value_counts().items():
@@ -558,13 +564,16 @@ def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dic
         run.evidence_file = str(written.path.relative_to(settings.home))
         run.evidence_digest, run.evidence_rows = written.digest, written.rows
         counts = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+        kept_due = flag_actions.keep_first_due_dates(session, run)
         carried = flag_actions.carry_forward(session, run_id, earlier)
         versions = {kind: dict(version) for kind, version in run.feed_versions.items()}
         unresolved = _write_unresolved(settings, run_id, shard_dirs, versions)
         run.status, run.stage, run.finished_at = "done", "flagged", utcnow()
         run.households, run.counts, run.feed_versions = households, counts, versions
+        tasklog.households_checked(run_id, households, counts)
         audit.record(session, "pipeline", "run.flagged", f"run:{run_id}",
-                     {**counts, "carried_forward": carried, "unresolved_records": unresolved})
+                     {**counts, "carried_forward": carried, "kept_first_due_date": kept_due,
+                      "unresolved_records": unresolved})
         run.audit_head = audit.chain_head(session)  # the anchor a cut-off tail cannot hold
         head = run.audit_head
     audit.append_anchor(settings.audit_anchor_file, audit.Anchor(head, f"run {run_id}"), run_id)
@@ -596,10 +605,14 @@ def _insert_assessments(session, run_id: int, frame: pd.DataFrame) -> None:  # n
     bulk.insert_frame(session.connection(), Assessment.__table__, rows)
 
 
-def _insert_flags(session, run: Run, flags: pd.DataFrame) -> dict[int, int]:  # noqa: ANN001
-    """Flags in bulk; returns household_id → flag id for the flags written."""
+def _insert_flags(session, run: Run, flags: pd.DataFrame,  # noqa: ANN001
+                  households: pd.DataFrame) -> dict[int, int]:
+    """Flags in bulk, each with its household's code (``households``: id and code; the inbox
+    sorts by it off an index); returns household_id → flag id for the flags written."""
     if len(flags):
+        code = households.set_index("household_id")["household_code"]
         rows = pd.DataFrame({
+            "household_code": code.reindex(flags["household_id"].astype("int64")).to_numpy(),
             "run_id": run.id, "household_id": flags["household_id"].astype("int64").to_numpy(),
             "kind": flags["kind"].to_numpy(), "street_code": flags["street_code"].to_numpy(),
             "community_code": flags["community_code"].to_numpy(),

@@ -13,7 +13,7 @@ from verification.flags.actions import list_flags, resolve_flag
 from verification.intake.roster import load_roster
 from verification.security.access import principal
 from verification.storage import session_scope
-from verification.storage.models import AuditEvent, Household, Member
+from verification.storage.models import AuditEvent, Flag, Household, Member
 
 AS_OF = dt.date(2026, 11, 1)
 
@@ -97,3 +97,39 @@ def test_rerunning_a_run_keeps_the_resolutions_made_on_it(reviewed):
         "resolved", "home_visit", "转入户核查")
     assert kept["carried_from_id"] is None
     assert sum(f["status"] == "resolved" for f in rerun.values()) == 1
+
+
+def test_a_flag_raised_again_keeps_the_due_date_it_was_first_given(settings, district_dir,
+                                                                   monkeypatch):
+    """Month 1 raises flags on 1 Dec; month 2 (20 days later) raises most of them again while
+    nobody has resolved them: they keep month 1's due dates, so they can become overdue. One
+    resolved in between and raised again on new evidence starts afresh."""
+    pull_everything(settings, district_dir)
+    load_roster(settings, district_dir / "roster.csv")
+    raised = dt.date(2026, 12, 1)
+    monkeypatch.setattr(pipeline, "local_today", lambda: raised)
+    first = review_in_process(settings, AS_OF, run_key="month-1")
+    admin = principal("admin")
+    before = {f["household_code"]: f for f in list_flags(settings, admin, run_id=first)
+              if f["kind"] != "KEEP" and f["due_date"]}
+    changed = next(f for f in before.values() if f["kind"] == "REMOVE")
+    resolve_flag(settings, admin, changed["id"], "confirmed")
+
+    monkeypatch.setattr(pipeline, "local_today", lambda: raised + dt.timedelta(days=20))
+    second = _review_with_new_car(settings, "month-2", changed["household_code"])
+    after = {f["household_code"]: f for f in list_flags(settings, admin, run_id=second)}
+    kept = [code for code, f in before.items() if code != changed["household_code"]
+            and after[code]["kind"] == f["kind"]]
+    assert len(kept) >= 3
+    for code in kept:
+        assert after[code]["due_date"] == before[code]["due_date"], code
+    with session_scope(settings.database_url) as session:  # the code the inbox sorts by
+        codes = session.execute(select(Household.household_code, Flag.household_code)
+                                .join(Flag, Flag.household_id == Household.id)
+                                .where(Flag.run_id == second)).all()
+    assert codes and all(mine == on_flag for mine, on_flag in codes)
+    # a fresh date for the flag resolved in between: 20 days later than month 1 gave it
+    fresh = after[changed["household_code"]]
+    assert fresh["status"] == "open"
+    assert (dt.date.fromisoformat(fresh["due_date"])
+            - dt.date.fromisoformat(changed["due_date"])).days == 20

@@ -88,3 +88,18 @@ def test_feed_problems_are_explained_with_the_feed_contract():
     text = explain("BELOW_MINIMUM", "amount", "", "zh", "fallback", kind="pensions")
     assert text.startswith("「") and "不能小于 0" in text
     assert explain("REQUIRED", "amount", "", "en", kind="pensions").endswith("is required")
+
+
+def test_every_airflow_run_state_reads_in_chinese_and_english():
+    """The batch page and `hedui batch status` name the Airflow run's state in words (issue 17:
+    they showed Airflow's own English); every state a DAG run can be in has both labels."""
+    from airflow.utils.state import DagRunState
+
+    from verification.portal.i18n import airflow_state
+
+    for state in DagRunState:
+        zh, en = airflow_state(str(state), "zh"), airflow_state(str(state), "en")
+        assert zh != str(state) and any("\u4e00" <= ch <= "\u9fff" for ch in zh), state
+        assert en and en.isascii(), state
+    assert airflow_state("DagRunState.QUEUED", "zh") == "排队等待"
+    assert airflow_state("up_for_retry", "en") == "waiting to retry"

@@ -1,22 +1,25 @@
 """The inbox and a batch's results at the size a district really has: 100,000 open flags written
-straight into a fresh database, then every page asked for as an officer and as staff would.
+straight into a fresh database (SQLite and PostgreSQL), then every page asked for as an officer
+and as staff would.
 
 Nothing here asserts on time (machines differ): each page must stay small (< 200 kB), run a
-fixed number of statements and load no more than one page of flags, whatever the caseload. The
-server times are printed (``-s``) and recorded in docs/performance.md.
+fixed number of statements, load no more than one page of flags, and (SQLite) read its page off
+the ordered index rather than sort every flag. The server times are printed (``-s``) and
+recorded in docs/performance.md.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import statistics
 import time
 from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event, func, insert, select
+from sqlalchemy import Engine, event, func, insert, select, text
 
 from verification import jurisdictions
 from verification.config import Settings, load_settings
@@ -51,6 +54,7 @@ def _flags(households: list[dict], run_id: int, first_id: int) -> Iterator[dict]
         # due dates spread from 20 days ago to 40 days ahead: every due filter has flags
         due = TODAY + dt.timedelta(days=(n % 61) - 20) if n % 97 else None
         yield {"id": first_id + n, "run_id": run_id, "household_id": h["id"],
+               "household_code": h["household_code"],
                "kind": KINDS[n % len(KINDS)], "street_code": h["street_code"],
                "community_code": h["community_code"], "due_date": due,
                "evidence_digest": f"{n:064x}", "policy_version": "vol", "status": "open",
@@ -58,9 +62,18 @@ def _flags(households: list[dict], run_id: int, first_id: int) -> Iterator[dict]
                "created_at": dt.datetime(2026, 11, 30, 2, 0)}
 
 
-@pytest.fixture(scope="module")
-def big_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def big_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[Settings]:
     settings = load_settings(tmp_path_factory.mktemp("volume") / "home")
+    schema = None
+    if request.param == "postgres":
+        from tests.conftest import _drop_schema, _fresh_schema
+
+        base_url = request.getfixturevalue("postgres_url")
+        url, schema = _fresh_schema(base_url)
+        settings = Settings(home=settings.home, database_url=url, token_key=settings.token_key,
+                            token_key_id=settings.token_key_id)
     upgrade(settings.database_url)
     households = list(_households(OPEN_FLAGS + BATCH_FLAGS))
     review_rows, batch_rows = households[:OPEN_FLAGS], households[OPEN_FLAGS:]
@@ -87,7 +100,15 @@ def big_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             {"run_id": 2, "household_id": h["id"], "decision": "REMOVE", "category": "dibao",
              "benefit": 0.0, "household_size": 3, "per_capita_income": 1234.5,
              "details": {}} for h in batch_rows])
-    return settings
+    if schema is not None:  # what autovacuum does within a minute of a bulk load
+        from verification.storage.db import connect
+
+        with connect(settings.database_url).connect().execution_options(
+                isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    yield settings
+    if schema is not None:
+        _drop_schema(base_url, schema)
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +157,14 @@ class Meter:
 
 PAGES = [
     ("hedui_staff", "/inbox"),
-    ("hedui_staff", "/inbox?page=2000"),  # the last page of 100,000 + 7,000
+    ("hedui_staff", "/inbox?page=2000"),  # near the last page of 100,000 + 7,000
+    ("hedui_staff", "/inbox?page=1070"),  # the middle: the most index entries skipped
     ("hedui_staff", "/inbox?sort=-due&kind=REVIEW"),
     ("hedui_staff", "/inbox?due=overdue&street=210112002&community=210112002003"),
     ("hedui_staff", "/inbox?q=HH0009999"),
     ("hedui_staff", "/inbox?status=done"),
     ("hedui_staff", "/inbox?sort=household&page=17"),
+    ("hedui_staff", "/inbox?sort=household&page=1070"),
     ("officer_wusan", "/inbox?sort=-raised"),
     ("officer_taoxian1", "/inbox?due=week&page=3"),
     ("hedui_staff", "/batches/1"),
@@ -151,14 +174,22 @@ PAGES = [
 
 
 @pytest.mark.parametrize(("user", "path"), PAGES)
-def test_every_page_is_small_and_bounded_at_100k_flags(client_as, user: str, path: str):
+def test_every_page_is_small_and_bounded_at_100k_flags(client_as, big_home, user: str,
+                                                      path: str):
     client = client_as(user)
     client.get(path)  # warm: the login lookup and the template compile are not the page's
     with Meter() as meter:
         response = client.get(path)
     assert response.status_code == 200, response.text[:500]
-    print(f"\n{user} {path}: {meter.seconds * 1000:.0f} ms server, "
-          f"{len(response.content) / 1024:.0f} kB, {meter.statements} statements")
+    seconds = [meter.seconds]
+    for _ in range(4):  # printed only (min and median of 5): the machine's load varies
+        started = time.perf_counter()
+        client.get(path)
+        seconds.append(time.perf_counter() - started)
+    print(f"\n{big_home.database_url.split(':')[0]} {user} {path}: "
+          f"{min(seconds) * 1000:.0f} / {statistics.median(seconds) * 1000:.0f} ms server "
+          f"(min / median of 5), {len(response.content) / 1024:.0f} kB, "
+          f"{meter.statements} statements")
     assert len(response.content) < PAGE_LIMIT
     assert meter.statements <= STATEMENT_LIMIT
     assert meter.flags <= PAGE_SIZE and meter.households <= PAGE_SIZE
@@ -193,3 +224,84 @@ def test_search_by_household_code_finds_exactly_that_household(client_as):
 def test_a_street_filter_outside_the_jurisdiction_shows_nothing(client_as):
     page = client_as("officer_wusan").get("/inbox?street=210112002").text
     assert 'data-flag="' not in page
+
+
+@pytest.mark.parametrize("big_home", ["sqlite"], indirect=True)  # PostgreSQL plans by statistics
+def test_the_inbox_page_is_read_off_the_ordered_index(big_home):
+    """SQLite, without statistics: the page of ids of each order is a scan of its ordered index
+    (no sort of every open flag), in both directions."""
+    from verification.portal.views import FlagFilter, _filters, _inbox_order, _inbox_scope
+    from verification.security.access import Principal
+
+    staff = Principal("hedui_staff", "staff", frozenset({"flags.read"}))
+    scope = _inbox_scope(Flag, [1, 2], staff, "", "sqlite") + _filters(FlagFilter(), TODAY)
+    with session_scope(big_home.database_url) as session:
+        for sort, index in (("due", "ix_flags_due_order"), ("-raised", "ix_flags_raised_order"),
+                            ("household", "ix_flags_household_order")):
+            for reverse in (False, True):
+                query = (select(Flag.id).where(*scope)
+                         .order_by(*_inbox_order(sort, reverse=reverse))
+                         .limit(50).offset(50_000))
+                compiled = query.compile(session.get_bind(),
+                                         compile_kwargs={"literal_binds": True})
+                plan = " ".join(row[3] for row in session.execute(
+                    text(f"EXPLAIN QUERY PLAN {compiled}")))
+                assert index in plan and "TEMP B-TREE" not in plan, (sort, plan)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("big_home", ["sqlite"], indirect=True)
+def test_the_inbox_at_volume_in_a_browser_at_desktop_and_phone_width(big_home, airflow_tokens):
+    """Chromium at 1280 and 390 px against the portal served over HTTP (uvicorn): the staff
+    inbox of 107,000 flags shows one page of 50 with its paging and counts, and the phone
+    layout has no sideways scrolling. With HEDUI_PORTAL_SCREENSHOTS=docs/img the pages are
+    saved as portal-inbox-volume-{desktop,phone}.png."""
+    import os
+    import threading
+    from pathlib import Path
+
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from tests.portal.test_portal_browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE
+
+    parent = FastAPI()
+    parent.mount("/hedui", create_app(settings_factory=lambda: big_home, today=lambda: TODAY))
+    config = uvicorn.Config(parent, host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}/hedui/inbox"
+    shots = os.environ.get("HEDUI_PORTAL_SCREENSHOTS", "")
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                                 args=CHROMIUM_ARGS)
+            for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+                context = browser.new_context(viewport=viewport, locale="zh-CN")
+                context.add_cookies([{"name": "_token", "value": airflow_tokens("hedui_staff"),
+                                      "url": f"http://127.0.0.1:{port}/"}])
+                page = context.new_page()
+                page.set_default_timeout(60_000)
+                page.goto(url)
+                body = page.inner_text("body")
+                assert "共 107,000 条" in body and "第 1 / 2,140 页" in body, body[:400]
+                assert page.locator("[data-flag]").count() == PAGE_SIZE
+                width = page.evaluate("document.scrollingElement.scrollWidth")
+                assert width <= viewport["width"], f"{name}: {width} px wide"
+                if shots:
+                    Path(shots).mkdir(parents=True, exist_ok=True)
+                    # the phone's first 1,400 px: the filters and the first cards, not 50
+                    clip = {"x": 0, "y": 0, "width": viewport["width"],
+                            "height": 1400 if name == "phone" else viewport["height"]}
+                    page.screenshot(path=Path(shots) / f"portal-inbox-volume-{name}.png",
+                                    full_page=True, clip=clip)
+                context.close()
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -38,3 +38,30 @@ def test_csv_amounts_read_as_in_the_workbook():
 
     assert [_csv_number(v) for v in (750.0, 1812.6, float("nan"), 3, "750.0")] == [
         "750", "1812.60", "", 3, "750.0"]
+
+
+def test_the_ageing_chart_s_title_labels_and_legend_do_not_overlap(monkeypatch):
+    """Issue 17: the ageing chart's bar label ran into its title. Drawn for real, the boxes of
+    the title, every bar label and the legend are apart, the tallest bar's label included."""
+    drawn = []
+    svg = charts._svg
+    monkeypatch.setattr(charts, "_svg", lambda fig: drawn.append(fig) or svg(fig))
+    charts.ageing(pd.Series([3, 5, 40, 95, 95, 95, 200]),
+                  pd.Series([False, False, True, True, True, True, False]))
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = drawn[0]
+    with plt.rc_context(charts._STYLE):  # the closed figure drawn again, in its own fonts
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        ax = fig.axes[0]
+        title = ax.title.get_window_extent(renderer)
+        labels = [t.get_window_extent(renderer) for t in ax.texts if t.get_text()]
+        legend = ax.get_legend().get_window_extent(renderer)
+    assert labels, "the bars are labelled"
+    for box in [*labels, legend]:
+        assert not title.overlaps(box), (title, box)
+    for box in labels:
+        assert not legend.overlaps(box), (legend, box)

@@ -33,6 +33,7 @@ import pandas as pd
 from sqlalchemy import select, update
 
 from connectors.digests import sha256_file
+from verification import tasklog
 from verification.config import Settings
 from verification.security import audit
 from verification.storage import session_scope
@@ -168,6 +169,7 @@ def validate_batch(settings: Settings, batch_id: int) -> int:
     with session_scope(settings.database_url) as session:
         session.execute(update(Batch).where(Batch.id == batch_id)
                         .values(rows=checked.received, errors=len(errors)))
+    tasklog.rows_checked(batch.batch_code, checked.received, len(errors))
     if len(errors):
         from verification.intake.roster import read_batch_file
         from verification.portal.row_errors import error_lines, write_errors_csv
@@ -194,6 +196,7 @@ def load_batch(settings: Settings, batch_id: int) -> list[int]:
     with session_scope(settings.database_url) as session:
         session.execute(update(Batch).where(Batch.id == batch_id)
                         .values(households=loaded.households))
+    tasklog.households_loaded(batch.batch_code, loaded.households, loaded.members)
     record_stage(settings, batch_id, "loaded", households=loaded.households,
                  members=loaded.members)
     return loaded.household_ids
@@ -243,6 +246,8 @@ def collect_evidence(settings: Settings, batch_id: int, as_of: dt.date | None = 
                                      {k: v.get("partner", "") for k, v in versions.items()})
     used = {k: v.get("feed_id") for k, v in versions.items()}
     mode = "query_list+latest_accepted_feeds" if outcomes else "latest_accepted_feeds"
+    tasklog.batch_evidence(batch.batch_code, run_id, len(matched),
+                           sum(o.status == "answered" for o in outcomes), len(outcomes))
     record_stage(settings, batch_id, "evidence", run_id=run_id, as_of=as_of.isoformat(),
                  mode=mode, feeds=used, evidence_rows=len(matched),
                  queries=[{"partner": o.partner, "kind": o.kind, "status": o.status}
@@ -381,6 +386,7 @@ def write_batch_reports(settings: Settings, batch_id: int, run_id: int) -> Path:
         ("核对基准日 / as of", meta["as_of"]), ("政策版本 / policy", meta["policy_version"])])
     write_tables(table, evidence_table(settings, run_id), out / "batch-report", context)
     (out / "batch.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), "utf-8")
+    tasklog.reports_written(run_id, sum(1 for p in out.rglob("*") if p.is_file()), str(out))
     record_stage(settings, batch_id, "reported", status="done", reports=str(out))
     return out
 

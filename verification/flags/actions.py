@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import aliased
 
 from verification import codes, jurisdictions
 from verification.config import Settings
@@ -253,3 +254,31 @@ def carry_forward(session, run_id: int,  # noqa: ANN001
         audit.record(session, "pipeline", "flag.carried_forward", f"run:{run_id}",
                      {"flags": pairs})
     return len(updates)
+
+
+def keep_first_due_dates(session, run: Run) -> int:  # noqa: ANN001
+    """A flag a review raises again (same household, same kind) while the previous review's is
+    still unresolved keeps that flag's due date: the date is counted from the day the flag was
+    first raised, so a flag nobody acts on becomes overdue instead of moving on each month.
+
+    Only the previous finished review counts (every household it assessed has a flag there,
+    KEEP included), so a flag that went away in between starts afresh. A stricter date the new
+    run set (a death's re-check) stays. Batch checks are one-off and keep their own dates.
+    One statement; returns how many flags kept an earlier date."""
+    if run.kind != "review":
+        return 0
+    previous = session.scalar(
+        select(Run.id).where(Run.kind == "review", Run.status == "done", Run.id < run.id,
+                             Run.as_of <= run.as_of)
+        .order_by(Run.as_of.desc(), Run.id.desc()).limit(1))
+    if previous is None:
+        return 0
+    earlier = aliased(Flag)
+    first = (select(earlier.household_id, earlier.kind, earlier.due_date)
+             .where(earlier.run_id == previous, earlier.status != "resolved",
+                    earlier.kind != "KEEP", earlier.due_date.is_not(None)).subquery())
+    result = session.execute(
+        update(Flag).where(Flag.run_id == run.id, Flag.household_id == first.c.household_id,
+                           Flag.kind == first.c.kind, Flag.due_date > first.c.due_date)
+        .values(due_date=first.c.due_date).execution_options(synchronize_session=False))
+    return result.rowcount or 0

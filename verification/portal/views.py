@@ -27,10 +27,12 @@ from verification.localtime import LOCAL_TZ, to_local  # noqa: F401 (to_local: t
 from verification.security.access import Principal
 from verification.storage import session_scope
 from verification.storage.models import (
+    NO_DUE_KEY,
     Assessment,
     Batch,
     Feed,
     Flag,
+    FlagCount,
     Household,
     Partner,
     QuarantinedRow,
@@ -108,18 +110,26 @@ class FlagFilter:
         return "?" + urlencode(keep)
 
 
-def _inbox_scope(review_id: int | None, who: Principal, q: str) -> list[Any]:
-    """Conditions for the flags an officer works on: the latest review's and every finished
-    batch check's, never KEEP (nothing to do), within ``who``'s jurisdiction, matching the
-    household-code search ``q``."""
-    runs = select(Run.id).where(Run.status == "done", Run.kind == "batch")
-    where = Flag.run_id.in_(runs)
-    if review_id is not None:
-        where = where | (Flag.run_id == review_id)
-    found = [where, Flag.kind != "KEEP"]
+def _inbox_runs(session, review_id: int | None) -> list[int]:  # noqa: ANN001
+    """The runs whose flags an officer works on: the latest review's and every finished batch
+    check's (a short list of ids, so the flag queries below carry no run subquery)."""
+    runs = session.scalars(select(Run.id).where(Run.status == "done", Run.kind == "batch")).all()
+    return sorted({*runs, *([review_id] if review_id is not None else [])})
+
+
+def _inbox_scope(table: Any, runs: list[int], who: Principal, q: str = "",
+                 dialect: str = "") -> list[Any]:
+    """Conditions for the flags an officer works on (``table``: Flag, or FlagCount for their
+    counts): the given runs', never KEEP (nothing to do), within ``who``'s jurisdiction,
+    matching the household-code search ``q``."""
+    # "+ 0" on SQLite: its planner would otherwise page through ix_flags_run_id and sort every
+    # flag of the runs instead of reading the page off the ordered index (ix_flags_due_order).
+    # PostgreSQL's planner weighs both from its statistics, which "+ 0" would blind.
+    run = table.run_id + 0 if dialect == "sqlite" else table.run_id
+    found = [run.in_(runs), table.kind != "KEEP"]
     if not who.district_wide:
-        found.append(Flag.street_code.in_(who.streets)
-                     | Flag.community_code.in_(who.communities))
+        found.append(table.street_code.in_(who.streets)
+                     | table.community_code.in_(who.communities))
     if q:
         found.append(Flag.household_id.in_(select(Household.id).where(
             Household.household_code.contains(q, autoescape=True))))
@@ -144,36 +154,59 @@ def _filters(want: FlagFilter, today: dt.date) -> list[Any]:
     return found
 
 
-def _due_bucket(today: dt.date):  # noqa: ANN202 (SQLAlchemy expression)
-    return case((Flag.due_date.is_(None), "none"), (Flag.due_date < today, "overdue"),
-                (Flag.due_date <= today + dt.timedelta(days=7), "week"), else_="later")
+def _due_bucket(due: Any, today: dt.date, none: Any = None):  # noqa: ANN202 (SQL expression)
+    """The due filter a due date falls in (``none``: the value that stands for no date)."""
+    missing = due.is_(None) if none is None else (due == none)
+    return case((missing, "none"), (due < today, "overdue"),
+                (due <= today + dt.timedelta(days=7), "week"), else_="later")
+
+
+def _flag_groups(session, runs: list[int], who: Principal, q: str,  # noqa: ANN001
+                 today: dt.date) -> list[Any]:
+    """(resolved, kind, due bucket, street, community, n) over the inbox's flags. Without a
+    search these are sums over flag_counts (a few thousand rows kept by triggers), not a count
+    of every flag; a search narrows to a few households, so its flags are counted directly."""
+    if q:
+        keys = (Flag.status == "resolved", Flag.kind, _due_bucket(Flag.due_date, today),
+                Flag.street_code, Flag.community_code)
+        return session.execute(select(*keys, func.count())
+                               .where(*_inbox_scope(Flag, runs, who, q)).group_by(*keys)).all()
+    keys = (FlagCount.resolved, FlagCount.kind,
+            _due_bucket(FlagCount.due_key, today, NO_DUE_KEY), FlagCount.street_code,
+            FlagCount.community_code)
+    return session.execute(select(*keys, func.sum(FlagCount.n))
+                           .where(*_inbox_scope(FlagCount, runs, who))
+                           .group_by(*keys).having(func.sum(FlagCount.n) > 0)).all()
 
 
 def inbox_page(settings: Settings, who: Principal, want: FlagFilter, today: dt.date,
                page_size: int = PAGE_SIZE) -> dict[str, Any]:
     """One page of the inbox with its total and the counts beside each filter.
 
-    A fixed number of queries whatever the caseload: one grouped count (every filter's counts
-    come from it), the page's ids (``page_size`` of them), those flags, their heads and
-    reasons."""
+    A fixed number of queries whatever the caseload: the runs, one grouped sum (every filter's
+    counts and the total come from it), the page's ids (``page_size`` of them, read off an
+    ordered index; a page past the middle is read from the other end, so the deepest page
+    skips no more index entries than the middle one), those flags, their heads and reasons."""
     from verification.flags import actions as flag_actions
 
     who.require("flags.read")
     review = latest_run(settings)
-    scope = _inbox_scope(review.id if review else None, who, want.q)
     with session_scope(settings.database_url) as session:
-        keys = (Flag.status == "resolved", Flag.kind, _due_bucket(today), Flag.street_code,
-                Flag.community_code)
-        groups = session.execute(select(*keys, func.count()).where(*scope)
-                                 .group_by(*keys)).all()
-        counts, total = _filter_counts(groups, want)
+        runs = _inbox_runs(session, review.id if review else None)
+        counts, total = _filter_counts(_flag_groups(session, runs, who, want.q, today), want)
         pages = max(1, -(-total // page_size))
         page = min(want.page, pages)
-        ids = select(Flag.id).where(*scope, *_filters(want, today))
-        if want.sort == "household":
-            ids = ids.join(Household, Household.id == Flag.household_id)
-        page_ids = session.scalars(ids.order_by(*_inbox_order(want.sort)).limit(page_size)
-                                   .offset((page - 1) * page_size)).all()
+        dialect = session.get_bind().dialect.name
+        ids = select(Flag.id).where(*_inbox_scope(Flag, runs, who, want.q, dialect),
+                                    *_filters(want, today))
+        skip = (page - 1) * page_size
+        from_end = total - skip - page_size  # rows after this page
+        if 0 <= from_end < skip:
+            page_ids = session.scalars(ids.order_by(*_inbox_order(want.sort, reverse=True))
+                                       .limit(page_size).offset(from_end)).all()[::-1]
+        else:
+            page_ids = session.scalars(ids.order_by(*_inbox_order(want.sort))
+                                       .limit(page_size).offset(skip)).all()
         rows = session.execute(
             select(Flag, Household, Run.kind, Run.as_of, Batch.batch_code)
             .join(Household, Household.id == Flag.household_id)
@@ -192,11 +225,15 @@ def inbox_page(settings: Settings, who: Principal, want: FlagFilter, today: dt.d
             "last": (page - 1) * page_size + len(flags)}
 
 
-def _inbox_order(sort: str) -> list[Any]:
-    return {"due": [Flag.due_date.is_(None), Flag.due_date, Flag.id],
-            "-due": [Flag.due_date.is_(None), Flag.due_date.desc(), Flag.id.desc()],
-            "household": [Household.household_code, Flag.id],
-            "-raised": [Flag.created_at.desc(), Flag.id.desc()]}[sort]
+def _inbox_order(sort: str, reverse: bool = False) -> list[Any]:
+    """The inbox's orders; each is the exact reverse of its opposite ("-due" lists the flags
+    without a due date first), so one index serves both directions."""
+    if sort.startswith("-"):
+        sort, reverse = sort[1:], not reverse
+    keys = {"due": [Flag.due_date.is_(None), Flag.due_date, Flag.id],
+            "household": [Flag.household_code, Flag.id],
+            "raised": [Flag.created_at, Flag.id]}[sort]
+    return [key.desc() for key in keys] if reverse else keys
 
 
 def _filter_counts(groups: list[Any], want: FlagFilter
@@ -230,29 +267,43 @@ def batch_results_page(settings: Settings, run_id: int, want: FlagFilter,
     from verification.flags import actions as flag_actions
     from verification.reports.flag_reports import reason_text
 
-    query = select(Flag.id).where(Flag.run_id == run_id)
+    # The run's flags with their household codes (a batch's size), searched by code within
+    # the run, not over every household of the district. MATERIALIZED: PostgreSQL would
+    # otherwise walk every household in code order probing for the batch's (its plan for a
+    # LIMIT). The page's ids come from here, then those rows with their assessments.
+    query = (select(Flag.id, Flag.kind, Household.household_code)
+             .join(Household, Household.id == Flag.household_id).where(Flag.run_id == run_id))
     if want.street:
         query = query.where(Flag.street_code == want.street)
     if want.q:
-        query = query.where(Flag.household_id.in_(
-            select(Household.id).where(Household.household_code.contains(want.q,
-                                                                         autoescape=True))))
+        query = query.where(Household.household_code.contains(want.q, autoescape=True))
+    run_flags = query.cte("run_flags").prefix_with("MATERIALIZED")
     with session_scope(settings.database_url) as session:
-        by_kind = dict(session.execute(select(Flag.kind, func.count())
-                                       .where(Flag.id.in_(query)).group_by(Flag.kind)).all())
-        if want.kind:
-            query = query.where(Flag.kind == want.kind)
+        if want.q:
+            by_kind = dict(session.execute(select(run_flags.c.kind, func.count())
+                                           .group_by(run_flags.c.kind)).all())
+        else:  # the run's counts kept by triggers (flag_counts), not a count of its flags
+            sums = select(FlagCount.kind, func.sum(FlagCount.n)).where(FlagCount.run_id == run_id)
+            if want.street:
+                sums = sums.where(FlagCount.street_code == want.street)
+            by_kind = {kind: int(n) for kind, n in session.execute(
+                sums.group_by(FlagCount.kind).having(func.sum(FlagCount.n) > 0)).all()}
         total = by_kind.get(want.kind, 0) if want.kind else sum(by_kind.values())
         pages = max(1, -(-total // page_size))
         page = min(want.page, pages)
+        ids = select(run_flags.c.id)
+        if want.kind:
+            ids = ids.where(run_flags.c.kind == want.kind)
+        page_ids = session.scalars(
+            ids.order_by(run_flags.c.household_code, run_flags.c.id)
+            .limit(page_size).offset((page - 1) * page_size)).all()
         rows = session.execute(
             select(Flag, Household, Assessment.household_size, Assessment.per_capita_income,
                    Assessment.benefit)
             .join(Household, Household.id == Flag.household_id)
             .join(Assessment, (Assessment.household_id == Flag.household_id)
                   & (Assessment.run_id == Flag.run_id), isouter=True)
-            .where(Flag.id.in_(query)).order_by(Household.household_code, Flag.id)
-            .limit(page_size).offset((page - 1) * page_size)
+            .where(Flag.id.in_(page_ids)).order_by(Household.household_code, Flag.id)
             .options(selectinload(Flag.reasons))).all()
         heads = flag_actions.household_heads(session, [h.id for _, h, *_ in rows])
         results = []

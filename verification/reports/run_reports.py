@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from verification import jurisdictions
+from verification import jurisdictions, tasklog
 from verification.config import Settings
 from verification.reports.flag_reports import (
     SheetContext,
@@ -65,6 +65,7 @@ def write_run_reports(settings: Settings, run_id: int) -> Path:
     _write_district(out, table, facts, _fairness(settings, run_id))
     with session_scope(settings.database_url) as session:
         session.get(Run, run_id).reports_dir = str(out)
+    tasklog.reports_written(run_id, sum(1 for p in out.rglob("*") if p.is_file()), str(out))
     return out
 
 

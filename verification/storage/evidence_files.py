@@ -15,7 +15,7 @@ and nothing ever queries them but "the evidence of these flags". So they are wri
   with the flags);
 - holding no identities: record references, feed ids, items, amounts, periods, match grades.
 
-Flags, reasons and assessments stay in the database. Runs finished before revision 0004 keep
+Flags, reasons and assessments stay in the database. Runs finished before revision 0005 keep
 their evidence in the ``flag_evidence`` table, read from there (``evidence_file`` is empty).
 """
 
@@ -152,7 +152,7 @@ def run_evidence(session: Session, home: Path, run_id: int,
                  flag_ids: Iterable[int] | None = None,
                  columns: list[str] | None = None) -> pd.DataFrame:
     """The evidence of a run's flags (``flag_ids`` of them, or all): from the run's file, or,
-    for a run finished before revision 0004, from the ``flag_evidence`` table."""
+    for a run finished before revision 0005, from the ``flag_evidence`` table."""
     from verification.storage.models import Flag, FlagEvidence, Run
 
     wanted = columns or COLUMNS

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -190,7 +191,7 @@ class Run(Base):
     # a cut-off tail of the trail shows (verification/security/audit.py).
     audit_head: Mapped[str] = mapped_column(String(128), default="")
     # The evidence of the run's flags, one Parquet file (storage/evidence_files.py): its path
-    # under $HEDUI_HOME, SHA-256 and row count. Empty for runs finished before revision 0004,
+    # under $HEDUI_HOME, SHA-256 and row count. Empty for runs finished before revision 0005,
     # whose evidence is in ``flag_evidence``.
     evidence_file: Mapped[str] = mapped_column(Text, default="")
     evidence_digest: Mapped[str] = mapped_column(String(64), default="")
@@ -219,10 +220,19 @@ class Flag(Base):
         Index("ix_flags_jurisdiction", "street_code", "community_code"),
         # the same household and evidence across runs: carrying resolutions, ageing open flags
         Index("ix_flags_household_digest", "household_id", "evidence_digest"),
+        # the inbox's orders off an index holding every column it filters on (migration 0004)
+        Index("ix_flags_due_order", text("(due_date IS NULL)"), "due_date", "id", "status",
+              "kind", "run_id", "street_code", "community_code"),
+        Index("ix_flags_raised_order", "created_at", "id", "status", "kind", "run_id",
+              "street_code", "community_code", "due_date"),
+        Index("ix_flags_household_order", "household_code", "id", "status", "kind", "run_id",
+              "street_code", "community_code", "due_date"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id", ondelete="CASCADE"))
+    # the household's code (it never changes for an id): the inbox's code order without a join
+    household_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
     kind: Mapped[str] = mapped_column(String(20), index=True)
     street_code: Mapped[str] = mapped_column(String(9))
     community_code: Mapped[str] = mapped_column(String(12))
@@ -240,6 +250,24 @@ class Flag(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     reasons: Mapped[list[FlagReason]] = relationship(cascade="all, delete-orphan")
     evidence: Mapped[list[FlagEvidence]] = relationship(cascade="all, delete-orphan")
+
+
+class FlagCount(Base):
+    """How many flags a run has per (resolved, kind, street, community, due date): the inbox's
+    counts beside each filter, summed from here instead of counted over every flag. Kept by
+    triggers on ``flags`` (migration 0004), never written by the application."""
+
+    __tablename__ = "flag_counts"
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resolved: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    street_code: Mapped[str] = mapped_column(String(9), primary_key=True)
+    community_code: Mapped[str] = mapped_column(String(12), primary_key=True)
+    due_key: Mapped[dt.date] = mapped_column(Date, primary_key=True)  # NO_DUE_KEY: none
+    n: Mapped[int] = mapped_column(Integer)
+
+
+NO_DUE_KEY = dt.date(9999, 12, 31)
 
 
 class FlagReason(Base):

@@ -1,7 +1,7 @@
 """a run's flag evidence in one Parquet file: runs.evidence_file, evidence_digest, evidence_rows
 
-Revision ID: 0004_evidence_files
-Revises: 0003_feed_states
+Revision ID: 0005_evidence_files
+Revises: 0004_flag_counts
 Create Date: 2026-12-02 06:00:00
 
 From this revision ``finish_review`` writes the evidence of a run's flags to one Parquet file
@@ -13,8 +13,8 @@ runs finished before this revision keep their evidence there and are read from i
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_evidence_files"
-down_revision = "0003_feed_states"
+revision = "0005_evidence_files"
+down_revision = "0004_flag_counts"
 branch_labels = None
 depends_on = None
 

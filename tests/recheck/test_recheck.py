@@ -33,7 +33,7 @@ def district(tmp_path_factory):
     return folder
 
 
-def _changed_wages(district, share: float = 0.01, seed: int = 5) -> tuple[pd.DataFrame, list]:
+def changed_wages(district, share: float = 0.01, seed: int = 5) -> tuple[pd.DataFrame, list]:
     """The wages feed with 1 % of the district's people changed, half of them drawn among those
     with wage records: of those, one in three loses them all and the others earn three times
     as much; those without start earning (a new month's record)."""
@@ -62,7 +62,7 @@ def _changed_wages(district, share: float = 0.01, seed: int = 5) -> tuple[pd.Dat
     return pd.concat([wages, added], ignore_index=True), chosen["id_number"].tolist()
 
 
-def _deliver(settings, district, frame: pd.DataFrame, bump: int) -> int:
+def deliver_wages(settings, district, frame: pd.DataFrame, bump: int) -> int:
     """Pack ``frame`` as the bureau would, under the next sequence, and take it in."""
     period = json.loads((district / "district.json").read_text("utf-8"))["period"]
     sequence = sequence_for(period) + bump
@@ -93,6 +93,17 @@ def _flags(settings, run_id: int) -> pd.DataFrame:
         lambda c: frozenset(c.dropna())).reset_index().set_index("household_code")
 
 
+def _inbox(settings) -> dict[str, str]:
+    """household code → the kind of run its flag in the inbox comes from (open flags)."""
+    from verification.portal.views import FlagFilter, inbox_page
+    from verification.security.access import principal
+
+    page = inbox_page(settings, principal("hedui_staff"), FlagFilter(), AS_OF, page_size=10_000)
+    codes = [f["household_code"] for f in page["flags"]]
+    assert len(codes) == len(set(codes)) == page["total"]  # one current flag per household
+    return {f["household_code"]: f["run_kind"] for f in page["flags"]}
+
+
 def test_recheck_equals_the_full_review_and_writes_only_changed_outcomes(settings, district):
     assert {r.status for r in pull_everything(settings, district)} == {"accepted"}
     load_roster(settings, district / "roster.csv")
@@ -101,12 +112,13 @@ def test_recheck_equals_the_full_review_and_writes_only_changed_outcomes(setting
     base = review_in_process(settings, AS_OF, run_key="base")
     assert recheck(settings, "wages", as_of=AS_OF).run_id is None  # nothing new yet
 
-    frame, chosen = _changed_wages(district)
-    _deliver(settings, district, frame, bump=1)
+    frame, chosen = changed_wages(district)
+    deliver_wages(settings, district, frame, bump=1)
     outcome = recheck(settings, "wages", as_of=AS_OF)
     diff = outcome.diffs["wages"]
     assert diff["persons_changed"] == len(chosen) >= 5
     assert diff["rows_added"] and diff["rows_removed"] and diff["rows_changed"]
+    inbox = _inbox(settings)
     full = review_in_process(settings, AS_OF, run_key="full-after")
 
     before, written, after = _flags(settings, base), _flags(settings, outcome.run_id), \
@@ -128,6 +140,11 @@ def test_recheck_equals_the_full_review_and_writes_only_changed_outcomes(setting
     # and the current outcome of every household (its re-check flag, else its review flag) too
     current = pd.concat([before.drop(index=written.index), written]).sort_index()
     pd.testing.assert_frame_equal(current, after.sort_index())
+    # the officers' inbox shows each household's current flag: the re-check's where it wrote one
+    acted = current[current["kind"] != "KEEP"]
+    assert sorted(inbox) == sorted(acted.index)
+    assert {code for code, run_kind in inbox.items() if run_kind == "recheck"} == set(
+        written[written["kind"] != "KEEP"].index)
 
 
 def test_the_same_rows_again_re_assess_no_one(settings, district):
@@ -135,7 +152,7 @@ def test_the_same_rows_again_re_assess_no_one(settings, district):
     load_roster(settings, district / "roster.csv")
     review_in_process(settings, AS_OF, run_key="base")
     wages = pd.read_csv(district / "feeds" / "wages.csv", dtype=str, keep_default_na=False)
-    _deliver(settings, district, wages.iloc[::-1], bump=1)  # re-sent, in another order
+    deliver_wages(settings, district, wages.iloc[::-1], bump=1)  # re-sent, in another order
     outcome = recheck(settings, as_of=AS_OF)
     assert outcome.kinds == ["wages"]
     assert outcome.diffs["wages"]["persons_changed"] == 0

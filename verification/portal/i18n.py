@@ -196,6 +196,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "inbox.overdue": ("已超期", "overdue"),
     "inbox.from_review": ("定期核对", "Review"),
     "inbox.from_batch": ("批次", "Batch"),
+    "inbox.from_recheck": ("动态复核", "Re-check"),
     "inbox.any_due": ("全部期限", "Any due date"),
     "inbox.due_overdue": ("已超期", "Overdue"),
     "inbox.due_week": ("7 天内到期", "Due within 7 days"),
@@ -340,6 +341,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "fair.uncertain_only": ("其中仅因匹配不确定", "of which only uncertain matches"),
     "fair.run": ("核对", "Run"),
     "fair.kind.review": ("定期核对", "Review"),
+    "fair.kind.recheck": ("动态复核", "Re-check"),
     "fair.kind.batch": ("批量核对", "Batch"),
 }
 

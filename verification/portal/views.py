@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from croniter import croniter
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import case, exists, func, select
+from sqlalchemy.orm import aliased, selectinload
 
 from connectors.registry import load_partners
 from verification import codes, jurisdictions
@@ -109,13 +109,20 @@ class FlagFilter:
 
 
 def _inbox_scope(review_id: int | None, who: Principal, q: str) -> list[Any]:
-    """Conditions for the flags an officer works on: the latest review's and every finished
-    batch check's, never KEEP (nothing to do), within ``who``'s jurisdiction, matching the
-    household-code search ``q``."""
+    """Conditions for the flags an officer works on: every finished batch check's, and each
+    household's current flag — the latest review's, or a later re-check's where one changed
+    the outcome (docs/architecture.md, "The incremental path") — never KEEP (nothing to do),
+    within ``who``'s jurisdiction, matching the household-code search ``q``."""
     runs = select(Run.id).where(Run.status == "done", Run.kind == "batch")
     where = Flag.run_id.in_(runs)
     if review_id is not None:
-        where = where | (Flag.run_id == review_id)
+        rechecks = select(Run.id).where(Run.status == "done", Run.kind == "recheck",
+                                        Run.id > review_id)
+        later = aliased(Flag)
+        superseded = exists().where(later.household_id == Flag.household_id,
+                                    later.run_id.in_(rechecks), later.run_id > Flag.run_id)
+        where = where | (((Flag.run_id == review_id) | Flag.run_id.in_(rechecks))
+                         & ~superseded)
     found = [where, Flag.kind != "KEEP"]
     if not who.district_wide:
         found.append(Flag.street_code.in_(who.streets)

@@ -147,13 +147,26 @@ def test_recheck_equals_the_full_review_and_writes_only_changed_outcomes(setting
         written[written["kind"] != "KEEP"].index)
 
 
-def test_the_same_rows_again_re_assess_no_one(settings, district):
+def test_the_same_rows_again_re_assess_no_one(settings, district, monkeypatch):
+    """Through `hedui recheck`: the feed re-sent in another order changes no one's evidence."""
+    from typer.testing import CliRunner
+
+    from verification.cli.recheck import app
+
     pull_everything(settings, district)
     load_roster(settings, district / "roster.csv")
     review_in_process(settings, AS_OF, run_key="base")
     wages = pd.read_csv(district / "feeds" / "wages.csv", dtype=str, keep_default_na=False)
     deliver_wages(settings, district, wages.iloc[::-1], bump=1)  # re-sent, in another order
-    outcome = recheck(settings, as_of=AS_OF)
-    assert outcome.kinds == ["wages"]
-    assert outcome.diffs["wages"]["persons_changed"] == 0
-    assert outcome.households_rechecked == 0 and outcome.flags_written == {}
+    monkeypatch.setenv("HEDUI_HOME", str(settings.home))
+    monkeypatch.setenv("HEDUI_DATABASE_URL", settings.database_url)
+    out = CliRunner().invoke(app, ["--as-of", AS_OF.isoformat(), "--no-reports"])
+    assert out.exit_code == 0, out.output
+    assert "wages: 变化人员 / persons changed 0" in out.output
+    assert "households re-checked 0" in out.output
+    with session_scope(settings.database_url) as session:
+        (run,) = session.scalars(select(Run).where(Run.kind == "recheck")).all()
+        assert run.households == 0 and run.counts == {}
+        assert run.feed_versions["wages"]["diff"]["rows_new"] == len(wages)
+    again = CliRunner().invoke(app, ["--as-of", AS_OF.isoformat()])
+    assert again.exit_code == 0 and "nothing to re-check" in again.output

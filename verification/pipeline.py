@@ -44,7 +44,12 @@ from verification.intake import feeds as intake
 from verification.intake.tokens import TokenKey
 from verification.localtime import local_today
 from verification.matching import GRADE_DTYPE
-from verification.matching.run import RunMatch, match_staged, people_for_matching
+from verification.matching.run import (
+    RunMatch,
+    match_staged,
+    people_for_matching,
+    rows_of_tokens,
+)
 from verification.security import audit
 from verification.storage import bulk, session_scope
 from verification.storage.models import (
@@ -336,11 +341,27 @@ def matched_evidence(settings: Settings, versions: dict[str, dict],
     parts = [_no_evidence()]
     if feeds and len(people):
         linked = match_staged([path for _, _, path in feeds], people, key, prefilter=True)
+        tokens = people["person_token"].to_numpy(dtype=np.int64)
         for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
             contract = contract_for(kind)
-            parts += [evidence_from_staged(block, contract, feed_id)
-                      for block in _linked_blocks(path, contract, links)]
+            parts.append(evidence_from_staged(_rows_linked(path, contract, links, tokens),
+                                              contract, feed_id))
     return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+
+
+def _rows_linked(path: Path, contract: Contract, links: pd.DataFrame,
+                 tokens: np.ndarray) -> pd.DataFrame:
+    """The staged rows that matching linked (among those of ``tokens`` or with no token: the
+    rows ``match_staged(prefilter=True)`` read), with the household, member token and grade it
+    gave them — ``_linked_blocks`` for a few households, without reading the feed whole."""
+    links = links.sort_values("row", kind="stable")
+    table, positions = rows_of_tokens(path, staged_columns(contract), tokens)
+    at = np.searchsorted(positions, links["row"].to_numpy())
+    staged = table.take(pa.array(at, pa.int64())).to_pandas(
+        types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    return staged.assign(person_token=links["person_token"].to_numpy(),
+                         household_id=links["household_id"].to_numpy(),
+                         match_grade=pd.Categorical(links["match_grade"], dtype=GRADE_DTYPE))
 
 
 def _no_evidence() -> pd.DataFrame:

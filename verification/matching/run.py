@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
@@ -189,6 +189,25 @@ def _comparable(records: pd.DataFrame, key: TokenKey) -> pd.DataFrame:
     return person_keys(records.assign(**plain), key)
 
 
+def rows_of_tokens(path: Path, columns: list[str], tokens: np.ndarray
+                   ) -> tuple[pa.Table, np.ndarray]:
+    """``columns`` of the rows of a staged file whose token is one of ``tokens`` or missing, in
+    file order, and those rows' positions in the file. DuckDB pushes the token filter into the
+    Parquet scan, so the other columns are decoded for those rows only: for a re-check's 1 % of
+    persons about a tenth of the CPU of reading the columns whole and taking the rows."""
+    present = set(pq.read_schema(path).names)
+    fields = "".join(f', "{c}"' for c in columns if c in present)
+    source = "'" + str(path).replace("'", "''") + "'"
+    with duckdb.connect() as db:
+        db.register("wanted", pa.table({"t": pa.array(np.asarray(tokens, dtype=np.int64))}))
+        table = db.sql(f"SELECT file_row_number AS row_in_file{fields} "
+                       f"FROM read_parquet({source}, file_row_number = true) "
+                       "WHERE person_token IS NULL OR person_token IN (SELECT t FROM wanted) "
+                       "ORDER BY row_in_file").to_arrow_table()
+    positions = table.column("row_in_file").to_numpy().astype(np.int64)
+    return table.drop_columns(["row_in_file"]), positions
+
+
 def _identities(path: Path | None, tokens: np.ndarray | None = None
                 ) -> tuple[pd.DataFrame, np.ndarray | None]:
     """The identity columns of a staged file (absent ones — a file staged before they were
@@ -201,11 +220,9 @@ def _identities(path: Path | None, tokens: np.ndarray | None = None
         frame = pd.DataFrame()
     elif tokens is None:
         frame = pd.read_parquet(path, columns=wanted)
-    else:  # the token column alone first: the rest is read for the few rows kept
-        column = pq.read_table(path, columns=["person_token"]).column("person_token")
-        keep = pc.or_kleene(pc.is_null(column), pc.is_in(column, pa.array(tokens)))
-        positions = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
-        frame = pq.read_table(path, columns=wanted).take(pa.array(positions)).to_pandas()
+    else:
+        table, positions = rows_of_tokens(path, wanted, tokens)
+        frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
     types = {"person_token": "Int64", "birth_date": "datetime64[ns]",
              **dict.fromkeys(_FLAGS, "boolean")}
     for column in IDENTITY_COLUMNS:

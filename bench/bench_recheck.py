@@ -158,10 +158,21 @@ def bench_recheck(args: argparse.Namespace) -> dict:
             originals.append((module, attribute, getattr(module, attribute)))
             setattr(module, attribute, clock.wrap(attribute, getattr(module, attribute)))
         try:
+            profile = None
+            if args.profile:  # where the time goes, for the next step (the figures include it)
+                import cProfile
+
+                profile = cProfile.Profile()
+                profile.enable()
             wall, cpu = time.perf_counter(), time.process_time()
             outcome = recheck(settings, "wages", harness.AS_OF)
             total = {"wall_s": round(time.perf_counter() - wall, 2),
                      "cpu_s": round(time.process_time() - cpu, 2)}
+            if profile is not None:
+                import pstats
+
+                profile.disable()
+                pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
         finally:
             for module, attribute, function in originals:
                 setattr(module, attribute, function)
@@ -245,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--diff-rows", type=int, default=0,
                         help="only the feed diff, on two synthetic wages files of this many rows")
+    parser.add_argument("--profile", action="store_true",
+                        help="print the re-check's profile (cumulative time)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ on every row, which keeps the matcher's work proportional to persons, not rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -189,6 +190,12 @@ def _comparable(records: pd.DataFrame, key: TokenKey) -> pd.DataFrame:
     return person_keys(records.assign(**plain), key)
 
 
+@cache
+def _duckdb() -> duckdb.DuckDBPyConnection:
+    """This process's in-memory DuckDB (each caller works on its own cursor)."""
+    return duckdb.connect()
+
+
 def rows_of_tokens(path: Path, columns: list[str], tokens: np.ndarray
                    ) -> tuple[pa.Table, np.ndarray]:
     """``columns`` of the rows of a staged file whose token is one of ``tokens`` or missing, in
@@ -198,7 +205,7 @@ def rows_of_tokens(path: Path, columns: list[str], tokens: np.ndarray
     present = set(pq.read_schema(path).names)
     fields = "".join(f', "{c}"' for c in columns if c in present)
     source = "'" + str(path).replace("'", "''") + "'"
-    with duckdb.connect() as db:
+    with _duckdb().cursor() as db:  # a cursor of one in-memory database: opening one costs more
         db.register("wanted", pa.table({"t": pa.array(np.asarray(tokens, dtype=np.int64))}))
         table = db.sql(f"SELECT file_row_number AS row_in_file{fields} "
                        f"FROM read_parquet({source}, file_row_number = true) "

@@ -249,7 +249,7 @@ def _prepare_task(settings, run_key: str) -> dict:  # noqa: ANN001
     plan = pipeline.prepare_evidence(settings, run_id)
     out = _end(clocks, run_id=run_id, shards=plan.shards)
     out["evidence_rows"] = sum(pq.ParquetFile(p).metadata.num_rows for p in
-                               pipeline._run_dir(settings, run_id).glob("evidence*.parquet"))
+                               pipeline.run_dir(settings, run_id).glob("evidence*.parquet"))
     return out
 
 

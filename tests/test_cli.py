@@ -20,7 +20,7 @@ def _run(*args, env_home):
 def test_help_lists_the_commands(tmp_path):
     out = _run("--help", env_home=tmp_path)
     assert out.returncode == 0
-    for command in ("demo", "generate", "run", "report", "status", "db", "roster"):
+    for command in ("demo", "generate", "run", "recheck", "report", "status", "db", "roster"):
         assert command in out.stdout
 
 
@@ -49,3 +49,13 @@ def test_a_fresh_home_says_in_one_line_which_command_to_run(tmp_path):
     assert "Traceback" not in out.stdout + out.stderr and "SELECT" not in out.stderr
     lines = [x for x in out.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and "hedui db upgrade" in lines[0] and "数据库尚未初始化" in lines[0]
+
+
+def test_recheck_without_a_review_or_with_an_unknown_kind_is_a_message(tmp_path):
+    assert _run("db", "upgrade", env_home=tmp_path).returncode == 0
+    out = _run("recheck", env_home=tmp_path)
+    assert out.returncode == 1 and "尚无已完成的定期核对" in out.stderr
+    assert "hedui run" in out.stderr
+    out = _run("recheck", "--kind", "horoscopes", env_home=tmp_path)
+    assert out.returncode == 2 and "unknown feed kind" in out.stderr
+    assert "Traceback" not in out.stdout + out.stderr

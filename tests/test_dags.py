@@ -21,7 +21,7 @@ def bag():
 def test_no_import_errors_and_every_dag_is_there(bag):
     assert bag.import_errors == {}
     expected = {f"partner_{code}" for code in load_partners()} | {
-        "dynamic_review", "batch_check", "housekeeping"}
+        "dynamic_review", "batch_check", "housekeeping", "feed_recheck"}
     assert expected <= set(bag.dag_ids)
 
 
@@ -43,6 +43,19 @@ def test_partner_dags_emit_feed_assets_through_their_alias(bag):
     review = bag.dags["dynamic_review"]
     uris = {a.uri for a in review.timetable.asset_condition.objects}
     assert uris == {f"hedui://feeds/{k}" for spec in load_partners().values() for k in spec.feeds}
+
+
+def test_recheck_runs_on_any_one_feed_asset_one_run_at_a_time(bag):
+    """The full review waits for every kind; the re-check starts on any one of them."""
+    from airflow.sdk import AssetAny
+
+    recheck = bag.dags["feed_recheck"]
+    condition = recheck.timetable.asset_condition
+    assert isinstance(condition, AssetAny)
+    assert {a.uri for a in condition.objects} == {
+        f"hedui://feeds/{k}" for spec in load_partners().values() for k in spec.feeds}
+    assert recheck.max_active_runs == 1
+    assert [t.task_id for t in recheck.tasks] == ["recheck", "write_reports"]
 
 
 def test_review_maps_over_street_shards(bag):

@@ -46,7 +46,12 @@ from verification.intake import feeds as intake
 from verification.intake.tokens import TokenKey
 from verification.localtime import local_today
 from verification.matching import GRADE_DTYPE
-from verification.matching.run import RunMatch, match_staged, people_for_matching
+from verification.matching.run import (
+    RunMatch,
+    match_staged,
+    people_for_matching,
+    rows_of_tokens,
+)
 from verification.security import audit
 from verification.storage import bulk, evidence_files, session_scope
 from verification.storage.models import (
@@ -238,7 +243,7 @@ def start_review(settings: Settings, run_key: str, as_of: dt.date,
     """Create (or reset) the run ``run_key``: fixes the feed versions and the policy version."""
     policy = load_parameters().at(region, as_of)
     with session_scope(settings.database_url) as session:
-        feeds = _latest_feeds(session)
+        feeds = latest_feeds(session)
         run = session.scalar(select(Run).where(Run.run_key == run_key))
         if run is None:
             run = Run(run_key=run_key, as_of=as_of, region=region, kind=kind)
@@ -250,11 +255,11 @@ def start_review(settings: Settings, run_key: str, as_of: dt.date,
                      {"run_key": run_key, "policy_version": policy.version,
                       "feeds": {k: v.get("feed_id") for k, v in feeds.items()}})
         run_id = run.id
-    shutil.rmtree(_run_dir(settings, run_id), ignore_errors=True)
+    shutil.rmtree(run_dir(settings, run_id), ignore_errors=True)
     return run_id
 
 
-def _latest_feeds(session) -> dict[str, dict]:  # noqa: ANN001
+def latest_feeds(session) -> dict[str, dict]:  # noqa: ANN001
     """Per feed kind: the newest accepted feed, or a note that none is available."""
     found: dict[str, dict] = {}
     # Registered partners only: an answer from another verification centre
@@ -275,7 +280,7 @@ def _latest_feeds(session) -> dict[str, dict]:  # noqa: ANN001
     return found
 
 
-def _run_dir(settings: Settings, run_id: int) -> Path:
+def run_dir(settings: Settings, run_id: int) -> Path:
     return settings.runs_dir / f"run-{run_id}"
 
 
@@ -292,7 +297,7 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
     feeds = [(kind, v["feed_id"], Path(v["staged_path"])) for kind, v in versions.items()
              if v.get("feed_id")]
     linked = match_staged([path for _, _, path in feeds], people_for_matching(settings, key), key)
-    folder = _run_dir(settings, run_id)
+    folder = run_dir(settings, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     _log_matching(run_id, linked, folder)
     linked.candidates([path for _, _, path in feeds], [feed_id for _, feed_id, _ in feeds]) \
@@ -320,6 +325,42 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
     tasklog.evidence_matched(run_id, evidence_rows, sum(len(links) for links in linked.links),
                              linked.rows, len(shards))
     return RunPlan(run_id, shards)
+
+
+def matched_evidence(settings: Settings, versions: dict[str, dict],
+                     household_ids: list[int]) -> pd.DataFrame:
+    """The evidence of a few households (a batch, a re-check), matched as a review matches it
+    (verification/matching/run.py): the token where the record's own fields agree (certain),
+    the fallback for rows whose ID is unusable — against these households' members only. Of
+    each feed only the token column is read whole (``prefilter``)."""
+    key = TokenKey.from_settings(settings)
+    feeds = [(kind, v["feed_id"], Path(v["staged_path"])) for kind, v in versions.items()
+             if v.get("feed_id")]
+    people = people_for_matching(settings, key, household_ids)
+    parts = [_no_evidence()]
+    if feeds and len(people):
+        linked = match_staged([path for _, _, path in feeds], people, key, prefilter=True)
+        tokens = people["person_token"].to_numpy(dtype=np.int64)
+        for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
+            contract = contract_for(kind)
+            parts.append(evidence_from_staged(_rows_linked(path, contract, links, tokens),
+                                              contract, feed_id))
+    return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+
+
+def _rows_linked(path: Path, contract: Contract, links: pd.DataFrame,
+                 tokens: np.ndarray) -> pd.DataFrame:
+    """The staged rows that matching linked (among those of ``tokens`` or with no token: the
+    rows ``match_staged(prefilter=True)`` read), with the household, member token and grade it
+    gave them — ``_linked_blocks`` for a few households, without reading the feed whole."""
+    links = links.sort_values("row", kind="stable")
+    table, positions = rows_of_tokens(path, staged_columns(contract), tokens)
+    at = np.searchsorted(positions, links["row"].to_numpy())
+    staged = table.take(pa.array(at, pa.int64())).to_pandas(
+        types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    return staged.assign(person_token=links["person_token"].to_numpy(),
+                         household_id=links["household_id"].to_numpy(),
+                         match_grade=pd.Categorical(links["match_grade"], dtype=GRADE_DTYPE))
 
 
 def _no_evidence() -> pd.DataFrame:
@@ -352,9 +393,9 @@ def review_shard(settings: Settings, run_id: int, shard: str) -> str:
         as_of, region, versions = run.as_of, run.region, run.feed_versions
     households = load_households(settings, street=shard)
     members = load_members(settings, street=shard)  # by join: no list of ids in the query
-    evidence = _street_evidence(_run_dir(settings, run_id) / "evidence.parquet", shard,
+    evidence = _street_evidence(run_dir(settings, run_id) / "evidence.parquet", shard,
                                 households.index)
-    out = _run_dir(settings, run_id) / f"shard-{shard}"
+    out = run_dir(settings, run_id) / f"shard-{shard}"
     assess_and_flag(settings, households, members, evidence, versions, as_of, region, out)
     kinds = pd.read_parquet(out / "flags.parquet", columns=["kind"])["kind"].value_counts()
     tasklog.households_checked(run_id, len(households), {str(k): int(n) for k, n in
@@ -413,7 +454,7 @@ def _write_unresolved(settings: Settings, run_id: int, shard_dirs: list[str],
              if (Path(folder) / "unresolved.parquet").exists()]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=UNRESOLVED_COLUMNS)
-    folder = _run_dir(settings, run_id)
+    folder = run_dir(settings, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     frame.to_csv(folder / "unresolved-records.csv", index=False, encoding="utf-8-sig")
     counts = {str(k): int(n) for k, n in frame["source_kind"].value_counts().items()}
@@ -663,16 +704,24 @@ def _nums(values: pd.Series) -> pd.Series:
 
 
 # ---- frames from the database ----------------------------------------------------------------
-def load_households(settings: Settings, street: str | None = None) -> pd.DataFrame:
+def load_households(settings: Settings, street: str | None = None,
+                    household_ids: np.ndarray | None = None) -> pd.DataFrame:
+    """Households, of one street or of the given ids (a re-check's few), or all."""
     query = select(Household.id.label("household_id"), Household.household_code,
                    Household.area_code, Household.street_code, Household.community_code,
                    Household.status, Household.category, Household.urban_rural,
                    Household.current_benefit)
     if street:
         query = query.where(Household.street_code == street)
+    columns = [c.name for c in query.selected_columns]
     with session_scope(settings.database_url) as session:
-        frame = pd.DataFrame(session.execute(query).all(),
-                             columns=[c.name for c in query.selected_columns])
+        if household_ids is None:
+            frame = pd.DataFrame(session.execute(query).all(), columns=columns)
+        else:  # in chunks: SQLite allows 32,766 parameters a statement
+            ids = [int(i) for i in household_ids]
+            frame = pd.DataFrame([row for start in range(0, len(ids), 5_000)
+                                  for row in session.execute(query.where(Household.id.in_(
+                                      ids[start:start + 5_000]))).all()], columns=columns)
     return frame.set_index("household_id")
 
 

@@ -236,7 +236,7 @@ def collect_evidence(settings: Settings, batch_id: int, as_of: dt.date | None = 
     if outcomes:  # fix the versions again: the answers are now the newest feeds of their kinds
         run_id = pipeline.start_review(settings, f"batch-{batch.batch_code}", as_of, kind="batch")
         versions = _mark_unanswered(settings, run_id, batch_id, outcomes)
-    matched = _matched_evidence(settings, versions, households)
+    matched = pipeline.matched_evidence(settings, versions, households)
     folder = _work_dir(settings, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     matched.to_parquet(folder / "evidence.parquet", index=False)
@@ -311,32 +311,6 @@ def _require_authorisations(settings: Settings, batch: Batch, run_id: int,
 
 def _work_dir(settings: Settings, run_id: int) -> Path:
     return settings.runs_dir / f"run-{run_id}"
-
-
-def _matched_evidence(settings: Settings, versions: dict[str, dict],
-                      household_ids: list[int]) -> pd.DataFrame:
-    """The batch's evidence, matched as a review matches it (verification/matching/run.py): the
-    token where the record's own fields agree (certain), the fallback for rows whose ID is
-    unusable — against the batch's members only."""
-    from schemas import contract_for
-    from verification import pipeline
-    from verification.assessment.evidence import evidence_from_staged
-    from verification.intake.tokens import TokenKey
-    from verification.matching.run import match_staged, people_for_matching
-
-    key = TokenKey.from_settings(settings)
-    feeds = [(kind, v["feed_id"], Path(v["staged_path"])) for kind, v in versions.items()
-             if v.get("feed_id")]
-    people = people_for_matching(settings, key, household_ids)
-    parts = [pipeline._no_evidence()]
-    if feeds and len(people):
-        linked = match_staged([path for _, _, path in feeds], people, key,
-                              only_roster_tokens=True)
-        for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
-            contract = contract_for(kind)
-            parts += [evidence_from_staged(block, contract, feed_id)
-                      for block in pipeline._linked_blocks(path, contract, links)]
-    return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
 
 
 def assess_batch(settings: Settings, batch_id: int, run_id: int) -> dict[str, int]:

@@ -101,6 +101,10 @@ def status(run_id: int = typer.Argument(None, help="运行编号 / run id (defau
                           if v.get("unresolved")}
             if unresolved:
                 typer.echo(f"    未决身份记录 / unresolved records (no flag): {unresolved}")
+            changed = {kind: v["diff"]["persons_changed"]
+                       for kind, v in (r.feed_versions or {}).items() if v.get("diff")}
+            if r.kind == "recheck":
+                typer.echo(f"    动态复核 / re-check: 变化人员 persons changed {changed}")
             if r.reports_dir:
                 typer.echo(f"    reports: {r.reports_dir}")
 

@@ -131,6 +131,10 @@ def resolve_flag(settings: Settings, who: Principal, flag_id: int, resolution: s
         if flag.status == "resolved":
             raise FlagActionError(f"flag {flag_id} is already resolved ({flag.resolution} by "
                                   f"{flag.resolved_by})")
+        if flag.status == "superseded":
+            raise FlagActionError(f"该核对结论已被动态复核的新结论取代，请办理新结论 / flag "
+                                  f"{flag_id} was superseded by a re-check's new outcome: act "
+                                  "on the household's current flag")
         flag.status, flag.resolution, flag.resolution_note = "resolved", resolution, note.strip()
         flag.resolved_by, flag.resolved_at = who.username, utcnow()
         audit.record(session, who.username, "flag.resolved", f"flag:{flag_id}",

@@ -16,10 +16,13 @@ on every row, which keeps the matcher's work proportional to persons, not rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
@@ -84,6 +87,8 @@ class RunMatch:
     rows: int
     identities: int
     row_identity: list[np.ndarray]  # per file: each row's run-wide identity
+    # per file: the file positions of the rows matched (None: every row, in order)
+    row_positions: list[np.ndarray | None] | None = None
 
     def candidates(self, paths: list[Path], feed_ids: list[int]) -> pd.DataFrame:
         """What the officer is shown for each row sent to REVIEW: the row (``feed_id``,
@@ -93,10 +98,13 @@ class RunMatch:
         if not len(shown):
             return pd.DataFrame(columns=["feed_id", "record_ref"])
         parts = []
-        for path, feed_id, identity in zip(paths, feed_ids, self.row_identity, strict=True):
+        positions = self.row_positions or [None] * len(paths)
+        for path, feed_id, identity, at in zip(paths, feed_ids, self.row_identity, positions,
+                                               strict=True):
             rows = np.flatnonzero(np.isin(identity, shown["record_index"].to_numpy()))
             if len(rows):
-                refs = pd.read_parquet(path, columns=["record_id"])["record_id"].to_numpy()[rows]
+                refs = pd.read_parquet(path, columns=["record_id"])["record_id"].to_numpy()[
+                    rows if at is None else at[rows]]
                 parts.append(pd.DataFrame({"feed_id": feed_id, "record_ref": refs,
                                            "record_index": identity[rows]}))
         if not parts:
@@ -106,26 +114,33 @@ class RunMatch:
 
 
 def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
-                 settings: MatchSettings | None = None, *, only_roster_tokens: bool = False
-                 ) -> RunMatch:
+                 settings: MatchSettings | None = None, *, only_roster_tokens: bool = False,
+                 prefilter: bool = False) -> RunMatch:
     """Match the rows of every staged file in ``paths`` to ``people`` in one ``match_records``
     call; returns the links per file.
 
     ``only_roster_tokens`` (a batch: ``people`` are a few households, not the roster): rows whose
     valid ID names someone not among ``people`` are left out — they are somebody else's, and the
     fallback would only find them namesakes; the unresolved rows and the rows of ``people``'s
-    tokens are matched as in a review."""
-    distinct, per_file, rows = [], [], 0
+    tokens are matched as in a review.
+
+    ``prefilter`` (implies ``only_roster_tokens``; a batch or a re-check of a few households
+    against feeds of millions of rows): the rows that filter would leave out are not even
+    read — only the token column of each file is read whole — which gives the same links at a
+    fraction of the cost; the links' ``row`` stays the row's position in its file."""
+    distinct, per_file, rows, kept = [], [], 0, []
+    wanted = people["person_token"].to_numpy(dtype=np.int64) if prefilter else None
     for path in paths:
-        frame = _identities(path)
+        frame, at = _identities(path, wanted)
+        kept.append(at)
         rows += len(frame)
         group, first = identity_groups(frame)
         per_file.append(group)
         distinct.append(frame.iloc[first])
-    table = pd.concat(distinct, ignore_index=True) if distinct else _identities(None)
+    table = pd.concat(distinct, ignore_index=True) if distinct else _identities(None)[0]
     overall, first = identity_groups(table)
     records = table.iloc[first].reset_index(drop=True)
-    if only_roster_tokens:  # the index stays the run-wide identity number
+    if only_roster_tokens or prefilter:  # the index stays the run-wide identity number
         token = records["person_token"]
         records = records[token.isna().to_numpy() | token.isin(people["person_token"]).to_numpy()]
     offsets = np.cumsum([0] + [len(d) for d in distinct])
@@ -147,9 +162,10 @@ def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
     for i, group in enumerate(per_file):
         identity = overall[offsets[i] + group]  # file's own groups → run-wide identities
         identities.append(identity)
-        file_rows = pd.DataFrame({"row": np.arange(len(group)), "identity": identity})
+        position = np.arange(len(group)) if kept[i] is None else kept[i]
+        file_rows = pd.DataFrame({"row": position, "identity": identity})
         links.append(file_rows.merge(matched, on="identity", how="inner")[LINK_COLUMNS])
-    return RunMatch(result, links, rows, len(records), identities)
+    return RunMatch(result, links, rows, len(records), identities, kept)
 
 
 def identity_groups(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -174,12 +190,46 @@ def _comparable(records: pd.DataFrame, key: TokenKey) -> pd.DataFrame:
     return person_keys(records.assign(**plain), key)
 
 
-def _identities(path: Path | None) -> pd.DataFrame:
+@cache
+def _duckdb() -> duckdb.DuckDBPyConnection:
+    """This process's in-memory DuckDB (each caller works on its own cursor)."""
+    return duckdb.connect()
+
+
+def rows_of_tokens(path: Path, columns: list[str], tokens: np.ndarray
+                   ) -> tuple[pa.Table, np.ndarray]:
+    """``columns`` of the rows of a staged file whose token is one of ``tokens`` or missing, in
+    file order, and those rows' positions in the file. DuckDB pushes the token filter into the
+    Parquet scan, so the other columns are decoded for those rows only: for a re-check's 1 % of
+    persons about a tenth of the CPU of reading the columns whole and taking the rows."""
+    present = set(pq.read_schema(path).names)
+    fields = "".join(f', "{c}"' for c in columns if c in present)
+    source = "'" + str(path).replace("'", "''") + "'"
+    with _duckdb().cursor() as db:  # a cursor of one in-memory database: opening one costs more
+        db.register("wanted", pa.table({"t": pa.array(np.asarray(tokens, dtype=np.int64))}))
+        table = db.sql(f"SELECT file_row_number AS row_in_file{fields} "
+                       f"FROM read_parquet({source}, file_row_number = true) "
+                       "WHERE person_token IS NULL OR person_token IN (SELECT t FROM wanted) "
+                       "ORDER BY row_in_file").to_arrow_table()
+    positions = table.column("row_in_file").to_numpy().astype(np.int64)
+    return table.drop_columns(["row_in_file"]), positions
+
+
+def _identities(path: Path | None, tokens: np.ndarray | None = None
+                ) -> tuple[pd.DataFrame, np.ndarray | None]:
     """The identity columns of a staged file (absent ones — a file staged before they were
-    kept — as missing: they then give no evidence either way)."""
+    kept — as missing: they then give no evidence either way), and, when ``tokens`` are given,
+    only of the rows whose token is one of them or missing, with those rows' positions."""
     present = set(pq.read_schema(path).names) if path is not None else set()
     wanted = [c for c in IDENTITY_COLUMNS if c in present]
-    frame = pd.read_parquet(path, columns=wanted) if path is not None else pd.DataFrame()
+    positions = None
+    if path is None:
+        frame = pd.DataFrame()
+    elif tokens is None:
+        frame = pd.read_parquet(path, columns=wanted)
+    else:
+        table, positions = rows_of_tokens(path, wanted, tokens)
+        frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
     types = {"person_token": "Int64", "birth_date": "datetime64[ns]",
              **dict.fromkeys(_FLAGS, "boolean")}
     for column in IDENTITY_COLUMNS:
@@ -187,4 +237,4 @@ def _identities(path: Path | None) -> pd.DataFrame:
             frame[column] = pd.Series(pd.NA, index=frame.index, dtype=types.get(column, "string"))
     # Arrow-backed strings: grouping factorises them in Arrow (identity_groups)
     return frame[list(IDENTITY_COLUMNS)].astype(
-        {**dict.fromkeys(IDENTITY_COLUMNS, "string[pyarrow]"), **types})
+        {**dict.fromkeys(IDENTITY_COLUMNS, "string[pyarrow]"), **types}), positions

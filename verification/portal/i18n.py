@@ -196,6 +196,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "inbox.overdue": ("已超期", "overdue"),
     "inbox.from_review": ("定期核对", "Review"),
     "inbox.from_batch": ("批次", "Batch"),
+    "inbox.from_recheck": ("动态复核", "Re-check"),
     "inbox.any_due": ("全部期限", "Any due date"),
     "inbox.due_overdue": ("已超期", "Overdue"),
     "inbox.due_week": ("7 天内到期", "Due within 7 days"),
@@ -251,6 +252,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "flag.status.open": ("待签收", "Open"),
     "flag.status.acknowledged": ("办理中", "Acknowledged"),
     "flag.status.resolved": ("已办结", "Resolved"),
+    "flag.status.superseded": ("已由动态复核取代", "Superseded by a re-check"),
     "match.certain": ("确定", "certain"),
     "match.probable": ("较可能", "probable"),
     "match.possible": ("可能", "possible"),
@@ -340,6 +342,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "fair.uncertain_only": ("其中仅因匹配不确定", "of which only uncertain matches"),
     "fair.run": ("核对", "Run"),
     "fair.kind.review": ("定期核对", "Review"),
+    "fair.kind.recheck": ("动态复核", "Re-check"),
     "fair.kind.batch": ("批量核对", "Batch"),
 }
 

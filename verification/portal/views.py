@@ -27,6 +27,7 @@ from verification.localtime import LOCAL_TZ, to_local  # noqa: F401 (to_local: t
 from verification.security.access import Principal
 from verification.storage import session_scope
 from verification.storage.models import (
+    DONE_STATES,
     NO_DUE_KEY,
     Assessment,
     Batch,
@@ -111,10 +112,17 @@ class FlagFilter:
 
 
 def _inbox_runs(session, review_id: int | None) -> list[int]:  # noqa: ANN001
-    """The runs whose flags an officer works on: the latest review's and every finished batch
-    check's (a short list of ids, so the flag queries below carry no run subquery)."""
+    """The runs whose flags an officer works on: the latest review's, the re-checks since it
+    and every finished batch check's (a short list of ids, so the flag queries below carry no
+    run subquery). A re-check that changed a household's outcome marks the flag it replaced
+    ``superseded`` (docs/architecture.md, "The incremental path"), so each household shows its
+    current flag."""
     runs = session.scalars(select(Run.id).where(Run.status == "done", Run.kind == "batch")).all()
-    return sorted({*runs, *([review_id] if review_id is not None else [])})
+    if review_id is None:
+        return sorted(runs)
+    rechecks = session.scalars(select(Run.id).where(
+        Run.status == "done", Run.kind == "recheck", Run.id > review_id)).all()
+    return sorted({*runs, review_id, *rechecks})
 
 
 def _inbox_scope(table: Any, runs: list[int], who: Principal, q: str = "",
@@ -137,8 +145,8 @@ def _inbox_scope(table: Any, runs: list[int], who: Principal, q: str = "",
 
 
 def _filters(want: FlagFilter, today: dt.date) -> list[Any]:
-    found = [(Flag.status == "resolved") if want.status == "done"
-             else (Flag.status != "resolved")]
+    found = [Flag.status.in_(DONE_STATES) if want.status == "done"
+             else Flag.status.not_in(DONE_STATES)]
     if want.kind:
         found.append(Flag.kind == want.kind)
     if want.street:
@@ -167,7 +175,7 @@ def _flag_groups(session, runs: list[int], who: Principal, q: str,  # noqa: ANN0
     search these are sums over flag_counts (a few thousand rows kept by triggers), not a count
     of every flag; a search narrows to a few households, so its flags are counted directly."""
     if q:
-        keys = (Flag.status == "resolved", Flag.kind, _due_bucket(Flag.due_date, today),
+        keys = (Flag.status.in_(DONE_STATES), Flag.kind, _due_bucket(Flag.due_date, today),
                 Flag.street_code, Flag.community_code)
         return session.execute(select(*keys, func.count())
                                .where(*_inbox_scope(Flag, runs, who, q)).group_by(*keys)).all()
@@ -362,7 +370,7 @@ def dashboard(settings: Settings, who: Principal, today: dt.date, lang: str,
             .group_by(Run.id, Run.as_of, Run.run_key, Flag.kind), who)).all()
         open_rows = session.execute(_scoped(
             select(Flag.due_date, Flag.created_at).where(
-                Flag.run_id == run.id, Flag.kind != "KEEP", Flag.status != "resolved"),
+                Flag.run_id == run.id, Flag.kind != "KEEP", Flag.status.not_in(DONE_STATES)),
             who)).all()
     kinds = Counter()
     streets: dict[str, Counter] = defaultdict(Counter)

@@ -239,7 +239,8 @@ class Flag(Base):
     due_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     evidence_digest: Mapped[str] = mapped_column(String(64), default="")
     policy_version: Mapped[str] = mapped_column(String(80), default="")
-    status: Mapped[str] = mapped_column(String(20), default="open")  # open|acknowledged|resolved
+    # open | acknowledged | resolved | superseded (a later re-check replaced it: DONE_STATES)
+    status: Mapped[str] = mapped_column(String(20), default="open")
     resolution: Mapped[str] = mapped_column(String(20), default="")
     resolution_note: Mapped[str] = mapped_column(Text, default="")
     resolved_by: Mapped[str] = mapped_column(String(60), default="")
@@ -268,6 +269,10 @@ class FlagCount(Base):
 
 
 NO_DUE_KEY = dt.date(9999, 12, 31)
+# A flag needs nothing more from an officer once resolved, or once a re-check replaced it with
+# the household's new outcome (``superseded``); flag_counts' ``resolved`` is "in these states"
+# (migration 0004 states them again: a migration does not import the models).
+DONE_STATES = ("resolved", "superseded")
 
 
 class FlagReason(Base):

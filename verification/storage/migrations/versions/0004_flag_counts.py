@@ -32,12 +32,15 @@ branch_labels = None
 depends_on = None
 
 KEY = "run_id, resolved, kind, street_code, community_code, due_key"
+# "resolved" counts the flags that need nothing more: resolved, or superseded by a re-check's
+# new outcome (verification/storage/models.py DONE_STATES)
+DONE = "('resolved', 'superseded')"
 NO_DUE = "9999-12-31"
 
 # SQLite: row triggers, one upsert per row written (the bulk writer's executemany).
-SQLITE_ROW = ("(NEW.run_id, NEW.status IS 'resolved', NEW.kind, NEW.street_code, "
+SQLITE_ROW = (f"(NEW.run_id, NEW.status IN {DONE}, NEW.kind, NEW.street_code, "
               f"NEW.community_code, COALESCE(NEW.due_date, '{NO_DUE}'), 1)")
-SQLITE_OLD = (f"run_id = OLD.run_id AND resolved = (OLD.status IS 'resolved') "
+SQLITE_OLD = (f"run_id = OLD.run_id AND resolved = (OLD.status IN {DONE}) "
               "AND kind = OLD.kind AND street_code = OLD.street_code "
               f"AND community_code = OLD.community_code "
               f"AND due_key = COALESCE(OLD.due_date, '{NO_DUE}')")
@@ -45,7 +48,7 @@ SQLITE_ADD = (f"INSERT INTO flag_counts ({KEY}, n) VALUES {SQLITE_ROW} "
               f"ON CONFLICT ({KEY}) DO UPDATE SET n = n + 1;")
 SQLITE_REMOVE = (f"UPDATE flag_counts SET n = n - 1 WHERE {SQLITE_OLD}; "
                  f"DELETE FROM flag_counts WHERE n <= 0 AND {SQLITE_OLD};")
-SQLITE_CHANGED = ("(OLD.status IS 'resolved') IS NOT (NEW.status IS 'resolved') "
+SQLITE_CHANGED = (f"(OLD.status IN {DONE}) IS NOT (NEW.status IN {DONE}) "
                   "OR OLD.run_id IS NOT NEW.run_id OR OLD.kind IS NOT NEW.kind "
                   "OR OLD.street_code IS NOT NEW.street_code "
                   "OR OLD.community_code IS NOT NEW.community_code "
@@ -53,7 +56,7 @@ SQLITE_CHANGED = ("(OLD.status IS 'resolved') IS NOT (NEW.status IS 'resolved') 
 
 # PostgreSQL: statement triggers over the transition tables, one grouped upsert per statement
 # (a run's COPY of 100,000 flags is one statement, not 100,000 trigger calls).
-PG_GROUPED = (f"SELECT run_id, status IS NOT DISTINCT FROM 'resolved', kind, street_code, "
+PG_GROUPED = (f"SELECT run_id, status IN {DONE}, kind, street_code, "
               f"community_code, COALESCE(due_date, DATE '{NO_DUE}'), count(*) FROM {{rows}} "
               "GROUP BY 1, 2, 3, 4, 5, 6")
 PG_FUNCTION = f"""
@@ -108,7 +111,7 @@ def upgrade() -> None:
                        f"REFERENCING {tables} FOR EACH STATEMENT "
                        "EXECUTE FUNCTION flag_counts_apply()")
     else:
-        op.execute(f"INSERT INTO flag_counts ({KEY}, n) SELECT run_id, status IS 'resolved', "
+        op.execute(f"INSERT INTO flag_counts ({KEY}, n) SELECT run_id, status IN {DONE}, "
                    f"kind, street_code, community_code, COALESCE(due_date, '{NO_DUE}'), "
                    "count(*) FROM flags GROUP BY 1, 2, 3, 4, 5, 6")
         op.execute("CREATE TRIGGER flag_counts_insert AFTER INSERT ON flags "

@@ -247,11 +247,15 @@ class MatchResult:
     counts: dict[str, int] = field(default_factory=dict)
     # pairs each blocking rule proposes for the records sent to the fallback, before comparing
     blocking: dict[str, int] = field(default_factory=dict)
+    # each fallback grade's precision as measured in this run (or the settings' measured table),
+    # and the grades gated below ``review_min_precision``
+    grade_precision: dict[str, Any] = field(default_factory=dict)
 
     def run_log(self) -> dict[str, Any]:
         """Settings, fitted parameters and counts: logged with each run. No personal data."""
         return {"settings": self.settings.to_dict(), "model": self.model, "counts": self.counts,
-                "blocking": self.blocking, "name_key_version": NAME_KEY_VERSION}
+                "blocking": self.blocking, "grade_precision": self.grade_precision,
+                "name_key_version": NAME_KEY_VERSION}
 
 
 def person_keys(frame: pd.DataFrame, key: TokenKey | bytes) -> pd.DataFrame:
@@ -346,12 +350,114 @@ def match_records(
         extra, _ = score(_own_fields(keyed.rows(doubted).reset_index(drop=True)), people,
                          linked.model, settings)
         pairs = pd.concat([pairs, extra.assign(record_row=doubted[extra["left_row"].to_numpy()])])
+    if settings.one_record_per_person:
+        pairs = _one_to_one(records, exact, pairs, settings)
     fallback = _fallback_grades(records, pairs, people[MEMBER_KEY].to_numpy(dtype=np.int64),
                                 settings)
+    precision, measured_on = _calibrate(keyed, people, exact, linked.model, settings)
+    gated = _gated_grades(precision, settings)
     result = _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared,
-                       settings)
+                       settings, gated)
     result.blocking = blocking
+    result.grade_precision = {"precision": precision, "records": measured_on,
+                              "review_min_precision": settings.review_min_precision,
+                              "gated": sorted(gated)}
     return result
+
+
+def _gated_grades(precision: dict[str, float], settings: MatchSettings) -> set[str]:
+    """Grades whose precision is below ``settings.review_min_precision``: their links may not
+    put a household on REVIEW (they go to the candidates file only)."""
+    return {grade for grade, p in precision.items() if not p >= settings.review_min_precision}
+
+
+def _graded_best(pairs: pd.DataFrame, method: str, settings: MatchSettings) -> pd.DataFrame:
+    """Each record's best pair graded as the fallback grades it (a rival within the ambiguity
+    margin caps it at possible; without learnt weights everything is at most possible)."""
+    best = best_per_left(pairs, settings.ambiguity_margin, by="record_row")
+    codes = _cap(best["grade_code"].to_numpy(), best["ambiguous"].to_numpy(), POSSIBLE)
+    if method != "labelled":
+        codes = np.maximum(codes, GRADES.index(POSSIBLE))
+    return best.assign(grade_code=codes)
+
+
+def _calibrate(keyed: _Keyed, people: pd.DataFrame, exact: pd.DataFrame, model: FellegiSunter,
+               settings: MatchSettings) -> tuple[dict[str, float], int]:
+    """Each fallback grade's precision, measured in this run: records whose token match is
+    certain or probable (the token says who they are; their names are as dirty as anyone's) are
+    placed again by the fallback as if their ID were unusable — with the fields read off the ID
+    blanked — once with their person on the roster, once with the person taken off (an outsider
+    who resembles a member: every link is wrong). With s the share of records expected on the
+    roster (the model's prior × roster size), precision(g) = s·right(g) / (s·linked(g) +
+    (1 − s)·outsider_linked(g)). Fewer than ``min_labelled_records`` such records: the
+    measured table of the settings."""
+    fallback = dict(settings.measured_grade_precision)
+    certain = exact[exact["grade_code"] <= GRADES.index(PROBABLE)].drop_duplicates("record_row")
+    if min(len(certain), settings.calibration_records) < settings.min_labelled_records:
+        return fallback, 0
+    rng = np.random.default_rng(settings.seed + 2)
+    chosen = np.sort(rng.choice(len(certain), min(settings.calibration_records, len(certain)),
+                                replace=False))
+    rows = certain["record_row"].to_numpy()[chosen]
+    person = certain["right_row"].to_numpy()[chosen]
+    # a field read off the valid ID is right by construction; an unusable ID gives no such help
+    fields = _own_fields(keyed.rows(rows).reset_index(drop=True))
+    scored, _ = score(fields, people, model, settings)
+    scored = scored.rename(columns={"left_row": "record_row"})
+    if not len(scored):
+        return fallback, 0
+    own = person[scored["record_row"].to_numpy()] == scored["right_row"].to_numpy()
+    on = _graded_best(scored, model.method, settings)
+    off = _graded_best(scored[~own], model.method, settings)
+    right = on["right_row"].to_numpy() == person[on["record_row"].to_numpy()]
+    share = float(np.clip(model.prior * len(people), 0.0, 1.0))
+    precision = {}
+    for grade in (PROBABLE, POSSIBLE):
+        code = GRADES.index(grade)
+        hits = np.count_nonzero((on["grade_code"].to_numpy() == code) & right) / len(rows)
+        linked = np.count_nonzero(on["grade_code"].to_numpy() == code) / len(rows)
+        wrong_out = np.count_nonzero(off["grade_code"].to_numpy() == code) / len(rows)
+        denominator = share * linked + (1 - share) * wrong_out
+        precision[grade] = (share * hits / denominator if denominator > 0
+                            else fallback.get(grade, float("nan")))
+    return precision, len(rows)
+
+
+def _one_to_one(records: pd.DataFrame, exact: pd.DataFrame, pairs: pd.DataFrame,
+                settings: MatchSettings) -> pd.DataFrame:
+    """Pairs left once each member is assigned to at most one record per ``source`` (all records
+    one source without that column): certain token links keep their member; the others are
+    assigned greedily by weight — in each round every unassigned record proposes its best
+    member still free, and each member takes its heaviest proposer — so twins or namesakes in one
+    monthly file cannot both land on the same person. A record's pairs to members assigned to
+    another record are dropped; a record whose candidates were all taken keeps none."""
+    source = (pd.factorize(records["source"])[0] if "source" in records.columns
+              else np.zeros(len(records), dtype=np.int64)).astype(np.int64)
+    width = np.int64(len(source) + 1)
+    fixed = exact[exact["grade_code"] == 0]
+    taken = set((source[fixed["record_row"].to_numpy()] * width
+                 + fixed["right_row"].to_numpy()).tolist())
+    pairs = pairs.sort_values("match_weight", ascending=False, kind="stable")
+    slot = source[pairs["record_row"].to_numpy()] * width + pairs["right_row"].to_numpy()
+    free = ~np.isin(slot, np.fromiter(taken, dtype=np.int64, count=len(taken)))
+    record = pairs["record_row"].to_numpy()
+    owner = pd.Series(-1, index=pd.unique(slot))  # slot → record assigned to it
+    done = np.zeros(len(records), dtype=bool)
+    while True:
+        open_ = free & ~done[record] & (owner.reindex(slot).to_numpy() < 0)
+        if not open_.any():
+            break
+        at = np.flatnonzero(open_)
+        proposals = at[~pd.Series(record[at]).duplicated().to_numpy()]  # best free per record
+        winners = proposals[~pd.Series(slot[proposals]).duplicated().to_numpy()]
+        owner.loc[slot[winners]] = record[winners]
+        done[record[winners]] = True
+        # a record whose every free candidate is taken stops proposing
+        still = free & ~done[record] & (owner.reindex(slot).to_numpy() < 0)
+        done[np.setdiff1d(record[open_], record[still])] = True
+    assigned_to = owner.reindex(slot).to_numpy()
+    keep = free & ((assigned_to < 0) | (assigned_to == record))
+    return pairs[keep].sort_values(["record_row", "match_weight"], ascending=[True, False])
 
 
 def _announce_blocking(keyed: _Keyed, rest_rows: np.ndarray, people: pd.DataFrame,
@@ -365,26 +471,37 @@ def _announce_blocking(keyed: _Keyed, rest_rows: np.ndarray, people: pd.DataFram
     return counts
 
 
-def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared, settings):
+def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared, settings,
+              gated: set[str]):
     """The result frames: a doubted token match the fallback re-placed is dropped; records with
-    neither are unmatched; every graded-down record gets its candidates."""
+    neither are unmatched; every graded-down record gets its candidates. A link of a gated grade
+    is no match (it may not put a household on REVIEW): the record is unmatched and listed in
+    the candidates with ``gated`` true."""
     exact = exact[~exact["record_row"].isin(fallback["record_row"])]
     linked_exact = exact[exact["grade_code"] < GRADES.index(NONE)]
-    matched = pd.concat([_matched_frame(records, members, linked_exact),
-                         _matched_frame(records, members, fallback)])
+    gated_codes = [GRADES.index(g) for g in gated]
+    kept_exact = linked_exact[~linked_exact["grade_code"].isin(gated_codes)]
+    kept_fallback = fallback[~fallback["grade_code"].isin(gated_codes)]
+    matched = pd.concat([_matched_frame(records, members, kept_exact),
+                         _matched_frame(records, members, kept_fallback)])
     refuted = exact.loc[exact["grade_code"] == GRADES.index(NONE), "record_row"].to_numpy()
-    unmatched_rows = np.setdiff1d(np.union1d(rest_rows, refuted),
-                                  fallback["record_row"].to_numpy())
+    held = np.union1d(np.setdiff1d(linked_exact["record_row"], kept_exact["record_row"]),
+                      np.setdiff1d(fallback["record_row"], kept_fallback["record_row"]))
+    unmatched_rows = np.union1d(np.setdiff1d(np.union1d(rest_rows, refuted),
+                                             fallback["record_row"].to_numpy()), held)
     doubted = exact[exact["grade_code"] > 0]
     reviewed = pd.concat([doubted, fallback], ignore_index=True)
     shown = pd.concat([doubted, pairs], ignore_index=True)
     counts = {"records": len(records), "candidate_pairs": compared}
     counts |= matched["match_grade"].value_counts().reindex(GRADES[:3], fill_value=0).to_dict()
     counts[NONE] = len(unmatched_rows)
+    counts["gated"] = len(held)
+    candidates = _candidates(records, members, shown, reviewed, settings)
+    candidates["gated"] = candidates["record_grade"].astype(str).isin(gated).to_numpy()
     return MatchResult(
         matched=matched,
         unmatched=records.iloc[unmatched_rows],
-        candidates=_candidates(records, members, shown, reviewed, settings),
+        candidates=candidates,
         settings=settings,
         model=linked.model_log(),
         counts={k: int(v) for k, v in counts.items()},

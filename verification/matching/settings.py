@@ -126,6 +126,23 @@ class MatchSettings:
     score_chunk_records: int = 50_000  # records without a valid ID scored per chunk
     random_pairs_for_u: int = 200_000  # random record × member pairs that estimate u
     seed: int = 2026
+    # Grade gating (docs/matching.md, "Grade gating"): a probable or possible link may put a
+    # household on REVIEW only when its grade's precision is at least ``review_min_precision``;
+    # a link of a weaker grade goes to the run's candidates file only (no evidence on the
+    # household). The precision is measured in each run on up to ``calibration_records``
+    # records whose token match is certain, placed again by the fallback as if their ID were
+    # unusable; a run with fewer than ``min_labelled_records`` of them uses
+    # ``measured_grade_precision`` — each grade's lowest precision over the labelled sets of
+    # ``make eval-matching`` (bench/eval_matching.py, 2026-12-02).
+    review_min_precision: float = 0.9
+    calibration_records: int = 5000
+    measured_grade_precision: tuple[tuple[str, float], ...] = (
+        ("probable", 0.989), ("possible", 0.970))
+    # A source with at most one record per person and period (one month's wages, one pension
+    # roll): records of one ``source`` value are assigned one-to-one — each member to at most
+    # one record, greedily by weight, certain links first — before grading. Off by default:
+    # a run's identities span feeds and periods.
+    one_record_per_person: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.possible_threshold <= self.probable_threshold < 1:
@@ -140,6 +157,12 @@ class MatchSettings:
         object.__setattr__(self, "certain_agreement", tuple(
             (str(name), tuple(levels), bool(required))
             for name, levels, required in self.certain_agreement))
+        if not 0 < self.review_min_precision <= 1:
+            raise ValueError("need 0 < review_min_precision <= 1")
+        object.__setattr__(self, "measured_grade_precision", tuple(
+            (str(grade), float(p)) for grade, p in self.measured_grade_precision))
+        if not {g for g, _ in self.measured_grade_precision} <= set(GRADES[1:3]):
+            raise ValueError("measured_grade_precision: grades must be probable or possible")
         known = {c.name: c.level_labels for c in self.comparisons}
         for name, levels, _ in self.certain_agreement:
             unknown = set(levels) - set(known.get(name, levels))

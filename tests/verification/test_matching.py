@@ -644,3 +644,43 @@ def test_one_record_per_person_assigns_twins_one_to_one(twins: dict) -> None:
     assert set(second["match_grade"].astype(str)) <= {PROBABLE, POSSIBLE}
     right = matched["person_token_matched"] == truth[matched.index]
     assert right.all()
+
+
+# ID near-misses: a mistyped number still points at the person it was meant to be -------------
+
+
+def test_a_mistyped_id_finds_its_owner_when_name_and_birth_date_are_dirty_too() -> None:
+    from verification.intake.identifiers import near_miss_ids
+    from verification.intake.tokens import near_miss_tokens
+
+    rng = np.random.default_rng(41)
+    people = _people(rng, 3000)
+    people["household_id"] = np.arange(len(people)) // 3
+    members = people.assign(person_token=person_tokens(KEY, people["id_number"]).astype("int64"))
+    clean = people.sample(800, random_state=4)
+    typed = people.drop(clean.index).sample(200, random_state=5)
+    # one digit of the ID wrong, one character of the name wrong, the birth year's last digit
+    # wrong: no blocking rule on name or birth date finds them
+    wrong_digit = [n[:9] + str((int(n[9]) + 5) % 10) + n[10:] for n in typed["id_number"]]
+    dirty = typed.assign(id_number=wrong_digit,
+                         name=[n[0] + "X" + n[2:] if len(n) > 2 else n + "X"
+                               for n in typed["name"]],
+                         birth_date=[b.replace(year=b.year + (1 if b.year % 10 < 9 else -1))
+                                     for b in typed["birth_date"]])
+    source = pd.concat([clean, dirty], ignore_index=True)
+    records = source.drop(columns=["household_id"]).assign(
+        person_token=person_tokens(KEY, canonicalise_ids(source["id_number"]).values),
+        id_near=near_miss_tokens(KEY, near_miss_ids(source["id_number"])))
+    records = records.drop(columns="id_number")
+    truth = person_tokens(KEY, pd.concat([clean, typed])["id_number"]).astype("int64")
+    truth = truth.reset_index(drop=True)
+    result = match_records(records, members.drop(columns="id_number"), key=KEY)
+    assert result.blocking["id_near"] >= len(typed)
+    found = result.matched.loc[result.matched.index >= len(clean)]
+    assert len(found) / len(typed) > 0.95
+    assert (found["person_token_matched"] == truth[found.index]).all()
+    assert set(found["match_grade"].astype(str)) <= {PROBABLE, POSSIBLE}  # never certain
+    # without the near-miss tokens the same records are mostly lost
+    blind = match_records(records.drop(columns="id_near"), members.drop(columns="id_number"),
+                          key=KEY).matched
+    assert (blind.index >= len(clean)).sum() < 0.5 * len(typed)

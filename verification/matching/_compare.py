@@ -14,7 +14,8 @@ import pandas as pd
 from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from verification.matching.settings import Comparison, ComparisonLevel
+from verification.matching._blocking import exploded
+from verification.matching.settings import LISTED_AGAINST, Comparison, ComparisonLevel
 
 NULL_LEVEL = -1
 
@@ -141,6 +142,16 @@ def _abs_diff(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.n
     return np.abs(left - right) <= float(level.threshold or 0)
 
 
+def _listed(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
+    """The member's value (``LISTED_AGAINST[column]``) is among the record's listed values."""
+    owner, values = exploded(cols.left[column])
+    listed = pd.MultiIndex.from_arrays([owner, values])
+    against = pd.to_numeric(cols.right[LISTED_AGAINST[column]], errors="coerce").astype(
+        "Int64").to_numpy(dtype=np.int64, na_value=-1)
+    asked = pd.MultiIndex.from_arrays([cols.li[rows], against[cols.ri[rows]]])
+    return asked.isin(listed)
+
+
 _LEVEL_TESTS = {
     "exact": _exact,
     "prefix": _prefix,
@@ -148,13 +159,17 @@ _LEVEL_TESTS = {
     "abs_diff": _abs_diff,
     "osa": _distance_level(OSA.distance, lambda s, t: s <= t),
     "jaro_winkler": _distance_level(JaroWinkler.similarity, lambda s, t: s >= t),
+    "listed": _listed,
 }
 
 
 def comparison_levels(cols: PairColumns, comparison: Comparison) -> np.ndarray:
     """Level index per pair: 0 = strongest level, len(levels) = else, -1 = null."""
     levels = np.full(len(cols.li), len(comparison.levels), dtype=np.int8)
-    undecided = ~cols.missing(comparison.column)
+    if comparison.column in LISTED_AGAINST:  # only the record lists; the member has a token
+        undecided = cols.codes(comparison.column)[0] >= 0
+    else:
+        undecided = ~cols.missing(comparison.column)
     levels[~undecided] = NULL_LEVEL
     for index, level in enumerate(comparison.levels):
         rows = np.flatnonzero(undecided)

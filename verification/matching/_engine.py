@@ -16,13 +16,19 @@ import numpy as np
 import pandas as pd
 
 from verification.intake.tokens import TokenKey
-from verification.matching._blocking import candidate_pairs, pairs_per_rule, rule_keys
+from verification.matching._blocking import (
+    candidate_pairs,
+    exploded,
+    listed_pairs,
+    pairs_per_rule,
+    rule_keys,
+)
 from verification.matching._compare import NULL_LEVEL, comparison_matrix
 from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
 from verification.matching._exact import MEMBER_KEY, exact_pairs
 from verification.matching._grades import GRADE_DTYPE, GRADES, NONE, POSSIBLE, PROBABLE
 from verification.matching.names import NAME_KEY_COLUMNS, NAME_KEY_VERSION, name_keys
-from verification.matching.settings import MatchSettings, default_settings
+from verification.matching.settings import LISTED_AGAINST, MatchSettings, default_settings
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +79,21 @@ def _random_pair_u(left, right, n_levels, settings: MatchSettings) -> list[np.nd
     li = rng.integers(0, len(left), settings.random_pairs_for_u)
     ri = rng.integers(0, len(right), settings.random_pairs_for_u)
     gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
-    return level_frequencies(gamma, n_levels, np.ones(len(li)))
+    u = level_frequencies(gamma, n_levels, np.ones(len(li)))
+    for k, comparison in enumerate(settings.comparisons):
+        if comparison.column in LISTED_AGAINST:
+            u[k] = _listed_u(left, right, comparison.column, n_levels[k])
+    return u
+
+
+def _listed_u(left: pd.DataFrame, right: pd.DataFrame, column: str, size: int) -> np.ndarray:
+    """u of a list comparison, exactly: the chance that a random member is among a record's
+    listed values is the records' listed values found on the roster over records × members
+    (random pairs would almost never meet one). Floored like every level."""
+    listed_rows = len(np.unique(exploded(left[column])[0]))
+    hits = len(listed_pairs(left, right, column)[0])
+    near = max(hits / max(listed_rows * len(right), 1), 1e-9)
+    return np.array([near, 1.0 - near] + [1e-9] * (size - 2))
 
 
 def _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings) -> FellegiSunter:

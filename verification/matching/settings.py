@@ -26,7 +26,14 @@ LEVEL_KINDS = (
     "jaro_winkler",  # Jaro–Winkler similarity ≥ threshold
     "month_day_swapped",  # YYYYMMDD with month and day exchanged
     "abs_diff",  # numeric values within ``threshold`` of each other
+    "listed",  # the right side's LISTED_AGAINST column is among the left's listed values
 )
+# List columns of the records (space-separated values) and the members' column they list values
+# of: ``id_near`` holds the person tokens of the valid numbers one typing slip away from a
+# record's unusable ID (verification/intake/identifiers.py ``near_miss_ids``). A blocking rule
+# or comparison on such a column pairs a record with the members whose value it lists; a record
+# without the list is null (no evidence either way), whatever the member has.
+LISTED_AGAINST = {"id_near": "person_token"}
 
 
 @dataclass(frozen=True)
@@ -220,6 +227,12 @@ def _household_comparisons() -> tuple[Comparison, ...]:
         ),
     )
     gender = Comparison("gender", "gender", (ComparisonLevel("exact", "exact"),))
+    # an unusable ID one digit, one adjacent swap or the check character away from the member's
+    # valid one; ``else``: the record's number is near nobody or someone else (null: no such
+    # number). No token-labelled pair has an unusable number, so m is the weak prior's
+    # (0.9 near — Verhoeff 1969: ~90 % of the slips in typed numbers are one wrong digit or an
+    # adjacent swap) and u the roster's own rate (``_engine._listed_u``).
+    near_id = Comparison("id_near_miss", "id_near", (ComparisonLevel("near_miss", "listed"),))
     region = Comparison(
         "region",
         "community_code",
@@ -229,16 +242,18 @@ def _household_comparisons() -> tuple[Comparison, ...]:
             ComparisonLevel("same_area", "prefix", 6),
         ),
     )
-    return (name, birth, gender, region)
+    return (name, birth, gender, region, near_id)
 
 
 def default_settings() -> MatchSettings:
     """Household roster defaults: name keys, birth date, gender and region (see docs/matching.md).
 
     Blocking: same name sound (homophones and traditional/simplified agree), or same birth date
-    (catches a badly mistyped name), or same surname sound and birth year-month.
+    (catches a badly mistyped name), or same surname sound and birth year-month, or the
+    member's ID one typing slip away from the record's unusable one.
     """
-    rules = block_on("name_sounds") | block_on("birth_ymd") | block_on("surname_sound", "birth_ym")
+    rules = (block_on("name_sounds") | block_on("birth_ymd") | block_on("surname_sound", "birth_ym")
+             | block_on("id_near"))
     return MatchSettings(comparisons=_household_comparisons(), blocking_rules=tuple(rules),
                          certain_agreement=CERTAIN_AGREEMENT)
 

@@ -20,33 +20,55 @@ from verification.matching.settings import LISTED_AGAINST, Comparison, Compariso
 NULL_LEVEL = -1
 
 
+class RightValues:
+    """The right frame's per-row codes and strings, kept across the comparison_matrix calls of
+    one match (the roster is compared with the training sample, random pairs, every chunk of
+    records and the token pairs: its values are worked out once, not once per call)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[tuple[str, str], tuple[np.ndarray, pd.Index]] = {}
+        self.strings: dict[str, np.ndarray] = {}
+
+
 class FrameValues:
     """Per-row values of both frames, computed once per column and transform, shared by the
-    chunks of pairs of one comparison_matrix call."""
+    chunks of pairs of one comparison_matrix call (and the right side's by every call given the
+    same ``RightValues``)."""
 
-    def __init__(self, left: pd.DataFrame, right: pd.DataFrame):
+    def __init__(self, left: pd.DataFrame, right: pd.DataFrame,
+                 shared: RightValues | None = None):
         self.left, self.right = left, right
+        self.shared = shared if shared is not None else RightValues()
         self._codes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._strings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def codes(self, column: str, transform: str = "", width: int = 0) -> tuple[np.ndarray, ...]:
-        """Integer codes of each row's (transformed) value, shared between sides; -1 = missing."""
+        """Integer codes of each row's (transformed) value, shared between sides; -1 = missing.
+        Codes number the right side's distinct values; a left value the right never has gets
+        one code of its own that no right row carries."""
         cache_key = (column, f"{transform}{width}")
         if cache_key not in self._codes:
+            if cache_key not in self.shared.codes:
+                right = _transform(_as_text(self.right[column]), transform, width)
+                if transform == "swap":  # the left's swapped form against the right as written
+                    right = _as_text(self.right[column])
+                codes, uniques = pd.factorize(right)
+                self.shared.codes[cache_key] = (codes, pd.Index(uniques))
+            right_codes, uniques = self.shared.codes[cache_key]
             left = _transform(_as_text(self.left[column]), transform, width)
-            right = _transform(_as_text(self.right[column]), transform, width)
-            if transform == "swap":  # compare the left's swapped form with the right as written
-                right = _as_text(self.right[column])
-            codes, _ = pd.factorize(pd.concat([left, right], ignore_index=True))
-            self._codes[cache_key] = (codes[: len(left)], codes[len(left) :])
+            left_codes = uniques.get_indexer(left)
+            left_codes[(left_codes < 0) & left.notna().to_numpy()] = len(uniques)
+            self._codes[cache_key] = (left_codes, right_codes)
         return self._codes[cache_key]
 
     def strings(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Each row's string value ("" where missing)."""
         if column not in self._strings:
-            left, right = (_as_text(frame[column]).fillna("").to_numpy(dtype=object)
-                           for frame in (self.left, self.right))
-            self._strings[column] = (left, right)
+            if column not in self.shared.strings:
+                self.shared.strings[column] = _as_text(self.right[column]).fillna("").to_numpy(
+                    dtype=object)
+            left = _as_text(self.left[column]).fillna("").to_numpy(dtype=object)
+            self._strings[column] = (left, self.shared.strings[column])
         return self._strings[column]
 
 
@@ -189,13 +211,14 @@ def comparison_matrix(
     ri: np.ndarray,
     comparisons: tuple[Comparison, ...],
     chunk_pairs: int = 2_000_000,
+    right_values: RightValues | None = None,
 ) -> np.ndarray:
     """(pairs × comparisons) int8 matrix of levels.
 
     Pairs are compared in chunks of ``chunk_pairs``: a pair's levels depend on that pair alone,
     and the per-pair arrays of a comparison (codes, strings, scores of every column) would
     otherwise need gigabytes when a province's blocks give tens of millions of pairs."""
-    values = FrameValues(left, right)
+    values = FrameValues(left, right, right_values)
     matrix = np.empty((len(li), len(comparisons)), dtype=np.int8)
     for start in range(0, len(li), chunk_pairs):
         end = min(start + chunk_pairs, len(li))

@@ -23,7 +23,7 @@ from verification.matching._blocking import (
     pairs_per_rule,
     rule_keys,
 )
-from verification.matching._compare import NULL_LEVEL, comparison_matrix
+from verification.matching._compare import NULL_LEVEL, RightValues, comparison_matrix
 from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
 from verification.matching._exact import MEMBER_KEY, exact_pairs
 from verification.matching._grades import GRADE_DTYPE, GRADES, NONE, POSSIBLE, PROBABLE
@@ -73,12 +73,14 @@ def _fit_unlabelled(gamma, li, training_rows, n_levels, settings: MatchSettings)
     return model
 
 
-def _random_pair_u(left, right, n_levels, settings: MatchSettings) -> list[np.ndarray]:
+def _random_pair_u(left, right, n_levels, settings: MatchSettings,
+                   right_values: RightValues | None = None) -> list[np.ndarray]:
     """u as level frequencies among random pairs: almost all of them are non-matches."""
     rng = np.random.default_rng(settings.seed)
     li = rng.integers(0, len(left), settings.random_pairs_for_u)
     ri = rng.integers(0, len(right), settings.random_pairs_for_u)
-    gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
+    gamma = comparison_matrix(left, right, li, ri, settings.comparisons,
+                              right_values=right_values)
     u = level_frequencies(gamma, n_levels, np.ones(len(li)))
     for k, comparison in enumerate(settings.comparisons):
         if comparison.column in LISTED_AGAINST:
@@ -148,6 +150,7 @@ def link(
     training_rows: np.ndarray | None = None,
     known_match: np.ndarray | None = None,
     match_share: float | None = None,
+    right_values: RightValues | None = None,
 ) -> LinkResult:
     """Score every candidate pair of ``left`` × ``right``.
 
@@ -163,11 +166,12 @@ def link(
     li, ri = (_labelled_candidates(left, right, settings, known_match)
               if labelled else candidate_pairs(left, right, settings.blocking_rules,
                                                settings.max_block_members))
-    gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
+    gamma = comparison_matrix(left, right, li, ri, settings.comparisons,
+                              right_values=right_values)
     n_levels = [len(c.levels) + 1 for c in settings.comparisons]
     if labelled:
         prior = float(np.clip((match_share or 1.0) / max(len(right), 1), 1e-12, 0.5))
-        u = _random_pair_u(left, right, n_levels, settings)
+        u = _random_pair_u(left, right, n_levels, settings, right_values)
         model = _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings)
     else:
         if training_rows is None:
@@ -217,13 +221,15 @@ def scored_pairs(li, ri, gamma, model: FellegiSunter, settings: MatchSettings) -
     return pairs
 
 
-def score(left, right, model: FellegiSunter, settings: MatchSettings, li=None, ri=None):
+def score(left, right, model: FellegiSunter, settings: MatchSettings, li=None, ri=None,
+          right_values: RightValues | None = None):
     """Score ``left`` × ``right`` with a fitted model: the blocked candidate pairs, or the pairs
     given as positions ``li``/``ri``. Returns the pairs and their comparison matrix."""
     left, right = _prepared(left, right, settings)
     if li is None:
         li, ri = candidate_pairs(left, right, settings.blocking_rules, settings.max_block_members)
-    gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
+    gamma = comparison_matrix(left, right, li, ri, settings.comparisons,
+                              right_values=right_values)
     return scored_pairs(li, ri, gamma, model, settings), gamma
 
 
@@ -358,23 +364,25 @@ def match_records(
     sample = _training_sample(exact_rows, settings)
     keyed = _Keyed(records, key, np.concatenate([rest_rows, exact_rows]))
     blocking = _announce_blocking(keyed, rest_rows, people, settings)
+    values = RightValues()  # the roster's codes, worked out once for every comparison below
     linked, pairs, compared = _fallback_pairs(keyed, people, exact_rows, exact_members,
-                                              rest_rows, sample, settings)
+                                              rest_rows, sample, settings, values)
     if linked.model.method != "labelled":
         # Without token-verified pairs to learn from, a fallback match is at most possible.
         pairs = pairs.assign(grade_code=np.maximum(pairs["grade_code"], GRADES.index(POSSIBLE)))
-    exact = _grade_exact(keyed, people, exact_rows, exact_members, linked.model, settings)
+    exact = _grade_exact(keyed, people, exact_rows, exact_members, linked.model, settings,
+                         values)
     doubted = np.unique(exact.loc[exact["grade_code"] > 0, "record_row"])
     if len(doubted):  # a doubted token match: look for the person the other fields describe
         # what the doubted ID number says (birth date, gender) is doubted with it
         extra, _ = score(_own_fields(keyed.rows(doubted).reset_index(drop=True)), people,
-                         linked.model, settings)
+                         linked.model, settings, right_values=values)
         pairs = pd.concat([pairs, extra.assign(record_row=doubted[extra["left_row"].to_numpy()])])
     if settings.one_record_per_person:
         pairs = _one_to_one(records, exact, pairs, settings)
     fallback = _fallback_grades(records, pairs, people[MEMBER_KEY].to_numpy(dtype=np.int64),
                                 settings)
-    precision, measured_on = _calibrate(keyed, people, exact, linked.model, settings)
+    precision, measured_on = _calibrate(keyed, people, exact, linked.model, settings, values)
     gated = _gated_grades(precision, settings)
     result = _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared,
                        settings, gated)
@@ -402,7 +410,8 @@ def _graded_best(pairs: pd.DataFrame, method: str, settings: MatchSettings) -> p
 
 
 def _calibrate(keyed: _Keyed, people: pd.DataFrame, exact: pd.DataFrame, model: FellegiSunter,
-               settings: MatchSettings) -> tuple[dict[str, float], int]:
+               settings: MatchSettings, values: RightValues | None = None
+               ) -> tuple[dict[str, float], int]:
     """Each fallback grade's precision, measured in this run: records whose token match is
     certain or probable (the token says who they are; their names are as dirty as anyone's) are
     placed again by the fallback as if their ID were unusable — with the fields read off the ID
@@ -422,7 +431,7 @@ def _calibrate(keyed: _Keyed, people: pd.DataFrame, exact: pd.DataFrame, model: 
     person = certain["right_row"].to_numpy()[chosen]
     # a field read off the valid ID is right by construction; an unusable ID gives no such help
     fields = _own_fields(keyed.rows(rows).reset_index(drop=True))
-    scored, _ = score(fields, people, model, settings)
+    scored, _ = score(fields, people, model, settings, right_values=values)
     scored = scored.rename(columns={"left_row": "record_row"})
     if not len(scored):
         return fallback, 0
@@ -528,7 +537,8 @@ def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compa
     )
 
 
-def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settings):
+def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settings,
+                 values: RightValues | None = None):
     """Exact pairs graded ``certain`` only when the record's own fields agree with the person
     the token names.
 
@@ -556,7 +566,8 @@ def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settin
     if not len(pairs) or not _comparable(keyed.records, people, settings):
         return pairs
     own = _own_fields(keyed.rows(exact_rows).reset_index(drop=True))
-    scored, gamma = score(own, people, model, settings, np.arange(len(exact_rows)), exact_members)
+    scored, gamma = score(own, people, model, settings, np.arange(len(exact_rows)), exact_members,
+                          right_values=values)
     evidence = model.contributions(gamma).sum(axis=1)
     threshold = settings.exact_contradiction_weight
     doubted = ~_agrees(gamma, settings)
@@ -641,7 +652,8 @@ def _training_sample(exact_rows: np.ndarray, settings: MatchSettings) -> np.ndar
     return rng.choice(labelled, size=min(settings.training_records, len(labelled)), replace=False)
 
 
-def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample, settings):
+def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample, settings,
+                    values: RightValues | None = None):
     """Candidate pairs of the records left over, scored with weights learnt from labelled pairs
     of exactly matched records (their token says which candidate is the person).
 
@@ -665,7 +677,8 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
     # with the ID's owner by construction and would teach that birth dates always agree
     training = _own_fields(keyed.rows(pool).reset_index(drop=True), where=known >= 0)
     linked = link(training, people, settings,
-                  training_rows=np.arange(len(pool)), known_match=known, match_share=share)
+                  training_rows=np.arange(len(pool)), known_match=known, match_share=share,
+                  right_values=values)
     in_rest = np.isin(pool[linked.pairs["left_row"].to_numpy()], rest_rows)
     first = linked.pairs[in_rest]
     kept = [_top_candidates(first.assign(record_row=pool[first["left_row"].to_numpy()]), settings)]
@@ -673,7 +686,8 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
     remaining = np.setdiff1d(rest_rows, rest_sample)
     chunks = max(1, -(-len(remaining) // settings.score_chunk_records))
     for chunk in (c for c in np.array_split(remaining, chunks) if len(c)):
-        scored, _ = score(keyed.rows(chunk).reset_index(drop=True), people, linked.model, settings)
+        scored, _ = score(keyed.rows(chunk).reset_index(drop=True), people, linked.model,
+                          settings, right_values=values)
         compared += len(scored)
         scored = scored.assign(record_row=chunk[scored["left_row"].to_numpy()])
         kept.append(_top_candidates(scored, settings))

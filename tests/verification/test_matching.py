@@ -684,3 +684,31 @@ def test_a_mistyped_id_finds_its_owner_when_name_and_birth_date_are_dirty_too() 
     blind = match_records(records.drop(columns="id_near"), members.drop(columns="id_number"),
                           key=KEY).matched
     assert (blind.index >= len(clean)).sum() < 0.5 * len(typed)
+
+
+def test_agreeing_on_a_common_name_weighs_less_than_on_a_rare_one() -> None:
+    from dataclasses import replace
+
+    rng = np.random.default_rng(43)
+    people = _people(rng, 1500)
+    people.loc[:59, "name"] = "王伟"  # sixty namesakes; 欧阳娜娜 is one person
+    people.loc[60, "name"] = "欧阳娜娜"
+    people["household_id"] = np.arange(len(people)) // 3
+    members = people.assign(person_token=person_tokens(KEY, people["id_number"]).astype("int64"))
+    clean = people.iloc[100:].sample(500, random_state=6)
+    unknown = people.iloc[[0, 60]]  # the same fields but the name: no ID
+    source = pd.concat([clean, unknown], ignore_index=True)
+    records = source.drop(columns=["household_id"]).assign(
+        person_token=person_tokens(KEY, canonicalise_ids(source["id_number"]).values))
+    records.loc[len(clean):, "person_token"] = pd.NA
+    records = records.drop(columns="id_number")
+    roster = members.drop(columns="id_number")
+
+    def weights(settings: MatchSettings) -> np.ndarray:
+        matched = match_records(records, roster, settings, key=KEY).matched
+        return matched.loc[[len(clean), len(clean) + 1], "match_weight"].to_numpy()
+
+    common, rare = weights(default_settings())
+    assert rare - common > np.log2(30)  # sixty holders of the name against one
+    flat_common, flat_rare = weights(replace(default_settings(), term_frequency=()))
+    assert abs(flat_rare - flat_common) < 1.0  # without it both names weigh alike

@@ -28,6 +28,15 @@ class RightValues:
     def __init__(self) -> None:
         self.codes: dict[tuple[str, str], tuple[np.ndarray, pd.Index]] = {}
         self.strings: dict[str, np.ndarray] = {}
+        self.frequencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def frequency(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Each right row's value code and the share of right rows holding each value."""
+        if column not in self.frequencies:
+            codes, uniques = pd.factorize(_as_text(right[column]))
+            counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+            self.frequencies[column] = (codes, counts / max(len(right), 1))
+        return self.frequencies[column]
 
 
 class FrameValues:

@@ -179,7 +179,8 @@ def link(
             size = min(settings.training_records, len(left))
             training_rows = rng.choice(len(left), size=size, replace=False)
         model = _fit_unlabelled(gamma, li, training_rows, n_levels, settings)
-    return LinkResult(pairs=scored_pairs(li, ri, gamma, model, settings), model=model,
+    adjust = term_frequency_adjustment(right, ri, gamma, model, settings, right_values)
+    return LinkResult(pairs=scored_pairs(li, ri, gamma, model, settings, adjust), model=model,
                       settings=settings)
 
 
@@ -207,9 +208,43 @@ def _labelled_candidates(left: pd.DataFrame, right: pd.DataFrame, settings: Matc
     return li[order], ri[order]
 
 
-def scored_pairs(li, ri, gamma, model: FellegiSunter, settings: MatchSettings) -> pd.DataFrame:
-    """Pairs with their level labels, weight (log2 odds), probability and grade code."""
+def term_frequency_adjustment(right: pd.DataFrame, ri: np.ndarray, gamma: np.ndarray,
+                              model: FellegiSunter, settings: MatchSettings,
+                              values: RightValues | None = None) -> np.ndarray:
+    """Per pair, the log2 correction that makes agreement on a common value weaker evidence
+    than on a rare one (Splink's term-frequency adjustment): for each (comparison, level) of
+    ``settings.term_frequency``, a pair at that level gets log2(u_level) − log2(share of members
+    holding the member's value), so its weight is log2(m / u_value). 王伟 agreeing in a roster
+    of a million is no longer worth what a rare name agreeing is. Zero elsewhere."""
+    adjust = np.zeros(len(ri))
+    if not settings.term_frequency or not len(ri):
+        return adjust
+    values = values if values is not None else RightValues()
+    index = {c.name: k for k, c in enumerate(settings.comparisons)}
+    for name, label in settings.term_frequency:
+        k = index[name]
+        comparison = settings.comparisons[k]
+        level = comparison.level_labels.index(label)
+        column = comparison.levels[level].column or comparison.column
+        at = gamma[:, k] == level
+        if not at.any():
+            continue
+        codes, share = values.frequency(right, column)
+        member = codes[ri[at]]
+        held = np.where(member >= 0, share[np.maximum(member, 0)], 0.0)
+        # a value a member holds: at least one in the roster, so the share is never zero
+        held = np.maximum(held, 1.0 / max(len(right), 1))
+        adjust[at] = np.log2(model.u[k][level]) - np.log2(held)
+    return adjust
+
+
+def scored_pairs(li, ri, gamma, model: FellegiSunter, settings: MatchSettings,
+                 adjust: np.ndarray | None = None) -> pd.DataFrame:
+    """Pairs with their level labels, weight (log2 odds, plus ``adjust``: the term-frequency
+    correction), probability and grade code."""
     weight = model.match_weight(gamma)
+    if adjust is not None:
+        weight = weight + adjust
     probability = 1.0 / (1.0 + np.exp2(-np.clip(weight, -1000, 1000)))
     pairs = pd.DataFrame({"left_row": li, "right_row": ri})
     for k, comparison in enumerate(settings.comparisons):
@@ -230,7 +265,8 @@ def score(left, right, model: FellegiSunter, settings: MatchSettings, li=None, r
         li, ri = candidate_pairs(left, right, settings.blocking_rules, settings.max_block_members)
     gamma = comparison_matrix(left, right, li, ri, settings.comparisons,
                               right_values=right_values)
-    return scored_pairs(li, ri, gamma, model, settings), gamma
+    adjust = term_frequency_adjustment(right, ri, gamma, model, settings, right_values)
+    return scored_pairs(li, ri, gamma, model, settings, adjust), gamma
 
 
 def _prepared(left, right, settings: MatchSettings):
@@ -568,7 +604,8 @@ def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settin
     own = _own_fields(keyed.rows(exact_rows).reset_index(drop=True))
     scored, gamma = score(own, people, model, settings, np.arange(len(exact_rows)), exact_members,
                           right_values=values)
-    evidence = model.contributions(gamma).sum(axis=1)
+    evidence = model.contributions(gamma).sum(axis=1) + term_frequency_adjustment(
+        people, exact_members, gamma, model, settings, values)
     threshold = settings.exact_contradiction_weight
     doubted = ~_agrees(gamma, settings)
     # The learnt weights may doubt a pair only when they were learnt (enough labelled pairs):

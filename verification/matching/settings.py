@@ -150,6 +150,9 @@ class MatchSettings:
     # one record, greedily by weight, certain links first — before grading. Off by default:
     # a run's identities span feeds and periods.
     one_record_per_person: bool = False
+    # (comparison, level) pairs whose weight follows how common the member's value is (see
+    # ``_engine.term_frequency_adjustment``): agreeing on a common name is weaker evidence.
+    term_frequency: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.possible_threshold <= self.probable_threshold < 1:
@@ -164,8 +167,14 @@ class MatchSettings:
         object.__setattr__(self, "certain_agreement", tuple(
             (str(name), tuple(levels), bool(required))
             for name, levels, required in self.certain_agreement))
+        known_levels = {c.name: c.level_labels for c in self.comparisons}
         if not 0 < self.review_min_precision <= 1:
             raise ValueError("need 0 < review_min_precision <= 1")
+        object.__setattr__(self, "term_frequency", tuple(
+            (str(name), str(level)) for name, level in self.term_frequency))
+        for name, level in self.term_frequency:
+            if level not in known_levels.get(name, ()):
+                raise ValueError(f"term_frequency: no level {level!r} in comparison {name!r}")
         object.__setattr__(self, "measured_grade_precision", tuple(
             (str(grade), float(p)) for grade, p in self.measured_grade_precision))
         if not {g for g, _ in self.measured_grade_precision} <= set(GRADES[1:3]):
@@ -255,7 +264,8 @@ def default_settings() -> MatchSettings:
     rules = (block_on("name_sounds") | block_on("birth_ymd") | block_on("surname_sound", "birth_ym")
              | block_on("id_near"))
     return MatchSettings(comparisons=_household_comparisons(), blocking_rules=tuple(rules),
-                         certain_agreement=CERTAIN_AGREEMENT)
+                         certain_agreement=CERTAIN_AGREEMENT,
+                         term_frequency=(("name", "exact"), ("name", "homophone")))
 
 
 # A certain link needs the name to agree — exactly, as a homophone (which also covers every

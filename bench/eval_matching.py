@@ -338,8 +338,8 @@ def evaluate_scale(sizes: list[int]) -> list[dict]:
 
 def scale_table(runs: list[dict]) -> str:
     lines = ["| households | members | records | to the fallback | pairs compared | "
-             "fallback CPU s | wall s | peak memory MiB (inputs loaded) | precision | recall | "
-             "wrong certain |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "match_records CPU s | wall s | peak memory MiB (inputs loaded) | precision | "
+             "recall | wrong certain |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         lines.append(f"| {r['households']:,} | {r['members']:,} | {r['records']:,} | "
                      f"{r['fallback_records']:,} | {r['compared']:,} | {r['cpu']:.1f} | "

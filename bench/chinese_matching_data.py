@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from verification.intake.identifiers import canonicalise_ids, make_id
-from verification.intake.tokens import TokenKey, person_tokens
+from verification.intake.identifiers import canonicalise_ids, make_id, near_miss_ids
+from verification.intake.tokens import TokenKey, near_miss_tokens, person_tokens
 from verification.synthetic.names import (
     NAME_CORRUPTIONS,
     corrupt_birth_date,
@@ -186,6 +186,8 @@ def build(members: int = 100_000, records: int = 20_000, seed: int = 4,
         {
             "record_ref": [f"R{i:07d}" for i in range(len(source))],
             "person_token": person_tokens(KEY, canonical),
+            # the tokens of the valid numbers an unusable one may have meant, as intake stages
+            "id_near": near_miss_tokens(KEY, near_miss_ids(pd.Series(raw_ids, dtype=object))),
             "name": names,
             "birth_date": np.where(sent, births, hint_born.to_numpy()).astype("datetime64[ns]"),
             "gender": np.where(sent, source["gender"].to_numpy(), hint_gender.to_numpy(

@@ -252,6 +252,115 @@ def evaluate_throughput(repeats: int, records: int = 10_000_000, members: int = 
             "per_feed_records_per_second": records / per_feed.wall, "per_feed_cpu": per_feed.cpu}
 
 
+# (d) scale: the fallback at 100k and 1M households --------------------------------------------
+
+
+def scale_data(households: int, folder: Path, seed: int = 2029) -> dict:
+    """Write a held-out-rates set of ``households`` households (three members each) and a
+    partner source of one record per five members, keyed as the production path holds them
+    (``people_for_matching``, intake): names as keyed codes, no raw names. Returns the truth."""
+    from verification.matching import person_keys
+
+    scenario = build(members=3 * households, records=3 * households // 5, seed=seed,
+                     rates=HELD_OUT)
+    person_keys(scenario.members, KEY).to_parquet(folder / "members.parquet")
+    person_keys(scenario.records, KEY).to_parquet(folder / "records.parquet")
+    truth = scenario.truth.astype("Int64").rename("truth").to_frame()
+    truth.join(scenario.corruption).to_parquet(folder / "truth.parquet")
+    return {"members": len(scenario.members), "records": len(scenario.records)}
+
+
+def scale_match(folder: Path) -> dict:
+    """In a process of its own (peak memory is the process's): load the keyed frames, match,
+    and report CPU and wall seconds of ``match_records``, the process's peak resident memory,
+    pairs per blocking rule and each grade's precision and recall."""
+    import resource
+
+    members = pd.read_parquet(folder / "members.parquet")
+    records = pd.read_parquet(folder / "records.parquet")
+    truth = pd.read_parquet(folder / "truth.parquet")
+    loaded_mb = _rss_mb()
+    start, start_cpu = time.perf_counter(), time.process_time()
+    result = match_records(records, members, key=KEY)
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    matched = result.matched
+    expected = truth["truth"].reindex(matched.index)
+    correct = expected.notna().to_numpy() & (
+        expected.fillna(0).astype("int64").to_numpy() == matched["person_token_matched"].to_numpy())
+    grades = matched["match_grade"].astype(str).to_numpy()
+    true_links = int(truth["truth"].notna().sum())
+    by_grade, found = {}, 0
+    for grade in ("certain", "probable", "possible"):
+        here = grades == grade
+        found += int(correct[here].sum())
+        by_grade[grade] = {"links": int(here.sum()),
+                           "precision": float(correct[here].mean()) if here.any() else None,
+                           "cumulative_recall": found / true_links}
+    links = len(matched)
+    hits = int(correct.sum())
+    return {"members": len(members), "records": len(records),
+            "fallback_records": int(records["person_token"].isna().sum()
+                                    + (~records["person_token"].isin(members["person_token"])
+                                       & records["person_token"].notna()).sum()),
+            "cpu": cpu, "wall": wall, "loaded_mb": loaded_mb, "peak_mb": peak_mb,
+            "blocking": result.blocking, "compared": result.counts["candidate_pairs"],
+            "by_grade": by_grade, "precision": hits / links, "recall": hits / true_links,
+            "wrong_certain": int((~correct[grades == "certain"]).sum()),
+            "grade_precision": result.grade_precision}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def evaluate_scale(sizes: list[int]) -> list[dict]:
+    import json
+    import subprocess
+    import tempfile
+
+    out = []
+    for households in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            scale_data(households, Path(tmp))
+            built = time.perf_counter() - start
+            run = subprocess.run([sys.executable, __file__, "--scale-match", tmp],
+                                 capture_output=True, text=True, check=True)
+            figures = json.loads(run.stdout.strip().splitlines()[-1])
+        figures |= {"households": households, "build_seconds": built,
+                    "load": " / ".join(f"{x:.1f}" for x in os.getloadavg())}
+        print(json.dumps(figures, default=float), flush=True)
+        out.append(figures)
+    return out
+
+
+def scale_table(runs: list[dict]) -> str:
+    lines = ["| households | members | records | to the fallback | pairs compared | "
+             "match_records CPU s | wall s | peak memory MiB (inputs loaded) | precision | "
+             "recall | wrong certain |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        lines.append(f"| {r['households']:,} | {r['members']:,} | {r['records']:,} | "
+                     f"{r['fallback_records']:,} | {r['compared']:,} | {r['cpu']:.1f} | "
+                     f"{r['wall']:.1f} | {r['peak_mb']:,.0f} ({r['loaded_mb']:,.0f}) | "
+                     f"{r['precision']:.4f} | {r['recall']:.4f} | {r['wrong_certain']} |")
+    lines += ["", "| households | grade | links | precision | recall (this grade and stronger) "
+              "| precision measured in the run |", "|---:|---|---:|---:|---:|---:|"]
+    for r in runs:
+        measured = r["grade_precision"]["precision"]
+        for grade, g in r["by_grade"].items():
+            own = f"{measured[grade]:.4f}" if grade in measured else "—"
+            lines.append(f"| {r['households']:,} | {grade} | {g['links']:,} | "
+                         f"{g['precision']:.4f} | {g['cumulative_recall']:.4f} | {own} |")
+    lines += ["", "| households | " + " | ".join(f"`{k}`" for k in runs[0]["blocking"]) + " |",
+              "|---:|" + "---:|" * len(runs[0]["blocking"])]
+    for r in runs:
+        lines.append(f"| {r['households']:,} | " + " | ".join(
+            f"{v:,}" for v in r["blocking"].values()) + " |")
+    return "\n".join(lines)
+
+
 # report ----------------------------------------------------------------------------------------
 
 
@@ -358,7 +467,19 @@ def main() -> None:
                         help="only (c), e.g. to measure the exact path again at a quiet moment")
     parser.add_argument("--update-docs", action="store_true")
     parser.add_argument("--skip-febrl", action="store_true", help="only the Chinese-name sets")
+    parser.add_argument("--scale", default="",
+                        help="only (d): households per run, e.g. 100000,1000000")
+    parser.add_argument("--scale-match", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.scale_match:  # the child process of --scale
+        import json
+
+        print(json.dumps(scale_match(Path(args.scale_match)), default=float))
+        return
+    if args.scale:
+        runs = evaluate_scale([int(n) for n in args.scale.split(",")])
+        print(scale_table(runs))
+        return
     if args.throughput_only:
         print(evaluate_throughput(args.throughput_repeats))
         return

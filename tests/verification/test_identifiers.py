@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from verification.intake import identifiers as ids
-from verification.intake.identifiers import InvalidIdentifier
+from verification.intake.identifiers import InvalidIdentifier, is_valid_id, make_id
 
 TODAY = dt.date(2026, 11, 28)
 
@@ -259,3 +259,20 @@ def test_vectorised_equals_scalar(values: list[object]) -> None:
 def test_canonical_text_is_idempotent(raw: str) -> None:
     once = ids.canonical_text(raw)
     assert ids.canonical_text(once) == once
+
+
+def test_near_miss_ids_find_the_number_one_slip_away() -> None:
+    from verification.intake.identifiers import near_miss_ids
+
+    good = make_id("210112", dt.date(1980, 5, 17), 123)
+    slips = [good[:at] + str((int(good[at]) + 1 + at % 9) % 10) + good[at + 1:]
+             for at in range(17)]
+    slips += [good[:at] + good[at + 1] + good[at] + good[at + 2:] for at in range(16)
+              if good[at] != good[at + 1]]
+    slips.append(good[:17] + ("0" if good[17] != "0" else "1"))
+    near = near_miss_ids(pd.Series([*slips, good, None, "12345"], dtype=object))
+    assert all(good in found for found in near[: len(slips)])
+    assert near.iloc[len(slips):].map(len).tolist() == [0, 0, 0]  # valid, missing, unusable
+    for typed, found in zip(slips, near[: len(slips)], strict=True):
+        assert all(is_valid_id(n) and n != typed for n in found)
+        assert 1 <= len(found) <= 40

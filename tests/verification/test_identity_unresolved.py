@@ -223,3 +223,24 @@ def test_batch_check_places_the_mistyped_id_as_reviews_do(settings, district_dir
     for code in mistyped:  # the car reaches the household through the fallback: REVIEW
         assert got.loc[code, "kind"] == "REVIEW"
         assert "MATCH_UNCERTAIN" in got.loc[code, "code"]
+
+
+def test_a_mistyped_id_is_staged_as_the_tokens_of_the_numbers_it_may_have_meant(settings):
+    from verification.intake.tokens import TokenKey, person_tokens
+
+    good = make_id("210112", dt.date(1980, 5, 17), 123)
+    digit = good[:9] + str((int(good[9]) + 4) % 10) + good[10:]  # one digit wrong
+    frame = _frame([{"record_id": "V1", "id_number": good, "name": "王伟"},
+                    {"record_id": "V2", "id_number": digit, "name": "王伟"},
+                    {"record_id": "V3", "id_number": mistyped_check(good), "name": "王伟"},
+                    {"record_id": "V4", "id_number": "", "name": "王伟"}])
+    checked = validate_frame(frame, contract_for("vehicles"), identity_unresolved=True)
+    key = TokenKey.from_settings(settings)
+    staged = intake._staged_rows(settings, checked.accepted, "id_number",
+                                 lambda ids: person_tokens(key, ids))
+    owner = str(person_tokens(key, pd.Series([good])).iloc[0])
+    near = staged["id_near"]
+    assert near.isna().tolist() == [True, False, False, True]  # a valid or missing ID: none
+    assert all(owner in near.iloc[i].split(" ") for i in (1, 2))
+    assert good not in " ".join(near.dropna())  # tokens, not the numbers
+    assert "_id_near_numbers" not in staged  # the raw numbers never reach staging

@@ -46,8 +46,13 @@ from verification.intake.textcheck import (
     mixed_encoding_line,
     split_encodings,
 )
-from verification.intake.tokens import TokenKey, person_tokens
-from verification.intake.validate import Validated, stripped_text, validate_frame
+from verification.intake.tokens import TokenKey, near_miss_tokens, person_tokens
+from verification.intake.validate import (
+    NEAR_MISS_NUMBERS,
+    Validated,
+    stripped_text,
+    validate_frame,
+)
 from verification.matching import name_keys
 from verification.security import audit
 from verification.storage import session_scope
@@ -516,6 +521,9 @@ def _staged_rows(settings: Settings, accepted: pd.DataFrame, id_field: str,
     # (members carry neither): not staged, so no raw address or number sits in staging.
     staged = accepted.drop(columns=["name", "address", "phone"], errors="ignore")
     staged.insert(0, "person_token", tokens(staged.pop(id_field)))
+    if NEAR_MISS_NUMBERS in staged:  # the numbers an unusable ID may have meant: tokens only
+        staged["id_near"] = near_miss_tokens(TokenKey.from_settings(settings),
+                                             staged.pop(NEAR_MISS_NUMBERS))
     if "name" in accepted:
         keyed = name_keys(accepted["name"], TokenKey.from_settings(settings))
         staged = pd.concat([staged, keyed.astype("string")], axis=1)

@@ -228,14 +228,19 @@ def _passes_all_checks(text: np.ndarray, today: dt.date) -> np.ndarray:
         return ok
     last = chars[:, 17]
     shaped = _is_digit(chars[:, :17]).all(axis=1) & (_is_digit(last) | (last == ord("X")))
-    rows, chars = rows[shaped], chars[shaped]
+    ok[rows[shaped]] = _valid_matrix(chars[shaped], today)
+    return ok
+
+
+def _valid_matrix(chars: np.ndarray, today: dt.date) -> np.ndarray:
+    """Rows of a (rows, 18) matrix of well-shaped ID characters whose birth date, area and
+    check character hold."""
     born = _valid_birth_dates(
         _number(chars[:, 6:10]), _number(chars[:, 10:12]), _number(chars[:, 12:14]), today
     )
     province = _PROVINCE_TABLE[_number(chars[:, :2])]
     check = _check_chars(chars[:, :17]) == chars[:, 17]
-    ok[rows] = born & province & check
-    return ok
+    return born & province & check
 
 
 def canonicalise_ids(raw: pd.Series, *, today: dt.date | None = None) -> CanonicalIds:
@@ -320,3 +325,78 @@ def check_uscc(raw: object) -> CheckedUscc:
     if org_code_check_char(code[8:16]) != code[16]:
         warnings.append("USCC_ORG_CHECK")
     return CheckedUscc(code=code, warnings=tuple(warnings))
+
+
+def near_miss_ids(raw: pd.Series, *, today: dt.date | None = None) -> pd.Series:
+    """Per row, the valid ID numbers one typing slip away from an 18-character number that is
+    not itself valid: one body digit wrong, two adjacent body digits swapped, or the check
+    character wrong. A tuple per row (empty for a valid, missing or otherwise unusable number).
+
+    A MOD 11-2 number catches every such slip, so the mistyped number fails; of the ~170
+    numbers one slip away only those whose check character, area and birth date hold can be
+    what was meant — about one per digit position (the check fixes the wrong digit's value).
+    All candidates of all rows are built and checked as one matrix; used at intake for the few
+    rows whose ID is unusable (their tokens let the matcher recognise the person the number
+    was meant to be: docs/matching.md)."""
+    today = today or dt.date.today()
+    text = _upgrade_15_column(canonical_texts(raw).to_numpy())
+    out = pd.Series([()] * len(text), index=raw.index, dtype=object)
+    rows, chars = _digit_matrix(text, 18)
+    if not len(rows):
+        return out
+    last = chars[:, 17]
+    shaped = _is_digit(chars[:, :17]).all(axis=1) & (_is_digit(last) | (last == ord("X")))
+    rows, chars = rows[shaped], chars[shaped]
+    unusable = ~_valid_matrix(chars, today)
+    rows, chars = rows[unusable], chars[unusable]
+    if not len(rows):
+        return out
+    body, last = chars[:, :17], chars[:, 17]
+    digits = body.astype(np.int64) - ord("0")
+    weights = np.array(_ID_WEIGHTS, dtype=np.int64)
+    total = digits @ weights
+    check_of = np.frombuffer(_ID_CHECK.encode("ascii"), dtype=np.uint8)
+    variants, owners = [], []
+
+    def keep_if_checked(new_total: np.ndarray, eligible: np.ndarray, build) -> None:
+        # a changed body keeps the check character it was typed with: only bodies whose check
+        # character that is can be what was meant (the arithmetic is done before any copy)
+        hit = np.flatnonzero(eligible & (check_of[new_total % 11] == last))
+        if len(hit):
+            variants.append(build(hit))
+            owners.append(hit)
+
+    for at in range(17):  # one digit wrong: every other digit at this position
+        for digit in range(10):
+            def build(hit, at=at, digit=digit):
+                changed = body[hit].copy()
+                changed[:, at] = ord("0") + digit
+                return changed
+            keep_if_checked(total + weights[at] * (digit - digits[:, at]),
+                            digits[:, at] != digit, build)
+    for at in range(16):  # two adjacent digits swapped
+        def build(hit, at=at):
+            swapped = body[hit].copy()
+            swapped[:, [at, at + 1]] = body[hit][:, [at + 1, at]]
+            return swapped
+        keep_if_checked(total + (weights[at] - weights[at + 1]) * (digits[:, at + 1]
+                                                                   - digits[:, at]),
+                        digits[:, at] != digits[:, at + 1], build)
+    typed_check = np.concatenate([last[o] for o in owners]) if owners else last[:0]
+    changed = np.vstack(variants) if variants else body[:0]
+    # the body as typed, with the check character it should have had (the check mistyped)
+    full = np.vstack([np.hstack([changed, typed_check[:, None]]),
+                      np.hstack([body, _check_chars(body)[:, None]])])
+    owner = np.concatenate([*owners, np.arange(len(rows))])
+    valid = _valid_matrix(full, today)
+    full, owner = full[valid], owner[valid]
+    as_text = full.reshape(-1).tobytes().decode("ascii")
+    numbers = np.array([as_text[i * 18:(i + 1) * 18] for i in range(len(full))], dtype=object)
+    order = np.lexsort((numbers.astype(str), owner))
+    owner, numbers = owner[order], numbers[order]
+    owners, starts = np.unique(owner, return_index=True)
+    groups = np.split(numbers, starts[1:])
+    found = np.empty(len(owners), dtype=object)
+    found[:] = [tuple(dict.fromkeys(g)) for g in groups]  # sorted, each number once
+    out.iloc[rows[owners]] = found
+    return out

@@ -94,3 +94,22 @@ def assert_no_collisions(canonical_ids: pd.Series, tokens: pd.Series) -> None:
         raise TokenCollision(
             "two different ID numbers share a 64-bit token; rotate HEDUI_TOKEN_KEY and rebuild"
         )
+
+
+def near_miss_tokens(key: bytes | TokenKey, near: pd.Series) -> pd.Series:
+    """Per row, the person tokens of ``identifiers.near_miss_ids`` as one text of sorted
+    decimal tokens separated by spaces (<NA> where there is none): the keyed tokens of the
+    numbers a mistyped ID may have meant, comparable with the roster's ``person_token`` and
+    revealing no more than a token does."""
+    lengths = near.map(len).to_numpy(dtype=np.int64)
+    flat = pd.Series([number for numbers in near for number in numbers], dtype=object)
+    tokens = person_tokens(key, flat).to_numpy(dtype=np.int64) if len(flat) else np.array([],
+                                                                                      np.int64)
+    owner = np.repeat(np.arange(len(near)), lengths)
+    order = np.lexsort((tokens, owner))
+    owners, starts = np.unique(owner[order], return_index=True)
+    groups = np.split(tokens[order], starts[1:])
+    out = pd.Series(pd.NA, index=near.index, dtype="string")
+    if len(owners):
+        out.iloc[owners] = [" ".join(map(str, g.tolist())) for g in groups]
+    return out

@@ -376,6 +376,19 @@ def _add_identity_hints(accepted: pd.DataFrame, frame: pd.DataFrame,
                           else own_gender.astype("string").fillna(hint_gender))
     accepted["birth_date_from_id"] = born_from_id.to_numpy(bool) & accepted["birth_date"].notna()
     accepted["gender_from_id"] = gender_from_id.to_numpy(bool) & accepted["gender"].notna()
+    # the valid numbers an unusable one may have meant (one digit, an adjacent swap or the check
+    # character away), for the rows left unresolved only; in memory: staging keeps their tokens
+    near = pd.Series([()] * len(accepted), index=accepted.index, dtype=object)
+    unresolved = accepted[id_field].isna().to_numpy() if id_field in accepted else []
+    if id_field in frame and np.any(unresolved):
+        raw = frame.loc[accepted.index[unresolved], id_field]
+        near.iloc[np.flatnonzero(unresolved)] = identifiers.near_miss_ids(raw).to_numpy()
+    accepted[NEAR_MISS_NUMBERS] = near
+
+
+# per accepted row of a partner feed: the valid ID numbers its unusable one may have meant
+# (``identifiers.near_miss_ids``); replaced by their tokens before anything is staged
+NEAR_MISS_NUMBERS = "_id_near_numbers"
 
 
 # Reasons that say only that a row's person ID cannot be used (REQUIRED: no number at all).

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from verification.matching.settings import LISTED_AGAINST
+
 
 def rule_keys(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...]):
     """Integer keys for both sides under one rule; -1 where a column is missing."""
@@ -44,6 +46,34 @@ def _bounded(left_key: np.ndarray, right_key: np.ndarray,
             np.where(np.isin(right_key, too_big), -1, right_key))
 
 
+def listed_pairs(left: pd.DataFrame, right: pd.DataFrame,
+                 column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) positions of the pairs where the right row's ``LISTED_AGAINST[column]``
+    value is among the left row's listed values (space-separated), in left-row order."""
+    owner, values = exploded(left[column])
+    against = pd.Index(pd.to_numeric(right[LISTED_AGAINST[column]], errors="coerce")
+                       .astype("Int64").to_numpy(dtype=np.int64, na_value=-1))
+    if not against.is_unique:  # a person in two households: one pair per household
+        joined = pd.DataFrame({"li": owner, "v": values}).merge(
+            pd.DataFrame({"v": against.to_numpy(), "ri": np.arange(len(right))}), on="v")
+        return joined["li"].to_numpy(np.int64), joined["ri"].to_numpy(np.int64)
+    at = against.get_indexer(values)
+    return owner[at >= 0], at[at >= 0].astype(np.int64)
+
+
+def exploded(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and int64 values of a space-separated list column (missing rows give none)."""
+    text = column.astype("string")
+    present = np.flatnonzero(text.notna().to_numpy() & (text.str.len() > 0).fillna(False)
+                             .to_numpy(bool))
+    if not len(present):
+        return np.array([], np.int64), np.array([], np.int64)
+    parts = text.iloc[present].str.split(" ")
+    lengths = parts.str.len().to_numpy(dtype=np.int64)
+    values = np.array([int(v) for p in parts for v in p], dtype=np.int64)
+    return np.repeat(present, lengths).astype(np.int64), values
+
+
 def rule_name(rule: tuple[str, ...]) -> str:
     return " & ".join(rule)
 
@@ -54,6 +84,9 @@ def pairs_per_rule(left: pd.DataFrame, right: pd.DataFrame, rules: tuple[tuple[s
     from the block sizes without forming the pairs — what to look at before comparing."""
     counts = {}
     for rule in rules:
+        if len(rule) == 1 and rule[0] in LISTED_AGAINST:
+            counts[rule_name(rule)] = len(listed_pairs(left, right, rule[0])[0])
+            continue
         left_key, right_key = _bounded(*rule_keys(left, right, rule), max_block)
         size = int(max(left_key.max(initial=-1), right_key.max(initial=-1)) + 1)
         on_left = np.bincount(left_key[left_key >= 0], minlength=size).astype(np.int64)
@@ -70,6 +103,10 @@ def candidate_pairs(
     with ``max_block``, blocks of more right rows than that are left out of their rule."""
     found = []
     for rule in rules:
+        if len(rule) == 1 and rule[0] in LISTED_AGAINST:
+            li, ri = listed_pairs(left, right, rule[0])
+            found.append(li * len(right) + ri)
+            continue
         left_key, right_key = _bounded(*rule_keys(left, right, rule), max_block)
         lk = pd.DataFrame({"key": left_key, "li": np.arange(len(left))})
         rk = pd.DataFrame({"key": right_key, "ri": np.arange(len(right))})

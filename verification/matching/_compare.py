@@ -14,38 +14,70 @@ import pandas as pd
 from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from verification.matching.settings import Comparison, ComparisonLevel
+from verification.matching._blocking import exploded
+from verification.matching.settings import LISTED_AGAINST, Comparison, ComparisonLevel
 
 NULL_LEVEL = -1
 
 
+class RightValues:
+    """The right frame's per-row codes and strings, kept across the comparison_matrix calls of
+    one match (the roster is compared with the training sample, random pairs, every chunk of
+    records and the token pairs: its values are worked out once, not once per call)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[tuple[str, str], tuple[np.ndarray, pd.Index]] = {}
+        self.strings: dict[str, np.ndarray] = {}
+        self.frequencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def frequency(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Each right row's value code and the share of right rows holding each value."""
+        if column not in self.frequencies:
+            codes, uniques = pd.factorize(_as_text(right[column]))
+            counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+            self.frequencies[column] = (codes, counts / max(len(right), 1))
+        return self.frequencies[column]
+
+
 class FrameValues:
     """Per-row values of both frames, computed once per column and transform, shared by the
-    chunks of pairs of one comparison_matrix call."""
+    chunks of pairs of one comparison_matrix call (and the right side's by every call given the
+    same ``RightValues``)."""
 
-    def __init__(self, left: pd.DataFrame, right: pd.DataFrame):
+    def __init__(self, left: pd.DataFrame, right: pd.DataFrame,
+                 shared: RightValues | None = None):
         self.left, self.right = left, right
+        self.shared = shared if shared is not None else RightValues()
         self._codes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._strings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def codes(self, column: str, transform: str = "", width: int = 0) -> tuple[np.ndarray, ...]:
-        """Integer codes of each row's (transformed) value, shared between sides; -1 = missing."""
+        """Integer codes of each row's (transformed) value, shared between sides; -1 = missing.
+        Codes number the right side's distinct values; a left value the right never has gets
+        one code of its own that no right row carries."""
         cache_key = (column, f"{transform}{width}")
         if cache_key not in self._codes:
+            if cache_key not in self.shared.codes:
+                right = _transform(_as_text(self.right[column]), transform, width)
+                if transform == "swap":  # the left's swapped form against the right as written
+                    right = _as_text(self.right[column])
+                codes, uniques = pd.factorize(right)
+                self.shared.codes[cache_key] = (codes, pd.Index(uniques))
+            right_codes, uniques = self.shared.codes[cache_key]
             left = _transform(_as_text(self.left[column]), transform, width)
-            right = _transform(_as_text(self.right[column]), transform, width)
-            if transform == "swap":  # compare the left's swapped form with the right as written
-                right = _as_text(self.right[column])
-            codes, _ = pd.factorize(pd.concat([left, right], ignore_index=True))
-            self._codes[cache_key] = (codes[: len(left)], codes[len(left) :])
+            left_codes = uniques.get_indexer(left)
+            left_codes[(left_codes < 0) & left.notna().to_numpy()] = len(uniques)
+            self._codes[cache_key] = (left_codes, right_codes)
         return self._codes[cache_key]
 
     def strings(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Each row's string value ("" where missing)."""
         if column not in self._strings:
-            left, right = (_as_text(frame[column]).fillna("").to_numpy(dtype=object)
-                           for frame in (self.left, self.right))
-            self._strings[column] = (left, right)
+            if column not in self.shared.strings:
+                self.shared.strings[column] = _as_text(self.right[column]).fillna("").to_numpy(
+                    dtype=object)
+            left = _as_text(self.left[column]).fillna("").to_numpy(dtype=object)
+            self._strings[column] = (left, self.shared.strings[column])
         return self._strings[column]
 
 
@@ -141,6 +173,16 @@ def _abs_diff(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.n
     return np.abs(left - right) <= float(level.threshold or 0)
 
 
+def _listed(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
+    """The member's value (``LISTED_AGAINST[column]``) is among the record's listed values."""
+    owner, values = exploded(cols.left[column])
+    listed = pd.MultiIndex.from_arrays([owner, values])
+    against = pd.to_numeric(cols.right[LISTED_AGAINST[column]], errors="coerce").astype(
+        "Int64").to_numpy(dtype=np.int64, na_value=-1)
+    asked = pd.MultiIndex.from_arrays([cols.li[rows], against[cols.ri[rows]]])
+    return asked.isin(listed)
+
+
 _LEVEL_TESTS = {
     "exact": _exact,
     "prefix": _prefix,
@@ -148,13 +190,17 @@ _LEVEL_TESTS = {
     "abs_diff": _abs_diff,
     "osa": _distance_level(OSA.distance, lambda s, t: s <= t),
     "jaro_winkler": _distance_level(JaroWinkler.similarity, lambda s, t: s >= t),
+    "listed": _listed,
 }
 
 
 def comparison_levels(cols: PairColumns, comparison: Comparison) -> np.ndarray:
     """Level index per pair: 0 = strongest level, len(levels) = else, -1 = null."""
     levels = np.full(len(cols.li), len(comparison.levels), dtype=np.int8)
-    undecided = ~cols.missing(comparison.column)
+    if comparison.column in LISTED_AGAINST:  # only the record lists; the member has a token
+        undecided = cols.codes(comparison.column)[0] >= 0
+    else:
+        undecided = ~cols.missing(comparison.column)
     levels[~undecided] = NULL_LEVEL
     for index, level in enumerate(comparison.levels):
         rows = np.flatnonzero(undecided)
@@ -174,13 +220,14 @@ def comparison_matrix(
     ri: np.ndarray,
     comparisons: tuple[Comparison, ...],
     chunk_pairs: int = 2_000_000,
+    right_values: RightValues | None = None,
 ) -> np.ndarray:
     """(pairs × comparisons) int8 matrix of levels.
 
     Pairs are compared in chunks of ``chunk_pairs``: a pair's levels depend on that pair alone,
     and the per-pair arrays of a comparison (codes, strings, scores of every column) would
     otherwise need gigabytes when a province's blocks give tens of millions of pairs."""
-    values = FrameValues(left, right)
+    values = FrameValues(left, right, right_values)
     matrix = np.empty((len(li), len(comparisons)), dtype=np.int8)
     for start in range(0, len(li), chunk_pairs):
         end = min(start + chunk_pairs, len(li))

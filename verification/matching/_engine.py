@@ -16,13 +16,19 @@ import numpy as np
 import pandas as pd
 
 from verification.intake.tokens import TokenKey
-from verification.matching._blocking import candidate_pairs, pairs_per_rule, rule_keys
-from verification.matching._compare import NULL_LEVEL, comparison_matrix
+from verification.matching._blocking import (
+    candidate_pairs,
+    exploded,
+    listed_pairs,
+    pairs_per_rule,
+    rule_keys,
+)
+from verification.matching._compare import NULL_LEVEL, RightValues, comparison_matrix
 from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
 from verification.matching._exact import MEMBER_KEY, exact_pairs
 from verification.matching._grades import GRADE_DTYPE, GRADES, NONE, POSSIBLE, PROBABLE
 from verification.matching.names import NAME_KEY_COLUMNS, NAME_KEY_VERSION, name_keys
-from verification.matching.settings import MatchSettings, default_settings
+from verification.matching.settings import LISTED_AGAINST, MatchSettings, default_settings
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +73,29 @@ def _fit_unlabelled(gamma, li, training_rows, n_levels, settings: MatchSettings)
     return model
 
 
-def _random_pair_u(left, right, n_levels, settings: MatchSettings) -> list[np.ndarray]:
+def _random_pair_u(left, right, n_levels, settings: MatchSettings,
+                   right_values: RightValues | None = None) -> list[np.ndarray]:
     """u as level frequencies among random pairs: almost all of them are non-matches."""
     rng = np.random.default_rng(settings.seed)
     li = rng.integers(0, len(left), settings.random_pairs_for_u)
     ri = rng.integers(0, len(right), settings.random_pairs_for_u)
-    gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
-    return level_frequencies(gamma, n_levels, np.ones(len(li)))
+    gamma = comparison_matrix(left, right, li, ri, settings.comparisons,
+                              right_values=right_values)
+    u = level_frequencies(gamma, n_levels, np.ones(len(li)))
+    for k, comparison in enumerate(settings.comparisons):
+        if comparison.column in LISTED_AGAINST:
+            u[k] = _listed_u(left, right, comparison.column, n_levels[k])
+    return u
+
+
+def _listed_u(left: pd.DataFrame, right: pd.DataFrame, column: str, size: int) -> np.ndarray:
+    """u of a list comparison, exactly: the chance that a random member is among a record's
+    listed values is the records' listed values found on the roster over records × members
+    (random pairs would almost never meet one). Floored like every level."""
+    listed_rows = len(np.unique(exploded(left[column])[0]))
+    hits = len(listed_pairs(left, right, column)[0])
+    near = max(hits / max(listed_rows * len(right), 1), 1e-9)
+    return np.array([near, 1.0 - near] + [1e-9] * (size - 2))
 
 
 def _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings) -> FellegiSunter:
@@ -128,6 +150,7 @@ def link(
     training_rows: np.ndarray | None = None,
     known_match: np.ndarray | None = None,
     match_share: float | None = None,
+    right_values: RightValues | None = None,
 ) -> LinkResult:
     """Score every candidate pair of ``left`` × ``right``.
 
@@ -143,11 +166,12 @@ def link(
     li, ri = (_labelled_candidates(left, right, settings, known_match)
               if labelled else candidate_pairs(left, right, settings.blocking_rules,
                                                settings.max_block_members))
-    gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
+    gamma = comparison_matrix(left, right, li, ri, settings.comparisons,
+                              right_values=right_values)
     n_levels = [len(c.levels) + 1 for c in settings.comparisons]
     if labelled:
         prior = float(np.clip((match_share or 1.0) / max(len(right), 1), 1e-12, 0.5))
-        u = _random_pair_u(left, right, n_levels, settings)
+        u = _random_pair_u(left, right, n_levels, settings, right_values)
         model = _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings)
     else:
         if training_rows is None:
@@ -155,7 +179,8 @@ def link(
             size = min(settings.training_records, len(left))
             training_rows = rng.choice(len(left), size=size, replace=False)
         model = _fit_unlabelled(gamma, li, training_rows, n_levels, settings)
-    return LinkResult(pairs=scored_pairs(li, ri, gamma, model, settings), model=model,
+    adjust = term_frequency_adjustment(right, ri, gamma, model, settings, right_values)
+    return LinkResult(pairs=scored_pairs(li, ri, gamma, model, settings, adjust), model=model,
                       settings=settings)
 
 
@@ -183,9 +208,43 @@ def _labelled_candidates(left: pd.DataFrame, right: pd.DataFrame, settings: Matc
     return li[order], ri[order]
 
 
-def scored_pairs(li, ri, gamma, model: FellegiSunter, settings: MatchSettings) -> pd.DataFrame:
-    """Pairs with their level labels, weight (log2 odds), probability and grade code."""
+def term_frequency_adjustment(right: pd.DataFrame, ri: np.ndarray, gamma: np.ndarray,
+                              model: FellegiSunter, settings: MatchSettings,
+                              values: RightValues | None = None) -> np.ndarray:
+    """Per pair, the log2 correction that makes agreement on a common value weaker evidence
+    than on a rare one (Splink's term-frequency adjustment): for each (comparison, level) of
+    ``settings.term_frequency``, a pair at that level gets log2(u_level) − log2(share of members
+    holding the member's value), so its weight is log2(m / u_value). 王伟 agreeing in a roster
+    of a million is no longer worth what a rare name agreeing is. Zero elsewhere."""
+    adjust = np.zeros(len(ri))
+    if not settings.term_frequency or not len(ri):
+        return adjust
+    values = values if values is not None else RightValues()
+    index = {c.name: k for k, c in enumerate(settings.comparisons)}
+    for name, label in settings.term_frequency:
+        k = index[name]
+        comparison = settings.comparisons[k]
+        level = comparison.level_labels.index(label)
+        column = comparison.levels[level].column or comparison.column
+        at = gamma[:, k] == level
+        if not at.any():
+            continue
+        codes, share = values.frequency(right, column)
+        member = codes[ri[at]]
+        held = np.where(member >= 0, share[np.maximum(member, 0)], 0.0)
+        # a value a member holds: at least one in the roster, so the share is never zero
+        held = np.maximum(held, 1.0 / max(len(right), 1))
+        adjust[at] = np.log2(model.u[k][level]) - np.log2(held)
+    return adjust
+
+
+def scored_pairs(li, ri, gamma, model: FellegiSunter, settings: MatchSettings,
+                 adjust: np.ndarray | None = None) -> pd.DataFrame:
+    """Pairs with their level labels, weight (log2 odds, plus ``adjust``: the term-frequency
+    correction), probability and grade code."""
     weight = model.match_weight(gamma)
+    if adjust is not None:
+        weight = weight + adjust
     probability = 1.0 / (1.0 + np.exp2(-np.clip(weight, -1000, 1000)))
     pairs = pd.DataFrame({"left_row": li, "right_row": ri})
     for k, comparison in enumerate(settings.comparisons):
@@ -197,14 +256,17 @@ def scored_pairs(li, ri, gamma, model: FellegiSunter, settings: MatchSettings) -
     return pairs
 
 
-def score(left, right, model: FellegiSunter, settings: MatchSettings, li=None, ri=None):
+def score(left, right, model: FellegiSunter, settings: MatchSettings, li=None, ri=None,
+          right_values: RightValues | None = None):
     """Score ``left`` × ``right`` with a fitted model: the blocked candidate pairs, or the pairs
     given as positions ``li``/``ri``. Returns the pairs and their comparison matrix."""
     left, right = _prepared(left, right, settings)
     if li is None:
         li, ri = candidate_pairs(left, right, settings.blocking_rules, settings.max_block_members)
-    gamma = comparison_matrix(left, right, li, ri, settings.comparisons)
-    return scored_pairs(li, ri, gamma, model, settings), gamma
+    gamma = comparison_matrix(left, right, li, ri, settings.comparisons,
+                              right_values=right_values)
+    adjust = term_frequency_adjustment(right, ri, gamma, model, settings, right_values)
+    return scored_pairs(li, ri, gamma, model, settings, adjust), gamma
 
 
 def _prepared(left, right, settings: MatchSettings):
@@ -247,11 +309,15 @@ class MatchResult:
     counts: dict[str, int] = field(default_factory=dict)
     # pairs each blocking rule proposes for the records sent to the fallback, before comparing
     blocking: dict[str, int] = field(default_factory=dict)
+    # each fallback grade's precision as measured in this run (or the settings' measured table),
+    # and the grades gated below ``review_min_precision``
+    grade_precision: dict[str, Any] = field(default_factory=dict)
 
     def run_log(self) -> dict[str, Any]:
         """Settings, fitted parameters and counts: logged with each run. No personal data."""
         return {"settings": self.settings.to_dict(), "model": self.model, "counts": self.counts,
-                "blocking": self.blocking, "name_key_version": NAME_KEY_VERSION}
+                "blocking": self.blocking, "grade_precision": self.grade_precision,
+                "name_key_version": NAME_KEY_VERSION}
 
 
 def person_keys(frame: pd.DataFrame, key: TokenKey | bytes) -> pd.DataFrame:
@@ -334,24 +400,129 @@ def match_records(
     sample = _training_sample(exact_rows, settings)
     keyed = _Keyed(records, key, np.concatenate([rest_rows, exact_rows]))
     blocking = _announce_blocking(keyed, rest_rows, people, settings)
+    values = RightValues()  # the roster's codes, worked out once for every comparison below
     linked, pairs, compared = _fallback_pairs(keyed, people, exact_rows, exact_members,
-                                              rest_rows, sample, settings)
+                                              rest_rows, sample, settings, values)
     if linked.model.method != "labelled":
         # Without token-verified pairs to learn from, a fallback match is at most possible.
         pairs = pairs.assign(grade_code=np.maximum(pairs["grade_code"], GRADES.index(POSSIBLE)))
-    exact = _grade_exact(keyed, people, exact_rows, exact_members, linked.model, settings)
+    exact = _grade_exact(keyed, people, exact_rows, exact_members, linked.model, settings,
+                         values)
     doubted = np.unique(exact.loc[exact["grade_code"] > 0, "record_row"])
     if len(doubted):  # a doubted token match: look for the person the other fields describe
         # what the doubted ID number says (birth date, gender) is doubted with it
         extra, _ = score(_own_fields(keyed.rows(doubted).reset_index(drop=True)), people,
-                         linked.model, settings)
+                         linked.model, settings, right_values=values)
         pairs = pd.concat([pairs, extra.assign(record_row=doubted[extra["left_row"].to_numpy()])])
+    if settings.one_record_per_person:
+        pairs = _one_to_one(records, exact, pairs, settings)
     fallback = _fallback_grades(records, pairs, people[MEMBER_KEY].to_numpy(dtype=np.int64),
                                 settings)
+    precision, measured_on = _calibrate(keyed, people, exact, linked.model, settings, values)
+    gated = _gated_grades(precision, settings)
     result = _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared,
-                       settings)
+                       settings, gated)
     result.blocking = blocking
+    result.grade_precision = {"precision": precision, "records": measured_on,
+                              "review_min_precision": settings.review_min_precision,
+                              "gated": sorted(gated)}
     return result
+
+
+def _gated_grades(precision: dict[str, float], settings: MatchSettings) -> set[str]:
+    """Grades whose precision is below ``settings.review_min_precision``: their links may not
+    put a household on REVIEW (they go to the candidates file only)."""
+    return {grade for grade, p in precision.items() if not p >= settings.review_min_precision}
+
+
+def _graded_best(pairs: pd.DataFrame, method: str, settings: MatchSettings) -> pd.DataFrame:
+    """Each record's best pair graded as the fallback grades it (a rival within the ambiguity
+    margin caps it at possible; without learnt weights everything is at most possible)."""
+    best = best_per_left(pairs, settings.ambiguity_margin, by="record_row")
+    codes = _cap(best["grade_code"].to_numpy(), best["ambiguous"].to_numpy(), POSSIBLE)
+    if method != "labelled":
+        codes = np.maximum(codes, GRADES.index(POSSIBLE))
+    return best.assign(grade_code=codes)
+
+
+def _calibrate(keyed: _Keyed, people: pd.DataFrame, exact: pd.DataFrame, model: FellegiSunter,
+               settings: MatchSettings, values: RightValues | None = None
+               ) -> tuple[dict[str, float], int]:
+    """Each fallback grade's precision, measured in this run: records whose token match is
+    certain or probable (the token says who they are; their names are as dirty as anyone's) are
+    placed again by the fallback as if their ID were unusable — with the fields read off the ID
+    blanked — once with their person on the roster, once with the person taken off (an outsider
+    who resembles a member: every link is wrong). With s the share of records expected on the
+    roster (the model's prior × roster size), precision(g) = s·right(g) / (s·linked(g) +
+    (1 − s)·outsider_linked(g)). Fewer than ``min_labelled_records`` such records: the
+    measured table of the settings."""
+    fallback = dict(settings.measured_grade_precision)
+    certain = exact[exact["grade_code"] <= GRADES.index(PROBABLE)].drop_duplicates("record_row")
+    if min(len(certain), settings.calibration_records) < settings.min_labelled_records:
+        return fallback, 0
+    rng = np.random.default_rng(settings.seed + 2)
+    chosen = np.sort(rng.choice(len(certain), min(settings.calibration_records, len(certain)),
+                                replace=False))
+    rows = certain["record_row"].to_numpy()[chosen]
+    person = certain["right_row"].to_numpy()[chosen]
+    # a field read off the valid ID is right by construction; an unusable ID gives no such help
+    fields = _own_fields(keyed.rows(rows).reset_index(drop=True))
+    scored, _ = score(fields, people, model, settings, right_values=values)
+    scored = scored.rename(columns={"left_row": "record_row"})
+    if not len(scored):
+        return fallback, 0
+    own = person[scored["record_row"].to_numpy()] == scored["right_row"].to_numpy()
+    on = _graded_best(scored, model.method, settings)
+    off = _graded_best(scored[~own], model.method, settings)
+    right = on["right_row"].to_numpy() == person[on["record_row"].to_numpy()]
+    share = float(np.clip(model.prior * len(people), 0.0, 1.0))
+    precision = {}
+    for grade in (PROBABLE, POSSIBLE):
+        code = GRADES.index(grade)
+        hits = np.count_nonzero((on["grade_code"].to_numpy() == code) & right) / len(rows)
+        linked = np.count_nonzero(on["grade_code"].to_numpy() == code) / len(rows)
+        wrong_out = np.count_nonzero(off["grade_code"].to_numpy() == code) / len(rows)
+        denominator = share * linked + (1 - share) * wrong_out
+        precision[grade] = (share * hits / denominator if denominator > 0
+                            else fallback.get(grade, float("nan")))
+    return precision, len(rows)
+
+
+def _one_to_one(records: pd.DataFrame, exact: pd.DataFrame, pairs: pd.DataFrame,
+                settings: MatchSettings) -> pd.DataFrame:
+    """Pairs left once each member is assigned to at most one record per ``source`` (all records
+    one source without that column): certain token links keep their member; the others are
+    assigned greedily by weight — in each round every unassigned record proposes its best
+    member still free, and each member takes its heaviest proposer — so twins or namesakes in one
+    monthly file cannot both land on the same person. A record's pairs to members assigned to
+    another record are dropped; a record whose candidates were all taken keeps none."""
+    source = (pd.factorize(records["source"])[0] if "source" in records.columns
+              else np.zeros(len(records), dtype=np.int64)).astype(np.int64)
+    width = np.int64(len(source) + 1)
+    fixed = exact[exact["grade_code"] == 0]
+    taken = set((source[fixed["record_row"].to_numpy()] * width
+                 + fixed["right_row"].to_numpy()).tolist())
+    pairs = pairs.sort_values("match_weight", ascending=False, kind="stable")
+    slot = source[pairs["record_row"].to_numpy()] * width + pairs["right_row"].to_numpy()
+    free = ~np.isin(slot, np.fromiter(taken, dtype=np.int64, count=len(taken)))
+    record = pairs["record_row"].to_numpy()
+    owner = pd.Series(-1, index=pd.unique(slot))  # slot → record assigned to it
+    done = np.zeros(len(records), dtype=bool)
+    while True:
+        open_ = free & ~done[record] & (owner.reindex(slot).to_numpy() < 0)
+        if not open_.any():
+            break
+        at = np.flatnonzero(open_)
+        proposals = at[~pd.Series(record[at]).duplicated().to_numpy()]  # best free per record
+        winners = proposals[~pd.Series(slot[proposals]).duplicated().to_numpy()]
+        owner.loc[slot[winners]] = record[winners]
+        done[record[winners]] = True
+        # a record whose every free candidate is taken stops proposing
+        still = free & ~done[record] & (owner.reindex(slot).to_numpy() < 0)
+        done[np.setdiff1d(record[open_], record[still])] = True
+    assigned_to = owner.reindex(slot).to_numpy()
+    keep = free & ((assigned_to < 0) | (assigned_to == record))
+    return pairs[keep].sort_values(["record_row", "match_weight"], ascending=[True, False])
 
 
 def _announce_blocking(keyed: _Keyed, rest_rows: np.ndarray, people: pd.DataFrame,
@@ -365,33 +536,45 @@ def _announce_blocking(keyed: _Keyed, rest_rows: np.ndarray, people: pd.DataFram
     return counts
 
 
-def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared, settings):
+def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared, settings,
+              gated: set[str]):
     """The result frames: a doubted token match the fallback re-placed is dropped; records with
-    neither are unmatched; every graded-down record gets its candidates."""
+    neither are unmatched; every graded-down record gets its candidates. A link of a gated grade
+    is no match (it may not put a household on REVIEW): the record is unmatched and listed in
+    the candidates with ``gated`` true."""
     exact = exact[~exact["record_row"].isin(fallback["record_row"])]
     linked_exact = exact[exact["grade_code"] < GRADES.index(NONE)]
-    matched = pd.concat([_matched_frame(records, members, linked_exact),
-                         _matched_frame(records, members, fallback)])
+    gated_codes = [GRADES.index(g) for g in gated]
+    kept_exact = linked_exact[~linked_exact["grade_code"].isin(gated_codes)]
+    kept_fallback = fallback[~fallback["grade_code"].isin(gated_codes)]
+    matched = pd.concat([_matched_frame(records, members, kept_exact),
+                         _matched_frame(records, members, kept_fallback)])
     refuted = exact.loc[exact["grade_code"] == GRADES.index(NONE), "record_row"].to_numpy()
-    unmatched_rows = np.setdiff1d(np.union1d(rest_rows, refuted),
-                                  fallback["record_row"].to_numpy())
+    held = np.union1d(np.setdiff1d(linked_exact["record_row"], kept_exact["record_row"]),
+                      np.setdiff1d(fallback["record_row"], kept_fallback["record_row"]))
+    unmatched_rows = np.union1d(np.setdiff1d(np.union1d(rest_rows, refuted),
+                                             fallback["record_row"].to_numpy()), held)
     doubted = exact[exact["grade_code"] > 0]
     reviewed = pd.concat([doubted, fallback], ignore_index=True)
     shown = pd.concat([doubted, pairs], ignore_index=True)
     counts = {"records": len(records), "candidate_pairs": compared}
     counts |= matched["match_grade"].value_counts().reindex(GRADES[:3], fill_value=0).to_dict()
     counts[NONE] = len(unmatched_rows)
+    counts["gated"] = len(held)
+    candidates = _candidates(records, members, shown, reviewed, settings)
+    candidates["gated"] = candidates["record_grade"].astype(str).isin(gated).to_numpy()
     return MatchResult(
         matched=matched,
         unmatched=records.iloc[unmatched_rows],
-        candidates=_candidates(records, members, shown, reviewed, settings),
+        candidates=candidates,
         settings=settings,
         model=linked.model_log(),
         counts={k: int(v) for k, v in counts.items()},
     )
 
 
-def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settings):
+def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settings,
+                 values: RightValues | None = None):
     """Exact pairs graded ``certain`` only when the record's own fields agree with the person
     the token names.
 
@@ -419,8 +602,10 @@ def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settin
     if not len(pairs) or not _comparable(keyed.records, people, settings):
         return pairs
     own = _own_fields(keyed.rows(exact_rows).reset_index(drop=True))
-    scored, gamma = score(own, people, model, settings, np.arange(len(exact_rows)), exact_members)
-    evidence = model.contributions(gamma).sum(axis=1)
+    scored, gamma = score(own, people, model, settings, np.arange(len(exact_rows)), exact_members,
+                          right_values=values)
+    evidence = model.contributions(gamma).sum(axis=1) + term_frequency_adjustment(
+        people, exact_members, gamma, model, settings, values)
     threshold = settings.exact_contradiction_weight
     doubted = ~_agrees(gamma, settings)
     # The learnt weights may doubt a pair only when they were learnt (enough labelled pairs):
@@ -504,7 +689,8 @@ def _training_sample(exact_rows: np.ndarray, settings: MatchSettings) -> np.ndar
     return rng.choice(labelled, size=min(settings.training_records, len(labelled)), replace=False)
 
 
-def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample, settings):
+def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample, settings,
+                    values: RightValues | None = None):
     """Candidate pairs of the records left over, scored with weights learnt from labelled pairs
     of exactly matched records (their token says which candidate is the person).
 
@@ -528,7 +714,8 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
     # with the ID's owner by construction and would teach that birth dates always agree
     training = _own_fields(keyed.rows(pool).reset_index(drop=True), where=known >= 0)
     linked = link(training, people, settings,
-                  training_rows=np.arange(len(pool)), known_match=known, match_share=share)
+                  training_rows=np.arange(len(pool)), known_match=known, match_share=share,
+                  right_values=values)
     in_rest = np.isin(pool[linked.pairs["left_row"].to_numpy()], rest_rows)
     first = linked.pairs[in_rest]
     kept = [_top_candidates(first.assign(record_row=pool[first["left_row"].to_numpy()]), settings)]
@@ -536,7 +723,8 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
     remaining = np.setdiff1d(rest_rows, rest_sample)
     chunks = max(1, -(-len(remaining) // settings.score_chunk_records))
     for chunk in (c for c in np.array_split(remaining, chunks) if len(c)):
-        scored, _ = score(keyed.rows(chunk).reset_index(drop=True), people, linked.model, settings)
+        scored, _ = score(keyed.rows(chunk).reset_index(drop=True), people, linked.model,
+                          settings, right_values=values)
         compared += len(scored)
         scored = scored.assign(record_row=chunk[scored["left_row"].to_numpy()])
         kept.append(_top_candidates(scored, settings))

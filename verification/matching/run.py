@@ -41,7 +41,7 @@ from verification.storage import bulk, session_scope
 from verification.storage.models import Household, Member
 
 IDENTITY_COLUMNS = ("person_token", *NAME_KEY_COLUMNS, "birth_date", "gender",
-                    "birth_date_from_id", "gender_from_id")
+                    "birth_date_from_id", "gender_from_id", "id_near")
 LINK_COLUMNS = ["row", "household_id", "person_token", "match_grade"]
 # whether the row's birth date / gender were read off its ID number (verification/intake/
 # feeds.py); a file staged before these were kept has neither: its fields were then all read off

@@ -26,7 +26,14 @@ LEVEL_KINDS = (
     "jaro_winkler",  # Jaro–Winkler similarity ≥ threshold
     "month_day_swapped",  # YYYYMMDD with month and day exchanged
     "abs_diff",  # numeric values within ``threshold`` of each other
+    "listed",  # the right side's LISTED_AGAINST column is among the left's listed values
 )
+# List columns of the records (space-separated values) and the members' column they list values
+# of: ``id_near`` holds the person tokens of the valid numbers one typing slip away from a
+# record's unusable ID (verification/intake/identifiers.py ``near_miss_ids``). A blocking rule
+# or comparison on such a column pairs a record with the members whose value it lists; a record
+# without the list is null (no evidence either way), whatever the member has.
+LISTED_AGAINST = {"id_near": "person_token"}
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,26 @@ class MatchSettings:
     score_chunk_records: int = 50_000  # records without a valid ID scored per chunk
     random_pairs_for_u: int = 200_000  # random record × member pairs that estimate u
     seed: int = 2026
+    # Grade gating (docs/matching.md, "Grade gating"): a probable or possible link may put a
+    # household on REVIEW only when its grade's precision is at least ``review_min_precision``;
+    # a link of a weaker grade goes to the run's candidates file only (no evidence on the
+    # household). The precision is measured in each run on up to ``calibration_records``
+    # records whose token match is certain, placed again by the fallback as if their ID were
+    # unusable; a run with fewer than ``min_labelled_records`` of them uses
+    # ``measured_grade_precision`` — each grade's lowest precision over the labelled sets of
+    # ``make eval-matching`` (bench/eval_matching.py, 2026-12-02).
+    review_min_precision: float = 0.9
+    calibration_records: int = 5000
+    measured_grade_precision: tuple[tuple[str, float], ...] = (
+        ("probable", 0.989), ("possible", 0.970))
+    # A source with at most one record per person and period (one month's wages, one pension
+    # roll): records of one ``source`` value are assigned one-to-one — each member to at most
+    # one record, greedily by weight, certain links first — before grading. Off by default:
+    # a run's identities span feeds and periods.
+    one_record_per_person: bool = False
+    # (comparison, level) pairs whose weight follows how common the member's value is (see
+    # ``_engine.term_frequency_adjustment``): agreeing on a common name is weaker evidence.
+    term_frequency: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.possible_threshold <= self.probable_threshold < 1:
@@ -140,6 +167,18 @@ class MatchSettings:
         object.__setattr__(self, "certain_agreement", tuple(
             (str(name), tuple(levels), bool(required))
             for name, levels, required in self.certain_agreement))
+        known_levels = {c.name: c.level_labels for c in self.comparisons}
+        if not 0 < self.review_min_precision <= 1:
+            raise ValueError("need 0 < review_min_precision <= 1")
+        object.__setattr__(self, "term_frequency", tuple(
+            (str(name), str(level)) for name, level in self.term_frequency))
+        for name, level in self.term_frequency:
+            if level not in known_levels.get(name, ()):
+                raise ValueError(f"term_frequency: no level {level!r} in comparison {name!r}")
+        object.__setattr__(self, "measured_grade_precision", tuple(
+            (str(grade), float(p)) for grade, p in self.measured_grade_precision))
+        if not {g for g, _ in self.measured_grade_precision} <= set(GRADES[1:3]):
+            raise ValueError("measured_grade_precision: grades must be probable or possible")
         known = {c.name: c.level_labels for c in self.comparisons}
         for name, levels, _ in self.certain_agreement:
             unknown = set(levels) - set(known.get(name, levels))
@@ -197,6 +236,12 @@ def _household_comparisons() -> tuple[Comparison, ...]:
         ),
     )
     gender = Comparison("gender", "gender", (ComparisonLevel("exact", "exact"),))
+    # an unusable ID one digit, one adjacent swap or the check character away from the member's
+    # valid one; ``else``: the record's number is near nobody or someone else (null: no such
+    # number). No token-labelled pair has an unusable number, so m is the weak prior's
+    # (0.9 near — Verhoeff 1969: ~90 % of the slips in typed numbers are one wrong digit or an
+    # adjacent swap) and u the roster's own rate (``_engine._listed_u``).
+    near_id = Comparison("id_near_miss", "id_near", (ComparisonLevel("near_miss", "listed"),))
     region = Comparison(
         "region",
         "community_code",
@@ -206,18 +251,21 @@ def _household_comparisons() -> tuple[Comparison, ...]:
             ComparisonLevel("same_area", "prefix", 6),
         ),
     )
-    return (name, birth, gender, region)
+    return (name, birth, gender, region, near_id)
 
 
 def default_settings() -> MatchSettings:
     """Household roster defaults: name keys, birth date, gender and region (see docs/matching.md).
 
     Blocking: same name sound (homophones and traditional/simplified agree), or same birth date
-    (catches a badly mistyped name), or same surname sound and birth year-month.
+    (catches a badly mistyped name), or same surname sound and birth year-month, or the
+    member's ID one typing slip away from the record's unusable one.
     """
-    rules = block_on("name_sounds") | block_on("birth_ymd") | block_on("surname_sound", "birth_ym")
+    rules = (block_on("name_sounds") | block_on("birth_ymd") | block_on("surname_sound", "birth_ym")
+             | block_on("id_near"))
     return MatchSettings(comparisons=_household_comparisons(), blocking_rules=tuple(rules),
-                         certain_agreement=CERTAIN_AGREEMENT)
+                         certain_agreement=CERTAIN_AGREEMENT,
+                         term_frequency=(("name", "exact"), ("name", "homophone")))
 
 
 # A certain link needs the name to agree — exactly, as a homophone (which also covers every

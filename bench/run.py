@@ -102,10 +102,9 @@ def _warm() -> int:
     """Import what the stages use, once per worker process (as a warm Airflow worker has)."""
     import verification.pipeline  # noqa: F401
     from schemas import contract_for, feed_kinds
-    from verification.intake.validate import _pandera_schema
 
     for kind in feed_kinds():
-        _pandera_schema(contract_for(kind))
+        contract_for(kind)
     return os.getpid()
 
 

@@ -4,7 +4,12 @@ import pandas as pd
 import pytest
 
 from schemas import contract_for
-from verification.intake.validate import parse_date, parse_number, validate_frame
+from verification.intake.validate import (
+    constraint_failures,
+    parse_date,
+    parse_number,
+    validate_frame,
+)
 
 
 def _wages(rows: list[dict]) -> pd.DataFrame:
@@ -79,3 +84,22 @@ def test_a_comma_that_is_not_a_thousands_separator_is_refused_not_guessed():
     values, bad = parse_number(pd.Series(["12,34.5", "1,2345", "1,234,567.8"]))
     assert bad.tolist() == [True, True, False]
     assert values.iloc[2] == pytest.approx(1234567.8)
+
+
+def test_each_constraint_of_the_contract_is_checked_on_the_values_present():
+    numbers = pd.Series([5.0, None, -1.0, 12.0])
+    failed = dict(constraint_failures(numbers, {"required": True, "minimum": 0, "maximum": 10}))
+    assert list(failed) == ["greater_than_or_equal_to", "less_than_or_equal_to", "not_nullable"]
+    assert failed["not_nullable"].tolist() == [False, True, False, False]
+    assert failed["greater_than_or_equal_to"][failed["greater_than_or_equal_to"]].index.tolist() \
+        == [2]  # the missing value fails only "required"
+    assert failed["less_than_or_equal_to"][failed["less_than_or_equal_to"]].index.tolist() == [3]
+    codes = pd.Series(["A1", "B22", None, "A1\n", "C"])
+    failed = dict(constraint_failures(codes, {"enum": ["A1", "B22", "A1\n"], "maxLength": 2,
+                                              "pattern": "[A-C][0-9]+"}))
+    assert list(failed) == ["isin", "str_length", "str_matches"]
+    assert failed["isin"][failed["isin"]].index.tolist() == [4]
+    assert failed["str_length"][failed["str_length"]].index.tolist() == [1, 3]
+    # the whole value must match: a trailing line break is not the format
+    assert failed["str_matches"][failed["str_matches"]].index.tolist() == [3, 4]
+    assert constraint_failures(pd.Series([None, None]), {"enum": ["x"]}) == []

@@ -38,7 +38,7 @@ $(TOOLS)/bin/uv:
 
 # The environment is rebuilt only when the lock changes; installs exactly what uv.lock pins.
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --python $(PYTHON_BIN)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON_BIN)
 	@touch $@
 
 venv: $(VENV)/.synced

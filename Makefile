@@ -37,8 +37,12 @@ $(TOOLS)/bin/uv:
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
 # The environment is rebuilt only when the lock changes; installs exactly what uv.lock pins.
+# Bytecode is compiled at install, the project's own modules too: where PYTHONDONTWRITEBYTECODE
+# is set, every process (each CLI command, each Airflow task) would otherwise compile pandas and
+# the rest from source again (docs/performance.md, "CLI start-up").
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON_BIN)
+	$(VENV)/bin/python -m compileall -q verification connectors schemas dags bench >/dev/null
 	@touch $@
 
 venv: $(VENV)/.synced

@@ -47,6 +47,7 @@ from verification.intake.tokens import TokenKey
 from verification.localtime import local_today
 from verification.matching import GRADE_DTYPE
 from verification.matching.run import (
+    IDENTITY_COLUMNS,
     RunMatch,
     match_staged,
     people_for_matching,
@@ -331,32 +332,38 @@ def matched_evidence(settings: Settings, versions: dict[str, dict],
                      household_ids: list[int]) -> pd.DataFrame:
     """The evidence of a few households (a batch, a re-check), matched as a review matches it
     (verification/matching/run.py): the token where the record's own fields agree (certain),
-    the fallback for rows whose ID is unusable — against these households' members only. Of
-    each feed only the token column is read whole (``prefilter``)."""
+    the fallback for rows whose ID is unusable — against these households' members only. Each
+    feed is scanned once: its token column whole, the identity and evidence columns only of
+    the rows of these members' tokens or with no token (``rows_of_tokens``)."""
     key = TokenKey.from_settings(settings)
     feeds = [(kind, v["feed_id"], Path(v["staged_path"])) for kind, v in versions.items()
              if v.get("feed_id")]
     people = people_for_matching(settings, key, household_ids)
     parts = [_no_evidence()]
     if feeds and len(people):
-        linked = match_staged([path for _, _, path in feeds], people, key, prefilter=True)
         tokens = people["person_token"].to_numpy(dtype=np.int64)
-        for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
+        read = [rows_of_tokens(path, list(dict.fromkeys(
+            [*IDENTITY_COLUMNS, *staged_columns(contract_for(kind))])), tokens)
+            for kind, _, path in feeds]
+        linked = match_staged([path for _, _, path in feeds], people, key, prefilter=True,
+                              prefiltered=read)
+        for (kind, feed_id, _), (table, positions), links in zip(feeds, read, linked.links,
+                                                                 strict=True):
             contract = contract_for(kind)
-            parts.append(evidence_from_staged(_rows_linked(path, contract, links, tokens),
+            parts.append(evidence_from_staged(_rows_linked(table, positions, contract, links),
                                               contract, feed_id))
     return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
 
 
-def _rows_linked(path: Path, contract: Contract, links: pd.DataFrame,
-                 tokens: np.ndarray) -> pd.DataFrame:
-    """The staged rows that matching linked (among those of ``tokens`` or with no token: the
-    rows ``match_staged(prefilter=True)`` read), with the household, member token and grade it
+def _rows_linked(table: pa.Table, positions: np.ndarray, contract: Contract,
+                 links: pd.DataFrame) -> pd.DataFrame:
+    """Of the rows ``rows_of_tokens`` read (``positions``: their places in the file), those
+    matching linked, with their evidence columns and the household, member token and grade it
     gave them — ``_linked_blocks`` for a few households, without reading the feed whole."""
     links = links.sort_values("row", kind="stable")
-    table, positions = rows_of_tokens(path, staged_columns(contract), tokens)
     at = np.searchsorted(positions, links["row"].to_numpy())
-    staged = table.take(pa.array(at, pa.int64())).to_pandas(
+    wanted = [c for c in staged_columns(contract) if c in table.column_names]
+    staged = table.select(wanted).take(pa.array(at, pa.int64())).to_pandas(
         types_mapper={pa.int64(): pd.Int64Dtype()}.get)
     return staged.assign(person_token=links["person_token"].to_numpy(),
                          household_id=links["household_id"].to_numpy(),

@@ -115,7 +115,8 @@ class RunMatch:
 
 def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
                  settings: MatchSettings | None = None, *, only_roster_tokens: bool = False,
-                 prefilter: bool = False) -> RunMatch:
+                 prefilter: bool = False,
+                 prefiltered: list[tuple[pa.Table, np.ndarray]] | None = None) -> RunMatch:
     """Match the rows of every staged file in ``paths`` to ``people`` in one ``match_records``
     call; returns the links per file.
 
@@ -127,11 +128,15 @@ def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
     ``prefilter`` (implies ``only_roster_tokens``; a batch or a re-check of a few households
     against feeds of millions of rows): the rows that filter would leave out are not even
     read — only the token column of each file is read whole — which gives the same links at a
-    fraction of the cost; the links' ``row`` stays the row's position in its file."""
+    fraction of the cost; the links' ``row`` stays the row's position in its file.
+
+    ``prefiltered`` (with ``prefilter``): those rows already read, per file, by
+    ``rows_of_tokens`` with the identity columns among others — a caller that needs more of the
+    same rows (``pipeline.matched_evidence``: the evidence columns) scans each feed once."""
     distinct, per_file, rows, kept = [], [], 0, []
     wanted = people["person_token"].to_numpy(dtype=np.int64) if prefilter else None
-    for path in paths:
-        frame, at = _identities(path, wanted)
+    for i, path in enumerate(paths):
+        frame, at = _identities(path, wanted, prefiltered[i] if prefiltered else None)
         kept.append(at)
         rows += len(frame)
         group, first = identity_groups(frame)
@@ -215,11 +220,13 @@ def rows_of_tokens(path: Path, columns: list[str], tokens: np.ndarray
     return table.drop_columns(["row_in_file"]), positions
 
 
-def _identities(path: Path | None, tokens: np.ndarray | None = None
+def _identities(path: Path | None, tokens: np.ndarray | None = None,
+                read: tuple[pa.Table, np.ndarray] | None = None
                 ) -> tuple[pd.DataFrame, np.ndarray | None]:
     """The identity columns of a staged file (absent ones — a file staged before they were
     kept — as missing: they then give no evidence either way), and, when ``tokens`` are given,
-    only of the rows whose token is one of them or missing, with those rows' positions."""
+    only of the rows whose token is one of them or missing, with those rows' positions
+    (``read``: those rows as ``rows_of_tokens`` already gave them)."""
     present = set(pq.read_schema(path).names) if path is not None else set()
     wanted = [c for c in IDENTITY_COLUMNS if c in present]
     positions = None
@@ -228,8 +235,8 @@ def _identities(path: Path | None, tokens: np.ndarray | None = None
     elif tokens is None:
         frame = pd.read_parquet(path, columns=wanted)
     else:
-        table, positions = rows_of_tokens(path, wanted, tokens)
-        frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        table, positions = read if read is not None else rows_of_tokens(path, wanted, tokens)
+        frame = table.select(wanted).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
     types = {"person_token": "Int64", "birth_date": "datetime64[ns]",
              **dict.fromkeys(_FLAGS, "boolean")}
     for column in IDENTITY_COLUMNS:

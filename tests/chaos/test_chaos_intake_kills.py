@@ -75,7 +75,8 @@ def test_a_pull_killed_at_each_step_is_recovered_by_the_next_pull(settings, wage
     assert results[0].received == taken.rows_received > 0
     # nothing left over from the killed attempt once housekeeping has run
     intake.clean_orphan_staging(settings, older_than=dt.timedelta(0))
-    assert sorted(p.name for p in settings.staging_dir.iterdir()) == [f"feed-{taken.id}.parquet"]
+    assert sorted(p.name for p in settings.staging_dir.iterdir()) == [
+        f"feed-{taken.id}.parquet", f"feed-{taken.id}.persons.parquet"]  # the feed, its digests
     again = _pull(settings, server)  # and a further pull changes nothing
     assert again == [] and len(catalogue.receipts["hrss"]) == 1
 

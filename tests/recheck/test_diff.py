@@ -1,12 +1,16 @@
 """The feed diff: persons whose rows were added, removed or changed are found, and only they;
 order, line numbers and unrelated fields do not count as change."""
 
+import os
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from schemas import contract_for
+from verification.intake.digests import digest_columns, digests_path, person_digests
 from verification.recheck import diff_feeds
-from verification.recheck.diff import diff_columns
 
 WAGES = contract_for("wages")
 
@@ -67,7 +71,7 @@ def test_a_changed_record_id_or_name_form_is_a_change(tmp_path):
     got = _diff(tmp_path, old, renamed)
     assert got.changed_tokens.tolist() == [2, 4]
     assert got.changed == 2
-    assert {"record_id", "name_chars", "wage_amount", "period"} <= set(diff_columns(WAGES))
+    assert {"record_id", "name_chars", "wage_amount", "period"} <= set(digest_columns(WAGES))
 
 
 def test_no_previous_feed_means_every_person_added(tmp_path):
@@ -76,3 +80,23 @@ def test_no_previous_feed_means_every_person_added(tmp_path):
     got = diff_feeds(None, tmp_path / "new.parquet", WAGES)
     assert got.changed_tokens.tolist() == [2, 3, 4, BIG]
     assert got.added == 5 and got.removed == 0 and got.unresolved_added == 1
+
+
+def test_digests_hold_a_line_per_person_and_are_renewed_when_the_feed_is_newer(tmp_path):
+    path = tmp_path / "feed-7.parquet"
+    _wages(BEFORE).to_parquet(path, index=False)
+    written = person_digests(path, WAGES)
+    assert written == digests_path(path) == tmp_path / "feed-7.persons.parquet"
+    table = pq.read_table(written).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    assert sorted(table["t"].dropna().tolist()) == [2, 3, 4, BIG]
+    assert int(table["n"].sum()) == len(BEFORE)  # the unresolved row kept by its digest
+    assert set(table.columns) == {"t", "s", "n"}  # tokens and digests, nothing else
+    before = written.stat().st_mtime_ns
+    assert person_digests(path, WAGES).stat().st_mtime_ns == before  # kept, not rewritten
+    changed = [(BIG, "a1", "2026-09-01", 3100.0), *BEFORE[1:]]
+    _wages(changed).to_parquet(path, index=False)
+    os.utime(written, ns=(before - 10**9, before - 10**9))  # older than the feed now
+    renewed = pq.read_table(person_digests(path, WAGES)).to_pandas(
+        types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    assert not renewed.sort_values(["t", "s"]).reset_index(drop=True).equals(
+        table.sort_values(["t", "s"]).reset_index(drop=True))

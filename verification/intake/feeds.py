@@ -40,6 +40,7 @@ from connectors.keys import CentreKeyring, PartnerDirectory
 from connectors.registry import load_partners
 from schemas import Contract, contract_for
 from verification.config import IntakeLimits, Settings
+from verification.intake.digests import digests_path, write_person_digests
 from verification.intake.textcheck import (
     future_date_problems,
     invisible_character_problems,
@@ -249,6 +250,7 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
         if problem := _over_quarantine_limit(settings, staged.counts, staged.quarantine):
             staged.path.unlink(missing_ok=True)
             return _reject(session, feed, problem, staged.quarantine)
+        write_person_digests(staged.path, contract)  # what a later re-check's diff compares
         _record_staged(settings, session, feed, staged, manifest)
         return _result(feed)
 
@@ -806,8 +808,9 @@ def clean_orphan_staging(settings: Settings, older_than: dt.timedelta | None = N
     if not folder.is_dir():
         return []
     with session_scope(settings.database_url) as session:
-        named = {Path(p).name for p in session.scalars(
-            select(Feed.staged_path).where(Feed.status == "accepted", Feed.staged_path != ""))}
+        staged = [Path(p) for p in session.scalars(
+            select(Feed.staged_path).where(Feed.status == "accepted", Feed.staged_path != ""))]
+    named = {p.name for p in staged} | {digests_path(p).name for p in staged}
     before = _naive_utc(now) - (older_than if older_than is not None
                                 else settings.intake.max_wait)
     removed = []

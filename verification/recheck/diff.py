@@ -1,13 +1,11 @@
 """What changed between two accepted feeds of one kind: the persons whose evidence differs.
 
-Set-based, in DuckDB straight off the two staged Parquet files (no loop over rows, no frame of
-ten million rows in Python). Each staged row gets a 64-bit digest (DuckDB's ``hash``) of the
-fields its evidence and its matching are made of (the contract's evidence fields, the record id,
-the keyed name forms, birth date, gender — not the line number, which moves when a partner
-re-sorts its file). A person's rows are a multiset: the exact (128-bit) sum of its row digests is
-the same in both feeds when the person's rows are the same, whatever their order. Only the few
-persons whose sums differ are then compared keyed by (person token, period), to tell added,
-removed and changed rows apart.
+Set-based, in DuckDB straight off Parquet (no loop over rows, no frame of ten million rows in
+Python). Each feed's per-person digests — the sum of the 64-bit digests of a person's rows, a
+multiset hash, with its row count — are written beside the staged file when the feed is accepted
+(verification/intake/digests.py), so the diff joins two files of a line per person. Only the few
+persons whose digests differ are then read back from both staged files (a filtered scan) and
+compared keyed by (person token, period), to tell added, removed and changed rows apart.
 
 Rows whose identity is unresolved (token <NA>) name no person: they are counted (added or
 removed), and placed by the matcher only in the next full review (docs/architecture.md,
@@ -24,8 +22,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from schemas import Contract
-from verification.assessment.evidence import staged_columns
-from verification.matching.run import IDENTITY_COLUMNS
+from verification.intake.digests import (
+    digest_columns,
+    person_digests,
+    row_digest_sql,
+    source_sql,
+)
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,6 @@ class FeedDiff:
                 "rows_old": self.rows_old, "rows_new": self.rows_new}
 
 
-def diff_columns(contract: Contract) -> list[str]:
-    """The staged fields a row's evidence and its match are made of (besides the token)."""
-    wanted = [*staged_columns(contract), *IDENTITY_COLUMNS]
-    return [c for c in dict.fromkeys(wanted) if c != "person_token"]
-
-
 def period_column(contract: Contract) -> str | None:
     """The field that says which months (or which day) a row is about, if the contract has one."""
     for mapping in contract.evidence:
@@ -68,55 +64,58 @@ def period_column(contract: Contract) -> str | None:
     return None
 
 
-def _rows(path: Path | None, columns: list[str], period: str | None, like: Path) -> str:
-    """SQL for a feed's rows as (t: token, p: period, h: row digest); a column the file lacks is
-    missing on every row; no file: no rows (with the other file's shape)."""
-    present = set(pq.read_schema(path if path is not None else like).names)
-    source = "'" + str(path if path is not None else like).replace("'", "''") + "'"
-    fields = ", ".join(f'"{c}"' if c in present else "NULL" for c in columns)
+def _changed_rows(path: Path, columns: list[str], period: str | None) -> str:
+    """SQL for the rows of the persons in table ``c`` as (t: token, p: period, h: row digest)."""
+    present = set(pq.read_schema(path).names)
     key = f'"{period}"' if period in present else "NULL"
-    empty = " WHERE false" if path is None else ""
-    return (f"SELECT person_token AS t, {key} AS p, hash({fields}) AS h "
-            f"FROM read_parquet({source}){empty}")
+    return (f"SELECT person_token AS t, {key} AS p, {row_digest_sql(path, columns)} AS h "
+            f"FROM {source_sql(path)} WHERE person_token IN (SELECT t FROM c)")
 
 
 def diff_feeds(old_path: Path | None, new_path: Path, contract: Contract) -> FeedDiff:
     """Compare the staged rows of two feeds of ``contract``'s kind (no old feed: every row of
     the new one is added)."""
-    columns = diff_columns(contract)
+    columns = digest_columns(contract)
     period = period_column(contract)
+    new = source_sql(person_digests(new_path, contract))
+    old = (source_sql(person_digests(old_path, contract)) if old_path is not None else
+           "(SELECT NULL::BIGINT AS t, NULL::UBIGINT AS s, NULL::BIGINT AS n WHERE false)")
     with duckdb.connect() as db:
-        db.execute(f"CREATE TEMP TABLE old AS {_rows(old_path, columns, period, new_path)}")
-        db.execute(f"CREATE TEMP TABLE new AS {_rows(new_path, columns, period, new_path)}")
-        # per person: the exact sum of its rows' digests (a multiset hash)
+        db.execute(f"CREATE TEMP TABLE old AS SELECT * FROM {old}")
+        db.execute(f"CREATE TEMP TABLE new AS SELECT * FROM {new}")
         db.execute("""
             CREATE TEMP TABLE persons AS
-            WITH o AS (SELECT t, sum(h::HUGEINT) AS s FROM old WHERE t IS NOT NULL GROUP BY t),
-                 n AS (SELECT t, sum(h::HUGEINT) AS s FROM new WHERE t IS NOT NULL GROUP BY t)
-            SELECT coalesce(o.t, n.t) AS t, o.s IS NOT DISTINCT FROM n.s AS same
+            WITH o AS (SELECT t, s, n FROM old WHERE t IS NOT NULL),
+                 n AS (SELECT t, s, n FROM new WHERE t IS NOT NULL)
+            SELECT coalesce(o.t, n.t) AS t, o.s IS NOT DISTINCT FROM n.s
+                   AND o.n IS NOT DISTINCT FROM n.n AS same
             FROM o FULL JOIN n ON o.t = n.t""")
-        changed = db.execute("SELECT t FROM persons WHERE NOT same ORDER BY t").fetchnumpy()["t"]
+        db.execute("CREATE TEMP TABLE c AS SELECT t FROM persons WHERE NOT same")
+        changed = db.execute("SELECT t FROM c ORDER BY t").fetchnumpy()["t"]
         unchanged = db.execute("SELECT count(*) FROM persons WHERE same").fetchone()[0]
-        # of the persons that changed, rows keyed by (token, period): keys only in the new feed
-        # (added), only in the old (removed), in both with other rows (changed)
-        added, removed, differ = db.execute("""
-            WITH c AS (SELECT t FROM persons WHERE NOT same),
-                 o AS (SELECT t, p, sum(h::HUGEINT) AS s FROM old SEMI JOIN c USING (t)
-                       GROUP BY t, p),
-                 n AS (SELECT t, p, sum(h::HUGEINT) AS s FROM new SEMI JOIN c USING (t)
-                       GROUP BY t, p)
-            SELECT count(*) FILTER (WHERE o.s IS NULL), count(*) FILTER (WHERE n.s IS NULL),
-                   count(*) FILTER (WHERE o.s <> n.s)
-            FROM o FULL JOIN n ON o.t = n.t AND o.p IS NOT DISTINCT FROM n.p""").fetchone()
-        # rows with no token: how many of the new feed's are not in the old, and the other way
+        added = removed = differ = 0
+        if len(changed):
+            # of the persons that changed, rows keyed by (token, period): keys only in the new
+            # feed (added), only in the old (removed), in both with other rows (changed)
+            older = (_changed_rows(old_path, columns, period) if old_path is not None else
+                     "SELECT NULL::BIGINT AS t, NULL AS p, NULL::UBIGINT AS h WHERE false")
+            added, removed, differ = db.execute(f"""
+                WITH o AS (SELECT t, p, sum(h::HUGEINT) AS s FROM ({older}) GROUP BY t, p),
+                     n AS (SELECT t, p, sum(h::HUGEINT) AS s
+                           FROM ({_changed_rows(new_path, columns, period)}) GROUP BY t, p)
+                SELECT count(*) FILTER (WHERE o.s IS NULL), count(*) FILTER (WHERE n.s IS NULL),
+                       count(*) FILTER (WHERE o.s <> n.s)
+                FROM o FULL JOIN n ON o.t = n.t AND o.p IS NOT DISTINCT FROM n.p""").fetchone()
+        # rows with no token (one digest line per distinct row): how many of the new feed's are
+        # not in the old, and the other way
         more, fewer = db.execute("""
-            WITH o AS (SELECT h, count(*) AS k FROM old WHERE t IS NULL GROUP BY h),
-                 n AS (SELECT h, count(*) AS k FROM new WHERE t IS NULL GROUP BY h),
+            WITH o AS (SELECT s AS h, n AS k FROM old WHERE t IS NULL),
+                 n AS (SELECT s AS h, n AS k FROM new WHERE t IS NULL),
                  gap AS (SELECT coalesce(n.k, 0) - coalesce(o.k, 0) AS g
                          FROM o FULL JOIN n ON o.h = n.h)
             SELECT coalesce(sum(g) FILTER (WHERE g > 0), 0),
                    coalesce(-sum(g) FILTER (WHERE g < 0), 0) FROM gap""").fetchone()
-        rows_old, rows_new = (db.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        rows_old, rows_new = (db.execute(f"SELECT coalesce(sum(n), 0) FROM {name}").fetchone()[0]
                               for name in ("old", "new"))
     return FeedDiff(np.asarray(changed, dtype=np.int64), int(added), int(removed), int(differ),
                     int(unchanged), int(more), int(fewer), int(rows_old), int(rows_new), columns)

@@ -25,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from verification.config import Settings
+from verification.intake.digests import digests_path
 from verification.security import audit
 from verification.storage import session_scope
 from verification.storage.models import Feed, Run, utcnow
@@ -104,6 +105,8 @@ def purge(settings: Settings, actor: str, *, days: int | None = None,
                 _remove(Path(feed.raw_path), settings.feeds_dir, result, dry_run)
             if feed.staged_path:
                 _remove(Path(feed.staged_path), settings.staging_dir, result, dry_run)
+                _remove(digests_path(Path(feed.staged_path)), settings.staging_dir, result,
+                        dry_run)
             if not dry_run:
                 feed.purged_at = utcnow()
             result.feeds.append(feed.id)

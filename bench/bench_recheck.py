@@ -115,14 +115,16 @@ def deliver(settings, staged: Path) -> int:  # noqa: ANN001
         return feed.id
 
 
-def _wait_for_quiet(seconds: float, below: float = 1.0) -> None:
+def _wait_for_quiet(seconds: float, below: float = 1.0) -> float:
     """Wait (up to ``seconds``) for the machine's one-minute load to fall below ``below``: the
     base review takes half an hour at 1 M households, the timed re-check half a minute — worth
     timing when nothing else runs."""
     deadline = time.monotonic() + seconds
     while os.getloadavg()[0] >= below and time.monotonic() < deadline:
         time.sleep(10)
-    print(f"timed re-check starts at load average {os.getloadavg()[0]:.2f}")
+    load = os.getloadavg()[0]
+    print(f"timed re-check starts at load average {load:.2f}")
+    return load
 
 
 def bench_recheck(args: argparse.Namespace) -> dict:
@@ -165,7 +167,7 @@ def bench_recheck(args: argparse.Namespace) -> dict:
         feed_id = deliver(settings, home / "staging" / "feed-wages-next.parquet")
         # as intake leaves an accepted feed: its per-person digests beside it (not timed)
         write_person_digests(home / "staging" / "feed-wages-next.parquet", contract_for("wages"))
-        _wait_for_quiet(args.wait_quiet)
+        load_at_start = _wait_for_quiet(args.wait_quiet)
         clock = _Clock()
         originals = []
         for module_name, attribute in STEPS:
@@ -196,7 +198,7 @@ def bench_recheck(args: argparse.Namespace) -> dict:
     figures = {"households": args.households, "database": args.database,
                "wages_rows": changed["rows"], "feeds_staged": len(staged), "feed_id": feed_id,
                "changed": changed, "recheck": outcome.summary(), "total": total,
-               "steps": clock.steps, "load_average_at_start": os.getloadavg()[0],
+               "steps": clock.steps, "load_average_at_start": load_at_start,
                "base_review_end_to_end_s": round(
                    base["end_to_end"].seconds, 1), "machine": harness.machine()}
     print(json.dumps({k: figures[k] for k in ("changed", "recheck", "total", "steps")},

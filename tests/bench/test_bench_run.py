@@ -48,3 +48,10 @@ def test_harness_writes_figures_and_the_duckdb_reference_agrees(tmp_path):
     check = figures["components"]["check"]
     assert check["agree"], check
     assert "DuckDB" in done.stdout and "end_to_end" in done.stdout
+    # the whole-review reference read, validated and counted the same rows as intake
+    reference = figures["databases"]["sqlite"]["reference"]
+    assert {kind: (c["received"], c["accepted"]) for kind, c in reference["counts"].items()} == {
+        kind: (f["received"], f["accepted"]) for kind, f in intake.items()}
+    assert reference["households"] == 2000 and sum(reference["flags"].values()) == 2000
+    assert all(reference["stages"][s]["cpu"] > 0 for s in ("intake", "matching_sums"))
+    assert "the whole review against the direct DuckDB reference" in done.stdout

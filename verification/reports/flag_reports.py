@@ -9,10 +9,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
+import xlsxwriter
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
@@ -190,17 +189,52 @@ def evidence_table(settings: Settings, run_id: int) -> pd.DataFrame:
     return rows
 
 
+def neutralised(frame: pd.DataFrame) -> pd.DataFrame:
+    """``safe_cell`` on every text cell of ``frame``, by column (a report has millions)."""
+    out = {}
+    for name, column in frame.items():
+        if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+            risky = column.str.startswith(_FORMULA_START).fillna(False).to_numpy(dtype=bool)
+            if risky.any():
+                column = column.where(~risky, "'" + column.astype(str))
+        out[name] = column
+    return pd.DataFrame(out, index=frame.index)
+
+
+# xlsxwriter: text stays text (no formula, link or number read into it), rows streamed
+_WORKBOOK_OPTIONS = {"constant_memory": True, "strings_to_formulas": False,
+                     "strings_to_urls": False, "strings_to_numbers": False}
+_HEADER = {"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79", "align": "center",
+           "valign": "vcenter", "text_wrap": True}
+
+
 def write_tables(rows: pd.DataFrame, evidence: pd.DataFrame, stem: Path,
                  context: SheetContext) -> None:
     """``stem``.csv (the flag list) and ``stem``.xlsx (summary, flag list, evidence)."""
-    report = rows[list(HEADERS)].rename(columns=HEADERS).map(safe_cell)
-    report.map(_csv_number).to_csv(stem.with_suffix(".csv"), index=False, encoding="utf-8-sig")
-    workbook = Workbook()
-    _summary_sheet(workbook.active, rows, context)
-    _table_sheet(workbook.create_sheet("核对结论"), report, _WIDTHS)
-    cited = evidence[list(EVIDENCE_HEADERS)].rename(columns=EVIDENCE_HEADERS).map(safe_cell)
-    _table_sheet(workbook.create_sheet("证据"), cited, [14, 12, 22, 16, 14, 12, 12, 12, 10, 10])
-    workbook.save(stem.with_suffix(".xlsx"))
+    report = neutralised(rows[list(HEADERS)].rename(columns=HEADERS))
+    _csv_numbers(report).to_csv(stem.with_suffix(".csv"), index=False, encoding="utf-8-sig")
+    cited = neutralised(evidence[list(EVIDENCE_HEADERS)].rename(columns=EVIDENCE_HEADERS))
+    with xlsxwriter.Workbook(str(stem.with_suffix(".xlsx")), _WORKBOOK_OPTIONS) as book:
+        header = book.add_format(_HEADER)
+        _summary_sheet(book, header, rows, context)
+        _table_sheet(book.add_worksheet("核对结论"), header, report, _WIDTHS)
+        _table_sheet(book.add_worksheet("证据"), header, cited,
+                     [14, 12, 22, 16, 14, 12, 12, 12, 10, 10])
+
+
+def _csv_numbers(report: pd.DataFrame) -> pd.DataFrame:
+    """Amounts as the workbook shows them (``_csv_number``), by column."""
+    out = report.copy()
+    for name, column in report.items():
+        if pd.api.types.is_float_dtype(column.dtype):
+            values = column.to_numpy(dtype=float)
+            whole = np.isfinite(values) & (values == np.round(values))
+            text = np.where(whole, np.char.mod("%.0f", np.nan_to_num(values)),
+                            np.char.mod("%.2f", np.nan_to_num(values)))
+            out[name] = np.where(np.isnan(values), "", text).astype(object)
+        elif column.dtype == object:
+            out[name] = column.map(_csv_number)
+    return out
 
 
 def _csv_number(value: object) -> object:
@@ -218,39 +252,36 @@ def _write_pair(rows: pd.DataFrame, stem: Path) -> None:
     write_tables(rows, empty, stem, SheetContext(title=stem.name))
 
 
-def _summary_sheet(sheet, rows: pd.DataFrame, context: SheetContext) -> None:  # noqa: ANN001
-    sheet.title = "汇总"
-    sheet.append([safe_cell(context.title)])
-    sheet["A1"].font = Font(bold=True, size=14)
+def _summary_sheet(book, header, rows: pd.DataFrame,  # noqa: ANN001 (xlsxwriter's)
+                   context: SheetContext) -> None:
+    sheet = book.add_worksheet("汇总")
+    for column, width in enumerate((22, 60, 10, 10, 10)):
+        sheet.set_column(column, column, width)
+    sheet.write_string(0, 0, safe_cell(context.title), book.add_format({"bold": True,
+                                                                       "font_size": 14}))
+    line = 1
     for label, value in context.facts:
-        sheet.append([label, safe_cell(value)])
-    sheet.append([])
-    sheet.append(["核对结论", "处理建议", "户数", "其中待办", "其中逾期"])
-    header_row = sheet.max_row
+        sheet.write_row(line, 0, [label, safe_cell(value)])
+        line += 1
+    line += 1  # a blank line
+    sheet.write_row(line, 0, ["核对结论", "处理建议", "户数", "其中待办", "其中逾期"], header)
     for kind in KIND_ORDER:
+        line += 1
         of_kind = rows[rows["kind"] == kind]
-        sheet.append([codes.label("flags", kind), codes.flags()[kind]["action_zh"], len(of_kind),
-                      int(of_kind["days_open"].notna().sum()), int(of_kind["overdue"].sum())])
-    sheet.append(["合计", "", len(rows), int(rows["days_open"].notna().sum()),
-                  int(rows["overdue"].sum())])
-    for cell in sheet[header_row]:
-        cell.font = Font(bold=True, color="FFFFFF")
-        cell.fill = PatternFill("solid", fgColor="1F4E79")
-    for column, width in zip("ABCDE", (22, 60, 10, 10, 10), strict=True):
-        sheet.column_dimensions[column].width = width
+        sheet.write_row(line, 0, [codes.label("flags", kind), codes.flags()[kind]["action_zh"],
+                                  len(of_kind), int(of_kind["days_open"].notna().sum()),
+                                  int(of_kind["overdue"].sum())])
+    sheet.write_row(line + 1, 0, ["合计", "", len(rows), int(rows["days_open"].notna().sum()),
+                                  int(rows["overdue"].sum())])
 
 
-def _table_sheet(sheet, table: pd.DataFrame, widths: list[int]) -> None:  # noqa: ANN001
-    sheet.append(list(table.columns))
-    for record in table.itertuples(index=False):
-        sheet.append([None if pd.isna(v) else v for v in record])
-    header_fill = PatternFill("solid", fgColor="1F4E79")
-    for cell in sheet[1]:
-        cell.font = Font(bold=True, color="FFFFFF")
-        cell.fill = header_fill
-        cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
+def _table_sheet(sheet, header, table: pd.DataFrame,  # noqa: ANN001 (xlsxwriter's)
+                 widths: list[int]) -> None:
     for i in range(len(table.columns)):
-        sheet.column_dimensions[get_column_letter(i + 1)].width = (
-            widths[i] if i < len(widths) else 14)
-    sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = sheet.dimensions
+        sheet.set_column(i, i, widths[i] if i < len(widths) else 14)
+    sheet.freeze_panes(1, 0)
+    sheet.autofilter(0, 0, len(table), max(len(table.columns) - 1, 0))
+    sheet.write_row(0, 0, list(table.columns), header)
+    plain = table.astype(object).where(table.notna(), None)  # NaN, <NA> → an empty cell
+    for line, record in enumerate(plain.itertuples(index=False, name=None), start=1):
+        sheet.write_row(line, 0, record)

@@ -48,18 +48,45 @@ def write_household_reports(settings: Settings, run_id: int, table: pd.DataFrame
     policy = load_parameters().at(facts.run["region"], as_of)
     members, assessments = _load(settings, run_id, ids)
     evidence = _evidence(settings, run_id, ids)
+    # every household's tables at once, then split by household (a batch has thousands)
+    names = dict(zip(members["person_token"], members["name_masked"], strict=True))
+    window = int(policy.require("income.look_back_months"))
+    last = pd.Timestamp(as_of).to_period("M") - 1
+    first = last - (window - 1)
+    people = _by_household(members["household_id"], _members(members, as_of))
+    income = _income(evidence, names, policy, first, last, window)
+    assets = _assets(evidence, names, policy, as_of)
+    template = environment().get_template("report_household.html.j2")
     written = []
     for row in applicants.to_dict("records"):
         folder = folders[row["community_code"]] / REPORT_FOLDER
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{row['household_code']}.html"
         household_id = int(row["household_id"])
-        page = _render(row, members[members["household_id"] == household_id],
-                       assessments.get(household_id, {}),
-                       evidence[evidence["household_id"] == household_id], facts, policy, as_of)
+        page = template.render(
+            css=css(), district=jurisdictions.district()[1], run=facts.run,
+            generated=local_today().isoformat(), requester=facts.requester,
+            household={"code": row["household_code"], "street": row["street"],
+                       "community": row["community"], "status": row["status"]},
+            window={"first": str(first), "last": str(last), "months": window},
+            members=people.get(household_id, []), income=income.get(household_id, []),
+            assets=assets.get(household_id, []),
+            figures=_figures(assessments.get(household_id, {}), policy),
+            missing=_missing(assessments.get(household_id, {}), facts),
+            outcome={"flag": row["flag"], "action": row["action"], "due_date": row["due_date"],
+                     "colour": charts.KIND_COLOURS[row["kind"]],
+                     "reasons": [r for r in str(row["reasons"]).split("；") if r]})
         path.write_text(page, "utf-8")
         written.append(path)
     return written
+
+
+def _by_household(households: pd.Series, rows: list[dict[str, Any]]) -> dict[int, list[dict]]:
+    """``rows`` (one per entry of ``households``, in order) bucketed by household."""
+    out: dict[int, list[dict]] = {}
+    for household, row in zip(households.tolist(), rows, strict=True):
+        out.setdefault(int(household), []).append(row)
+    return out
 
 
 def _load(settings: Settings, run_id: int,
@@ -100,27 +127,6 @@ def _evidence(settings: Settings, run_id: int, ids: list[int]) -> pd.DataFrame:
         period_end=pd.to_datetime(frame["period_end"]))
 
 
-def _render(row: dict[str, Any], members: pd.DataFrame, assessed: dict[str, Any],
-            evidence: pd.DataFrame, facts: RunFacts, policy: Policy, as_of: dt.date) -> str:
-    window = int(policy.require("income.look_back_months"))
-    last = pd.Timestamp(as_of).to_period("M") - 1
-    first = last - (window - 1)
-    names = dict(zip(members["person_token"], members["name_masked"], strict=True))
-    return environment().get_template("report_household.html.j2").render(
-        css=css(), district=jurisdictions.district()[1], run=facts.run,
-        generated=local_today().isoformat(), requester=facts.requester,
-        household={"code": row["household_code"], "street": row["street"],
-                   "community": row["community"], "status": row["status"]},
-        window={"first": str(first), "last": str(last), "months": window},
-        members=_members(members, as_of),
-        income=_income(evidence, names, policy, first, last, window),
-        assets=_assets(evidence, names, policy, as_of),
-        figures=_figures(assessed, policy), missing=_missing(assessed, facts),
-        outcome={"flag": row["flag"], "action": row["action"], "due_date": row["due_date"],
-                 "colour": charts.KIND_COLOURS[row["kind"]],
-                 "reasons": [r for r in str(row["reasons"]).split("；") if r]})
-
-
 def _members(members: pd.DataFrame, as_of: dt.date) -> list[dict[str, Any]]:
     born = pd.to_datetime(members["birth_date"])
     age = as_of.year - born.dt.year - ((born.dt.month > as_of.month) | (
@@ -132,47 +138,57 @@ def _members(members: pd.DataFrame, as_of: dt.date) -> list[dict[str, Any]]:
             for m, a in zip(members.to_dict("records"), age, strict=True)]
 
 
+def _labels(values: pd.Series, table: str) -> pd.Series:
+    """codes.yaml labels of ``values``, looked up once per distinct value."""
+    return values.map({v: codes.label(table, v) for v in values.unique()})
+
+
 def _income(evidence: pd.DataFrame, names: dict, policy: Policy, first: pd.Period,
-            last: pd.Period, window: int) -> list[dict[str, Any]]:
-    """Per member, source and item: months with records in the window, their sum, and the
-    monthly average over the whole window (as the assessment averages)."""
+            last: pd.Period, window: int) -> dict[int, list[dict[str, Any]]]:
+    """Per household, member, source and item: months with records in the window, their sum,
+    and the monthly average over the whole window (as the assessment averages)."""
     income = evidence[evidence["item"].isin(codes.items("income"))]
     month = income["period_start"].dt.to_period("M")
     income = income[(month >= first) & (month <= last)]
     if income.empty:
-        return []
-    grouped = income.groupby(["person_token", "source_kind", "item"]).agg(
+        return {}
+    grouped = income.groupby(["household_id", "person_token", "source_kind", "item"]).agg(
         months=("period_start", "nunique"), total=("amount", "sum")).reset_index()
     counted = set(policy.require("income.counted_items"))
     excluded = set(policy.require("income.excluded_items"))
-    return [{"member": names.get(r["person_token"], "—"),
-             "source": codes.label("feed_kinds", r["source_kind"]),
-             "item": codes.label("items", r["item"]), "months": int(r["months"]),
-             "total": float(r["total"]), "monthly": float(r["total"]) / window,
-             "counted": "计入" if r["item"] in counted else (
-                 "不计入（政策排除）" if r["item"] in excluded else "不计入")}
-            for r in grouped.to_dict("records")]
+    grouped = grouped.assign(source=_labels(grouped["source_kind"], "feed_kinds"),
+                             label=_labels(grouped["item"], "items"))
+    return _by_household(grouped["household_id"], [
+        {"member": names.get(r["person_token"], "—"), "source": r["source"],
+         "item": r["label"], "months": int(r["months"]),
+         "total": float(r["total"]), "monthly": float(r["total"]) / window,
+         "counted": "计入" if r["item"] in counted else (
+             "不计入（政策排除）" if r["item"] in excluded else "不计入")}
+        for r in grouped.to_dict("records")])
 
 
 def _assets(evidence: pd.DataFrame, names: dict, policy: Policy,
-            as_of: dt.date) -> list[dict[str, Any]]:
-    """Financial assets, property, vehicles and businesses registered by the query date."""
+            as_of: dt.date) -> dict[int, list[dict[str, Any]]]:
+    """Per household: financial assets, property, vehicles and businesses registered by the
+    query date."""
     classes = {i: c for c in ("asset", "property", "vehicle", "business", "payroll")
                for i in codes.items(c)}
     held = evidence[evidence["item"].isin(list(classes))
                     & (evidence["period_start"] <= pd.Timestamp(as_of))]
+    held = held.sort_values(["household_id", "item", "record_ref"], kind="stable")
+    held = held.assign(label=_labels(held["item"], "items"))
     exempt = set(policy.value("vehicles.exempt_items") or ())
     kinds = {"asset": "金融资产", "property": "房产", "vehicle": "车辆", "business": "市场主体",
              "payroll": "财政供养"}
     rows = []
-    for r in held.sort_values(["item", "record_ref"]).to_dict("records"):
+    for r in held.to_dict("records"):
         item_class = classes[r["item"]]
         rows.append({"member": names.get(r["person_token"], "—"), "kind": kinds[item_class],
-                     "item": codes.label("items", r["item"]), "record_ref": r["record_ref"],
+                     "item": r["label"], "record_ref": r["record_ref"],
                      "date": r["period_start"].date().isoformat(),
                      "amount": _CURRENCY.format(r["amount"]) if item_class == "asset" else "—",
                      "note": "豁免（不计入）" if r["item"] in exempt else ""})
-    return rows
+    return _by_household(held["household_id"], rows)
 
 
 def _figures(assessed: dict[str, Any], policy: Policy) -> list[tuple[str, str]]:

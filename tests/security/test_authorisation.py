@@ -95,6 +95,24 @@ def test_a_check_is_refused_naming_the_member_masked_and_why(settings, district_
     assert not any(n in message for n in frame["name"] if len(n) > 1)
 
 
+def test_several_asks_read_the_members_once_and_the_first_uncovered_one_refuses(
+        settings, district_dir, tmp_path):
+    households, _ = _load(settings, _roster(district_dir, tmp_path))
+    member = _one_member(settings)
+    with session_scope(settings.database_url) as session:
+        session.execute(update(Authorisation).where(Authorisation.member_id == member.id)
+                        .values(scope="hrss"))
+    covered = require_authorised(settings, households, AS_OF,
+                                 asks=[("hrss", "wages"), ("hrss", "pensions")])
+    assert len(covered) == len(set(covered)) and member.id in covered
+    assert require_authorised(settings, households, AS_OF, asks=[]) == {}  # nothing asked
+    with pytest.raises(NotAuthorised) as refused:
+        require_authorised(settings, households, AS_OF, what="batch B-1",
+                           asks=[("hrss", "wages"), ("finance", "deposits")])
+    assert [m.member_id for m in refused.value.members] == [member.id]
+    assert "does not cover finance / deposits" in str(refused.value)
+
+
 def test_a_member_without_any_authorisation_is_named(settings, district_dir, tmp_path):
     households, _ = _load(settings, _roster(district_dir, tmp_path))
     member = _one_member(settings)

@@ -292,11 +292,9 @@ def _require_authorisations(settings: Settings, batch: Batch, run_id: int,
     from verification.security.authorisation import NotAuthorised, require_authorised
 
     try:
-        for kind, version in versions.items():
-            if version.get("feed_id"):
-                require_authorised(settings, households, as_of,
-                                   what=f"batch {batch.batch_code}",
-                                   partner=version.get("partner"), feed_kind=kind)
+        require_authorised(settings, households, as_of, what=f"batch {batch.batch_code}",
+                           asks=[(version.get("partner"), kind)
+                                 for kind, version in versions.items() if version.get("feed_id")])
     except NotAuthorised as refused:
         with session_scope(settings.database_url) as session:
             session.execute(update(Run).where(Run.id == run_id)

@@ -29,6 +29,7 @@ class RightValues:
         self.codes: dict[tuple[str, str], tuple[np.ndarray, pd.Index]] = {}
         self.strings: dict[str, np.ndarray] = {}
         self.frequencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.slots: dict[str, tuple[np.ndarray, pd.Index]] = {}
 
     def frequency(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Each right row's value code and the share of right rows holding each value."""
@@ -50,6 +51,7 @@ class FrameValues:
         self.shared = shared if shared is not None else RightValues()
         self._codes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._strings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._slots: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def codes(self, column: str, transform: str = "", width: int = 0) -> tuple[np.ndarray, ...]:
         """Integer codes of each row's (transformed) value, shared between sides; -1 = missing.
@@ -69,6 +71,18 @@ class FrameValues:
             left_codes[(left_codes < 0) & left.notna().to_numpy()] = len(uniques)
             self._codes[cache_key] = (left_codes, right_codes)
         return self._codes[cache_key]
+
+    def slots(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """A list column (space-separated values) as (rows × most values) integer codes per
+        side, shared between sides; -1 pads, and a left value no right row holds is -1 too
+        (it can agree with nothing)."""
+        if column not in self._slots:
+            if column not in self.shared.slots:
+                self.shared.slots[column] = slot_matrix(self.right[column])
+            right, uniques = self.shared.slots[column]
+            left, _ = slot_matrix(self.left[column], uniques)
+            self._slots[column] = (left, right)
+        return self._slots[column]
 
     def strings(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Each row's string value ("" where missing)."""
@@ -119,9 +133,37 @@ class PairColumns:
             self._codes[cache_key] = (left[self.li], right[self.ri])
         return self._codes[cache_key]
 
+    def slots(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pair list codes of both sides (see ``FrameValues.slots``)."""
+        left, right = self.values.slots(column)
+        return left[self.li], right[self.ri]
+
     def missing(self, column: str) -> np.ndarray:
         left, right = self.codes(column)
         return (left < 0) | (right < 0)
+
+
+def slot_matrix(column: pd.Series, uniques: pd.Index | None = None
+                ) -> tuple[np.ndarray, pd.Index]:
+    """(rows × most values) int64 codes of a space-separated list column, -1 padding, and the
+    values coded. With ``uniques`` the codes number those values (-1 for any other)."""
+    text = _as_text(column)
+    present = np.flatnonzero(text.notna().to_numpy())
+    parts = text.iloc[present].str.split(" ")
+    lengths = parts.str.len().to_numpy(dtype=np.int64) if len(parts) else np.zeros(0, np.int64)
+    flat = pd.Series([v for p in parts for v in p], dtype=object)
+    if uniques is None:
+        codes, uniques = pd.factorize(flat)
+        uniques = pd.Index(uniques)
+    else:
+        codes = uniques.get_indexer(flat) if len(flat) else np.zeros(0, np.int64)
+    width = int(lengths.max(initial=1))
+    out = np.full((len(column), width), -1, dtype=np.int64)
+    if len(flat):
+        row = np.repeat(present, lengths)
+        slot = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        out[row, slot] = codes
+    return out, uniques
 
 
 def _as_text(values: pd.Series) -> pd.Series:
@@ -183,6 +225,18 @@ def _listed(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.nda
     return asked.isin(listed)
 
 
+def _overlap(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
+    """The two sides' lists (space-separated values) share a value."""
+    left, right = cols.slots(column)
+    left, right = left[rows], right[rows]
+    hit = np.zeros(len(rows), dtype=bool)
+    for a in range(left.shape[1]):
+        present = left[:, a] >= 0
+        for b in range(right.shape[1]):
+            hit |= present & (left[:, a] == right[:, b])
+    return hit
+
+
 _LEVEL_TESTS = {
     "exact": _exact,
     "prefix": _prefix,
@@ -191,6 +245,7 @@ _LEVEL_TESTS = {
     "osa": _distance_level(OSA.distance, lambda s, t: s <= t),
     "jaro_winkler": _distance_level(JaroWinkler.similarity, lambda s, t: s >= t),
     "listed": _listed,
+    "overlap": _overlap,
 }
 
 

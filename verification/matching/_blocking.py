@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from verification.matching.settings import LIST_COLUMNS, LISTED_AGAINST
 
@@ -52,15 +54,25 @@ def _list_column(rule: tuple[str, ...]) -> str | None:
     return listed[0] if listed else None
 
 
+def split_lists(column: pd.Series) -> tuple[np.ndarray, pa.Array]:
+    """The values of a space-separated list column, split in Arrow: each value's row position
+    and the values (missing and blank rows give none)."""
+    text = column.astype(object).where(column.notna(), None).to_numpy(dtype=object)
+    data = pa.array(text, pa.string(), from_pandas=True)
+    data = pc.if_else(pc.equal(data, ""), pa.scalar(None, pa.string()), data)
+    lists = pc.split_pattern(data, " ")
+    positions = pc.list_parent_indices(lists).to_numpy().astype(np.int64)
+    return positions, pc.list_flatten(lists)
+
+
 def _exploded_rows(frame: pd.DataFrame, rule: tuple[str, ...],
                    column: str) -> tuple[pd.DataFrame, np.ndarray]:
     """The rule's columns with one row per value of the list ``column`` (which then holds that
     value), and each row's position in ``frame``."""
-    parts = frame[column].astype("string").str.split(" ")
-    table = frame[list(rule)].reset_index(drop=True).assign(**{column: parts.to_numpy()})
-    table = table.explode(column)
-    table = table[table[column].notna()]
-    return table.reset_index(drop=True), table.index.to_numpy(dtype=np.int64)
+    positions, values = split_lists(frame[column])
+    table = frame[list(rule)].iloc[positions].reset_index(drop=True)
+    table[column] = values.to_numpy(zero_copy_only=False)
+    return table, positions
 
 
 def _list_rule_pairs(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...],

@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from verification.matching._blocking import exploded
+from verification.matching._blocking import exploded, split_lists
 from verification.matching.settings import LISTED_AGAINST, Comparison, ComparisonLevel
 
 NULL_LEVEL = -1
@@ -29,7 +31,7 @@ class RightValues:
         self.codes: dict[tuple[str, str], tuple[np.ndarray, pd.Index]] = {}
         self.strings: dict[str, np.ndarray] = {}
         self.frequencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.slots: dict[str, tuple[np.ndarray, pd.Index]] = {}
+        self.slots: dict[str, tuple[np.ndarray, pa.Array]] = {}
 
     def frequency(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Each right row's value code and the share of right rows holding each value."""
@@ -143,26 +145,23 @@ class PairColumns:
         return (left < 0) | (right < 0)
 
 
-def slot_matrix(column: pd.Series, uniques: pd.Index | None = None
-                ) -> tuple[np.ndarray, pd.Index]:
+def slot_matrix(column: pd.Series, uniques: pa.Array | None = None
+                ) -> tuple[np.ndarray, pa.Array]:
     """(rows × most values) int64 codes of a space-separated list column, -1 padding, and the
     values coded. With ``uniques`` the codes number those values (-1 for any other)."""
-    text = _as_text(column)
-    present = np.flatnonzero(text.notna().to_numpy())
-    parts = text.iloc[present].str.split(" ")
-    lengths = parts.str.len().to_numpy(dtype=np.int64) if len(parts) else np.zeros(0, np.int64)
-    flat = pd.Series([v for p in parts for v in p], dtype=object)
+    positions, values = split_lists(column)
     if uniques is None:
-        codes, uniques = pd.factorize(flat)
-        uniques = pd.Index(uniques)
+        encoded = pc.dictionary_encode(values)
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        uniques = encoded.dictionary
     else:
-        codes = uniques.get_indexer(flat) if len(flat) else np.zeros(0, np.int64)
-    width = int(lengths.max(initial=1))
+        codes = pc.fill_null(pc.index_in(values, value_set=uniques), -1).to_numpy(
+            zero_copy_only=False).astype(np.int64)
+    # the n-th value of its row: positions are in row order
+    slot = np.arange(len(positions)) - np.searchsorted(positions, positions, side="left")
+    width = int(slot.max(initial=0)) + 1
     out = np.full((len(column), width), -1, dtype=np.int64)
-    if len(flat):
-        row = np.repeat(present, lengths)
-        slot = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        out[row, slot] = codes
+    out[positions, slot] = codes
     return out, uniques
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from verification.intake.tokens import TokenKey
 from verification.matching._blocking import (
@@ -22,6 +23,7 @@ from verification.matching._blocking import (
     listed_pairs,
     pairs_per_rule,
     rows_agree,
+    split_lists,
 )
 from verification.matching._compare import NULL_LEVEL, RightValues, comparison_matrix
 from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
@@ -96,10 +98,12 @@ def _value_counts(frame: pd.DataFrame, column: str, present: np.ndarray,
                   listed: bool) -> pd.Series:
     """How many of the ``present`` rows hold each value of ``column`` (each value of its
     space-separated list when ``listed``)."""
-    values = frame[column].astype("string")[present].dropna()
-    if listed:
-        values = values.str.split(" ").explode()
-    return values.value_counts()
+    values = frame[column][present]
+    if not listed:
+        return values.astype("string").value_counts()
+    counted = pc.value_counts(split_lists(values)[1])
+    return pd.Series(counted.field("counts").to_numpy(),
+                     index=counted.field("values").to_numpy(zero_copy_only=False))
 
 
 def _frequency_u(left: pd.DataFrame, right: pd.DataFrame, comparison,  # noqa: ANN001

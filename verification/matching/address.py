@@ -58,6 +58,7 @@ from verification.intake.tokens import TokenKey
 
 ADDRESS_KEY_COLUMNS = ("address_places", "address_buildings", "address_rooms")
 PHONE_KEY_COLUMNS = ("phone_key", "phone_tail")
+CONTACT_KEY_COLUMNS = (*ADDRESS_KEY_COLUMNS, *PHONE_KEY_COLUMNS)
 # Stored keys are only comparable when made by the same rules: keep this beside stored keys.
 ADDRESS_KEY_VERSION = "addr-v1"
 

@@ -270,16 +270,8 @@ class _Builder:
             street_name, community, compound = parts["street"], parts["community"], parts[
                 "compound"]
             building, unit, room = (int(parts[k]) for k in ("building", "unit", "room"))
-        flat = str(rng.choice([f"{building}号楼{unit}单元{room}室", f"{building}栋{unit}门{room}",
-                               f"{building}-{unit}-{room}", f"{building}#{unit}单元{room}",
-                               f"{_chinese(building)}号楼{_chinese(unit)}单元"
-                               f"{''.join(_chinese(int(d)) for d in str(room))}室"],
-                              p=[0.35, 0.2, 0.25, 0.1, 0.1]))
-        prefix = str(rng.choice(["辽宁省沈阳市浑南区", "沈阳市浑南区", "浑南区", ""]))
-        street_name = street_name if rng.random() < 0.6 else ""  # 街道 often left out
-        community = community if rng.random() < 0.8 else ""
-        gap = " " if rng.random() < 0.2 else ""
-        return f"{prefix}{street_name}{community}{gap}{compound}{gap}{flat}"
+        return written_address(rng, street_name, community, compound, building, unit, room,
+                               "辽宁省沈阳市浑南区")
 
     def partner_phone(self, person: Person) -> str:
         """The phone a partner holds: often none; the roster's number in the partner's format
@@ -669,6 +661,27 @@ _ADDRESS_PARTS = re.compile(r"^沈阳市浑南区(?P<street>.+?街道)(?P<commun
                             r"(?P<compound>.+?)(?P<building>\d+)号楼(?P<unit>\d+)单元"
                             r"(?P<room>\d+)室$")
 _CHINESE = "零一二三四五六七八九"
+
+
+def written_address(rng: np.random.Generator, street: str, community: str, compound: str,
+                    building: int, unit: int, room: int, district: str) -> str:
+    """An address as a partner's clerk writes it: the building as 3号楼2单元501室, 3栋2门501,
+    3-2-501, 3#2单元501 or in Chinese numerals; with or without province, city and district
+    (``district``: their full form, e.g. 辽宁省沈阳市浑南区), the street (街道) often and the
+    community sometimes left out, a space here and there."""
+    flat = str(rng.choice([f"{building}号楼{unit}单元{room}室", f"{building}栋{unit}门{room}",
+                           f"{building}-{unit}-{room}", f"{building}#{unit}单元{room}",
+                           f"{_chinese(building)}号楼{_chinese(unit)}单元"
+                           f"{''.join(_chinese(int(d)) for d in str(room))}室"],
+                          p=[0.35, 0.2, 0.25, 0.1, 0.1]))
+    province = district[:district.index("省") + 1] if "省" in district else ""
+    city = district[len(province):district.index("市") + 1] if "市" in district else ""
+    without_province = district[len(province):]
+    prefix = str(rng.choice([district, without_province, without_province[len(city):], ""]))
+    street = street if rng.random() < 0.6 else ""
+    community = community if rng.random() < 0.8 else ""
+    gap = " " if rng.random() < 0.2 else ""
+    return f"{prefix}{street}{community}{gap}{compound}{gap}{flat}"
 
 
 def _chinese(number: int) -> str:

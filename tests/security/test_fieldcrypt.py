@@ -7,7 +7,7 @@ import threading
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from verification.intake.roster import load_roster
 from verification.security import audit
@@ -24,7 +24,7 @@ from verification.security.fieldcrypt import (
 )
 from verification.security.keyrotation import key_usage, rotate
 from verification.storage import session_scope
-from verification.storage.models import AuditEvent, Member
+from verification.storage.models import AuditEvent, Household, Member
 
 AES_HEX = "11" * 32
 SM4_HEX = "22" * 16
@@ -115,13 +115,18 @@ def test_rotation_moves_every_value_to_the_new_key_and_is_audited(settings, dist
     result = rotate(settings, "admin", batch_size=37)
     assert result.complete and result.current == "new-1"
     n = len(before)
-    assert result.rewritten == {"members.id_number_enc": n, "members.name_enc": n}
-    assert key_usage(settings) == {"members.id_number_enc": {"new-1": n},
-                                   "members.name_enc": {"new-1": n}}
+    with session_scope(settings.database_url) as session:  # the optional fields the file gave
+        phones = session.scalar(select(func.count()).where(Member.phone_enc.is_not(None)))
+        addresses = session.scalar(select(func.count()).where(
+            Household.address_enc.is_not(None)))
+    assert 0 < phones < n and addresses > 0
+    counts = {"members.id_number_enc": n, "members.name_enc": n, "members.phone_enc": phones,
+              "households.address_enc": addresses}
+    assert result.rewritten == counts
+    assert key_usage(settings) == {column: {"new-1": count} for column, count in counts.items()}
     monkeypatch.setenv("HEDUI_FIELD_KEYS", f"new-1:sm4-gcm:{SM4_HEX}")  # old key retired
     assert _values(settings) == before
-    assert rotate(settings, "admin").rewritten == {"members.id_number_enc": 0,
-                                                  "members.name_enc": 0}
+    assert rotate(settings, "admin").rewritten == dict.fromkeys(counts, 0)
     with session_scope(settings.database_url) as session:
         events = session.scalars(select(AuditEvent).where(
             AuditEvent.action.like("keys.rotation%")).order_by(AuditEvent.id)).all()

@@ -31,7 +31,8 @@ from verification.intake.identifiers import canonical_text, is_valid_id
 from verification.synthetic.demo import run_demo
 
 NOT_SCANNED = ("feeds", "district", "partner-outbox")
-ENCRYPTED = {("members", "id_number_enc"), ("members", "name_enc")}
+ENCRYPTED = {("members", "id_number_enc"), ("members", "name_enc"), ("members", "phone_enc"),
+             ("households", "address_enc")}
 
 
 @contextmanager

@@ -85,13 +85,44 @@ def test_the_records_own_birth_date_and_gender_are_preferred_and_flagged():
     assert set(bad["reason"]) == {"BAD_DATE", "BAD_GENDER"}
 
 
-def test_intake_stages_no_address_or_phone(settings):
-    frame = _frame([{"record_id": "V1", "id_number": "", "name": "王伟",
-                     "address": "辽宁省沈阳市于洪区某某街道1号", "phone": "13800000000"}])
+def test_intake_stages_keyed_address_and_phone_parts_only_for_rows_without_usable_id(settings):
+    from verification.intake.tokens import TokenKey, person_tokens
+    from verification.matching.address import (
+        ADDRESS_KEY_COLUMNS,
+        PHONE_KEY_COLUMNS,
+        address_keys,
+        phone_keys,
+    )
+
+    good = make_id("210112", dt.date(1980, 5, 17), 123)
+    address, phone = "辽宁省沈阳市浑南区五三街道白塔堡社区富民小区3号楼2单元501室", "13800001234"
+    frame = _frame([
+        {"record_id": "V1", "id_number": good, "name": "王伟", "address": address,
+         "phone": phone},  # a valid ID: matched on its token, no contact keys
+        {"record_id": "V2", "id_number": "", "name": "王伟", "address": address,
+         "phone": phone},
+        {"record_id": "V3", "id_number": mistyped_check(good), "name": "王伟",
+         "address": "富民小区3-2-501", "phone": ""},
+        {"record_id": "V4", "id_number": "", "name": "王伟"},  # sends neither
+    ])
     checked = validate_frame(frame, contract_for("vehicles"), identity_unresolved=True)
+    key = TokenKey.from_settings(settings)
     staged = intake._staged_rows(settings, checked.accepted, "id_number",
-                                 lambda ids: pd.Series(pd.NA, index=ids.index, dtype="Int64"))
+                                 lambda ids: person_tokens(key, ids))
     assert not {"address", "phone", "name", "id_number"} & set(staged.columns)
+    keyed = [*ADDRESS_KEY_COLUMNS, *PHONE_KEY_COLUMNS]
+    assert set(keyed) <= set(staged.columns)
+    text = staged.astype(str).to_csv()
+    for raw in ("白塔堡", "富民", "501", phone, phone[-8:], good):
+        assert raw not in text  # nothing raw, not even a part of it
+    assert staged.loc[0, keyed].isna().all()  # the valid ID's row
+    assert staged.loc[3, keyed].isna().all()  # nothing sent
+    expected = pd.concat([address_keys(pd.Series([address]), key),
+                          phone_keys(pd.Series([phone]), key)], axis=1).iloc[0]
+    assert staged.loc[1, keyed].tolist() == expected.tolist()
+    # the same flat written another way shares the room key; no phone sent, no phone key
+    assert set(staged.loc[2, "address_rooms"].split()) & set(expected["address_rooms"].split())
+    assert staged.loc[2, list(PHONE_KEY_COLUMNS)].isna().all()
 
 
 def test_identity_hints_read_only_real_dates():

@@ -55,6 +55,7 @@ from verification.intake.validate import (
     validate_frame,
 )
 from verification.matching import name_keys
+from verification.matching.address import contact_keys
 from verification.security import audit
 from verification.storage import session_scope
 from verification.storage.models import Feed, Partner, QuarantinedRow
@@ -519,9 +520,12 @@ def _staged_rows(settings: Settings, accepted: pd.DataFrame, id_field: str,
     of the name, and ``birth_date``/``gender`` — the row's own when the partner sent them, else
     read off the ID (``birth_date_from_id``/``gender_from_id`` say which) — so the matcher can
     place a row without a usable ID and doubt a valid ID typed into someone else's record."""
-    # Address and phone help only to place a row the roster cannot check them against yet
-    # (members carry neither): not staged, so no raw address or number sits in staging.
+    # Address and phone help only to place a row whose ID is unusable: those rows (and only
+    # those) get their keyed parts (verification/matching/address.py); the raw text is dropped,
+    # so no address or number sits in staging.
     staged = accepted.drop(columns=["name", "address", "phone"], errors="ignore")
+    if "address" in accepted or "phone" in accepted:
+        staged = pd.concat([staged, _contact_keys(settings, accepted, id_field)], axis=1)
     staged.insert(0, "person_token", tokens(staged.pop(id_field)))
     if NEAR_MISS_NUMBERS in staged:  # the numbers an unusable ID may have meant: tokens only
         staged["id_near"] = near_miss_tokens(TokenKey.from_settings(settings),
@@ -530,6 +534,25 @@ def _staged_rows(settings: Settings, accepted: pd.DataFrame, id_field: str,
         keyed = name_keys(accepted["name"], TokenKey.from_settings(settings))
         staged = pd.concat([staged, keyed.astype("string")], axis=1)
     return staged
+
+
+def _contact_keys(settings: Settings, accepted: pd.DataFrame, id_field: str) -> pd.DataFrame:
+    """Keyed address and phone parts of the accepted rows whose ID is unusable (<NA> on every
+    other row: a valid ID is matched on its token, and its address would only be one more
+    copy of personal data)."""
+    from verification.matching.address import ADDRESS_KEY_COLUMNS, PHONE_KEY_COLUMNS
+
+    out = pd.DataFrame({c: pd.Series(pd.NA, index=accepted.index, dtype="string")
+                        for c in (*ADDRESS_KEY_COLUMNS, *PHONE_KEY_COLUMNS)})
+    unresolved = (accepted[id_field].isna() if id_field in accepted
+                  else pd.Series(True, index=accepted.index)).to_numpy(bool)
+    if unresolved.any():
+        rows = accepted.index[unresolved]
+        keys = contact_keys(accepted.loc[rows, "address"] if "address" in accepted else None,
+                            accepted.loc[rows, "phone"] if "phone" in accepted else None,
+                            TokenKey.from_settings(settings), rows)
+        out.loc[rows, list(keys.columns)] = keys
+    return out
 
 
 def _record_staged(settings: Settings, session: Session, feed: Feed, staged: _Staged,

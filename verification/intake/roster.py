@@ -3,8 +3,8 @@
 The whole file is validated first; if any row fails, nothing is loaded and every error is
 reported with its line, field and reason (staff fix the file and submit it again). On success
 households are upserted by household code and their members replaced, so loading the same file
-twice changes nothing. ID numbers and names are stored only encrypted, plus masked forms for
-reports; members are joined by keyed token.
+twice changes nothing. ID numbers, names, addresses and phones are stored only encrypted (plus
+masked forms of ID and name for reports); members are joined by keyed token.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from connectors.decoding import LINE, PROBLEM, DecodeError, decode_bytes
@@ -227,16 +228,33 @@ def load_roster(settings: Settings, path: Path, actor: str = "system",
     return RosterLoaded(len(ids), len(frame), sorted(ids.values()))
 
 
+def household_addresses(frame: pd.DataFrame) -> pd.Series:
+    """Each household's address: the head's row's, else the first row's that gives one (the
+    contract asks for the same address on every row, or on the head's row only)."""
+    if "address" not in frame:
+        return pd.Series(dtype=object)
+    given = frame[frame["address"].notna()]
+    order = (given["relation"] != "户主").to_numpy()  # the head's row first
+    given = given.iloc[np.argsort(order, kind="stable")]
+    return given.drop_duplicates("household_code").set_index("household_code")["address"]
+
+
 def _upsert_households(session, frame: pd.DataFrame) -> dict[str, int]:  # noqa: ANN001
     from sqlalchemy import select
 
+    from verification.security.fieldcrypt import load_field_cipher
     from verification.storage.models import Household
 
     heads = frame.drop_duplicates("household_code").set_index("household_code")
     existing = {h.household_code: h for h in session.scalars(
         select(Household).where(Household.household_code.in_(list(heads.index))))}
+    addresses = household_addresses(frame)
+    cipher = load_field_cipher()
     for code, row in heads.iterrows():
         values = {f: _or_default(f, row[f]) for f in HOUSEHOLD_FIELDS}
+        address = addresses.get(code)
+        values["address_enc"] = (None if address is None
+                                 else cipher.encrypt(address, "households.address"))
         if code in existing:
             for key, value in values.items():
                 setattr(existing[code], key, value)
@@ -277,6 +295,8 @@ def _insert_members(session, settings: Settings, frame: pd.DataFrame,  # noqa: A
             "name_enc": cipher.encrypt(rec.name, "members.name"),
             "id_masked": identifiers.mask_id(rec.id_number),
             "name_masked": identifiers.mask_name(rec.name),
+            "phone_enc": (cipher.encrypt(phone, "members.phone")
+                          if isinstance(phone := getattr(rec, "phone", None), str) else None),
             "birth_date": born, "gender": identifiers.gender(rec.id_number),
             "relation": rec.relation, "exclusion": rec.exclusion if pd.notna(rec.exclusion) else "",
             "disability_grade": grade,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from verification.matching.settings import LISTED_AGAINST
+from verification.matching.settings import LIST_COLUMNS, LISTED_AGAINST
 
 
 def rule_keys(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...]):
@@ -19,7 +21,8 @@ def rule_keys(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...]):
     combined = np.zeros(n_left + len(right), dtype=np.int64)
     missing = np.zeros(n_left + len(right), dtype=bool)
     for column in rule:
-        values = pd.concat([left[column], right[column]], ignore_index=True)
+        sides = [side[column] for side in (left, right) if len(side)]  # no empty side's dtype
+        values = pd.concat(sides, ignore_index=True) if sides else left[column]
         if pd.api.types.is_datetime64_any_dtype(values):
             values = values.dt.strftime("%Y%m%d")
         values = values.astype("string")
@@ -44,6 +47,69 @@ def _bounded(left_key: np.ndarray, right_key: np.ndarray,
         return left_key, right_key
     return (np.where(np.isin(left_key, too_big), -1, left_key),
             np.where(np.isin(right_key, too_big), -1, right_key))
+
+
+def _list_column(rule: tuple[str, ...]) -> str | None:
+    listed = [c for c in rule if c in LIST_COLUMNS]
+    return listed[0] if listed else None
+
+
+def split_lists(column: pd.Series) -> tuple[np.ndarray, pa.Array]:
+    """The values of a space-separated list column, split in Arrow: each value's row position
+    and the values (missing and blank rows give none)."""
+    text = column.astype(object).where(column.notna(), None).to_numpy(dtype=object)
+    data = pa.array(text, pa.string(), from_pandas=True)
+    data = pc.if_else(pc.equal(data, ""), pa.scalar(None, pa.string()), data)
+    lists = pc.split_pattern(data, " ")
+    positions = pc.list_parent_indices(lists).to_numpy().astype(np.int64)
+    return positions, pc.list_flatten(lists)
+
+
+def _exploded_rows(frame: pd.DataFrame, rule: tuple[str, ...],
+                   column: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rule's columns with one row per value of the list ``column`` (which then holds that
+    value), and each row's position in ``frame``."""
+    positions, values = split_lists(frame[column])
+    table = frame[list(rule)].iloc[positions].reset_index(drop=True)
+    table[column] = values.to_numpy(zero_copy_only=False)
+    return table, positions
+
+
+def _list_rule_pairs(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...],
+                     column: str, max_block: int | None) -> np.ndarray:
+    """Pair numbers (left × len(right) + right) of a rule on a list column (address keys, lists
+    on both sides): the rows agree when they share a listed value (and agree on the rule's
+    other columns); a value held by more than ``max_block`` right rows proposes nothing."""
+    left_rows, left_at = _exploded_rows(left, rule, column)
+    right_rows, right_at = _exploded_rows(right, rule, column)
+    if not len(left_rows) or not len(right_rows):
+        return np.array([], dtype=np.int64)
+    left_key, right_key = _bounded(*rule_keys(left_rows, right_rows, rule), max_block)
+    lk = pd.DataFrame({"key": left_key, "li": left_at})
+    rk = pd.DataFrame({"key": right_key, "ri": right_at})
+    joined = lk[lk["key"] >= 0].merge(rk[rk["key"] >= 0], on="key")
+    return np.unique(joined["li"].to_numpy(np.int64) * len(right)
+                     + joined["ri"].to_numpy(np.int64))
+
+
+def rows_agree(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...]) -> np.ndarray:
+    """Per position, whether ``left``'s row and ``right``'s row at the same position agree on
+    ``rule`` (the two frames aligned: a record and the member its token names)."""
+    column = _list_column(rule)
+    if column is None:
+        left_key, right_key = rule_keys(left, right, rule)
+        return (left_key >= 0) & (left_key == right_key)
+    left_rows, left_at = _exploded_rows(left, rule, column)
+    right_rows, right_at = _exploded_rows(right, rule, column)
+    agree = np.zeros(len(left), dtype=bool)
+    if not len(left_rows) or not len(right_rows):
+        return agree
+    left_key, right_key = rule_keys(left_rows, right_rows, rule)
+    lk = pd.DataFrame({"key": left_key, "at": left_at})
+    rk = pd.DataFrame({"key": right_key, "at": right_at})
+    joined = lk[lk["key"] >= 0].merge(rk[rk["key"] >= 0], on=["key", "at"])
+    agree[joined["at"].to_numpy(np.int64)] = True
+    return agree
 
 
 def listed_pairs(left: pd.DataFrame, right: pd.DataFrame,
@@ -87,6 +153,9 @@ def pairs_per_rule(left: pd.DataFrame, right: pd.DataFrame, rules: tuple[tuple[s
         if len(rule) == 1 and rule[0] in LISTED_AGAINST:
             counts[rule_name(rule)] = len(listed_pairs(left, right, rule[0])[0])
             continue
+        if (column := _list_column(rule)) is not None:  # small blocks (a flat): formed
+            counts[rule_name(rule)] = len(_list_rule_pairs(left, right, rule, column, max_block))
+            continue
         left_key, right_key = _bounded(*rule_keys(left, right, rule), max_block)
         size = int(max(left_key.max(initial=-1), right_key.max(initial=-1)) + 1)
         on_left = np.bincount(left_key[left_key >= 0], minlength=size).astype(np.int64)
@@ -106,6 +175,9 @@ def candidate_pairs(
         if len(rule) == 1 and rule[0] in LISTED_AGAINST:
             li, ri = listed_pairs(left, right, rule[0])
             found.append(li * len(right) + ri)
+            continue
+        if (column := _list_column(rule)) is not None:
+            found.append(_list_rule_pairs(left, right, rule, column, max_block))
             continue
         left_key, right_key = _bounded(*rule_keys(left, right, rule), max_block)
         lk = pd.DataFrame({"key": left_key, "li": np.arange(len(left))})

@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from verification.matching._blocking import exploded
+from verification.matching._blocking import exploded, split_lists
 from verification.matching.settings import LISTED_AGAINST, Comparison, ComparisonLevel
 
 NULL_LEVEL = -1
@@ -29,6 +31,7 @@ class RightValues:
         self.codes: dict[tuple[str, str], tuple[np.ndarray, pd.Index]] = {}
         self.strings: dict[str, np.ndarray] = {}
         self.frequencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.slots: dict[str, tuple[np.ndarray, pa.Array]] = {}
 
     def frequency(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Each right row's value code and the share of right rows holding each value."""
@@ -50,6 +53,7 @@ class FrameValues:
         self.shared = shared if shared is not None else RightValues()
         self._codes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._strings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._slots: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def codes(self, column: str, transform: str = "", width: int = 0) -> tuple[np.ndarray, ...]:
         """Integer codes of each row's (transformed) value, shared between sides; -1 = missing.
@@ -69,6 +73,18 @@ class FrameValues:
             left_codes[(left_codes < 0) & left.notna().to_numpy()] = len(uniques)
             self._codes[cache_key] = (left_codes, right_codes)
         return self._codes[cache_key]
+
+    def slots(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """A list column (space-separated values) as (rows × most values) integer codes per
+        side, shared between sides; -1 pads, and a left value no right row holds is -1 too
+        (it can agree with nothing)."""
+        if column not in self._slots:
+            if column not in self.shared.slots:
+                self.shared.slots[column] = slot_matrix(self.right[column])
+            right, uniques = self.shared.slots[column]
+            left, _ = slot_matrix(self.left[column], uniques)
+            self._slots[column] = (left, right)
+        return self._slots[column]
 
     def strings(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Each row's string value ("" where missing)."""
@@ -119,9 +135,34 @@ class PairColumns:
             self._codes[cache_key] = (left[self.li], right[self.ri])
         return self._codes[cache_key]
 
+    def slots(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pair list codes of both sides (see ``FrameValues.slots``)."""
+        left, right = self.values.slots(column)
+        return left[self.li], right[self.ri]
+
     def missing(self, column: str) -> np.ndarray:
         left, right = self.codes(column)
         return (left < 0) | (right < 0)
+
+
+def slot_matrix(column: pd.Series, uniques: pa.Array | None = None
+                ) -> tuple[np.ndarray, pa.Array]:
+    """(rows × most values) int64 codes of a space-separated list column, -1 padding, and the
+    values coded. With ``uniques`` the codes number those values (-1 for any other)."""
+    positions, values = split_lists(column)
+    if uniques is None:
+        encoded = pc.dictionary_encode(values)
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        uniques = encoded.dictionary
+    else:
+        codes = pc.fill_null(pc.index_in(values, value_set=uniques), -1).to_numpy(
+            zero_copy_only=False).astype(np.int64)
+    # the n-th value of its row: positions are in row order
+    slot = np.arange(len(positions)) - np.searchsorted(positions, positions, side="left")
+    width = int(slot.max(initial=0)) + 1
+    out = np.full((len(column), width), -1, dtype=np.int64)
+    out[positions, slot] = codes
+    return out, uniques
 
 
 def _as_text(values: pd.Series) -> pd.Series:
@@ -183,6 +224,18 @@ def _listed(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.nda
     return asked.isin(listed)
 
 
+def _overlap(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
+    """The two sides' lists (space-separated values) share a value."""
+    left, right = cols.slots(column)
+    left, right = left[rows], right[rows]
+    hit = np.zeros(len(rows), dtype=bool)
+    for a in range(left.shape[1]):
+        present = left[:, a] >= 0
+        for b in range(right.shape[1]):
+            hit |= present & (left[:, a] == right[:, b])
+    return hit
+
+
 _LEVEL_TESTS = {
     "exact": _exact,
     "prefix": _prefix,
@@ -191,6 +244,7 @@ _LEVEL_TESTS = {
     "osa": _distance_level(OSA.distance, lambda s, t: s <= t),
     "jaro_winkler": _distance_level(JaroWinkler.similarity, lambda s, t: s >= t),
     "listed": _listed,
+    "overlap": _overlap,
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from verification.intake.tokens import TokenKey
 from verification.matching._blocking import (
@@ -21,7 +22,8 @@ from verification.matching._blocking import (
     exploded,
     listed_pairs,
     pairs_per_rule,
-    rule_keys,
+    rows_agree,
+    split_lists,
 )
 from verification.matching._compare import NULL_LEVEL, RightValues, comparison_matrix
 from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
@@ -85,7 +87,104 @@ def _random_pair_u(left, right, n_levels, settings: MatchSettings,
     for k, comparison in enumerate(settings.comparisons):
         if comparison.column in LISTED_AGAINST:
             u[k] = _listed_u(left, right, comparison.column, n_levels[k])
+        elif comparison.name in settings.fallback_only:
+            exact = _frequency_u(left, right, comparison, n_levels[k])
+            if exact is not None:
+                u[k] = exact
     return u
+
+
+def _value_counts(frame: pd.DataFrame, column: str, present: np.ndarray,
+                  listed: bool) -> pd.Series:
+    """How many of the ``present`` rows hold each value of ``column`` (each value of its
+    space-separated list when ``listed``)."""
+    values = frame[column][present]
+    if not listed:
+        return values.astype("string").value_counts()
+    counted = pc.value_counts(split_lists(values)[1])
+    return pd.Series(counted.field("counts").to_numpy(),
+                     index=counted.field("values").to_numpy(zero_copy_only=False))
+
+
+def _frequency_u(left: pd.DataFrame, right: pd.DataFrame, comparison,  # noqa: ANN001
+                 size: int) -> np.ndarray | None:
+    """u of a comparison whose levels are nested equalities (kinds ``exact`` and ``overlap``:
+    the same room is the same building is the same place; the same number has the same last 8
+    digits), exactly from value frequencies: the chance that a random record and a random
+    member, both carrying the comparison, agree at a level is Σ over values of the shares of
+    records and of members holding it. Random pairs would almost never meet two addresses of
+    the same flat (about one pair in the roster's household count). A pair sharing two values
+    of a list is counted twice, so a list level's u is at most overstated (its weight
+    understated), by at most the list length. None when a level is of another kind."""
+    if any(level.kind not in ("exact", "overlap") for level in comparison.levels):
+        return None
+    on_left = left[comparison.column].notna().to_numpy() if comparison.column in left else None
+    on_right = right[comparison.column].notna().to_numpy() if comparison.column in right else None
+    if on_left is None or on_right is None or not on_left.any() or not on_right.any():
+        return np.full(size, 1.0 / size)
+    cumulative = []
+    for level in comparison.levels:
+        column = level.column or comparison.column
+        listed = level.kind == "overlap"
+        lc = _value_counts(left, column, on_left, listed)
+        rc = _value_counts(right, column, on_right, listed)
+        shared = lc.index.intersection(rc.index)
+        both = float((lc[shared].to_numpy(float) * rc[shared].to_numpy(float)).sum())
+        cumulative.append(min(both / (on_left.sum() * on_right.sum()), 1.0))
+    cumulative = np.maximum.accumulate(np.array(cumulative))
+    # a level no pair reaches is floored at half a pair in all (not at zero: it would veto)
+    floor = 0.5 / (float(on_left.sum()) * float(on_right.sum()))
+    u = np.maximum(np.diff(np.concatenate([[0.0], cumulative, [1.0]])), floor)
+    return u / u.sum()
+
+
+def _fallback_only_m(model: FellegiSunter, gamma: np.ndarray, li: np.ndarray, ri: np.ndarray,
+                     known_match: np.ndarray, adjust: np.ndarray,
+                     settings: MatchSettings) -> None:
+    """m of the ``settings.fallback_only`` comparisons (address, phone), which no
+    token-labelled pair carries at intake: from the candidate pairs of the unlabelled records,
+    each counted with its posterior match probability on the *other* comparisons (the weights
+    learnt from labelled pairs; one record's pairs count at most one match in all), plus the
+    labelled pairs that do carry them and the weak prior. One E-step with everything else held:
+    the address never weighs its own estimate. Sound as far as address and phone are
+    independent of name and birth date given match status — they are, except within a family,
+    where a relative who shares the address shares it with the person too and so changes no
+    ranking between them."""
+    index = [k for k, c in enumerate(settings.comparisons) if c.name in settings.fallback_only]
+    if not index or not len(gamma):
+        return
+    n_levels = [len(c.levels) + 1 for c in settings.comparisons]
+    unlabelled = known_match[li] < 0
+    true_pair = ~unlabelled & (ri == known_match[li])
+    others = gamma[unlabelled].copy()
+    others[:, index] = NULL_LEVEL
+    weight = model.match_weight(others) + adjust[unlabelled]
+    probability = 1.0 / (1.0 + np.exp2(-np.clip(weight, -1000, 1000)))
+    owner = li[unlabelled]
+    mass = np.bincount(owner, weights=probability, minlength=int(li.max(initial=-1)) + 1)
+    probability = probability / np.maximum(mass[owner], 1.0)
+    prior = initial_m(n_levels)
+    for k in index:
+        size = n_levels[k]
+        levels = gamma[unlabelled, k]
+        present = levels >= 0
+        counts = np.bincount(levels[present], weights=probability[present], minlength=size)
+        labelled = gamma[true_pair, k]
+        counts = counts + np.bincount(labelled[labelled >= 0], minlength=size)
+        pseudo = settings.m_prior_strength * prior[k]
+        model.m[k] = (counts + pseudo) / (counts + pseudo).sum()
+        model.u[k] = _nested_weights(model.m[k], model.u[k])
+
+
+def _nested_weights(m: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """u raised where a weaker level would weigh more than a stronger one (the same building
+    more than the same room, when hardly any pair is at it): levels are nested, so agreeing
+    only on the building is never more evidence than agreeing on the room too."""
+    u = u.copy()
+    for level in range(1, len(u) - 1):
+        if m[level] / u[level] > m[level - 1] / u[level - 1]:
+            u[level] = m[level] * u[level - 1] / m[level - 1]
+    return u / u.sum()
 
 
 def _listed_u(left: pd.DataFrame, right: pd.DataFrame, column: str, size: int) -> np.ndarray:
@@ -173,6 +272,9 @@ def link(
         prior = float(np.clip((match_share or 1.0) / max(len(right), 1), 1e-12, 0.5))
         u = _random_pair_u(left, right, n_levels, settings, right_values)
         model = _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings)
+        if settings.fallback_only:
+            adjust = term_frequency_adjustment(right, ri, gamma, model, settings, right_values)
+            _fallback_only_m(model, gamma, li, ri, known_match, adjust, settings)
     else:
         if training_rows is None:
             rng = np.random.default_rng(settings.seed)
@@ -200,8 +302,7 @@ def _labelled_candidates(left: pd.DataFrame, right: pd.DataFrame, settings: Matc
     members = known_match[known]
     blocked = np.zeros(len(known), dtype=bool)
     for rule in rules:
-        left_key, right_key = rule_keys(left.iloc[known], right.iloc[members], rule)
-        blocked |= (left_key >= 0) & (left_key == right_key)
+        blocked |= rows_agree(left.iloc[known], right.iloc[members], rule)
     li = np.concatenate([li, known[blocked]]).astype(np.int64)
     ri = np.concatenate([ri, members[blocked]]).astype(np.int64)
     order = np.lexsort((ri, li))  # as candidate_pairs orders them: by left row, then right row
@@ -601,7 +702,8 @@ def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settin
                           "match_weight": np.nan, "match_probability": 1.0})
     if not len(pairs) or not _comparable(keyed.records, people, settings):
         return pairs
-    own = _own_fields(keyed.rows(exact_rows).reset_index(drop=True))
+    own = _without_fallback_only(_own_fields(keyed.rows(exact_rows).reset_index(drop=True)),
+                                 settings)
     scored, gamma = score(own, people, model, settings, np.arange(len(exact_rows)), exact_members,
                           right_values=values)
     evidence = model.contributions(gamma).sum(axis=1) + term_frequency_adjustment(
@@ -649,6 +751,15 @@ def _own_fields(rows: pd.DataFrame, where: np.ndarray | None = None) -> pd.DataF
         for column in (c for c in columns if c in rows.columns):
             blank[column] = rows[column].astype(object).where(~from_id, None)
     return rows.assign(**blank) if blank else rows
+
+
+def _without_fallback_only(rows: pd.DataFrame, settings: MatchSettings) -> pd.DataFrame:
+    """The rows with the columns of ``settings.fallback_only`` comparisons blanked: address and
+    phone are no evidence on a token match (they can neither make nor unmake a certain link)."""
+    columns = {col for c in settings.comparisons if c.name in settings.fallback_only
+               for col in c.columns}
+    present = [c for c in columns if c in rows.columns]
+    return rows.assign(**dict.fromkeys(present, None)) if present else rows
 
 
 def _agrees(gamma: np.ndarray, settings: MatchSettings) -> np.ndarray:

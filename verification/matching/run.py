@@ -35,13 +35,20 @@ from verification.matching import (
     match_records,
     person_keys,
 )
+from verification.matching.address import (
+    ADDRESS_KEY_COLUMNS,
+    PHONE_KEY_COLUMNS,
+    address_keys,
+    phone_keys,
+)
 from verification.matching.names import NAME_KEY_COLUMNS, name_keys
 from verification.security.fieldcrypt import load_field_cipher
 from verification.storage import bulk, session_scope
 from verification.storage.models import Household, Member
 
 IDENTITY_COLUMNS = ("person_token", *NAME_KEY_COLUMNS, "birth_date", "gender",
-                    "birth_date_from_id", "gender_from_id", "id_near")
+                    "birth_date_from_id", "gender_from_id", "id_near", *ADDRESS_KEY_COLUMNS,
+                    *PHONE_KEY_COLUMNS)
 LINK_COLUMNS = ["row", "household_id", "person_token", "match_grade"]
 # whether the row's birth date / gender were read off its ID number (verification/intake/
 # feeds.py); a file staged before these were kept has neither: its fields were then all read off
@@ -53,9 +60,11 @@ def people_for_matching(settings: Settings, key: TokenKey,
                         household_ids: list[int] | None = None) -> pd.DataFrame:
     """Every member (or those of ``household_ids``) with what the matcher compares:
     ``person_token``, ``household_id``, keyed name forms, ``birth_date``, ``gender``,
-    ``community_code``. Names are decrypted in memory, keyed and dropped within this call."""
+    ``community_code``, and keyed address and phone parts where the roster holds them. Names,
+    addresses and phones are decrypted in memory, keyed and dropped within this call."""
     query = (select(Member.household_id, Member.person_token, Member.birth_date, Member.gender,
-                    Household.community_code, Member.name_enc)
+                    Household.community_code, Member.name_enc, Household.address_enc,
+                    Member.phone_enc)
              .join(Household, Household.id == Member.household_id))
     if household_ids is not None:
         query = query.where(Member.household_id.in_([int(i) for i in household_ids]))
@@ -63,17 +72,29 @@ def people_for_matching(settings: Settings, key: TokenKey,
         rows = bulk.fetch_rows(session.connection(), query)
     cipher = load_field_cipher()
     columns = ["household_id", "person_token", "birth_date", "gender", "community_code"]
-    values = list(zip(*rows, strict=True)) or [()] * 6
+    values = list(zip(*rows, strict=True)) or [()] * 8
     del rows
     people = pd.DataFrame(dict(zip(columns, values[:5], strict=True)), columns=columns)
     people["birth_date"] = pd.to_datetime(people["birth_date"])  # a date, or its text on SQLite
     names = pd.Series([cipher.decrypt(bytes(blob), "members.name") for blob in values[5]],
                       dtype=object)
     keyed = name_keys(names, key).reset_index(drop=True)
-    del names, values
-    people = pd.concat([people, keyed], axis=1).astype(
+    addresses = _decrypted(cipher, values[6], "households.address")  # one per household
+    phones = _decrypted(cipher, values[7], "members.phone")
+    contacts = pd.concat([address_keys(addresses, key), phone_keys(phones, key)], axis=1)
+    del names, values, addresses, phones
+    people = pd.concat([people, keyed, contacts], axis=1).astype(
         {"household_id": "int64", "person_token": "int64", "birth_date": "datetime64[ns]"})
     return person_keys(people, key)  # + birth_ymd, birth_ym
+
+
+def _decrypted(cipher, blobs: tuple, aad: str) -> pd.Series:  # noqa: ANN001 (FieldCipher)
+    """Optional encrypted values (None where the roster holds none), each distinct ciphertext
+    decrypted once (a household's members share its address)."""
+    codes, distinct = pd.factorize(pd.Series([None if b is None else bytes(b) for b in blobs],
+                                             dtype=object), use_na_sentinel=True)
+    plain = np.array([*(cipher.decrypt(b, aad) for b in distinct), None], dtype=object)
+    return pd.Series(plain[np.where(codes < 0, len(distinct), codes)], dtype=object)
 
 
 @dataclass

@@ -27,6 +27,7 @@ LEVEL_KINDS = (
     "month_day_swapped",  # YYYYMMDD with month and day exchanged
     "abs_diff",  # numeric values within ``threshold`` of each other
     "listed",  # the right side's LISTED_AGAINST column is among the left's listed values
+    "overlap",  # both sides list values (space-separated) and the lists share one
 )
 # List columns of the records (space-separated values) and the members' column they list values
 # of: ``id_near`` holds the person tokens of the valid numbers one typing slip away from a
@@ -34,6 +35,10 @@ LEVEL_KINDS = (
 # or comparison on such a column pairs a record with the members whose value it lists; a record
 # without the list is null (no evidence either way), whatever the member has.
 LISTED_AGAINST = {"id_near": "person_token"}
+# List columns on both sides (space-separated keyed address parts, verification/matching/
+# address.py): a comparison level of kind ``overlap`` or a blocking rule on one of them holds
+# when the two lists share a value.
+LIST_COLUMNS = ("address_places", "address_buildings", "address_rooms")
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,13 @@ class MatchSettings:
     # (comparison, level) pairs whose weight follows how common the member's value is (see
     # ``_engine.term_frequency_adjustment``): agreeing on a common name is weaker evidence.
     term_frequency: tuple[tuple[str, str], ...] = ()
+    # Comparisons made only for records the fallback places — address and phone, which intake
+    # keys only for rows whose ID is unusable. They are never evidence on a token match, so they
+    # can neither make nor unmake a certain link. No token-labelled pair carries them, so m is
+    # estimated from the fallback's own candidate pairs, weighted by how likely each is a match
+    # on the other comparisons (``_engine._fallback_only_m``), and u exactly from how often
+    # records and members share a value (``_engine._frequency_u``).
+    fallback_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.possible_threshold <= self.probable_threshold < 1:
@@ -179,6 +191,13 @@ class MatchSettings:
             (str(grade), float(p)) for grade, p in self.measured_grade_precision))
         if not {g for g, _ in self.measured_grade_precision} <= set(GRADES[1:3]):
             raise ValueError("measured_grade_precision: grades must be probable or possible")
+        object.__setattr__(self, "fallback_only", tuple(str(n) for n in self.fallback_only))
+        certain_names = {name for name, _, _ in self.certain_agreement}
+        for name in self.fallback_only:
+            if name not in known_levels:
+                raise ValueError(f"fallback_only: no comparison {name!r}")
+            if name in certain_names:
+                raise ValueError(f"fallback_only: {name!r} may not decide a certain link")
         known = {c.name: c.level_labels for c in self.comparisons}
         for name, levels, _ in self.certain_agreement:
             unknown = set(levels) - set(known.get(name, levels))
@@ -251,21 +270,46 @@ def _household_comparisons() -> tuple[Comparison, ...]:
             ComparisonLevel("same_area", "prefix", 6),
         ),
     )
-    return (name, birth, gender, region, near_id)
+    # Keyed address parts (verification/matching/address.py), each a list: the same flat (a
+    # room key of a place both name: community, compound or road number), the same building, the
+    # same place; ``else``: both give an address and share no place (a household that moved,
+    # or another family).
+    address = Comparison(
+        "address",
+        "address_places",
+        (
+            ComparisonLevel("same_room", "overlap", column="address_rooms"),
+            ComparisonLevel("same_building", "overlap", column="address_buildings"),
+            ComparisonLevel("same_community", "overlap"),
+        ),
+    )
+    # keyed phone: the whole number, or its last 8 digits (area code given on one side only)
+    phone = Comparison("phone", "phone_key", (ComparisonLevel("exact", "exact"),
+                                              ComparisonLevel("last_8", "exact",
+                                                              column="phone_tail")))
+    return (name, birth, gender, region, near_id, address, phone)
 
 
 def default_settings() -> MatchSettings:
-    """Household roster defaults: name keys, birth date, gender and region (see docs/matching.md).
+    """Household roster defaults: name keys, birth date, gender, region, ID near misses, and
+    for the records the fallback places, address and phone (see docs/matching.md).
 
     Blocking: same name sound (homophones and traditional/simplified agree), or same birth date
     (catches a badly mistyped name), or same surname sound and birth year-month, or the
-    member's ID one typing slip away from the record's unusable one.
+    member's ID one typing slip away from the record's unusable one, or the same flat, or the
+    same phone number (a record without ID and birth date whose name is mistyped).
     """
     rules = (block_on("name_sounds") | block_on("birth_ymd") | block_on("surname_sound", "birth_ym")
-             | block_on("id_near"))
+             | block_on("id_near") | block_on("address_rooms") | block_on("phone_key"))
     return MatchSettings(comparisons=_household_comparisons(), blocking_rules=tuple(rules),
                          certain_agreement=CERTAIN_AGREEMENT,
-                         term_frequency=(("name", "exact"), ("name", "homophone")))
+                         term_frequency=(("name", "exact"), ("name", "homophone")),
+                         fallback_only=FALLBACK_ONLY)
+
+
+# Address and phone are keyed at intake only for rows whose ID is unusable (the rows the
+# fallback places): they help to place such a row, never to confirm a token match.
+FALLBACK_ONLY = ("address", "phone")
 
 
 # A certain link needs the name to agree — exactly, as a homophone (which also covers every

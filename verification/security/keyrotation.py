@@ -34,6 +34,8 @@ class EncryptedColumn:
 ENCRYPTED_COLUMNS = (
     EncryptedColumn("members", "id_number_enc", "members.id_number"),
     EncryptedColumn("members", "name_enc", "members.name"),
+    EncryptedColumn("members", "phone_enc", "members.phone"),
+    EncryptedColumn("households", "address_enc", "households.address"),
 )
 
 

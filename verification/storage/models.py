@@ -103,6 +103,8 @@ class Household(Base):
     category: Mapped[str] = mapped_column(String(20), default="none")
     urban_rural: Mapped[str] = mapped_column(String(10), default="urban")
     current_benefit: Mapped[float] = mapped_column(Float, default=0.0)
+    # the household's address, encrypted like members' names (None: the file gave none)
+    address_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, default=None)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     members: Mapped[list[Member]] = relationship(
         back_populates="household", cascade="all, delete-orphan"
@@ -120,6 +122,7 @@ class Member(Base):
     name_enc: Mapped[bytes] = mapped_column(LargeBinary)
     id_masked: Mapped[str] = mapped_column(String(18))
     name_masked: Mapped[str] = mapped_column(String(20))
+    phone_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, default=None)
     birth_date: Mapped[dt.date] = mapped_column(Date)
     gender: Mapped[str] = mapped_column(String(1))
     relation: Mapped[str] = mapped_column(String(10))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -117,6 +118,8 @@ class Person:
     exclusion: str = ""
     disability_grade: int = 0
     disability_type: str = ""
+    address: str = ""  # the household's address as the roster holds it ("" for outsiders)
+    phone: str = ""  # the member's phone as the roster holds it ("" when unknown)
 
 
 @dataclass
@@ -133,6 +136,9 @@ class _Builder:
         self.rng = np.random.default_rng(seed)
         self.extra = np.random.default_rng([seed, 14])  # the feeds added for issue 14
         self.identity_rng = np.random.default_rng([seed, 15])
+        # the roster's addresses and phones (issue 15): a stream of their own, so the rest of
+        # the district is what it was without them
+        self.contact_rng = np.random.default_rng([seed, 23])
         self.as_of = as_of
         self.used_ids: set[str] = set()
         self.district = District(seed=seed, as_of=as_of)
@@ -224,25 +230,59 @@ class _Builder:
             out["gender"] = str(rng.choice(["男", "1", "M"] if male else ["女", "2", "F"]))
         if rng.random() < 0.4:
             out["address"] = self.address(person)
-        if rng.random() < 0.5:
-            digits = f"1{int(rng.integers(3, 10))}{int(rng.integers(0, 10**9)):09d}"
-            out["phone"] = str(rng.choice([digits, f"+86 {digits}",
-                                           f"{digits[:3]}-{digits[3:7]}-{digits[7:]}"]))
+        phone = self.partner_phone(person)
+        if phone:
+            out["phone"] = phone
         return out
 
+    # ---- addresses and phones -------------------------------------------------------------
+    def contacts(self, people: list[Person], street: str, community: str) -> None:
+        """The household's address (as the caseload file holds it: district, street,
+        community, compound, building, unit and room) and each member's phone (a few
+        unknown)."""
+        rng = self.contact_rng
+        names = jurisdictions.communities(street)
+        compound = COMPOUNDS[int(rng.integers(0, len(COMPOUNDS)))]
+        building, unit, room = _flat(rng)
+        address = (f"沈阳市浑南区{STREETS[street][0]}{names[community]}{compound}"
+                   f"{building}号楼{unit}单元{room}室")
+        for person in people:
+            person.address = address
+            if rng.random() < 0.85:
+                person.phone = _mobile(rng)
+
     def address(self, person: Person) -> str:
+        """The address a partner holds for ``person``: the household's, written the partner's
+        way — with or without province, city, district and street, the building as 3号楼2单元
+        501室, 3栋2门501, 3-2-501 or in Chinese numerals, the compound sometimes without its
+        community — or, for a household that moved since the partner registered it (10 %), and
+        for people not in the caseload, another address altogether."""
         rng = self.identity_rng
         streets = list(STREETS)
-        home = int(person.id_number[14:17]) % len(streets)  # the person's street, stable
-        if rng.random() < 0.1:  # moved since the partner registered them
-            home = int(rng.integers(0, len(streets)))
-        street = STREETS[streets[home]][0]
-        building, unit, room = (int(rng.integers(1, 30)), int(rng.integers(1, 7)),
-                                int(rng.integers(101, 1802)))
-        place = str(rng.choice([f"{building}号楼{unit}单元{room}室",
-                                f"{building}栋{unit}单元{room}", f"{building}-{unit}-{room}"]))
-        prefix = str(rng.choice(["辽宁省沈阳市浑南区", "沈阳市浑南区", "浑南区", ""]))
-        return f"{prefix}{street}某某小区{place}"
+        parts = _ADDRESS_PARTS.match(person.address) if person.address else None
+        if parts is None or rng.random() < 0.1:  # an outsider, or moved
+            street = streets[int(rng.integers(0, len(streets)))]
+            community = str(rng.choice(list(jurisdictions.communities(street).values())))
+            compound = COMPOUNDS[int(rng.integers(0, len(COMPOUNDS)))]
+            building, unit, room = _flat(rng)
+            street_name = STREETS[street][0]
+        else:
+            street_name, community, compound = parts["street"], parts["community"], parts[
+                "compound"]
+            building, unit, room = (int(parts[k]) for k in ("building", "unit", "room"))
+        return written_address(rng, street_name, community, compound, building, unit, room,
+                               "辽宁省沈阳市浑南区")
+
+    def partner_phone(self, person: Person) -> str:
+        """The phone a partner holds: often none; the roster's number in the partner's format
+        (+86, dashes); a number changed since (the roster's is old); or one the roster does not
+        know."""
+        rng = self.identity_rng
+        if rng.random() >= 0.5:
+            return ""
+        digits = person.phone if person.phone and rng.random() < 0.85 else _mobile(rng)
+        return str(rng.choice([digits, f"+86 {digits}",
+                               f"{digits[:3]}-{digits[3:7]}-{digits[7:]}"]))
 
     def dirty_id(self, person: Person, rng: np.random.Generator | None = None) -> str:
         """Real feeds carry full-width digits, lowercase x, spaces and 15-digit legacy numbers."""
@@ -615,6 +655,52 @@ def mistyped_check(number: str) -> str:
     return number[:17] + ("0" if number[17] != "0" else "1")
 
 
+COMPOUNDS = ("富民小区", "幸福家园", "和平花园", "阳光苑", "河畔新村", "金地名京", "碧桂园",
+             "万科城", "长青小区", "机场新村", "白塔小区", "浑南新城")
+_ADDRESS_PARTS = re.compile(r"^沈阳市浑南区(?P<street>.+?街道)(?P<community>.+?社区)"
+                            r"(?P<compound>.+?)(?P<building>\d+)号楼(?P<unit>\d+)单元"
+                            r"(?P<room>\d+)室$")
+_CHINESE = "零一二三四五六七八九"
+
+
+def written_address(rng: np.random.Generator, street: str, community: str, compound: str,
+                    building: int, unit: int, room: int, district: str) -> str:
+    """An address as a partner's clerk writes it: the building as 3号楼2单元501室, 3栋2门501,
+    3-2-501, 3#2单元501 or in Chinese numerals; with or without province, city and district
+    (``district``: their full form, e.g. 辽宁省沈阳市浑南区), the street (街道) often and the
+    community sometimes left out, a space here and there."""
+    flat = str(rng.choice([f"{building}号楼{unit}单元{room}室", f"{building}栋{unit}门{room}",
+                           f"{building}-{unit}-{room}", f"{building}#{unit}单元{room}",
+                           f"{_chinese(building)}号楼{_chinese(unit)}单元"
+                           f"{''.join(_chinese(int(d)) for d in str(room))}室"],
+                          p=[0.35, 0.2, 0.25, 0.1, 0.1]))
+    province = district[:district.index("省") + 1] if "省" in district else ""
+    city = district[len(province):district.index("市") + 1] if "市" in district else ""
+    without_province = district[len(province):]
+    prefix = str(rng.choice([district, without_province, without_province[len(city):], ""]))
+    street = street if rng.random() < 0.6 else ""
+    community = community if rng.random() < 0.8 else ""
+    gap = " " if rng.random() < 0.2 else ""
+    return f"{prefix}{street}{community}{gap}{compound}{gap}{flat}"
+
+
+def _chinese(number: int) -> str:
+    """1–99 in Chinese numerals (12 → 十二, 20 → 二十)."""
+    tens, ones = divmod(number, 10)
+    if not tens:
+        return _CHINESE[ones]
+    return f"{'' if tens == 1 else _CHINESE[tens]}十{_CHINESE[ones] if ones else ''}"
+
+
+def _flat(rng: np.random.Generator) -> tuple[int, int, int]:
+    floor = int(rng.integers(1, 19))
+    return int(rng.integers(1, 30)), int(rng.integers(1, 7)), floor * 100 + int(rng.integers(1, 5))
+
+
+def _mobile(rng: np.random.Generator) -> str:
+    return f"1{int(rng.integers(3, 10))}{int(rng.integers(0, 10**9)):09d}"
+
+
 def _outsiders(b: _Builder, count: int) -> None:
     """Residents who are not in the caseload: their records must match no household."""
     for _ in range(count):
@@ -699,6 +785,8 @@ def generate(households: int = 300, seed: int = 2026, as_of: dt.date | None = No
         community = f"{street}{1 + int(b.rng.integers(0, len(STREETS[street][1]))):03d}"
         code = f"HN{as_of:%Y}{n + 1:06d}"
         people = b.family()
+        b.contacts(people, street, community)
+        head_only = b.contact_rng.random() < 0.5  # the address on the head's row only
         urban_rural = "rural" if street in ("210112005", "210112006") else "urban"
         standard = float(_policy(as_of).require("dibao.standard", urban_rural))
         income = _apply_scenario(b, scenario, people, standard)
@@ -719,6 +807,7 @@ def generate(households: int = 300, seed: int = 2026, as_of: dt.date | None = No
                 "disability_type": p.disability_type,
                 "authorisation_ref": f"SQ-{AREA_CODE}-{as_of:%Y}-{n + 1:06d}-{i + 1}",
                 "authorisation_signed_on": (as_of - dt.timedelta(days=200)).isoformat(),
+                "address": p.address if i == 0 or not head_only else "", "phone": p.phone,
             })
         b.district.truth.append({"household_code": code, "scenario": scenario, "status": status,
                                  "street_code": street, "expected_flag": flag,

@@ -16,7 +16,7 @@ export AIRFLOW_HOME ?= $(HEDUI_HOME)/airflow
 export AIRFLOW_CONFIG ?= $(ROOT)/airflow.cfg
 PYTHON_BIN  ?= $(shell command -v python3.11 || command -v python3)
 
-.PHONY: help venv demo test lint up bench bench-full bench-series bench-cli bench-recheck \
+.PHONY: help venv demo test lint up bench bench-full bench-series bench-cli bench-recheck bench-batch \
 	eval-matching eval-policy clean
 
 help:
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-series  100k, 300k and 1M households, table and docs/img/scaling.png"
 	@echo "make bench-cli  CPU seconds of hedui start-up (--help, a small file check)"
 	@echo "make bench-recheck  the re-check after a feed with 1% of persons changed (HOUSEHOLDS=)"
+	@echo "make bench-batch  one batch check of about 21,800 members, submission to reports"
 	@echo "make eval-matching  matching quality on FEBRL and synthetic Chinese names"
 	@echo "make eval-policy  the cases written from the rules, through the real path, per rule family"
 	@echo "make lint   ruff and the import rules (scripts/check_imports.py)"
@@ -81,6 +82,9 @@ bench-cli: venv
 bench-recheck: venv
 	$(PY) bench/bench_recheck.py --households $(or $(HOUSEHOLDS),100000)
 	$(PY) bench/bench_recheck.py --diff-rows 10000000
+
+bench-batch: venv
+	$(PY) bench/bench_batch.py --households $(or $(HOUSEHOLDS),8000)
 
 eval-matching: venv
 	$(PY) bench/eval_matching.py

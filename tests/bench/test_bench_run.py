@@ -55,3 +55,17 @@ def test_harness_writes_figures_and_the_duckdb_reference_agrees(tmp_path):
     assert reference["households"] == 2000 and sum(reference["flags"].values()) == 2000
     assert all(reference["stages"][s]["cpu"] > 0 for s in ("intake", "matching_sums"))
     assert "the whole review against the direct DuckDB reference" in done.stdout
+
+
+def test_batch_bench_times_every_stage_of_a_batch_check(tmp_path):
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_batch.py"), "--households", "40",
+         "--query-wait", "0", "--workdir", str(tmp_path / "work"), "--out", str(out)],
+        capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(next(out.glob("*-batch-h40.json")).read_text())
+    assert figures["status"] == "done" and figures["members"] > 40
+    assert set(figures["steps"]) == {"validate_batch", "load_batch", "collect_evidence",
+                                     "assess_batch", "write_batch_reports"}
+    assert figures["total"]["cpu_s"] >= max(s["cpu_s"] for s in figures["steps"].values())

@@ -63,11 +63,11 @@ def _typed(spec: dict) -> str:
         cleaned = f"regexp_replace({_ascii(name)}, '[元¥￥,]', '', 'g')"
         return f"coalesce(TRY_CAST({value} AS DOUBLE), TRY_CAST({cleaned} AS DOUBLE))"
     if kind == "date":
-        return (f"coalesce(try_strptime({value}, '%Y-%m-%d'), try_strptime({value}, '%Y%m%d'), "
-                f"try_strptime({value}, '%Y/%m/%d'))::DATE")
+        return (f"coalesce(TRY_CAST({value} AS DATE), try_strptime({value}, '%Y%m%d')::DATE, "
+                f"try_strptime({value}, '%Y/%m/%d')::DATE)")
     if kind == "yearmonth":
-        return (f"coalesce(try_strptime({value}, '%Y-%m'), try_strptime({value}, '%Y%m'), "
-                f"try_strptime({value}, '%Y-%m-%d'))::DATE")
+        return (f"coalesce(TRY_CAST({value} || '-01' AS DATE), "
+                f"try_strptime({value}, '%Y%m')::DATE, TRY_CAST({value} AS DATE))")
     return value
 
 
@@ -133,8 +133,12 @@ def intake_feed(db, plain: Path, contract, key) -> tuple[object, dict[str, int]]
     id_field = contract.person_id_field if contract.person_id_field in present else None
     # pass 1: every field typed once, beside its text
     typed = "".join(f', {_typed(f)} AS "{f["name"]}:typed"' for f in fields)
-    identity = f", {_id_columns(id_field)}" if id_field else ", NULL AS _t, NULL AS _f17"
-    db.execute(f"CREATE OR REPLACE TEMP TABLE typed AS SELECT *{typed}{identity} FROM raw")
+    db.execute(f"CREATE OR REPLACE TEMP TABLE typed AS SELECT *{typed} FROM raw")
+    # the canonical ID once per distinct ID text (a person has a dozen rows)
+    distinct = (f'SELECT DISTINCT "{id_field}" AS raw_id FROM raw' if id_field else
+                "SELECT NULL::VARCHAR AS raw_id WHERE false")
+    db.execute(f"CREATE OR REPLACE TEMP TABLE ids AS SELECT raw_id, {_canonical()} AS _id "
+               f"FROM (SELECT raw_id, {_id_columns('raw_id')} FROM ({distinct}))")
     # pass 2: the row's problems, the accepted values, the canonical ID
     checks = [p for f in fields if not f.get("x-identity") for p in _problems(f)]
     if contract.primary_key:
@@ -144,8 +148,10 @@ def intake_feed(db, plain: Path, contract, key) -> tuple[object, dict[str, int]]
         f'CASE WHEN {_any(_problems(f))} THEN NULL ELSE "{f["name"]}:typed" END AS "{f["name"]}"'
         if f.get("x-identity") else f'"{f["name"]}:typed" AS "{f["name"]}"'
         for f in fields if f["name"] != id_field)
+    joined = (f'LEFT JOIN ids ON ids.raw_id = typed."{id_field}"' if id_field else
+              "LEFT JOIN ids ON false")
     db.execute(f"CREATE OR REPLACE TEMP TABLE checked AS SELECT _line, {_any(checks)} AS _bad, "
-               f"{values}, {_canonical()} AS _id FROM typed")
+               f"{values}, ids._id FROM typed {joined}")
     received, quarantined = db.execute(
         "SELECT count(*), count(*) FILTER (WHERE _bad) FROM checked").fetchone()
     ids = db.execute("SELECT DISTINCT _id FROM checked WHERE NOT _bad AND _id IS NOT NULL"

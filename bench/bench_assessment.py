@@ -91,7 +91,13 @@ def _evidence(rng: np.random.Generator, members: pd.DataFrame) -> pd.DataFrame:
 
 
 def _sources() -> pd.DataFrame:
-    kinds = sorted({kind for _, kind, *_ in EVIDENCE_MIX})
+    """Every kind the evidence comes from and every kind a rule needs, delivered on time (a
+    kind missing would leave every household undetermined: nothing to measure)."""
+    from verification.assessment.assess import required_sources
+    from verification.assessment.policy import load_parameters
+
+    needed = required_sources(load_parameters().at("210112", AS_OF))
+    kinds = sorted({kind for _, kind, *_ in EVIDENCE_MIX} | set(needed))
     return pd.DataFrame({
         "source_kind": kinds,
         "feed_id": np.arange(1, len(kinds) + 1),

@@ -100,6 +100,8 @@ def main() -> None:
         total_wall, total_cpu = time.perf_counter(), time.process_time()
         base, _ = clock("assess baseline", lambda: assess_under(inputs, load_scenario(
             DEFAULT_DIRECTORY)))
+        if (base["decision"] == "undetermined").all():  # a data set that measures nothing
+            raise SystemExit("every household undetermined: the synthetic sources are short")
         summary = []
         for scenario in scenarios:
             new, _ = clock(f"assess {scenario.name}", lambda s=scenario: assess_under(inputs, s))

@@ -342,12 +342,18 @@ def _window_share(group: _Group, months: int) -> np.ndarray:
 # --------------------------------------------------------------------------- data completeness
 
 
-def _missing_sources(sources: pd.DataFrame, policy: Policy, as_of: date) -> dict[str, str]:
-    """Feed kinds the rules need that are missing or stale: kind → 'missing' | 'stale'."""
+def required_sources(policy: Policy) -> dict[str, int]:
+    """Feed kind → the oldest (days) it may be, for every kind some rule needs."""
     needed: dict[str, int] = {}
     for rule in _RULE_SOURCES:
         for kind, days in (policy.value(f"requirements.{rule}") or {}).items():
             needed[kind] = min(days, needed.get(kind, days))
+    return needed
+
+
+def _missing_sources(sources: pd.DataFrame, policy: Policy, as_of: date) -> dict[str, str]:
+    """Feed kinds the rules need that are missing or stale: kind → 'missing' | 'stale'."""
+    needed = required_sources(policy)
     if sources is None or "status" not in sources or not len(sources):
         return {kind: "missing" for kind in sorted(needed)}
     accepted = sources[sources["status"] == "accepted"]

@@ -724,11 +724,10 @@ def load_households(settings: Settings, street: str | None = None,
     with session_scope(settings.database_url) as session:
         if household_ids is None:
             frame = pd.DataFrame(session.execute(query).all(), columns=columns)
-        else:  # in chunks: SQLite allows 32,766 parameters a statement
-            ids = [int(i) for i in household_ids]
-            frame = pd.DataFrame([row for start in range(0, len(ids), 5_000)
+        else:  # in chunks (bulk.in_chunks: SQLite's parameter limit)
+            frame = pd.DataFrame([row for chunk in bulk.in_chunks(household_ids)
                                   for row in session.execute(query.where(Household.id.in_(
-                                      ids[start:start + 5_000]))).all()], columns=columns)
+                                      chunk))).all()], columns=columns)
     return frame.set_index("household_id")
 
 
@@ -738,14 +737,14 @@ def load_members(settings: Settings, household_ids: pd.Index | None = None,
     query = select(Member.household_id, Member.person_token, Member.birth_date, Member.gender,
                    Member.relation, Member.exclusion, Member.disability_grade,
                    Member.disability_type, Member.labour_capacity)
-    if household_ids is not None:
-        query = query.where(Member.household_id.in_([int(i) for i in household_ids]))
     if street is not None:
         query = query.join(Household, Household.id == Member.household_id).where(
             Household.street_code == street)
+    queries = [query] if household_ids is None else [
+        query.where(Member.household_id.in_(chunk)) for chunk in bulk.in_chunks(household_ids)]
     with session_scope(settings.database_url) as session:
         # rows as tuples (no dict per row): a province's caseload is millions of members
-        frame = pd.DataFrame(session.execute(query).all(),
+        frame = pd.DataFrame([row for q in queries for row in session.execute(q).all()],
                              columns=[c.name for c in query.selected_columns])
     frame["birth_date"] = pd.to_datetime(frame["birth_date"])
     frame["person_token"] = frame["person_token"].astype("int64")

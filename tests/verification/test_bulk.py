@@ -5,6 +5,7 @@ defaults applied, and nothing left behind when the caller's transaction rolls ba
 
 import datetime as dt
 import json
+import sqlite3
 
 import numpy as np
 import pandas as pd
@@ -185,3 +186,51 @@ def test_audit_subjects_need_their_event(database_url):
             database_url) as session:
         bulk.insert_frame(session.connection(), AuditSubject.__table__,
                           pd.DataFrame({"event_id": [987_654], "person_token": [1]}))
+
+
+def test_more_households_than_sqlite_takes_parameters_are_read_in_chunks(sqlite_settings):
+    """A re-check or a batch may name more households than SQLite's 32,766 parameters."""
+    from verification import pipeline
+    from verification.intake.tokens import TokenKey
+    from verification.matching.run import people_for_matching
+    from verification.security.fieldcrypt import load_field_cipher
+    from verification.storage.models import Member
+
+    n = 33_000
+    ids = np.arange(1, n + 1)
+    households = pd.DataFrame({
+        "id": ids, "household_code": [f"H{i:06d}" for i in ids], "area_code": "210112",
+        "street_code": "210112001", "community_code": "210112001001", "status": "recipient",
+        "category": "dibao", "urban_rural": "urban", "current_benefit": 0.0})
+    cipher = load_field_cipher()
+    name = cipher.encrypt("张三", "members.name")
+    members = pd.DataFrame({
+        "household_id": ids, "person_token": ids * 7919, "birth_date": dt.date(1970, 1, 1),
+        "gender": "M", "relation": "head", "token_key_id": sqlite_settings.token_key_id,
+        "id_number_enc": [cipher.encrypt(f"{i:018d}", "members.id_number") for i in ids],
+        "name_enc": [name] * n, "id_masked": "2101**********0011", "name_masked": "张*",
+        "exclusion": "", "disability_grade": 0, "disability_type": "", "labour_capacity": True})
+    with session_scope(sqlite_settings.database_url) as session:
+        bulk.insert_frame(session.connection(), Household.__table__, households)
+        bulk.insert_frame(session.connection(), Member.__table__, members)
+    # as SQLite is built by default (this build allows more): 32,766 parameters a statement
+    from sqlalchemy import event
+
+    from verification.storage.db import connect, dispose
+
+    dispose(sqlite_settings.database_url)
+    engine = connect(sqlite_settings.database_url)
+
+    @event.listens_for(engine, "connect")
+    def _default_limit(dbapi_connection, _record):  # noqa: ANN001, ANN202
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766)
+
+    wanted = ids[::-1][:n - 10]  # all but ten, in another order
+    assert len(pipeline.load_households(sqlite_settings, household_ids=wanted)) == n - 10
+    loaded = pipeline.load_members(sqlite_settings, pd.Index(wanted))
+    assert sorted(loaded["household_id"]) == sorted(wanted.tolist())
+    people = people_for_matching(sqlite_settings, TokenKey.from_settings(sqlite_settings),
+                                 wanted.tolist())
+    assert len(people) == n - 10 and set(people["household_id"]) == set(wanted.tolist())
+    assert [len(c) for c in bulk.in_chunks([])] == [0]
+    assert [len(c) for c in bulk.in_chunks(range(12_001))] == [5_000, 5_000, 2_001]

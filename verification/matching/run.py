@@ -66,10 +66,10 @@ def people_for_matching(settings: Settings, key: TokenKey,
                     Household.community_code, Member.name_enc, Household.address_enc,
                     Member.phone_enc)
              .join(Household, Household.id == Member.household_id))
-    if household_ids is not None:
-        query = query.where(Member.household_id.in_([int(i) for i in household_ids]))
+    queries = [query] if household_ids is None else [
+        query.where(Member.household_id.in_(chunk)) for chunk in bulk.in_chunks(household_ids)]
     with session_scope(settings.database_url) as session:  # a province: millions of members
-        rows = bulk.fetch_rows(session.connection(), query)
+        rows = [row for q in queries for row in bulk.fetch_rows(session.connection(), q)]
     cipher = load_field_cipher()
     columns = ["household_id", "person_token", "birth_date", "gender", "community_code"]
     values = list(zip(*rows, strict=True)) or [()] * 8

@@ -43,7 +43,6 @@ RECHECK = "recheck"
 # The frames of a shard, filtered to the households whose outcome changed before they are written
 _SHARD_FRAMES = ("households", "members", "assessments", "flags", "flag_reasons",
                  "flag_evidence", "unresolved")
-_IN_CHUNK = 5_000  # tokens per IN list (SQLite allows 32,766 parameters a statement)
 
 
 class NoBaseReview(RuntimeError):
@@ -95,11 +94,11 @@ def current_state(session) -> State:  # noqa: ANN001
 def current_flags(session, state: State, household_ids: np.ndarray) -> pd.DataFrame:  # noqa: ANN001
     """household_id → the kind and evidence digest of its latest flag in the state's runs."""
     parts = []
-    for chunk in np.array_split(household_ids, max(1, -(-len(household_ids) // _IN_CHUNK))):
+    for chunk in bulk.in_chunks(household_ids):
         rows = session.execute(select(Flag.household_id, Flag.run_id, Flag.kind,
                                       Flag.evidence_digest)
                                .where(Flag.run_id.in_(state.run_ids),
-                                      Flag.household_id.in_([int(i) for i in chunk]))).all()
+                                      Flag.household_id.in_(chunk))).all()
         parts.append(pd.DataFrame(rows, columns=["household_id", "run_id", "kind",
                                                  "evidence_digest"]))
     frame = pd.concat(parts, ignore_index=True)
@@ -122,8 +121,7 @@ def households_of(settings: Settings, tokens: np.ndarray) -> np.ndarray:
     """The households (sorted ids) with a member holding one of ``tokens``."""
     found = [np.zeros(0, dtype=np.int64)]
     with session_scope(settings.database_url) as session:
-        for start in range(0, len(tokens), _IN_CHUNK):
-            chunk = [int(t) for t in tokens[start:start + _IN_CHUNK]]
+        for chunk in bulk.in_chunks(tokens):
             ids, _ = bulk.fetch_pairs(session.connection(), select(
                 Member.household_id, Member.person_token).where(Member.person_token.in_(chunk)))
             found.append(np.asarray(ids, dtype=np.int64))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,18 @@ def insert_frame(connection: Connection, table: Table, frame: pd.DataFrame,
     else:
         connection.execute(table.insert(), _records(table, columns))
     return len(frame)
+
+
+# ids per IN list: SQLite allows 32,766 parameters a statement, and a re-check or a batch may
+# name more households than that
+IN_CHUNK = 5_000
+
+
+def in_chunks(ids: Iterable[int], size: int = IN_CHUNK) -> Iterator[list[int]]:
+    """``ids`` as plain ints, ``size`` at a time (at least one chunk, maybe empty)."""
+    values = [int(i) for i in ids]
+    for start in range(0, max(len(values), 1), size):
+        yield values[start:start + size]
 
 
 def fetch_rows(connection: Connection, statement) -> list[tuple]:  # noqa: ANN001

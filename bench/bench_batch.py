@@ -41,14 +41,10 @@ def _cpu() -> float:
 
 def prepare(home: Path, households: int):  # noqa: ANN201 (Settings)
     """A generated district pulled from a loopback partner server, its roster loaded."""
-    from connectors.http_pull import PartnerClient
-    from connectors.partner_server import PartnerServer
-    from connectors.registry import load_partners
-    from verification import pipeline
     from verification.config import Settings, load_settings
     from verification.intake.roster import load_roster
     from verification.storage import upgrade
-    from verification.synthetic.exchange import DEMO_TOKEN, ensure_test_keys, publish_district
+    from verification.synthetic.exchange import pull_district
 
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
@@ -59,16 +55,7 @@ def prepare(home: Path, households: int):  # noqa: ANN201 (Settings)
     settings = Settings(home=base.home, database_url=f"sqlite:///{home / 'home' / 'hedui.db'}",
                         token_key=base.token_key, token_key_id=base.token_key_id)
     upgrade(settings.database_url)
-    ensure_test_keys(settings)
-    server = PartnerServer(publish_district(settings, district),
-                           tokens=dict.fromkeys(load_partners(), DEMO_TOKEN)).start()
-    try:
-        for code in load_partners():
-            client = PartnerClient(server.url_for(code), token=DEMO_TOKEN, retries=1,
-                                   sleep=lambda _s: None)
-            pipeline.pull_partner(settings, code, client)
-    finally:
-        server.stop()
+    pull_district(settings, district)
     load_roster(settings, district / "roster.csv")
     return settings, district / "roster.csv"
 

@@ -24,19 +24,14 @@ beside intake's: the reference reads fewer date and number spellings than intake
 from __future__ import annotations
 
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
+import run as harness
 
 GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-
-
-def _cpu() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    return own.ru_utime + own.ru_stime
 
 
 FULL_WIDTH = "０１２３４５６７８９．，ｘＸ"
@@ -166,7 +161,7 @@ def intake_feed(db, plain: Path, contract, key) -> tuple[object, dict[str, int]]
 
 
 def _stage(times: dict, name: str, started: tuple[float, float]) -> tuple[float, float]:
-    now = (time.perf_counter(), _cpu())
+    now = (time.perf_counter(), harness._cpu())
     times[name] = {"seconds": round(now[0] - started[0], 3), "cpu": round(now[1] - started[1], 3)}
     return now
 
@@ -176,7 +171,6 @@ def reference_review(settings, meta: dict, as_of, region: str,  # noqa: ANN001
     """The four stages on ``meta``'s packed feeds; wall and CPU seconds of each, the counts."""
     import duckdb
     import pyarrow as pa
-    import run as harness
 
     from connectors import envelope
     from schemas import contract_for
@@ -187,7 +181,7 @@ def reference_review(settings, meta: dict, as_of, region: str,  # noqa: ANN001
     times: dict[str, dict] = {}
     counts: dict[str, dict[str, int]] = {}
     staged: dict[str, pa.Table] = {}
-    clock = (time.perf_counter(), _cpu())
+    clock = (time.perf_counter(), harness._cpu())
     with duckdb.connect() as db, tempfile.TemporaryDirectory(dir=settings.home) as tmp:
         db.execute("SET threads TO 2")
         for kind, feed in meta["feeds"].items():
@@ -250,7 +244,6 @@ def _flags(db, sums: pd.DataFrame, folder: Path, members: pd.DataFrame,  # noqa:
 def _copy_flags(db, flags: pd.DataFrame, url: str, tmp: Path) -> float:  # noqa: ANN001
     """COPY the flag rows into a table of a schema of their own; the backend's CPU seconds."""
     import psycopg2
-    from run import backend_cpu
 
     csv = tmp / "flags.csv"
     db.register("flags", flags)
@@ -261,7 +254,7 @@ def _copy_flags(db, flags: pd.DataFrame, url: str, tmp: Path) -> float:  # noqa:
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
-        before = backend_cpu(pid)
+        before = harness.backend_cpu(pid)
         cursor.execute(f"CREATE SCHEMA {schema}")
         try:
             cursor.execute(f"CREATE TABLE {schema}.flags (household_id bigint PRIMARY KEY, "
@@ -269,7 +262,7 @@ def _copy_flags(db, flags: pd.DataFrame, url: str, tmp: Path) -> float:  # noqa:
             with csv.open(encoding="utf-8") as source:
                 cursor.copy_expert(f"COPY {schema}.flags FROM STDIN (FORMAT csv)", source)
             connection.commit()
-            used = backend_cpu(pid) - before
+            used = harness.backend_cpu(pid) - before
         finally:
             cursor.execute(f"DROP SCHEMA {schema} CASCADE")
             connection.commit()

@@ -127,27 +127,9 @@ def district_dir(tmp_path_factory) -> Path:
 
 def pull_everything(settings: Settings, district: Path, server=None) -> list:  # noqa: ANN001
     """Pull every partner's feeds from the reference server into ``settings``'s database."""
-    from connectors.http_pull import PartnerClient
-    from connectors.partner_server import PartnerServer
-    from connectors.registry import load_partners
-    from verification import pipeline
-    from verification.synthetic.exchange import DEMO_TOKEN, ensure_test_keys, publish_district
+    from verification.synthetic.exchange import pull_district
 
-    ensure_test_keys(settings)
-    own_server = server is None
-    if own_server:
-        server = PartnerServer(publish_district(settings, district),
-                               tokens=dict.fromkeys(load_partners(), DEMO_TOKEN)).start()
-    try:
-        results = []
-        for code in load_partners():
-            client = PartnerClient(server.url_for(code), token=DEMO_TOKEN, retries=1,
-                                   sleep=lambda _s: None)
-            results.extend(pipeline.pull_partner(settings, code, client))
-        return results
-    finally:
-        if own_server:
-            server.stop()
+    return pull_district(settings, district, server)
 
 
 def pulled_district(home: Path, district: Path) -> Settings:

@@ -43,11 +43,11 @@ from verification.config import Settings
 from verification.flags import actions as flag_actions
 from verification.flags.decide import decide_flags
 from verification.intake import feeds as intake
+from verification.intake.digests import digest_columns
 from verification.intake.tokens import TokenKey
 from verification.localtime import local_today
 from verification.matching import GRADE_DTYPE
 from verification.matching.run import (
-    IDENTITY_COLUMNS,
     RunMatch,
     match_staged,
     people_for_matching,
@@ -336,20 +336,18 @@ def matched_evidence(settings: Settings, versions: dict[str, dict],
     feed is scanned once: its token column whole, the identity and evidence columns only of
     the rows of these members' tokens or with no token (``rows_of_tokens``)."""
     key = TokenKey.from_settings(settings)
-    feeds = [(kind, v["feed_id"], Path(v["staged_path"])) for kind, v in versions.items()
-             if v.get("feed_id")]
+    feeds = [(contract_for(kind), v["feed_id"], Path(v["staged_path"]))
+             for kind, v in versions.items() if v.get("feed_id")]
     people = people_for_matching(settings, key, household_ids)
     parts = [_no_evidence()]
     if feeds and len(people):
         tokens = people["person_token"].to_numpy(dtype=np.int64)
-        read = [rows_of_tokens(path, list(dict.fromkeys(
-            [*IDENTITY_COLUMNS, *staged_columns(contract_for(kind))])), tokens)
-            for kind, _, path in feeds]
+        read = [rows_of_tokens(path, ["person_token", *digest_columns(contract)], tokens)
+                for contract, _, path in feeds]
         linked = match_staged([path for _, _, path in feeds], people, key, prefilter=True,
                               prefiltered=read)
-        for (kind, feed_id, _), (table, positions), links in zip(feeds, read, linked.links,
-                                                                 strict=True):
-            contract = contract_for(kind)
+        for (contract, feed_id, _), (table, positions), links in zip(feeds, read, linked.links,
+                                                                     strict=True):
             parts.append(evidence_from_staged(_rows_linked(table, positions, contract, links),
                                               contract, feed_id))
     return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)

@@ -75,21 +75,30 @@ def _exploded_rows(frame: pd.DataFrame, rule: tuple[str, ...],
     return table, positions
 
 
+def _exploded_keys(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...], column: str,
+                   max_block: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per side, one row per value of the list ``column``: its rule key (``key``, blocks over
+    ``max_block`` right rows and missing values left out) and its row's position (``at``)."""
+    left_rows, left_at = _exploded_rows(left, rule, column)
+    right_rows, right_at = _exploded_rows(right, rule, column)
+    if not len(left_rows) or not len(right_rows):
+        empty = pd.DataFrame({"key": np.zeros(0, np.int64), "at": np.zeros(0, np.int64)})
+        return empty, empty
+    left_key, right_key = _bounded(*rule_keys(left_rows, right_rows, rule), max_block)
+    lk = pd.DataFrame({"key": left_key, "at": left_at})
+    rk = pd.DataFrame({"key": right_key, "at": right_at})
+    return lk[lk["key"] >= 0], rk[rk["key"] >= 0]
+
+
 def _list_rule_pairs(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...],
                      column: str, max_block: int | None) -> np.ndarray:
     """Pair numbers (left × len(right) + right) of a rule on a list column (address keys, lists
     on both sides): the rows agree when they share a listed value (and agree on the rule's
     other columns); a value held by more than ``max_block`` right rows proposes nothing."""
-    left_rows, left_at = _exploded_rows(left, rule, column)
-    right_rows, right_at = _exploded_rows(right, rule, column)
-    if not len(left_rows) or not len(right_rows):
-        return np.array([], dtype=np.int64)
-    left_key, right_key = _bounded(*rule_keys(left_rows, right_rows, rule), max_block)
-    lk = pd.DataFrame({"key": left_key, "li": left_at})
-    rk = pd.DataFrame({"key": right_key, "ri": right_at})
-    joined = lk[lk["key"] >= 0].merge(rk[rk["key"] >= 0], on="key")
-    return np.unique(joined["li"].to_numpy(np.int64) * len(right)
-                     + joined["ri"].to_numpy(np.int64))
+    lk, rk = _exploded_keys(left, right, rule, column, max_block)
+    joined = lk.merge(rk, on="key", suffixes=("_left", "_right"))
+    return np.unique(joined["at_left"].to_numpy(np.int64) * len(right)
+                     + joined["at_right"].to_numpy(np.int64))
 
 
 def rows_agree(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...]) -> np.ndarray:
@@ -99,16 +108,9 @@ def rows_agree(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...]) -
     if column is None:
         left_key, right_key = rule_keys(left, right, rule)
         return (left_key >= 0) & (left_key == right_key)
-    left_rows, left_at = _exploded_rows(left, rule, column)
-    right_rows, right_at = _exploded_rows(right, rule, column)
+    lk, rk = _exploded_keys(left, right, rule, column)
     agree = np.zeros(len(left), dtype=bool)
-    if not len(left_rows) or not len(right_rows):
-        return agree
-    left_key, right_key = rule_keys(left_rows, right_rows, rule)
-    lk = pd.DataFrame({"key": left_key, "at": left_at})
-    rk = pd.DataFrame({"key": right_key, "at": right_at})
-    joined = lk[lk["key"] >= 0].merge(rk[rk["key"] >= 0], on=["key", "at"])
-    agree[joined["at"].to_numpy(np.int64)] = True
+    agree[lk.merge(rk, on=["key", "at"])["at"].to_numpy(np.int64)] = True
     return agree
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from verification.config import Settings
 from verification.security import audit
-from verification.storage import session_scope
+from verification.storage import bulk, session_scope
 from verification.storage.models import Authorisation, Household, Member
 
 ONGOING_STATUSES = frozenset({"recipient", "applicant", "monitored"})
@@ -105,18 +105,18 @@ def _members_and_authorisations(session: Session, household_ids: Iterable[int]):
     ids = sorted({int(h) for h in household_ids})
     if not ids:
         return [], {}
-    members = session.execute(
-        select(Member.id, Member.person_token, Member.name_masked, Member.id_masked,
-               Household.household_code, Household.status)
-        .join(Household, Household.id == Member.household_id)
-        .where(Member.household_id.in_(ids)).order_by(Household.household_code, Member.id)).all()
+    query = (select(Member.id, Member.person_token, Member.name_masked, Member.id_masked,
+                    Household.household_code, Household.status)
+             .join(Household, Household.id == Member.household_id))
+    members = sorted((row for chunk in bulk.in_chunks(ids)
+                      for row in session.execute(query.where(Member.household_id.in_(chunk)))),
+                     key=lambda m: (m.household_code, m.id))
     auths: dict[int, list] = {}
-    member_ids = [m.id for m in members]
-    for start in range(0, len(member_ids), 500):
+    for chunk in bulk.in_chunks(m.id for m in members):
         for auth in session.execute(select(
                 Authorisation.id, Authorisation.member_id, Authorisation.reference,
                 Authorisation.signed_on, Authorisation.expires_on, Authorisation.scope)
-                .where(Authorisation.member_id.in_(member_ids[start:start + 500]))):
+                .where(Authorisation.member_id.in_(chunk))):
             auths.setdefault(auth.member_id, []).append(auth)
     for found in auths.values():  # newest first: the most recent signature is relied on
         found.sort(key=lambda a: (a.signed_on, a.id), reverse=True)
@@ -171,9 +171,9 @@ def query_references(settings: Settings, partner: str, feed_kind: str,
     tokens = sorted({int(t) for t in person_tokens})
     with session_scope(settings.database_url) as session:
         household_ids = set()
-        for start in range(0, len(tokens), 500):
+        for chunk in bulk.in_chunks(tokens):
             household_ids.update(session.scalars(select(Member.household_id).where(
-                Member.person_token.in_(tokens[start:start + 500]))))
+                Member.person_token.in_(chunk))))
         wanted = set(tokens)
         statuses = [s for s in member_statuses(session, household_ids, as_of, partner=partner,
                                                feed_kind=feed_kind)

@@ -85,6 +85,31 @@ def start_demo_server(settings: Settings, district_dir: Path, port: int = 0) -> 
     return server
 
 
+def pull_district(settings: Settings, district_dir: Path,
+                  server: PartnerServer | None = None) -> list:
+    """Every partner's feeds of a generated district pulled into ``settings``'s database over
+    loopback HTTP, as `hedui pull` pulls them: from ``server``, or from a reference server of
+    its own serving the district (stopped afterwards). Returns the intake results."""
+    from connectors.http_pull import PartnerClient
+    from verification import pipeline
+
+    ensure_test_keys(settings)
+    own_server = server is None
+    if own_server:
+        server = PartnerServer(publish_district(settings, district_dir),
+                               tokens=dict.fromkeys(load_partners(), DEMO_TOKEN)).start()
+    try:
+        results = []
+        for code in load_partners():
+            client = PartnerClient(server.url_for(code), token=DEMO_TOKEN, retries=1,
+                                   sleep=lambda _s: None)
+            results.extend(pipeline.pull_partner(settings, code, client))
+        return results
+    finally:
+        if own_server:
+            server.stop()
+
+
 def connection_env(port: int) -> dict[str, str]:
     """AIRFLOW_CONN_* variables for every partner, pointing at the reference server."""
     env = {}

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from verification.matching._blocking import exploded, split_lists
+from verification.matching._blocking import BlockIndex, exploded, split_lists
 from verification.matching.settings import LISTED_AGAINST, Comparison, ComparisonLevel
 
 NULL_LEVEL = -1
@@ -32,6 +32,7 @@ class RightValues:
         self.strings: dict[str, np.ndarray] = {}
         self.frequencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.slots: dict[str, tuple[np.ndarray, pa.Array]] = {}
+        self.blocks: BlockIndex | None = None  # the right frame blocked under the rules
 
     def frequency(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Each right row's value code and the share of right rows holding each value."""

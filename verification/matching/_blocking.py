@@ -35,7 +35,12 @@ def with_derived(frame: pd.DataFrame, rules: tuple[tuple[str, ...], ...]) -> pd.
         part = pc.utf8_slice_codeunits(text, start, stop if stop is not None else 2**31 - 1)
         part = pc.if_else(pc.equal(part, ""), pa.scalar(None, pa.string()), part)
         cut[column] = pd.array(part.to_numpy(zero_copy_only=False), dtype=object)
-    return frame.assign(**cut) if cut else frame
+    if not cut:
+        return frame
+    out = frame.copy(deep=False)  # new columns only: the roster's data are not copied
+    for column, values in cut.items():
+        out[column] = values
+    return out
 
 
 def rule_keys(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...]):
@@ -204,14 +209,19 @@ class _RuleBlocks:
     combination step (so a left row's values find their block by hash lookup), the right rows
     sorted by block, and where each block starts."""
 
-    def __init__(self, right: pd.DataFrame, rule: tuple[str, ...], bound: int | None) -> None:
+    def __init__(self, right: pd.DataFrame, rule: tuple[str, ...], bound: int | None,
+                 coded: dict[str, tuple[np.ndarray, pd.Index]] | None = None) -> None:
         self.rule = rule
         positions, values = _rule_rows(right, rule, "right")
+        plain = _list_column(rule) is None and rule[0] not in LISTED_AGAINST
+        coded = coded if coded is not None and plain else {}  # a plain rule's columns: shared
         self.columns: list[pd.Index] = []
         self.steps: list[pd.Index] = []
         block = np.zeros(len(positions), dtype=np.int64)
         for k, value in enumerate(values):
-            codes, uniques = _codes_of(value)
+            if rule[k] not in coded:
+                coded[rule[k]] = _codes_of(value)
+            codes, uniques = coded[rule[k]]
             self.columns.append(uniques)
             if k == 0:
                 block = codes
@@ -268,7 +278,8 @@ class BlockIndex:
                  max_block: BlockBound = None) -> None:
         self.right = right
         self.width = len(right)
-        self.rules = {rule_name(rule): _RuleBlocks(right, rule, _limit(max_block, rule))
+        coded: dict[str, tuple[np.ndarray, pd.Index]] = {}  # a column two rules name: once
+        self.rules = {rule_name(rule): _RuleBlocks(right, rule, _limit(max_block, rule), coded)
                       for rule in rules}
 
     def counts(self, left: pd.DataFrame) -> dict[str, int]:
@@ -290,7 +301,7 @@ class BlockIndex:
         found = [li * width + ri for li, ri in (b.pairs(left) for b in self.rules.values())]
         if not found:
             return np.array([], dtype=np.int64), np.array([], dtype=np.int64)
-        pair_numbers = np.unique(np.concatenate(found))
+        pair_numbers = np.sort(pd.unique(np.concatenate(found)))  # hashed, then one sort
         return pair_numbers // width, pair_numbers % width
 
 

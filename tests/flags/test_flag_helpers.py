@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from verification.flags.decide import _flag_evidence, _listed, _stable_refs, code_mask
+from verification.flags.decide import _flag_evidence, _listed, _stable_refs, cite_refs, code_mask
 
 
 def test_code_mask_reads_categories_as_the_rows_would():
@@ -42,4 +42,5 @@ def test_flag_evidence_with_ambiguous_refs_dedupes_on_every_column():
         evidence.assign(ref=refs), on=["household_id", "ref"]).drop(columns=["ref"])
     expected = expected.drop_duplicates(["household_id", "source_kind", "feed_id", "record_ref",
                                          "item"])
-    pd.testing.assert_frame_equal(_flag_evidence(reasons, evidence), expected)
+    cited, citations = cite_refs(reasons, evidence)
+    pd.testing.assert_frame_equal(_flag_evidence(cited, evidence, citations), expected)

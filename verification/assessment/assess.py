@@ -148,7 +148,7 @@ class _Rows(dict):
         for column in ("person_token", "amount"):
             picked[column] = evidence[column].to_numpy()[rows]
         for column in ("period_start", "period_end"):
-            picked[column] = pd.to_datetime(evidence[column]).to_numpy()[rows]
+            picked[column] = datetime_values(evidence[column])[rows]
         picked["amount"] = picked["amount"].astype(np.float64)
         return picked
 
@@ -250,13 +250,13 @@ def _prepare(
     people["age"] = _age(people["birth_date"], as_of)
     pos = index.get_indexer(evidence["household_id"])
     certain = (evidence["match_grade"] == "certain").to_numpy()
-    is_death = (evidence["item"].astype(str) == "death").to_numpy()
+    codes, items = _item_codes(evidence["item"])
+    is_death = np.asarray(items == "death")[codes]  # on the distinct items, not every row
     people["deceased"] = _deceased(people, evidence, pos >= 0, certain & is_death, as_of)
     people.loc[people["deceased"], "counted"] = False
     not_counted = pd.Index(people.loc[~people["counted"], "person_token"])
     # A member not counted brings no evidence, except the death record that removed them.
     keep = (pos >= 0) & (~evidence["person_token"].isin(not_counted).to_numpy() | is_death)
-    codes, items = _item_codes(evidence["item"])
     decided = _by_position(evidence, keep & certain, pos)
     decided["item_code"] = codes[decided.pop("row")]
     decided["start_m"] = _month_index(decided["period_start"], as_of)
@@ -265,7 +265,7 @@ def _prepare(
     decided["registered"] = np.isnat(starts) | (starts <= np.datetime64(as_of, "ns"))
     uncertain = _by_position(evidence, keep & ~certain, pos)
     return _Group(policy, as_of, households, people, decided, uncertain, items,
-                  CitationBuilder(len(evidence)))
+                  CitationBuilder(evidence))
 
 
 def _deceased(people: pd.DataFrame, evidence: pd.DataFrame, placed: np.ndarray,
@@ -276,7 +276,7 @@ def _deceased(people: pd.DataFrame, evidence: pd.DataFrame, placed: np.ndarray,
     rows = placed & certain_death
     if not rows.any():
         return np.zeros(len(people), dtype=bool)
-    died = pd.to_datetime(evidence["period_start"]).to_numpy()[rows]
+    died = datetime_values(evidence["period_start"])[rows]
     dated = np.isnat(died) | (died <= np.datetime64(as_of, "ns"))
     tokens = evidence["person_token"].to_numpy()[rows][dated]
     households = evidence["household_id"].to_numpy()[rows][dated]
@@ -306,6 +306,15 @@ def _item_codes(items: pd.Series) -> tuple[np.ndarray, pd.Index]:
         return codes, pd.Index(list(items.cat.categories) + [""])  # code -1 → ""
     codes, names = pd.factorize(items, sort=False)
     return codes, pd.Index(list(names) + [""])
+
+
+def datetime_values(column: pd.Series) -> np.ndarray:
+    """``pd.to_datetime(column).to_numpy()``; a column that already holds datetime64[ns] is
+    read as it is, as to_datetime's cache check would turn thousands of its values into Python
+    objects on every call."""
+    if column.dtype == np.dtype("datetime64[ns]"):
+        return column.to_numpy()
+    return pd.to_datetime(column).to_numpy()
 
 
 def _age(birth_dates: pd.Series, as_of: date) -> np.ndarray:

@@ -90,10 +90,12 @@ def shifted(cites: np.ndarray, first: int) -> np.ndarray:
 
 
 class CitationBuilder:
-    """Collects lists as runs of row positions (one run per household) and numbers them."""
+    """Collects lists as runs of positions in ``evidence`` (one run per household) and numbers
+    them."""
 
-    def __init__(self, evidence_rows: int) -> None:
-        self.evidence_rows = evidence_rows
+    def __init__(self, evidence: pd.DataFrame) -> None:
+        self.evidence = evidence
+        self.evidence_rows = len(evidence)
         self._rows: list[np.ndarray] = []
         self._counts: list[np.ndarray] = []
         self._lists = 0
@@ -108,6 +110,11 @@ class CitationBuilder:
         self._lists += len(counts)
         return numbers
 
+    def text(self, rows: np.ndarray) -> np.ndarray:
+        """``kind:feed_id:record_ref`` of the evidence rows at ``rows``, as Python strings."""
+        return ref_text(self.evidence, np.asarray(rows, dtype=np.int64)).to_numpy(
+            zero_copy_only=False).astype(object)
+
     def build(self) -> Citations:
         if not self._lists:
             return Citations.empty(self.evidence_rows)
@@ -118,7 +125,8 @@ class CitationBuilder:
 
 def ref_text(evidence: pd.DataFrame, rows: np.ndarray) -> pa.Array:
     """``kind:feed_id:record_ref`` of the evidence rows at ``rows`` (missing parts as "")."""
-    parts = [_arrow_text(evidence[column].to_numpy()[rows])
+    # taken before turned into numpy: a column of Python strings would be copied whole first
+    parts = [_arrow_text(np.asarray(evidence[column].array.take(rows)))
              for column in ("source_kind", "feed_id", "record_ref")]
     return pc.binary_join_element_wise(*parts, ":")
 

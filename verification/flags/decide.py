@@ -345,12 +345,13 @@ def _flag_evidence(flag_reasons: pd.DataFrame, evidence: pd.DataFrame,
     matches, counts = _matching_rows(cited_key[first], ev_key)
     picked = keyed[matches]
     keep = ~_repeated_records(evidence, picked, counts, unambiguous)
-    out = evidence.iloc[picked[keep]]
-    out.index = pd.Index(np.flatnonzero(keep))  # merge numbering; set_axis would copy the rows
+    taken = picked[keep]
     owners = np.repeat(cited_households[first], counts)[keep]
-    if owners.dtype != out["household_id"].dtype:  # the merge took the key from the left
-        out = out.assign(household_id=owners)
-    return out[["household_id", *(c for c in evidence.columns if c != "household_id")]]
+    columns = {"household_id": owners if owners.dtype != evidence["household_id"].dtype
+               else evidence["household_id"].array.take(taken)}  # the merge took the key from
+    columns.update({c: evidence[c].array.take(taken)  # the left; each column taken once
+                    for c in evidence.columns if c != "household_id"})
+    return pd.DataFrame(columns, index=pd.Index(np.flatnonzero(keep)))  # merge numbering
 
 
 def _record_codes(evidence: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -358,18 +359,21 @@ def _record_codes(evidence: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray,
     whether the ref spells kind, feed and record unambiguously there (then the integers come
     from the three columns, with no ref text made; otherwise from the text itself, so that
     equal text is the same record as a join on the text would have it)."""
-    kinds, kind_names = pd.factorize(evidence["source_kind"].to_numpy()[rows],
-                                     use_na_sentinel=False)
-    feeds = evidence["feed_id"]
-    record = pa.array(evidence["record_ref"].to_numpy()[rows], type=pa.string(),
-                      from_pandas=True)
+    every = len(rows) == len(evidence)  # most often: the columns as they are, not a copy
+
+    def column(name: str) -> pd.Series:
+        return evidence[name] if every else evidence[name].take(rows)
+
+    kinds, kind_names = pd.factorize(column("source_kind"), use_na_sentinel=False)
+    feeds = column("feed_id")
+    record = pa.array(column("record_ref").to_numpy(), type=pa.string(), from_pandas=True)
     unambiguous = (pd.api.types.is_integer_dtype(feeds.dtype)
                    and all(isinstance(k, str) and ":" not in k for k in kind_names)
                    and not (record.null_count and pc.any(pc.equal(record, "")).as_py()))
     if not unambiguous:
         text = evidence_ref_array(evidence[["source_kind", "feed_id", "record_ref"]].iloc[rows])
         return _codes(text), False
-    feed_codes, feed_names = pd.factorize(feeds.to_numpy()[rows])
+    feed_codes, feed_names = pd.factorize(feeds.to_numpy())
     source = kinds.astype(np.int64) * max(len(feed_names), 1) + feed_codes
     return source * (len(record) + 1) + _codes(record), True
 
@@ -442,7 +446,7 @@ def cite_refs(reasons: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFra
     rows, owner = keyed[order[at[found]]], owner[found]
     cites = np.full(len(reasons), NO_CITATION, dtype=np.int64)
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else owner
-    builder = CitationBuilder(len(evidence))
+    builder = CitationBuilder(evidence)
     cites[owner[starts]] = builder.add(rows, starts)
     return reasons.assign(cites=cites), builder.build()
 

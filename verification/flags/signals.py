@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from verification import codes
+from verification.assessment.assess import datetime_values
 from verification.assessment.citations import CitationBuilder, Citations
 from verification.assessment.policy import Policy
 from verification.matching import grade_supports_removal
@@ -87,7 +88,7 @@ def cited_signals(evidence: pd.DataFrame, policy: Policy,
     """``change_signals`` and the lists of evidence rows (positions in ``evidence``) that its
     ``cites`` number."""
     certain = _certain(evidence)
-    cited = CitationBuilder(len(evidence))
+    cited = CitationBuilder(evidence)
     parts = [_deaths(certain, policy, cited), _conflicts(certain, policy, cited),
              _registered(certain, ("marriage", "divorce"), "MARRIAGE_CHANGED", policy, as_of,
                          cited),
@@ -103,10 +104,12 @@ def cited_signals(evidence: pd.DataFrame, policy: Policy,
 
 def death_recheck_due(evidence: pd.DataFrame, policy: Policy) -> pd.Series:
     """household_id → the date by which a household with a death must be re-checked."""
-    deaths = evidence[(evidence["item"].astype(str) == "death").to_numpy()]
+    item_codes, labels = _item_labels(evidence["item"])
+    deaths = evidence[(labels == "death")[item_codes]]
     deaths = deaths[supports_removal(deaths["match_grade"])]
     months = int(policy.require(_DEATH_PARAMETER))
-    first = pd.to_datetime(deaths["period_start"]).groupby(deaths["household_id"]).min()
+    first = pd.Series(datetime_values(deaths["period_start"]), index=deaths.index).groupby(
+        deaths["household_id"]).min()
     return (first + pd.DateOffset(months=months)).dt.date
 
 
@@ -142,22 +145,26 @@ def _supports_removal_by_category(grades: pd.Series) -> np.ndarray | None:
 
 
 def _certain(evidence: pd.DataFrame) -> pd.DataFrame:
-    """Certain matches of the items a signal reads (refs are made later, for the few rows a
-    signal cites), with their items as categories: the signals test them many times, and a
-    test on a few dozen labels costs less than one on every row's text."""
-    # items as text, each distinct value once: a missing item reads "<NA>" or "nan", not a
-    # signal item either; numbers and other values match only as their text
-    item_codes, names = pd.factorize(evidence["item"], use_na_sentinel=False)
-    text_codes, labels = pd.factorize(pd.Index(names).astype(str))  # 1 and "1" read alike
-    item_codes = text_codes[item_codes]
+    """Certain matches of the items a signal reads, with their items as categories (the
+    signals test them many times, and a test on a few dozen labels costs less than one on
+    every row's text) and ``row``, their position in ``evidence``: the text of a ref is made
+    from that, for the few rows a signal cites."""
+    item_codes, labels = _item_labels(evidence["item"])
     keep = labels.isin(_SIGNAL_ITEMS)[item_codes] & supports_removal(evidence["match_grade"])
     rows = np.flatnonzero(keep)
-    used = [c for c in ("person_token", "source_kind", "feed_id", "record_ref", "amount",
-                        "period_start", "household_id") if c in evidence]
-    certain = evidence[used].iloc[rows]
+    certain = pd.DataFrame({c: evidence[c].array.take(rows) for c in (
+        "household_id", "person_token", "amount") if c in evidence})
     return certain.assign(item=pd.Categorical.from_codes(item_codes[rows], categories=labels),
-                          period_start=pd.to_datetime(certain["period_start"]),
-                          row=rows)  # the position a signal cites
+                          period_start=datetime_values(evidence["period_start"])[rows],
+                          row=rows)
+
+
+def _item_labels(items: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Each row's item as a code into its distinct texts, each made once: a missing item reads
+    "<NA>" or "nan", numbers and other values their text (1 and "1" alike)."""
+    item_codes, names = pd.factorize(items, use_na_sentinel=False)
+    text_codes, labels = pd.factorize(pd.Index(names).astype(str))
+    return text_codes[item_codes], labels
 
 
 def _per_household(rows: pd.DataFrame, code: str, limit: float, parameter: str,
@@ -168,7 +175,7 @@ def _per_household(rows: pd.DataFrame, code: str, limit: float, parameter: str,
     if rows.empty:
         return empty_reasons()
     if "ref" not in rows:
-        rows = rows.assign(ref=evidence_refs(rows))
+        rows = rows.assign(ref=cited.text(rows["row"]))
     distinct = rows[["household_id", "ref", "row"]].drop_duplicates(["household_id", "ref"])
     distinct = distinct.sort_values(["household_id", "ref"], kind="stable")
     households = distinct["household_id"].to_numpy()
@@ -203,13 +210,13 @@ def _conflicts(certain: pd.DataFrame, policy: Policy, cited: CitationBuilder) ->
     paid = certain[certain["item"].isin(codes.items("income") + codes.items("contribution"))
                    & certain["person_token"].isin(deaths["person_token"])]
     died = deaths[["household_id", "person_token", "period_start", "row"]].assign(
-        death_ref=evidence_refs(deaths)).rename(columns={"period_start": "died_on",
+        death_ref=cited.text(deaths["row"])).rename(columns={"period_start": "died_on",
                                                          "row": "death_row"})
     after = paid.merge(died, on=["household_id", "person_token"])
     after = after[after["period_start"] > after["died_on"]]
     if after.empty:
         return empty_reasons()
-    after = after.assign(ref=evidence_refs(after))
+    after = after.assign(ref=cited.text(after["row"]))
     both = pd.concat([after[["household_id", "ref", "row"]],
                       after[["household_id", "death_ref", "death_row"]].rename(
                           columns={"death_ref": "ref", "death_row": "row"})])

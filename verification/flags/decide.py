@@ -336,13 +336,11 @@ def _flag_evidence(flag_reasons: pd.DataFrame, evidence: pd.DataFrame,
     if width * len(households) >= 2**62:  # numbered densely only where the product would not fit
         records = np.unique(records, return_inverse=True)[1].reshape(-1)
         width = int(records.max()) + 1
-    ev_key = household_codes.astype(np.int64) * width + records
+    # one dense number per (household, record) among the keyed rows
+    pairs = pd.factorize(household_codes.astype(np.int64) * width + records)[0]
     at = np.full(len(evidence), -1, dtype=np.int64)
     at[keyed] = np.arange(len(keyed))
-    cited_key = ev_key[at[rows]]
-    _, first = np.unique(cited_key, return_index=True)
-    first = np.sort(first)  # each cited pair once, in order of first citation
-    matches, counts = _matching_rows(cited_key[first], ev_key)
+    first, matches, counts = _cited_runs(pairs[at[rows]], pairs)
     picked = keyed[matches]
     keep = ~_repeated_records(evidence, picked, counts, unambiguous)
     taken = picked[keep]
@@ -351,7 +349,8 @@ def _flag_evidence(flag_reasons: pd.DataFrame, evidence: pd.DataFrame,
                else evidence["household_id"].array.take(taken)}  # the merge took the key from
     columns.update({c: evidence[c].array.take(taken)  # the left; each column taken once
                     for c in evidence.columns if c != "household_id"})
-    return pd.DataFrame(columns, index=pd.Index(np.flatnonzero(keep)))  # merge numbering
+    # merge numbering; the columns just taken are the frame's own (a copy would double them)
+    return pd.DataFrame(columns, index=pd.Index(np.flatnonzero(keep)), copy=False)
 
 
 def _record_codes(evidence: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -408,19 +407,25 @@ def _repeated_records(evidence: pd.DataFrame, rows: np.ndarray, counts: np.ndarr
     return repeated
 
 
-def _matching_rows(wanted: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions in ``keys`` equal to each of ``wanted`` (distinct values) in turn (each run in
-    key order), and how many match each: the right-hand rows of an inner join that keeps the
-    left order. Each key's rank among ``wanted`` is looked up once per distinct key, and only
-    the rows wanted are sorted."""
-    codes, distinct = pd.factorize(keys)
-    rank = np.full(len(distinct) + 1, -1, dtype=np.int64)  # the last: keys not wanted
-    known = pd.Index(distinct).get_indexer(wanted)
-    rank[known[known >= 0]] = np.flatnonzero(known >= 0)
-    row_rank = rank[np.where(codes >= 0, codes, len(distinct))]
+def _cited_runs(cited: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray]:
+    """For dense pair numbers ``cited`` (in citation order) and ``pairs`` (one per row): where
+    each pair is first cited (in that order), the rows of each such pair in turn (in row
+    order), and how many rows each has — the right-hand rows of an inner join that keeps the
+    left order. Arrays indexed by pair number instead of sorting the keys."""
+    positions = np.arange(len(cited), dtype=np.int64)
+    first_at = np.full(int(pairs.max()) + 1 if len(pairs) else 0, -1, dtype=np.int64)
+    first_at[cited[::-1]] = positions[::-1]  # the last write wins: the first citation
+    is_first = np.zeros(len(cited), dtype=bool)
+    is_first[first_at[first_at >= 0]] = True
+    first = np.flatnonzero(is_first)
+    rank = np.full(len(first_at), -1, dtype=np.int64)  # a pair's place among those cited
+    wanted = first_at >= 0
+    rank[wanted] = (np.cumsum(is_first) - 1)[first_at[wanted]]
+    row_rank = rank[pairs]
     chosen = np.flatnonzero(row_rank >= 0)
     order = chosen[np.argsort(row_rank[chosen], kind="stable")]
-    return order, np.bincount(row_rank[chosen], minlength=len(wanted))
+    return first, order, np.bincount(row_rank[chosen], minlength=len(first))
 
 
 def cite_refs(reasons: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFrame, Citations]:

@@ -429,6 +429,8 @@ def _components_task(settings, folder: str, feeds: dict | None = None) -> dict: 
                    AS_OF)
     extra = {"policy": parameters.at(REGION, AS_OF)} if "policy" in inspect.signature(
         decide_flags).parameters else {}
+    if "citations" in inspect.signature(decide_flags).parameters:
+        extra["citations"] = result.citations
     frames = timed("flags", decide_flags, households, result.results, result.reasons, matched,
                    AS_OF, **extra)
     reference = timed("duckdb", duckdb_reference, arrow, members,

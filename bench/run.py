@@ -218,6 +218,7 @@ def load_caseload(settings, folder: Path) -> float:  # noqa: ANN001
         connection = session.connection()
         bulk.insert_frame(connection, Household.__table__, households)
         bulk.insert_frame(connection, Member.__table__, members)
+        bulk.refresh_statistics(connection, (Household.__table__, Member.__table__))
     return time.perf_counter() - started
 
 

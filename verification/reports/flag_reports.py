@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xlsxwriter
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
 from verification import codes, jurisdictions
 from verification.config import Settings
+from verification.reports import xlsx
 from verification.storage import evidence_files, session_scope
 from verification.storage.models import (
     Assessment,
@@ -180,13 +180,21 @@ def evidence_table(settings: Settings, run_id: int) -> pd.DataFrame:
     rows = (flags.merge(cited, on="flag_id")
             .sort_values(["household_code", "source_kind", "record_ref"], kind="stable")
             .drop(columns="flag_id").reset_index(drop=True))
-    rows["flag"] = rows["kind"].map(lambda k: codes.label("flags", k))
-    rows["source"] = rows["source_kind"].map(lambda k: codes.label("feed_kinds", k))
-    rows["item"] = rows["item"].map(lambda i: codes.label("items", i))
-    rows["match_grade"] = rows["match_grade"].map(MATCH_GRADES)
+    # labels looked up once per distinct value: a run cites millions of records
+    rows["flag"] = labelled(rows["kind"], "flags")
+    rows["source"] = labelled(rows["source_kind"], "feed_kinds")
+    rows["item"] = labelled(rows["item"], "items")
+    rows["match_grade"] = rows["match_grade"].astype(object).map(MATCH_GRADES)
     for col in ("period_start", "period_end"):
         rows[col] = rows[col].astype("string").fillna("")
     return rows
+
+
+def labelled(values: pd.Series, table: str) -> pd.Series:
+    """codes.yaml labels of ``values`` (codes, or a categorical of codes), one lookup per
+    distinct value."""
+    values = values.astype(object)
+    return values.map({v: codes.label(table, v) for v in values.dropna().unique()})
 
 
 def neutralised(frame: pd.DataFrame) -> pd.DataFrame:
@@ -201,25 +209,30 @@ def neutralised(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-# xlsxwriter: text stays text (no formula, link or number read into it), rows streamed
-_WORKBOOK_OPTIONS = {"constant_memory": True, "strings_to_formulas": False,
-                     "strings_to_urls": False, "strings_to_numbers": False}
-_HEADER = {"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79", "align": "center",
-           "valign": "vcenter", "text_wrap": True}
+EVIDENCE_WIDTHS = [14, 12, 22, 16, 14, 12, 12, 12, 10, 10]
+EVIDENCE_ROWS_PER_SHEET = xlsx.MAX_ROWS - 1  # below the header row
+# what a workbook without an evidence sheet (a street's) says about where the evidence is
+EVIDENCE_ELSEWHERE = ("证据明细 / evidence",
+                      "见本街道各社区文件夹 flags.xlsx 的“证据”表及各户核对报告；"
+                      "in each community's flags.xlsx and the households' 核对报告")
 
 
-def write_tables(rows: pd.DataFrame, evidence: pd.DataFrame, stem: Path,
+def write_tables(rows: pd.DataFrame, evidence: pd.DataFrame | None, stem: Path,
                  context: SheetContext) -> None:
-    """``stem``.csv (the flag list) and ``stem``.xlsx (summary, flag list, evidence)."""
+    """``stem``.csv (the flag list) and ``stem``.xlsx (summary, flag list and, unless
+    ``evidence`` is None, the evidence: over as many sheets 证据, 证据(2), … as Excel's row
+    limit needs)."""
     report = neutralised(rows[list(HEADERS)].rename(columns=HEADERS))
     _csv_numbers(report).to_csv(stem.with_suffix(".csv"), index=False, encoding="utf-8-sig")
-    cited = neutralised(evidence[list(EVIDENCE_HEADERS)].rename(columns=EVIDENCE_HEADERS))
-    with xlsxwriter.Workbook(str(stem.with_suffix(".xlsx")), _WORKBOOK_OPTIONS) as book:
-        header = book.add_format(_HEADER)
-        _summary_sheet(book, header, rows, context)
-        _table_sheet(book.add_worksheet("核对结论"), header, report, _WIDTHS)
-        _table_sheet(book.add_worksheet("证据"), header, cited,
-                     [14, 12, 22, 16, 14, 12, 12, 12, 10, 10])
+    sheets = [xlsx.Sheet("汇总", [22, 60, 10, 10, 10], _summary_lines(rows, context)),
+              xlsx.Sheet("核对结论", _WIDTHS, table=report)]
+    if evidence is not None:
+        cited = neutralised(evidence[list(EVIDENCE_HEADERS)].rename(columns=EVIDENCE_HEADERS))
+        per_sheet = EVIDENCE_ROWS_PER_SHEET
+        for part, start in enumerate(range(0, max(len(cited), 1), per_sheet), start=1):
+            sheets.append(xlsx.Sheet("证据" if part == 1 else f"证据({part})", EVIDENCE_WIDTHS,
+                                     table=cited.iloc[start:start + per_sheet]))
+    xlsx.write_workbook(stem.with_suffix(".xlsx"), sheets)
 
 
 def _csv_numbers(report: pd.DataFrame) -> pd.DataFrame:
@@ -248,40 +261,21 @@ def _csv_number(value: object) -> object:
 
 def _write_pair(rows: pd.DataFrame, stem: Path) -> None:
     """The flag list alone (used by batch reports): CSV and a workbook without evidence."""
-    empty = pd.DataFrame(columns=list(EVIDENCE_HEADERS))
-    write_tables(rows, empty, stem, SheetContext(title=stem.name))
+    write_tables(rows, None, stem, SheetContext(title=stem.name))
 
 
-def _summary_sheet(book, header, rows: pd.DataFrame,  # noqa: ANN001 (xlsxwriter's)
-                   context: SheetContext) -> None:
-    sheet = book.add_worksheet("汇总")
-    for column, width in enumerate((22, 60, 10, 10, 10)):
-        sheet.set_column(column, column, width)
-    sheet.write_string(0, 0, safe_cell(context.title), book.add_format({"bold": True,
-                                                                       "font_size": 14}))
-    line = 1
-    for label, value in context.facts:
-        sheet.write_row(line, 0, [label, safe_cell(value)])
-        line += 1
-    line += 1  # a blank line
-    sheet.write_row(line, 0, ["核对结论", "处理建议", "户数", "其中待办", "其中逾期"], header)
+def _summary_lines(rows: pd.DataFrame, context: SheetContext) -> list[tuple[str, list]]:
+    """The summary sheet: title, facts, then counts per kind with open and overdue."""
+    lines: list[tuple[str, list]] = [("title", [safe_cell(context.title)])]
+    lines += [("plain", [label, safe_cell(value)]) for label, value in context.facts]
+    lines.append(("plain", []))  # a blank line
+    lines.append(("header", ["核对结论", "处理建议", "户数", "其中待办", "其中逾期"]))
+    kinds = rows["kind"].to_numpy()
+    waiting, overdue = rows["days_open"].notna().to_numpy(), rows["overdue"].to_numpy(bool)
     for kind in KIND_ORDER:
-        line += 1
-        of_kind = rows[rows["kind"] == kind]
-        sheet.write_row(line, 0, [codes.label("flags", kind), codes.flags()[kind]["action_zh"],
-                                  len(of_kind), int(of_kind["days_open"].notna().sum()),
-                                  int(of_kind["overdue"].sum())])
-    sheet.write_row(line + 1, 0, ["合计", "", len(rows), int(rows["days_open"].notna().sum()),
-                                  int(rows["overdue"].sum())])
-
-
-def _table_sheet(sheet, header, table: pd.DataFrame,  # noqa: ANN001 (xlsxwriter's)
-                 widths: list[int]) -> None:
-    for i in range(len(table.columns)):
-        sheet.set_column(i, i, widths[i] if i < len(widths) else 14)
-    sheet.freeze_panes(1, 0)
-    sheet.autofilter(0, 0, len(table), max(len(table.columns) - 1, 0))
-    sheet.write_row(0, 0, list(table.columns), header)
-    plain = table.astype(object).where(table.notna(), None)  # NaN, <NA> → an empty cell
-    for line, record in enumerate(plain.itertuples(index=False, name=None), start=1):
-        sheet.write_row(line, 0, record)
+        mine = kinds == kind
+        lines.append(("plain", [codes.label("flags", kind), codes.flags()[kind]["action_zh"],
+                                int(mine.sum()), int((mine & waiting).sum()),
+                                int((mine & overdue).sum())]))
+    lines.append(("plain", ["合计", "", len(rows), int(waiting.sum()), int(overdue.sum())]))
+    return lines

@@ -41,7 +41,8 @@ import run as harness  # noqa: E402  (bench/run.py: data, database, review tasks
 def reviewed_home(households: int, args: argparse.Namespace) -> dict:
     """A home whose database holds a finished review of ``households``; reused when there."""
     meta = harness.prepare_data(households, args.seed, args.workdir)
-    home = Path(meta["folder"]) / f"home-reports-{args.database}"
+    # under --workdir, not data.json's folder: a copied workdir times its own review's reports
+    home = args.workdir / f"n{households}-s{args.seed}" / f"home-reports-{args.database}"
     record = home / "review.json"
     if record.exists() and not args.fresh:
         return json.loads(record.read_text())

@@ -9,7 +9,9 @@
           flags.xlsx  flags.csv  summary.html         the community's flags, evidence, charts
           核对报告/<household>.html                    one verification report per applicant
 
-Writing replaces the run's folder, so a rerun leaves exactly one set.
+Writing replaces the run's folder, so a rerun leaves exactly one set. Each cited record is
+written once, in its community's workbook (the officers who act on the flags); a street's
+workbook lists the street's flags and says where their evidence is (docs/flags-and-reports.md).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_reports.py [--households 100000] [--database sqlite|postgres]
     .venv/bin/python bench/bench_reports.py --households 1000000 --database postgres
     .venv/bin/python bench/bench_reports.py --profile var/bench/reports.prof   # cProfile too
+    .venv/bin/python bench/bench_reports.py --xlsx-rows 1000000   # xlsxwriter's cost per cell
 
 Not timed: bench/run.py's synthetic caseload and packed feeds (cached under ``var/bench/``), a
 fresh database with the caseload, and the review through the worker tasks bench/run.py times
@@ -14,7 +15,12 @@ it. Timed: ``write_run_reports`` in a freshly spawned process with the report mo
 threads included) and its peak resident set. Then the output is counted: workbooks and the rows
 of their sheets, CSV files, charts, 核对报告 files and the households they hold.
 
-Figures go to bench/results/<time>-reports-n<N>.json.
+``--xlsx-rows R`` times instead one evidence sheet of the review's first R cited records, as
+``write_tables`` writes it (xlsxwriter, constant memory), in this process: CPU seconds of the
+columns' conversion to Python values, of the ``write_row`` calls, and of closing the workbook
+(the rows' XML is written as they go; closing zips it), and per cell.
+
+Figures go to bench/results/<time>-reports-n<N>.json (``-xlsx-r<R>.json`` for ``--xlsx-rows``).
 """
 
 from __future__ import annotations
@@ -109,6 +115,42 @@ def _reports_task(home: str, url: str, run_id: int, profile: str | None) -> dict
     return harness._end(clocks, dir=str(out))  # noqa: SLF001
 
 
+def time_xlsx_cells(review: dict, rows: int, folder: Path) -> dict:
+    """xlsxwriter's cost per cell on ``rows`` records of the review's evidence sheet."""
+    import time
+
+    import xlsxwriter
+
+    from verification.config import load_settings
+    from verification.reports import flag_reports as fr
+
+    settings = replace(load_settings(Path(review["home"])), database_url=review["database_url"])
+    evidence = fr.evidence_table(settings, review["run_id"]).head(rows)
+    cited = fr.neutralised(evidence[list(fr.EVIDENCE_HEADERS)].rename(
+        columns=fr.EVIDENCE_HEADERS)).iloc[:fr.EVIDENCE_ROWS_PER_SHEET]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "xlsx-cells.xlsx"
+    started = time.process_time()
+    book = xlsxwriter.Workbook(str(path), fr._WORKBOOK_OPTIONS)  # noqa: SLF001 (the same options)
+    sheet = book.add_worksheet("证据")
+    columns = [fr._cells_of_column(cited.iloc[:, i]) for i in range(cited.shape[1])]  # noqa: SLF001
+    converted = time.process_time()
+    for line, record in enumerate(zip(*columns, strict=True), start=1):
+        sheet.write_row(line, 0, record)
+    written = time.process_time()
+    book.close()
+    closed = time.process_time()
+    cells = len(cited) * cited.shape[1]
+    filled = int(cited.notna().to_numpy().sum() - (cited == "").to_numpy().sum())
+    return {"rows": len(cited), "cells": cells, "non_empty_cells": filled,
+            "cpu_s": {"convert": round(converted - started, 2),
+                      "write_row": round(written - converted, 2),
+                      "close": round(closed - written, 2), "total": round(closed - started, 2)},
+            "us_per_cell": round(1e6 * (closed - started) / cells, 2),
+            "us_per_non_empty_cell": round(1e6 * (closed - started) / max(filled, 1), 2),
+            "bytes": path.stat().st_size}
+
+
 _DIMENSION = re.compile(rb'<dimension ref="[A-Z]+\d+(?::[A-Z]+(\d+))?"')
 
 
@@ -157,8 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, default=None, help="cProfile output file")
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--xlsx-rows", type=int, default=None,
+                        help="time one evidence sheet of this many rows instead (per cell)")
     args = parser.parse_args(argv)
     review = reviewed_home(args.households, args)
+    if args.xlsx_rows:
+        cells = time_xlsx_cells(review, args.xlsx_rows, Path(review["home"]) / "xlsx-cells")
+        return _record(args, f"-xlsx-r{args.xlsx_rows}", {
+            "households": args.households, "database": args.database, "xlsxwriter": cells,
+            "machine": harness.machine()})
     print(f"== reports of run {review['run_id']} ({args.households:,} households, "
           f"{args.database}; flags {review['flags']}); load {os.getloadavg()[0]:.1f}")
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
@@ -172,10 +221,15 @@ def main(argv: list[str] | None = None) -> int:
                "wall_s": round(timed["seconds"], 2), "cpu_s": round(timed["cpu"], 2),
                "peak_rss_mib": round(timed["peak"]), "output": counts,
                "machine": harness.machine()}
+    return _record(args, "", figures)
+
+
+def _record(args: argparse.Namespace, suffix: str, figures: dict) -> int:
+    """Print ``figures`` and write them to bench/results/<time>-reports-n<N><suffix>.json."""
     print(json.dumps(figures, indent=1, ensure_ascii=False))
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    path = args.out / f"{stamp}-reports-n{args.households}.json"
+    path = args.out / f"{stamp}-reports-n{args.households}{suffix}.json"
     path.write_text(json.dumps(figures, indent=1, ensure_ascii=False))
     print(f"figures written to {path}")
     return 0

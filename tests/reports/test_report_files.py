@@ -165,6 +165,27 @@ def test_formula_cells_are_neutralised(value, tmp_path, report_run):
     assert load_workbook(tmp_path / "t.xlsx")["核对结论"]["A2"].value == "'" + value
 
 
+@pytest.mark.parametrize("value", ["<r>&</r>", "<r><t>x</t></r>", " <r> & </r> ",
+                                   "http://x.example/a", "12.50", "_x0041_", "a\x01b"])
+def test_text_cells_are_written_as_the_same_text(value, tmp_path, report_run):
+    """Whatever a feed's text holds, the workbook shows it as that text: not raw XML (xlsxwriter
+    writes <r>…</r> unescaped in constant-memory mode), a link, a number or an Excel escape."""
+    rows = flag_table(report_run.settings, report_run.run_id).head(1).assign(household_code=value)
+    evidence = evidence_table(report_run.settings, report_run.run_id).head(2).assign(
+        record_ref=value)
+    write_tables(rows, evidence, tmp_path / "t", SheetContext(value, [("fact", value)]))
+    book = load_workbook(tmp_path / "t.xlsx")
+    assert book["核对结论"]["A2"].data_type == "s" and not book["核对结论"]["A2"].hyperlink
+    shown = [book["核对结论"]["A2"].value, book["汇总"]["A1"].value, book["汇总"]["B2"].value]
+    shown += [r[4] for r in list(book["证据"].values)[1:]]
+    assert [_as_excel_shows(v) for v in shown] == [value] * 5
+
+
+def _as_excel_shows(text: str) -> str:
+    """Excel reads _xHHHH_ in a cell's text as that character (openpyxl leaves it as stored)."""
+    return re.sub(r"_x([0-9A-Fa-f]{4})_", lambda m: chr(int(m.group(1), 16)), text)
+
+
 def test_summaries_have_charts_and_print_styles(report_run):
     district = (report_run.out / "summary.html").read_text("utf-8")
     street = (report_run.out / "210112001-五三街道" / "summary.html").read_text("utf-8")

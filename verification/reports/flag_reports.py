@@ -8,17 +8,18 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import xlsxwriter
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
 from verification import codes, jurisdictions
 from verification.config import Settings
-from verification.reports import xlsx
 from verification.storage import evidence_files, session_scope
 from verification.storage.models import (
     Assessment,
@@ -223,8 +224,15 @@ def _formula_like(column: pd.Series) -> np.ndarray:
     return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
 
 
+# xlsxwriter: text stays text (no formula, link or number read into it), rows streamed to disk
+_WORKBOOK_OPTIONS = {"constant_memory": True, "strings_to_formulas": False,
+                     "strings_to_urls": False, "strings_to_numbers": False}
+_FORMATS = {"header": {"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79",
+                       "align": "center", "valign": "vcenter", "text_wrap": True},
+            "title": {"bold": True, "font_size": 14}}
+EXCEL_MAX_ROWS = 1_048_576  # rows of a worksheet, header included; xlsxwriter refuses more
 EVIDENCE_WIDTHS = [14, 12, 22, 16, 14, 12, 12, 12, 10, 10]
-EVIDENCE_ROWS_PER_SHEET = xlsx.MAX_ROWS - 1  # below the header row
+EVIDENCE_ROWS_PER_SHEET = EXCEL_MAX_ROWS - 1  # below the header row
 # what a workbook without an evidence sheet (a street's) says about where the evidence is
 EVIDENCE_ELSEWHERE = ("证据明细 / evidence",
                       "见本街道各社区文件夹 flags.xlsx 的“证据”表及各户核对报告；"
@@ -238,15 +246,81 @@ def write_tables(rows: pd.DataFrame, evidence: pd.DataFrame | None, stem: Path,
     limit needs)."""
     report = neutralised(rows[list(HEADERS)].rename(columns=HEADERS))
     _csv_numbers(report).to_csv(stem.with_suffix(".csv"), index=False, encoding="utf-8-sig")
-    sheets = [xlsx.Sheet("汇总", [22, 60, 10, 10, 10], _summary_lines(rows, context)),
-              xlsx.Sheet("核对结论", _WIDTHS, table=report)]
-    if evidence is not None:
+    with xlsxwriter.Workbook(str(stem.with_suffix(".xlsx")), _WORKBOOK_OPTIONS) as book:
+        formats = {name: book.add_format(spec) for name, spec in _FORMATS.items()}
+        _summary_sheet(book.add_worksheet("汇总"), formats, _summary_lines(rows, context))
+        _table_sheet(book.add_worksheet("核对结论"), formats["header"], report, _WIDTHS)
+        if evidence is None:
+            return
         cited = neutralised(evidence[list(EVIDENCE_HEADERS)].rename(columns=EVIDENCE_HEADERS))
         per_sheet = EVIDENCE_ROWS_PER_SHEET
         for part, start in enumerate(range(0, max(len(cited), 1), per_sheet), start=1):
-            sheets.append(xlsx.Sheet("证据" if part == 1 else f"证据({part})", EVIDENCE_WIDTHS,
-                                     table=cited.iloc[start:start + per_sheet]))
-    xlsx.write_workbook(stem.with_suffix(".xlsx"), sheets)
+            _table_sheet(book.add_worksheet("证据" if part == 1 else f"证据({part})"),
+                         formats["header"], cited.iloc[start:start + per_sheet],
+                         EVIDENCE_WIDTHS)
+
+
+def _summary_sheet(sheet, formats: dict, lines: list[tuple[str, list]]) -> None:  # noqa: ANN001
+    for column, width in enumerate((22, 60, 10, 10, 10)):
+        sheet.set_column(column, column, width)
+    for line, (style, cells) in enumerate(lines):
+        sheet.write_row(line, 0, _cells_of_line(cells), formats.get(style))
+
+
+def _table_sheet(sheet, header, table: pd.DataFrame,  # noqa: ANN001 (xlsxwriter's)
+                 widths: list[int]) -> None:
+    """A header row (frozen, with an autofilter) and the table's rows, each written whole by
+    ``write_row`` from columns converted to Python values once."""
+    for i in range(len(table.columns)):
+        sheet.set_column(i, i, widths[i] if i < len(widths) else 14)
+    sheet.freeze_panes(1, 0)
+    sheet.autofilter(0, 0, len(table), max(len(table.columns) - 1, 0))
+    sheet.write_row(0, 0, list(table.columns), header)
+    write_row = sheet.write_row
+    columns = [_cells_of_column(table.iloc[:, i]) for i in range(table.shape[1])]
+    for line, record in enumerate(zip(*columns, strict=True), start=1):
+        write_row(line, 0, record)
+
+
+def _cells_of_column(column: pd.Series) -> list:
+    """A column's cells as Python values for ``write_row``: numbers as int/float, text as str,
+    NaN, None and <NA> as None (no cell)."""
+    values = column.to_numpy(dtype=object)  # numpy numbers become Python int/float
+    missing = column.isna().to_numpy()
+    if missing.any():
+        values[missing] = None
+    if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+        for i in np.flatnonzero(_rich_like(values)):
+            values[i] = _as_rich_run(values[i])
+    return values.tolist()
+
+
+def _cells_of_line(cells: list) -> list:
+    """A summary line's cells: as ``_cells_of_column`` does, cell by cell."""
+    return [_as_rich_run(c) if isinstance(c, str) and _looks_rich(c) else c for c in cells]
+
+
+def _rich_like(values: np.ndarray) -> np.ndarray:
+    """Which text cells xlsxwriter would write as raw XML (``_looks_rich``)."""
+    try:
+        text = pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: cell by cell
+        return np.array([isinstance(v, str) and _looks_rich(v) for v in values], dtype=bool)
+    found = pc.and_(pc.starts_with(text, "<r>"), pc.ends_with(text, "</r>"))
+    return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
+
+
+def _looks_rich(text: str) -> bool:
+    # In constant-memory mode xlsxwriter writes a string that starts with <r> and ends with
+    # </r> unescaped, as the runs of a rich string: data such as "<r>&</r>" would break the file.
+    return text.startswith("<r>") and text.endswith("</r>")
+
+
+def _as_rich_run(text: str) -> str:
+    """``text`` as one escaped rich-string run: xlsxwriter passes it through, Excel shows
+    ``text`` exactly."""
+    space = ' xml:space="preserve"' if text[:1].isspace() or text[-1:].isspace() else ""
+    return f"<r><t{space}>{xml_escape(text)}</t></r>"
 
 
 def _csv_numbers(report: pd.DataFrame) -> pd.DataFrame:

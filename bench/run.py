@@ -218,6 +218,7 @@ def load_caseload(settings, folder: Path) -> float:  # noqa: ANN001
         connection = session.connection()
         bulk.insert_frame(connection, Household.__table__, households)
         bulk.insert_frame(connection, Member.__table__, members)
+        bulk.refresh_statistics(connection, (Household.__table__, Member.__table__))
     return time.perf_counter() - started
 
 
@@ -429,6 +430,8 @@ def _components_task(settings, folder: str, feeds: dict | None = None) -> dict: 
                    AS_OF)
     extra = {"policy": parameters.at(REGION, AS_OF)} if "policy" in inspect.signature(
         decide_flags).parameters else {}
+    if "citations" in inspect.signature(decide_flags).parameters:
+        extra["citations"] = result.citations
     frames = timed("flags", decide_flags, households, result.results, result.reasons, matched,
                    AS_OF, **extra)
     reference = timed("duckdb", duckdb_reference, arrow, members,

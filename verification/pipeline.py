@@ -420,7 +420,8 @@ def assess_and_flag(settings: Settings, households: pd.DataFrame, members: pd.Da
     result = assess(households, members, evidence, sources_frame(versions), parameters, as_of)
     result = linkage.with_pending(settings, result, as_of)
     frames = decide_flags(households, result.results, result.reasons, evidence, as_of,
-                          parameters.at(region, as_of), raised_on=max(as_of, local_today()))
+                          parameters.at(region, as_of), raised_on=max(as_of, local_today()),
+                          citations=result.citations)
     out.mkdir(parents=True, exist_ok=True)
     # The frames assessed, kept beside the results: a policy simulation re-assesses exactly
     # these (docs/simulation.md) and the fairness audit groups flags by their members' traits

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from verification import codes
-from verification.assessment.assess import REASON_COLUMNS, RESULT_COLUMNS, assess
+from verification.assessment.assess import CITED_REASON_COLUMNS, RESULT_COLUMNS, assess
 from verification.assessment.policy import load_parameters
 from verification.assessment.policy.cases import case_frames
 
@@ -51,7 +51,7 @@ def test_results_and_reasons_have_exactly_the_seam_columns(tree) -> None:
     outcome = assess(*_household(7, "210112", 600), tree, ON)
     assert list(outcome.results.columns) == RESULT_COLUMNS
     assert outcome.results.index.name == "household_id"
-    assert list(outcome.reasons.columns) == REASON_COLUMNS
+    assert list(outcome.reasons.columns) == CITED_REASON_COLUMNS
     assert set(outcome.reasons["code"].astype(str)) <= set(codes.reasons())
     assert outcome.results["household_size"].dtype.kind == "i"
     assert outcome.results["eligible"].dtype == bool

@@ -541,6 +541,23 @@ def test_pairs_per_rule_are_counted_before_comparing_and_bounded() -> None:
     bounded = pairs_per_rule(left, right, rules, max_block=2)
     assert bounded["a"] == 1 and bounded["a"] == len(candidate_pairs(left, right, (("a",),), 2)[0])
     assert bounded["b"] == 0  # b=1 has three members too
+    # a bound per rule name: the rules not named have none
+    named = pairs_per_rule(left, right, rules, max_block={"a": 2})
+    assert named == {"a": 1, "b": counts["b"], "a & b": counts["a & b"]}
+    assert len(candidate_pairs(left, right, rules, {"a": 2})[0]) == len(
+        candidate_pairs(left, right, (("a",), ("b",), ("a", "b")), {"a": 2, "b": None})[0])
+
+
+def test_derived_blocking_columns_are_cut_from_keyed_columns() -> None:
+    from verification.matching._blocking import with_derived
+
+    frame = pd.DataFrame({"birth_ymd": ["19800101", None], "name_sounds": ["\ue001\ue002", ""]})
+    derived = with_derived(frame, (("name_sounds", "birth_year"), ("name_last_sound",)))
+    assert derived["birth_year"].tolist() == ["1980", None]
+    assert derived["name_last_sound"].tolist() == ["\ue002", None]
+    assert "birth_year" not in with_derived(frame, (("name_sounds",),)).columns
+    limits = default_settings().block_limits
+    assert limits["name_sounds"] == 100 and limits["name_sounds & birth_year"] == 2000
 
 
 # Grade gating: only grades measured at review precision may put a household on REVIEW ---------

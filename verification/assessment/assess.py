@@ -20,14 +20,14 @@ Rules of evidence:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from verification.assessment import citations as cited
+from verification.assessment.citations import NO_CITATION, CitationBuilder, Citations
 from verification.assessment.policy import ParameterTree, Policy
 from verification.assessment.registers import members_with_disability_register
 
@@ -44,15 +44,21 @@ RESULT_COLUMNS = [
 REASON_COLUMNS = [
     "household_id", "code", "passed", "value", "limit", "parameter", "reference", "evidence_refs",
 ]
+# ``assess`` adds ``cites``: the number of the list in ``Assessment.citations`` of the evidence
+# rows the reason cites (-1: none), the integers the flags join on.
+CITED_REASON_COLUMNS = [*REASON_COLUMNS, "cites"]
 
 
 @dataclass(frozen=True)
 class Assessment:
-    """Results (index household_id) and long-form reasons; ``policy_versions`` per region."""
+    """Results (index household_id) and long-form reasons; ``policy_versions`` per region;
+    ``citations`` the lists of evidence rows (positions in the evidence frame assessed) that the
+    reasons' ``cites`` number."""
 
     results: pd.DataFrame
     reasons: pd.DataFrame
     policy_versions: dict[str, str]
+    citations: Citations = field(default_factory=lambda: Citations.empty(0))
 
 
 def assess(
@@ -89,12 +95,16 @@ def assess(
     ]
     results = pd.concat([part[0] for part in parts]) if parts else _empty_results()
     reasons = pd.concat([part[1] for part in parts], ignore_index=True) if parts else _no_reasons()
+    citations, firsts = cited.concat([part[2] for part in parts] or [
+        Citations.empty(len(evidence))])
     if len(parts) > 1:  # categories differ between regions; concat fell back to object
         for column in ("code", "parameter", "reference"):
             reasons[column] = reasons[column].astype("category")
+        reasons["cites"] = np.concatenate([cited.shifted(part[1]["cites"], first)
+                                           for part, first in zip(parts, firsts, strict=True)])
     versions = {group_policy.region: group_policy.version for group_policy, _ in groups}
     results.attrs["policy_versions"] = versions
-    return Assessment(results.reindex(households.index), reasons, versions)
+    return Assessment(results.reindex(households.index), reasons, versions, citations)
 
 
 def _indexed(households: pd.DataFrame) -> pd.DataFrame:
@@ -124,9 +134,9 @@ class _Rows(dict):
     """Evidence rows as named numpy arrays, sorted by household position (``pos``).
 
     Plain arrays instead of a DataFrame: selecting millions of rows then costs one ``take`` per
-    column, with no block consolidation. The text columns are not taken: only the refs read
-    them, and ``ref_text`` makes those from the same rows in evidence order, as taking millions
-    of Python strings in household order was most of the time of ``_prepare``.
+    column, with no block consolidation. The text columns are not taken: reasons cite rows by
+    their position in the evidence frame (``ref_rows[ref_at]``), and the text is made once per
+    list of cited rows (verification/assessment/citations.py).
     """
 
     evidence: pd.DataFrame  # the frame the rows come from
@@ -138,30 +148,12 @@ class _Rows(dict):
         for column in ("person_token", "amount"):
             picked[column] = evidence[column].to_numpy()[rows]
         for column in ("period_start", "period_end"):
-            picked[column] = pd.to_datetime(evidence[column]).to_numpy()[rows]
+            picked[column] = datetime_values(evidence[column])[rows]
         picked["amount"] = picked["amount"].astype(np.float64)
         return picked
 
     def __len__(self) -> int:
         return len(self["pos"])
-
-    def ref_text(self) -> pa.Array:
-        """``kind:feed_id:record_ref`` of these rows in evidence order (computed once, in
-        Arrow, when first cited; ``ref_at`` places each row)."""
-        if "ref_text" not in self:
-            parts = [_arrow_text(self.evidence[column].to_numpy()[self["ref_rows"]])
-                     for column in ("source_kind", "feed_id", "record_ref")]
-            joined = pc.binary_join_element_wise(*parts, ":")
-            self["ref_text"] = joined.cast(pa.large_string())
-        return self["ref_text"]
-
-
-def _arrow_text(values: np.ndarray) -> pa.Array:
-    array = pa.array(values, from_pandas=True)
-    if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
-    text = array if pa.types.is_string(array.type) else array.cast(pa.string())
-    return pc.fill_null(text, "")
 
 
 @dataclass
@@ -175,6 +167,7 @@ class _Group:
     evidence: _Rows  # certain matches of counted members, with months and item codes
     uncertain: _Rows
     items: pd.Index  # the item codes ``evidence["item_code"]`` points into
+    cited: CitationBuilder  # the lists of evidence rows the reasons cite
 
     @property
     def n(self) -> int:
@@ -199,17 +192,17 @@ def _assess_group(
     policy: Policy,
     as_of: date,
     with_reasons: bool = True,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, Citations]:
     group = _prepare(households, members, evidence, policy, as_of)
     missing = _missing_sources(sources, policy, as_of)
     measures = _measures(group)
     tests = _tests(group, measures)
     results = _results(group, measures, tests, missing)
     if not with_reasons:
-        return results, _no_reasons()
+        return results, _no_reasons(), Citations.empty(len(evidence))
     changing = _uncertain_changes(group, results, members, evidence, missing)
     reasons = _reasons(group, measures, tests, results, missing, changing)
-    return results, reasons
+    return results, reasons, group.cited.build()
 
 
 def _uncertain_changes(group: _Group, results: pd.DataFrame, members: pd.DataFrame,
@@ -257,13 +250,13 @@ def _prepare(
     people["age"] = _age(people["birth_date"], as_of)
     pos = index.get_indexer(evidence["household_id"])
     certain = (evidence["match_grade"] == "certain").to_numpy()
-    is_death = (evidence["item"].astype(str) == "death").to_numpy()
+    codes, items = _item_codes(evidence["item"])
+    is_death = np.asarray(items == "death")[codes]  # on the distinct items, not every row
     people["deceased"] = _deceased(people, evidence, pos >= 0, certain & is_death, as_of)
     people.loc[people["deceased"], "counted"] = False
     not_counted = pd.Index(people.loc[~people["counted"], "person_token"])
     # A member not counted brings no evidence, except the death record that removed them.
     keep = (pos >= 0) & (~evidence["person_token"].isin(not_counted).to_numpy() | is_death)
-    codes, items = _item_codes(evidence["item"])
     decided = _by_position(evidence, keep & certain, pos)
     decided["item_code"] = codes[decided.pop("row")]
     decided["start_m"] = _month_index(decided["period_start"], as_of)
@@ -271,7 +264,8 @@ def _prepare(
     starts = decided["period_start"]
     decided["registered"] = np.isnat(starts) | (starts <= np.datetime64(as_of, "ns"))
     uncertain = _by_position(evidence, keep & ~certain, pos)
-    return _Group(policy, as_of, households, people, decided, uncertain, items)
+    return _Group(policy, as_of, households, people, decided, uncertain, items,
+                  CitationBuilder(evidence))
 
 
 def _deceased(people: pd.DataFrame, evidence: pd.DataFrame, placed: np.ndarray,
@@ -282,7 +276,7 @@ def _deceased(people: pd.DataFrame, evidence: pd.DataFrame, placed: np.ndarray,
     rows = placed & certain_death
     if not rows.any():
         return np.zeros(len(people), dtype=bool)
-    died = pd.to_datetime(evidence["period_start"]).to_numpy()[rows]
+    died = datetime_values(evidence["period_start"])[rows]
     dated = np.isnat(died) | (died <= np.datetime64(as_of, "ns"))
     tokens = evidence["person_token"].to_numpy()[rows][dated]
     households = evidence["household_id"].to_numpy()[rows][dated]
@@ -298,7 +292,7 @@ def _by_position(evidence: pd.DataFrame, mask: np.ndarray, pos: np.ndarray) -> _
     chosen = in_order[by_position]
     rows = _Rows.take(evidence, chosen, pos)
     rows["row"] = chosen
-    rows["ref_rows"] = in_order  # the rows in evidence order, for ``ref_text``
+    rows["ref_rows"] = in_order  # the rows in evidence order: what reasons cite
     rows["ref_at"] = by_position  # where each row is among them
     for column in ("period_start", "period_end"):
         rows[column] = rows[column].astype("datetime64[ns]")
@@ -312,6 +306,15 @@ def _item_codes(items: pd.Series) -> tuple[np.ndarray, pd.Index]:
         return codes, pd.Index(list(items.cat.categories) + [""])  # code -1 → ""
     codes, names = pd.factorize(items, sort=False)
     return codes, pd.Index(list(names) + [""])
+
+
+def datetime_values(column: pd.Series) -> np.ndarray:
+    """``pd.to_datetime(column).to_numpy()``; a column that already holds datetime64[ns] is
+    read as it is, as to_datetime's cache check would turn thousands of its values into Python
+    objects on every call."""
+    if column.dtype == np.dtype("datetime64[ns]"):
+        return column.to_numpy()
+    return pd.to_datetime(column).to_numpy()
 
 
 def _age(birth_dates: pd.Series, as_of: date) -> np.ndarray:
@@ -647,7 +650,7 @@ def _empty_results() -> pd.DataFrame:
 
 
 def _no_reasons() -> pd.DataFrame:
-    return pd.DataFrame(columns=REASON_COLUMNS)
+    return pd.DataFrame(columns=REASON_COLUMNS).assign(cites=pd.Series(dtype=np.int64))
 
 
 # --------------------------------------------------------------------------- reasons
@@ -675,15 +678,19 @@ def _reasons(
         return _no_reasons()
     columns = {
         column: np.concatenate([part[column] for part in parts])
-        for column in ("household_id", "passed", "value", "limit", "evidence_refs")
+        for column in ("household_id", "passed", "value", "limit", "evidence_refs", "cites")
     }
+    # the text of the cited rows, made once per list (the rows' own text where none are cited)
+    listed = columns["cites"] >= 0
+    columns["evidence_refs"][listed] = group.cited.build().ref_texts(
+        group.evidence.evidence, columns["cites"][listed])
     sizes = [len(part["household_id"]) for part in parts]
     # One label per part: build the categoricals from codes instead of hashing millions of strings.
     for column in ("code", "parameter", "reference"):
         labels = pd.Index(sorted({part[column] for part in parts}))
         codes = np.repeat(labels.get_indexer([part[column] for part in parts]), sizes)
         columns[column] = pd.Categorical.from_codes(codes, categories=labels)
-    return pd.DataFrame(columns)[REASON_COLUMNS]
+    return pd.DataFrame(columns)[CITED_REASON_COLUMNS]
 
 
 def _rows(
@@ -694,10 +701,13 @@ def _rows(
     value: np.ndarray | float,
     limit: np.ndarray | float,
     parameter: str,
-    refs: np.ndarray | None = None,
+    cites: np.ndarray | None = None,
     reference: str | None = None,
+    refs: np.ndarray | None = None,
 ) -> dict:
-    """Reason rows for the households selected by ``where`` (a boolean array over positions)."""
+    """Reason rows for the households selected by ``where`` (a boolean array over positions),
+    citing the lists ``cites`` (from ``_refs``) or, for references that are not evidence rows,
+    the text ``refs``."""
     positions = np.flatnonzero(where)
     pick = (lambda x: np.broadcast_to(x, (group.n,))[positions])  # noqa: E731
     return {
@@ -710,25 +720,23 @@ def _rows(
         "reference": group.policy.reference(parameter) if reference is None else reference,
         "evidence_refs": (refs[positions] if refs is not None
                           else np.full(len(positions), "", dtype=object)),
+        "cites": (cites[positions] if cites is not None
+                  else np.full(len(positions), NO_CITATION, dtype=np.int64)),
     }
 
 
 def _refs(group: _Group, mask: np.ndarray, rows: _Rows | None = None) -> np.ndarray:
-    """``kind:feed_id:record_ref;…`` per household position ("" without any), rows in ``mask``."""
+    """Per household position, the number of the list of its rows in ``mask`` (evidence
+    positions, in evidence order), -1 without any."""
     rows = group.evidence if rows is None else rows
     chosen = np.flatnonzero(mask)
-    refs = np.full(group.n, "", dtype=object)
+    cites = np.full(group.n, NO_CITATION, dtype=np.int64)
     if not len(chosen):
-        return refs
+        return cites
     pos = rows["pos"][chosen]  # rows are sorted by position, so each household is one run
     starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
-    # Each household's run of refs as one list, joined by ";" in Arrow: no Python strings until
-    # the one per household.
-    texts = rows.ref_text().take(pa.array(rows["ref_at"][chosen]))
-    runs = pa.LargeListArray.from_arrays(pa.array(np.r_[starts, len(chosen)], pa.int64()), texts)
-    joined = pc.binary_join(runs, pa.scalar(";", pa.large_string()))
-    refs[pos[starts]] = joined.to_numpy(zero_copy_only=False)
-    return refs
+    cites[pos[starts]] = group.cited.add(rows["ref_rows"][rows["ref_at"][chosen]], starts)
+    return cites
 
 
 def _income_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
@@ -761,7 +769,7 @@ def _asset_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     business_refs = _refs(group, business)
     homes, commercial = group.item_mask(("home",)), group.item_mask(("commercial_property",))
     payroll = group.item_mask(("public_payroll",))
-    has = (lambda refs: refs != "")  # noqa: E731
+    has = (lambda cites: cites >= 0)  # noqa: E731
     return [
         _rows(group, "FINANCIAL_ASSETS_OVER_LIMIT", m["size"] > 0, t["financial"],
               t["limit_financial_per_capita"], t["limit_asset_limit"],
@@ -881,7 +889,7 @@ def _data_reasons(group: _Group, m: dict, t: dict, missing: dict[str, str],
         listed = ";".join(f"{kind}::{state}" for kind, state in sorted(missing.items()))
         refs = np.full(group.n, listed, dtype=object)
         rows.append(_rows(group, "SOURCE_UNAVAILABLE", ~t["all_deceased"], False,
-                          len(missing), 0, f"requirements.{needing[0]}", refs,
+                          len(missing), 0, f"requirements.{needing[0]}", refs=refs,
                           reference="；".join(group.policy.reference(f"requirements.{rule}")
                                              for rule in needing)))
     uncertain = group.uncertain

@@ -42,12 +42,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from verification import codes
+from verification.assessment import citations as cited
+from verification.assessment.citations import NO_CITATION, CitationBuilder, Citations
 from verification.assessment.policy import Policy
 from verification.flags.signals import (
-    REASON_COLUMNS,
+    CITED_REASON_COLUMNS,
     REVIEW_SIGNALS,
     SIGNAL_CODES,
-    change_signals,
+    cited_signals,
     death_recheck_due,
     evidence_ref_array,
     supports_removal,
@@ -88,9 +90,12 @@ class FlagFrames:
 
 def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.DataFrame,
                  evidence: pd.DataFrame, as_of: dt.date, policy: Policy,
-                 raised_on: dt.date | None = None) -> FlagFrames:
+                 raised_on: dt.date | None = None,
+                 citations: Citations | None = None) -> FlagFrames:
     """households indexed by household_id (status, street_code, community_code,
-    current_benefit); results/reasons from ``assess``; evidence matched; ``policy`` in force.
+    current_benefit); results/reasons from ``assess``; evidence matched (the frame assessed);
+    ``policy`` in force; ``citations`` the assessment's, which the reasons' ``cites`` number
+    (without them, as for reasons built by hand, the rows are found from ``evidence_refs``).
 
     Due dates count from ``raised_on``, the day the flags are raised (default ``as_of``): a
     review of a past as-of date does not hand officers flags that are overdue on arrival."""
@@ -98,7 +103,12 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
         results[["decision", "benefit"]])
     hh["category"] = (households["category"].astype(str) if "category" in households
                       else "none")
-    signals = change_signals(evidence, policy, as_of)
+    if citations is None or "cites" not in reasons:
+        reasons, citations = cite_refs(reasons, evidence)
+    citations.check_frame(evidence)
+    signals, signal_citations = cited_signals(evidence, policy, as_of)
+    citations, (_, first) = cited.concat([citations, signal_citations])
+    signals = signals.assign(cites=cited.shifted(signals["cites"], first))
     general = _general(reasons)
     failing = _failing(reasons, general)  # read by several steps: computed once
     review = _review_reasons(hh, reasons, failing, signals, policy)
@@ -107,11 +117,12 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
                           "street_code": hh["street_code"].to_numpy(),
                           "community_code": hh["community_code"].to_numpy()})
     flag_reasons = _flag_reasons(flags, hh, reasons, general, review, signals, policy)
-    flag_evidence = _flag_evidence(flag_reasons, evidence)
+    flag_evidence = _flag_evidence(flag_reasons, evidence, citations)
     flags["due_date"] = _due_dates(flags, raised_on or as_of,
                                    death_recheck_due(evidence, policy))
     flags["evidence_digest"] = _digests(flags, flag_reasons)
-    frames = FlagFrames(flags[FLAG_COLUMNS], flag_reasons.drop(columns=["passed"]), flag_evidence)
+    frames = FlagFrames(flags[FLAG_COLUMNS], flag_reasons.drop(columns=["passed", "cites"]),
+                        flag_evidence)
     check_invariants(frames, results, evidence)
     return frames
 
@@ -232,9 +243,9 @@ def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
              _benefit_changes(kinds, hh, reasons, policy), _exit_periods(kinds, signals, policy)]
     filled = [p.astype({"code": str}) for p in parts if len(p)]
     if not filled:  # no households in this shard
-        return pd.DataFrame(columns=REASON_COLUMNS)
+        return pd.DataFrame(columns=CITED_REASON_COLUMNS)
     out = pd.concat(filled, ignore_index=True)
-    return out[~_repeated(out)][REASON_COLUMNS].reset_index(drop=True)
+    return out[~_repeated(out)][CITED_REASON_COLUMNS].reset_index(drop=True)
 
 
 # Informative rows of the income test: excluded items and deductions (passed, never against).
@@ -275,9 +286,10 @@ def _benefit_changes(kinds: pd.Series, hh: pd.DataFrame, reasons: pd.DataFrame,
     """ADJUST: the new benefit (value) against the current one (limit), citing the income."""
     adjusted = kinds.index[kinds.eq("ADJUST").to_numpy()]
     if not len(adjusted):
-        return pd.DataFrame(columns=REASON_COLUMNS)
+        return pd.DataFrame(columns=CITED_REASON_COLUMNS)
     is_income = code_mask(reasons["code"], lambda code: code == "INCOME_OVER_STANDARD")
-    income = reasons[is_income].set_index("household_id")["evidence_refs"]
+    income = reasons[is_income].set_index("household_id")[["evidence_refs", "cites"]]
+    income = income.reindex(adjusted)
     rows = hh.loc[adjusted]
     return pd.DataFrame({
         "household_id": adjusted.to_numpy(), "code": "BENEFIT_CHANGED", "passed": False,
@@ -285,7 +297,8 @@ def _benefit_changes(kinds: pd.Series, hh: pd.DataFrame, reasons: pd.DataFrame,
         "limit": rows["current_benefit"].astype(float).to_numpy(),
         "parameter": "dynamic.adjust_threshold",
         "reference": policy.reference("dynamic.adjust_threshold"),
-        "evidence_refs": income.reindex(adjusted).fillna("").to_numpy(),
+        "evidence_refs": income["evidence_refs"].fillna("").to_numpy(),
+        "cites": income["cites"].fillna(NO_CITATION).astype(np.int64).to_numpy(),
     })
 
 
@@ -299,41 +312,79 @@ def _exit_periods(kinds: pd.Series, signals: pd.DataFrame, policy: Policy) -> pd
                        reference=policy.reference("dynamic.gradual_exit_months"))
 
 
-def _flag_evidence(flag_reasons: pd.DataFrame, evidence: pd.DataFrame) -> pd.DataFrame:
-    """The evidence rows the reasons cite (kind:feed:record), one row per household and record.
+def _flag_evidence(flag_reasons: pd.DataFrame, evidence: pd.DataFrame,
+                   citations: Citations) -> pd.DataFrame:
+    """The evidence rows the reasons cite, one row per household and record.
 
     The same rows, in the same order, as an inner merge of the cited (household_id, ref) pairs
     with the evidence on both keys (each cited pair once, in order of first citation, with its
     evidence rows in evidence order) followed by ``drop_duplicates`` on household_id,
-    source_kind, feed_id, record_ref and item; but joined on integer keys, as hashing millions
-    of ref strings in pandas was most of the time of ``decide_flags``.
+    source_kind, feed_id, record_ref and item — a reason citing one row of a record brings the
+    record's other items too. Joined on integers: the cited rows come from ``cites``, and each
+    evidence row of the cited households gets one integer per (household, record).
     """
-    cited_households, cited_refs = _cited_refs(flag_reasons)
-    households = np.unique(cited_households)
+    owner, rows = citations.flat(flag_reasons["cites"].to_numpy())
+    cited_households = flag_reasons["household_id"].to_numpy()[owner]
     ev_households = evidence["household_id"].to_numpy()
-    keyed = np.flatnonzero(np.isin(ev_households, households))
-    ev_refs = evidence_ref_array(evidence[["source_kind", "feed_id", "record_ref"]].iloc[keyed])
-    # one integer per distinct ref, from one dictionary over both sides
-    both = pa.concat_arrays([cited_refs.cast(pa.large_string()), ev_refs.cast(pa.large_string())])
-    ref_codes = pc.dictionary_encode(both).indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    width = int(ref_codes.max()) + 1 if len(ref_codes) else 1
+    if (ev_households[rows] != cited_households).any():
+        raise FlagInvariantError("a reason cites evidence of another household")
+    keyed = np.flatnonzero(np.isin(ev_households, np.unique(cited_households)))
+    records, unambiguous = _record_codes(evidence, keyed)
     # by household too: a record matched to two households is cited by each for itself
-    cited_key = np.searchsorted(households, cited_households) * width + ref_codes[:len(cited_refs)]
-    ev_key = np.searchsorted(households, ev_households[keyed]) * width + ref_codes[len(cited_refs):]
-    _, first = np.unique(cited_key, return_index=True)
-    first = np.sort(first)  # each cited pair once, in order of first citation
-    matches, counts = _matching_rows(cited_key[first], ev_key)
-    rows = keyed[matches]
-    keep = ~_repeated_records(evidence, rows, counts)
-    out = evidence.iloc[rows[keep]]
-    out.index = pd.Index(np.flatnonzero(keep))  # merge numbering; set_axis would copy the rows
+    household_codes, households = pd.factorize(ev_households[keyed])
+    width = int(records.max()) + 1 if len(records) else 1
+    if width * len(households) >= 2**62:  # numbered densely only where the product would not fit
+        records = np.unique(records, return_inverse=True)[1].reshape(-1)
+        width = int(records.max()) + 1
+    # one dense number per (household, record) among the keyed rows
+    pairs = pd.factorize(household_codes.astype(np.int64) * width + records)[0]
+    at = np.full(len(evidence), -1, dtype=np.int64)
+    at[keyed] = np.arange(len(keyed))
+    first, matches, counts = _cited_runs(pairs[at[rows]], pairs)
+    picked = keyed[matches]
+    keep = ~_repeated_records(evidence, picked, counts, unambiguous)
+    taken = picked[keep]
     owners = np.repeat(cited_households[first], counts)[keep]
-    if owners.dtype != out["household_id"].dtype:  # the merge took the key from the left
-        out = out.assign(household_id=owners)
-    return out[["household_id", *(c for c in evidence.columns if c != "household_id")]]
+    columns = {"household_id": owners if owners.dtype != evidence["household_id"].dtype
+               else evidence["household_id"].array.take(taken)}  # the merge took the key from
+    columns.update({c: evidence[c].array.take(taken)  # the left; each column taken once
+                    for c in evidence.columns if c != "household_id"})
+    # merge numbering; the columns just taken are the frame's own (a copy would double them)
+    return pd.DataFrame(columns, index=pd.Index(np.flatnonzero(keep)), copy=False)
 
 
-def _repeated_records(evidence: pd.DataFrame, rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def _record_codes(evidence: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, bool]:
+    """One integer per distinct ``kind:feed:record`` among the evidence rows at ``rows``, and
+    whether the ref spells kind, feed and record unambiguously there (then the integers come
+    from the three columns, with no ref text made; otherwise from the text itself, so that
+    equal text is the same record as a join on the text would have it)."""
+    every = len(rows) == len(evidence)  # most often: the columns as they are, not a copy
+
+    def column(name: str) -> pd.Series:
+        return evidence[name] if every else evidence[name].take(rows)
+
+    kinds, kind_names = pd.factorize(column("source_kind"), use_na_sentinel=False)
+    feeds = column("feed_id")
+    record = pa.array(column("record_ref").to_numpy(), type=pa.string(), from_pandas=True)
+    unambiguous = (pd.api.types.is_integer_dtype(feeds.dtype)
+                   and all(isinstance(k, str) and ":" not in k for k in kind_names)
+                   and not (record.null_count and pc.any(pc.equal(record, "")).as_py()))
+    if not unambiguous:
+        text = evidence_ref_array(evidence[["source_kind", "feed_id", "record_ref"]].iloc[rows])
+        return _codes(text), False
+    feed_codes, feed_names = pd.factorize(feeds.to_numpy())
+    source = kinds.astype(np.int64) * max(len(feed_names), 1) + feed_codes
+    return source * (len(record) + 1) + _codes(record), True
+
+
+def _codes(text: pa.Array) -> np.ndarray:
+    """Dictionary codes of a string array (missing values share one code)."""
+    encoded = pc.dictionary_encode(text, null_encoding="encode").indices
+    return encoded.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _repeated_records(evidence: pd.DataFrame, rows: np.ndarray, counts: np.ndarray,
+                      unambiguous: bool) -> np.ndarray:
     """``evidence.iloc[rows].duplicated`` on household, kind, feed, record and item, for rows in
     runs of ``counts`` that share a cited (household, ref). Rows of different runs differ in
     household or in the ref made from kind, feed and record, so only rows within a run can
@@ -345,7 +396,7 @@ def _repeated_records(evidence: pd.DataFrame, rows: np.ndarray, counts: np.ndarr
     if not len(shared):
         return repeated
     keys = ["source_kind", "feed_id", "record_ref", "item"]  # only these: taking every column
-    if not _refs_unambiguous(evidence[keys[:3]].iloc[rows[shared]]):  # was a second's work
+    if not unambiguous:  # taking every column was a second's work
         repeated[shared] = evidence[keys].iloc[rows[shared]].assign(run=run[shared]).duplicated(
             ["run", *keys]).to_numpy()
         return repeated
@@ -356,34 +407,62 @@ def _repeated_records(evidence: pd.DataFrame, rows: np.ndarray, counts: np.ndarr
     return repeated
 
 
-def _refs_unambiguous(evidence: pd.DataFrame) -> bool:
-    """Whether equal ``kind:feed:record`` refs mean equal kind, feed and record here: kinds
-    present and without ":", integer feed ids, and not both a missing and an empty record."""
-    kinds = pd.unique(evidence["source_kind"].to_numpy())
-    records = evidence["record_ref"]
-    return (pd.api.types.is_integer_dtype(evidence["feed_id"].dtype)
-            and all(isinstance(k, str) and ":" not in k for k in kinds)
-            and not (records.isna().any() and records.eq("").any()))
+def _cited_runs(cited: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray]:
+    """For dense pair numbers ``cited`` (in citation order) and ``pairs`` (one per row): where
+    each pair is first cited (in that order), the rows of each such pair in turn (in row
+    order), and how many rows each has — the right-hand rows of an inner join that keeps the
+    left order. Arrays indexed by pair number instead of sorting the keys."""
+    positions = np.arange(len(cited), dtype=np.int64)
+    first_at = np.full(int(pairs.max()) + 1 if len(pairs) else 0, -1, dtype=np.int64)
+    first_at[cited[::-1]] = positions[::-1]  # the last write wins: the first citation
+    is_first = np.zeros(len(cited), dtype=bool)
+    is_first[first_at[first_at >= 0]] = True
+    first = np.flatnonzero(is_first)
+    rank = np.full(len(first_at), -1, dtype=np.int64)  # a pair's place among those cited
+    wanted = first_at >= 0
+    rank[wanted] = (np.cumsum(is_first) - 1)[first_at[wanted]]
+    row_rank = rank[pairs]
+    chosen = np.flatnonzero(row_rank >= 0)
+    order = chosen[np.argsort(row_rank[chosen], kind="stable")]
+    return first, order, np.bincount(row_rank[chosen], minlength=len(first))
 
 
-def _matching_rows(wanted: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions in ``keys`` equal to each of ``wanted`` in turn (each run in key order), and
-    how many match each: the right-hand rows of an inner join that keeps the left order."""
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
-    lo = np.searchsorted(ordered, wanted, side="left")
-    counts = np.searchsorted(ordered, wanted, side="right") - lo
-    run_starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
-    return order[run_starts + np.arange(counts.sum())], counts
+def cite_refs(reasons: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFrame, Citations]:
+    """``reasons`` with ``cites``, and the lists they number, found from the ``evidence_refs``
+    text alone (reasons built by hand): each ref cites one evidence row of the reason's
+    household with that text (the flag evidence then takes every row of its record); a ref
+    with no such row cites nothing, as an inner join on the text would have it."""
+    owner, refs = _cited_refs(reasons)
+    cited_households = reasons["household_id"].to_numpy()[owner]
+    households = np.unique(cited_households)
+    ev_households = evidence["household_id"].to_numpy()
+    keyed = np.flatnonzero(np.isin(ev_households, households))
+    ev_refs = evidence_ref_array(evidence[["source_kind", "feed_id", "record_ref"]].iloc[keyed])
+    both = _codes(pa.concat_arrays([refs.cast(pa.large_string()),
+                                    ev_refs.cast(pa.large_string())]))
+    width = int(both.max()) + 1 if len(both) else 1
+    cited_key = np.searchsorted(households, cited_households) * width + both[:len(refs)]
+    ev_key = np.searchsorted(households, ev_households[keyed]) * width + both[len(refs):]
+    order = np.argsort(ev_key, kind="stable")
+    at = np.searchsorted(ev_key[order], cited_key)
+    found = at < len(order)
+    found[found] = ev_key[order[at[found]]] == cited_key[found]
+    rows, owner = keyed[order[at[found]]], owner[found]
+    cites = np.full(len(reasons), NO_CITATION, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else owner
+    builder = CitationBuilder(evidence)
+    cites[owner[starts]] = builder.add(rows, starts)
+    return reasons.assign(cites=cites), builder.build()
 
 
 def _cited_refs(flag_reasons: pd.DataFrame) -> tuple[np.ndarray, pa.Array]:
-    """household_id and ref for every record a reason cites, split in Arrow; refs without a
-    record (``kind::missing``) are not records and are left out."""
+    """The reason (position) and ref of every record a reason cites, split in Arrow; refs
+    without a record (``kind::missing``) are not records and are left out."""
     refs = pa.array(flag_reasons["evidence_refs"].astype(object), type=pa.string(),
                     from_pandas=True)
     lists = pc.split_pattern(pc.fill_null(refs, ""), ";")
-    owners = flag_reasons["household_id"].to_numpy()[pc.list_parent_indices(lists).to_numpy()]
+    owners = pc.list_parent_indices(lists).to_numpy()
     flat = pc.list_flatten(lists)
     is_record = pc.invert(pc.match_substring_regex(flat, r"^[^:]*::|^$"))
     return owners[is_record.to_numpy(zero_copy_only=False)], pc.filter(flat, is_record)
@@ -487,12 +566,16 @@ def _check_certain_and_fresh(frames: FlagFrames, results: pd.DataFrame) -> None:
     """REMOVE and GRADUAL_EXIT rest on certain matches from a source that was not stale."""
     flags, ev = frames.flags, frames.evidence
     stopping = flags.loc[flags["kind"].isin(_NEEDS_CERTAIN), "household_id"]
-    certain = ev[ev["household_id"].isin(stopping)]  # only these households need the check
-    certain = certain[supports_removal(certain["match_grade"])]
-    if "missing_sources" in results and len(certain):
-        missing = certain["household_id"].map(results["missing_sources"]).fillna("").astype(str)
-        certain = certain[~_listed(certain["source_kind"], missing)]
-    unsupported = set(stopping) - set(certain["household_id"])
+    # only these households' rows need the check, and only three of their columns
+    rows = np.flatnonzero(ev["household_id"].isin(stopping).to_numpy())
+    households = ev["household_id"].to_numpy()[rows]
+    certain = supports_removal(ev["match_grade"].iloc[rows])
+    if "missing_sources" in results and certain.any():
+        kept = rows[certain]
+        missing = pd.Series(households[certain]).map(results["missing_sources"])
+        certain[certain] = ~_listed(ev["source_kind"].iloc[kept].reset_index(drop=True),
+                                    missing.fillna("").astype(str))
+    unsupported = set(stopping) - set(households[certain])
     if unsupported:
         raise FlagInvariantError(f"{len(unsupported)} REMOVE/GRADUAL_EXIT flags lack "
                                  "certain-match evidence from a fresh source")

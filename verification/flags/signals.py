@@ -29,6 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from verification import codes
+from verification.assessment.assess import datetime_values
+from verification.assessment.citations import CitationBuilder, Citations
 from verification.assessment.policy import Policy
 from verification.matching import grade_supports_removal
 
@@ -39,6 +41,8 @@ SIGNAL_CODES = ("MEMBER_DECEASED", "SOURCES_CONFLICT", "MARRIAGE_CHANGED", "HOUS
 REVIEW_SIGNALS = ("SOURCES_CONFLICT",)
 REASON_COLUMNS = ["household_id", "code", "passed", "value", "limit", "parameter", "reference",
                   "evidence_refs"]
+# and ``cites``: the list of evidence rows a signal cites (verification/assessment/citations.py)
+CITED_REASON_COLUMNS = [*REASON_COLUMNS, "cites"]
 # the evidence items any signal reads
 _SIGNAL_ITEMS = frozenset(codes.items("event") + codes.items("income") + codes.items("contribution")
                           + codes.items("vehicle") + codes.items("property"))
@@ -68,29 +72,44 @@ def _arrow_text(column: pd.Series) -> pa.Array:
 
 
 def empty_reasons() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("value", "limit") else object)
-                         for c in REASON_COLUMNS})
+    return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("value", "limit") else
+                                      "int64" if c == "cites" else object)
+                         for c in CITED_REASON_COLUMNS})
 
 
 def change_signals(evidence: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd.DataFrame:
-    """One reason row per household and signal (REASON_COLUMNS), citing its evidence."""
+    """One reason row per household and signal (REASON_COLUMNS and ``cites``), citing its
+    evidence."""
+    return cited_signals(evidence, policy, as_of)[0]
+
+
+def cited_signals(evidence: pd.DataFrame, policy: Policy,
+                  as_of: dt.date) -> tuple[pd.DataFrame, Citations]:
+    """``change_signals`` and the lists of evidence rows (positions in ``evidence``) that its
+    ``cites`` number."""
     certain = _certain(evidence)
-    parts = [_deaths(certain, policy), _conflicts(certain, policy),
-             _registered(certain, ("marriage", "divorce"), "MARRIAGE_CHANGED", policy, as_of),
-             _registered(certain, _HOUSEHOLD_ITEMS, "HOUSEHOLD_CHANGED", policy, as_of),
-             _registered(certain, _counted_vehicles(policy), "NEW_VEHICLE", policy, as_of),
-             _registered(certain, tuple(codes.items("property")), "NEW_PROPERTY", policy, as_of),
-             _new_employment(certain, policy, as_of)]
+    cited = CitationBuilder(evidence)
+    parts = [_deaths(certain, policy, cited), _conflicts(certain, policy, cited),
+             _registered(certain, ("marriage", "divorce"), "MARRIAGE_CHANGED", policy, as_of,
+                         cited),
+             _registered(certain, _HOUSEHOLD_ITEMS, "HOUSEHOLD_CHANGED", policy, as_of, cited),
+             _registered(certain, _counted_vehicles(policy), "NEW_VEHICLE", policy, as_of,
+                         cited),
+             _registered(certain, tuple(codes.items("property")), "NEW_PROPERTY", policy, as_of,
+                         cited),
+             _new_employment(certain, policy, as_of, cited)]
     found = [p for p in parts if len(p)]
-    return pd.concat(found, ignore_index=True) if found else empty_reasons()
+    return (pd.concat(found, ignore_index=True) if found else empty_reasons()), cited.build()
 
 
 def death_recheck_due(evidence: pd.DataFrame, policy: Policy) -> pd.Series:
     """household_id → the date by which a household with a death must be re-checked."""
-    deaths = evidence[(evidence["item"].astype(str) == "death").to_numpy()]
+    item_codes, labels = _item_labels(evidence["item"])
+    deaths = evidence[(labels == "death")[item_codes]]
     deaths = deaths[supports_removal(deaths["match_grade"])]
     months = int(policy.require(_DEATH_PARAMETER))
-    first = pd.to_datetime(deaths["period_start"]).groupby(deaths["household_id"]).min()
+    first = pd.Series(datetime_values(deaths["period_start"]), index=deaths.index).groupby(
+        deaths["household_id"]).min()
     return (first + pd.DateOffset(months=months)).dt.date
 
 
@@ -126,45 +145,63 @@ def _supports_removal_by_category(grades: pd.Series) -> np.ndarray | None:
 
 
 def _certain(evidence: pd.DataFrame) -> pd.DataFrame:
-    """Certain matches of the items a signal reads (refs are made later, for the few rows a
-    signal cites)."""
-    item = evidence["item"]
-    if isinstance(item.dtype, pd.StringDtype):
-        # isin on the strings themselves: a missing item reads "<NA>" as text, not a signal item
-        # either; the text is then made for the few rows kept, not for every row.
-        keep = item.isin(_SIGNAL_ITEMS).to_numpy(dtype=bool)
-    else:  # other values (numbers, …) match only as their text
-        keep = item.astype(str).isin(_SIGNAL_ITEMS).to_numpy(dtype=bool)
-    keep &= supports_removal(evidence["match_grade"])
-    return evidence[keep].assign(item=item[keep].astype(str),
-                                 period_start=pd.to_datetime(evidence["period_start"][keep]))
+    """Certain matches of the items a signal reads, with their items as categories (the
+    signals test them many times, and a test on a few dozen labels costs less than one on
+    every row's text) and ``row``, their position in ``evidence``: the text of a ref is made
+    from that, for the few rows a signal cites."""
+    item_codes, labels = _item_labels(evidence["item"])
+    keep = labels.isin(_SIGNAL_ITEMS)[item_codes] & supports_removal(evidence["match_grade"])
+    rows = np.flatnonzero(keep)
+    certain = pd.DataFrame({c: evidence[c].array.take(rows) for c in (
+        "household_id", "person_token", "amount") if c in evidence})
+    return certain.assign(item=pd.Categorical.from_codes(item_codes[rows], categories=labels),
+                          period_start=datetime_values(evidence["period_start"])[rows],
+                          row=rows)
+
+
+def _item_labels(items: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Each row's item as a code into its distinct texts, each made once: a missing item reads
+    "<NA>" or "nan", numbers and other values their text (1 and "1" alike)."""
+    item_codes, names = pd.factorize(items, use_na_sentinel=False)
+    text_codes, labels = pd.factorize(pd.Index(names).astype(str))
+    return text_codes[item_codes], labels
 
 
 def _per_household(rows: pd.DataFrame, code: str, limit: float, parameter: str,
-                   policy: Policy, value: pd.Series | None = None) -> pd.DataFrame:
-    """Group signal rows by household: the value (default: how many records) and their refs."""
+                   policy: Policy, cited: CitationBuilder,
+                   value: pd.Series | None = None) -> pd.DataFrame:
+    """Group signal rows by household: the value (default: how many records) and their refs,
+    each distinct ref once in text order (one of its rows cited)."""
     if rows.empty:
         return empty_reasons()
     if "ref" not in rows:
-        rows = rows.assign(ref=evidence_refs(rows))
+        rows = rows.assign(ref=cited.text(rows["row"]))
+    distinct = rows[["household_id", "ref", "row"]].drop_duplicates(["household_id", "ref"])
+    distinct = distinct.sort_values(["household_id", "ref"], kind="stable")
+    households = distinct["household_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, households[1:] != households[:-1]])
+    runs = pa.LargeListArray.from_arrays(
+        pa.array(np.r_[starts, len(distinct)], pa.int64()),
+        pa.array(distinct["ref"].to_numpy(dtype=object), pa.large_string()))
+    refs = pc.binary_join(runs, pa.scalar(";", pa.large_string())).to_numpy(zero_copy_only=False)
     grouped = rows.groupby("household_id")
-    refs = grouped["ref"].agg(lambda s: ";".join(sorted(set(s))))
     values = grouped.size() if value is None else value.groupby(rows["household_id"]).max()
     return pd.DataFrame({
-        "household_id": refs.index.to_numpy(), "code": code, "passed": False,
-        "value": values.reindex(refs.index).astype("float64").to_numpy(),
+        "household_id": households[starts], "code": code, "passed": False,
+        "value": values.reindex(households[starts]).astype("float64").to_numpy(),
         "limit": float(limit), "parameter": parameter,
-        "reference": policy.reference(parameter), "evidence_refs": refs.to_numpy(),
+        "reference": policy.reference(parameter), "evidence_refs": refs.astype(object),
+        "cites": cited.add(distinct["row"].to_numpy(), starts),
     })
 
 
-def _deaths(certain: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+def _deaths(certain: pd.DataFrame, policy: Policy, cited: CitationBuilder) -> pd.DataFrame:
     deaths = certain[certain["item"] == "death"]
     return _per_household(deaths, "MEMBER_DECEASED", policy.require(_DEATH_PARAMETER),
-                          _DEATH_PARAMETER, policy)
+                          _DEATH_PARAMETER, policy, cited)
 
 
-def _conflicts(certain: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+def _conflicts(certain: pd.DataFrame, policy: Policy, cited: CitationBuilder) -> pd.DataFrame:
     """Income or contributions for a month that starts after the person's recorded death: one
     of the two sources is wrong, and only a caseworker can tell which."""
     deaths = certain[certain["item"] == "death"]
@@ -172,16 +209,18 @@ def _conflicts(certain: pd.DataFrame, policy: Policy) -> pd.DataFrame:
         return empty_reasons()
     paid = certain[certain["item"].isin(codes.items("income") + codes.items("contribution"))
                    & certain["person_token"].isin(deaths["person_token"])]
-    died = deaths[["household_id", "person_token", "period_start"]].assign(
-        death_ref=evidence_refs(deaths)).rename(columns={"period_start": "died_on"})
+    died = deaths[["household_id", "person_token", "period_start", "row"]].assign(
+        death_ref=cited.text(deaths["row"])).rename(columns={"period_start": "died_on",
+                                                         "row": "death_row"})
     after = paid.merge(died, on=["household_id", "person_token"])
     after = after[after["period_start"] > after["died_on"]]
     if after.empty:
         return empty_reasons()
-    after = after.assign(ref=evidence_refs(after))
-    both = pd.concat([after[["household_id", "ref"]],
-                      after[["household_id", "death_ref"]].rename(columns={"death_ref": "ref"})])
-    rows = _per_household(both, "SOURCES_CONFLICT", 0, _DEATH_PARAMETER, policy)
+    after = after.assign(ref=cited.text(after["row"]))
+    both = pd.concat([after[["household_id", "ref", "row"]],
+                      after[["household_id", "death_ref", "death_row"]].rename(
+                          columns={"death_ref": "ref", "death_row": "row"})])
+    rows = _per_household(both, "SOURCES_CONFLICT", 0, _DEATH_PARAMETER, policy, cited)
     counts = after.groupby("household_id").size()
     return rows.assign(value=rows["household_id"].map(counts).astype("float64"),
                        reference="死亡登记与收入、缴费记录相互矛盾，须入户核实 / a death "
@@ -194,16 +233,17 @@ def _counted_vehicles(policy: Policy) -> tuple[str, ...]:
 
 
 def _registered(certain: pd.DataFrame, items: tuple[str, ...], code: str, policy: Policy,
-                as_of: dt.date) -> pd.DataFrame:
+                as_of: dt.date, cited: CitationBuilder) -> pd.DataFrame:
     """Registrations of ``items`` dated within the change window before ``as_of``."""
     months = int(policy.require(_WINDOW_PARAMETER))
     since = pd.Timestamp(as_of) - pd.DateOffset(months=months)
     dated = certain["period_start"]
     rows = certain[certain["item"].isin(items) & (dated >= since) & (dated <= pd.Timestamp(as_of))]
-    return _per_household(rows, code, months, _WINDOW_PARAMETER, policy)
+    return _per_household(rows, code, months, _WINDOW_PARAMETER, policy, cited)
 
 
-def _new_employment(certain: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd.DataFrame:
+def _new_employment(certain: pd.DataFrame, policy: Policy, as_of: dt.date,
+                    cited: CitationBuilder) -> pd.DataFrame:
     """Members whose first contribution month is within the last N months: they have started
     work recently (a long-standing job is not news, however high its wage)."""
     months = int(policy.require(_EMPLOYMENT_PARAMETER))
@@ -218,4 +258,4 @@ def _new_employment(certain: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd
     worked = recent["period_start"].dt.to_period("M")
     months_worked = worked.groupby(recent["household_id"]).transform("nunique")
     return _per_household(recent, "NEW_EMPLOYMENT", months, _EMPLOYMENT_PARAMETER, policy,
-                          value=months_worked)
+                          cited, value=months_worked)

@@ -314,6 +314,7 @@ def apply_pending(settings: Any, results: pd.DataFrame, reasons: pd.DataFrame,
         + " (" + pending["asked_on"] + ")",
         "evidence_refs": "linkage:" + pending["centre"] + ":" + pending["items"]
         + "::pending " + pending["age_days"].astype(str) + " days since " + pending["asked_on"],
+        "cites": np.int64(-1),  # a request, not an evidence row
     })
     reasons = pd.concat([reasons, extra[reasons.columns]], ignore_index=True) if len(
         reasons.columns) else extra

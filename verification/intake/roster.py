@@ -206,8 +206,8 @@ def load_roster(settings: Settings, path: Path, actor: str = "system",
 
     from verification.intake.tokens import assert_no_collisions, person_tokens
     from verification.security import audit
-    from verification.storage import session_scope
-    from verification.storage.models import Member
+    from verification.storage import bulk, session_scope
+    from verification.storage.models import Authorisation, Household, Member
 
     checked = validate_roster(path)
     if len(checked.quarantine):
@@ -223,6 +223,8 @@ def load_roster(settings: Settings, path: Path, actor: str = "system",
         session.execute(delete(Member).where(Member.household_id.in_(list(ids.values()))))
         member_ids = _insert_members(session, settings, frame, ids)
         _insert_authorisations(session, frame, member_ids, batch_id)
+        bulk.refresh_statistics(session.connection(), (Household.__table__, Member.__table__,
+                                                       Authorisation.__table__))
         audit.record(session, actor, "roster.loaded", f"file:{path.name}",
                      {"households": len(ids), "members": len(frame)})
     return RosterLoaded(len(ids), len(frame), sorted(ids.values()))

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from verification.matching._blocking import exploded, split_lists
+from verification.matching._blocking import BlockIndex, exploded, split_lists
 from verification.matching.settings import LISTED_AGAINST, Comparison, ComparisonLevel
 
 NULL_LEVEL = -1
@@ -28,10 +28,11 @@ class RightValues:
     records and the token pairs: its values are worked out once, not once per call)."""
 
     def __init__(self) -> None:
-        self.codes: dict[tuple[str, str], tuple[np.ndarray, pd.Index]] = {}
+        self.codes: dict[tuple[str, str], tuple[np.ndarray, pa.Array]] = {}
         self.strings: dict[str, np.ndarray] = {}
         self.frequencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.slots: dict[str, tuple[np.ndarray, pa.Array]] = {}
+        self.blocks: BlockIndex | None = None  # the right frame blocked under the rules
 
     def frequency(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Each right row's value code and the share of right rows holding each value."""
@@ -62,15 +63,20 @@ class FrameValues:
         cache_key = (column, f"{transform}{width}")
         if cache_key not in self._codes:
             if cache_key not in self.shared.codes:
-                right = _transform(_as_text(self.right[column]), transform, width)
-                if transform == "swap":  # the left's swapped form against the right as written
-                    right = _as_text(self.right[column])
-                codes, uniques = pd.factorize(right)
-                self.shared.codes[cache_key] = (codes, pd.Index(uniques))
+                # the left's swapped form is compared with the right as written
+                right = _arrow_text(self.right[column])
+                right = right if transform == "swap" else _arrow_transform(right, transform,
+                                                                             width)
+                encoded = pc.dictionary_encode(right)
+                codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+                self.shared.codes[cache_key] = (codes.astype(np.int64), encoded.dictionary)
             right_codes, uniques = self.shared.codes[cache_key]
-            left = _transform(_as_text(self.left[column]), transform, width)
-            left_codes = uniques.get_indexer(left)
-            left_codes[(left_codes < 0) & left.notna().to_numpy()] = len(uniques)
+            left = _arrow_transform(_arrow_text(self.left[column]), transform, width)
+            found = pc.index_in(left, value_set=uniques)
+            # a left value no right row holds: one code of its own that no right row carries
+            left_codes = pc.fill_null(found, len(uniques)).to_numpy(zero_copy_only=False)
+            left_codes = np.where(left.is_null().to_numpy(zero_copy_only=False), -1,
+                                  left_codes).astype(np.int64)
             self._codes[cache_key] = (left_codes, right_codes)
         return self._codes[cache_key]
 
@@ -176,11 +182,29 @@ def _as_text(values: pd.Series) -> pd.Series:
     return text.where(text.notna() & (text != ""), None)
 
 
-def _transform(values: pd.Series, transform: str, width: int) -> pd.Series:
+def _arrow_text(values: pd.Series) -> pa.Array:
+    """``_as_text`` as an Arrow string array (null where missing or blank): string columns
+    go to Arrow as they are, others through ``_as_text``."""
+    if pd.api.types.is_object_dtype(values.dtype) or isinstance(values.dtype, pd.StringDtype):
+        try:
+            text = pa.array(values.to_numpy(dtype=object), pa.string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers held as objects: as text
+            values = values.astype("string")
+        else:
+            return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    return pa.array(_as_text(values).to_numpy(dtype=object), pa.string(), from_pandas=True)
+
+
+def _arrow_transform(values: pa.Array, transform: str, width: int) -> pa.Array:
+    """``_transform`` in Arrow's kernels (the roster's millions of values)."""
     if transform == "prefix":
-        return values.where(values.str.len() >= width).str.slice(0, width)
+        long_enough = pc.greater_equal(pc.utf8_length(values), width)
+        return pc.if_else(long_enough, pc.utf8_slice_codeunits(values, 0, width),
+                          pa.scalar(None, pa.string()))
     if transform == "swap":  # YYYYMMDD → YYYYDDMM
-        return values.str.slice(0, 4) + values.str.slice(6, 8) + values.str.slice(4, 6)
+        return pc.binary_join_element_wise(
+            pc.utf8_slice_codeunits(values, 0, 4), pc.utf8_slice_codeunits(values, 6, 8),
+            pc.utf8_slice_codeunits(values, 4, 6), "")
     return values
 
 

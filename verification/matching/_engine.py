@@ -14,16 +14,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from verification.intake.tokens import TokenKey
 from verification.matching._blocking import (
+    BlockIndex,
     candidate_pairs,
     exploded,
     listed_pairs,
     pairs_per_rule,
     rows_agree,
     split_lists,
+    with_derived,
 )
 from verification.matching._compare import NULL_LEVEL, RightValues, comparison_matrix
 from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
@@ -51,7 +54,12 @@ class LinkResult:
 def _ensure_columns(frame: pd.DataFrame, columns: set[str]) -> pd.DataFrame:
     """Absent comparison columns become all-missing: they then give no evidence either way."""
     absent = [c for c in columns if c not in frame.columns]
-    return frame.assign(**dict.fromkeys(absent, pd.NA)) if absent else frame
+    if not absent:
+        return frame
+    out = frame.copy(deep=False)  # new columns only: the roster's data are not copied
+    for column in absent:
+        out[column] = pd.NA
+    return out
 
 
 def _grades(probability: np.ndarray, settings: MatchSettings) -> np.ndarray:
@@ -99,9 +107,12 @@ def _value_counts(frame: pd.DataFrame, column: str, present: np.ndarray,
     """How many of the ``present`` rows hold each value of ``column`` (each value of its
     space-separated list when ``listed``)."""
     values = frame[column][present]
-    if not listed:
-        return values.astype("string").value_counts()
-    counted = pc.value_counts(split_lists(values)[1])
+    if listed:
+        values = split_lists(values)[1]
+    else:  # hashed in Arrow: pandas' string value_counts took seconds on a city's phones
+        text = values.astype(object).where(values.notna(), None).to_numpy(dtype=object)
+        values = pa.array(text, pa.string(), from_pandas=True)
+    counted = pc.value_counts(values)
     return pd.Series(counted.field("counts").to_numpy(),
                      index=counted.field("values").to_numpy(zero_copy_only=False))
 
@@ -262,9 +273,10 @@ def link(
     """
     left, right = _prepared(left, right, settings)
     labelled = known_match is not None and len(left) and len(right)
-    li, ri = (_labelled_candidates(left, right, settings, known_match)
+    li, ri = (_labelled_candidates(left, right, settings, known_match, right_values)
               if labelled else candidate_pairs(left, right, settings.blocking_rules,
-                                               settings.max_block_members))
+                                               settings.block_limits,
+                                               _blocks(right, settings, right_values)))
     gamma = comparison_matrix(left, right, li, ri, settings.comparisons,
                               right_values=right_values)
     n_levels = [len(c.levels) + 1 for c in settings.comparisons]
@@ -286,8 +298,20 @@ def link(
                       settings=settings)
 
 
+def _blocks(right: pd.DataFrame, settings: MatchSettings,
+            values: RightValues | None) -> BlockIndex | None:
+    """The right frame blocked under the settings' rules, built once per match and kept in
+    ``values`` (None without a ``RightValues``: the caller blocks afresh)."""
+    if values is None:
+        return None
+    if values.blocks is None or values.blocks.right is not right:
+        values.blocks = BlockIndex(right, settings.blocking_rules, settings.block_limits)
+    return values.blocks
+
+
 def _labelled_candidates(left: pd.DataFrame, right: pd.DataFrame, settings: MatchSettings,
-                         known_match: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                         known_match: np.ndarray, values: RightValues | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs when some left rows are labelled (``known_match`` ≥ 0: the token says who
     they are). A labelled row's pairs serve only to count how its true pair compares (m), so it
     gets that pair alone — when some blocking rule accepts it, as blocking the row against every
@@ -297,7 +321,8 @@ def _labelled_candidates(left: pd.DataFrame, right: pd.DataFrame, settings: Matc
     rules = settings.blocking_rules
     known = np.flatnonzero(known_match >= 0)
     unknown = np.flatnonzero(known_match < 0)
-    li, ri = candidate_pairs(left.iloc[unknown], right, rules, settings.max_block_members)
+    li, ri = candidate_pairs(left.iloc[unknown], right, rules, settings.block_limits,
+                             _blocks(right, settings, values))
     li = unknown[li]
     members = known_match[known]
     blocked = np.zeros(len(known), dtype=bool)
@@ -363,16 +388,21 @@ def score(left, right, model: FellegiSunter, settings: MatchSettings, li=None, r
     given as positions ``li``/``ri``. Returns the pairs and their comparison matrix."""
     left, right = _prepared(left, right, settings)
     if li is None:
-        li, ri = candidate_pairs(left, right, settings.blocking_rules, settings.max_block_members)
+        li, ri = candidate_pairs(left, right, settings.blocking_rules, settings.block_limits,
+                                 _blocks(right, settings, right_values))
     gamma = comparison_matrix(left, right, li, ri, settings.comparisons,
                               right_values=right_values)
     adjust = term_frequency_adjustment(right, ri, gamma, model, settings, right_values)
     return scored_pairs(li, ri, gamma, model, settings, adjust), gamma
 
 
-def _prepared(left, right, settings: MatchSettings):
+def _needed_columns(settings: MatchSettings) -> set[str]:
     needed = {col for c in settings.comparisons for col in c.columns}
-    needed |= {col for rule in settings.blocking_rules for col in rule}
+    return needed | {col for rule in settings.blocking_rules for col in rule}
+
+
+def _prepared(left, right, settings: MatchSettings):
+    needed = _needed_columns(settings)
     return _ensure_columns(left, needed), _ensure_columns(right, needed)
 
 
@@ -468,11 +498,12 @@ class _Keyed:
     needs, and live only in memory for the duration of the call."""
 
     def __init__(self, records: pd.DataFrame, key: TokenKey | bytes | None,
-                 needed: np.ndarray) -> None:
+                 needed: np.ndarray, settings: MatchSettings) -> None:
         self.records = records
         needed = np.unique(needed)
         frame = records.iloc[needed]
-        self._frame = person_keys(frame, key) if _needs_keys(frame) else frame
+        self._frame = with_derived(person_keys(frame, key) if _needs_keys(frame) else frame,
+                                   settings.blocking_rules)
         self._at = pd.Series(np.arange(len(needed)), index=needed)
 
     def rows(self, positions: np.ndarray) -> pd.DataFrame:
@@ -497,11 +528,13 @@ def match_records(
     exact_rows, exact_members = exact_pairs(records, members)
     rest_rows = np.setdiff1d(np.arange(len(records)), exact_rows)
     key = _run_key(records, members, key)
-    people = person_keys(members, key) if _needs_keys(members) else members
+    people = with_derived(person_keys(members, key) if _needs_keys(members) else members,
+                          settings.blocking_rules)
+    people = _ensure_columns(people, _needed_columns(settings))  # once, not a copy per call
     sample = _training_sample(exact_rows, settings)
-    keyed = _Keyed(records, key, np.concatenate([rest_rows, exact_rows]))
-    blocking = _announce_blocking(keyed, rest_rows, people, settings)
-    values = RightValues()  # the roster's codes, worked out once for every comparison below
+    keyed = _Keyed(records, key, np.concatenate([rest_rows, exact_rows]), settings)
+    values = RightValues()  # the roster's codes and blocks, worked out once for all below
+    blocking = _announce_blocking(keyed, rest_rows, people, settings, values)
     linked, pairs, compared = _fallback_pairs(keyed, people, exact_rows, exact_members,
                                               rest_rows, sample, settings, values)
     if linked.model.method != "labelled":
@@ -627,11 +660,12 @@ def _one_to_one(records: pd.DataFrame, exact: pd.DataFrame, pairs: pd.DataFrame,
 
 
 def _announce_blocking(keyed: _Keyed, rest_rows: np.ndarray, people: pd.DataFrame,
-                       settings: MatchSettings) -> dict[str, int]:
+                       settings: MatchSettings, values: RightValues) -> dict[str, int]:
     """Count, and log before any comparison, the pairs each blocking rule proposes for the
     records the fallback has to place (as Splink does): a rule that explodes shows here."""
     left, right = _prepared(keyed.rows(rest_rows), people, settings)
-    counts = pairs_per_rule(left, right, settings.blocking_rules, settings.max_block_members)
+    counts = pairs_per_rule(left, right, settings.blocking_rules, settings.block_limits,
+                            _blocks(right, settings, values))
     log.info("fallback blocking for %d records x %d members: %s", len(rest_rows), len(people),
              ", ".join(f"{rule}: {pairs:,} pairs" for rule, pairs in counts.items()))
     return counts
@@ -735,7 +769,7 @@ def _grade_exact(keyed: _Keyed, people, exact_rows, exact_members, model, settin
 
 # Columns a record may carry to say that a field was read off its ID number, not sent by the
 # partner (verification/intake.py stages them): such a field cannot confirm the ID's owner.
-FROM_ID_FLAGS = {"birth_date_from_id": ("birth_ymd", "birth_ym", "birth_date"),
+FROM_ID_FLAGS = {"birth_date_from_id": ("birth_ymd", "birth_ym", "birth_year", "birth_date"),
                  "gender_from_id": ("gender",)}
 
 

@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
@@ -157,13 +158,14 @@ def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
     distinct, per_file, rows, kept = [], [], 0, []
     wanted = people["person_token"].to_numpy(dtype=np.int64) if prefilter else None
     for i, path in enumerate(paths):
-        frame, at = _identities(path, wanted, prefiltered[i] if prefiltered else None)
+        table, at = _identities(path, wanted, prefiltered[i] if prefiltered else None)
         kept.append(at)
-        rows += len(frame)
-        group, first = identity_groups(frame)
+        rows += table.num_rows
+        group, first = identity_groups(table)
         per_file.append(group)
-        distinct.append(frame.iloc[first])
-    table = pd.concat(distinct, ignore_index=True) if distinct else _identities(None)[0]
+        distinct.append(_identity_frame(table.take(pa.array(first))))  # pandas: distinct only
+    table = (pd.concat(distinct, ignore_index=True) if distinct
+             else _identity_frame(_identities(None)[0]))
     overall, first = identity_groups(table)
     records = table.iloc[first].reset_index(drop=True)
     if only_roster_tokens or prefilter:  # the index stays the run-wide identity number
@@ -194,17 +196,29 @@ def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
     return RunMatch(result, links, rows, len(records), identities, kept)
 
 
-def identity_groups(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def identity_groups(frame: pd.DataFrame | pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """Each row's group of equal identity columns (missing values equal to each other), numbered
     in order of first appearance, and the position of each group's first row — what
     ``groupby(IDENTITY_COLUMNS, dropna=False, sort=False).ngroup()`` and ``drop_duplicates``
-    give, on integer codes: a feed of ten million rows has a dozen rows per person."""
+    give, on integer codes: a feed of ten million rows has a dozen rows per person. An Arrow
+    table is coded in Arrow (a staged file's millions of rows never become pandas strings)."""
     group = np.zeros(len(frame), dtype=np.int64)
     for column in IDENTITY_COLUMNS:
-        codes, uniques = pd.factorize(frame[column], use_na_sentinel=False)
-        group, _ = pd.factorize(group * (len(uniques) + 1) + codes)
+        codes, size = _column_codes(frame[column])
+        group, _ = pd.factorize(group * (size + 1) + codes)
     first = np.unique(group, return_index=True)[1]
     return group, first
+
+
+def _column_codes(values: pd.Series | pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """Codes of equal values (missing as one more value) in order of first appearance, and how
+    many distinct values there are."""
+    if isinstance(values, pd.Series):
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        return codes, len(uniques)
+    encoded = pc.dictionary_encode(values.combine_chunks(), null_encoding="encode")
+    return (encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+            len(encoded.dictionary))
 
 
 def _comparable(records: pd.DataFrame, key: TokenKey) -> pd.DataFrame:
@@ -243,26 +257,38 @@ def rows_of_tokens(path: Path, columns: list[str], tokens: np.ndarray
 
 def _identities(path: Path | None, tokens: np.ndarray | None = None,
                 read: tuple[pa.Table, np.ndarray] | None = None
-                ) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """The identity columns of a staged file (absent ones — a file staged before they were
-    kept — as missing: they then give no evidence either way), and, when ``tokens`` are given,
-    only of the rows whose token is one of them or missing, with those rows' positions
+                ) -> tuple[pa.Table, np.ndarray | None]:
+    """The identity columns of a staged file as Arrow (absent ones — a file staged before they
+    were kept — as nulls: they then give no evidence either way), and, when ``tokens`` are
+    given, only of the rows whose token is one of them or missing, with those rows' positions
     (``read``: those rows as ``rows_of_tokens`` already gave them)."""
     present = set(pq.read_schema(path).names) if path is not None else set()
     wanted = [c for c in IDENTITY_COLUMNS if c in present]
     positions = None
     if path is None:
-        frame = pd.DataFrame()
+        table = pa.table({})
     elif tokens is None:
-        frame = pd.read_parquet(path, columns=wanted)
+        table = pq.read_table(path, columns=wanted)
     else:
         table, positions = read if read is not None else rows_of_tokens(path, wanted, tokens)
-        frame = table.select(wanted).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        table = table.select(wanted)
+    for column in IDENTITY_COLUMNS:
+        if column not in table.column_names:
+            table = table.append_column(column, pa.nulls(table.num_rows, _IDENTITY_TYPES.get(
+                column, pa.string())))
+    return table.select(list(IDENTITY_COLUMNS)), positions
+
+
+# types of identity columns a staged file may lack (the rest are text)
+_IDENTITY_TYPES = {"person_token": pa.int64(), "birth_date": pa.timestamp("ns"),
+                   **dict.fromkeys(_FLAGS, pa.bool_())}
+
+
+def _identity_frame(table: pa.Table) -> pd.DataFrame:
+    """Identity rows as the matcher takes them: nullable token, datetime birth date, boolean
+    flags, Arrow-backed strings."""
+    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
     types = {"person_token": "Int64", "birth_date": "datetime64[ns]",
              **dict.fromkeys(_FLAGS, "boolean")}
-    for column in IDENTITY_COLUMNS:
-        if column not in frame:
-            frame[column] = pd.Series(pd.NA, index=frame.index, dtype=types.get(column, "string"))
-    # Arrow-backed strings: grouping factorises them in Arrow (identity_groups)
     return frame[list(IDENTITY_COLUMNS)].astype(
-        {**dict.fromkeys(IDENTITY_COLUMNS, "string[pyarrow]"), **types}), positions
+        {**dict.fromkeys(IDENTITY_COLUMNS, "string[pyarrow]"), **types})

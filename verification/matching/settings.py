@@ -39,6 +39,14 @@ LISTED_AGAINST = {"id_near": "person_token"}
 # address.py): a comparison level of kind ``overlap`` or a blocking rule on one of them holds
 # when the two lists share a value.
 LIST_COLUMNS = ("address_places", "address_buildings", "address_rooms")
+# Columns blocking rules may name that are cut from a keyed column in memory (nothing staged):
+# column → (source column, first, last code unit). ``birth_year`` lets a name block be split by
+# year; ``name_last_sound`` (the given name's last syllable code) finds a record whose surname
+# is mistyped but whose birth date is right, without pairing it with everyone born that day.
+DERIVED_COLUMNS: dict[str, tuple[str, int, int | None]] = {
+    "birth_year": ("birth_ymd", 0, 4),
+    "name_last_sound": ("name_sounds", -1, None),
+}
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,9 @@ class MatchSettings:
     # some month, in a province): the pairs per record stay bounded as the roster grows, and the
     # other rules still find the person. None: no bound.
     max_block_members: int | None = 2000
+    # Tighter bounds for named rules (rule name as ``rule_name`` writes it, e.g. "name_sounds"):
+    # a name alone that more members share than this cannot place a record by itself.
+    rule_max_block_members: tuple[tuple[str, int], ...] = ()
     # A record carrying a valid ID that differs from the candidate's is at most this grade: two
     # people can share name and birth date, and a valid number is rarely a typo (MOD 11-2 catches
     # every single-digit error).
@@ -204,6 +215,13 @@ class MatchSettings:
             if unknown:
                 raise ValueError(f"certain_agreement {name!r}: unknown levels {sorted(unknown)}")
 
+    @property
+    def block_limits(self) -> dict[str, int | None]:
+        """The block-size bound of every blocking rule, by rule name."""
+        named = dict(self.rule_max_block_members)
+        return {" & ".join(rule): named.get(" & ".join(rule), self.max_block_members)
+                for rule in self.blocking_rules}
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -222,6 +240,8 @@ class MatchSettings:
             for c in data["comparisons"]
         )
         data["blocking_rules"] = tuple(tuple(rule) for rule in data["blocking_rules"])
+        data["rule_max_block_members"] = tuple(
+            (str(n), int(b)) for n, b in data.get("rule_max_block_members", ()))
         data["certain_agreement"] = tuple(
             (n, tuple(levels), r) for n, levels, r in data.get("certain_agreement", ()))
         return cls(**data)
@@ -294,17 +314,26 @@ def default_settings() -> MatchSettings:
     """Household roster defaults: name keys, birth date, gender, region, ID near misses, and
     for the records the fallback places, address and phone (see docs/matching.md).
 
-    Blocking: same name sound (homophones and traditional/simplified agree), or same birth date
-    (catches a badly mistyped name), or same surname sound and birth year-month, or the
-    member's ID one typing slip away from the record's unusable one, or the same flat, or the
-    same phone number (a record without ID and birth date whose name is mistyped).
+    Blocking, each rule bounded so the pairs per record stay flat as the roster grows: same
+    name sound and birth year; same name sound alone when at most ``NAME_ALONE_MAX_BLOCK``
+    members share it (a record without birth date); same surname sound and birth date, or same
+    last syllable and birth date (a mistyped given name or surname); the member's ID one typing
+    slip away from the record's unusable one; the same flat; the same phone number.
     """
-    rules = (block_on("name_sounds") | block_on("birth_ymd") | block_on("surname_sound", "birth_ym")
+    rules = (block_on("name_sounds", "birth_year") | block_on("name_sounds")
+             | block_on("surname_sound", "birth_ymd") | block_on("name_last_sound", "birth_ymd")
              | block_on("id_near") | block_on("address_rooms") | block_on("phone_key"))
     return MatchSettings(comparisons=_household_comparisons(), blocking_rules=tuple(rules),
+                         rule_max_block_members=(("name_sounds", NAME_ALONE_MAX_BLOCK),),
                          certain_agreement=CERTAIN_AGREEMENT,
                          term_frequency=(("name", "exact"), ("name", "homophone")),
                          fallback_only=FALLBACK_ONLY)
+
+
+# A name sound alone pairs a record with at most this many members: a record that has nothing
+# but a name shared by more people (王伟 in a city) cannot be placed by the name; its birth
+# date (name & birth year), ID slip, flat or phone still find the person.
+NAME_ALONE_MAX_BLOCK = 100
 
 
 # Address and phone are keyed at intake only for rows whose ID is unusable (the rows the

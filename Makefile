@@ -16,7 +16,7 @@ export AIRFLOW_HOME ?= $(HEDUI_HOME)/airflow
 export AIRFLOW_CONFIG ?= $(ROOT)/airflow.cfg
 PYTHON_BIN  ?= $(shell command -v python3.11 || command -v python3)
 
-.PHONY: help venv demo test lint up bench bench-full bench-series bench-cli bench-recheck bench-batch \
+.PHONY: help venv demo test lint up bench bench-full bench-series bench-cli bench-recheck bench-batch bench-reports \
 	eval-matching eval-policy clean
 
 help:
@@ -29,6 +29,7 @@ help:
 	@echo "make bench-cli  CPU seconds of hedui start-up (--help, a small file check)"
 	@echo "make bench-recheck  the re-check after a feed with 1% of persons changed (HOUSEHOLDS=)"
 	@echo "make bench-batch  one batch check of about 21,800 members, submission to reports"
+	@echo "make bench-reports  the reports of a 100k review alone (HOUSEHOLDS=)"
 	@echo "make eval-matching  matching quality on FEBRL and synthetic Chinese names"
 	@echo "make eval-policy  the cases written from the rules, through the real path, per rule family"
 	@echo "make lint   ruff and the import rules (scripts/check_imports.py)"
@@ -85,6 +86,9 @@ bench-recheck: venv
 
 bench-batch: venv
 	$(PY) bench/bench_batch.py --households $(or $(HOUSEHOLDS),8000)
+
+bench-reports: venv
+	$(PY) bench/bench_reports.py --households $(or $(HOUSEHOLDS),100000)
 
 eval-matching: venv
 	$(PY) bench/eval_matching.py

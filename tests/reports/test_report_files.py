@@ -63,8 +63,12 @@ def test_every_folder_holds_only_its_own_jurisdiction(report_run):
         assert set(households.loc[codes, level]) == {own}, folder
         expected = households.index[households[level] == own]
         assert set(codes) == set(expected)  # and nothing of its own is missing
-        evidence = pd.DataFrame(load_workbook(folder / "flags.xlsx")["证据"].values)
-        assert set(evidence.iloc[1:, 0]) <= set(codes)
+        book = load_workbook(folder / "flags.xlsx")
+        if level == "community_code":
+            evidence = pd.DataFrame(book["证据"].values)
+            assert set(evidence.iloc[1:, 0]) <= set(codes)
+        else:  # a street's workbook names where the evidence is instead of repeating it
+            assert "证据" not in book.sheetnames
         html = (folder / "summary.html").read_text("utf-8")
         others = set(households.index) - set(codes)
         assert not [c for c in others if c in html]
@@ -88,7 +92,8 @@ def test_workbooks_open_with_summary_flags_and_evidence(report_run):
     table = flag_table(report_run.settings, report_run.run_id)
     for path in report_run.out.rglob("flags.xlsx"):
         book = load_workbook(path)
-        assert book.sheetnames == ["汇总", "核对结论", "证据"]
+        community = path.parent.parent != report_run.out
+        assert book.sheetnames == ["汇总", "核对结论"] + (["证据"] if community else [])
         flags = pd.DataFrame(book["核对结论"].values)
         assert flags.iloc[0].tolist() == list(HEADERS.values())
         rows = flags.iloc[1:].set_axis(list(HEADERS), axis=1)
@@ -96,13 +101,44 @@ def test_workbooks_open_with_summary_flags_and_evidence(report_run):
         assert rows["reasons"].str.len().gt(0).all()
         acting = rows[rows["flag"].isin(["应退出", "需人工复核", "应纳入", "不符合条件"])]
         assert acting["due_date"].str.match(r"^\d{4}-\d{2}-\d{2}$").all()
-        evidence = pd.DataFrame(book["证据"].values)
-        assert evidence.iloc[0].tolist() == list(EVIDENCE_HEADERS.values())
         summary = [r for r in book["汇总"].values]
+        if community:
+            evidence = pd.DataFrame(book["证据"].values)
+            assert evidence.iloc[0].tolist() == list(EVIDENCE_HEADERS.values())
+        else:
+            assert any(r[0] == "证据明细 / evidence" and "社区" in r[1] for r in summary)
         total = next(r for r in summary if r[0] == "合计")
         assert total[2] == len(rows)
     assert len(table) == sum(
         len(_csv(p)) for p in report_run.out.glob("*/flags.csv"))
+
+
+def test_each_cited_record_is_written_once_in_its_community_s_workbook(report_run):
+    """The evidence is not repeated per level: the community workbooks hold every record the
+    run's flags cite, each once, and the street workbooks none."""
+    cited = evidence_table(report_run.settings, report_run.run_id)
+    written = pd.concat([pd.DataFrame(load_workbook(p)["证据"].values).iloc[1:]
+                         for p in report_run.out.glob("*/*/flags.xlsx")])
+    assert len(written) == len(cited) > 0
+    assert sorted(written.iloc[:, 4].astype(str)) == sorted(cited["record_ref"].astype(str))
+    assert not [p for p in report_run.out.glob("*/flags.xlsx")
+                if "证据" in load_workbook(p, read_only=True).sheetnames]
+
+
+def test_evidence_beyond_excel_s_row_limit_goes_on_to_further_sheets(report_run, tmp_path,
+                                                                      monkeypatch):
+    from verification.reports import flag_reports
+
+    monkeypatch.setattr(flag_reports, "EVIDENCE_ROWS_PER_SHEET", 3)
+    rows = flag_table(report_run.settings, report_run.run_id).head(2)
+    evidence = evidence_table(report_run.settings, report_run.run_id).head(7)
+    write_tables(rows, evidence, tmp_path / "t", SheetContext("t"))
+    book = load_workbook(tmp_path / "t.xlsx")
+    assert book.sheetnames == ["汇总", "核对结论", "证据", "证据(2)", "证据(3)"]
+    parts = [list(book[name].values) for name in book.sheetnames[2:]]
+    assert all(p[0] == tuple(EVIDENCE_HEADERS.values()) for p in parts)
+    assert [len(p) - 1 for p in parts] == [3, 3, 1]
+    assert [r[4] for p in parts for r in p[1:]] == evidence["record_ref"].tolist()
 
 
 def test_csv_opens_in_excel_and_no_file_holds_a_full_id_number(report_run):
@@ -129,16 +165,39 @@ def test_formula_cells_are_neutralised(value, tmp_path, report_run):
     assert load_workbook(tmp_path / "t.xlsx")["核对结论"]["A2"].value == "'" + value
 
 
+@pytest.mark.parametrize("value", ["<r>&</r>", "<r><t>x</t></r>", " <r> & </r> ",
+                                   "http://x.example/a", "12.50", "_x0041_", "a\x01b"])
+def test_text_cells_are_written_as_the_same_text(value, tmp_path, report_run):
+    """Whatever a feed's text holds, the workbook shows it as that text: not raw XML (xlsxwriter
+    writes <r>…</r> unescaped in constant-memory mode), a link, a number or an Excel escape."""
+    rows = flag_table(report_run.settings, report_run.run_id).head(1).assign(household_code=value)
+    evidence = evidence_table(report_run.settings, report_run.run_id).head(2).assign(
+        record_ref=value)
+    write_tables(rows, evidence, tmp_path / "t", SheetContext(value, [("fact", value)]))
+    book = load_workbook(tmp_path / "t.xlsx")
+    assert book["核对结论"]["A2"].data_type == "s" and not book["核对结论"]["A2"].hyperlink
+    shown = [book["核对结论"]["A2"].value, book["汇总"]["A1"].value, book["汇总"]["B2"].value]
+    shown += [r[4] for r in list(book["证据"].values)[1:]]
+    assert [_as_excel_shows(v) for v in shown] == [value] * 5
+
+
+def _as_excel_shows(text: str) -> str:
+    """Excel reads _xHHHH_ in a cell's text as that character (openpyxl leaves it as stored)."""
+    return re.sub(r"_x([0-9A-Fa-f]{4})_", lambda m: chr(int(m.group(1), 16)), text)
+
+
 def test_summaries_have_charts_and_print_styles(report_run):
     district = (report_run.out / "summary.html").read_text("utf-8")
     street = (report_run.out / "210112001-五三街道" / "summary.html").read_text("utf-8")
-    assert district.count("<svg") == 4 and street.count("<svg") == 4
+    # flags by kind is in the cards (a bar each), not drawn again as a chart
+    assert district.count("<svg") == 3 and street.count("<svg") == 3
+    assert district.count('class="bar"') == 7
     assert "@media print" in street and "@page" in street and "<script" not in street
     assert "各街道核对结论" in district and "各社区核对结论" in street
     assert "2026-10-01" in district and "2026-11-01" in district  # trend across both runs
     assert "待办核对结论" in street and "待办核对结论" not in district  # households by street only
     community = next((report_run.out / "210112001-五三街道").glob("*/summary.html"))
-    assert community.read_text("utf-8").count("<svg") == 3
+    assert community.read_text("utf-8").count("<svg") == 2
 
 
 def test_open_flags_age_from_the_first_run_that_raised_them(report_run, district_dir):

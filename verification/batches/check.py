@@ -333,14 +333,15 @@ def write_batch_reports(settings: Settings, batch_id: int, run_id: int) -> Path:
     """The run's reports (per street and community, with a 核对报告 per applicant household),
     plus the batch report: one row per household (result, reasons) and the evidence, as CSV and
     XLSX, and ``batch.json`` with the provenance and where every 核对报告 is."""
-    from verification.reports import evidence_table, flag_table, write_run_reports
     from verification.reports.flag_reports import SheetContext, write_tables
+    from verification.reports.run_reports import report_tables, write_run_reports
 
-    run_reports = write_run_reports(settings, run_id)
+    tables = report_tables(settings, run_id)  # read once for the run's reports and the batch's
+    run_reports = write_run_reports(settings, run_id, tables)
     batch = _batch(settings, batch_id)
     out = batch_dir(settings, batch.batch_code) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    table = flag_table(settings, run_id).sort_values("household_code", kind="stable")
+    table = tables.flags.sort_values("household_code", kind="stable")
     with session_scope(settings.database_url) as session:
         run = session.get(Run, run_id)
         meta = {"batch": batch.batch_code, "file": batch.file_name, "sha256": batch.file_sha256,
@@ -356,7 +357,8 @@ def write_batch_reports(settings: Settings, batch_id: int, run_id: int) -> Path:
         ("批次 / batch", f"{batch.batch_code}（{batch.file_name}）"),
         ("提交人 / submitted by", batch.requester), ("备注 / notes", batch.notes),
         ("核对基准日 / as of", meta["as_of"]), ("政策版本 / policy", meta["policy_version"])])
-    write_tables(table, evidence_table(settings, run_id), out / "batch-report", context)
+    # the centre's one workbook of the batch: every household's flag and evidence
+    write_tables(table, tables.evidence, out / "batch-report", context)
     (out / "batch.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), "utf-8")
     tasklog.reports_written(run_id, sum(1 for p in out.rglob("*") if p.is_file()), str(out))
     record_stage(settings, batch_id, "reported", status="done", reports=str(out))

@@ -70,26 +70,52 @@ def _label(kind: str) -> str:
     return codes.label("flags", kind)
 
 
+# Axes positions found by constrained layout, per chart shape (see ``_figure``); bounded, since a
+# worker lives on from run to run.
+_LAYOUTS: dict[tuple, list] = {}
+_LAYOUTS_KEPT = 256
+
+
 def _svg(fig: Figure) -> str:
     """The figure as an inline ``<svg>`` element (no XML prolog), then closed."""
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg")  # layout is constrained: no second "tight" pass
+    shape = getattr(fig, "hedui_shape", None)
+    if shape is not None and shape not in _LAYOUTS:
+        if len(_LAYOUTS) >= _LAYOUTS_KEPT:
+            _LAYOUTS.clear()
+        _LAYOUTS[shape] = [ax.get_position() for ax in fig.axes]
     plt.close(fig)
     text = buffer.getvalue()
     return text[text.index("<svg"):]
 
 
-def _figure(width: float, height: float) -> tuple[Figure, plt.Axes]:
+def _figure(width: float, height: float, shape: tuple | None = None) -> tuple[Figure, plt.Axes]:
+    """A figure with one axes. ``shape``: everything the layout depends on (the text around
+    the plot: categories, legend entries, digits of the largest value). The first figure of a
+    shape is laid out by constrained layout (about half of a chart's cost); later ones of the
+    same shape take its axes position and skip that pass."""
+    known = _LAYOUTS.get((width, height, shape)) if shape is not None else None
     with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(width, height), dpi=100, layout="constrained")
+        fig, ax = plt.subplots(figsize=(width, height), dpi=100,
+                               layout=None if known else "constrained")
+    if known:
+        ax.set_position(known[0])
+    elif shape is not None:
+        fig.hedui_shape = (width, height, shape)
     return fig, ax
+
+
+def _digits(value: float) -> int:
+    """How wide the largest tick label is: part of a chart's shape."""
+    return len(str(int(value)))
 
 
 def flags_by_kind(kinds: pd.Series) -> str:
     """Horizontal bars: how many flags of each kind (kinds in the fixed order)."""
     counts = kinds.value_counts().reindex(KIND_ORDER, fill_value=0)
     with plt.rc_context(_STYLE):
-        fig, ax = _figure(HALF, 2.8)
+        fig, ax = _figure(HALF, 2.8, ("kind", _digits(counts.max())))
         bars = ax.barh([_label(k) for k in counts.index][::-1], counts.to_numpy()[::-1],
                        color=[KIND_COLOURS[k] for k in counts.index][::-1])
         ax.bar_label(bars, padding=3, fontsize=8)
@@ -104,7 +130,9 @@ def flags_by_area(table: pd.DataFrame, area: str, title: str) -> str:
     pivot = pd.crosstab(table[area], table["kind"]).reindex(columns=KIND_ORDER, fill_value=0)
     pivot = pivot.iloc[::-1]
     with plt.rc_context(_STYLE):
-        fig, ax = _figure(WIDE, 0.32 * len(pivot) + 1.2)
+        shape = ("area", tuple(pivot.index), tuple(pivot.columns[pivot.any()]),
+                 _digits(pivot.sum(axis=1).max() if len(pivot) else 0))
+        fig, ax = _figure(WIDE, 0.32 * len(pivot) + 1.2, shape)
         left = pd.Series(0, index=pivot.index)
         for kind in KIND_ORDER:
             if pivot[kind].any():
@@ -122,9 +150,10 @@ def trend(history: pd.DataFrame) -> str:
     """Lines per flag kind that needs action, one point per run (``run_label``, ``kind``, ``n``)."""
     pivot = history.pivot_table(index="run_label", columns="kind", values="n", aggfunc="sum",
                                 fill_value=0, sort=False)
+    drawn = [k for k in KIND_ORDER if k in pivot.columns and k != "KEEP"]
+    top = pivot[drawn].to_numpy().max() if drawn and len(pivot) else 0
     with plt.rc_context(_STYLE):
-        fig, ax = _figure(WIDE, 2.6)
-        drawn = [k for k in KIND_ORDER if k in pivot.columns and k != "KEEP"]
+        fig, ax = _figure(WIDE, 2.6, ("trend", tuple(pivot.index), tuple(drawn), _digits(top)))
         for kind in drawn:
             ax.plot(pivot.index, pivot[kind], marker="o", color=KIND_COLOURS[kind],
                     label=_label(kind))
@@ -146,7 +175,7 @@ def ageing(days_open: pd.Series, overdue: pd.Series) -> str:
     late = bucket[overdue.to_numpy()].value_counts().reindex(labels, fill_value=0)
     on_time = bucket[~overdue.to_numpy()].value_counts().reindex(labels, fill_value=0)
     with plt.rc_context(_STYLE):
-        fig, ax = _figure(HALF, 2.8)
+        fig, ax = _figure(HALF, 2.8, ("ageing", _digits((on_time + late).max() * 1.2)))
         ax.bar(labels, on_time, color="#5d6d7e", label="未逾期 / not yet due")
         bars = ax.bar(labels, late, bottom=on_time, color="#c0392b", label="已逾期 / overdue")
         ax.bar_label(bars, labels=[str(int(n)) if n else "" for n in on_time + late],

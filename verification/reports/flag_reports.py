@@ -8,9 +8,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import xlsxwriter
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
@@ -180,46 +183,144 @@ def evidence_table(settings: Settings, run_id: int) -> pd.DataFrame:
     rows = (flags.merge(cited, on="flag_id")
             .sort_values(["household_code", "source_kind", "record_ref"], kind="stable")
             .drop(columns="flag_id").reset_index(drop=True))
-    rows["flag"] = rows["kind"].map(lambda k: codes.label("flags", k))
-    rows["source"] = rows["source_kind"].map(lambda k: codes.label("feed_kinds", k))
-    rows["item"] = rows["item"].map(lambda i: codes.label("items", i))
-    rows["match_grade"] = rows["match_grade"].map(MATCH_GRADES)
+    # labels looked up once per distinct value: a run cites millions of records
+    rows["flag"] = labelled(rows["kind"], "flags")
+    rows["source"] = labelled(rows["source_kind"], "feed_kinds")
+    rows["item"] = labelled(rows["item"], "items")
+    rows["match_grade"] = rows["match_grade"].astype(object).map(MATCH_GRADES)
     for col in ("period_start", "period_end"):
         rows[col] = rows[col].astype("string").fillna("")
     return rows
 
 
+def labelled(values: pd.Series, table: str) -> pd.Series:
+    """codes.yaml labels of ``values`` (codes, or a categorical of codes), one lookup per
+    distinct value."""
+    values = values.astype(object)
+    return values.map({v: codes.label(table, v) for v in values.dropna().unique()})
+
+
 def neutralised(frame: pd.DataFrame) -> pd.DataFrame:
-    """``safe_cell`` on every text cell of ``frame``, by column (a report has millions)."""
+    """``safe_cell`` on every text cell of ``frame``, by column (a report has millions), the
+    first characters compared in Arrow."""
     out = {}
     for name, column in frame.items():
         if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
-            risky = column.str.startswith(_FORMULA_START).fillna(False).to_numpy(dtype=bool)
+            risky = _formula_like(column)
             if risky.any():
                 column = column.where(~risky, "'" + column.astype(str))
         out[name] = column
     return pd.DataFrame(out, index=frame.index)
 
 
-# xlsxwriter: text stays text (no formula, link or number read into it), rows streamed
+def _formula_like(column: pd.Series) -> np.ndarray:
+    """Which cells of a text column start as a formula would (``_FORMULA_START``)."""
+    try:
+        text = pa.array(column.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: the slower, general way
+        return column.str.startswith(_FORMULA_START).eq(True).to_numpy(dtype=bool)
+    first = pc.utf8_slice_codeunits(text, 0, 1)
+    found = pc.is_in(first, value_set=pa.array(list(_FORMULA_START), pa.string()))
+    return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
+
+
+# xlsxwriter: text stays text (no formula, link or number read into it), rows streamed to disk
 _WORKBOOK_OPTIONS = {"constant_memory": True, "strings_to_formulas": False,
                      "strings_to_urls": False, "strings_to_numbers": False}
-_HEADER = {"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79", "align": "center",
-           "valign": "vcenter", "text_wrap": True}
+_FORMATS = {"header": {"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79",
+                       "align": "center", "valign": "vcenter", "text_wrap": True},
+            "title": {"bold": True, "font_size": 14}}
+EXCEL_MAX_ROWS = 1_048_576  # rows of a worksheet, header included; xlsxwriter refuses more
+EVIDENCE_WIDTHS = [14, 12, 22, 16, 14, 12, 12, 12, 10, 10]
+EVIDENCE_ROWS_PER_SHEET = EXCEL_MAX_ROWS - 1  # below the header row
+# what a workbook without an evidence sheet (a street's) says about where the evidence is
+EVIDENCE_ELSEWHERE = ("证据明细 / evidence",
+                      "见本街道各社区文件夹 flags.xlsx 的“证据”表及各户核对报告；"
+                      "in each community's flags.xlsx and the households' 核对报告")
 
 
-def write_tables(rows: pd.DataFrame, evidence: pd.DataFrame, stem: Path,
+def write_tables(rows: pd.DataFrame, evidence: pd.DataFrame | None, stem: Path,
                  context: SheetContext) -> None:
-    """``stem``.csv (the flag list) and ``stem``.xlsx (summary, flag list, evidence)."""
+    """``stem``.csv (the flag list) and ``stem``.xlsx (summary, flag list and, unless
+    ``evidence`` is None, the evidence: over as many sheets 证据, 证据(2), … as Excel's row
+    limit needs)."""
     report = neutralised(rows[list(HEADERS)].rename(columns=HEADERS))
     _csv_numbers(report).to_csv(stem.with_suffix(".csv"), index=False, encoding="utf-8-sig")
-    cited = neutralised(evidence[list(EVIDENCE_HEADERS)].rename(columns=EVIDENCE_HEADERS))
     with xlsxwriter.Workbook(str(stem.with_suffix(".xlsx")), _WORKBOOK_OPTIONS) as book:
-        header = book.add_format(_HEADER)
-        _summary_sheet(book, header, rows, context)
-        _table_sheet(book.add_worksheet("核对结论"), header, report, _WIDTHS)
-        _table_sheet(book.add_worksheet("证据"), header, cited,
-                     [14, 12, 22, 16, 14, 12, 12, 12, 10, 10])
+        formats = {name: book.add_format(spec) for name, spec in _FORMATS.items()}
+        _summary_sheet(book.add_worksheet("汇总"), formats, _summary_lines(rows, context))
+        _table_sheet(book.add_worksheet("核对结论"), formats["header"], report, _WIDTHS)
+        if evidence is None:
+            return
+        cited = neutralised(evidence[list(EVIDENCE_HEADERS)].rename(columns=EVIDENCE_HEADERS))
+        per_sheet = EVIDENCE_ROWS_PER_SHEET
+        for part, start in enumerate(range(0, max(len(cited), 1), per_sheet), start=1):
+            _table_sheet(book.add_worksheet("证据" if part == 1 else f"证据({part})"),
+                         formats["header"], cited.iloc[start:start + per_sheet],
+                         EVIDENCE_WIDTHS)
+
+
+def _summary_sheet(sheet, formats: dict, lines: list[tuple[str, list]]) -> None:  # noqa: ANN001
+    for column, width in enumerate((22, 60, 10, 10, 10)):
+        sheet.set_column(column, column, width)
+    for line, (style, cells) in enumerate(lines):
+        sheet.write_row(line, 0, _cells_of_line(cells), formats.get(style))
+
+
+def _table_sheet(sheet, header, table: pd.DataFrame,  # noqa: ANN001 (xlsxwriter's)
+                 widths: list[int]) -> None:
+    """A header row (frozen, with an autofilter) and the table's rows, each written whole by
+    ``write_row`` from columns converted to Python values once."""
+    for i in range(len(table.columns)):
+        sheet.set_column(i, i, widths[i] if i < len(widths) else 14)
+    sheet.freeze_panes(1, 0)
+    sheet.autofilter(0, 0, len(table), max(len(table.columns) - 1, 0))
+    sheet.write_row(0, 0, list(table.columns), header)
+    write_row = sheet.write_row
+    columns = [_cells_of_column(table.iloc[:, i]) for i in range(table.shape[1])]
+    for line, record in enumerate(zip(*columns, strict=True), start=1):
+        write_row(line, 0, record)
+
+
+def _cells_of_column(column: pd.Series) -> list:
+    """A column's cells as Python values for ``write_row``: numbers as int/float, text as str,
+    NaN, None and <NA> as None (no cell)."""
+    values = column.to_numpy(dtype=object)  # numpy numbers become Python int/float
+    missing = column.isna().to_numpy()
+    if missing.any():
+        values[missing] = None
+    if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+        for i in np.flatnonzero(_rich_like(values)):
+            values[i] = _as_rich_run(values[i])
+    return values.tolist()
+
+
+def _cells_of_line(cells: list) -> list:
+    """A summary line's cells: as ``_cells_of_column`` does, cell by cell."""
+    return [_as_rich_run(c) if isinstance(c, str) and _looks_rich(c) else c for c in cells]
+
+
+def _rich_like(values: np.ndarray) -> np.ndarray:
+    """Which text cells xlsxwriter would write as raw XML (``_looks_rich``)."""
+    try:
+        text = pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: cell by cell
+        return np.array([isinstance(v, str) and _looks_rich(v) for v in values], dtype=bool)
+    found = pc.and_(pc.starts_with(text, "<r>"), pc.ends_with(text, "</r>"))
+    return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
+
+
+def _looks_rich(text: str) -> bool:
+    # In constant-memory mode xlsxwriter writes a string that starts with <r> and ends with
+    # </r> unescaped, as the runs of a rich string: data such as "<r>&</r>" would break the file.
+    return text.startswith("<r>") and text.endswith("</r>")
+
+
+def _as_rich_run(text: str) -> str:
+    """``text`` as one escaped rich-string run: xlsxwriter passes it through, Excel shows
+    ``text`` exactly."""
+    space = ' xml:space="preserve"' if text[:1].isspace() or text[-1:].isspace() else ""
+    return f"<r><t{space}>{xml_escape(text)}</t></r>"
 
 
 def _csv_numbers(report: pd.DataFrame) -> pd.DataFrame:
@@ -248,40 +349,21 @@ def _csv_number(value: object) -> object:
 
 def _write_pair(rows: pd.DataFrame, stem: Path) -> None:
     """The flag list alone (used by batch reports): CSV and a workbook without evidence."""
-    empty = pd.DataFrame(columns=list(EVIDENCE_HEADERS))
-    write_tables(rows, empty, stem, SheetContext(title=stem.name))
+    write_tables(rows, None, stem, SheetContext(title=stem.name))
 
 
-def _summary_sheet(book, header, rows: pd.DataFrame,  # noqa: ANN001 (xlsxwriter's)
-                   context: SheetContext) -> None:
-    sheet = book.add_worksheet("汇总")
-    for column, width in enumerate((22, 60, 10, 10, 10)):
-        sheet.set_column(column, column, width)
-    sheet.write_string(0, 0, safe_cell(context.title), book.add_format({"bold": True,
-                                                                       "font_size": 14}))
-    line = 1
-    for label, value in context.facts:
-        sheet.write_row(line, 0, [label, safe_cell(value)])
-        line += 1
-    line += 1  # a blank line
-    sheet.write_row(line, 0, ["核对结论", "处理建议", "户数", "其中待办", "其中逾期"], header)
+def _summary_lines(rows: pd.DataFrame, context: SheetContext) -> list[tuple[str, list]]:
+    """The summary sheet: title, facts, then counts per kind with open and overdue."""
+    lines: list[tuple[str, list]] = [("title", [safe_cell(context.title)])]
+    lines += [("plain", [label, safe_cell(value)]) for label, value in context.facts]
+    lines.append(("plain", []))  # a blank line
+    lines.append(("header", ["核对结论", "处理建议", "户数", "其中待办", "其中逾期"]))
+    kinds = rows["kind"].to_numpy()
+    waiting, overdue = rows["days_open"].notna().to_numpy(), rows["overdue"].to_numpy(bool)
     for kind in KIND_ORDER:
-        line += 1
-        of_kind = rows[rows["kind"] == kind]
-        sheet.write_row(line, 0, [codes.label("flags", kind), codes.flags()[kind]["action_zh"],
-                                  len(of_kind), int(of_kind["days_open"].notna().sum()),
-                                  int(of_kind["overdue"].sum())])
-    sheet.write_row(line + 1, 0, ["合计", "", len(rows), int(rows["days_open"].notna().sum()),
-                                  int(rows["overdue"].sum())])
-
-
-def _table_sheet(sheet, header, table: pd.DataFrame,  # noqa: ANN001 (xlsxwriter's)
-                 widths: list[int]) -> None:
-    for i in range(len(table.columns)):
-        sheet.set_column(i, i, widths[i] if i < len(widths) else 14)
-    sheet.freeze_panes(1, 0)
-    sheet.autofilter(0, 0, len(table), max(len(table.columns) - 1, 0))
-    sheet.write_row(0, 0, list(table.columns), header)
-    plain = table.astype(object).where(table.notna(), None)  # NaN, <NA> → an empty cell
-    for line, record in enumerate(plain.itertuples(index=False, name=None), start=1):
-        sheet.write_row(line, 0, record)
+        mine = kinds == kind
+        lines.append(("plain", [codes.label("flags", kind), codes.flags()[kind]["action_zh"],
+                                int(mine.sum()), int((mine & waiting).sum()),
+                                int((mine & overdue).sum())]))
+    lines.append(("plain", ["合计", "", len(rows), int(waiting.sum()), int(overdue.sum())]))
+    return lines

@@ -22,6 +22,7 @@ from verification.assessment.policy import Policy, load_parameters
 from verification.config import Settings
 from verification.localtime import local_today
 from verification.reports import charts
+from verification.reports.flag_reports import labelled
 from verification.reports.html import RunFacts, css, environment
 from verification.storage import session_scope
 from verification.storage.models import Assessment, Authorisation, Member
@@ -138,11 +139,6 @@ def _members(members: pd.DataFrame, as_of: dt.date) -> list[dict[str, Any]]:
             for m, a in zip(members.to_dict("records"), age, strict=True)]
 
 
-def _labels(values: pd.Series, table: str) -> pd.Series:
-    """codes.yaml labels of ``values``, looked up once per distinct value."""
-    return values.map({v: codes.label(table, v) for v in values.unique()})
-
-
 def _income(evidence: pd.DataFrame, names: dict, policy: Policy, first: pd.Period,
             last: pd.Period, window: int) -> dict[int, list[dict[str, Any]]]:
     """Per household, member, source and item: months with records in the window, their sum,
@@ -156,8 +152,8 @@ def _income(evidence: pd.DataFrame, names: dict, policy: Policy, first: pd.Perio
         months=("period_start", "nunique"), total=("amount", "sum")).reset_index()
     counted = set(policy.require("income.counted_items"))
     excluded = set(policy.require("income.excluded_items"))
-    grouped = grouped.assign(source=_labels(grouped["source_kind"], "feed_kinds"),
-                             label=_labels(grouped["item"], "items"))
+    grouped = grouped.assign(source=labelled(grouped["source_kind"], "feed_kinds"),
+                             label=labelled(grouped["item"], "items"))
     return _by_household(grouped["household_id"], [
         {"member": names.get(r["person_token"], "—"), "source": r["source"],
          "item": r["label"], "months": int(r["months"]),
@@ -176,7 +172,7 @@ def _assets(evidence: pd.DataFrame, names: dict, policy: Policy,
     held = evidence[evidence["item"].isin(list(classes))
                     & (evidence["period_start"] <= pd.Timestamp(as_of))]
     held = held.sort_values(["household_id", "item", "record_ref"], kind="stable")
-    held = held.assign(label=_labels(held["item"], "items"))
+    held = held.assign(label=labelled(held["item"], "items"))
     exempt = set(policy.value("vehicles.exempt_items") or ())
     kinds = {"asset": "金融资产", "property": "房产", "vehicle": "车辆", "business": "市场主体",
              "payroll": "财政供养"}

@@ -123,16 +123,22 @@ def _kinds() -> list[dict[str, str]]:
 
 
 def _cards(table: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{"label": codes.label("flags", kind), "n": int((table["kind"] == kind).sum()),
+    """A card per kind: count, action, overdue, and a bar of the count against the largest
+    kind's (the cards are the flags-by-kind chart: a drawn one said the same again)."""
+    counts = table["kind"].value_counts()
+    overdue = table.loc[table["overdue"].astype(bool), "kind"].value_counts()
+    most = max(int(counts.max()) if len(counts) else 0, 1)
+    return [{"label": codes.label("flags", kind), "n": int(counts.get(kind, 0)),
              "action": codes.flags()[kind]["action_zh"], "colour": charts.KIND_COLOURS[kind],
-             "overdue": int(table.loc[table["kind"] == kind, "overdue"].sum())}
+             "overdue": int(overdue.get(kind, 0)),
+             "share": round(100 * int(counts.get(kind, 0)) / most, 1)}
             for kind in charts.KIND_ORDER]
 
 
 def _charts(table: pd.DataFrame, history: pd.DataFrame, area: str | None) -> list[dict]:
-    drawn = [{"svg": charts.flags_by_kind(table["kind"]), "css": ""}]
+    """Ageing of open flags, flags by area (district and street pages), the trend."""
     waiting = table[table["days_open"].notna()]
-    drawn.append({"svg": charts.ageing(waiting["days_open"], waiting["overdue"]), "css": ""})
+    drawn = [{"svg": charts.ageing(waiting["days_open"], waiting["overdue"]), "css": ""}]
     if area:
         named = table.assign(name=table[f"{area}_code"].map(
             jurisdictions.street_name if area == "street" else jurisdictions.community_name))

@@ -4,18 +4,21 @@
       summary.html  summary.csv  run.json             district: counts only, no households
       fairness.json                                 the run's fairness audit (docs/fairness.md)
       <street>-<name>/
-        flags.xlsx  flags.csv  summary.html           the street's flags, evidence and charts
+        flags.xlsx  flags.csv  summary.html           the street's flags and charts
         <community>-<name>/
-          flags.xlsx  flags.csv  summary.html         the community's
+          flags.xlsx  flags.csv  summary.html         the community's flags, evidence, charts
           核对报告/<household>.html                    one verification report per applicant
 
-Writing replaces the run's folder, so a rerun leaves exactly one set.
+Writing replaces the run's folder, so a rerun leaves exactly one set. Each cited record is
+written once, in its community's workbook (the officers who act on the flags); a street's
+workbook lists the street's flags and says where their evidence is (docs/flags-and-reports.md).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +26,7 @@ import pandas as pd
 from verification import jurisdictions, tasklog
 from verification.config import Settings
 from verification.reports.flag_reports import (
+    EVIDENCE_ELSEWHERE,
     SheetContext,
     evidence_table,
     flag_table,
@@ -44,23 +48,41 @@ def community_folder(community_code: str) -> str:
     return f"{community_code}-{jurisdictions.community_name(community_code)}"
 
 
-def write_run_reports(settings: Settings, run_id: int) -> Path:
-    """Write every report of the run (layout above); returns the run's report folder."""
-    table = flag_table(settings, run_id)
-    evidence = evidence_table(settings, run_id)
-    facts = run_facts(settings, run_id)
+@dataclass(frozen=True)
+class ReportTables:
+    """What every report of a run is drawn from, read once: ``flag_table`` and
+    ``evidence_table``."""
+
+    flags: pd.DataFrame
+    evidence: pd.DataFrame
+
+
+def report_tables(settings: Settings, run_id: int) -> ReportTables:
+    return ReportTables(flag_table(settings, run_id), evidence_table(settings, run_id))
+
+
+def write_run_reports(settings: Settings, run_id: int,
+                      tables: ReportTables | None = None) -> Path:
+    """Write every report of the run (layout above); returns the run's report folder.
+    ``tables``: the run's report tables when the caller has read them already (a batch)."""
+    tables = tables or report_tables(settings, run_id)
+    table, facts = tables.flags, run_facts(settings, run_id)
     out = settings.reports_dir / f"run-{run_id}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    # The evidence is written once, in the community workbooks: split it once, not per folder.
+    cited = dict(iter(tables.evidence.groupby("community_code", sort=False)))
+    none_cited = tables.evidence.iloc[:0]
     community_dirs: dict[str, Path] = {}
     for street_code, rows in table.groupby("street_code"):
         folder = out / street_folder(street_code)
-        _write_jurisdiction(folder, rows, evidence, facts, "street",
+        _write_jurisdiction(folder, rows, None, facts, "street",
                             jurisdictions.street_name(street_code))
         for community_code, part in rows.groupby("community_code"):
             community_dirs[community_code] = folder / community_folder(community_code)
-            _write_jurisdiction(community_dirs[community_code], part, evidence, facts,
-                                "community", jurisdictions.community_name(community_code))
+            _write_jurisdiction(community_dirs[community_code], part,
+                                cited.get(community_code, none_cited), facts, "community",
+                                jurisdictions.community_name(community_code))
     write_household_reports(settings, run_id, table, facts, community_dirs)
     _write_district(out, table, facts, _fairness(settings, run_id))
     with session_scope(settings.database_url) as session:
@@ -69,17 +91,19 @@ def write_run_reports(settings: Settings, run_id: int) -> Path:
     return out
 
 
-def _write_jurisdiction(folder: Path, rows: pd.DataFrame, evidence: pd.DataFrame,
+def _write_jurisdiction(folder: Path, rows: pd.DataFrame, evidence: pd.DataFrame | None,
                         facts: RunFacts, level: str, name: str) -> None:
+    """A street's or community's workbook, CSV and summary; ``evidence`` None: the workbook
+    says where the evidence is instead of repeating it (a street's)."""
     folder.mkdir(parents=True, exist_ok=True)
-    mine = evidence[evidence["household_code"].isin(rows["household_code"])]
     context = SheetContext(title=f"{name} 核对结论（{facts.run['as_of']}）", facts=[
         ("辖区 / jurisdiction", name), ("核对基准日 / as of", facts.run["as_of"]),
         ("运行 / run", f"{facts.run['run_key']}（#{facts.run['id']}）"),
         ("政策版本 / policy version", facts.run["policy_version"]),
         ("数据来源 / sources", "；".join(
-            f"{f['label']} {f['period']} #{f['feed_id']}" for f in facts.feeds))])
-    write_tables(rows, mine, folder / "flags", context)
+            f"{f['label']} {f['period']} #{f['feed_id']}" for f in facts.feeds))]
+        + ([EVIDENCE_ELSEWHERE] if evidence is None else []))
+    write_tables(rows, evidence, folder / "flags", context)
     render_summary(folder / "summary.html", f"{name} · 核对结论汇总", rows, facts, level)
 
 
@@ -124,4 +148,4 @@ def folders_for(run_dir: Path, who: Principal) -> list[Path]:
     return [f for f in found if f.is_dir()]
 
 
-__all__ = ["folders_for", "write_run_reports"]
+__all__ = ["ReportTables", "folders_for", "report_tables", "write_run_reports"]

@@ -102,11 +102,9 @@ def main() -> int:
                "query_wait_s": args.query_wait, "total": total, "steps": steps,
                "load_average_after": os.getloadavg()[0]}
     print(json.dumps(figures, indent=1, ensure_ascii=False, default=str))
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    path = args.out / f"{stamp}-batch-h{args.households}.json"
-    path.write_text(json.dumps(figures, indent=1, ensure_ascii=False, default=str))
-    print(f"figures written to {path}")
+    from run import write_figures  # bench/run.py: the one way results are filed
+
+    print(f"figures written to {write_figures(args.out, f'batch-h{args.households}', figures)}")
     return 0 if figures["status"] == "done" else 1
 
 

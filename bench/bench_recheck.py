@@ -282,12 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     figures = bench_diff(args) if args.diff_rows else bench_recheck(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     name = f"diff{args.diff_rows}" if args.diff_rows else f"n{args.households}"
-    path = args.out / f"{stamp}-recheck-{name}.json"
-    path.write_text(json.dumps(figures, indent=2, default=str))
-    print(f"figures written to {path}")
+    print(f"figures written to {harness.write_figures(args.out, f'recheck-{name}', figures)}")
     return 0
 
 

@@ -26,7 +26,6 @@ Figures go to bench/results/<time>-reports-n<N>.json (``-xlsx-r<R>.json`` for ``
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import re
@@ -227,10 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 def _record(args: argparse.Namespace, suffix: str, figures: dict) -> int:
     """Print ``figures`` and write them to bench/results/<time>-reports-n<N><suffix>.json."""
     print(json.dumps(figures, indent=1, ensure_ascii=False))
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    path = args.out / f"{stamp}-reports-n{args.households}{suffix}.json"
-    path.write_text(json.dumps(figures, indent=1, ensure_ascii=False))
+    path = harness.write_figures(args.out, f"reports-n{args.households}{suffix}", figures)
     print(f"figures written to {path}")
     return 0
 

@@ -562,6 +562,15 @@ def print_stages(title: str, stages: dict[str, Stage]) -> None:
               f"{stage.processes:>7}")
 
 
+def write_figures(out: Path, name: str, figures: dict) -> Path:
+    """Write a benchmark's figures to ``out``/<UTC time>-<name>.json (the files the docs cite)."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    path = out / f"{stamp}-{name}.json"
+    path.write_text(json.dumps(figures, indent=2, ensure_ascii=False, default=str))
+    return path
+
+
 def machine() -> dict:
     return {"cpus": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(), "load_average": [round(x, 2) for x in
@@ -813,28 +822,18 @@ def main(argv: list[str] | None = None) -> int:
             comp = pool.submit(_components_task, None, str(folder),
                                staged_feeds(folder)).result()
         _print_components(comp, args.households)
-        args.out.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-        (args.out / f"{stamp}-reference-n{args.households}.json").write_text(
-            json.dumps({"machine": machine(), "components": comp}, indent=2, default=str))
+        write_figures(args.out, f"reference-n{args.households}",
+                      {"machine": machine(), "components": comp})
         return 0
     if args.writes:
-        figures = bench_writes(args.writes, args)
-        args.out.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-        (args.out / f"{stamp}-writes{args.writes}.json").write_text(
-            json.dumps(figures, indent=2, default=str))
+        write_figures(args.out, f"writes{args.writes}", bench_writes(args.writes, args))
         return 0
     sizes = [int(s) for s in args.series.split(",") if s] or [args.households]
     runs = {}
     for households in sizes:
         figures = bench_one(households, args)
         runs[households] = figures
-        args.out.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-        path = args.out / f"{stamp}-n{households}.json"
-        path.write_text(json.dumps(figures, indent=2, default=str))
-        print(f"figures written to {path}")
+        print(f"figures written to {write_figures(args.out, f'n{households}', figures)}")
     if len(sizes) > 1:
         import scaling
 

@@ -35,10 +35,16 @@ def with_derived(frame: pd.DataFrame, rules: tuple[tuple[str, ...], ...]) -> pd.
         part = pc.utf8_slice_codeunits(text, start, stop if stop is not None else 2**31 - 1)
         part = pc.if_else(pc.equal(part, ""), pa.scalar(None, pa.string()), part)
         cut[column] = pd.array(part.to_numpy(zero_copy_only=False), dtype=object)
-    if not cut:
+    return with_columns(frame, cut)
+
+
+def with_columns(frame: pd.DataFrame, columns: dict[str, object]) -> pd.DataFrame:
+    """``frame`` with ``columns`` added; the frame's own data are not copied (``assign`` copies
+    every column: a roster of millions of rows, once per call)."""
+    if not columns:
         return frame
-    out = frame.copy(deep=False)  # new columns only: the roster's data are not copied
-    for column, values in cut.items():
+    out = frame.copy(deep=False)
+    for column, values in columns.items():
         out[column] = values
     return out
 
@@ -51,10 +57,7 @@ def rule_keys(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...]):
     for column in rule:
         sides = [side[column] for side in (left, right) if len(side)]  # no empty side's dtype
         values = pd.concat(sides, ignore_index=True) if sides else left[column]
-        if pd.api.types.is_datetime64_any_dtype(values):
-            values = values.dt.strftime("%Y%m%d")
-        values = values.astype("string")
-        codes, uniques = pd.factorize(values.where(values.str.len() > 0))
+        codes, uniques = pd.factorize(_texts(values))
         missing |= codes < 0
         combined = combined * (len(uniques) + 1) + codes
         combined, _ = pd.factorize(combined)  # keep the mixed-radix key small
@@ -159,7 +162,7 @@ def rule_name(rule: tuple[str, ...]) -> str:
 
 
 def _texts(values: pd.Series) -> pd.Series:
-    """A column as comparable text, blank and missing alike missing (as ``rule_keys``)."""
+    """A column as comparable text, blank and missing alike missing."""
     if pd.api.types.is_datetime64_any_dtype(values):
         values = values.dt.strftime("%Y%m%d")
     text = values.astype("string")

@@ -26,6 +26,7 @@ from verification.matching._blocking import (
     pairs_per_rule,
     rows_agree,
     split_lists,
+    with_columns,
     with_derived,
 )
 from verification.matching._compare import NULL_LEVEL, RightValues, comparison_matrix
@@ -53,13 +54,7 @@ class LinkResult:
 
 def _ensure_columns(frame: pd.DataFrame, columns: set[str]) -> pd.DataFrame:
     """Absent comparison columns become all-missing: they then give no evidence either way."""
-    absent = [c for c in columns if c not in frame.columns]
-    if not absent:
-        return frame
-    out = frame.copy(deep=False)  # new columns only: the roster's data are not copied
-    for column in absent:
-        out[column] = pd.NA
-    return out
+    return with_columns(frame, {c: pd.NA for c in columns if c not in frame.columns})
 
 
 def _grades(probability: np.ndarray, settings: MatchSettings) -> np.ndarray:

@@ -17,8 +17,6 @@ import os
 import signal
 import sys
 
-import pandas as pd
-
 from connectors.http_pull import PartnerClient
 from verification import pipeline
 from verification.config import load_settings
@@ -35,16 +33,16 @@ def _arm(step: str) -> None:
     elif step == "after_register":
         intake.process_feed = lambda *a, **k: _die()
     elif step == "during_staging":
-        real = pd.DataFrame.to_parquet
+        real = intake.pq.write_table  # how intake writes the staged file
 
-        def half_written(self, path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        def half_written(table, path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
             if "staging" in str(path):
                 with open(path, "wb") as handle:
                     handle.write(b"PAR1-half-written")
                 _die()
-            return real(self, path, *args, **kwargs)
+            return real(table, path, *args, **kwargs)
 
-        pd.DataFrame.to_parquet = half_written
+        intake.pq.write_table = half_written
     elif step == "before_commit":
         real_record = intake._record_staged
 

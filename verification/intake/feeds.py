@@ -42,6 +42,7 @@ from schemas import Contract, contract_for
 from verification.config import IntakeLimits, Settings
 from verification.intake.digests import digests_path, write_person_digests
 from verification.intake.textcheck import (
+    arrow_strings,
     future_date_problems,
     invisible_character_problems,
     mixed_encoding_line,
@@ -437,15 +438,16 @@ def _oversize_problems(frame: pd.DataFrame, fields: list[str],
                        titles: dict[str, str]) -> pd.DataFrame:
     rows = []
     for name in fields:
-        values = frame[name].astype("string")
-        long = values.str.len().fillna(0).to_numpy() > MAX_FIELD_BYTES // 4  # ≤ 4 bytes a char
-        for line, value in zip(frame.loc[long, "_line"], values[long], strict=True):
-            size = len(value.encode("utf-8", "surrogatepass"))
-            if size > MAX_FIELD_BYTES:
-                rows.append({"line": int(line), "field": name, "reason": "FIELD_TOO_LONG",
-                             "message": f"{titles.get(name, name)} ({name}) is {size:,} bytes "
-                                        f"long, more than {MAX_FIELD_BYTES:,}; correct it and "
-                                        "submit again"})
+        data = arrow_strings(frame[name])
+        sizes = pc.fill_null(pc.binary_length(data), 0).to_numpy() if data is not None else (
+            np.array([len(v.encode("utf-8", "surrogatepass")) if isinstance(v, str) else 0
+                      for v in frame[name]], dtype=np.int64))  # UTF-8 bytes
+        for at in np.flatnonzero(sizes > MAX_FIELD_BYTES):
+            rows.append({"line": int(frame["_line"].iat[at]), "field": name,
+                         "reason": "FIELD_TOO_LONG",
+                         "message": f"{titles.get(name, name)} ({name}) is {int(sizes[at]):,} "
+                                    f"bytes long, more than {MAX_FIELD_BYTES:,}; correct it and "
+                                    "submit again"})
     return pd.DataFrame(rows, columns=["line", "field", "reason", "message"])
 
 
@@ -484,7 +486,7 @@ def _stage(settings: Settings, feed: Feed, contract: Contract, frame: pd.DataFra
     settings.staging_dir.mkdir(parents=True, exist_ok=True)
     path = settings.staging_dir / f"feed-{feed.id}.parquet"
     partial = path.with_name(path.name + ".partial")
-    staged.to_parquet(partial, index=False)
+    pq.write_table(_staged_table(staged), partial)
     partial.replace(path)
     counts = {**checked.counts, "identity_unresolved": checked.unresolved}
     return _Staged(path, checked.quarantine, counts)
@@ -534,6 +536,19 @@ def _staged_rows(settings: Settings, accepted: pd.DataFrame, id_field: str,
         keyed = name_keys(accepted["name"], TokenKey.from_settings(settings))
         staged = pd.concat([staged, keyed.astype("string")], axis=1)
     return staged
+
+
+def _staged_table(staged: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
+    """The staged rows as the Arrow table written to staging: text as ``string`` whether the
+    column was Arrow-backed (``large_string``) or not, so every staged file of a kind has one
+    schema."""
+    table = pa.Table.from_pandas(staged, preserve_index=False)
+    if schema is None:
+        schema = table.schema
+        for at, column in enumerate(schema):
+            if column.type == pa.large_string():
+                schema = schema.set(at, column.with_type(pa.string()))
+    return table.cast(schema)
 
 
 def _contact_keys(settings: Settings, accepted: pd.DataFrame, id_field: str) -> pd.DataFrame:
@@ -635,8 +650,7 @@ def _write_chunks(settings: Settings, contract: Contract, plain: Path, keys: lis
             _same_id_messages(checked, id_fields, first_messages)
             staged = _staged_rows(settings, checked.accepted, id_field,
                                   lambda ids: _cached_tokens(settings, ids, cache))
-            table = pa.Table.from_pandas(staged, preserve_index=False,
-                                         schema=writer.schema if writer else None)
+            table = _staged_table(staged, writer.schema if writer else None)
             writer = writer or pq.ParquetWriter(out, table.schema)
             writer.write_table(table)
             quarantines.append(checked.quarantine)

@@ -17,14 +17,33 @@ import datetime as dt
 import re
 import unicodedata
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas import Contract
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
                      r"\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ufffd]")
+# the same class for Arrow's RE2, which writes a code point \x{…} (no \u); built from _UNSAFE so
+# the two cannot drift apart
+_UNSAFE_RE2 = re.sub(r"\\[xu]([0-9a-f]{2,4})", lambda m: f"\\x{{{m.group(1)}}}", _UNSAFE.pattern)
 INVISIBLE_REASON = "INVISIBLE_CHARACTER"
+
+
+def arrow_strings(values: pd.Series) -> pa.Array | None:
+    """A column as an Arrow string array — without a copy when it is already Arrow-backed, as
+    the CSV reader gives it — or None when it holds anything but strings."""
+    try:
+        data = pa.array(values.array) if isinstance(values.dtype, pd.StringDtype) else pa.array(
+            values.to_numpy(dtype=object), pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return None
+    if isinstance(data, pa.ChunkedArray):
+        data = data.combine_chunks()
+    return data if data.type in (pa.string(), pa.large_string()) else None
 
 
 def _looks_utf8_chinese(line: bytes) -> bool:
@@ -115,14 +134,24 @@ def describe_mixed(found: tuple[int, int]) -> str:
 def invisible_character_problems(frame: pd.DataFrame, fields: list[str],
                                  titles: dict[str, str] | None = None) -> pd.DataFrame:
     """One row (line, field, reason, message) per cell holding a control or invisible
-    formatting character; ``frame`` holds strings and ``_line``."""
+    formatting character; ``frame`` holds strings and ``_line``. The cells are searched in
+    Arrow (RE2, the same class as ``_UNSAFE``); only the few hits are looked at in Python, for the
+    code point the message names."""
     rows = []
     for name in fields:
         if name not in frame:
             continue
-        values = frame[name].astype("string")
-        hits = values.str.contains(_UNSAFE, na=False)
-        for line, value in zip(frame.loc[hits, "_line"], values[hits], strict=True):
+        data = arrow_strings(frame[name])
+        if data is not None:
+            found = pc.fill_null(pc.match_substring_regex(data, _UNSAFE_RE2), False)
+            hits = np.flatnonzero(found.to_numpy(zero_copy_only=False))
+        else:  # not all strings (e.g. lone surrogates from a decoder): searched in Python
+            hits = np.flatnonzero([isinstance(v, str) and _UNSAFE.search(v) is not None
+                                   for v in frame[name]])
+        if not len(hits):
+            continue
+        lines = frame["_line"].to_numpy()[hits]
+        for line, value in zip(lines, frame[name].iloc[hits], strict=True):
             point = _UNSAFE.search(value).group()
             title = (titles or {}).get(name, name)
             rows.append({"line": int(line), "field": name, "reason": INVISIBLE_REASON,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,8 +26,12 @@ import pyarrow.compute as pc
 
 from schemas import Contract
 from verification.intake import identifiers
+from verification.intake.textcheck import arrow_strings
 
 QUARANTINE_COLUMNS = ["line", "field", "reason", "message"]
+# Text as validated: Arrow-backed, so strip, compare, length and take run in Arrow's kernels on
+# the buffers the CSV reader filled (no Python string per cell).
+TEXT = pd.StringDtype("pyarrow")
 
 _CHECK_REASONS = {
     "not_nullable": ("REQUIRED", "is required but empty"),
@@ -77,14 +82,11 @@ def _per_distinct(raw: pd.Series, parse: Callable[[pd.Series], Any]) -> Any:
     ``parse`` returns a Series or a tuple of Series aligned with its input."""
     if len(raw) < _DISTINCT_MIN_ROWS:
         return parse(raw)
-    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
-    if len(uniques) > _DISTINCT_SHARE * len(raw):
+    codes, distinct = _distinct(raw)
+    if len(distinct) - 1 > _DISTINCT_SHARE * len(raw):
         return parse(raw)
-    distinct = pd.Series([*np.asarray(uniques, dtype=object), None], dtype=object)
-    if isinstance(raw.dtype, pd.StringDtype):
-        distinct = distinct.astype(raw.dtype)
     parsed = parse(distinct)
-    positions = np.where(codes < 0, len(uniques), codes)
+    positions = np.where(codes < 0, len(distinct) - 1, codes)
 
     def spread(series: pd.Series) -> pd.Series:
         return series.iloc[positions].set_axis(raw.index)
@@ -92,21 +94,25 @@ def _per_distinct(raw: pd.Series, parse: Callable[[pd.Series], Any]) -> Any:
     return tuple(spread(p) for p in parsed) if isinstance(parsed, tuple) else spread(parsed)
 
 
-def _arrow_strings(raw: pd.Series) -> pyarrow.Array | None:
-    """The column as an Arrow string array, or None when it holds anything but strings."""
-    try:
-        data = pyarrow.array(raw.array) if isinstance(raw.dtype, pd.StringDtype) else pyarrow.array(
-            raw.to_numpy(dtype=object), pyarrow.string(), from_pandas=True)
-    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, TypeError):
-        return None
-    if isinstance(data, pyarrow.ChunkedArray):
-        data = data.combine_chunks()
-    return data if data.type in (pyarrow.string(), pyarrow.large_string()) else None
+def _distinct(raw: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """(codes, distinct values then one missing value): ``raw`` is ``distinct.iloc[codes]``, a
+    missing value coded -1. An Arrow-backed column is dictionary-encoded in Arrow."""
+    if raw.dtype == TEXT:
+        encoded = pc.dictionary_encode(arrow_strings(raw))
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        values = pyarrow.concat_arrays([encoded.dictionary.cast(pyarrow.large_string()),
+                                        pyarrow.nulls(1, pyarrow.large_string())])
+        return codes.astype(np.int64), pd.Series(pd.arrays.ArrowStringArray(values))
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    distinct = pd.Series([*np.asarray(uniques, dtype=object), None], dtype=object)
+    if isinstance(raw.dtype, pd.StringDtype):
+        distinct = distinct.astype(raw.dtype)
+    return codes, distinct
 
 
 def parse_number(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     """'1,234.50', '1234.5元', '￥1234', full-width digits → float; returns (values, bad mask)."""
-    data = _arrow_strings(raw) if len(raw) >= _DISTINCT_MIN_ROWS else None
+    data = arrow_strings(raw) if len(raw) >= _DISTINCT_MIN_ROWS else None
     if data is None:
         return _parse_number_text(raw)
     plain = pc.fill_null(pc.match_substring_regex(data, _PLAIN_DECIMAL), False).to_numpy(
@@ -165,12 +171,17 @@ def constraint_failures(values: pd.Series, constraints: dict[str, Any]
         failed.append(("isin", ~given.isin(constraints["enum"])))
     if "maximum" in constraints:
         failed.append(("less_than_or_equal_to", ~(given <= constraints["maximum"])))
-    text = given.astype(str) if {"maxLength", "pattern"} & constraints.keys() else given
+    text = given if isinstance(given.dtype, pd.StringDtype) or not (
+        {"maxLength", "pattern"} & constraints.keys()) else given.astype(str)
     if "maxLength" in constraints:
         failed.append(("str_length", ~(text.str.len() <= constraints["maxLength"])))
     if "pattern" in constraints:
-        failed.append(("str_matches",
-                       ~text.str.fullmatch(f"(?:{constraints['pattern']})").fillna(False)))
+        # Python's re, as the contract's patterns are written for it (its \d takes full-width
+        # digits, RE2's does not), once per distinct value
+        codes, distinct = pd.factorize(text)
+        pattern = re.compile(f"(?:{constraints['pattern']})")
+        matches = np.array([pattern.fullmatch(str(v)) is not None for v in distinct], dtype=bool)
+        failed.append(("str_matches", pd.Series(~matches[codes], index=given.index)))
     return sorted(failed, key=lambda item: item[0])
 
 
@@ -205,7 +216,7 @@ def _parse_fields(frame: pd.DataFrame,
             if spec.get("x-identifier") == "resident_id":
                 values = _resident_ids(values, lines, title, problems, name)
             if spec.get("x-identity") == "gender":
-                values, bad = parse_gender(values)
+                values, bad = _per_distinct(values, parse_gender)
                 problems.append(_problems(bad, lines, name, "BAD_GENDER",
                                           f"{title} 应为 男/女 (is not male/female)"))
         typed[name] = values
@@ -234,9 +245,20 @@ def identity_fields(contract: Contract) -> dict[str, str]:
     return {f["name"]: f["x-identity"] for f in contract.fields if "x-identity" in f}
 
 
+def as_text(values: pd.Series) -> pd.Series:
+    """``values`` as ``TEXT``; as Python-backed strings when Arrow cannot hold them (a lone
+    surrogate, which a JSON Lines feed can carry as an escape)."""
+    if values.dtype == TEXT:
+        return values
+    try:
+        return values.astype(TEXT)
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, UnicodeEncodeError):
+        return values.astype("string")
+
+
 def stripped_text(raw: pd.Series) -> pd.Series:
     """A text field as validated: surrounding whitespace removed, empty → missing."""
-    values = raw.astype("string").str.strip()
+    values = as_text(raw).str.strip()
     return values.where(values != "", pd.NA)
 
 

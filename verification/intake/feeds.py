@@ -55,8 +55,8 @@ from verification.intake.validate import (
     stripped_text,
     validate_frame,
 )
-from verification.matching import name_keys
 from verification.matching.address import contact_keys
+from verification.matching.names import name_key_text
 from verification.security import audit
 from verification.storage import session_scope
 from verification.storage.models import Feed, Partner, QuarantinedRow
@@ -518,7 +518,7 @@ def _over_quarantine_limit(settings: Settings, counts: dict[str, int],
 def _staged_rows(settings: Settings, accepted: pd.DataFrame, id_field: str,
                  tokens: Callable[[pd.Series], pd.Series]) -> pd.DataFrame:
     """Accepted rows as staged: the keyed token instead of the ID number (<NA>: identity
-    unresolved), keyed name forms (``name_keys`` under the token key: codes, not names) instead
+    unresolved), keyed name forms (``name_key_text`` under the token key: codes, not names) instead
     of the name, and ``birth_date``/``gender`` — the row's own when the partner sent them, else
     read off the ID (``birth_date_from_id``/``gender_from_id`` say which) — so the matcher can
     place a row without a usable ID and doubt a valid ID typed into someone else's record."""
@@ -533,8 +533,8 @@ def _staged_rows(settings: Settings, accepted: pd.DataFrame, id_field: str,
         staged["id_near"] = near_miss_tokens(TokenKey.from_settings(settings),
                                              staged.pop(NEAR_MISS_NUMBERS))
     if "name" in accepted:
-        keyed = name_keys(accepted["name"], TokenKey.from_settings(settings))
-        staged = pd.concat([staged, keyed.astype("string")], axis=1)
+        keyed = name_key_text(accepted["name"], TokenKey.from_settings(settings))
+        staged = pd.concat([staged, keyed], axis=1)
     return staged
 
 

@@ -461,10 +461,11 @@ def identity_hints(raw: pd.Series, canonical: pd.Series,
     characters 7–14 of an 18-character number are a real date (1880 to today), the gender from
     the 17th character when it is a digit. Anything else is missing: a hint is never guessed.
     """
-    text = identifiers.canonical_texts(raw).to_numpy(dtype=object)
     present = canonical.notna().to_numpy()
-    text[present] = canonical[present].astype(str).to_numpy()
-    text = pd.Series(text, index=raw.index, dtype="string")
+    text = canonical.astype(object).to_numpy(copy=True)
+    if not present.all():  # the raw text is folded only where there is no canonical ID
+        text[~present] = identifiers.canonical_texts(raw[~present]).to_numpy(dtype=object)
+    text = as_text(pd.Series(text, index=raw.index, dtype=object))
     legacy = text.str.fullmatch(r"\d{15}", na=False)
     text = text.where(~legacy, text.str[:6] + "19" + text.str[6:] + "?")
     full = text.str.len().eq(18).fillna(False)

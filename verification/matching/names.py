@@ -118,15 +118,48 @@ def _name_key(name: str, coder: _Coder) -> tuple[tuple[str, str], ...]:
     )
 
 
-def name_keys(names: pd.Series, key: TokenKey | bytes) -> pd.DataFrame:
-    """Keyed name columns for a column of names (each distinct name is keyed once)."""
+def _distinct_keys(names: pd.Series, key: TokenKey | bytes
+                   ) -> tuple[np.ndarray, dict[str, list[str | None]]]:
+    """(codes, keyed columns of the distinct names): row i's keys are entry ``codes[i]`` of each
+    column; a missing or blank name is coded to the last entry, None.
+
+    Each character is read and keyed once: a name's syllables are its characters' own readings
+    (``name_syllables``), so its keyed forms are its characters' codes joined."""
     codes, distinct = pd.factorize(names, use_na_sentinel=True)
     coder = _Coder(_secret(key))
-    keyed = [dict(_name_key(n, coder)) if str(n).strip() else {} for n in
-             (str(n) for n in distinct)]
-    codes = np.where(codes < 0, len(keyed), codes)  # missing names → the last, all-NaN row
-    columns = {}
-    for column in NAME_KEY_COLUMNS:  # blank names have no keys: NaN
-        values = np.array([*(k.get(column, np.nan) for k in keyed), np.nan], dtype=object)
-        columns[column] = values[codes]
-    return pd.DataFrame(columns, index=names.index)
+    normalised = [normalise_name(n) if n.strip() else None for n in (str(n) for n in distinct)]
+    chars = {c for n in normalised if n for c in n}
+    sound = {c: _syllable(c) for c in chars}
+    by_char = {"name_chars": {c: coder("char", [c]) for c in chars},
+               "name_sounds": {c: coder("sound", [sound[c]]) for c in chars},
+               "name_fuzzy": {c: coder("sound", [_fuzzy(sound[c])]) for c in chars}}
+    columns: dict[str, list[str | None]] = {
+        column: [None if n is None else "".join(map(table.__getitem__, n)) for n in normalised]
+        for column, table in by_char.items()}
+    sounds = by_char["name_sounds"]
+    columns["surname_sound"] = [None if n is None else sounds[n[0]] if n else ""
+                                for n in normalised]
+    for values in columns.values():
+        values.append(None)
+    return np.where(codes < 0, len(normalised), codes), columns
+
+
+def name_keys(names: pd.Series, key: TokenKey | bytes) -> pd.DataFrame:
+    """Keyed name columns for a column of names (each distinct name is keyed once); blank or
+    missing names have no keys (NaN)."""
+    codes, columns = _distinct_keys(names, key)
+    return pd.DataFrame({column: np.array([np.nan if v is None else v for v in values],
+                                          dtype=object)[codes]
+                         for column, values in columns.items()}, index=names.index)
+
+
+def name_key_text(names: pd.Series, key: TokenKey | bytes) -> pd.DataFrame:
+    """``name_keys`` as Arrow-backed text (<NA> for no key), taken in Arrow: what intake stages,
+    without a Python string per row."""
+    import pyarrow as pa
+
+    codes, columns = _distinct_keys(names, key)
+    at = pa.array(codes)
+    return pd.DataFrame({column: pd.arrays.ArrowStringArray(
+        pa.array(values, pa.large_string()).take(at)) for column, values in columns.items()},
+        index=names.index)

@@ -121,7 +121,7 @@ def parse_number(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     values[plain] = pc.cast(data.filter(pyarrow.array(plain)), pyarrow.float64()).to_numpy()
     bad = np.zeros(len(raw), dtype=bool)
     if not plain.all():
-        rest, rest_bad = _parse_number_text(raw[~plain])
+        rest, rest_bad = _per_distinct(raw[~plain], _parse_number_text)
         values[~plain], bad[~plain] = rest.to_numpy(), rest_bad.to_numpy()
     return pd.Series(values, index=raw.index), pd.Series(bad, index=raw.index)
 
@@ -202,8 +202,9 @@ def _parse_fields(frame: pd.DataFrame,
         name, ftype = spec["name"], spec.get("type", "string")
         raw = frame[name] if name in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
         title = f"{spec['title']} ({name})"
+        arrow = raw.dtype == TEXT  # strip and plain-number parsing run in Arrow on every row
         if ftype in ("number", "integer"):
-            values, bad = _per_distinct(raw, parse_number)
+            values, bad = parse_number(raw) if arrow else _per_distinct(raw, parse_number)
             if ftype == "integer":
                 bad |= values.notna() & (values % 1 != 0)
             problems.append(_problems(bad, lines, name, "BAD_NUMBER", f"{title} is not a number"))
@@ -212,7 +213,7 @@ def _parse_fields(frame: pd.DataFrame,
                 raw, functools.partial(parse_date, yearmonth=ftype == "yearmonth"))
             problems.append(_problems(bad, lines, name, "BAD_DATE", f"{title} is not a valid date"))
         else:
-            values = _per_distinct(raw, stripped_text)
+            values = stripped_text(raw) if arrow else _per_distinct(raw, stripped_text)
             if spec.get("x-identifier") == "resident_id":
                 values = _resident_ids(values, lines, title, problems, name)
             if spec.get("x-identity") == "gender":

@@ -115,6 +115,8 @@ def test_errors_say_what_is_wrong_in_chinese_and_english(report_run, monkeypatch
         hr.flag_of_household(settings, run_id, "HB-NO-SUCH")
     with pytest.raises(hr.NotInRun, match="没有运行 999 / no run 999"):
         hr.flag_of_household(settings, 999, "HB-NO-SUCH")
+    with pytest.raises(hr.NotInRun, match="没有运行 999 / no run 999"):
+        hr.household_report(settings, 999, int(earlier["flag_id"].iloc[0]))
     code = earlier.index[0]
     assert hr.flag_of_household(settings, run_id, code) == int(
         _flags(settings, run_id).loc[code, "flag_id"])

@@ -6,9 +6,10 @@ that the report supports but does not replace the approval decision (审核确�
 Which households get one:
 - **in bulk, with the run's reports**: every applicant household and every flag that asks an
   officer to act (``codes.action_kinds()``: every kind with a due date; KEEP asks for none),
-  one file each in ``folders[community]/核对报告/``. The tables of all of them are computed at
-  once, as HTML table rows escaped and joined in Arrow and split by household, and each page is
-  one call of the one compiled template with those rows; no browser is started;
+  one file each in ``folders[community]/核对报告/``. A street at a time (its row groups of the
+  evidence), the tables of all its households are computed at once, as HTML table rows escaped
+  and joined in Arrow and split by household, and each page is one call of the one compiled
+  template with those rows; no browser is started;
 - **on demand, for any flag of the run** (``household_report``: the portal's flag page, `hedui
   reports household`): the same functions over the one household, so the page is the bulk one.
 
@@ -87,16 +88,20 @@ def write_household_reports(settings: Settings, run_id: int, table: pd.DataFrame
         log.warning("run %s: matched evidence purged, no 核对报告 written; rerun the review "
                     "to rebuild them", run_id)
         return []
-    evidence = _evidence(pq.read_table(path, columns=_EVIDENCE_COLUMNS),
-                         chosen["household_id"].to_numpy("int64"))
-    written, made = [], set()
-    for row, page in _pages(settings, run_id, chosen, facts, evidence, local_today()):
-        folder = folders[row["community_code"]] / REPORT_FOLDER
-        if folder not in made:
-            folder.mkdir(parents=True, exist_ok=True)
-            made.add(folder)
-        written.append(folder / f"{row['household_code']}.html")
-        written[-1].write_text(page, "utf-8")
+    source, today = pq.ParquetFile(path), local_today()
+    written: list[Path] = []
+    # a street at a time: its own row groups of the evidence, not a province's at once
+    for street, part in chosen.groupby("street_code", sort=False):
+        evidence = _evidence(_street_rows(source, str(street)),
+                             part["household_id"].to_numpy("int64"))
+        made = set()
+        for row, page in _pages(settings, run_id, part, facts, evidence, today):
+            folder = folders[row["community_code"]] / REPORT_FOLDER
+            if folder not in made:
+                folder.mkdir(parents=True, exist_ok=True)
+                made.add(folder)
+            written.append(folder / f"{row['household_code']}.html")
+            written[-1].write_text(page, "utf-8")
     return written
 
 
@@ -105,6 +110,8 @@ def household_report(settings: Settings, run_id: int, flag_id: int,
     """The 核对报告 of flag ``flag_id``'s household in run ``run_id``, as the bulk step writes it
     (``generated``: the date it says it was issued, today by default). Raises ``NotInRun`` or
     ``EvidencePurged``. Callers check who may read it (``flags.actions.authorise_flag``)."""
+    with session_scope(settings.database_url) as session:
+        _require_run(session, run_id)
     table = flag_table(settings, run_id, [flag_id])
     if table.empty:
         raise NotInRun(f"运行 {run_id} 中没有核对结论 #{flag_id} / flag {flag_id} is not in run "
@@ -114,9 +121,8 @@ def household_report(settings: Settings, run_id: int, flag_id: int,
         raise EvidencePurged(
             f"运行 {run_id} 的核对数据已按保留期限清理（housekeeping），无法生成核对报告；"
             f"请重新运行核对，或查阅当时写出的核对报告 / run {run_id}'s matched evidence was "
-            "purged by "
-            "housekeeping (retention run_workdirs), so no 核对报告 can be rendered; rerun the "
-            "review, or read the reports written with the run")
+            "purged by housekeeping (retention run_workdirs), so no 核对报告 can be rendered; "
+            "rerun the review, or read the reports written with the run")
     row = table.iloc[0]
     evidence = _evidence(_household_rows(path, str(row["street_code"]),
                                          int(row["household_id"])),
@@ -128,8 +134,7 @@ def household_report(settings: Settings, run_id: int, flag_id: int,
 def flag_of_household(settings: Settings, run_id: int, household_code: str) -> int:
     """The flag of household ``household_code`` in run ``run_id``; ``NotInRun`` if none."""
     with session_scope(settings.database_url) as session:
-        if session.get(Run, run_id) is None:
-            raise NotInRun(f"没有运行 {run_id} / no run {run_id}")
+        _require_run(session, run_id)
         found = session.scalar(select(Flag.id).join(Household, Household.id == Flag.household_id)
                                .where(Flag.run_id == run_id,
                                       Household.household_code == household_code))
@@ -139,13 +144,19 @@ def flag_of_household(settings: Settings, run_id: int, household_code: str) -> i
     return int(found)
 
 
+def _require_run(session, run_id: int) -> None:  # noqa: ANN001
+    if session.get(Run, run_id) is None:
+        raise NotInRun(f"没有运行 {run_id} / no run {run_id}")
+
+
 def _pages(settings: Settings, run_id: int, rows: pd.DataFrame, facts: RunFacts,
            evidence: pd.DataFrame, generated: dt.date) -> Iterator[tuple[dict, str]]:
-    """(row, page) for each of ``rows`` (flag_table rows), their tables computed at once."""
+    """(row, page) for each of ``rows`` (flag_table rows of one street), their tables
+    computed at once from ``evidence`` (theirs, ``_evidence``)."""
     ids = [int(i) for i in rows["household_id"]]
     as_of = dt.date.fromisoformat(facts.run["as_of"])
     policy = _run_policy(facts.run)
-    members, assessments = _load(settings, run_id, ids)
+    members, assessments = _load(settings, run_id, ids, str(rows["street_code"].iloc[0]))
     names = pd.Series(members["name_masked"].to_numpy(), index=members["person_token"])
     names = names[~names.index.duplicated(keep="last")]
     window = int(policy.require("income.look_back_months"))
@@ -185,9 +196,10 @@ def _run_policy(run: dict[str, Any]) -> Policy:
     return _POLICIES[key]
 
 
-def _load(settings: Settings, run_id: int,
-          ids: list[int]) -> tuple[pd.DataFrame, dict[int, dict[str, Any]]]:
-    """The members (with their authorisation references) and the assessments of ``ids``."""
+def _load(settings: Settings, run_id: int, ids: list[int],
+          street: str) -> tuple[pd.DataFrame, dict[int, dict[str, Any]]]:
+    """The members (with their authorisation references) and the assessments of ``ids``, all
+    households of ``street``."""
     members = select(Member.id, Member.household_id, Member.person_token, Member.name_masked,
                      Member.id_masked, Member.relation, Member.gender, Member.birth_date,
                      Member.exclusion).order_by(Member.household_id, Member.id)
@@ -200,9 +212,12 @@ def _load(settings: Settings, run_id: int,
     if len(ids) <= _LISTED:
         members, signed = (q.where(Member.household_id.in_(ids)) for q in (members, signed))
         assessed = assessed.where(Assessment.household_id.in_(ids))
-    else:  # most of a run: the run's own, by join (a list of ids would pass bind limits)
-        members, signed = (q.join(Flag, Flag.household_id == Member.household_id)
-                           .where(Flag.run_id == run_id) for q in (members, signed))
+    else:  # most of a street: the street's, by the run's flags (an id list passes bind limits)
+        members, signed, assessed = (
+            q.join(Flag, (Flag.household_id == key) & (Flag.run_id == run_id))
+            .where(Flag.street_code == street)
+            for q, key in ((members, Member.household_id), (signed, Member.household_id),
+                           (assessed, Assessment.household_id)))
     with session_scope(settings.database_url) as session:
         members = pd.DataFrame(session.execute(members).all(), columns=_MEMBER_COLUMNS)
         signed = pd.DataFrame(session.execute(signed).all(), columns=["member_id", "reference"])
@@ -224,16 +239,28 @@ def _evidence_path(settings: Settings, run_id: int) -> Path:
     return settings.runs_dir / f"run-{run_id}" / "evidence.parquet"
 
 
+def _street_groups(source: pq.ParquetFile, street: str) -> list[int]:
+    """The row groups of the run's matched evidence that hold ``street``'s households (all of
+    them in a file written without the street map)."""
+    from verification.pipeline import street_row_groups
+
+    groups = street_row_groups(source, street)
+    return list(range(source.num_row_groups)) if groups is None else groups
+
+
+def _street_rows(source: pq.ParquetFile, street: str) -> pa.Table:
+    groups = _street_groups(source, street)
+    return source.read_row_groups(groups, columns=_EVIDENCE_COLUMNS) if groups else (
+        source.schema_arrow.empty_table().select(_EVIDENCE_COLUMNS))
+
+
 def _household_rows(path: Path, street: str, household_id: int) -> pa.Table:
     """One household's rows of the run's matched evidence: the household column of its
     street's row groups is read first, the other columns only of the groups that hold it."""
-    from verification.pipeline import street_row_groups
-
     source = pq.ParquetFile(path)
-    groups = street_row_groups(source, street)
-    groups = range(source.num_row_groups) if groups is None else groups
-    holding = [g for g in groups if pc.any(pc.equal(source.read_row_group(
-        g, columns=["household_id"])["household_id"], household_id)).as_py()]
+    holding = [g for g in _street_groups(source, street) if pc.any(pc.equal(
+        source.read_row_group(g, columns=["household_id"])["household_id"], household_id)
+    ).as_py()]
     table = source.read_row_groups(holding, columns=_EVIDENCE_COLUMNS) if holding else (
         source.schema_arrow.empty_table().select(_EVIDENCE_COLUMNS))
     return table.filter(pc.equal(table["household_id"], household_id))

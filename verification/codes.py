@@ -25,6 +25,12 @@ def flags() -> dict[str, dict[str, Any]]:
     return vocabulary()["flags"]
 
 
+def action_kinds() -> list[str]:
+    """Flag kinds that ask an officer to act: those with a due date (codes.yaml ``due_days``;
+    KEEP, 无变化, has none)."""
+    return [kind for kind, meta in flags().items() if meta["due_days"] > 0]
+
+
 def reasons() -> dict[str, dict[str, Any]]:
     return vocabulary()["reasons"]
 

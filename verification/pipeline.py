@@ -544,22 +544,31 @@ def _street_evidence(path: Path, street: str, household_ids: pd.Index) -> pd.Dat
     """The evidence of one street's households from evidence.parquet: its own row groups when
     the file carries the street map, else (a file written otherwise) a filtered read."""
     source = pq.ParquetFile(path)
-    metadata = {**(source.schema_arrow.metadata or {}), **(source.metadata.metadata or {})}
-    ranges = json.loads(metadata.get(_STREET_RANGES, b"null"))
-    if ranges is None:
+    groups = street_row_groups(source, street)
+    if groups is None:
         frame = pd.read_parquet(path, filters=[("household_id", "in", household_ids.tolist())])
     else:
-        wanted = ranges.get(street, [])
-        wanted = [wanted] if wanted and isinstance(wanted[0], int) else wanted  # older files
-        groups, first = [], 0
-        for i in range(source.num_row_groups):
-            rows = source.metadata.row_group(i).num_rows
-            if any(first < end and first + rows > start for start, end in wanted):
-                groups.append(i)
-            first += rows
         frame = (source.read_row_groups(groups) if groups else
                  source.schema_arrow.empty_table()).to_pandas()
     return frame[frame["household_id"].isin(household_ids)]
+
+
+def street_row_groups(source: pq.ParquetFile, street: str) -> list[int] | None:
+    """The row groups of evidence.parquet that hold ``street``'s evidence, from the street map
+    in its metadata; None when the file has no map (then every row group may)."""
+    metadata = {**(source.schema_arrow.metadata or {}), **(source.metadata.metadata or {})}
+    ranges = json.loads(metadata.get(_STREET_RANGES, b"null"))
+    if ranges is None:
+        return None
+    wanted = ranges.get(street, [])
+    wanted = [wanted] if wanted and isinstance(wanted[0], int) else wanted  # older files
+    groups, first = [], 0
+    for i in range(source.num_row_groups):
+        rows = source.metadata.row_group(i).num_rows
+        if any(first < end and first + rows > start for start, end in wanted):
+            groups.append(i)
+        first += rows
+    return groups
 
 
 def sources_frame(versions: dict[str, dict]) -> pd.DataFrame:

@@ -115,6 +115,11 @@ def test_officer_cannot_open_or_resolve_a_flag_of_another_street(client_for, por
     assert said(response.text) == said(missing.text) and "不在您负责的辖区内" in said(missing.text)
     assert other["household_code"] not in response.text
     assert other["community_code"] not in response.text
+    report = client.get(f"/flags/{other['id']}/report")  # nor its 核对报告
+    assert report.status_code == client.get("/flags/999999999/report").status_code == 404
+    assert other["household_code"] not in report.text
+    assert client_for("admin").get(f"/flags/{other['id']}/report").status_code == 200
+    assert client_for("partner_hrss").get(f"/flags/{other['id']}/report").status_code == 403
     mine = next(f for f in flag_actions.list_flags(portal_settings, principal("officer_wusan")))
     token = _form_token(client.get(f"/flags/{mine['id']}").text)
     response = client.post(f"/flags/{other['id']}/resolve",
@@ -155,6 +160,35 @@ def test_officer_resolves_a_flag_override_needs_a_reason_and_it_is_audited(clien
     assert {"flag.viewed", "flag.acknowledged", "flag.resolved"} <= set(actions)
     done_list = client.get("/inbox?status=done").text
     assert f'data-flag="{flag["id"]}"' in done_list
+
+
+def test_flag_page_links_the_household_s_report_rendered_on_demand(client_for,
+                                                                     portal_settings):
+    client = client_for("officer_wusan")
+    mine = flag_actions.list_flags(portal_settings, principal("officer_wusan"))
+    keep = next(f for f in mine if f["kind"] == "KEEP")  # no bulk report: rendered now
+    page = client.get(f"/flags/{keep['id']}").text
+    link = re.search(r'href="([^"]+)"[^>]*data-testid="report-link"', page).group(1)
+    assert link.endswith(f"/flags/{keep['id']}/report")
+    report = client.get(f"/flags/{keep['id']}/report")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert "居民家庭经济状况核对报告" in report.text and keep["household_code"] in report.text
+    assert "继续保障" in report.text
+    assert not re.search(r"(?<![\d*])\d{17}[\dXx](?![\d*])", report.text)
+    with session_scope(portal_settings.database_url) as session:
+        actions = session.scalars(select(AuditEvent.action).where(
+            AuditEvent.subject == f"flag:{keep['id']}")).all()
+    assert "report.viewed" in actions
+
+
+def test_a_purged_run_s_report_says_so(client_for, portal_settings, monkeypatch, tmp_path):
+    from verification.reports import household_report
+
+    monkeypatch.setattr(household_report, "_evidence_path", lambda *_: tmp_path / "gone.parquet")
+    mine = flag_actions.list_flags(portal_settings, principal("officer_wusan"))[0]
+    response = client_for("officer_wusan").get(f"/flags/{mine['id']}/report")
+    assert response.status_code == 410
+    assert "已按保留期限清理" in response.text and "purged" in response.text
 
 
 def test_invalid_batch_shows_each_bad_row_in_chinese_and_stores_nothing(client_for,

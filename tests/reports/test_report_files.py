@@ -1,5 +1,6 @@
 """The reports of a run: layout, jurisdiction routing, workbooks that open in openpyxl, CSV that
-opens in Excel, printable HTML with charts, and a 核对报告 per applicant household."""
+opens in Excel, printable HTML with charts, and a 核对报告 per applicant household (and per flag
+that needs action: tests/reports/test_household_reports.py)."""
 
 import re
 
@@ -219,8 +220,8 @@ def test_a_verification_report_per_applicant_household(report_run):
     households = _households(report_run.settings, report_run.run_id)
     applicants = households[households["status"] == "applicant"]
     reports = {p.stem: p for p in report_run.out.rglob("核对报告/*.html")}
-    assert set(reports) == set(applicants.index)
-    page = next(iter(reports.values())).read_text("utf-8")
+    assert set(applicants.index) <= set(reports)  # and every flag that needs action: see
+    page = reports[applicants.index[0]].read_text("utf-8")  # tests/reports/test_household_reports
     for part in ("委托方", "家庭成员", "授权书编号", "SQ-210112-", "收入情况（按来源和成员）",
                  "财产情况（核对基准日）", "家庭人均月收入", "未反馈的数据来源", "核对结果",
                  "不替代审核确认决定"):

@@ -1,4 +1,5 @@
-"""`hedui reports`: the report folders a user may receive, PDFs of the summaries, e-mail."""
+"""`hedui reports`: the report folders a user may receive, one household's 核对报告 on demand,
+PDFs of the summaries, e-mail."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from verification.security.access import AccessDenied, principal
 from verification.storage import session_scope
 from verification.storage.models import Run
 
-app = typer.Typer(help="核对报告 / reports: folders, PDF, e-mail.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(help="核对报告 / reports: folders, one household's report, PDF, e-mail.",
+                  no_args_is_help=True, add_completion=False)
 RunId = Annotated[int, typer.Argument(help="运行编号 / run id")]
 
 
@@ -53,6 +54,31 @@ def pdf(run_id: RunId) -> None:
     except BrowserMissing as err:
         typer.echo(f"错误 / error: {err}", err=True)
         raise typer.Exit(1) from None
+
+
+@app.command("household")
+def household(run_id: RunId,
+              household_code: Annotated[str, typer.Argument(help="家庭编号 / household code")],
+              out: Annotated[Path, typer.Option("--out", help="写入路径 / file to write")],
+              user: Annotated[str, typer.Option(
+                  "--user", envvar="HEDUI_USER", help="登录名 / user (or HEDUI_USER)")]) -> None:
+    """One household's 核对报告 of a run, rendered now from the run's evidence (any household
+    of the run, not only those written with the reports), for a user whose jurisdiction holds
+    it."""
+    from verification.flags import actions as flag_actions
+    from verification.reports import household_report as reports
+
+    settings = load_settings()
+    try:
+        flag_id = reports.flag_of_household(settings, run_id, household_code)
+        flag_actions.authorise_flag(settings, principal(user), flag_id, "report.viewed")
+        page = reports.household_report(settings, run_id, flag_id)
+    except (AccessDenied, reports.ReportUnavailable) as err:
+        typer.echo(f"错误 / error: {err}", err=True)
+        raise typer.Exit(1) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, "utf-8")
+    typer.echo(str(out))
 
 
 @app.command("send")

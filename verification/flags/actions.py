@@ -109,6 +109,17 @@ def get_flag(settings: Settings, who: Principal, flag_id: int) -> dict[str, Any]
         return view
 
 
+def authorise_flag(settings: Settings, who: Principal, flag_id: int, action: str) -> int:
+    """The run of flag ``flag_id`` when ``who`` may read it (as ``get_flag`` decides: refused,
+    and the refusal audited, outside their jurisdiction; ``FlagActionError`` if there is no such
+    flag); ``action`` (e.g. ``report.viewed``) goes to the audit trail."""
+    who.require("flags.read")
+    with session_scope(settings.database_url) as session:
+        flag, _ = _load(session, who, flag_id)
+        audit.record(session, who.username, action, f"flag:{flag_id}")
+        return flag.run_id
+
+
 def acknowledge_flag(settings: Settings, who: Principal, flag_id: int) -> None:
     who.require("flags.resolve")
     with session_scope(settings.database_url) as session:

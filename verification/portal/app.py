@@ -269,6 +269,22 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings,
                       resolutions=flag_actions.RESOLUTIONS, today=clock().isoformat(),
                       evidence=views.evidence_groups(flag["evidence"]))
 
+    @app.get("/flags/{flag_id}/report", name="flag_report")
+    def flag_report(request: Request, flag_id: int, viewer: Viewer) -> HTMLResponse:
+        """The household's 核对报告 of this flag's run, rendered now (whatever the flag's kind);
+        the same jurisdiction check as the flag page."""
+        from verification.reports import household_report as reports
+
+        settings = settings_factory()
+        try:
+            run_id = flag_actions.authorise_flag(settings, viewer.principal, flag_id,
+                                                 "report.viewed")
+            return HTMLResponse(reports.household_report(settings, run_id, flag_id))
+        except (flag_actions.FlagActionError, reports.NotInRun):
+            return error_page(request, viewer, "error.not_found", 404)
+        except reports.EvidencePurged as err:
+            return error_page(request, viewer, "error.report_purged", 410, str(err))
+
     @app.post("/flags/{flag_id}/acknowledge", name="flag_acknowledge")
     def flag_acknowledge(request: Request, flag_id: int, viewer: Viewer,
                          form_token: Annotated[str, Form()] = "") -> Response:

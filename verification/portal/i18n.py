@@ -45,6 +45,9 @@ _TEXT: dict[str, tuple[str, str]] = {
                       "Your account has no role in hedui yet; ask an administrator."),
     "error.not_found": ("未找到该记录，或该记录不在您负责的辖区内。",
                         "No such record, or it is outside your jurisdiction."),
+    "error.report_purged": ("该运行的核对数据已按保留期限清理，无法生成核对报告。",
+                            "This run's matched evidence was purged (retention): no 核对报告 "
+                            "can be rendered."),
     "error.csrf": ("页面已过期，请刷新后重试。", "The page has expired: reload it and try again."),
     # dashboard
     "dash.heading": ("工作台", "Dashboard"),
@@ -236,6 +239,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "flag.match": ("匹配程度", "Match"),
     "flag.records": ("{n} 条记录", "{n} records"),
     "flag.reference": ("依据", "Reference"),
+    "flag.report": ("查看核对报告", "Verification report (核对报告)"),
     "flag.no_evidence": ("无外部证据（见原因）。", "No partner evidence (see the reasons)."),
     "flag.acknowledge": ("签收", "Acknowledge"),
     "flag.ack_help": ("收到后请先签收，表示已开始办理。",

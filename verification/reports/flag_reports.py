@@ -6,6 +6,7 @@ names, reasons in Chinese, evidence and due dates. Cells that a spreadsheet woul
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
@@ -69,50 +70,59 @@ class SheetContext:
     facts: list[tuple[str, str]] = field(default_factory=list)  # (label, value) lines
 
 
-def flag_table(settings: Settings, run_id: int) -> pd.DataFrame:
-    """One row per flag of the run, ready for a report (masked, labelled in Chinese), with the
-    flag's status, how many days it has been open (since a flag on the same evidence was first
-    raised) and whether it is overdue."""
+def flag_table(settings: Settings, run_id: int,
+               flag_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """One row per flag of the run (of ``flag_ids`` only, when given: the 核对报告 of one
+    household on demand), ready for a report (masked, labelled in Chinese), with the flag's
+    status, how many days it has been open (since a flag on the same evidence was first raised)
+    and whether it is overdue."""
+    chosen = None if flag_ids is None else [int(i) for i in flag_ids]
     with session_scope(settings.database_url) as session:
         as_of = session.get(Run, run_id).as_of
-        flags = pd.DataFrame(session.execute(
-            select(Flag.id.label("flag_id"), Flag.kind, Flag.due_date, Flag.street_code,
-                   Flag.community_code, Flag.status.label("flag_state"), Flag.resolution,
-                   Flag.household_id, Household.household_code, Household.status,
-                   Household.current_benefit, Assessment.household_size,
-                   Assessment.per_capita_income, Assessment.benefit, Assessment.details)
-            .join(Household, Household.id == Flag.household_id)
-            .join(Assessment, (Assessment.household_id == Flag.household_id)
-                  & (Assessment.run_id == Flag.run_id))
-            .where(Flag.run_id == run_id)).mappings().all())
-        heads = pd.DataFrame(session.execute(
-            select(Household.household_code, Member.name_masked, Member.id_masked)
-            .join(Member).where(Member.relation == "户主")).mappings().all(),
-            columns=["household_code", "name_masked", "id_masked"])
-        reasons = pd.DataFrame(session.execute(
-            select(FlagReason.flag_id, FlagReason.code, FlagReason.detail).join(Flag)
-            .where(Flag.run_id == run_id)).mappings().all(),
-            columns=["flag_id", "code", "detail"])
+        query = (select(Flag.id.label("flag_id"), Flag.kind, Flag.due_date, Flag.street_code,
+                        Flag.community_code, Flag.status.label("flag_state"), Flag.resolution,
+                        Flag.household_id, Household.household_code, Household.status,
+                        Household.current_benefit, Assessment.household_size,
+                        Assessment.per_capita_income, Assessment.benefit, Assessment.details)
+                 .join(Household, Household.id == Flag.household_id)
+                 .join(Assessment, (Assessment.household_id == Flag.household_id)
+                       & (Assessment.run_id == Flag.run_id))
+                 .where(Flag.run_id == run_id))
+        heads = (select(Household.household_code, Member.name_masked, Member.id_masked)
+                 .join(Member).where(Member.relation == "户主"))
+        reasons = (select(FlagReason.flag_id, FlagReason.code, FlagReason.detail).join(Flag)
+                   .where(Flag.run_id == run_id))
+        if chosen is not None:
+            query = query.where(Flag.id.in_(chosen))
+            heads = heads.join(Flag, Flag.household_id == Household.id).where(
+                Flag.id.in_(chosen))
+            reasons = reasons.where(Flag.id.in_(chosen))
+        flags = pd.DataFrame(session.execute(query).mappings().all())
+        heads = pd.DataFrame(session.execute(heads).mappings().all(),
+                             columns=["household_code", "name_masked", "id_masked"])
+        reasons = pd.DataFrame(session.execute(reasons).mappings().all(),
+                               columns=["flag_id", "code", "detail"])
         evidence = evidence_files.run_evidence(
-            session, settings.home, run_id,
+            session, settings.home, run_id, chosen,
             columns=["flag_id", "source_kind", "record_ref", "item", "period_end"])
-        first_seen = _first_seen(session, run_id)
+        first_seen = _first_seen(session, run_id, chosen)
     if flags.empty:
         return pd.DataFrame(columns=list(HEADERS) + EXTRA_COLUMNS)
     flags["first_seen"] = flags["flag_id"].map(first_seen)
     return _compose(flags, heads, reasons, evidence, as_of)
 
 
-def _first_seen(session, run_id: int) -> pd.Series:  # noqa: ANN001
+def _first_seen(session, run_id: int, flag_ids: list[int] | None) -> pd.Series:  # noqa: ANN001
     """flag id → as-of date of the first run that raised a flag on the same evidence."""
     now, earlier = aliased(Flag), aliased(Flag)
-    rows = session.execute(
-        select(now.id, func.min(Run.as_of))
-        .join(earlier, (earlier.household_id == now.household_id)
-              & (earlier.evidence_digest == now.evidence_digest))
-        .join(Run, Run.id == earlier.run_id)
-        .where(now.run_id == run_id).group_by(now.id)).all()
-    return pd.Series(dict(rows), dtype=object)
+    query = (select(now.id, func.min(Run.as_of))
+             .join(earlier, (earlier.household_id == now.household_id)
+                   & (earlier.evidence_digest == now.evidence_digest))
+             .join(Run, Run.id == earlier.run_id)
+             .where(now.run_id == run_id).group_by(now.id))
+    if flag_ids is not None:
+        query = query.where(now.id.in_(flag_ids))
+    return pd.Series(dict(session.execute(query).all()), dtype=object)
 
 
 def reason_text(code: str, detail: dict | None) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from sqlalchemy import func, select
 
 from verification import codes, jurisdictions
@@ -31,8 +32,10 @@ def environment() -> Environment:
 
 
 @cache
-def css() -> str:
-    return (TEMPLATES / "report_base.css").read_text("utf-8")
+def css() -> Markup:
+    """The reports' stylesheet, inserted as it is (escaped, its quoted font names would not
+    parse as CSS inside <style>)."""
+    return Markup((TEMPLATES / "report_base.css").read_text("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,17 @@ class RunFacts:
 
     run: dict[str, Any]
     feeds: list[dict[str, Any]]
-    history: pd.DataFrame  # run_id, run_label, kind, street_code, community_code, n
+    history: pd.DataFrame  # _HISTORY
     requester: str
 
 
-def run_facts(settings: Settings, run_id: int) -> RunFacts:
+_HISTORY = ["run_id", "as_of", "run_key", "kind", "street_code", "community_code", "n",
+            "run_label"]
+
+
+def run_facts(settings: Settings, run_id: int, history: bool = True) -> RunFacts:
+    """``history`` False: without the flag counts of earlier runs (a 核对报告 shows none, and at
+    a province's size they are a group-by over millions of flags)."""
     with session_scope(settings.database_url) as session:
         run = session.get(Run, run_id)
         partners = dict(session.execute(select(Partner.code, Partner.name_zh)).all())
@@ -53,9 +62,9 @@ def run_facts(settings: Settings, run_id: int) -> RunFacts:
                  "policy_version": run.policy_version, "kind": run.kind, "region": run.region}
         feeds = [_feed_row(kind, version, partners)
                  for kind, version in sorted(run.feed_versions.items())]
-        history = _history(session, run)
+        counts = _history(session, run) if history else pd.DataFrame(columns=_HISTORY)
         requester = _requester(session, run)
-    return RunFacts(facts, feeds, history, requester)
+    return RunFacts(facts, feeds, counts, requester)
 
 
 def _feed_row(kind: str, version: dict, partners: dict[str, str]) -> dict[str, Any]:
@@ -76,8 +85,7 @@ def _history(session, run: Run) -> pd.DataFrame:  # noqa: ANN001
                                                            & (Run.as_of <= run.as_of)))
         .group_by(Run.id, Run.as_of, Run.run_key, Flag.kind, Flag.street_code,
                   Flag.community_code)).all()
-    frame = pd.DataFrame(rows, columns=["run_id", "as_of", "run_key", "kind", "street_code",
-                                        "community_code", "n"])
+    frame = pd.DataFrame(rows, columns=_HISTORY[:-1])
     frame = frame.sort_values(["as_of", "run_id"], kind="stable")
     frame["run_label"] = frame["as_of"].astype(str) + "\n#" + frame["run_id"].astype(str)
     return frame

@@ -7,7 +7,8 @@
         flags.xlsx  flags.csv  summary.html           the street's flags and charts
         <community>-<name>/
           flags.xlsx  flags.csv  summary.html         the community's flags, evidence, charts
-          核对报告/<household>.html                    one verification report per applicant
+          核对报告/<household>.html                    a verification report per applicant and
+                                                      per flag that needs action
 
 Writing replaces the run's folder, so a rerun leaves exactly one set. Each cited record is
 written once, in its community's workbook (the officers who act on the flags); a street's

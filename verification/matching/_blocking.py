@@ -17,24 +17,24 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from verification.matching._codes import RightValues, arrow_text, split_lists
 from verification.matching.settings import DERIVED_COLUMNS, LIST_COLUMNS, LISTED_AGAINST
 
 
 def with_derived(frame: pd.DataFrame, rules: tuple[tuple[str, ...], ...]) -> pd.DataFrame:
     """The frame with every ``DERIVED_COLUMNS`` column the rules name and it lacks, cut in
-    Arrow from its source column (missing where the source is)."""
+    Arrow from its source column (missing where the source is) and kept Arrow-backed (a
+    roster's millions of values never become Python strings)."""
     wanted = {c for rule in rules for c in rule if c in DERIVED_COLUMNS and c not in frame}
     cut = {}
     for column in sorted(wanted):
         source, start, stop = DERIVED_COLUMNS[column]
         if source not in frame.columns:
             continue
-        values = frame[source]
-        text = pa.array(values.astype(object).where(values.notna(), None).to_numpy(dtype=object),
-                        pa.string(), from_pandas=True)
+        text = arrow_text(frame[source])
         part = pc.utf8_slice_codeunits(text, start, stop if stop is not None else 2**31 - 1)
         part = pc.if_else(pc.equal(part, ""), pa.scalar(None, pa.string()), part)
-        cut[column] = pd.array(part.to_numpy(zero_copy_only=False), dtype=object)
+        cut[column] = pd.array(part, dtype="string[pyarrow]")
     return with_columns(frame, cut)
 
 
@@ -55,11 +55,11 @@ def rule_keys(left: pd.DataFrame, right: pd.DataFrame, rule: tuple[str, ...]):
     combined = np.zeros(n_left + len(right), dtype=np.int64)
     missing = np.zeros(n_left + len(right), dtype=bool)
     for column in rule:
-        sides = [side[column] for side in (left, right) if len(side)]  # no empty side's dtype
-        values = pd.concat(sides, ignore_index=True) if sides else left[column]
-        codes, uniques = pd.factorize(_texts(values))
+        encoded = pc.dictionary_encode(pa.concat_arrays([arrow_text(left[column]),
+                                                         arrow_text(right[column])]))
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         missing |= codes < 0
-        combined = combined * (len(uniques) + 1) + codes
+        combined = combined * (len(encoded.dictionary) + 1) + codes
         combined, _ = pd.factorize(combined)  # keep the mixed-radix key small
     combined = np.where(missing, -1, combined)
     return combined[:n_left], combined[n_left:]
@@ -78,17 +78,6 @@ def _limit(max_block: BlockBound, rule: tuple[str, ...]) -> int | None:
 def _list_column(rule: tuple[str, ...]) -> str | None:
     listed = [c for c in rule if c in LIST_COLUMNS]
     return listed[0] if listed else None
-
-
-def split_lists(column: pd.Series) -> tuple[np.ndarray, pa.Array]:
-    """The values of a space-separated list column, split in Arrow: each value's row position
-    and the values (missing and blank rows give none)."""
-    text = column.astype(object).where(column.notna(), None).to_numpy(dtype=object)
-    data = pa.array(text, pa.string(), from_pandas=True)
-    data = pc.if_else(pc.equal(data, ""), pa.scalar(None, pa.string()), data)
-    lists = pc.split_pattern(data, " ")
-    positions = pc.list_parent_indices(lists).to_numpy().astype(np.int64)
-    return positions, pc.list_flatten(lists)
 
 
 def _exploded_rows(frame: pd.DataFrame, rule: tuple[str, ...],
@@ -161,75 +150,34 @@ def rule_name(rule: tuple[str, ...]) -> str:
     return " & ".join(rule)
 
 
-def _texts(values: pd.Series) -> pd.Series:
-    """A column as comparable text, blank and missing alike missing."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        values = values.dt.strftime("%Y%m%d")
-    text = values.astype("string")
-    return text.where(text.str.len() > 0)
+def _codes_of(values: np.ndarray) -> tuple[np.ndarray, pd.Index]:
+    """int64 tokens (-1: none) coded, kept exact (no floats)."""
+    codes = np.full(len(values), -1, dtype=np.int64)
+    valid = values != -1
+    codes[valid], uniques = pd.factorize(values[valid])
+    return codes, pd.Index(uniques)
 
 
-def _rule_rows(frame: pd.DataFrame, rule: tuple[str, ...], side: str
-               ) -> tuple[np.ndarray, list[pd.Series | np.ndarray]]:
-    """One side's rows under a rule: each row's position in ``frame`` and its value per rule
-    column — one row per listed value for a list column (``LIST_COLUMNS`` on both sides;
-    ``LISTED_AGAINST`` on the left, matched against the right's own column)."""
-    if len(rule) == 1 and rule[0] in LISTED_AGAINST:
-        if side == "left":
-            owner, values = exploded(frame[rule[0]])
-            return owner, [values]
-        against = pd.to_numeric(frame[LISTED_AGAINST[rule[0]]], errors="coerce")
-        return np.arange(len(frame)), [against.astype("Int64").to_numpy(np.int64, na_value=-1)]
-    column = _list_column(rule)
-    if column is None:
-        return np.arange(len(frame)), [_texts(frame[c]) for c in rule]
-    positions, listed = split_lists(frame[column])
-    values = [pd.Series(listed.to_numpy(zero_copy_only=False), dtype="string") if c == column
-              else _texts(frame[c]).iloc[positions].reset_index(drop=True) for c in rule]
-    return positions, values
-
-
-def _codes_of(values: pd.Series | np.ndarray) -> tuple[np.ndarray, pd.Index]:
-    if isinstance(values, np.ndarray):  # int64 tokens (-1: none), kept exact (no floats)
-        codes = np.full(len(values), -1, dtype=np.int64)
-        valid = values != -1
-        codes[valid], uniques = pd.factorize(values[valid])
-        return codes, pd.Index(uniques)
-    codes, uniques = pd.factorize(values)
-    return codes.astype(np.int64), pd.Index(uniques)
-
-
-def _lookup(index: pd.Index, values: pd.Series | np.ndarray) -> np.ndarray:
-    if isinstance(values, np.ndarray):
-        found = index.get_indexer(values) if len(index) else np.full(len(values), -1)
-        return np.where(values == -1, -1, found).astype(np.int64)
+def _lookup(index: pd.Index, values: np.ndarray) -> np.ndarray:
     found = index.get_indexer(values) if len(index) else np.full(len(values), -1)
-    return np.where(values.isna().to_numpy(), -1, found).astype(np.int64)
+    return np.where(values == -1, -1, found).astype(np.int64)
 
 
 class _RuleBlocks:
-    """The right side's blocks under one rule: the distinct values of each column and of each
-    combination step (so a left row's values find their block by hash lookup), the right rows
-    sorted by block, and where each block starts."""
+    """The right side's blocks under one rule: its rows sorted by block and where each block
+    starts; a left row finds its block from its codes in the right's numbering
+    (``RightValues``: one coding per column for every rule and comparison of a match) and the
+    hashed combination steps."""
 
     def __init__(self, right: pd.DataFrame, rule: tuple[str, ...], bound: int | None,
-                 coded: dict[str, tuple[np.ndarray, pd.Index]] | None = None) -> None:
-        self.rule = rule
-        positions, values = _rule_rows(right, rule, "right")
-        plain = _list_column(rule) is None and rule[0] not in LISTED_AGAINST
-        coded = coded if coded is not None and plain else {}  # a plain rule's columns: shared
-        self.columns: list[pd.Index] = []
+                 values: RightValues) -> None:
+        self.rule, self.right, self.values = rule, right, values
+        self.tokens: pd.Index | None = None  # a LISTED_AGAINST rule: the right's tokens
+        positions, codes, self.radices = self._rule_codes(right, "right")
         self.steps: list[pd.Index] = []
-        block = np.zeros(len(positions), dtype=np.int64)
-        for k, value in enumerate(values):
-            if rule[k] not in coded:
-                coded[rule[k]] = _codes_of(value)
-            codes, uniques = coded[rule[k]]
-            self.columns.append(uniques)
-            if k == 0:
-                block = codes
-                continue
-            raw = np.where((block >= 0) & (codes >= 0), block * (len(uniques) + 1) + codes, -1)
+        block = codes[0]
+        for k, code in enumerate(codes[1:]):
+            raw = np.where((block >= 0) & (code >= 0), block * self.radices[k + 1] + code, -1)
             block = np.full(len(raw), -1, dtype=np.int64)
             valid = raw >= 0
             block[valid], step = pd.factorize(raw[valid])
@@ -243,18 +191,52 @@ class _RuleBlocks:
         self.sizes = sizes
         self.starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
 
+    def _rule_codes(self, frame: pd.DataFrame, side: str
+                    ) -> tuple[np.ndarray, list[np.ndarray], list[int]]:
+        """One side's rows under the rule: each row's position in ``frame`` and its code per
+        rule column in the right's numbering (-1: missing, or a value no right row holds) —
+        one row per listed value for a list column (``LIST_COLUMNS`` on both sides;
+        ``LISTED_AGAINST`` on the left, matched against the right's own column) — and each
+        column's radix (the right's values + 1)."""
+        rule, right = self.rule, self.right
+        if len(rule) == 1 and rule[0] in LISTED_AGAINST:
+            if side == "left":
+                owner, values = exploded(frame[rule[0]])
+                return owner, [_lookup(self.tokens, values)], [0]
+            against = pd.to_numeric(frame[LISTED_AGAINST[rule[0]]], errors="coerce")
+            codes, self.tokens = _codes_of(against.astype("Int64").to_numpy(np.int64,
+                                                                            na_value=-1))
+            return np.arange(len(frame)), [codes], [len(self.tokens) + 1]
+        listed = _list_column(rule)
+        positions = np.arange(len(frame))
+        codes, radices = [], []
+        if listed is not None:
+            slots = (self.values.slots(right, listed)[0] if side == "right"
+                     else self.values.left_slots(right, frame, listed))
+            row, slot = np.nonzero(slots >= 0)  # row-major: in row order, values in order
+            positions = row.astype(np.int64)
+        for column in rule:
+            if column == listed:
+                codes.append(slots[row, slot].astype(np.int64))
+                radices.append(self.values.slots(right, listed)[2] + 1)
+                continue
+            coded = self.values.coded(right, column)
+            code = (coded.right if side == "right"
+                    else self.values.left_codes(right, frame, column)).astype(np.int64)
+            code = np.where(code < coded.right_values, code, -1)
+            codes.append(code[positions] if listed is not None else code)
+            radices.append(coded.right_values + 1)
+        return positions, codes, radices
+
     def left_blocks(self, left: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each left row's (position, block), rows in no allowed block left out."""
-        positions, values = _rule_rows(left, self.rule, "left")
-        block = _lookup(self.columns[0], values[0]) if len(positions) else \
-            np.zeros(0, np.int64)
-        for k, value in enumerate(values[1:]):
-            codes = _lookup(self.columns[k + 1], value)
-            raw = np.where((block >= 0) & (codes >= 0),
-                           block * (len(self.columns[k + 1]) + 1) + codes, -1)
+        positions, codes, _ = self._rule_codes(left, "left")
+        block = codes[0]
+        for k, code in enumerate(codes[1:]):
+            raw = np.where((block >= 0) & (code >= 0), block * self.radices[k + 1] + code, -1)
             block = np.where(raw >= 0, self.steps[k].get_indexer(raw) if len(self.steps[k])
                              else -1, -1).astype(np.int64)
-        ok = block >= 0
+        ok = (block >= 0) & (block < len(self.allowed))
         ok[ok] = self.allowed[block[ok]]
         return positions[ok].astype(np.int64), block[ok]
 
@@ -278,11 +260,11 @@ class BlockIndex:
     factorising millions of roster values each time was most of the fallback's cost."""
 
     def __init__(self, right: pd.DataFrame, rules: tuple[tuple[str, ...], ...],
-                 max_block: BlockBound = None) -> None:
+                 max_block: BlockBound = None, values: RightValues | None = None) -> None:
         self.right = right
         self.width = len(right)
-        coded: dict[str, tuple[np.ndarray, pd.Index]] = {}  # a column two rules name: once
-        self.rules = {rule_name(rule): _RuleBlocks(right, rule, _limit(max_block, rule), coded)
+        values = values if values is not None else RightValues()  # a column two rules name: once
+        self.rules = {rule_name(rule): _RuleBlocks(right, rule, _limit(max_block, rule), values)
                       for rule in rules}
 
     def counts(self, left: pd.DataFrame) -> dict[str, int]:

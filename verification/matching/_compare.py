@@ -16,91 +16,63 @@ import pyarrow.compute as pc
 from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from verification.matching._blocking import BlockIndex, exploded, split_lists
+from verification.matching._blocking import exploded
+from verification.matching._codes import RightValues, arrow_text
 from verification.matching.settings import LISTED_AGAINST, Comparison, ComparisonLevel
 
 NULL_LEVEL = -1
 
-
-class RightValues:
-    """The right frame's per-row codes and strings, kept across the comparison_matrix calls of
-    one match (the roster is compared with the training sample, random pairs, every chunk of
-    records and the token pairs: its values are worked out once, not once per call)."""
-
-    def __init__(self) -> None:
-        self.codes: dict[tuple[str, str], tuple[np.ndarray, pa.Array]] = {}
-        self.strings: dict[str, np.ndarray] = {}
-        self.frequencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.slots: dict[str, tuple[np.ndarray, pa.Array]] = {}
-        self.blocks: BlockIndex | None = None  # the right frame blocked under the rules
-
-    def frequency(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
-        """Each right row's value code and the share of right rows holding each value."""
-        if column not in self.frequencies:
-            codes, uniques = pd.factorize(_as_text(right[column]))
-            counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
-            self.frequencies[column] = (codes, counts / max(len(right), 1))
-        return self.frequencies[column]
+__all__ = ["NULL_LEVEL", "FrameValues", "PairColumns", "RightValues", "comparison_matrix"]
 
 
 class FrameValues:
-    """Per-row values of both frames, computed once per column and transform, shared by the
-    chunks of pairs of one comparison_matrix call (and the right side's by every call given the
-    same ``RightValues``)."""
+    """Per-row codes of both frames, worked out once per column and transform and shared by
+    the chunks of pairs of one comparison_matrix call (the right side's, and the run's records',
+    by every call given the same ``RightValues``)."""
 
     def __init__(self, left: pd.DataFrame, right: pd.DataFrame,
                  shared: RightValues | None = None):
         self.left, self.right = left, right
         self.shared = shared if shared is not None else RightValues()
-        self._codes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-        self._strings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._codes: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._strings: dict[str, np.ndarray] = {}
         self._slots: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def codes(self, column: str, transform: str = "", width: int = 0) -> tuple[np.ndarray, ...]:
-        """Integer codes of each row's (transformed) value, shared between sides; -1 = missing.
-        Codes number the right side's distinct values; a left value the right never has gets
-        one code of its own that no right row carries."""
-        cache_key = (column, f"{transform}{width}")
+        """Integer codes of each row's (transformed) value, one numbering for both sides;
+        -1 = missing. A left value no right row holds never has a right row's code."""
+        cache_key = (column, transform, width)
         if cache_key not in self._codes:
-            if cache_key not in self.shared.codes:
-                # the left's swapped form is compared with the right as written
-                right = _arrow_text(self.right[column])
-                right = right if transform == "swap" else _arrow_transform(right, transform,
-                                                                             width)
-                encoded = pc.dictionary_encode(right)
-                codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-                self.shared.codes[cache_key] = (codes.astype(np.int64), encoded.dictionary)
-            right_codes, uniques = self.shared.codes[cache_key]
-            left = _arrow_transform(_arrow_text(self.left[column]), transform, width)
-            found = pc.index_in(left, value_set=uniques)
-            # a left value no right row holds: one code of its own that no right row carries
-            left_codes = pc.fill_null(found, len(uniques)).to_numpy(zero_copy_only=False)
-            left_codes = np.where(left.is_null().to_numpy(zero_copy_only=False), -1,
-                                  left_codes).astype(np.int64)
-            self._codes[cache_key] = (left_codes, right_codes)
+            right = self.shared.coded(self.right, column, transform, width).right
+            left = self.shared.left_codes(self.right, self.left, column, transform, width)
+            self._codes[cache_key] = (left, right)
         return self._codes[cache_key]
 
     def slots(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         """A list column (space-separated values) as (rows × most values) integer codes per
-        side, shared between sides; -1 pads, and a left value no right row holds is -1 too
-        (it can agree with nothing)."""
+        side, one numbering; -1 pads, and a left value no right row holds is -1 too (it can
+        agree with nothing)."""
         if column not in self._slots:
-            if column not in self.shared.slots:
-                self.shared.slots[column] = slot_matrix(self.right[column])
-            right, uniques = self.shared.slots[column]
-            left, _ = slot_matrix(self.left[column], uniques)
-            self._slots[column] = (left, right)
+            right = self.shared.slots(self.right, column)[0]
+            self._slots[column] = (self.shared.left_slots(self.right, self.left, column), right)
         return self._slots[column]
 
-    def strings(self, column: str) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's string value ("" where missing)."""
+    def left_strings(self, column: str) -> np.ndarray:
+        """Each left row's string value ("" where missing)."""
         if column not in self._strings:
-            if column not in self.shared.strings:
-                self.shared.strings[column] = _as_text(self.right[column]).fillna("").to_numpy(
-                    dtype=object)
-            left = _as_text(self.left[column]).fillna("").to_numpy(dtype=object)
-            self._strings[column] = (left, self.shared.strings[column])
+            self._strings[column] = pc.fill_null(arrow_text(self.left[column]), "").to_numpy(
+                zero_copy_only=False)
         return self._strings[column]
+
+    def right_strings(self, column: str, rows: np.ndarray) -> np.ndarray:
+        """The string values ("" where missing) of the right rows ``rows``, each distinct value
+        taken from the dictionary once (the roster's column never becomes Python strings)."""
+        coded = self.shared.coded(self.right, column)
+        inverse, distinct = pd.factorize(coded.right[rows])
+        taken = coded.dictionary.take(pa.array(np.maximum(distinct, 0))).to_numpy(
+            zero_copy_only=False)
+        taken[distinct < 0] = ""
+        return taken[inverse]
 
 
 class PairColumns:
@@ -111,7 +83,7 @@ class PairColumns:
                  values: FrameValues | None = None):
         self.left, self.right, self.li, self.ri = left, right, li, ri
         self.values = values or FrameValues(left, right)
-        self._codes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._codes: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._strings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._scores: dict[tuple[str, str], np.ndarray] = {}
 
@@ -120,22 +92,16 @@ class PairColumns:
         first request (later levels only ever ask about rows earlier levels left undecided)."""
         cache_key = (column, scorer.__qualname__)
         if cache_key not in self._scores:
-            left, right = self.strings(column)
+            left = self.values.left_strings(column)[self.li[rows]]
+            right = self.values.right_strings(column, self.ri[rows])
             full = np.full(len(self.li), np.nan)
-            full[rows] = process.cpdist(left[rows], right[rows], scorer=scorer, workers=-1)
+            full[rows] = process.cpdist(left, right, scorer=scorer, workers=-1)
             self._scores[cache_key] = full
         return self._scores[cache_key][rows]
 
-    def strings(self, column: str) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pair string values ("" where missing)."""
-        if column not in self._strings:
-            left, right = self.values.strings(column)
-            self._strings[column] = (left[self.li], right[self.ri])
-        return self._strings[column]
-
     def codes(self, column: str, transform: str = "", width: int = 0) -> tuple[np.ndarray, ...]:
         """Per-pair integer codes of (transformed) values, shared between sides; -1 = missing."""
-        cache_key = (column, f"{transform}{width}")
+        cache_key = (column, transform, width)
         if cache_key not in self._codes:
             left, right = self.values.codes(column, transform, width)
             self._codes[cache_key] = (left[self.li], right[self.ri])
@@ -149,63 +115,6 @@ class PairColumns:
     def missing(self, column: str) -> np.ndarray:
         left, right = self.codes(column)
         return (left < 0) | (right < 0)
-
-
-def slot_matrix(column: pd.Series, uniques: pa.Array | None = None
-                ) -> tuple[np.ndarray, pa.Array]:
-    """(rows × most values) int64 codes of a space-separated list column, -1 padding, and the
-    values coded. With ``uniques`` the codes number those values (-1 for any other)."""
-    positions, values = split_lists(column)
-    if uniques is None:
-        encoded = pc.dictionary_encode(values)
-        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        uniques = encoded.dictionary
-    else:
-        codes = pc.fill_null(pc.index_in(values, value_set=uniques), -1).to_numpy(
-            zero_copy_only=False).astype(np.int64)
-    # the n-th value of its row: positions are in row order
-    slot = np.arange(len(positions)) - np.searchsorted(positions, positions, side="left")
-    width = int(slot.max(initial=0)) + 1
-    out = np.full((len(column), width), -1, dtype=np.int64)
-    out[positions, slot] = codes
-    return out, uniques
-
-
-def _as_text(values: pd.Series) -> pd.Series:
-    """Strings for comparison: dates as YYYYMMDD, blanks as missing."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return values.dt.strftime("%Y%m%d")
-    text = values.astype(object)
-    if not pd.api.types.is_object_dtype(values.dtype) and not isinstance(
-            values.dtype, pd.StringDtype):
-        text = values.astype("string").astype(object)  # numbers and categories as text
-    return text.where(text.notna() & (text != ""), None)
-
-
-def _arrow_text(values: pd.Series) -> pa.Array:
-    """``_as_text`` as an Arrow string array (null where missing or blank): string columns
-    go to Arrow as they are, others through ``_as_text``."""
-    if pd.api.types.is_object_dtype(values.dtype) or isinstance(values.dtype, pd.StringDtype):
-        try:
-            text = pa.array(values.to_numpy(dtype=object), pa.string(), from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers held as objects: as text
-            values = values.astype("string")
-        else:
-            return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-    return pa.array(_as_text(values).to_numpy(dtype=object), pa.string(), from_pandas=True)
-
-
-def _arrow_transform(values: pa.Array, transform: str, width: int) -> pa.Array:
-    """``_transform`` in Arrow's kernels (the roster's millions of values)."""
-    if transform == "prefix":
-        long_enough = pc.greater_equal(pc.utf8_length(values), width)
-        return pc.if_else(long_enough, pc.utf8_slice_codeunits(values, 0, width),
-                          pa.scalar(None, pa.string()))
-    if transform == "swap":  # YYYYMMDD → YYYYDDMM
-        return pc.binary_join_element_wise(
-            pc.utf8_slice_codeunits(values, 0, 4), pc.utf8_slice_codeunits(values, 6, 8),
-            pc.utf8_slice_codeunits(values, 4, 6), "")
-    return values
 
 
 def _distance_level(

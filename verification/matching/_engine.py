@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from verification.intake.tokens import TokenKey
 from verification.matching._blocking import (
@@ -25,10 +23,10 @@ from verification.matching._blocking import (
     listed_pairs,
     pairs_per_rule,
     rows_agree,
-    split_lists,
     with_columns,
     with_derived,
 )
+from verification.matching._codes import KEYED_ROW
 from verification.matching._compare import NULL_LEVEL, RightValues, comparison_matrix
 from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
 from verification.matching._exact import MEMBER_KEY, exact_pairs
@@ -91,29 +89,31 @@ def _random_pair_u(left, right, n_levels, settings: MatchSettings,
         if comparison.column in LISTED_AGAINST:
             u[k] = _listed_u(left, right, comparison.column, n_levels[k])
         elif comparison.name in settings.fallback_only:
-            exact = _frequency_u(left, right, comparison, n_levels[k])
+            exact = _frequency_u(left, right, comparison, n_levels[k], right_values)
             if exact is not None:
                 u[k] = exact
     return u
 
 
-def _value_counts(frame: pd.DataFrame, column: str, present: np.ndarray,
-                  listed: bool) -> pd.Series:
-    """How many of the ``present`` rows hold each value of ``column`` (each value of its
-    space-separated list when ``listed``)."""
-    values = frame[column][present]
+def _value_counts(left: pd.DataFrame, right: pd.DataFrame, column: str, on_left: np.ndarray,
+                  on_right: np.ndarray, listed: bool,
+                  values: RightValues) -> tuple[np.ndarray, np.ndarray]:
+    """How many of the ``on_left`` left rows and of the ``on_right`` right rows hold each value
+    of ``column`` the right holds (each value of its space-separated list when ``listed``), by
+    the right's codes."""
     if listed:
-        values = split_lists(values)[1]
-    else:  # hashed in Arrow: pandas' string value_counts took seconds on a city's phones
-        text = values.astype(object).where(values.notna(), None).to_numpy(dtype=object)
-        values = pa.array(text, pa.string(), from_pandas=True)
-    counted = pc.value_counts(values)
-    return pd.Series(counted.field("counts").to_numpy(),
-                     index=counted.field("values").to_numpy(zero_copy_only=False))
+        right_slots, _, size = values.slots(right, column)
+        lc, rc = values.left_slots(right, left, column)[on_left], right_slots[on_right]
+    else:
+        coded = values.coded(right, column)
+        lc, rc = values.left_codes(right, left, column)[on_left], coded.right[on_right]
+        size = coded.right_values
+    lc, rc = lc[(lc >= 0) & (lc < size)], rc[rc >= 0]
+    return np.bincount(lc, minlength=size), np.bincount(rc, minlength=size)
 
 
 def _frequency_u(left: pd.DataFrame, right: pd.DataFrame, comparison,  # noqa: ANN001
-                 size: int) -> np.ndarray | None:
+                 size: int, values: RightValues | None = None) -> np.ndarray | None:
     """u of a comparison whose levels are nested equalities (kinds ``exact`` and ``overlap``:
     the same room is the same building is the same place; the same number has the same last 8
     digits), exactly from value frequencies: the chance that a random record and a random
@@ -128,14 +128,13 @@ def _frequency_u(left: pd.DataFrame, right: pd.DataFrame, comparison,  # noqa: A
     on_right = right[comparison.column].notna().to_numpy() if comparison.column in right else None
     if on_left is None or on_right is None or not on_left.any() or not on_right.any():
         return np.full(size, 1.0 / size)
+    values = values if values is not None else RightValues()
     cumulative = []
     for level in comparison.levels:
         column = level.column or comparison.column
-        listed = level.kind == "overlap"
-        lc = _value_counts(left, column, on_left, listed)
-        rc = _value_counts(right, column, on_right, listed)
-        shared = lc.index.intersection(rc.index)
-        both = float((lc[shared].to_numpy(float) * rc[shared].to_numpy(float)).sum())
+        lc, rc = _value_counts(left, right, column, on_left, on_right, level.kind == "overlap",
+                               values)
+        both = float(np.dot(lc.astype(np.int64), rc.astype(np.int64)))  # exact: integers
         cumulative.append(min(both / (on_left.sum() * on_right.sum()), 1.0))
     cumulative = np.maximum.accumulate(np.array(cumulative))
     # a level no pair reaches is floored at half a pair in all (not at zero: it would veto)
@@ -300,7 +299,7 @@ def _blocks(right: pd.DataFrame, settings: MatchSettings,
     if values is None:
         return None
     if values.blocks is None or values.blocks.right is not right:
-        values.blocks = BlockIndex(right, settings.blocking_rules, settings.block_limits)
+        values.blocks = BlockIndex(right, settings.blocking_rules, settings.block_limits, values)
     return values.blocks
 
 
@@ -497,9 +496,15 @@ class _Keyed:
         self.records = records
         needed = np.unique(needed)
         frame = records.iloc[needed]
-        self._frame = with_derived(person_keys(frame, key) if _needs_keys(frame) else frame,
-                                   settings.blocking_rules)
+        frame = with_derived(person_keys(frame, key) if _needs_keys(frame) else frame,
+                             settings.blocking_rules)
+        # each row's number, by which the comparison codes of the run's records are taken
+        self._frame = with_columns(frame, {KEYED_ROW: np.arange(len(frame))})
         self._at = pd.Series(np.arange(len(needed)), index=needed)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self._frame
 
     def rows(self, positions: np.ndarray) -> pd.DataFrame:
         return self._frame.iloc[self._at.loc[positions].to_numpy()]
@@ -528,7 +533,8 @@ def match_records(
     people = _ensure_columns(people, _needed_columns(settings))  # once, not a copy per call
     sample = _training_sample(exact_rows, settings)
     keyed = _Keyed(records, key, np.concatenate([rest_rows, exact_rows]), settings)
-    values = RightValues()  # the roster's codes and blocks, worked out once for all below
+    # the roster's codes (with the records') and blocks, worked out once for all below
+    values = RightValues(_prepared(keyed.frame, people, settings)[0])
     blocking = _announce_blocking(keyed, rest_rows, people, settings, values)
     linked, pairs, compared = _fallback_pairs(keyed, people, exact_rows, exact_members,
                                               rest_rows, sample, settings, values)

@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import delete, select
 
@@ -37,7 +38,12 @@ from connectors.registry import delivered_kinds, load_partners
 from schemas import Contract, contract_for
 from verification import tasklog
 from verification.assessment.assess import assess
-from verification.assessment.evidence import empty_evidence, evidence_from_staged, staged_columns
+from verification.assessment.evidence import (
+    empty_evidence,
+    evidence_from_staged,
+    evidence_table,
+    staged_columns,
+)
 from verification.assessment.policy import load_parameters
 from verification.config import Settings
 from verification.flags import actions as flag_actions
@@ -311,10 +317,11 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
     with _EvidenceWriter(folder / "evidence.parquet", households["street_code"]) as writer:
         for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
             contract = contract_for(kind)
-            for staged in _linked_blocks(path, contract, links):
-                matched = evidence_from_staged(staged, contract, feed_id)
+            for staged in _linked_blocks(path, contract, links, writer.codes):
+                matched = evidence_table(staged, contract, feed_id)
                 del staged
-                accessed.append(matched[["source_kind", "person_token"]].drop_duplicates())
+                accessed.append(pd.DataFrame({"source_kind": kind, "person_token": pc.unique(
+                    matched.column("person_token")).to_numpy()}))
                 writer.write(matched)
         evidence_rows = writer.rows
     with session_scope(settings.database_url) as session:  # whose data was used, by token
@@ -479,10 +486,13 @@ _STREET_RANGES = b"hedui.street_ranges"
 EVIDENCE_BLOCK_ROWS = 2_000_000
 
 
-def _linked_blocks(path: Path, contract: Contract,
-                   links: pd.DataFrame) -> Iterator[pd.DataFrame]:
+def _linked_blocks(path: Path, contract: Contract, links: pd.DataFrame,
+                   group_of: Callable[[np.ndarray], np.ndarray]) -> Iterator[pa.Table]:
     """The staged rows of ``path`` that matching linked, with the household, member token and
-    grade it gave them, in blocks of at most EVIDENCE_BLOCK_ROWS staged rows."""
+    grade it gave them, in blocks of at most EVIDENCE_BLOCK_ROWS staged rows (Arrow: the
+    staged text never becomes Python strings). Within a block the rows come grouped by
+    ``group_of`` their household (the street), in file order within a group: the evidence
+    writer then needs no second gather."""
     links = links.sort_values("row", kind="stable")
     rows = links["row"].to_numpy()
     source = pq.ParquetFile(path)
@@ -494,11 +504,14 @@ def _linked_blocks(path: Path, contract: Contract,
         if lo == hi:
             continue
         block = links.iloc[lo:hi]
-        staged = batch.to_pandas().iloc[block["row"].to_numpy() - (first - batch.num_rows)]
-        yield staged.reset_index(drop=True).assign(
-            person_token=block["person_token"].to_numpy(),
-            household_id=block["household_id"].to_numpy(),
-            match_grade=pd.Categorical(block["match_grade"], dtype=GRADE_DTYPE))
+        block = block.iloc[np.argsort(group_of(block["household_id"].to_numpy()), kind="stable")]
+        staged = pa.Table.from_batches([batch]).take(
+            pa.array(block["row"].to_numpy() - (first - batch.num_rows)))
+        staged = staged.set_column(staged.column_names.index("person_token"), "person_token",
+                                   pa.array(block["person_token"].to_numpy(np.int64)))
+        yield staged.append_column("household_id", pa.array(
+            block["household_id"].to_numpy(np.int64))).append_column(
+            "match_grade", pa.array(pd.Categorical(block["match_grade"], dtype=GRADE_DTYPE)))
 
 
 class _EvidenceWriter:
@@ -516,15 +529,15 @@ class _EvidenceWriter:
     def __enter__(self) -> _EvidenceWriter:
         return self
 
-    def write(self, frame: pd.DataFrame) -> None:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, table.schema)
-        table = table.cast(self._writer.schema)
-        position = self.street_of.index.get_indexer(table.column("household_id").to_numpy())
-        code = np.where(position >= 0, self.street_code[position], -1)  # -1: no household row
+    def write(self, table: pa.Table) -> None:
+        """Append evidence items (``evidence_table``'s columns and the match's)."""
+        if self._writer is None:  # the schema (pandas types included) of the usual columns
+            self._writer = pq.ParquetWriter(self.path, pa.Table.from_pandas(
+                _no_evidence(), preserve_index=False).schema)
+        table = table.select(self._writer.schema.names).cast(self._writer.schema)
+        code = self.codes(table.column("household_id").to_numpy())
         order = np.argsort(code, kind="stable")
-        table = table.take(pa.array(order))
+        table = _reordered(table, order)
         codes, starts, sizes = np.unique(code[order], return_index=True, return_counts=True)
         for c, a, n in zip(codes, starts, sizes, strict=True):  # row groups never cross streets
             self._writer.write_table(table.slice(a, n))
@@ -532,12 +545,32 @@ class _EvidenceWriter:
             self.ranges.setdefault(street, []).append([self.rows + int(a), self.rows + int(a + n)])
         self.rows += table.num_rows
 
+    def codes(self, household_ids: np.ndarray) -> np.ndarray:
+        """Each household's street as a number in street order; -1: no household row."""
+        position = self.street_of.index.get_indexer(household_ids)
+        return np.where(position >= 0, self.street_code[position], -1)
+
     def __exit__(self, *exc: object) -> None:
         if self._writer is None:  # no evidence at all: an empty file with the usual columns
             self._writer = pq.ParquetWriter(self.path, pa.Table.from_pandas(
                 _no_evidence(), preserve_index=False).schema)
         self._writer.add_key_value_metadata({_STREET_RANGES: json.dumps(self.ranges).encode()})
         self._writer.close()
+
+
+def _reordered(table: pa.Table, order: np.ndarray) -> pa.Table:
+    """``table.take(order)``, as slices where ``order`` is a few ascending runs (rows that came
+    grouped already, as ``_linked_blocks`` gives them): gathering the text columns row by row
+    was most of writing the evidence."""
+    breaks = np.flatnonzero(np.diff(order) != 1) + 1
+    if len(breaks) > 1_000:
+        return table.take(pa.array(order))
+    starts = np.concatenate([[0], breaks]).astype(np.int64)
+    ends = np.concatenate([breaks, [len(order)]]).astype(np.int64)
+    if len(starts) == 1 and (not len(order) or order[0] == 0):
+        return table
+    return pa.concat_tables([table.slice(int(order[a]), int(b - a))
+                             for a, b in zip(starts, ends, strict=True)])
 
 
 def _street_evidence(path: Path, street: str, household_ids: pd.Index) -> pd.DataFrame:

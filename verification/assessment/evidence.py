@@ -8,7 +8,10 @@ row gives the wage and the social-insurance contribution).
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas import Contract
 
@@ -43,44 +46,71 @@ def staged_columns(contract: Contract) -> list[str]:
 
 
 def evidence_from_staged(staged: pd.DataFrame, contract: Contract, feed_id: int) -> pd.DataFrame:
-    """Evidence items of staged rows. Rows already matched (``household_id``, ``match_grade``,
-    their ``person_token`` the matched member's) keep those columns on every item; of rows not
-    yet matched, those whose identity is unresolved (token <NA>) are left out — only the matcher
-    (verification/matching/run.py) can place them."""
+    """Evidence items of staged rows (``evidence_table``) as pandas, for the few households of a
+    batch or a re-check; ``household_id`` and ``match_grade``, when present, keep their types."""
     carried = [c for c in MATCH_COLUMNS if c in staged.columns]
-    # only the columns read below: filtering a staged frame copies every column it has
+    # only the columns read: converting a staged frame converts every column it has
     staged = staged[[c for c in (*staged_columns(contract), *carried) if c in staged.columns]]
-    if not carried:  # not matched yet: rows without a token (identity unresolved) need matching
-        staged = staged[staged["person_token"].notna()]
-    base = empty_evidence()
-    for column in carried:
-        base[column] = staged[column].iloc[:0].reset_index(drop=True)
-    parts = [base]
+    table = evidence_table(pa.Table.from_pandas(staged, preserve_index=False), contract, feed_id)
+    out = table.to_pandas()
+    types = {"person_token": "int64", "source_kind": "string", "item": "string",
+             "record_ref": "string", **{c: staged[c].dtype for c in carried}}
+    return out.astype(types) if len(out) else empty_evidence().assign(
+        **{c: staged[c].iloc[:0].reset_index(drop=True) for c in carried})
+
+
+def evidence_table(staged: pa.Table, contract: Contract, feed_id: int) -> pa.Table:
+    """Evidence items of staged rows, in Arrow (a review turns millions of rows into items).
+    Rows already matched (``household_id``, ``match_grade``, their ``person_token`` the matched
+    member's) keep those columns on every item; of rows not yet matched, those whose identity is
+    unresolved (token null) are left out — only the matcher (verification/matching/run.py) can
+    place them. Items come mapping by mapping, each in the staged rows' order."""
+    carried = [c for c in MATCH_COLUMNS if c in staged.column_names]
+    if not carried:
+        staged = staged.filter(pc.is_valid(staged.column("person_token")))
+    parts = []
     for mapping in contract.evidence:
         rows = staged
         for column, value in mapping.get("where", {}).items():
-            rows = rows[rows[column] == value]
+            rows = rows.filter(pc.equal(rows.column(column), value))  # null: not equal
         if "amount" in mapping:
-            rows = rows[rows[mapping["amount"]].notna()]
-        if rows.empty:
+            rows = rows.filter(pc.is_valid(rows.column(mapping["amount"])))
+        if not rows.num_rows:
             continue
+        n = rows.num_rows
         if "period" in mapping:
-            month = pd.to_datetime(rows[mapping["period"]]).to_numpy().astype("datetime64[M]")
-            start = pd.Series(month.astype("datetime64[ns]"), index=rows.index)
-            end = pd.Series(((month + 1).astype("datetime64[D]") - 1).astype("datetime64[ns]"),
-                            index=rows.index)  # the month's last day
+            month = _timestamps(rows.column(mapping["period"])).astype("datetime64[M]")
+            start = pa.array(month.astype("datetime64[ns]"), from_pandas=True)
+            end = pa.array(((month + 1).astype("datetime64[D]") - 1).astype("datetime64[ns]"),
+                           from_pandas=True)  # the month's last day
         else:
-            start = end = pd.to_datetime(rows[mapping["date"]])
-        item = rows[mapping["item_field"]] if "item_field" in mapping else mapping["item"]
-        parts.append(pd.DataFrame({
-            "person_token": rows["person_token"].astype("int64"),
-            "source_kind": contract.kind, "feed_id": feed_id,
-            "record_ref": rows["record_id"].astype("string"),
-            "item": item,
-            "amount": rows[mapping["amount"]].astype("float64") if "amount" in mapping else 0.0,
-            "period_start": start.astype("datetime64[ns]"),
-            "period_end": end.astype("datetime64[ns]"),
-            **{column: rows[column] for column in carried},
+            start = end = pc.cast(rows.column(mapping["date"]), pa.timestamp("ns"))
+        item = (pc.cast(rows.column(mapping["item_field"]), pa.string())
+                if "item_field" in mapping else _repeated(mapping["item"], n))
+        amount = (pc.cast(rows.column(mapping["amount"]), pa.float64()) if "amount" in mapping
+                  else pa.array(np.zeros(n)))
+        parts.append(pa.table({
+            "person_token": pc.cast(rows.column("person_token"), pa.int64()),
+            "source_kind": _repeated(contract.kind, n),
+            "feed_id": pa.array(np.full(n, feed_id, dtype=np.int64)),
+            "record_ref": pc.cast(rows.column("record_id"), pa.string()),
+            "item": item, "amount": amount, "period_start": start, "period_end": end,
+            **{column: rows.column(column) for column in carried},
         }))
-    out = pd.concat(parts, ignore_index=True)
-    return out.astype({"source_kind": "string", "item": "string", "record_ref": "string"})
+    if not parts:
+        empty = pa.Table.from_pandas(empty_evidence(),
+                                     preserve_index=False).replace_schema_metadata()
+        return empty if not carried else pa.table({
+            **{c: empty.column(c) for c in empty.column_names},
+            **{c: staged.column(c).slice(0, 0) for c in carried}})
+    return pa.concat_tables(parts)
+
+
+def _timestamps(column: pa.ChunkedArray) -> np.ndarray:
+    """A date or timestamp column as numpy datetime64[ns] (null: NaT)."""
+    return pc.cast(column, pa.timestamp("ns")).to_numpy(zero_copy_only=False)
+
+
+def _repeated(value: str, n: int) -> pa.Array:
+    """``value`` ``n`` times as Arrow text, without n Python strings."""
+    return pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int32)))

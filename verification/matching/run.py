@@ -202,12 +202,22 @@ def identity_groups(frame: pd.DataFrame | pa.Table) -> tuple[np.ndarray, np.ndar
     ``groupby(IDENTITY_COLUMNS, dropna=False, sort=False).ngroup()`` and ``drop_duplicates``
     give, on integer codes: a feed of ten million rows has a dozen rows per person. An Arrow
     table is coded in Arrow (a staged file's millions of rows never become pandas strings)."""
-    group = np.zeros(len(frame), dtype=np.int64)
+    group, span = np.zeros(len(frame), dtype=np.int64), 1
     for column in IDENTITY_COLUMNS:
         codes, size = _column_codes(frame[column])
-        group, _ = pd.factorize(group * (size + 1) + codes)
-    first = np.unique(group, return_index=True)[1]
+        if span * (size + 1) >= _RADIX_LIMIT:  # renumber before the combined code overflows
+            group, uniques = pd.factorize(group)
+            span = max(len(uniques), 1)
+        group, span = group * (size + 1) + codes, span * (size + 1)
+    group, uniques = pd.factorize(group)  # numbered in order of first appearance
+    first = np.empty(len(uniques), dtype=np.int64)
+    first[group[::-1]] = np.arange(len(group) - 1, -1, -1)  # the earliest row wins
     return group, first
+
+
+# the columns' codes are combined as one mixed-radix int64 while it fits, and renumbered (one
+# factorisation) only before it would not: a few factorisations instead of one per column
+_RADIX_LIMIT = 1 << 62
 
 
 def _column_codes(values: pd.Series | pa.ChunkedArray) -> tuple[np.ndarray, int]:
@@ -287,7 +297,8 @@ _IDENTITY_TYPES = {"person_token": pa.int64(), "birth_date": pa.timestamp("ns"),
 def _identity_frame(table: pa.Table) -> pd.DataFrame:
     """Identity rows as the matcher takes them: nullable token, datetime birth date, boolean
     flags, Arrow-backed strings."""
-    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(),  # text stays Arrow
+                                          pa.string(): pd.StringDtype("pyarrow")}.get)
     types = {"person_token": "Int64", "birth_date": "datetime64[ns]",
              **dict.fromkeys(_FLAGS, "boolean")}
     return frame[list(IDENTITY_COLUMNS)].astype(

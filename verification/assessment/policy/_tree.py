@@ -9,6 +9,8 @@ value in force on the date wins. ``null`` ends a rule from its date on.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -319,9 +321,17 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+@functools.lru_cache(maxsize=512)
+def _parsed(text: str) -> Any:  # noqa: ANN401 (whatever the YAML holds; _read checks it)
+    """A parameter file's text parsed, once per distinct text in this process: every shard of
+    a review loads the same policy, and YAML parsing in Python was most of that."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def _read(file: Path) -> dict[str, Any]:
     try:
-        data = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)
+        # a copy: the walkers below may keep or change what they are given
+        data = copy.deepcopy(_parsed(file.read_text(encoding="utf-8")))
     except yaml.constructor.ConstructorError as exc:
         if "given twice" in str(exc):
             line = exc.problem_mark.line + 1 if exc.problem_mark else "?"

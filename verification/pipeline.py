@@ -582,8 +582,11 @@ def _street_evidence(path: Path, street: str, household_ids: pd.Index) -> pd.Dat
         frame = pd.read_parquet(path, filters=[("household_id", "in", household_ids.tolist())])
     else:
         frame = (source.read_row_groups(groups) if groups else
-                 source.schema_arrow.empty_table()).to_pandas()
+                 source.schema_arrow.empty_table()).to_pandas(types_mapper=_ARROW_TEXT.get)
     return frame[frame["household_id"].isin(household_ids)]
+
+
+_ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow")}
 
 
 def street_row_groups(source: pq.ParquetFile, street: str) -> list[int] | None:

@@ -89,6 +89,26 @@ def test_garbage_is_not_a_field_value(blob):
         parse_field_keys(f"k1:{AES_HEX}").decrypt(blob, "members.name")
 
 
+def test_many_values_decrypt_as_one_by_one_under_every_key():
+    old = parse_field_keys(f"k1:{AES_HEX}")
+    both = parse_field_keys(f"k1:{AES_HEX},k2:sm4-gcm:{SM4_HEX}")
+    names = ["王小明", "李四", "", "欧阳娜娜", "王小明"]
+    blobs = [(old if i % 2 else both).encrypt(name, "members.name")
+             for i, name in enumerate(names)]
+    assert both.decrypt_many(blobs, "members.name") == names
+    assert both.decrypt_many([memoryview(b) for b in blobs], "members.name") == names
+    with pytest.raises(FieldDecryptError, match="not a members.phone value"):
+        both.decrypt_many(blobs, "members.phone")
+    tampered = blobs[1][:-1] + bytes([blobs[1][-1] ^ 1])
+    with pytest.raises(FieldDecryptError, match="k1.*failed to decrypt"):
+        both.decrypt_many([blobs[0], tampered], "members.name")
+    with pytest.raises(FieldDecryptError, match="k2.*not configured"):
+        old.decrypt_many(blobs, "members.name")
+    for garbage in (b"", b"F1", blobs[0][:20], "text"):
+        with pytest.raises(FieldDecryptError):
+            both.decrypt_many([blobs[0], garbage], "members.name")
+
+
 def test_the_default_is_the_marked_test_key(monkeypatch):
     monkeypatch.delenv("HEDUI_FIELD_KEYS", raising=False)
     assert using_test_field_key(load_field_cipher())

@@ -77,8 +77,7 @@ def people_for_matching(settings: Settings, key: TokenKey,
     del rows
     people = pd.DataFrame(dict(zip(columns, values[:5], strict=True)), columns=columns)
     people["birth_date"] = pd.to_datetime(people["birth_date"])  # a date, or its text on SQLite
-    names = pd.Series([cipher.decrypt(bytes(blob), "members.name") for blob in values[5]],
-                      dtype=object)
+    names = pd.Series(cipher.decrypt_many(values[5], "members.name"), dtype=object)
     keyed = name_keys(names, key).reset_index(drop=True)
     addresses = _decrypted(cipher, values[6], "households.address")  # one per household
     phones = _decrypted(cipher, values[7], "members.phone")
@@ -94,7 +93,7 @@ def _decrypted(cipher, blobs: tuple, aad: str) -> pd.Series:  # noqa: ANN001 (Fi
     decrypted once (a household's members share its address)."""
     codes, distinct = pd.factorize(pd.Series([None if b is None else bytes(b) for b in blobs],
                                              dtype=object), use_na_sentinel=True)
-    plain = np.array([*(cipher.decrypt(b, aad) for b in distinct), None], dtype=object)
+    plain = np.array([*cipher.decrypt_many(distinct, aad), None], dtype=object)
     return pd.Series(plain[np.where(codes < 0, len(distinct), codes)], dtype=object)
 
 

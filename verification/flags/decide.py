@@ -365,7 +365,7 @@ def _record_codes(evidence: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray,
 
     kinds, kind_names = pd.factorize(column("source_kind"), use_na_sentinel=False)
     feeds = column("feed_id")
-    record = pa.array(column("record_ref").to_numpy(), type=pa.string(), from_pandas=True)
+    record = pa.array(column("record_ref").array, type=pa.string(), from_pandas=True)
     unambiguous = (pd.api.types.is_integer_dtype(feeds.dtype)
                    and all(isinstance(k, str) and ":" not in k for k in kind_names)
                    and not (record.null_count and pc.any(pc.equal(record, "")).as_py()))

@@ -42,7 +42,7 @@ from schemas import Contract, contract_for
 from verification.config import IntakeLimits, Settings
 from verification.intake.digests import digests_path, write_person_digests
 from verification.intake.textcheck import (
-    arrow_strings,
+    arrow_chunks,
     future_date_problems,
     invisible_character_problems,
     mixed_encoding_line,
@@ -438,8 +438,9 @@ def _oversize_problems(frame: pd.DataFrame, fields: list[str],
                        titles: dict[str, str]) -> pd.DataFrame:
     rows = []
     for name in fields:
-        data = arrow_strings(frame[name])
-        sizes = pc.fill_null(pc.binary_length(data), 0).to_numpy() if data is not None else (
+        chunks = arrow_chunks(frame[name])
+        sizes = np.concatenate([pc.fill_null(pc.binary_length(c), 0).to_numpy()
+                                for c in chunks]) if chunks is not None else (
             np.array([len(v.encode("utf-8", "surrogatepass")) if isinstance(v, str) else 0
                       for v in frame[name]], dtype=np.int64))  # UTF-8 bytes
         for at in np.flatnonzero(sizes > MAX_FIELD_BYTES):

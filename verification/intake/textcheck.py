@@ -34,16 +34,44 @@ INVISIBLE_REASON = "INVISIBLE_CHARACTER"
 
 
 def arrow_strings(values: pd.Series) -> pa.Array | None:
-    """A column as an Arrow string array — without a copy when it is already Arrow-backed, as
-    the CSV reader gives it — or None when it holds anything but strings."""
+    """A column as an Arrow string array — without a copy when it is already Arrow-backed in
+    one chunk, as the CSV reader gives it — or None when it holds anything but strings."""
+    chunks = arrow_chunks(values)
+    if chunks is None:
+        return None
+    return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks).combine_chunks()
+
+
+def arrow_chunks(values: pd.Series) -> list[pa.Array] | None:
+    """``arrow_strings`` as the column's own chunks (no copy where it is Arrow-backed), for
+    checks that go chunk by chunk; None when it holds anything but strings."""
     try:
         data = pa.array(values.array) if isinstance(values.dtype, pd.StringDtype) else pa.array(
             values.to_numpy(dtype=object), pa.string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
         return None
-    if isinstance(data, pa.ChunkedArray):
-        data = data.combine_chunks()
-    return data if data.type in (pa.string(), pa.large_string()) else None
+    if data.type not in (pa.string(), pa.large_string()):
+        return None
+    chunks = data.chunks if isinstance(data, pa.ChunkedArray) else [data]
+    return chunks or [pa.array([], data.type)]
+
+
+def may_match(data: pa.Array, pattern: str) -> bool:
+    """Whether a value of ``data`` (string or large_string) may hold a match of the RE2
+    ``pattern``: the column's text bytes searched as one string, one scan instead of one per
+    value. No match there means no value matches; a match may also span two values (so only
+    "may"), and the caller then searches value by value."""
+    if not len(data):
+        return False
+    large = data.type == pa.large_string()
+    ends = np.frombuffer(data.buffers()[1], dtype=np.int64 if large else np.int32)
+    first, last = int(ends[data.offset]), int(ends[data.offset + len(data)])
+    if last <= first:
+        return False
+    offsets = np.array([0, last - first], dtype=np.int64 if large else np.int32)
+    whole = pa.Array.from_buffers(pa.large_string() if large else pa.string(), 1, [
+        None, pa.py_buffer(offsets), data.buffers()[2].slice(first, last - first)])
+    return bool(pc.match_substring_regex(whole, pattern)[0].as_py())
 
 
 def _looks_utf8_chinese(line: bytes) -> bool:
@@ -141,8 +169,11 @@ def invisible_character_problems(frame: pd.DataFrame, fields: list[str],
     for name in fields:
         if name not in frame:
             continue
-        data = arrow_strings(frame[name])
-        if data is not None:
+        chunks = arrow_chunks(frame[name])
+        if chunks is not None:
+            if not any(may_match(chunk, _UNSAFE_RE2) for chunk in chunks):
+                continue
+            data = pa.chunked_array(chunks).combine_chunks()
             found = pc.fill_null(pc.match_substring_regex(data, _UNSAFE_RE2), False)
             hits = np.flatnonzero(found.to_numpy(zero_copy_only=False))
         else:  # not all strings (e.g. lone surrogates from a decoder): searched in Python

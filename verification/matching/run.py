@@ -123,9 +123,9 @@ class RunMatch:
         for path, feed_id, identity, at in zip(paths, feed_ids, self.row_identity, positions,
                                                strict=True):
             rows = np.flatnonzero(np.isin(identity, shown["record_index"].to_numpy()))
-            if len(rows):
-                refs = pd.read_parquet(path, columns=["record_id"])["record_id"].to_numpy()[
-                    rows if at is None else at[rows]]
+            if len(rows):  # taken in Arrow: a feed's millions of refs stay text buffers
+                refs = pq.read_table(path, columns=["record_id"]).column(0).take(
+                    pa.array(rows if at is None else at[rows])).to_numpy(zero_copy_only=False)
                 parts.append(pd.DataFrame({"feed_id": feed_id, "record_ref": refs,
                                            "record_index": identity[rows]}))
         if not parts:

@@ -143,6 +143,15 @@ def test_json_objects_equal_json_dumps_of_each_row():
     assert bulk.json_objects(frame.iloc[:1])[0] == json.dumps(expected[0])
 
 
+@pytest.mark.parametrize("dtype", [object, "string", pd.StringDtype("pyarrow")])
+def test_text_is_written_exactly_as_json_dumps_writes_it(dtype):
+    values = ["wages:3:R1;wages:3:R2", 'a"b', "a\\b", "tab\there", "王小明", "", None,
+              "x\x7f", "~!#[]{}", "\u2028", "wages:3:R1;wages:3:R2", "\x00"]
+    column = pd.Series(values, dtype=dtype)
+    got = bulk.json_objects(pd.DataFrame({"refs": column}))
+    assert got.tolist() == [json.dumps({"refs": v}) for v in values]
+
+
 def _evidence_rows(flag_id: int, n: int) -> pd.DataFrame:
     return pd.DataFrame({"flag_id": flag_id, "source_kind": "wages", "feed_id": 1,
                          "record_ref": [f"W{i}" for i in range(n)], "item": "wage",

@@ -80,3 +80,22 @@ def test_excluded_payments_and_tax_categories_keep_their_own_items():
         "assistance_payment", "scholarship"]
     taxed = evidence_from_staged(tax, contract_for("tax"), 7)
     assert list(taxed["item"]) == ["labour_remuneration"]
+
+
+
+def test_evidence_rows_reordered_by_slices_equal_a_gather():
+    import numpy as np
+    import pyarrow as pa
+
+    from verification.pipeline import _reordered
+
+    rng = np.random.default_rng(7)
+    street = np.sort(rng.integers(0, 5, 200))  # one mapping's items, grouped by street
+    table = pa.table({"record_ref": [f"R{i}" for i in range(200)], "street": street})
+    wages = pa.concat_tables([table, table])  # two mappings (wage, contribution), each grouped
+    cases = [(table, np.argsort(street, kind="stable")),  # already in order: no copy
+             (wages, np.argsort(np.concatenate([street, street]), kind="stable")),  # 10 runs
+             (table, rng.permutation(200)),  # any order at all
+             (table.slice(0, 0), np.arange(0))]
+    for rows, order in cases:
+        assert _reordered(rows, order).equals(rows.take(pa.array(order, pa.int64())))

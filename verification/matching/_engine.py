@@ -368,8 +368,10 @@ def scored_pairs(li, ri, gamma, model: FellegiSunter, settings: MatchSettings,
     probability = 1.0 / (1.0 + np.exp2(-np.clip(weight, -1000, 1000)))
     pairs = pd.DataFrame({"left_row": li, "right_row": ri})
     for k, comparison in enumerate(settings.comparisons):
-        labels = np.array(("null", *comparison.level_labels), dtype=object)
-        pairs[f"level_{comparison.name}"] = labels[gamma[:, k] + 1]
+        # categorical: the pairs of a province are sorted, filtered and concatenated many times,
+        # and a label column of Python strings per pair costs far more than one byte per pair
+        pairs[f"level_{comparison.name}"] = pd.Categorical.from_codes(
+            gamma[:, k].astype(np.int8) + 1, categories=("null", *comparison.level_labels))
     pairs["match_weight"] = weight
     pairs["match_probability"] = probability
     pairs["grade_code"] = _grades(probability, settings)
@@ -540,7 +542,7 @@ def match_records(
                                               rest_rows, sample, settings, values)
     if linked.model.method != "labelled":
         # Without token-verified pairs to learn from, a fallback match is at most possible.
-        pairs = pairs.assign(grade_code=np.maximum(pairs["grade_code"], GRADES.index(POSSIBLE)))
+        pairs["grade_code"] = np.maximum(pairs["grade_code"], GRADES.index(POSSIBLE))
     exact = _grade_exact(keyed, people, exact_rows, exact_members, linked.model, settings,
                          values)
     doubted = np.unique(exact.loc[exact["grade_code"] > 0, "record_row"])
@@ -548,7 +550,8 @@ def match_records(
         # what the doubted ID number says (birth date, gender) is doubted with it
         extra, _ = score(_own_fields(keyed.rows(doubted).reset_index(drop=True)), people,
                          linked.model, settings, right_values=values)
-        pairs = pd.concat([pairs, extra.assign(record_row=doubted[extra["left_row"].to_numpy()])])
+        extra["record_row"] = doubted[extra["left_row"].to_numpy()]  # our frame: no copy
+        pairs = pd.concat([pairs, extra])
     if settings.one_record_per_person:
         pairs = _one_to_one(records, exact, pairs, settings)
     fallback = _fallback_grades(records, pairs, people[MEMBER_KEY].to_numpy(dtype=np.int64),
@@ -864,7 +867,9 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
                   right_values=values)
     in_rest = np.isin(pool[linked.pairs["left_row"].to_numpy()], rest_rows)
     first = linked.pairs[in_rest]
-    kept = [_top_candidates(first.assign(record_row=pool[first["left_row"].to_numpy()]), settings)]
+    first = first.copy(deep=False)  # a column added to our frame: ``assign`` copies every column
+    first["record_row"] = pool[first["left_row"].to_numpy()]
+    kept = [_top_candidates(first, settings)]
     compared = len(first)
     remaining = np.setdiff1d(rest_rows, rest_sample)
     chunks = max(1, -(-len(remaining) // settings.score_chunk_records))
@@ -872,7 +877,7 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
         scored, _ = score(keyed.rows(chunk).reset_index(drop=True), people, linked.model,
                           settings, right_values=values)
         compared += len(scored)
-        scored = scored.assign(record_row=chunk[scored["left_row"].to_numpy()])
+        scored["record_row"] = chunk[scored["left_row"].to_numpy()]
         kept.append(_top_candidates(scored, settings))
     return linked, pd.concat(kept, ignore_index=True), compared
 
@@ -934,5 +939,5 @@ def _candidates(records, members, pairs, reviewed, settings: MatchSettings) -> p
         }
     )
     for column in (c for c in shown.columns if c.startswith("level_")):
-        out[column] = shown[column].to_numpy()
+        out[column] = shown[column].to_numpy(dtype=object)  # the labels as text
     return out

@@ -402,15 +402,33 @@ def _prepared(left, right, settings: MatchSettings):
     return _ensure_columns(left, needed), _ensure_columns(right, needed)
 
 
+def _ranked(keys: np.ndarray, weight: np.ndarray, missing_first: bool = False) -> np.ndarray:
+    """Positions ordering pairs by ``keys`` (a record) ascending, then by weight descending,
+    ties in their order — a stable ``sort_values([key, weight], ascending=[True, False])``
+    (missing weights last, or first), worked out on the two columns alone: the pair frames
+    are then taken once, not moved column by column in every sort."""
+    descending = np.where(np.isnan(weight), -np.inf if missing_first else np.inf, -weight)
+    return np.lexsort((descending, keys))
+
+
+def _rank_in_group(sorted_keys: np.ndarray) -> np.ndarray:
+    """Each position's rank (0 = first) among the equal keys before it (keys sorted)."""
+    return np.arange(len(sorted_keys)) - np.searchsorted(sorted_keys, sorted_keys, side="left")
+
+
 def best_per_left(pairs: pd.DataFrame, margin: float, by: str = "left_row") -> pd.DataFrame:
     """The highest-weight pair of each left row (or of each value of ``by``); ``ambiguous`` when
     a rival on the right is within ``margin`` log2 units (the officer has to choose)."""
-    ranked = pairs.sort_values([by, "match_weight"], ascending=[True, False], kind="stable")
-    first = ~ranked[by].duplicated()
-    best = ranked[first].copy()
-    runner_up = ranked[~first].drop_duplicates(by).set_index(by)["match_weight"]
-    rival = best[by].map(runner_up)
-    best["ambiguous"] = (rival >= best["match_weight"] - margin).fillna(False).to_numpy(bool)
+    keys = pairs[by].to_numpy()
+    weight = pairs["match_weight"].to_numpy(dtype=float)
+    order = _ranked(keys, weight)
+    keys, weight = keys[order], weight[order]
+    at = np.flatnonzero(_rank_in_group(keys) == 0)
+    # the runner-up is the next pair of the same key, when there is one
+    after = np.minimum(at + 1, max(len(order) - 1, 0))
+    has_rival = (at + 1 < len(order)) & (keys[after] == keys[at])
+    best = pairs.take(order[at])
+    best["ambiguous"] = has_rival & (weight[after] >= weight[at] - margin)
     return best
 
 
@@ -885,8 +903,9 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
 def _top_candidates(pairs: pd.DataFrame, settings: MatchSettings) -> pd.DataFrame:
     """Each record's best candidates: enough to grade (best and runner-up) and to show."""
     keep = max(settings.max_candidates, 2)
-    ranked = pairs.sort_values(["record_row", "match_weight"], ascending=[True, False])
-    return ranked.groupby("record_row", sort=False).head(keep)
+    keys = pairs["record_row"].to_numpy()
+    order = _ranked(keys, pairs["match_weight"].to_numpy(dtype=float))
+    return pairs.take(order[_rank_in_group(keys[order]) < keep])
 
 
 def _fallback_grades(records: pd.DataFrame, pairs: pd.DataFrame, member_tokens: np.ndarray,
@@ -920,17 +939,22 @@ def _matched_frame(records, members, graded: pd.DataFrame) -> pd.DataFrame:
 def _candidates(records, members, pairs, reviewed, settings: MatchSettings) -> pd.DataFrame:
     """Top candidates of every record sent to REVIEW, best first, with the levels that explain
     the weight (e.g. name homophone, birth date exact, same street)."""
-    shown = pairs[pairs["record_row"].isin(reviewed["record_row"])]
-    shown = shown.sort_values(["record_row", "match_weight"], ascending=[True, False],
-                              na_position="first")
-    shown = shown.drop_duplicates(["record_row", "right_row"])  # a token match met again
-    shown = shown.groupby("record_row", sort=False).head(settings.max_candidates)
+    record_rows = pairs["record_row"].to_numpy()
+    at = np.flatnonzero(np.isin(record_rows, reviewed["record_row"].to_numpy()))
+    at = at[_ranked(record_rows[at], pairs["match_weight"].to_numpy(dtype=float)[at],
+                    missing_first=True)]
+    met = pd.Series(record_rows[at] * np.int64(len(members) + 1)
+                    + pairs["right_row"].to_numpy()[at]).duplicated().to_numpy()
+    at = at[~met]  # a token match met again
+    rank = _rank_in_group(record_rows[at])
+    at, rank = at[rank < settings.max_candidates], rank[rank < settings.max_candidates]
+    shown = pairs.take(at)
     grade = reviewed.drop_duplicates("record_row").set_index("record_row")["grade_code"]
     member_rows = shown["right_row"].to_numpy()
     out = pd.DataFrame(
         {
             "record_index": records.index.to_numpy()[shown["record_row"].to_numpy()],
-            "rank": shown.groupby("record_row").cumcount().to_numpy() + 1,
+            "rank": rank + 1,
             "household_id": members["household_id"].to_numpy()[member_rows],
             "person_token": members[MEMBER_KEY].to_numpy(dtype=np.int64)[member_rows],
             "match_weight": shown["match_weight"].to_numpy(),

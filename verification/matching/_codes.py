@@ -72,6 +72,13 @@ def split_lists(column: pd.Series) -> tuple[np.ndarray, pa.Array]:
     return positions, pc.list_flatten(lists)
 
 
+def _blanked(values: pd.Series) -> np.ndarray:
+    """Rows of a frame of the run's records (``KEYED_ROW``) whose value is missing. Only
+    missing ones: such a frame holds each row's own values or blanks, and a blank ("") one is
+    missing in the records' codes already — no need to make text of the column again."""
+    return values.isna().to_numpy(dtype=bool)
+
+
 def _int_codes(indices: pa.Array) -> np.ndarray:
     return pc.fill_null(indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
 
@@ -163,12 +170,10 @@ class RightValues:
         for a frame of the run's records, else by lookup (a value the roster and the records
         lack gets one code of its own that no roster row carries)."""
         coded = self.coded(right, column, transform, width)
-        text = arrow_text(left[column])
         if coded.records is not None and KEYED_ROW in left.columns:
             codes = coded.records[left[KEYED_ROW].to_numpy(dtype=np.int64)]
-            return np.where(text.is_null().to_numpy(zero_copy_only=False), -1, codes).astype(
-                np.int64)
-        text = arrow_transform(text, transform, width)
+            return np.where(_blanked(left[column]), -1, codes).astype(np.int64)
+        text = arrow_transform(arrow_text(left[column]), transform, width)
         found = pc.index_in(text, value_set=coded.dictionary)
         codes = pc.fill_null(found, len(coded.dictionary)).to_numpy(zero_copy_only=False)
         return np.where(text.is_null().to_numpy(zero_copy_only=False), -1, codes).astype(
@@ -199,7 +204,7 @@ class RightValues:
         right_slots, record_slots, right_values = self.slots(right, column)
         if record_slots is not None and KEYED_ROW in left.columns:
             out = record_slots[left[KEYED_ROW].to_numpy(dtype=np.int64)]
-            out[arrow_text(left[column]).is_null().to_numpy(zero_copy_only=False)] = -1
+            out[_blanked(left[column])] = -1
         else:
             at, values = split_lists(left[column])
             # the roster's values in code order (numbered first, by first appearance)

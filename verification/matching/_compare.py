@@ -107,10 +107,10 @@ class PairColumns:
             self._codes[cache_key] = (left[self.li], right[self.ri])
         return self._codes[cache_key]
 
-    def slots(self, column: str) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pair list codes of both sides (see ``FrameValues.slots``)."""
+    def slots(self, column: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """List codes of both sides of the pairs ``rows`` (see ``FrameValues.slots``)."""
         left, right = self.values.slots(column)
-        return left[self.li], right[self.ri]
+        return left[self.li[rows]], right[self.ri[rows]]
 
     def missing(self, column: str) -> np.ndarray:
         left, right = self.codes(column)
@@ -159,8 +159,7 @@ def _listed(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.nda
 
 def _overlap(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
     """The two sides' lists (space-separated values) share a value."""
-    left, right = cols.slots(column)
-    left, right = left[rows], right[rows]
+    left, right = cols.slots(column, rows)
     hit = np.zeros(len(rows), dtype=bool)
     for a in range(left.shape[1]):
         present = left[:, a] >= 0

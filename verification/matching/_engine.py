@@ -805,8 +805,11 @@ def _own_fields(rows: pd.DataFrame, where: np.ndarray | None = None) -> pd.DataF
         if where is not None:
             from_id &= where
         for column in (c for c in columns if c in rows.columns):
-            blank[column] = rows[column].astype(object).where(~from_id, None)
-    return rows.assign(**blank) if blank else rows
+            values = rows[column]
+            # a date stays a date (NaT where blanked): as objects it is a Timestamp per row
+            blank[column] = (values.where(~from_id) if pd.api.types.is_datetime64_any_dtype(values)
+                             else values.astype(object).where(~from_id, None))
+    return with_columns(rows, blank)
 
 
 def _without_fallback_only(rows: pd.DataFrame, settings: MatchSettings) -> pd.DataFrame:
@@ -815,7 +818,7 @@ def _without_fallback_only(rows: pd.DataFrame, settings: MatchSettings) -> pd.Da
     columns = {col for c in settings.comparisons if c.name in settings.fallback_only
                for col in c.columns}
     present = [c for c in columns if c in rows.columns]
-    return rows.assign(**dict.fromkeys(present, None)) if present else rows
+    return with_columns(rows, dict.fromkeys(present, None))
 
 
 def _agrees(gamma: np.ndarray, settings: MatchSettings) -> np.ndarray:

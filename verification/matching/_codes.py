@@ -122,6 +122,7 @@ class RightValues:
         self._slots: dict[str, tuple[np.ndarray, np.ndarray | None, int]] = {}
         self.frequencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.blocks: Any = None  # the right frame blocked under the rules (_blocking.BlockIndex)
+        self._characters: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def _records_have(self, column: str) -> bool:
         return self.records is not None and column in self.records.columns
@@ -213,6 +214,17 @@ class RightValues:
                 zero_copy_only=False)
             out = _slot_matrix(at, codes.astype(np.int32), len(left))
         return np.where(out < right_values, out, -1)
+
+    def characters(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """The code points of each value of ``column``'s dictionary (``coded``), one row per
+        code, zero-padded, and each value's length: an edit test on a pair's two codes then
+        needs no string of its own."""
+        if column not in self._characters:
+            values = self.coded(right, column).dictionary.to_numpy(zero_copy_only=False)
+            text = values.astype(str) if len(values) else np.array([""], dtype="U1")
+            points = text.view(np.uint32).reshape(len(text), -1)
+            self._characters[column] = (points, np.char.str_len(text))
+        return self._characters[column]
 
     def frequency(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Each right row's value code and the share of right rows holding each value."""

@@ -92,12 +92,17 @@ class PairColumns:
         first request (later levels only ever ask about rows earlier levels left undecided)."""
         cache_key = (column, scorer.__qualname__)
         if cache_key not in self._scores:
-            left = self.values.left_strings(column)[self.li[rows]]
-            right = self.values.right_strings(column, self.ri[rows])
             full = np.full(len(self.li), np.nan)
-            full[rows] = process.cpdist(left, right, scorer=scorer, workers=-1)
+            full[rows] = self.distances(column, scorer, rows)
             self._scores[cache_key] = full
         return self._scores[cache_key][rows]
+
+    def distances(self, column: str, scorer: Callable[..., float], rows: np.ndarray
+                  ) -> np.ndarray:
+        """String scores for ``rows`` (not kept)."""
+        left = self.values.left_strings(column)[self.li[rows]]
+        right = self.values.right_strings(column, self.ri[rows])
+        return process.cpdist(left, right, scorer=scorer, workers=-1)
 
     def codes(self, column: str, transform: str = "", width: int = 0) -> tuple[np.ndarray, ...]:
         """Per-pair integer codes of (transformed) values, shared between sides; -1 = missing."""
@@ -106,6 +111,18 @@ class PairColumns:
             left, right = self.values.codes(column, transform, width)
             self._codes[cache_key] = (left[self.li], right[self.ri])
         return self._codes[cache_key]
+
+    def codes_at(self, column: str, rows: np.ndarray, transform: str = "",
+                 width: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Both sides' codes of the pairs ``rows`` only: a level on another column than its
+        comparison's (a name's sound, a phone's last digits) or on a transform (a prefix) is
+        asked about the pairs earlier levels left undecided, often a small part of them."""
+        cache_key = (column, transform, width)
+        if cache_key in self._codes:
+            left, right = self._codes[cache_key]
+            return left[rows], right[rows]
+        left, right = self.values.codes(column, transform, width)
+        return left[self.li[rows]], right[self.ri[rows]]
 
     def slots(self, column: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """List codes of both sides of the pairs ``rows`` (see ``FrameValues.slots``)."""
@@ -126,19 +143,57 @@ def _distance_level(
     return holds
 
 
+def _within_one_edit(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
+    """OSA distance at most 1, on the values' code points where both sides' values are in
+    the roster's and records' dictionary and of one length: equal, one character replaced, or
+    two neighbours swapped (with lengths equal, an insertion costs a deletion too). Pairs of
+    other lengths (one apart) or of values outside the dictionary go to rapidfuzz."""
+    left, right = cols.codes_at(column, rows)
+    points, lengths = cols.values.shared.characters(cols.right, column)
+    known = (left >= 0) & (left < len(points)) & (right >= 0)
+    left_len = np.where(known, lengths[np.where(known, left, 0)], -1)
+    right_len = np.where(known, lengths[np.where(known, right, 0)], -1)
+    same = known & (left_len == right_len)
+    hit = np.zeros(len(rows), dtype=bool)
+    if same.any():
+        a, b = points[left[same]], points[right[same]]
+        differ = a != b
+        count = differ.sum(axis=1)
+        within = count <= 1
+        two = np.flatnonzero(count == 2)
+        if len(two):
+            first = differ[two].argmax(axis=1)
+            second = np.minimum(first + 1, a.shape[1] - 1)
+            swapped = (differ[two, second] & (a[two, first] == b[two, second])
+                       & (a[two, second] == b[two, first]))
+            within[two] = swapped
+        hit[same] = within
+    rest = ~same & ~(known & (np.abs(left_len - right_len) > 1))  # two apart: two edits at least
+    if rest.any():
+        at = rows[rest]
+        hit[rest] = cols.distances(column, OSA.distance, at) <= 1
+    return hit
+
+
+def _osa(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
+    if level.threshold == 1:
+        return _within_one_edit(cols, column, level, rows)
+    return cols.scores(column, OSA.distance, rows) <= level.threshold
+
+
 def _exact(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
-    left, right = cols.codes(column)
-    return (left[rows] == right[rows]) & (left[rows] >= 0)
+    left, right = cols.codes_at(column, rows)
+    return (left == right) & (left >= 0)
 
 
 def _prefix(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
-    left, right = cols.codes(column, "prefix", int(level.threshold or 0))
-    return (left[rows] == right[rows]) & (left[rows] >= 0)
+    left, right = cols.codes_at(column, rows, "prefix", int(level.threshold or 0))
+    return (left == right) & (left >= 0)
 
 
 def _month_day_swapped(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
-    left, right = cols.codes(column, "swap")
-    return (left[rows] == right[rows]) & (left[rows] >= 0)
+    left, right = cols.codes_at(column, rows, "swap")
+    return (left == right) & (left >= 0)
 
 
 def _abs_diff(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
@@ -150,11 +205,15 @@ def _abs_diff(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.n
 def _listed(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
     """The member's value (``LISTED_AGAINST[column]``) is among the record's listed values."""
     owner, values = exploded(cols.left[column])
-    listed = pd.MultiIndex.from_arrays([owner, values])
     against = pd.to_numeric(cols.right[LISTED_AGAINST[column]], errors="coerce").astype(
-        "Int64").to_numpy(dtype=np.int64, na_value=-1)
-    asked = pd.MultiIndex.from_arrays([cols.li[rows], against[cols.ri[rows]]])
-    return asked.isin(listed)
+        "Int64").to_numpy(dtype=np.int64, na_value=-1)[cols.ri[rows]]
+    # (row, value) pairs as one int64 each: the values coded together (tokens span all of
+    # int64, a row number times a token would overflow)
+    codes, distinct = pd.factorize(np.concatenate([values, against]))
+    width = np.int64(len(distinct) + 1)
+    listed = owner.astype(np.int64) * width + codes[:len(values)]
+    asked = cols.li[rows].astype(np.int64) * width + codes[len(values):]
+    return np.isin(asked, listed)
 
 
 def _overlap(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
@@ -173,7 +232,7 @@ _LEVEL_TESTS = {
     "prefix": _prefix,
     "month_day_swapped": _month_day_swapped,
     "abs_diff": _abs_diff,
-    "osa": _distance_level(OSA.distance, lambda s, t: s <= t),
+    "osa": _osa,
     "jaro_winkler": _distance_level(JaroWinkler.similarity, lambda s, t: s >= t),
     "listed": _listed,
     "overlap": _overlap,
@@ -184,7 +243,7 @@ def comparison_levels(cols: PairColumns, comparison: Comparison) -> np.ndarray:
     """Level index per pair: 0 = strongest level, len(levels) = else, -1 = null."""
     levels = np.full(len(cols.li), len(comparison.levels), dtype=np.int8)
     if comparison.column in LISTED_AGAINST:  # only the record lists; the member has a token
-        undecided = cols.codes(comparison.column)[0] >= 0
+        undecided = cols.values.codes(comparison.column)[0][cols.li] >= 0
     else:
         undecided = ~cols.missing(comparison.column)
     levels[~undecided] = NULL_LEVEL

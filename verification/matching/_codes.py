@@ -173,12 +173,12 @@ class RightValues:
         coded = self.coded(right, column, transform, width)
         if coded.records is not None and KEYED_ROW in left.columns:
             codes = coded.records[left[KEYED_ROW].to_numpy(dtype=np.int64)]
-            return np.where(_blanked(left[column]), -1, codes).astype(np.int64)
+            return np.where(_blanked(left[column]), -1, codes).astype(np.int32)
         text = arrow_transform(arrow_text(left[column]), transform, width)
         found = pc.index_in(text, value_set=coded.dictionary)
         codes = pc.fill_null(found, len(coded.dictionary)).to_numpy(zero_copy_only=False)
         return np.where(text.is_null().to_numpy(zero_copy_only=False), -1, codes).astype(
-            np.int64)
+            np.int32)
 
     def slots(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray | None,
                                                                 int]:

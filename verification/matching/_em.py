@@ -45,11 +45,10 @@ class FellegiSunter:
 
     def contributions(self, gamma: np.ndarray) -> np.ndarray:
         """(pairs × comparisons) log2 Bayes factors; a null level contributes 0."""
-        out = np.zeros(gamma.shape, dtype=float)
+        out = np.empty(gamma.shape, dtype=float)
         for k, weight in enumerate(self.weights()):
-            levels = gamma[:, k]
-            present = levels != NULL_LEVEL
-            out[present, k] = weight[levels[present]]
+            # the null level (-1) takes the last entry, a zero: one take, no mask
+            out[:, k] = np.concatenate([weight, [0.0]])[gamma[:, k]]
         return out
 
     def match_weight(self, gamma: np.ndarray) -> np.ndarray:

@@ -217,13 +217,19 @@ class RightValues:
 
     def characters(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
         """The code points of each value of ``column``'s dictionary (``coded``), one row per
-        code, zero-padded, and each value's length: an edit test on a pair's two codes then
-        needs no string of its own."""
+        code, zero-padded, and each value's length (-1: test it as text): an edit test on a
+        pair's two codes then needs no string of its own."""
         if column not in self._characters:
-            values = self.coded(right, column).dictionary.to_numpy(zero_copy_only=False)
+            dictionary = self.coded(right, column).dictionary
+            values = dictionary.to_numpy(zero_copy_only=False)
             text = values.astype(str) if len(values) else np.array([""], dtype="U1")
             points = text.view(np.uint32).reshape(len(text), -1)
-            self._characters[column] = (points, np.char.str_len(text))
+            lengths = np.full(len(points), -1, dtype=np.int64)  # none: -1, left to rapidfuzz
+            lengths[:len(values)] = pc.utf8_length(dictionary).to_numpy(zero_copy_only=False)
+            # a value holding a NUL character is no zero-padded text: -1 as well
+            inside = np.arange(points.shape[1]) < lengths[:, None]
+            lengths[np.any((points == 0) & inside, axis=1)] = -1
+            self._characters[column] = (points, lengths)
         return self._characters[column]
 
     def frequency(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:

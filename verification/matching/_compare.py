@@ -143,35 +143,53 @@ def _distance_level(
     return holds
 
 
+def _replaced_or_swapped(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Code points of equal-length values: at most one differs, or two neighbours swapped."""
+    differ = a != b
+    count = differ.sum(axis=1)
+    within = count <= 1
+    two = np.flatnonzero(count == 2)
+    if len(two):
+        first = differ[two].argmax(axis=1)
+        second = np.minimum(first + 1, a.shape[1] - 1)
+        within[two] = (differ[two, second] & (a[two, first] == b[two, second])
+                       & (a[two, second] == b[two, first]))
+    return within
+
+
+def _one_deleted(longer: np.ndarray, shorter: np.ndarray, short_len: np.ndarray) -> np.ndarray:
+    """Code points of values one apart in length: the shorter is the longer less one
+    character. Past the first difference (at the shorter's end at the latest: zero padding)
+    the longer, moved back one, must equal the shorter."""
+    first = (longer != shorter).argmax(axis=1)
+    moved = longer[:, 1:] == shorter[:, :-1]
+    at = np.arange(moved.shape[1])
+    checked = (at >= first[:, None]) & (at < short_len[:, None])
+    return np.all(moved | ~checked, axis=1)
+
+
 def _within_one_edit(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
-    """OSA distance at most 1, on the values' code points where both sides' values are in
-    the roster's and records' dictionary and of one length: equal, one character replaced, or
-    two neighbours swapped (with lengths equal, an insertion costs a deletion too). Pairs of
-    other lengths (one apart) or of values outside the dictionary go to rapidfuzz."""
+    """OSA distance at most 1, on the code points of both values where both are in the
+    dictionary of the roster's and records' values (``RightValues.characters``): equal
+    lengths — one character replaced, or two neighbours swapped (an insertion there costs a
+    deletion too); lengths one apart — one character deleted; further apart — never. Other
+    pairs (a value outside the dictionary, or missing) go to rapidfuzz."""
     left, right = cols.codes_at(column, rows)
     points, lengths = cols.values.shared.characters(cols.right, column)
-    known = (left >= 0) & (left < len(points)) & (right >= 0)
-    left_len = np.where(known, lengths[np.where(known, left, 0)], -1)
-    right_len = np.where(known, lengths[np.where(known, right, 0)], -1)
-    same = known & (left_len == right_len)
+    in_dictionary = (left >= 0) & (left < len(points))  # len(points): a value none holds
+    left_len = np.where(in_dictionary, lengths[np.where(in_dictionary, left, 0)], -1)
+    right_len = np.where(right >= 0, lengths[np.maximum(right, 0)], -1)
+    known = (left_len >= 0) & (right_len >= 0)
     hit = np.zeros(len(rows), dtype=bool)
-    if same.any():
-        a, b = points[left[same]], points[right[same]]
-        differ = a != b
-        count = differ.sum(axis=1)
-        within = count <= 1
-        two = np.flatnonzero(count == 2)
-        if len(two):
-            first = differ[two].argmax(axis=1)
-            second = np.minimum(first + 1, a.shape[1] - 1)
-            swapped = (differ[two, second] & (a[two, first] == b[two, second])
-                       & (a[two, second] == b[two, first]))
-            within[two] = swapped
-        hit[same] = within
-    rest = ~same & ~(known & (np.abs(left_len - right_len) > 1))  # two apart: two edits at least
+    same = known & (left_len == right_len)
+    hit[same] = _replaced_or_swapped(points[left[same]], points[right[same]])
+    for longer, shorter, short_len in ((left, right, right_len), (right, left, left_len)):
+        apart = known & (left_len + right_len == 2 * short_len + 1)  # the other one longer
+        hit[apart] = _one_deleted(points[longer[apart]], points[shorter[apart]],
+                                  short_len[apart])
+    rest = ~known
     if rest.any():
-        at = rows[rest]
-        hit[rest] = cols.distances(column, OSA.distance, at) <= 1
+        hit[rest] = cols.distances(column, OSA.distance, rows[rest]) <= 1
     return hit
 
 

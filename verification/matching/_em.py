@@ -54,7 +54,14 @@ class FellegiSunter:
     def match_weight(self, gamma: np.ndarray) -> np.ndarray:
         """Posterior log2 odds of a match."""
         prior = np.log2(self.prior) - np.log2(1 - self.prior)
-        return prior + self.contributions(gamma).sum(axis=1)
+        if gamma.shape[1] >= 8:  # numpy sums eight or more terms pairwise: its order kept
+            return prior + self.contributions(gamma).sum(axis=1)
+        # fewer: numpy's row sum adds them one after another, so the same sum, without a
+        # (pairs × comparisons) matrix of floats
+        total = np.zeros(len(gamma))
+        for k, weight in enumerate(self.weights()):
+            total += np.concatenate([weight, [0.0]])[gamma[:, k]]
+        return prior + total
 
     def to_dict(self, labels: list[tuple[str, tuple[str, ...]]]) -> dict:
         """Parameters by comparison and level label, for the run log."""

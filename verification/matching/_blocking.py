@@ -134,16 +134,15 @@ def listed_pairs(left: pd.DataFrame, right: pd.DataFrame,
 
 
 def exploded(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and int64 values of a space-separated list column (missing rows give none)."""
-    text = column.astype("string")
-    present = np.flatnonzero(text.notna().to_numpy() & (text.str.len() > 0).fillna(False)
-                             .to_numpy(bool))
-    if not len(present):
-        return np.array([], np.int64), np.array([], np.int64)
-    parts = text.iloc[present].str.split(" ")
-    lengths = parts.str.len().to_numpy(dtype=np.int64)
-    values = np.array([int(v) for p in parts for v in p], dtype=np.int64)
-    return np.repeat(present, lengths).astype(np.int64), values
+    """Positions and int64 values of a space-separated list column (missing rows give none),
+    split and parsed in Arrow; a value Arrow cannot read as a number is read by Python's int
+    (which raises as before on one that is none)."""
+    positions, values = split_lists(column)
+    try:
+        numbers = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        numbers = np.array([int(v) for v in values.to_pylist()], dtype=np.int64)
+    return positions, numbers.astype(np.int64)
 
 
 def rule_name(rule: tuple[str, ...]) -> str:

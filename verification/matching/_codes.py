@@ -72,6 +72,13 @@ def split_lists(column: pd.Series) -> tuple[np.ndarray, pa.Array]:
     return positions, pc.list_flatten(lists)
 
 
+def _blanked(values: pd.Series) -> np.ndarray:
+    """Rows of a frame of the run's records (``KEYED_ROW``) whose value is missing. Only
+    missing ones: such a frame holds each row's own values or blanks, and a blank ("") one is
+    missing in the records' codes already — no need to make text of the column again."""
+    return values.isna().to_numpy(dtype=bool)
+
+
 def _int_codes(indices: pa.Array) -> np.ndarray:
     return pc.fill_null(indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
 
@@ -115,6 +122,7 @@ class RightValues:
         self._slots: dict[str, tuple[np.ndarray, np.ndarray | None, int]] = {}
         self.frequencies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.blocks: Any = None  # the right frame blocked under the rules (_blocking.BlockIndex)
+        self._characters: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def _records_have(self, column: str) -> bool:
         return self.records is not None and column in self.records.columns
@@ -163,16 +171,14 @@ class RightValues:
         for a frame of the run's records, else by lookup (a value the roster and the records
         lack gets one code of its own that no roster row carries)."""
         coded = self.coded(right, column, transform, width)
-        text = arrow_text(left[column])
         if coded.records is not None and KEYED_ROW in left.columns:
             codes = coded.records[left[KEYED_ROW].to_numpy(dtype=np.int64)]
-            return np.where(text.is_null().to_numpy(zero_copy_only=False), -1, codes).astype(
-                np.int64)
-        text = arrow_transform(text, transform, width)
+            return np.where(_blanked(left[column]), -1, codes).astype(np.int32)
+        text = arrow_transform(arrow_text(left[column]), transform, width)
         found = pc.index_in(text, value_set=coded.dictionary)
         codes = pc.fill_null(found, len(coded.dictionary)).to_numpy(zero_copy_only=False)
         return np.where(text.is_null().to_numpy(zero_copy_only=False), -1, codes).astype(
-            np.int64)
+            np.int32)
 
     def slots(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray | None,
                                                                 int]:
@@ -199,7 +205,7 @@ class RightValues:
         right_slots, record_slots, right_values = self.slots(right, column)
         if record_slots is not None and KEYED_ROW in left.columns:
             out = record_slots[left[KEYED_ROW].to_numpy(dtype=np.int64)]
-            out[arrow_text(left[column]).is_null().to_numpy(zero_copy_only=False)] = -1
+            out[_blanked(left[column])] = -1
         else:
             at, values = split_lists(left[column])
             # the roster's values in code order (numbered first, by first appearance)
@@ -208,6 +214,23 @@ class RightValues:
                 zero_copy_only=False)
             out = _slot_matrix(at, codes.astype(np.int32), len(left))
         return np.where(out < right_values, out, -1)
+
+    def characters(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """The code points of each value of ``column``'s dictionary (``coded``), one row per
+        code, zero-padded, and each value's length (-1: test it as text): an edit test on a
+        pair's two codes then needs no string of its own."""
+        if column not in self._characters:
+            dictionary = self.coded(right, column).dictionary
+            values = dictionary.to_numpy(zero_copy_only=False)
+            text = values.astype(str) if len(values) else np.array([""], dtype="U1")
+            points = text.view(np.uint32).reshape(len(text), -1)
+            lengths = np.full(len(points), -1, dtype=np.int64)  # none: -1, left to rapidfuzz
+            lengths[:len(values)] = pc.utf8_length(dictionary).to_numpy(zero_copy_only=False)
+            # a value holding a NUL character is no zero-padded text: -1 as well
+            inside = np.arange(points.shape[1]) < lengths[:, None]
+            lengths[np.any((points == 0) & inside, axis=1)] = -1
+            self._characters[column] = (points, lengths)
+        return self._characters[column]
 
     def frequency(self, right: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Each right row's value code and the share of right rows holding each value."""

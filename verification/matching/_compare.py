@@ -92,12 +92,17 @@ class PairColumns:
         first request (later levels only ever ask about rows earlier levels left undecided)."""
         cache_key = (column, scorer.__qualname__)
         if cache_key not in self._scores:
-            left = self.values.left_strings(column)[self.li[rows]]
-            right = self.values.right_strings(column, self.ri[rows])
             full = np.full(len(self.li), np.nan)
-            full[rows] = process.cpdist(left, right, scorer=scorer, workers=-1)
+            full[rows] = self.distances(column, scorer, rows)
             self._scores[cache_key] = full
         return self._scores[cache_key][rows]
+
+    def distances(self, column: str, scorer: Callable[..., float], rows: np.ndarray
+                  ) -> np.ndarray:
+        """String scores for ``rows`` (not kept)."""
+        left = self.values.left_strings(column)[self.li[rows]]
+        right = self.values.right_strings(column, self.ri[rows])
+        return process.cpdist(left, right, scorer=scorer, workers=-1)
 
     def codes(self, column: str, transform: str = "", width: int = 0) -> tuple[np.ndarray, ...]:
         """Per-pair integer codes of (transformed) values, shared between sides; -1 = missing."""
@@ -107,10 +112,22 @@ class PairColumns:
             self._codes[cache_key] = (left[self.li], right[self.ri])
         return self._codes[cache_key]
 
-    def slots(self, column: str) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pair list codes of both sides (see ``FrameValues.slots``)."""
+    def codes_at(self, column: str, rows: np.ndarray, transform: str = "",
+                 width: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Both sides' codes of the pairs ``rows`` only: a level on another column than its
+        comparison's (a name's sound, a phone's last digits) or on a transform (a prefix) is
+        asked about the pairs earlier levels left undecided, often a small part of them."""
+        cache_key = (column, transform, width)
+        if cache_key in self._codes:
+            left, right = self._codes[cache_key]
+            return left[rows], right[rows]
+        left, right = self.values.codes(column, transform, width)
+        return left[self.li[rows]], right[self.ri[rows]]
+
+    def slots(self, column: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """List codes of both sides of the pairs ``rows`` (see ``FrameValues.slots``)."""
         left, right = self.values.slots(column)
-        return left[self.li], right[self.ri]
+        return left[self.li[rows]], right[self.ri[rows]]
 
     def missing(self, column: str) -> np.ndarray:
         left, right = self.codes(column)
@@ -126,19 +143,75 @@ def _distance_level(
     return holds
 
 
+def _replaced_or_swapped(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Code points of equal-length values: at most one differs, or two neighbours swapped."""
+    differ = a != b
+    count = differ.sum(axis=1)
+    within = count <= 1
+    two = np.flatnonzero(count == 2)
+    if len(two):
+        first = differ[two].argmax(axis=1)
+        second = np.minimum(first + 1, a.shape[1] - 1)
+        within[two] = (differ[two, second] & (a[two, first] == b[two, second])
+                       & (a[two, second] == b[two, first]))
+    return within
+
+
+def _one_deleted(longer: np.ndarray, shorter: np.ndarray, short_len: np.ndarray) -> np.ndarray:
+    """Code points of values one apart in length: the shorter is the longer less one
+    character. Past the first difference (at the shorter's end at the latest: zero padding)
+    the longer, moved back one, must equal the shorter."""
+    first = (longer != shorter).argmax(axis=1)
+    moved = longer[:, 1:] == shorter[:, :-1]
+    at = np.arange(moved.shape[1])
+    checked = (at >= first[:, None]) & (at < short_len[:, None])
+    return np.all(moved | ~checked, axis=1)
+
+
+def _within_one_edit(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
+    """OSA distance at most 1, on the code points of both values where both are in the
+    dictionary of the roster's and records' values (``RightValues.characters``): equal
+    lengths — one character replaced, or two neighbours swapped (an insertion there costs a
+    deletion too); lengths one apart — one character deleted; further apart — never. Other
+    pairs (a value outside the dictionary, or missing) go to rapidfuzz."""
+    left, right = cols.codes_at(column, rows)
+    points, lengths = cols.values.shared.characters(cols.right, column)
+    in_dictionary = (left >= 0) & (left < len(points))  # len(points): a value none holds
+    left_len = np.where(in_dictionary, lengths[np.where(in_dictionary, left, 0)], -1)
+    right_len = np.where(right >= 0, lengths[np.maximum(right, 0)], -1)
+    known = (left_len >= 0) & (right_len >= 0)
+    hit = np.zeros(len(rows), dtype=bool)
+    same = known & (left_len == right_len)
+    hit[same] = _replaced_or_swapped(points[left[same]], points[right[same]])
+    for longer, shorter, short_len in ((left, right, right_len), (right, left, left_len)):
+        apart = known & (left_len + right_len == 2 * short_len + 1)  # the other one longer
+        hit[apart] = _one_deleted(points[longer[apart]], points[shorter[apart]],
+                                  short_len[apart])
+    rest = ~known
+    if rest.any():
+        hit[rest] = cols.distances(column, OSA.distance, rows[rest]) <= 1
+    return hit
+
+
+def _osa(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
+    if level.threshold == 1:
+        return _within_one_edit(cols, column, level, rows)
+    return cols.scores(column, OSA.distance, rows) <= level.threshold
+
+
 def _exact(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
-    left, right = cols.codes(column)
-    return (left[rows] == right[rows]) & (left[rows] >= 0)
+    left, right = cols.codes_at(column, rows)
+    return (left == right) & (left >= 0)
 
 
 def _prefix(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
-    left, right = cols.codes(column, "prefix", int(level.threshold or 0))
-    return (left[rows] == right[rows]) & (left[rows] >= 0)
+    left, right = cols.codes_at(column, rows, "prefix", int(level.threshold or 0))
+    return (left == right) & (left >= 0)
 
 
 def _month_day_swapped(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
-    left, right = cols.codes(column, "swap")
-    return (left[rows] == right[rows]) & (left[rows] >= 0)
+    left, right = cols.codes_at(column, rows, "swap")
+    return (left == right) & (left >= 0)
 
 
 def _abs_diff(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
@@ -150,17 +223,20 @@ def _abs_diff(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.n
 def _listed(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
     """The member's value (``LISTED_AGAINST[column]``) is among the record's listed values."""
     owner, values = exploded(cols.left[column])
-    listed = pd.MultiIndex.from_arrays([owner, values])
     against = pd.to_numeric(cols.right[LISTED_AGAINST[column]], errors="coerce").astype(
-        "Int64").to_numpy(dtype=np.int64, na_value=-1)
-    asked = pd.MultiIndex.from_arrays([cols.li[rows], against[cols.ri[rows]]])
-    return asked.isin(listed)
+        "Int64").to_numpy(dtype=np.int64, na_value=-1)[cols.ri[rows]]
+    # (row, value) pairs as one int64 each: the values coded together (tokens span all of
+    # int64, a row number times a token would overflow)
+    codes, distinct = pd.factorize(np.concatenate([values, against]))
+    width = np.int64(len(distinct) + 1)
+    listed = owner.astype(np.int64) * width + codes[:len(values)]
+    asked = cols.li[rows].astype(np.int64) * width + codes[len(values):]
+    return np.isin(asked, listed)
 
 
 def _overlap(cols: PairColumns, column: str, level: ComparisonLevel, rows: np.ndarray):
     """The two sides' lists (space-separated values) share a value."""
-    left, right = cols.slots(column)
-    left, right = left[rows], right[rows]
+    left, right = cols.slots(column, rows)
     hit = np.zeros(len(rows), dtype=bool)
     for a in range(left.shape[1]):
         present = left[:, a] >= 0
@@ -174,7 +250,7 @@ _LEVEL_TESTS = {
     "prefix": _prefix,
     "month_day_swapped": _month_day_swapped,
     "abs_diff": _abs_diff,
-    "osa": _distance_level(OSA.distance, lambda s, t: s <= t),
+    "osa": _osa,
     "jaro_winkler": _distance_level(JaroWinkler.similarity, lambda s, t: s >= t),
     "listed": _listed,
     "overlap": _overlap,
@@ -185,7 +261,7 @@ def comparison_levels(cols: PairColumns, comparison: Comparison) -> np.ndarray:
     """Level index per pair: 0 = strongest level, len(levels) = else, -1 = null."""
     levels = np.full(len(cols.li), len(comparison.levels), dtype=np.int8)
     if comparison.column in LISTED_AGAINST:  # only the record lists; the member has a token
-        undecided = cols.codes(comparison.column)[0] >= 0
+        undecided = cols.values.codes(comparison.column)[0][cols.li] >= 0
     else:
         undecided = ~cols.missing(comparison.column)
     levels[~undecided] = NULL_LEVEL

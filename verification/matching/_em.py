@@ -45,17 +45,23 @@ class FellegiSunter:
 
     def contributions(self, gamma: np.ndarray) -> np.ndarray:
         """(pairs × comparisons) log2 Bayes factors; a null level contributes 0."""
-        out = np.zeros(gamma.shape, dtype=float)
+        out = np.empty(gamma.shape, dtype=float)
         for k, weight in enumerate(self.weights()):
-            levels = gamma[:, k]
-            present = levels != NULL_LEVEL
-            out[present, k] = weight[levels[present]]
+            # the null level (-1) takes the last entry, a zero: one take, no mask
+            out[:, k] = np.concatenate([weight, [0.0]])[gamma[:, k]]
         return out
 
     def match_weight(self, gamma: np.ndarray) -> np.ndarray:
         """Posterior log2 odds of a match."""
         prior = np.log2(self.prior) - np.log2(1 - self.prior)
-        return prior + self.contributions(gamma).sum(axis=1)
+        if gamma.shape[1] >= 8:  # numpy sums eight or more terms pairwise: its order kept
+            return prior + self.contributions(gamma).sum(axis=1)
+        # fewer: numpy's row sum adds them one after another, so the same sum, without a
+        # (pairs × comparisons) matrix of floats
+        total = np.zeros(len(gamma))
+        for k, weight in enumerate(self.weights()):
+            total += np.concatenate([weight, [0.0]])[gamma[:, k]]
+        return prior + total
 
     def to_dict(self, labels: list[tuple[str, tuple[str, ...]]]) -> dict:
         """Parameters by comparison and level label, for the run log."""

@@ -368,8 +368,10 @@ def scored_pairs(li, ri, gamma, model: FellegiSunter, settings: MatchSettings,
     probability = 1.0 / (1.0 + np.exp2(-np.clip(weight, -1000, 1000)))
     pairs = pd.DataFrame({"left_row": li, "right_row": ri})
     for k, comparison in enumerate(settings.comparisons):
-        labels = np.array(("null", *comparison.level_labels), dtype=object)
-        pairs[f"level_{comparison.name}"] = labels[gamma[:, k] + 1]
+        # categorical: the pairs of a province are sorted, filtered and concatenated many times,
+        # and a label column of Python strings per pair costs far more than one byte per pair
+        pairs[f"level_{comparison.name}"] = pd.Categorical.from_codes(
+            gamma[:, k].astype(np.int8) + 1, categories=("null", *comparison.level_labels))
     pairs["match_weight"] = weight
     pairs["match_probability"] = probability
     pairs["grade_code"] = _grades(probability, settings)
@@ -400,15 +402,33 @@ def _prepared(left, right, settings: MatchSettings):
     return _ensure_columns(left, needed), _ensure_columns(right, needed)
 
 
+def _ranked(keys: np.ndarray, weight: np.ndarray, missing_first: bool = False) -> np.ndarray:
+    """Positions ordering pairs by ``keys`` (a record) ascending, then by weight descending,
+    ties in their order — a stable ``sort_values([key, weight], ascending=[True, False])``
+    (missing weights last, or first), worked out on the two columns alone: the pair frames
+    are then taken once, not moved column by column in every sort."""
+    descending = np.where(np.isnan(weight), -np.inf if missing_first else np.inf, -weight)
+    return np.lexsort((descending, keys))
+
+
+def _rank_in_group(sorted_keys: np.ndarray) -> np.ndarray:
+    """Each position's rank (0 = first) among the equal keys before it (keys sorted)."""
+    return np.arange(len(sorted_keys)) - np.searchsorted(sorted_keys, sorted_keys, side="left")
+
+
 def best_per_left(pairs: pd.DataFrame, margin: float, by: str = "left_row") -> pd.DataFrame:
     """The highest-weight pair of each left row (or of each value of ``by``); ``ambiguous`` when
     a rival on the right is within ``margin`` log2 units (the officer has to choose)."""
-    ranked = pairs.sort_values([by, "match_weight"], ascending=[True, False], kind="stable")
-    first = ~ranked[by].duplicated()
-    best = ranked[first].copy()
-    runner_up = ranked[~first].drop_duplicates(by).set_index(by)["match_weight"]
-    rival = best[by].map(runner_up)
-    best["ambiguous"] = (rival >= best["match_weight"] - margin).fillna(False).to_numpy(bool)
+    keys = pairs[by].to_numpy()
+    weight = pairs["match_weight"].to_numpy(dtype=float)
+    order = _ranked(keys, weight)
+    keys, weight = keys[order], weight[order]
+    at = np.flatnonzero(_rank_in_group(keys) == 0)
+    # the runner-up is the next pair of the same key, when there is one
+    after = np.minimum(at + 1, max(len(order) - 1, 0))
+    has_rival = (at + 1 < len(order)) & (keys[after] == keys[at])
+    best = pairs.take(order[at])
+    best["ambiguous"] = has_rival & (weight[after] >= weight[at] - margin)
     return best
 
 
@@ -540,7 +560,7 @@ def match_records(
                                               rest_rows, sample, settings, values)
     if linked.model.method != "labelled":
         # Without token-verified pairs to learn from, a fallback match is at most possible.
-        pairs = pairs.assign(grade_code=np.maximum(pairs["grade_code"], GRADES.index(POSSIBLE)))
+        pairs["grade_code"] = np.maximum(pairs["grade_code"], GRADES.index(POSSIBLE))
     exact = _grade_exact(keyed, people, exact_rows, exact_members, linked.model, settings,
                          values)
     doubted = np.unique(exact.loc[exact["grade_code"] > 0, "record_row"])
@@ -548,7 +568,8 @@ def match_records(
         # what the doubted ID number says (birth date, gender) is doubted with it
         extra, _ = score(_own_fields(keyed.rows(doubted).reset_index(drop=True)), people,
                          linked.model, settings, right_values=values)
-        pairs = pd.concat([pairs, extra.assign(record_row=doubted[extra["left_row"].to_numpy()])])
+        extra["record_row"] = doubted[extra["left_row"].to_numpy()]  # our frame: no copy
+        pairs = pd.concat([pairs, extra])
     if settings.one_record_per_person:
         pairs = _one_to_one(records, exact, pairs, settings)
     fallback = _fallback_grades(records, pairs, people[MEMBER_KEY].to_numpy(dtype=np.int64),
@@ -784,8 +805,11 @@ def _own_fields(rows: pd.DataFrame, where: np.ndarray | None = None) -> pd.DataF
         if where is not None:
             from_id &= where
         for column in (c for c in columns if c in rows.columns):
-            blank[column] = rows[column].astype(object).where(~from_id, None)
-    return rows.assign(**blank) if blank else rows
+            values = rows[column]
+            # a date stays a date (NaT where blanked): as objects it is a Timestamp per row
+            blank[column] = (values.where(~from_id) if pd.api.types.is_datetime64_any_dtype(values)
+                             else values.astype(object).where(~from_id, None))
+    return with_columns(rows, blank)
 
 
 def _without_fallback_only(rows: pd.DataFrame, settings: MatchSettings) -> pd.DataFrame:
@@ -794,7 +818,7 @@ def _without_fallback_only(rows: pd.DataFrame, settings: MatchSettings) -> pd.Da
     columns = {col for c in settings.comparisons if c.name in settings.fallback_only
                for col in c.columns}
     present = [c for c in columns if c in rows.columns]
-    return rows.assign(**dict.fromkeys(present, None)) if present else rows
+    return with_columns(rows, dict.fromkeys(present, None))
 
 
 def _agrees(gamma: np.ndarray, settings: MatchSettings) -> np.ndarray:
@@ -864,7 +888,9 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
                   right_values=values)
     in_rest = np.isin(pool[linked.pairs["left_row"].to_numpy()], rest_rows)
     first = linked.pairs[in_rest]
-    kept = [_top_candidates(first.assign(record_row=pool[first["left_row"].to_numpy()]), settings)]
+    first = first.copy(deep=False)  # a column added to our frame: ``assign`` copies every column
+    first["record_row"] = pool[first["left_row"].to_numpy()]
+    kept = [_top_candidates(first, settings)]
     compared = len(first)
     remaining = np.setdiff1d(rest_rows, rest_sample)
     chunks = max(1, -(-len(remaining) // settings.score_chunk_records))
@@ -872,7 +898,7 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
         scored, _ = score(keyed.rows(chunk).reset_index(drop=True), people, linked.model,
                           settings, right_values=values)
         compared += len(scored)
-        scored = scored.assign(record_row=chunk[scored["left_row"].to_numpy()])
+        scored["record_row"] = chunk[scored["left_row"].to_numpy()]
         kept.append(_top_candidates(scored, settings))
     return linked, pd.concat(kept, ignore_index=True), compared
 
@@ -880,8 +906,9 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
 def _top_candidates(pairs: pd.DataFrame, settings: MatchSettings) -> pd.DataFrame:
     """Each record's best candidates: enough to grade (best and runner-up) and to show."""
     keep = max(settings.max_candidates, 2)
-    ranked = pairs.sort_values(["record_row", "match_weight"], ascending=[True, False])
-    return ranked.groupby("record_row", sort=False).head(keep)
+    keys = pairs["record_row"].to_numpy()
+    order = _ranked(keys, pairs["match_weight"].to_numpy(dtype=float))
+    return pairs.take(order[_rank_in_group(keys[order]) < keep])
 
 
 def _fallback_grades(records: pd.DataFrame, pairs: pd.DataFrame, member_tokens: np.ndarray,
@@ -915,17 +942,22 @@ def _matched_frame(records, members, graded: pd.DataFrame) -> pd.DataFrame:
 def _candidates(records, members, pairs, reviewed, settings: MatchSettings) -> pd.DataFrame:
     """Top candidates of every record sent to REVIEW, best first, with the levels that explain
     the weight (e.g. name homophone, birth date exact, same street)."""
-    shown = pairs[pairs["record_row"].isin(reviewed["record_row"])]
-    shown = shown.sort_values(["record_row", "match_weight"], ascending=[True, False],
-                              na_position="first")
-    shown = shown.drop_duplicates(["record_row", "right_row"])  # a token match met again
-    shown = shown.groupby("record_row", sort=False).head(settings.max_candidates)
+    record_rows = pairs["record_row"].to_numpy()
+    at = np.flatnonzero(np.isin(record_rows, reviewed["record_row"].to_numpy()))
+    at = at[_ranked(record_rows[at], pairs["match_weight"].to_numpy(dtype=float)[at],
+                    missing_first=True)]
+    met = pd.Series(record_rows[at] * np.int64(len(members) + 1)
+                    + pairs["right_row"].to_numpy()[at]).duplicated().to_numpy()
+    at = at[~met]  # a token match met again
+    rank = _rank_in_group(record_rows[at])
+    at, rank = at[rank < settings.max_candidates], rank[rank < settings.max_candidates]
+    shown = pairs.take(at)
     grade = reviewed.drop_duplicates("record_row").set_index("record_row")["grade_code"]
     member_rows = shown["right_row"].to_numpy()
     out = pd.DataFrame(
         {
             "record_index": records.index.to_numpy()[shown["record_row"].to_numpy()],
-            "rank": shown.groupby("record_row").cumcount().to_numpy() + 1,
+            "rank": rank + 1,
             "household_id": members["household_id"].to_numpy()[member_rows],
             "person_token": members[MEMBER_KEY].to_numpy(dtype=np.int64)[member_rows],
             "match_weight": shown["match_weight"].to_numpy(),
@@ -934,5 +966,5 @@ def _candidates(records, members, pairs, reviewed, settings: MatchSettings) -> p
         }
     )
     for column in (c for c in shown.columns if c.startswith("level_")):
-        out[column] = shown[column].to_numpy()
+        out[column] = shown[column].to_numpy(dtype=object)  # the labels as text
     return out

@@ -94,3 +94,20 @@ def test_flags_from_the_assessments_citations_equal_flags_from_the_text():
     for got, expected in zip(dataclasses.astuple(by_integers), dataclasses.astuple(by_text),
                              strict=True):
         pd.testing.assert_frame_equal(got, expected)
+
+
+def test_record_codes_read_arrow_backed_text_of_several_chunks():
+    import pyarrow as pa
+
+    from verification.flags.decide import _record_codes
+
+    refs = pa.chunked_array([pa.array(["R1", "R2"]), pa.array(["R1", "R3"])])
+    evidence = pd.DataFrame({
+        "source_kind": ["wages", "wages", "wages", "tax"], "feed_id": [1, 1, 1, 2],
+        "record_ref": pd.Series(pd.arrays.ArrowStringArray(refs))})
+    plain = evidence.astype({"record_ref": object})
+    for rows in (np.arange(4), np.array([0, 2, 3])):
+        codes, unambiguous = _record_codes(evidence, rows)
+        assert unambiguous
+        assert codes.tolist() == _record_codes(plain, rows)[0].tolist()
+        assert codes[0] == codes[2] if len(rows) == 4 else codes[0] == codes[1]

@@ -366,6 +366,8 @@ def _record_codes(evidence: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray,
     kinds, kind_names = pd.factorize(column("source_kind"), use_na_sentinel=False)
     feeds = column("feed_id")
     record = pa.array(column("record_ref").array, type=pa.string(), from_pandas=True)
+    if isinstance(record, pa.ChunkedArray):  # Arrow-backed text of several frames
+        record = record.combine_chunks()
     unambiguous = (pd.api.types.is_integer_dtype(feeds.dtype)
                    and all(isinstance(k, str) and ":" not in k for k in kind_names)
                    and not (record.null_count and pc.any(pc.equal(record, "")).as_py()))

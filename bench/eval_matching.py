@@ -285,7 +285,13 @@ def scale_match(folder: Path) -> dict:
     pairs per blocking rule and each grade's precision and recall."""
     import resource
 
-    members = pd.read_parquet(folder / "members.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # the roster's text Arrow-backed, as people_for_matching returns it; the records' as Python
+    # strings, as a review's _comparable gives them
+    members = pq.read_table(folder / "members.parquet").to_pandas(types_mapper={
+        pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}.get)
     records = pd.read_parquet(folder / "records.parquet")
     truth = pd.read_parquet(folder / "truth.parquet")
     loaded_mb = _rss_mb()

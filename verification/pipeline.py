@@ -583,7 +583,8 @@ def _street_evidence(path: Path, street: str, household_ids: pd.Index) -> pd.Dat
     else:
         frame = (source.read_row_groups(groups) if groups else
                  source.schema_arrow.empty_table()).to_pandas(types_mapper=_ARROW_TEXT.get)
-    return frame[frame["household_id"].isin(household_ids)]
+    keep = frame["household_id"].isin(household_ids).to_numpy()
+    return frame if keep.all() else frame[keep]  # the street's own groups: most often all rows
 
 
 _ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow")}

@@ -558,12 +558,16 @@ class _EvidenceWriter:
         self._writer.close()
 
 
+# beyond this many runs a gather is cheaper than concatenating slices
+_MAX_SLICES = 1_000
+
+
 def _reordered(table: pa.Table, order: np.ndarray) -> pa.Table:
     """``table.take(order)``, as slices where ``order`` is a few ascending runs (rows that came
     grouped already, as ``_linked_blocks`` gives them): gathering the text columns row by row
     was most of writing the evidence."""
     breaks = np.flatnonzero(np.diff(order) != 1) + 1
-    if len(breaks) > 1_000:
+    if len(breaks) > _MAX_SLICES:
         return table.take(pa.array(order))
     starts = np.concatenate([[0], breaks]).astype(np.int64)
     ends = np.concatenate([breaks, [len(order)]]).astype(np.int64)

@@ -54,6 +54,7 @@ from verification.flags.signals import (
     evidence_ref_array,
     supports_removal,
 )
+from verification.intake.textcheck import arrow_strings
 
 FLAG_COLUMNS = ["household_id", "kind", "street_code", "community_code", "due_date",
                 "evidence_digest"]
@@ -365,9 +366,7 @@ def _record_codes(evidence: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray,
 
     kinds, kind_names = pd.factorize(column("source_kind"), use_na_sentinel=False)
     feeds = column("feed_id")
-    record = pa.array(column("record_ref").array, type=pa.string(), from_pandas=True)
-    if isinstance(record, pa.ChunkedArray):  # Arrow-backed text of several frames
-        record = record.combine_chunks()
+    record = arrow_strings(column("record_ref"))
     unambiguous = (pd.api.types.is_integer_dtype(feeds.dtype)
                    and all(isinstance(k, str) and ":" not in k for k in kind_names)
                    and not (record.null_count and pc.any(pc.equal(record, "")).as_py()))

@@ -126,15 +126,7 @@ class FieldCipher:
         return _MAGIC + bytes([len(kid)]) + kid + nonce + body
 
     def decrypt(self, blob: bytes, column: str) -> str:
-        key_id = self.key_id_of(blob)
-        n = len(key_id.encode())
-        nonce, body = blob[3 + n : 3 + n + _NONCE], blob[3 + n + _NONCE :]
-        aead = self._aead(key_id)  # an unknown key id is its own, clearer error
-        try:
-            return aead.decrypt(nonce, body, column.encode()).decode()
-        except (InvalidTag, ValueError) as err:  # wrong key, altered value or wrong column
-            raise FieldDecryptError(f"field value under key {key_id!r} failed to decrypt "
-                                    f"(altered, or not a {column} value)") from err
+        return self.decrypt_many([blob], column)[0]
 
     def decrypt_many(self, blobs: Iterable[bytes], column: str) -> list[str]:
         """``decrypt`` of each blob, for a roster's millions of values: each key id's header is

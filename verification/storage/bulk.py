@@ -31,6 +31,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Table, text, types
 
+from verification.intake.textcheck import arrow_strings
+
 BATCH_ROWS = 250_000
 _SQLITE_PRAGMAS = ("PRAGMA cache_size=-262144", "PRAGMA temp_store=MEMORY")  # 256 MiB cache
 
@@ -145,11 +147,8 @@ def _json_strings(series: pd.Series) -> pa.Array:
     """A text column as JSON strings, once per distinct value (Arrow's dictionary): quoted in
     Arrow where nothing needs escaping (a flag reason's evidence refs: hundreds of thousands of
     distinct values), ``json.dumps`` for the rest."""
-    text = pa.array(series.array if isinstance(series.dtype, pd.StringDtype)
-                    else series.to_numpy(dtype=object), pa.string(), from_pandas=True)
-    encoded = pc.dictionary_encode(text.combine_chunks() if isinstance(text, pa.ChunkedArray)
-                                   else text)
-    distinct = encoded.dictionary
+    encoded = pc.dictionary_encode(arrow_strings(series))  # text only: the caller checked
+    distinct = encoded.dictionary.cast(pa.string())  # Arrow-backed pandas text: large_string
     quoted = pc.binary_join_element_wise('"', distinct, '"', "")
     plain = pc.match_substring_regex(distinct, _JSON_PLAIN).to_numpy(zero_copy_only=False)
     if not plain.all():

@@ -3,7 +3,8 @@ accepted partner feeds, and flag who should be added, kept or removed (应保尽
 
 Runs monthly (the 5th, 06:00 Asia/Shanghai), and also as soon as every feed kind has a new
 accepted delivery (the partner DAGs update one Asset per kind, only for accepted feeds).
-Households are split into shards by street and assessed in parallel (dynamic task mapping), then
+Households are split into shards by street (a large street into parts of at most
+HEDUI_SHARD_HOUSEHOLDS households) and assessed in parallel (dynamic task mapping), then
 gathered; the whole run is idempotent per run key. Logic lives in verification/pipeline.py;
 this file only wires.
 """

@@ -73,6 +73,10 @@ class Settings:
     token_key_id: str
     partner_registry: Path = field(default=PROJECT_ROOT / "connectors" / "partners.yaml")
     intake: IntakeLimits = field(default_factory=IntakeLimits.from_environment)
+    # Households per shard of a review at most (verification/shards.py): a larger street is
+    # assessed in parts, so one task's memory stays about 2 GiB (docs/performance.md).
+    shard_households: int = field(default_factory=lambda: max(1, int(_env_number(
+        "HEDUI_SHARD_HOUSEHOLDS", 50_000))))
 
     @property
     def staging_dir(self) -> Path:

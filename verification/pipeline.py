@@ -8,7 +8,7 @@ transaction, so a rerun never duplicates anything.
     pull_partner      partner → feeds accepted or rejected (connectors + intake)
     start_review      pick the latest accepted feed per kind and the policy version
     prepare_evidence  staged rows → evidence matched to households (once per run)
-    review_shard      one street: assess + flags → Parquet
+    review_shard      one street, or a part of a large one: assess + flags → Parquet
     finish_review     shards → database, in one transaction
     write_reports     database → per-street/community reports
 """
@@ -60,6 +60,7 @@ from verification.matching.run import (
     rows_of_tokens,
 )
 from verification.security import audit
+from verification.shards import Shard, plan_shards, shard_names, street_of
 from verification.storage import bulk, evidence_files, session_scope
 from verification.storage.models import (
     Assessment,
@@ -312,9 +313,9 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
     # Then one feed at a time, in blocks of staged rows, each block's evidence written out as
     # soon as it is built: a province's evidence is tens of millions of rows, and holding all of
     # it (or one whole wages feed as pandas frames) would need several times the memory.
-    households = load_households(settings)
+    shard_of = plan_shards(load_households(settings)["street_code"], settings.shard_households)
     accessed = []
-    with _EvidenceWriter(folder / "evidence.parquet", households["street_code"]) as writer:
+    with _EvidenceWriter(folder / "evidence.parquet", shard_of) as writer:
         for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
             contract = contract_for(kind)
             for staged in _linked_blocks(path, contract, links, writer.codes):
@@ -329,7 +330,7 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
             session, "pipeline", f"run:{run_id}",
             pd.concat(accessed, ignore_index=True) if accessed else empty_evidence(),
             {k: v.get("partner", "") for k, v in versions.items()})
-    shards = sorted(households["street_code"].unique().tolist())
+    shards = shard_names(shard_of)
     tasklog.evidence_matched(run_id, evidence_rows, sum(len(links) for links in linked.links),
                              linked.rows, len(shards))
     return RunPlan(run_id, shards)
@@ -399,14 +400,17 @@ def _plain(value: object) -> object:
 
 
 def review_shard(settings: Settings, run_id: int, shard: str) -> str:
-    """Assess and flag the households of one street; writes Parquet, returns its folder."""
+    """Assess and flag the households of one shard (a street, or a part of a large street:
+    verification/shards.py); writes Parquet, returns its folder."""
     with session_scope(settings.database_url) as session:
         run = session.get(Run, run_id)
         as_of, region, versions = run.as_of, run.region, run.feed_versions
-    households = load_households(settings, street=shard)
-    members = load_members(settings, street=shard)  # by join: no list of ids in the query
-    evidence = _street_evidence(run_dir(settings, run_id) / "evidence.parquet", shard,
-                                households.index)
+    part = Shard.parse(shard)
+    households = load_households(settings, street=part.street, id_span=part.span)
+    # by join: no list of ids in the query
+    members = load_members(settings, street=part.street, id_span=part.span)
+    evidence = _shard_evidence(run_dir(settings, run_id) / "evidence.parquet", shard,
+                               households.index)
     out = run_dir(settings, run_id) / f"shard-{shard}"
     assess_and_flag(settings, households, members, evidence, versions, as_of, region, out)
     kinds = pd.read_parquet(out / "flags.parquet", columns=["kind"])["kind"].value_counts()
@@ -476,11 +480,12 @@ def _write_unresolved(settings: Settings, run_id: int, shard_dirs: list[str],
     return counts
 
 
-# evidence.parquet holds the run's matched evidence in row groups that never cross streets; the
-# street → row ranges map in the file's metadata lets a shard read its own row groups instead of
-# the whole province's evidence. Files written before evidence was streamed map a street to one
-# [start, end] range; now each block written adds a range per street.
-_STREET_RANGES = b"hedui.street_ranges"
+# evidence.parquet holds the run's matched evidence in row groups that never cross shards; the
+# shard → row ranges map in the file's metadata lets a shard read its own row groups instead of
+# the whole province's evidence (a shard is a street or a part of one: verification/shards.py;
+# the map's keys are shard names). Files written before evidence was streamed map a street to
+# one [start, end] range; now each block written adds a range per shard.
+_SHARD_RANGES = b"hedui.street_ranges"  # named when every shard was a street
 # Staged rows turned into evidence at a time: bounds prepare_evidence's memory whatever the size
 # of a feed (ten million wage rows at provincial scale).
 EVIDENCE_BLOCK_ROWS = 2_000_000
@@ -491,7 +496,7 @@ def _linked_blocks(path: Path, contract: Contract, links: pd.DataFrame,
     """The staged rows of ``path`` that matching linked, with the household, member token and
     grade it gave them, in blocks of at most EVIDENCE_BLOCK_ROWS staged rows (Arrow: the
     staged text never becomes Python strings). Within a block the rows come grouped by
-    ``group_of`` their household (the street), in file order within a group: the evidence
+    ``group_of`` their household (the shard), in file order within a group: the evidence
     writer then needs no second gather."""
     links = links.sort_values("row", kind="stable")
     rows = links["row"].to_numpy()
@@ -515,13 +520,14 @@ def _linked_blocks(path: Path, contract: Contract, links: pd.DataFrame,
 
 
 class _EvidenceWriter:
-    """Evidence frames appended to one Parquet file, each sorted by street and written as one row
-    group per street; the street → row ranges map goes in the file's metadata on close."""
+    """Evidence frames appended to one Parquet file, each sorted by shard and written as one row
+    group per shard; the shard → row ranges map goes in the file's metadata on close
+    (``shard_of``: household id → shard name)."""
 
-    def __init__(self, path: Path, street_of: pd.Series) -> None:
-        self.path, self.street_of = path, street_of
-        self.names = np.array(sorted(street_of.unique()), dtype=object)
-        self.street_code = np.searchsorted(self.names, street_of.to_numpy())
+    def __init__(self, path: Path, shard_of: pd.Series) -> None:
+        self.path, self.shard_of = path, shard_of
+        self.names = np.array(sorted(shard_of.unique()), dtype=object)
+        self.shard_code = np.searchsorted(self.names, shard_of.to_numpy())
         self.ranges: dict[str, list[list[int]]] = {}
         self.rows = 0
         self._writer: pq.ParquetWriter | None = None
@@ -539,22 +545,22 @@ class _EvidenceWriter:
         order = np.argsort(code, kind="stable")
         table = _reordered(table, order)
         codes, starts, sizes = np.unique(code[order], return_index=True, return_counts=True)
-        for c, a, n in zip(codes, starts, sizes, strict=True):  # row groups never cross streets
+        for c, a, n in zip(codes, starts, sizes, strict=True):  # row groups never cross shards
             self._writer.write_table(table.slice(a, n))
-            street = str(self.names[c]) if c >= 0 else ""
-            self.ranges.setdefault(street, []).append([self.rows + int(a), self.rows + int(a + n)])
+            shard = str(self.names[c]) if c >= 0 else ""
+            self.ranges.setdefault(shard, []).append([self.rows + int(a), self.rows + int(a + n)])
         self.rows += table.num_rows
 
     def codes(self, household_ids: np.ndarray) -> np.ndarray:
-        """Each household's street as a number in street order; -1: no household row."""
-        position = self.street_of.index.get_indexer(household_ids)
-        return np.where(position >= 0, self.street_code[position], -1)
+        """Each household's shard as a number in name order; -1: no household row."""
+        position = self.shard_of.index.get_indexer(household_ids)
+        return np.where(position >= 0, self.shard_code[position], -1)
 
     def __exit__(self, *exc: object) -> None:
         if self._writer is None:  # no evidence at all: an empty file with the usual columns
             self._writer = pq.ParquetWriter(self.path, pa.Table.from_pandas(
                 _no_evidence(), preserve_index=False).schema)
-        self._writer.add_key_value_metadata({_STREET_RANGES: json.dumps(self.ranges).encode()})
+        self._writer.add_key_value_metadata({_SHARD_RANGES: json.dumps(self.ranges).encode()})
         self._writer.close()
 
 
@@ -577,32 +583,35 @@ def _reordered(table: pa.Table, order: np.ndarray) -> pa.Table:
                              for a, b in zip(starts, ends, strict=True)])
 
 
-def _street_evidence(path: Path, street: str, household_ids: pd.Index) -> pd.DataFrame:
-    """The evidence of one street's households from evidence.parquet: its own row groups when
-    the file carries the street map, else (a file written otherwise) a filtered read."""
+def _shard_evidence(path: Path, shard: str, household_ids: pd.Index) -> pd.DataFrame:
+    """The evidence of one shard's households from evidence.parquet: its own row groups when
+    the file carries the shard map, else (a file written otherwise) a filtered read."""
     source = pq.ParquetFile(path)
-    groups = street_row_groups(source, street)
+    groups = evidence_row_groups(source, shard)
     if groups is None:
         frame = pd.read_parquet(path, filters=[("household_id", "in", household_ids.tolist())])
     else:
         frame = (source.read_row_groups(groups) if groups else
                  source.schema_arrow.empty_table()).to_pandas(types_mapper=_ARROW_TEXT.get)
     keep = frame["household_id"].isin(household_ids).to_numpy()
-    return frame if keep.all() else frame[keep]  # the street's own groups: most often all rows
+    return frame if keep.all() else frame[keep]  # the shard's own groups: most often all rows
 
 
 _ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow")}
 
 
-def street_row_groups(source: pq.ParquetFile, street: str) -> list[int] | None:
-    """The row groups of evidence.parquet that hold ``street``'s evidence, from the street map
-    in its metadata; None when the file has no map (then every row group may)."""
+def evidence_row_groups(source: pq.ParquetFile, shard: str) -> list[int] | None:
+    """The row groups of evidence.parquet that hold the evidence of ``shard`` — a shard's name,
+    or a street's code for every part of that street — from the shard map in its metadata;
+    None when the file has no map (then every row group may)."""
     metadata = {**(source.schema_arrow.metadata or {}), **(source.metadata.metadata or {})}
-    ranges = json.loads(metadata.get(_STREET_RANGES, b"null"))
+    ranges = json.loads(metadata.get(_SHARD_RANGES, b"null"))
     if ranges is None:
         return None
-    wanted = ranges.get(street, [])
-    wanted = [wanted] if wanted and isinstance(wanted[0], int) else wanted  # older files
+    wanted = []
+    for key, spans in ranges.items():
+        if key == shard or street_of(key) == shard:
+            wanted += [spans] if spans and isinstance(spans[0], int) else spans  # older files
     groups, first = [], 0
     for i in range(source.num_row_groups):
         rows = source.metadata.row_group(i).num_rows
@@ -718,12 +727,16 @@ def _insert_flags(session, run: Run, flags: pd.DataFrame,  # noqa: ANN001
             "policy_version": run.policy_version,
         })
         bulk.insert_frame(session.connection(), Flag.__table__, rows)
-    # only this frame's streets: a review writes a street at a time, and reading back every
-    # earlier street's flags each time would grow with the square of the streets written
+    # only this frame's streets and household ids: a review writes a shard (a street or a part
+    # of one) at a time, and reading back every earlier shard's flags each time would grow with
+    # the square of the shards written
     streets = sorted(flags["street_code"].astype(str).unique()) if len(flags) else []
+    household_id = flags["household_id"].astype("int64")
+    span = (int(household_id.min()), int(household_id.max())) if len(flags) else (0, -1)
     households, ids = bulk.fetch_pairs(session.connection(), select(Flag.household_id, Flag.id)
                                        .where(Flag.run_id == run.id,
-                                              Flag.street_code.in_(streets)))
+                                              Flag.street_code.in_(streets),
+                                              Flag.household_id.between(*span)))
     return dict(zip(households.tolist(), ids.tolist(), strict=True))
 
 
@@ -761,14 +774,18 @@ def _nums(values: pd.Series) -> pd.Series:
 
 # ---- frames from the database ----------------------------------------------------------------
 def load_households(settings: Settings, street: str | None = None,
-                    household_ids: np.ndarray | None = None) -> pd.DataFrame:
-    """Households, of one street or of the given ids (a re-check's few), or all."""
+                    household_ids: np.ndarray | None = None,
+                    id_span: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Households, of one street (``id_span``: only those with ids in it, inclusive — a part of
+    a large street) or of the given ids (a re-check's few), or all."""
     query = select(Household.id.label("household_id"), Household.household_code,
                    Household.area_code, Household.street_code, Household.community_code,
                    Household.status, Household.category, Household.urban_rural,
                    Household.current_benefit)
     if street:
         query = query.where(Household.street_code == street)
+    if id_span is not None:
+        query = query.where(Household.id.between(*id_span))
     columns = [c.name for c in query.selected_columns]
     with session_scope(settings.database_url) as session:
         if household_ids is None:
@@ -781,14 +798,18 @@ def load_households(settings: Settings, street: str | None = None,
 
 
 def load_members(settings: Settings, household_ids: pd.Index | None = None,
-                 street: str | None = None) -> pd.DataFrame:
-    """Members of the given households, or of one street's households, or all members."""
+                 street: str | None = None,
+                 id_span: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Members of the given households, or of one street's households (``id_span``: those with
+    household ids in it, inclusive), or all members."""
     query = select(Member.household_id, Member.person_token, Member.birth_date, Member.gender,
                    Member.relation, Member.exclusion, Member.disability_grade,
                    Member.disability_type, Member.labour_capacity)
     if street is not None:
         query = query.join(Household, Household.id == Member.household_id).where(
             Household.street_code == street)
+    if id_span is not None:
+        query = query.where(Member.household_id.between(*id_span))
     queries = [query] if household_ids is None else [
         query.where(Member.household_id.in_(chunk)) for chunk in bulk.in_chunks(household_ids)]
     with session_scope(settings.database_url) as session:

@@ -48,7 +48,7 @@ def run(as_of: str = typer.Option(None, help="基准日 / as-of date (default to
               "roster_file": str(roster) if roster else ""}
     run_id = pipeline.start_review_from_request(settings, params, "cli", None)
     plan = pipeline.prepare_evidence(settings, run_id)
-    with typer.progressbar(plan.shards, label="街道 / streets") as shards:
+    with typer.progressbar(plan.shards, label="街道分片 / street shards") as shards:
         dirs = [pipeline.review_shard(settings, run_id, shard) for shard in shards]
     counts = pipeline.finish_review(settings, run_id, dirs)
     folder = write_run_reports(settings, run_id)

@@ -90,8 +90,10 @@ def flag_table(settings: Settings, run_id: int,
                  .where(Flag.run_id == run_id))
         heads = (select(Household.household_code, Member.name_masked, Member.id_masked)
                  .join(Member).where(Member.relation == "户主"))
+        # in the order decide gave them (a bare select comes back in whatever order the
+        # database's plan reads: the 核对报告 listed a flag's reasons differently run to run)
         reasons = (select(FlagReason.flag_id, FlagReason.code, FlagReason.detail).join(Flag)
-                   .where(Flag.run_id == run_id))
+                   .where(Flag.run_id == run_id).order_by(FlagReason.flag_id, FlagReason.id))
         if chosen is not None:
             query = query.where(Flag.id.in_(chosen))
             heads = heads.join(Flag, Flag.household_id == Household.id).where(

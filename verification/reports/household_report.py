@@ -242,9 +242,9 @@ def _evidence_path(settings: Settings, run_id: int) -> Path:
 def _street_groups(source: pq.ParquetFile, street: str) -> list[int]:
     """The row groups of the run's matched evidence that hold ``street``'s households (all of
     them in a file written without the street map)."""
-    from verification.pipeline import street_row_groups
+    from verification.pipeline import evidence_row_groups
 
-    groups = street_row_groups(source, street)
+    groups = evidence_row_groups(source, street)
     return list(range(source.num_row_groups)) if groups is None else groups
 
 

@@ -1,8 +1,9 @@
 """The fairness audit of a review or batch: who gets which flag, by group, and where the flags
 lean on thin evidence (docs/fairness.md).
 
-Set-based over the run's own frames (the shard folders ``finish_review`` writes): one pandas
-groupby per dimension, no loop over households. Household dimensions (household size,
+Set-based over the run's own frames (the shard folders ``finish_review`` writes): each
+dimension's groups labelled per distinct value and counted with one bincount per kind, no loop
+over households. Household dimensions (household size,
 urban/rural, street, current category) count households; person dimensions (age band, disability)
 count the counted members of each household, each carrying the household's flag.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 
 from verification import codes, jurisdictions
@@ -82,10 +85,17 @@ class RunFrames:
     evidence: pd.DataFrame  # household_id, source_kind
 
 
-def _read(folders: list[Path], name: str, columns: list[str]) -> pd.DataFrame:
-    parts = [pd.read_parquet(folder / f"{name}.parquet", columns=columns) for folder in folders
-             if (folder / f"{name}.parquet").exists()]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+def _read(folders: list[Path], name: str, columns: list[str],
+          coded: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The shards' ``name`` frames; the ``coded`` text columns as categoricals (the few
+    distinct codes of millions of rows, never a Python string per row)."""
+    parts = [pq.read_table(folder / f"{name}.parquet", columns=columns,
+                           read_dictionary=list(coded)).to_pandas()
+             for folder in folders if (folder / f"{name}.parquet").exists()]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    frame = pd.concat(parts, ignore_index=True)
+    return frame.astype({column: "category" for column in coded})  # one set of categories
 
 
 def run_frames(shard_dirs: list[str], as_of: dt.date) -> RunFrames:
@@ -103,10 +113,9 @@ def run_frames(shard_dirs: list[str], as_of: dt.date) -> RunFrames:
     persons = members.merge(table[["household_id", "kind", "status"]], on="household_id")
     persons = persons.assign(age=_age(persons["birth_date"], as_of))
     return RunFrames(table, persons,
-                     _read(folders, "flag_reasons", ["household_id", "code"]).astype(
-                         {"code": str}),
-                     _read(folders, "flag_evidence", ["household_id", "source_kind"]).astype(
-                         {"source_kind": str}))
+                     _read(folders, "flag_reasons", ["household_id", "code"], ("code",)),
+                     _read(folders, "flag_evidence", ["household_id", "source_kind"],
+                           ("source_kind",)))
 
 
 def _age(births: pd.Series, as_of: dt.date) -> np.ndarray:
@@ -128,18 +137,24 @@ def _groups(frames: RunFrames,
     grades = p["disability_grade"].fillna(0).astype(int).clip(0, 4)
     largest = max(config.household_sizes)
     size = h["household_size"].fillna(0).astype(int)
-    size_label = size.clip(upper=largest).map(
-        lambda n: f"{n}人及以上" if n == largest else f"{n}人")
     return {
         "age_band": (p, bands.where(bands != "", "其他年龄")),
-        "disability": (p, grades.map(lambda g: _DISABILITY[g][0])),
-        "household_size": (h, size_label),
-        "urban_rural": (h, h["urban_rural"].map(lambda u: codes.label("urban_rural", u))),
-        "street": (h, h["street_code"].map(
-            lambda s: f"{jurisdictions.street_name(s)}（{s}）")),
-        "category": (h, h["category"].fillna("none").map(
-            lambda c: codes.label("categories", c))),
+        "disability": (p, _labels(grades, lambda g: _DISABILITY[g][0])),
+        "household_size": (h, _labels(size.clip(upper=largest),
+                                      lambda n: f"{n}人及以上" if n == largest else f"{n}人")),
+        "urban_rural": (h, _labels(h["urban_rural"], lambda u: codes.label("urban_rural", u))),
+        "street": (h, _labels(h["street_code"],
+                              lambda s: f"{jurisdictions.street_name(s)}（{s}）")),
+        "category": (h, _labels(h["category"].fillna("none"),
+                                lambda c: codes.label("categories", c))),
     }
+
+
+def _labels(values: pd.Series, label: Callable[[Any], str]) -> pd.Series:
+    """``values.map(label)`` with ``label`` called once per distinct value, not per row."""
+    positions, distinct = pd.factorize(values, use_na_sentinel=False)
+    labels = np.array([label(value) for value in distinct] + [""], dtype=object)
+    return pd.Series(labels[positions], index=values.index)
 
 
 def rates(frames: RunFrames, config: FairnessSettings | None = None) -> pd.DataFrame:
@@ -148,22 +163,33 @@ def rates(frames: RunFrames, config: FairnessSettings | None = None) -> pd.DataF
     config = config or fairness_settings()
     parts = []
     for dimension, (frame, group) in _groups(frames, config).items():
+        # each row's group as a number (sorted labels, as a sorted groupby gives them), once
+        # per dimension; each kind's counts are then a bincount
+        positions, labels = pd.factorize(group.to_numpy(), sort=True)
         for kind in config.kinds:
-            parts.append(_kind_rates(frame, group, kind, config).assign(dimension=dimension))
+            parts.append(_kind_rates(frame, positions, labels, kind, config).assign(
+                dimension=dimension))
     table = pd.concat(parts, ignore_index=True)
     table["unit"] = table["dimension"].map(lambda d: DIMENSIONS[d][0])
     return table[["dimension", "unit", "group", "kind", "n", "at_risk", "count", "rate",
                   "rest_rate", "ratio", "direction", "highlighted"]]
 
 
-def _kind_rates(frame: pd.DataFrame, group: pd.Series, kind: str,
+def _kind_rates(frame: pd.DataFrame, positions: np.ndarray, labels: np.ndarray, kind: str,
                 config: FairnessSettings) -> pd.DataFrame:
     statuses = config.at_risk.get(kind)
-    at_risk = frame["status"].isin(statuses) if statuses else pd.Series(True, index=frame.index)
-    flagged = at_risk & frame["kind"].eq(kind)
-    counts = pd.DataFrame({"n": 1, "at_risk": at_risk.astype(int), "count": flagged.astype(int),
-                           "group": group.to_numpy()}, index=frame.index)
-    table = counts.groupby("group", sort=True).sum().reset_index()
+    at_risk = (frame["status"].isin(statuses).to_numpy() if statuses
+               else np.ones(len(frame), dtype=bool))
+    flagged = at_risk & (frame["kind"].to_numpy() == kind)
+    grouped = positions >= 0  # a row without a group counts in none (as groupby drops it)
+
+    def per_group(weights: np.ndarray | None) -> np.ndarray:
+        return np.bincount(positions[grouped], None if weights is None else weights[grouped],
+                           minlength=len(labels)).astype(np.int64)
+
+    table = pd.DataFrame({"group": labels, "n": per_group(None),
+                          "at_risk": per_group(at_risk.astype(np.int64)),
+                          "count": per_group(flagged.astype(np.int64))})
     rest_n = table["at_risk"].sum() - table["at_risk"]
     rest_count = table["count"].sum() - table["count"]
     table["rate"] = _share(table["count"], table["at_risk"])

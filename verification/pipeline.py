@@ -651,14 +651,15 @@ def finish_review(settings: Settings, run_id: int, shard_dirs: list[str]) -> dic
         writer = evidence_files.RunEvidenceWriter(settings.home, run_id)
         try:
             for folder in shard_dirs:
-                frames = {name: pd.read_parquet(Path(folder) / f"{name}.parquet")
-                          for name in ("assessments", "flags", "flag_reasons", "flag_evidence")}
+                frames = {name: pq.read_table(Path(folder) / f"{name}.parquet").to_pandas(
+                    types_mapper=_ARROW_TEXT.get)  # text stays Arrow up to COPY's CSV
+                          for name in ("assessments", "flags", "flag_reasons")}
                 _insert_assessments(session, run_id, frames["assessments"])
                 coded = pd.read_parquet(Path(folder) / "households.parquet",
                                         columns=["household_id", "household_code"])
                 flag_ids = _insert_flags(session, run, frames["flags"], coded)
                 _insert_reasons(session, frames["flag_reasons"], flag_ids)
-                writer.write(_evidence_rows(frames["flag_evidence"], flag_ids))
+                writer.write(_evidence_rows(Path(folder) / "flag_evidence.parquet", flag_ids))
                 for kind, n in frames["flags"]["kind"].value_counts().items():
                     counts[str(kind)] = counts.get(str(kind), 0) + int(n)
                 households += len(frames["assessments"])
@@ -755,16 +756,17 @@ def _insert_reasons(session, frame: pd.DataFrame,  # noqa: ANN001
     bulk.insert_frame(session.connection(), FlagReason.__table__, rows)
 
 
-def _evidence_rows(frame: pd.DataFrame, flag_ids: dict[int, int]) -> pd.DataFrame:
-    """A shard's flag evidence keyed to its flags (by household), as the run's file holds it."""
+def _evidence_rows(path: Path, flag_ids: dict[int, int]) -> pa.Table:
+    """A shard's flag evidence (its ``flag_evidence.parquet``) keyed to its flags by household,
+    as the run's file holds it; in Arrow from file to file (millions of record references)."""
+    table = pq.read_table(path, columns=["household_id", *(
+        c for c in evidence_files.COLUMNS if c != "flag_id")])
     households = pd.Index(np.fromiter(flag_ids.keys(), "int64", len(flag_ids)))
-    at = households.get_indexer(frame["household_id"].astype("int64"))
+    at = households.get_indexer(table["household_id"].to_numpy())
     if (at < 0).any():
         raise ValueError("flag evidence for a household without a flag in this shard")
     ids = np.fromiter(flag_ids.values(), "int64", len(flag_ids))
-    rows = frame[[c for c in evidence_files.COLUMNS if c != "flag_id"]].reset_index(drop=True)
-    return rows.assign(flag_id=ids[at], feed_id=rows["feed_id"].astype("int64"),
-                       amount=rows["amount"].astype("float64"))
+    return table.append_column("flag_id", pa.array(ids[at], pa.int64()))
 
 
 def _nums(values: pd.Series) -> pd.Series:

@@ -93,15 +93,16 @@ def fetch_pairs(connection: Connection, statement) -> tuple[np.ndarray, np.ndarr
     return pairs[:, 0], pairs[:, 1]
 
 
-def json_objects(frame: pd.DataFrame) -> np.ndarray:
-    """One JSON object per row of ``frame`` ({column: value}), as ``json.dumps`` writes it.
+def json_objects(frame: pd.DataFrame) -> pd.Series:
+    """One JSON object per row of ``frame`` ({column: value}), as ``json.dumps`` writes it, as
+    Arrow-backed text (``insert_frame`` hands it to COPY without a Python string per row).
 
     Values follow the pipeline's rule for JSON details: missing (NaN, None, NaT) → null; floats
     stay floats (``3.0``), integers integers, booleans booleans; other values their ``str``.
     Each column is formatted once, vectorised; strings are encoded once per distinct value.
     """
     if frame.empty:
-        return np.array([], dtype=object)
+        return pd.Series([], dtype=_ARROW_TEXT)
     parts: list[pa.Array] = []
     for i, name in enumerate(frame.columns):
         key = json.dumps(str(name)) + ": "
@@ -109,7 +110,10 @@ def json_objects(frame: pd.DataFrame) -> np.ndarray:
         parts.append(_json_values(frame[name]))
     parts.append(pa.array(np.full(len(frame), "}")))
     joined = pc.binary_join_element_wise(*parts, "")
-    return joined.to_numpy(zero_copy_only=False)
+    return pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([joined])), index=frame.index)
+
+
+_ARROW_TEXT = pd.StringDtype("pyarrow")
 
 
 def _json_values(series: pd.Series) -> pa.Array:
@@ -284,6 +288,8 @@ def _copy_postgres(raw, table: Table, columns: dict[str, pd.Series],  # noqa: AN
 
 def _arrow_column(series: pd.Series, kind: str) -> pa.Array:
     """One column as Arrow, typed so that its CSV text is what PostgreSQL parses back."""
+    if kind in ("json", "str") and series.dtype == _ARROW_TEXT:  # text already in Arrow
+        return pa.array(series.array).cast(pa.string())
     missing = pd.isna(series).to_numpy() if series.dtype != object else None
     if kind in ("int", "float", "bool"):
         target = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}[kind]

@@ -73,12 +73,16 @@ class RunEvidenceWriter:
         self._writer = pq.ParquetWriter(self._partial, SCHEMA, compression="zstd")
         self._rows, self._last_flag = 0, -1
 
-    def write(self, frame: pd.DataFrame) -> None:
-        """``frame`` holds ``COLUMNS`` (``flag_id`` set; the coded columns as strings or pandas
-    categoricals); rows in any order."""
-        if frame.empty:
+    def write(self, rows: pd.DataFrame | pa.Table) -> None:
+        """``rows`` hold ``COLUMNS`` (``flag_id`` set; the coded columns as text, pandas
+        categoricals or Arrow dictionaries; periods as dates or timestamps at midnight), as a
+        frame or an Arrow table; rows in any order."""
+        if not len(rows):
             return
-        table = pa.Table.from_pandas(frame[COLUMNS], schema=SCHEMA, preserve_index=False)
+        if isinstance(rows, pa.Table):  # a shard's frame read as Arrow: no Python strings
+            table = rows.select(COLUMNS).cast(SCHEMA)
+        else:
+            table = pa.Table.from_pandas(rows[COLUMNS], schema=SCHEMA, preserve_index=False)
         # flag id order only (a stable sort): within a flag the rows keep the order the
         # decision listed them in
         table = table.take(pc.sort_indices(table["flag_id"]))

@@ -586,7 +586,8 @@ def _reordered(table: pa.Table, order: np.ndarray) -> pa.Table:
 def _shard_evidence(path: Path, shard: str, household_ids: pd.Index) -> pd.DataFrame:
     """The evidence of one shard's households from evidence.parquet: its own row groups when
     the file carries the shard map, else (a file written otherwise) a filtered read."""
-    source = pq.ParquetFile(path)
+    # the feed kind and the item: a few distinct values in millions of rows, read as codes
+    source = pq.ParquetFile(path, read_dictionary=_CODED_EVIDENCE)
     groups = evidence_row_groups(source, shard)
     if groups is None:
         frame = pd.read_parquet(path, filters=[("household_id", "in", household_ids.tolist())])
@@ -598,6 +599,7 @@ def _shard_evidence(path: Path, shard: str, household_ids: pd.Index) -> pd.DataF
 
 
 _ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow")}
+_CODED_EVIDENCE = ["source_kind", "item"]
 
 
 def evidence_row_groups(source: pq.ParquetFile, shard: str) -> list[int] | None:

@@ -790,14 +790,13 @@ def load_households(settings: Settings, street: str | None = None,
         query = query.where(Household.street_code == street)
     if id_span is not None:
         query = query.where(Household.id.between(*id_span))
-    columns = [c.name for c in query.selected_columns]
     with session_scope(settings.database_url) as session:
+        connection = session.connection()
         if household_ids is None:
-            frame = pd.DataFrame(session.execute(query).all(), columns=columns)
+            frame = bulk.read_frame(connection, query)
         else:  # in chunks (bulk.in_chunks: SQLite's parameter limit)
-            frame = pd.DataFrame([row for chunk in bulk.in_chunks(household_ids)
-                                  for row in session.execute(query.where(Household.id.in_(
-                                      chunk))).all()], columns=columns)
+            frame = pd.concat([bulk.read_frame(connection, query.where(Household.id.in_(chunk)))
+                               for chunk in bulk.in_chunks(household_ids)], ignore_index=True)
     return frame.set_index("household_id")
 
 
@@ -817,9 +816,9 @@ def load_members(settings: Settings, household_ids: pd.Index | None = None,
     queries = [query] if household_ids is None else [
         query.where(Member.household_id.in_(chunk)) for chunk in bulk.in_chunks(household_ids)]
     with session_scope(settings.database_url) as session:
-        # rows as tuples (no dict per row): a province's caseload is millions of members
-        frame = pd.DataFrame([row for q in queries for row in session.execute(q).all()],
-                             columns=[c.name for c in query.selected_columns])
+        # column by column (bulk.read_frame): a province's caseload is millions of members
+        connection = session.connection()
+        frame = pd.concat([bulk.read_frame(connection, q) for q in queries], ignore_index=True)
     frame["birth_date"] = pd.to_datetime(frame["birth_date"])
     frame["person_token"] = frame["person_token"].astype("int64")
     frame["counted"] = frame["exclusion"].fillna("").eq("")

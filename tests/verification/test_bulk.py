@@ -243,3 +243,30 @@ def test_more_households_than_sqlite_takes_parameters_are_read_in_chunks(sqlite_
     assert len(people) == n - 10 and set(people["household_id"]) == set(wanted.tolist())
     assert [len(c) for c in bulk.in_chunks([])] == [0]
     assert [len(c) for c in bulk.in_chunks(range(12_001))] == [5_000, 5_000, 2_001]
+
+
+def test_read_frame_gives_the_values_the_driver_gives(database_url):
+    """On PostgreSQL ``read_frame`` goes through COPY and Arrow's CSV reader: NULL and the empty
+    string, awkward text, codes made of digits, dates, booleans and numbers come back as the
+    driver's rows have them (on SQLite it is the driver's rows)."""
+    households, bulk_run, _ = _household_and_runs(database_url)
+    with session_scope(database_url) as session:
+        bulk.insert_frame(session.connection(), Flag.__table__, _flag_rows(households, bulk_run))
+    query = (select(Flag.household_id, Flag.kind, Flag.street_code, Flag.due_date,
+                    Flag.evidence_digest, Flag.resolution, Household.current_benefit)
+             .join(Household, Household.id == Flag.household_id)
+             .where(Flag.run_id == bulk_run, Flag.street_code == "210112001")
+             .order_by(Flag.household_id))
+    with session_scope(database_url) as session:
+        got = bulk.read_frame(session.connection(), query)
+        rows = session.execute(query).all()
+    expected = pd.DataFrame(rows, columns=list(got.columns))
+    assert got.to_dict("records") == expected.to_dict("records")
+    assert got["street_code"].tolist() == ["210112001"] * len(AWKWARD)  # text, not a number
+    assert got["evidence_digest"].tolist() == AWKWARD
+    assert got["due_date"].iloc[1] == dt.date(2026, 12, 1)
+    assert got["due_date"].iloc[0] is None  # NULL, not NaT or ''
+    assert got["resolution"].tolist() == [""] * len(AWKWARD)  # '' and NULL kept apart
+    with session_scope(database_url) as session:
+        none = bulk.read_frame(session.connection(), query.where(Flag.run_id == -1))
+    assert none.empty and list(none.columns) == list(got.columns)

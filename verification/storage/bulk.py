@@ -87,6 +87,47 @@ def fetch_rows(connection: Connection, statement) -> list[tuple]:  # noqa: ANN00
         cursor.close()
 
 
+# what PostgreSQL's CSV holds for each kind of column, as Arrow reads it back
+_CSV_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "date": pa.date32(),
+              "str": pa.string()}
+
+
+def read_frame(connection: Connection, statement) -> pd.DataFrame:  # noqa: ANN001
+    """The rows of a select as a frame with the values SQLAlchemy gives (strings as Python
+    strings, dates as ``datetime.date``, booleans as bools, NULL as None/NaN). On PostgreSQL
+    through ``COPY (…) TO STDOUT`` read by Arrow's CSV reader, column by column — a street's
+    members, the whole roster — instead of a Python tuple and Row per row; elsewhere, and for
+    columns CSV does not carry plainly (binary, JSON, timestamps), through the driver."""
+    columns = [c.name for c in statement.selected_columns]
+    kinds = [_kind(c.type) for c in statement.selected_columns]
+    if connection.dialect.name != "postgresql" or not set(kinds) <= set(_CSV_TYPES):
+        return pd.DataFrame(connection.execute(statement).all(), columns=columns)
+    compiled = statement.compile(dialect=connection.dialect,
+                                 compile_kwargs={"literal_binds": True})
+    buffer = io.BytesIO()
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        cursor.copy_expert(f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv)", buffer)
+    finally:
+        cursor.close()
+    if not buffer.getbuffer().nbytes:  # no rows: as the driver's empty result gives them
+        return pd.DataFrame([], columns=columns)
+    buffer.seek(0)
+    table = pacsv.read_csv(
+        buffer, read_options=pacsv.ReadOptions(column_names=columns),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: _CSV_TYPES[k] for n, k in zip(columns, kinds, strict=True)},
+            true_values=["t"], false_values=["f"], strings_can_be_null=True,
+            # PostgreSQL's CSV writes NULL as a bare empty field and '' quoted; nothing else
+            # is NULL (Arrow's default also takes the text "NULL", "NA", "NaN", …)
+            null_values=[""], quoted_strings_can_be_null=False))
+    frame = table.to_pandas()
+    for name, kind in zip(columns, kinds, strict=True):  # as the driver gives them
+        if kind == "str":
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    return frame
+
+
 def fetch_pairs(connection: Connection, statement) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
     """Two integer columns of a select (e.g. household_id, id), as int64 arrays."""
     pairs = np.array(fetch_rows(connection, statement), dtype=np.int64).reshape(-1, 2)

@@ -31,6 +31,12 @@ def action_kinds() -> list[str]:
     return [kind for kind, meta in flags().items() if meta["due_days"] > 0]
 
 
+def no_action_kinds() -> list[str]:
+    """Flag kinds that ask nothing of an officer (no due date: KEEP, 无变化); inboxes, work
+    counts and the dashboard's charts leave them out."""
+    return [kind for kind, meta in flags().items() if meta["due_days"] <= 0]
+
+
 def reasons() -> dict[str, dict[str, Any]]:
     return vocabulary()["reasons"]
 

@@ -59,7 +59,8 @@ def list_command(
                                        status=None if status == "all" else status,
                                        kind=kind, street=street)
     if not (with_keep or kind):
-        rows = [row for row in rows if row["kind"] != "KEEP"]
+        quiet = set(codes.no_action_kinds())
+        rows = [row for row in rows if row["kind"] not in quiet]
     for row in rows:
         typer.echo(_line(row))
     typer.echo(f"共 {len(rows)} 条 / {len(rows)} flags")

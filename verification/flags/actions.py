@@ -291,7 +291,8 @@ def keep_first_due_dates(session, run: Run) -> int:  # noqa: ANN001
     earlier = aliased(Flag)
     first = (select(earlier.household_id, earlier.kind, earlier.due_date)
              .where(earlier.run_id == previous, earlier.status != "resolved",
-                    earlier.kind != "KEEP", earlier.due_date.is_not(None)).subquery())
+                    earlier.kind.not_in(codes.no_action_kinds()),
+                    earlier.due_date.is_not(None)).subquery())
     result = session.execute(
         update(Flag).where(Flag.run_id == run.id, Flag.household_id == first.c.household_id,
                            Flag.kind == first.c.kind, Flag.due_date > first.c.due_date)

@@ -134,7 +134,7 @@ def _inbox_scope(table: Any, runs: list[int], who: Principal, q: str = "",
     # flag of the runs instead of reading the page off the ordered index (ix_flags_due_order).
     # PostgreSQL's planner weighs both from its statistics, which "+ 0" would blind.
     run = table.run_id + 0 if dialect == "sqlite" else table.run_id
-    found = [run.in_(runs), table.kind != "KEEP"]
+    found = [run.in_(runs), table.kind.not_in(codes.no_action_kinds())]
     if not who.district_wide:
         found.append(table.street_code.in_(who.streets)
                      | table.community_code.in_(who.communities))
@@ -370,7 +370,8 @@ def dashboard(settings: Settings, who: Principal, today: dt.date, lang: str,
             .group_by(Run.id, Run.as_of, Run.run_key, Flag.kind), who)).all()
         open_rows = session.execute(_scoped(
             select(Flag.due_date, Flag.created_at).where(
-                Flag.run_id == run.id, Flag.kind != "KEEP", Flag.status.not_in(DONE_STATES)),
+                Flag.run_id == run.id, Flag.kind.not_in(codes.no_action_kinds()),
+                Flag.status.not_in(DONE_STATES)),
             who)).all()
     kinds = Counter()
     streets: dict[str, Counter] = defaultdict(Counter)
@@ -429,7 +430,8 @@ def trend_chart(trend: list[dict[str, Any]], kinds: tuple[str, ...] = FLAG_ORDER
                 width: int = 640, height: int = 220) -> dict[str, Any]:
     """Stacked columns per review, as SVG geometry (the template draws it; no script needed)."""
     pad_left, pad_bottom, pad_top = 36, 28, 10
-    top = max((sum(r["counts"].get(k, 0) for k in kinds if k != "KEEP") for r in trend),
+    quiet = set(codes.no_action_kinds())
+    top = max((sum(r["counts"].get(k, 0) for k in kinds if k not in quiet) for r in trend),
               default=0)
     scale = (height - pad_bottom - pad_top) / top if top else 0
     slot = (width - pad_left) / max(len(trend), 1)
@@ -440,7 +442,7 @@ def trend_chart(trend: list[dict[str, Any]], kinds: tuple[str, ...] = FLAG_ORDER
         x = pad_left + (i + 0.5) * slot - bar_width / 2
         for kind in kinds:
             n = run["counts"].get(kind, 0)
-            if kind == "KEEP" or not n:
+            if kind in quiet or not n:
                 continue
             h = n * scale
             y -= h

@@ -171,7 +171,7 @@ def _add_state(table: pd.DataFrame, as_of: dt.date) -> None:
     """Status label, days open and overdue (past its due date) for flags still waiting for an
     officer; KEEP asks for no action, so it is never waiting."""
     resolved = table["flag_state"].eq("resolved")
-    waiting = ~resolved & table["kind"].ne("KEEP")
+    waiting = ~resolved & ~table["kind"].isin(codes.no_action_kinds())
     label = table["flag_state"].map(FLAG_STATUSES)
     outcome = table["resolution"].map(lambda r: {"confirmed": "确认", "overridden": "不予采纳",
                                                  "home_visit": "转入户核查"}.get(r, ""))

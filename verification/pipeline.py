@@ -454,8 +454,9 @@ UNRESOLVED_COLUMNS = ["household_id", "source_kind", "feed_id", "record_ref"]
 def unresolved_records(reasons: pd.DataFrame) -> pd.DataFrame:
     """Records not certainly matched that would change nothing for the household they may
     belong to (MATCH_UNCERTAIN, passed false): listed for the run, raising no flag."""
-    rows = reasons[(reasons["code"].astype(str) == "MATCH_UNCERTAIN")
-                   & ~reasons["passed"].astype(bool)]
+    # the code compared as it is (assess gives a categorical: one comparison per category)
+    uncertain = (reasons["code"] == "MATCH_UNCERTAIN").to_numpy()
+    rows = reasons[uncertain & ~reasons["passed"].astype(bool).to_numpy()]
     listed = [(household, *ref.split(":", 2)) for household, refs in
               zip(rows["household_id"], rows["evidence_refs"].astype(str), strict=True)
               for ref in refs.split(";") if ref.count(":") >= 2]

@@ -43,6 +43,7 @@ from verification.config import IntakeLimits, Settings
 from verification.intake.digests import digests_path, write_person_digests
 from verification.intake.textcheck import (
     arrow_chunks,
+    arrow_strings,
     future_date_problems,
     invisible_character_problems,
     mixed_encoding_line,
@@ -234,12 +235,13 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
                     now=_aware(feed.received_at), max_age=settings.intake.max_age,
                     max_skew=settings.intake.clock_skew)
                 _check_manifest(feed, contract, partner_code, manifest)
-                frame = _read_mixed_encodings(plain, manifest.content_type)
-                chunked = _stage_in_chunks(settings, feed, contract, plain) if (
+                encoding = _EncodingOnce(plain)
+                frame = _read_mixed_encodings(plain, manifest.content_type, encoding)
+                chunked = _stage_in_chunks(settings, feed, contract, plain, encoding) if (
                     frame is None and manifest.row_count > CHUNK_ROWS
                     and manifest.content_type == "text/csv") else None
                 if chunked is None and frame is None:
-                    frame = read_plain_feed(plain, manifest.content_type)
+                    frame = read_plain_feed(plain, manifest.content_type, encoding)
         except (envelope.EnvelopeError, IntakeRejected, UnicodeDecodeError, ValueError) as err:
             return _reject(session, feed, f"{type(err).__name__}: {err}")
         received = chunked.counts["received"] if chunked else len(frame)
@@ -277,7 +279,28 @@ def _check_manifest(feed: Feed, contract: Contract, partner: str,
                              f"contract {feed.kind} {contract.version}")
 
 
-def read_plain_feed(path: Path, content_type: str = decoding.CSV) -> pd.DataFrame:
+class _EncodingOnce:
+    """``decoding.detect_file_encoding`` of one file, detected at most once: the mixed-encoding
+    check, the block reader and the whole-file reader each ask, and each detection decodes the
+    whole file (a failure is kept and raised again, as a second detection would)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._found: str | decoding.DecodeError | None = None
+
+    def __call__(self) -> str:
+        if self._found is None:
+            try:
+                self._found = decoding.detect_file_encoding(self.path)
+            except decoding.DecodeError as err:
+                self._found = err
+        if isinstance(self._found, decoding.DecodeError):
+            raise self._found
+        return self._found
+
+
+def read_plain_feed(path: Path, content_type: str = decoding.CSV,
+                    encoding: Callable[[], str] | None = None) -> pd.DataFrame:
     """A decrypted feed as a frame of strings with ``_line`` (and ``_problem`` when decoded by
     connectors/decoding.py), by content type: CSV, XLSX or JSON Lines.
 
@@ -287,7 +310,7 @@ def read_plain_feed(path: Path, content_type: str = decoding.CSV) -> pd.DataFram
     which numbers lines exactly and marks unreadable rows.
     """
     if content_type == decoding.CSV:
-        fast = _arrow_csv(path)
+        fast = _arrow_csv(path, encoding or _EncodingOnce(path))
         if fast is not None:
             return fast
     with decoding.wide_fields():  # an oversize field is quarantined with its row (_validate)
@@ -299,7 +322,8 @@ def read_plain_feed(path: Path, content_type: str = decoding.CSV) -> pd.DataFram
 MIXED_CHECK_BYTES = 1 << 29
 
 
-def _read_mixed_encodings(path: Path, content_type: str) -> pd.DataFrame | None:
+def _read_mixed_encodings(path: Path, content_type: str,
+                          encoding: Callable[[], str] | None = None) -> pd.DataFrame | None:
     """A text feed whose lines are partly UTF-8 and partly GBK decodes "successfully" as GB18030
     into garbled names. Such a feed is read line by line in the encoding most of its lines are
     in, and each row holding a line in the other is marked (``MIXED_ENCODING``) for quarantine:
@@ -308,7 +332,7 @@ def _read_mixed_encodings(path: Path, content_type: str) -> pd.DataFrame | None:
     if content_type == decoding.XLSX or path.stat().st_size > MIXED_CHECK_BYTES:
         return None
     try:
-        if decoding.detect_file_encoding(path) != "gb18030":
+        if (encoding or _EncodingOnce(path))() != "gb18030":
             return None  # UTF-8 (with or without BOM) or UTF-16 throughout: not mixed
     except decoding.DecodeError:
         pass  # neither as a whole: read it line by line if it is two encodings pasted together
@@ -344,8 +368,8 @@ def _arrow_encoding(encoding: str) -> str | None:
     return None if encoding == "utf-16" else encoding
 
 
-def _arrow_csv(path: Path) -> pd.DataFrame | None:
-    encoding = _arrow_encoding(decoding.detect_file_encoding(path))
+def _arrow_csv(path: Path, detected: Callable[[], str]) -> pd.DataFrame | None:
+    encoding = _arrow_encoding(detected())
     if encoding is None:
         return None
     try:
@@ -398,7 +422,10 @@ def _validate(frame: pd.DataFrame, contract: Contract,
     before = _text_problems(frame, contract)
     bad = frame["_line"].isin(before["line"]).to_numpy() if len(before) else np.zeros(
         len(frame), bool)
-    body = frame.loc[~bad].drop(columns=[decoding.PROBLEM], errors="ignore")
+    # no row copied when every row is readable text (the common case: a full take of every
+    # column otherwise)
+    body = (frame.loc[~bad] if bad.any() else frame).drop(columns=[decoding.PROBLEM],
+                                                          errors="ignore")
     checked = validate_frame(body, contract, identity_unresolved=True)
     if not_after is not None:
         checked = _quarantine_lines(checked, contract, future_date_problems(
@@ -558,8 +585,8 @@ def _contact_keys(settings: Settings, accepted: pd.DataFrame, id_field: str) -> 
     copy of personal data)."""
     from verification.matching.address import ADDRESS_KEY_COLUMNS, PHONE_KEY_COLUMNS
 
-    out = pd.DataFrame({c: pd.Series(pd.NA, index=accepted.index, dtype="string")
-                        for c in (*ADDRESS_KEY_COLUMNS, *PHONE_KEY_COLUMNS)})
+    columns = (*ADDRESS_KEY_COLUMNS, *PHONE_KEY_COLUMNS)
+    filled = {c: np.full(len(accepted), pd.NA, dtype=object) for c in columns}
     unresolved = (accepted[id_field].isna() if id_field in accepted
                   else pd.Series(True, index=accepted.index)).to_numpy(bool)
     if unresolved.any():
@@ -567,8 +594,12 @@ def _contact_keys(settings: Settings, accepted: pd.DataFrame, id_field: str) -> 
         keys = contact_keys(accepted.loc[rows, "address"] if "address" in accepted else None,
                             accepted.loc[rows, "phone"] if "phone" in accepted else None,
                             TokenKey.from_settings(settings), rows)
-        out.loc[rows, list(keys.columns)] = keys
-    return out
+        at = np.flatnonzero(unresolved)
+        for column in keys.columns:  # set by position: no index alignment over every row
+            filled[column][at] = keys[column].astype("string").to_numpy(dtype=object,
+                                                                         na_value=pd.NA)
+    return pd.DataFrame({c: pd.array(filled[c], dtype="string") for c in columns},
+                        index=accepted.index)
 
 
 def _record_staged(settings: Settings, session: Session, feed: Feed, staged: _Staged,
@@ -607,8 +638,8 @@ _BLOCK_BYTES = 1 << 28  # ≈ 2 million rows: a person's monthly rows mostly sha
 _READ_BYTES = 1 << 24
 
 
-def _stage_in_chunks(settings: Settings, feed: Feed, contract: Contract,
-                     plain: Path) -> _Staged | None:
+def _stage_in_chunks(settings: Settings, feed: Feed, contract: Contract, plain: Path,
+                     encoding: Callable[[], str] | None = None) -> _Staged | None:
     """Validate and stage ``plain`` block by block; None when Arrow cannot read it as it is
     (the caller then reads it whole, which gives every file read_table's answer)."""
     keys = list(contract.primary_key)
@@ -619,7 +650,8 @@ def _stage_in_chunks(settings: Settings, feed: Feed, contract: Contract,
     path = settings.staging_dir / f"feed-{feed.id}.parquet"
     partial = path.with_name(path.name + ".partial")
     try:
-        staged = _write_chunks(settings, contract, plain, keys, partial, _not_after(feed))
+        staged = _write_chunks(settings, contract, plain, keys, partial, _not_after(feed),
+                               encoding or _EncodingOnce(plain))
     except pa.ArrowInvalid:
         partial.unlink(missing_ok=True)
         return None
@@ -631,9 +663,9 @@ def _stage_in_chunks(settings: Settings, feed: Feed, contract: Contract,
 
 
 def _write_chunks(settings: Settings, contract: Contract, plain: Path, keys: list[str],
-                  out: Path, not_after: dt.date) -> _Staged:
+                  out: Path, not_after: dt.date, detected: Callable[[], str]) -> _Staged:
     id_field = contract.person_id_field
-    encoding = _arrow_encoding(decoding.detect_file_encoding(plain))
+    encoding = _arrow_encoding(detected())
     if encoding is None:
         raise pa.ArrowInvalid("not an encoding read by Arrow block by block")
     reader = _csv_blocks(plain, encoding, _BLOCK_BYTES)
@@ -708,8 +740,8 @@ def _earlier_duplicates(checked: Validated, frame: pd.DataFrame, keys: list[str]
     """Quarantine rows whose key repeats a row of an earlier block (as the whole-frame check
     would: the first row with a key is kept; a line already quarantined on the key's first field
     keeps that reason); then remember this block's keys."""
-    parts = [pa.array(stripped_text(frame[k]).astype(object), pa.string(), from_pandas=True)
-             if k in frame else pa.nulls(len(frame), pa.string()) for k in keys]
+    parts = [_key_text(frame[k]) if k in frame else pa.nulls(len(frame), pa.large_string())
+             for k in keys]
     key = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
     if seen:
         earlier = pc.is_in(key, value_set=pa.concat_arrays(seen), skip_nulls=True)
@@ -725,6 +757,16 @@ def _earlier_duplicates(checked: Validated, frame: pd.DataFrame, keys: list[str]
                 ["line", "field"]).reset_index(drop=True)
             checked.accepted = checked.accepted[~checked.accepted["_line"].isin(new)]
     seen.append(key.drop_null())
+
+
+def _key_text(raw: pd.Series) -> pa.Array:
+    """A key field as compared across blocks (stripped, empty → null), as Arrow text: taken
+    from the Arrow-backed column as it is, not through a Python string per row."""
+    values = stripped_text(raw)
+    data = arrow_strings(values)
+    if data is None:  # Python-backed text (a lone surrogate): Arrow cannot hold it as text
+        return pa.array(values.astype(object), pa.large_string(), from_pandas=True)
+    return data.cast(pa.large_string())
 
 
 def _same_id_messages(checked: Validated, id_fields: list[str],

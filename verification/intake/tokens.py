@@ -101,8 +101,11 @@ def near_miss_tokens(key: bytes | TokenKey, near: pd.Series) -> pd.Series:
     decimal tokens separated by spaces (<NA> where there is none): the keyed tokens of the
     numbers a mistyped ID may have meant, comparable with the roster's ``person_token`` and
     revealing no more than a token does."""
-    lengths = near.map(len).to_numpy(dtype=np.int64)
-    flat = pd.Series([number for numbers in near for number in numbers], dtype=object)
+    values = near.to_numpy(dtype=object)
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    # most rows have none (a valid ID): only the others are looked at
+    flat = pd.Series([number for at in np.flatnonzero(lengths) for number in values[at]],
+                     dtype=object)
     tokens = person_tokens(key, flat).to_numpy(dtype=np.int64) if len(flat) else np.array([],
                                                                                       np.int64)
     owner = np.repeat(np.arange(len(near)), lengths)

@@ -162,7 +162,7 @@ def constraint_failures(values: pd.Series, constraints: dict[str, Any]
     failed: list[tuple[str, pd.Series]] = []
     if constraints.get("required"):
         failed.append(("not_nullable", ~present))
-    given = values[present]
+    given = values if present.all() else values[present]  # no copy of a full column
     if not len(given):
         return failed
     if "minimum" in constraints:
@@ -265,7 +265,9 @@ def stripped_text(raw: pd.Series) -> pd.Series:
 
 def _canonical_ids(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     result = identifiers.canonicalise_ids(values)
-    return result.values, result.reasons, result.messages
+    # as text here, on the distinct values: spread by position, the column needs no second
+    # check that every row holds a string
+    return result.values.astype("string"), result.reasons, result.messages
 
 
 def _resident_ids(values, lines, title, problems, name) -> pd.Series:  # noqa: ANN001
@@ -354,7 +356,7 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
         id_problems, quarantine = quarantine[moved], quarantine[~moved]
     bad_lines = set(quarantine["line"].tolist())
     keep = ~lines.isin(bad_lines)
-    accepted = typed[keep].copy()
+    accepted = typed if keep.all() else typed[keep].copy()  # typed is this call's own frame
     accepted["_line"] = lines[keep].to_numpy()
     warnings = _uscc_warnings(accepted, contract, accepted["_line"])
     warnings = pd.concat([w for w in (warnings, identity_warnings) if len(w)] or [warnings],
@@ -435,9 +437,11 @@ def _identity_only(quarantine: pd.DataFrame, typed: pd.DataFrame, lines: pd.Seri
     identity = (quarantine["field"] == id_field) & (
         reason.str.startswith("ID_") | reason.isin(_IDENTITY_REASONS))
     only = identity.groupby(quarantine["line"].to_numpy()).all()
-    named = set(lines[typed["name"].notna().to_numpy()].tolist())
-    return pd.Index([line for line in only.index[only.to_numpy()] if line in named],
-                    dtype="int64")
+    candidates = only.index[only.to_numpy()]
+    # each line is one row: the name is looked up for the candidate lines only
+    rows = pd.Index(lines.to_numpy()).get_indexer(candidates)
+    named = typed["name"].notna().to_numpy()[rows] & (rows >= 0)
+    return pd.Index(candidates[named], dtype="int64")
 
 
 def _identity_hints_per_distinct(raw: pd.Series,
@@ -448,7 +452,10 @@ def _identity_hints_per_distinct(raw: pd.Series,
     if len(raw) < _DISTINCT_MIN_ROWS:
         return identity_hints(raw, canonical)
     codes, _ = pd.factorize(raw, use_na_sentinel=False)
-    first = np.unique(codes, return_index=True)[1]
+    # codes are numbered in order of first appearance, so a value's first row is where the
+    # running maximum of the codes rises (what np.unique(return_index=True) gives, without a sort)
+    seen = np.maximum.accumulate(codes)
+    first = np.flatnonzero(np.r_[True, seen[1:] > seen[:-1]]) if len(codes) else codes
     born, gender = identity_hints(raw.iloc[first], canonical.iloc[first])
     return (born.iloc[codes].set_axis(raw.index), gender.iloc[codes].set_axis(raw.index))
 

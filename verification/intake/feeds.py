@@ -387,9 +387,17 @@ def _arrow_csv(path: Path, detected: Callable[[], str]) -> pd.DataFrame | None:
         return None
     if not _one_line_per_row(path, table.num_rows):
         return None
-    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+    frame = _text_frame(table)
     frame.insert(0, "_line", range(2, len(frame) + 2))
     return frame
+
+
+def _text_frame(table: pa.Table) -> pd.DataFrame:
+    """CSV text as validated: Arrow-backed strings, each column in one piece (the reader gives
+    one chunk per block it parsed; the checks that take a column as one Arrow array would
+    otherwise join the chunks again each time)."""
+    return table.combine_chunks().to_pandas(
+        types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
 
 
 def _plain_header(header: list[str]) -> bool:
@@ -553,17 +561,19 @@ def _staged_rows(settings: Settings, accepted: pd.DataFrame, id_field: str,
     # Address and phone help only to place a row whose ID is unusable: those rows (and only
     # those) get their keyed parts (verification/matching/address.py); the raw text is dropped,
     # so no address or number sits in staging.
-    staged = accepted.drop(columns=["name", "address", "phone"], errors="ignore")
+    # the staged frame is put together from the columns as they are (no copy of every row, as
+    # dropping and concatenating frames made)
+    columns = {name: accepted[name] for name in accepted.columns
+               if name not in ("name", "address", "phone")}
     if "address" in accepted or "phone" in accepted:
-        staged = pd.concat([staged, _contact_keys(settings, accepted, id_field)], axis=1)
-    staged.insert(0, "person_token", tokens(staged.pop(id_field)))
-    if NEAR_MISS_NUMBERS in staged:  # the numbers an unusable ID may have meant: tokens only
-        staged["id_near"] = near_miss_tokens(TokenKey.from_settings(settings),
-                                             staged.pop(NEAR_MISS_NUMBERS))
+        columns.update(_contact_keys(settings, accepted, id_field).items())
+    columns = {"person_token": tokens(columns.pop(id_field)), **columns}
+    if NEAR_MISS_NUMBERS in columns:  # the numbers an unusable ID may have meant: tokens only
+        columns["id_near"] = near_miss_tokens(TokenKey.from_settings(settings),
+                                              columns.pop(NEAR_MISS_NUMBERS))
     if "name" in accepted:
-        keyed = name_key_text(accepted["name"], TokenKey.from_settings(settings))
-        staged = pd.concat([staged, keyed], axis=1)
-    return staged
+        columns.update(name_key_text(accepted["name"], TokenKey.from_settings(settings)).items())
+    return pd.DataFrame(columns, index=accepted.index, copy=False)
 
 
 def _staged_table(staged: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
@@ -585,8 +595,8 @@ def _contact_keys(settings: Settings, accepted: pd.DataFrame, id_field: str) -> 
     copy of personal data)."""
     from verification.matching.address import ADDRESS_KEY_COLUMNS, PHONE_KEY_COLUMNS
 
-    columns = (*ADDRESS_KEY_COLUMNS, *PHONE_KEY_COLUMNS)
-    filled = {c: np.full(len(accepted), pd.NA, dtype=object) for c in columns}
+    out = {c: pd.Series(pd.NA, index=accepted.index, dtype="string")
+           for c in (*ADDRESS_KEY_COLUMNS, *PHONE_KEY_COLUMNS)}
     unresolved = (accepted[id_field].isna() if id_field in accepted
                   else pd.Series(True, index=accepted.index)).to_numpy(bool)
     if unresolved.any():
@@ -596,10 +606,9 @@ def _contact_keys(settings: Settings, accepted: pd.DataFrame, id_field: str) -> 
                             TokenKey.from_settings(settings), rows)
         at = np.flatnonzero(unresolved)
         for column in keys.columns:  # set by position: no index alignment over every row
-            filled[column][at] = keys[column].astype("string").to_numpy(dtype=object,
-                                                                         na_value=pd.NA)
-    return pd.DataFrame({c: pd.array(filled[c], dtype="string") for c in columns},
-                        index=accepted.index)
+            out[column].iloc[at] = keys[column].astype("string").to_numpy(dtype=object,
+                                                                          na_value=pd.NA)
+    return pd.DataFrame(out)
 
 
 def _record_staged(settings: Settings, session: Session, feed: Feed, staged: _Staged,
@@ -678,7 +687,7 @@ def _write_chunks(settings: Settings, contract: Contract, plain: Path, keys: lis
     writer = None
     try:
         for batch in reader:
-            frame = batch.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+            frame = _text_frame(batch)
             frame.insert(0, "_line", range(counts["received"] + 2,
                                            counts["received"] + 2 + len(frame)))
             checked = _validate(frame, contract, not_after)

@@ -263,22 +263,27 @@ def stripped_text(raw: pd.Series) -> pd.Series:
     return values.where(values != "", pd.NA)
 
 
-def _canonical_ids(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+def _canonical_ids(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series]:
+    """Canonical IDs (as text), reasons, messages and whether there is a reason — computed on
+    the distinct values, so the spread columns need no check of every row's string."""
     result = identifiers.canonicalise_ids(values)
-    # as text here, on the distinct values: spread by position, the column needs no second
-    # check that every row holds a string
-    return result.values.astype("string"), result.reasons, result.messages
+    return (result.values.astype("string"), result.reasons, result.messages,
+            result.reasons != "")
 
 
 def _resident_ids(values, lines, title, problems, name) -> pd.Series:  # noqa: ANN001
-    canonical, reasons, messages = _per_distinct(values, _canonical_ids)
-    result = identifiers.CanonicalIds(values=canonical, reasons=reasons, messages=messages)
-    bad = (result.reasons != "") & values.notna()
-    for reason in result.reasons[bad].unique():
-        mask = result.reasons == reason
-        sample = result.messages[mask].iloc[0]
+    canonical, reasons, messages, failed = _per_distinct(values, _canonical_ids)
+    failed = failed.to_numpy(bool)
+    # reasons are compared on the failing rows only (a missing value counts among them when
+    # its reason is one a present value also has)
+    reasons, messages = reasons[failed], messages[failed]
+    for reason in reasons[values.notna().to_numpy()[failed]].unique():
+        on = (reasons == reason).to_numpy()
+        mask = pd.Series(False, index=values.index)
+        mask.iloc[np.flatnonzero(failed)[on]] = True
+        sample = messages[on].iloc[0]
         problems.append(_problems(mask, lines, name, reason, f"{title}: {sample}"))
-    return result.values.astype("string")
+    return canonical.astype("string")
 
 
 def _uscc_warnings(typed: pd.DataFrame, contract: Contract, lines: pd.Series) -> pd.DataFrame:

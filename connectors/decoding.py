@@ -177,6 +177,8 @@ def detect_file_encoding(path: str | os.PathLike[str], block: int = 1 << 20) -> 
 
 def _first_failure(path: str | os.PathLike[str], encoding: str, block: int) -> int | None:
     """The line of the first byte that does not decode, or None if the whole file does."""
+    if encoding == "utf-8" and _valid_utf8(path):
+        return None  # the common answer, found without making a string of the whole file
     decoder = codecs.getincrementaldecoder(encoding)()
     lines = 1
     with open(path, "rb") as fh:
@@ -189,6 +191,40 @@ def _first_failure(path: str | os.PathLike[str], encoding: str, block: int) -> i
             if not data:
                 return None
             lines += data.count(b"\n")
+
+
+# what _valid_utf8 checks at a time; a line longer than this is left to the Python decoder
+_UTF8_CHECK_BYTES = 1 << 24
+
+
+def _valid_utf8(path: str | os.PathLike[str]) -> bool:
+    """Whether the file is UTF-8 throughout (what the strict UTF-8 decoder accepts), checked by
+    Arrow's validator piece by piece: each piece ends at a line end, which is never inside a
+    UTF-8 sequence. False also when a line is too long to check this way (the caller then
+    decodes as before, which also finds where the file fails)."""
+    import numpy as np
+    import pyarrow as pa
+
+    pending = b""
+    with open(path, "rb") as fh:
+        while True:
+            data = fh.read(_UTF8_CHECK_BYTES)
+            whole = pending + data
+            # up to the last line end read (at the end of the file: all that is left)
+            cut = whole.rfind(b"\n") + 1 if data else len(whole)
+            piece, pending = whole[:cut], whole[cut:]
+            if len(pending) > _UTF8_CHECK_BYTES:
+                return False
+            if piece:
+                offsets = pa.py_buffer(np.array([0, len(piece)], dtype=np.int64))
+                text = pa.Array.from_buffers(pa.large_string(), 1,
+                                             [None, offsets, pa.py_buffer(piece)])
+                try:
+                    text.validate(full=True)
+                except pa.ArrowInvalid:
+                    return False
+            if not data:
+                return not pending
 
 
 def _frame(header: list[str], rows: list[list[str]], lines: list[int],

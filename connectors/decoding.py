@@ -199,32 +199,35 @@ _UTF8_CHECK_BYTES = 1 << 24
 
 def _valid_utf8(path: str | os.PathLike[str]) -> bool:
     """Whether the file is UTF-8 throughout (what the strict UTF-8 decoder accepts), checked by
-    Arrow's validator piece by piece: each piece ends at a line end, which is never inside a
-    UTF-8 sequence. False also when a line is too long to check this way (the caller then
-    decodes as before, which also finds where the file fails)."""
+    Arrow's validator on what is read, split at line ends (never inside a UTF-8 sequence), with
+    no copy but of the line each read cuts in two. False also when a line is too long to check
+    this way (the caller then decodes as before, which also finds where the file fails)."""
     import numpy as np
     import pyarrow as pa
 
-    pending = b""
+    def utf8(piece: bytes | memoryview) -> bool:
+        offsets = pa.py_buffer(np.array([0, len(piece)], dtype=np.int64))
+        text = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(piece)])
+        try:
+            text.validate(full=True)
+        except pa.ArrowInvalid:
+            return False
+        return True
+
+    pending = b""  # the start of a line that the last read ended in
     with open(path, "rb") as fh:
-        while True:
-            data = fh.read(_UTF8_CHECK_BYTES)
-            whole = pending + data
-            # up to the last line end read (at the end of the file: all that is left)
-            cut = whole.rfind(b"\n") + 1 if data else len(whole)
-            piece, pending = whole[:cut], whole[cut:]
-            if len(pending) > _UTF8_CHECK_BYTES:
-                return False
-            if piece:
-                offsets = pa.py_buffer(np.array([0, len(piece)], dtype=np.int64))
-                text = pa.Array.from_buffers(pa.large_string(), 1,
-                                             [None, offsets, pa.py_buffer(piece)])
-                try:
-                    text.validate(full=True)
-                except pa.ArrowInvalid:
+        while data := fh.read(_UTF8_CHECK_BYTES):
+            first, last = data.find(b"\n"), data.rfind(b"\n")
+            if first < 0:
+                pending += data
+                if len(pending) > _UTF8_CHECK_BYTES:
                     return False
-            if not data:
-                return not pending
+                continue
+            if not (utf8(pending + data[:first + 1])
+                    and utf8(memoryview(data)[first + 1:last + 1])):
+                return False
+            pending = data[last + 1:]
+    return utf8(pending)
 
 
 def _frame(header: list[str], rows: list[list[str]], lines: list[int],

@@ -414,7 +414,9 @@ def _add_identity_hints(accepted: pd.DataFrame, frame: pd.DataFrame,
     accepted["gender_from_id"] = gender_from_id.to_numpy(bool) & accepted["gender"].notna()
     # the valid numbers an unusable one may have meant (one digit, an adjacent swap or the check
     # character away), for the rows left unresolved only; in memory: staging keeps their tokens
-    near = pd.Series([()] * len(accepted), index=accepted.index, dtype=object)
+    empty = np.empty(len(accepted), dtype=object)
+    empty.fill(())  # one empty tuple for every row, without a list of a million of them
+    near = pd.Series(empty, index=accepted.index, dtype=object)
     unresolved = accepted[id_field].isna().to_numpy() if id_field in accepted else []
     if id_field in frame and np.any(unresolved):
         raw = frame.loc[accepted.index[unresolved], id_field]

@@ -74,6 +74,14 @@ _DISTINCT_SHARE = 0.7
 # A plain ASCII decimal: NFKC, strip and the separator removal leave it as it is, so it parses
 # directly (in Arrow) to the float the general path would give.
 _PLAIN_DECIMAL = r"^[0-9]{1,15}(\.[0-9]{1,15})?$"
+# What a number may carry anywhere in it and is removed (spaces, 元, ¥), and the thousands
+# grouping a comma must follow; one definition for the Python path and the Arrow one.
+_NUMBER_NOISE = r"[\s元¥]"
+_GROUPED = r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?"
+# _NUMBER_NOISE for Arrow's RE2 on text that is ASCII but for 元 and ¥ (the ASCII characters
+# found by asking the Python class of each): on such text NFKC changes nothing and \d is [0-9]
+_NUMBER_NOISE_RE2 = "[" + "".join(f"\\x{{{code:02x}}}" for code in range(128)
+                                  if re.fullmatch(_NUMBER_NOISE, chr(code))) + "元¥]"
 
 
 def _per_distinct(raw: pd.Series, parse: Callable[[pd.Series], Any]) -> Any:
@@ -121,17 +129,37 @@ def parse_number(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     values[plain] = pc.cast(data.filter(pyarrow.array(plain)), pyarrow.float64()).to_numpy()
     bad = np.zeros(len(raw), dtype=bool)
     if not plain.all():
-        rest, rest_bad = _per_distinct(raw[~plain], _parse_number_text)
-        values[~plain], bad[~plain] = rest.to_numpy(), rest_bad.to_numpy()
+        rest_at = np.flatnonzero(~plain)
+        separated, parsed = _separated_decimals(data.take(pyarrow.array(rest_at)))
+        values[rest_at[separated]] = parsed
+        left = np.zeros(len(raw), dtype=bool)
+        left[rest_at[~separated]] = True
+        if left.any():
+            rest, rest_bad = _per_distinct(raw[left], _parse_number_text)
+            values[left], bad[left] = rest.to_numpy(), rest_bad.to_numpy()
     return pd.Series(values, index=raw.index), pd.Series(bad, index=raw.index)
+
+
+def _separated_decimals(data: pyarrow.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Which values ``_parse_number_text`` reads as a plain decimal once noise and thousands
+    separators are gone ('5,949.98', '4019.21元', ' 88 '), and their floats — in Arrow, for
+    text that is ASCII but for 元 and ¥ (anything else is left to the Python path)."""
+    cleaned = pc.replace_substring_regex(data, _NUMBER_NOISE_RE2, "")
+    grouped = pc.match_substring_regex(cleaned, f"^(?:{_GROUPED})$")
+    misplaced = pc.and_(pc.match_substring(cleaned, ","), pc.invert(grouped))
+    digits = pc.replace_substring(cleaned, ",", "")
+    separated = pc.fill_null(pc.and_(pc.and_(pc.string_is_ascii(cleaned), pc.invert(misplaced)),
+                                     pc.match_substring_regex(digits, _PLAIN_DECIMAL)), False)
+    parsed = pc.cast(digits.filter(separated), pyarrow.float64()).to_numpy()
+    return separated.to_numpy(zero_copy_only=False), parsed
 
 
 def _parse_number_text(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     text = _nfkc(raw.astype("string")).str.strip()
-    text = text.str.replace(r"[\s元¥]", "", regex=True)
+    text = text.str.replace(_NUMBER_NOISE, "", regex=True)
     # Commas only as thousands separators: "12,34.5" may be a decimal comma, so it is refused
     # rather than silently read as 1234.5.
-    grouped = text.str.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", na=False)
+    grouped = text.str.fullmatch(_GROUPED, na=False)
     misplaced = text.str.contains(",", regex=False, na=False) & ~grouped
     text = text.str.replace(",", "", regex=False)
     blank = text.isna() | (text == "")

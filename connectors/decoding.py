@@ -177,6 +177,8 @@ def detect_file_encoding(path: str | os.PathLike[str], block: int = 1 << 20) -> 
 
 def _first_failure(path: str | os.PathLike[str], encoding: str, block: int) -> int | None:
     """The line of the first byte that does not decode, or None if the whole file does."""
+    if encoding == "utf-8" and _valid_utf8(path):
+        return None  # the common answer, found without making a string of the whole file
     decoder = codecs.getincrementaldecoder(encoding)()
     lines = 1
     with open(path, "rb") as fh:
@@ -189,6 +191,43 @@ def _first_failure(path: str | os.PathLike[str], encoding: str, block: int) -> i
             if not data:
                 return None
             lines += data.count(b"\n")
+
+
+# what _valid_utf8 checks at a time; a line longer than this is left to the Python decoder
+_UTF8_CHECK_BYTES = 1 << 24
+
+
+def _valid_utf8(path: str | os.PathLike[str]) -> bool:
+    """Whether the file is UTF-8 throughout (what the strict UTF-8 decoder accepts), checked by
+    Arrow's validator on what is read, split at line ends (never inside a UTF-8 sequence), with
+    no copy but of the line each read cuts in two. False also when a line is too long to check
+    this way (the caller then decodes as before, which also finds where the file fails)."""
+    import numpy as np
+    import pyarrow as pa
+
+    def utf8(piece: bytes | memoryview) -> bool:
+        offsets = pa.py_buffer(np.array([0, len(piece)], dtype=np.int64))
+        text = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(piece)])
+        try:
+            text.validate(full=True)
+        except pa.ArrowInvalid:
+            return False
+        return True
+
+    pending = b""  # the start of a line that the last read ended in
+    with open(path, "rb") as fh:
+        while data := fh.read(_UTF8_CHECK_BYTES):
+            first, last = data.find(b"\n"), data.rfind(b"\n")
+            if first < 0:
+                pending += data
+                if len(pending) > _UTF8_CHECK_BYTES:
+                    return False
+                continue
+            if not (utf8(pending + data[:first + 1])
+                    and utf8(memoryview(data)[first + 1:last + 1])):
+                return False
+            pending = data[last + 1:]
+    return utf8(pending)
 
 
 def _frame(header: list[str], rows: list[list[str]], lines: list[int],

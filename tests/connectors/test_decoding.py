@@ -241,6 +241,44 @@ def test_file_encoding_is_checked_to_the_end(tmp_path) -> None:
     assert detect_file_encoding(bom) == "utf-8-sig"
 
 
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(st.text(alphabet="a,\"é中😀\x00\r", max_size=12), max_size=12),
+       slip=st.sampled_from([b"", b"\xff", b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80",
+                             b"\xe4\xb8", b"\x80", b"\xf0\x9f\x98"]),
+       at=st.integers(min_value=0))
+def test_utf8_found_by_arrow_is_what_the_decoder_accepts(lines: list[str], slip: bytes,
+                                                         at: int) -> None:
+    # a UTF-8 file is recognised by Arrow's validator in pieces ending at line ends (here as
+    # small as 16 bytes); it must accept exactly what Python's strict UTF-8 decoder accepts
+    import tempfile
+
+    from connectors import decoding
+
+    data = "\n".join(lines).encode("utf-8")
+    at %= len(data) + 1
+    data = data[:at] + slip + data[at:]
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/feed.csv"
+        with open(path, "wb") as handle:
+            handle.write(data)
+        try:
+            data.decode("utf-8")
+            expected = "utf-8"
+        except UnicodeDecodeError:
+            expected = "not utf-8"
+        original, decoding._UTF8_CHECK_BYTES = decoding._UTF8_CHECK_BYTES, 16
+        try:
+            checked = decoding._valid_utf8(path)
+            found = detect_file_encoding(path) if expected == "utf-8" else "not utf-8"
+        finally:
+            decoding._UTF8_CHECK_BYTES = original
+    if max(len(line) for line in data.split(b"\n")) <= 16:  # else left to the decoder
+        assert checked == (expected == "utf-8")
+    elif checked:
+        assert expected == "utf-8"
+    assert found == expected
+
+
 def test_iter_decode_jsonl_and_xlsx(tmp_path) -> None:
     path = tmp_path / "feed.jsonl"
     path.write_text('{"a":"1"}\n{"a":"2","b":"x"}\n\n{"b":"y"}\n', encoding="utf-8")

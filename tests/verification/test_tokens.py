@@ -37,6 +37,18 @@ def test_token_is_first_8_bytes_of_hmac_sha256_as_signed_int64() -> None:
     assert -(2**63) <= expected < 2**63
 
 
+@pytest.mark.parametrize("key_length", [0, 1, 32, 63, 64, 65, 100, 200])
+def test_tokens_are_the_standard_hmac_for_keys_of_any_length(key_length: int) -> None:
+    # person_tokens absorbs the padded key itself (RFC 2104): a key longer than SHA-256's
+    # 64-byte block is hashed first, a shorter one padded with zeros
+    secret = bytes((7 * i + 3) % 256 for i in range(key_length))
+    values = ["11010519491231002X", "440524188001010014", "", "0" * 18, "X" * 200]
+    expected = [int.from_bytes(hmac.new(secret, v.encode("ascii"), hashlib.sha256).digest()[:8],
+                               "big", signed=True) for v in values]
+    assert person_tokens(secret, pd.Series(values, dtype=object)).tolist() == expected
+    assert [person_token(secret, v) for v in values] == expected
+
+
 def test_different_keys_give_different_tokens() -> None:
     assert person_token(KEY, "11010519491231002X") != person_token(OTHER, "11010519491231002X")
 

@@ -86,6 +86,31 @@ def test_a_comma_that_is_not_a_thousands_separator_is_refused_not_guessed():
     assert values.iloc[2] == pytest.approx(1234567.8)
 
 
+def test_numbers_read_in_arrow_are_those_of_the_python_path():
+    # a column of at least _DISTINCT_MIN_ROWS Arrow-backed values is read in Arrow where it can
+    # be (plain decimals; ASCII with spaces, 元, ¥ and thousands separators); the rest, and the
+    # answers, must be those of _parse_number_text, which reads any text
+    import random
+
+    import numpy as np
+
+    from verification.intake.textcheck import arrow_strings
+    from verification.intake.validate import TEXT, _parse_number_text, _separated_decimals
+
+    rng = random.Random(9)
+    parts = [*"0123456789" * 3, ",", ".", " ", "元", "¥", "￥", "+", "-", "\t", "\u3000", "１",
+             "\x1c", "a", ",000", ",12", "\u00a0", "\n", "٣"]
+    values = ["".join(rng.choice(parts) for _ in range(rng.randint(0, 14))) for _ in range(20_000)]
+    values += ["5,949.98", "4019.21元", " 88 ", "12,34.5", "¥1,000", "1 000", "", ",", "+1,234"]
+    raw = pd.Series(values, dtype=TEXT)
+    fast, fast_bad = parse_number(raw)
+    slow, slow_bad = _parse_number_text(raw)
+    assert np.array_equal(fast.to_numpy(), slow.to_numpy(), equal_nan=True)
+    assert fast_bad.tolist() == slow_bad.tolist()
+    separated, _ = _separated_decimals(arrow_strings(raw))
+    assert separated.sum() > 3_000  # the Arrow path was taken, not only the Python one
+
+
 def test_each_constraint_of_the_contract_is_checked_on_the_values_present():
     numbers = pd.Series([5.0, None, -1.0, 12.0])
     failed = dict(constraint_failures(numbers, {"required": True, "minimum": 0, "maximum": 10}))

@@ -202,7 +202,9 @@ def future_date_problems(typed: pd.DataFrame, contract: Contract,
         name = spec["name"]
         if spec.get("type") not in ("date", "yearmonth") or name not in typed:
             continue
-        values = pd.to_datetime(typed[name], errors="coerce")
+        values = typed[name]
+        if not pd.api.types.is_datetime64_dtype(values):  # typed dates are read as they are
+            values = pd.to_datetime(values, errors="coerce")
         hits = values.notna() & (values > limit)
         if hits.any():
             parts.append(pd.DataFrame({

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -53,9 +54,35 @@ def _secret(key: bytes | TokenKey) -> bytes:
     return key.secret if isinstance(key, TokenKey) else key
 
 
+# HMAC's pads (RFC 2104), as byte translation tables: the key XOR 0x36 / 0x5c, byte by byte
+_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD = bytes(byte ^ 0x5c for byte in range(256))
+
+
+def _first8_of_hmac(key: bytes | TokenKey) -> Callable[[str], bytes]:
+    """The first 8 bytes of HMAC-SHA256(key, text) as a function of the text: the inner and
+    outer hashes with the padded key absorbed once, copied per value (RFC 2104; copying two
+    hash states costs half of copying an ``hmac`` object, which a million IDs notice)."""
+    secret = _secret(key)
+    block = hashlib.sha256().block_size
+    if len(secret) > block:
+        secret = hashlib.sha256(secret).digest()
+    padded = secret.ljust(block, b"\0")
+    inner_keyed = hashlib.sha256(padded.translate(_INNER_PAD))
+    outer_keyed = hashlib.sha256(padded.translate(_OUTER_PAD))
+
+    def first8(canonical: str) -> bytes:
+        inner = inner_keyed.copy()
+        inner.update(canonical.encode("ascii"))
+        outer = outer_keyed.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:8]
+
+    return first8
+
+
 def person_token(key: bytes | TokenKey, canonical_id: str) -> int:
-    digest = hmac.new(_secret(key), canonical_id.encode("ascii"), hashlib.sha256).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return int.from_bytes(_first8_of_hmac(key)(canonical_id), "big", signed=True)
 
 
 def person_tokens(key: bytes | TokenKey, canonical_ids: pd.Series) -> pd.Series:
@@ -63,14 +90,9 @@ def person_tokens(key: bytes | TokenKey, canonical_ids: pd.Series) -> pd.Series:
 
     With a ``TokenKey`` the result carries ``attrs['token_key_id']``.
     """
-    keyed = hmac.new(_secret(key), digestmod=hashlib.sha256)
+    first8 = _first8_of_hmac(key)
     present = canonical_ids.notna().to_numpy()
     values = canonical_ids.to_numpy(dtype=object)
-
-    def first8(canonical: str) -> bytes:
-        mac = keyed.copy()  # reuses the keyed inner/outer state: ~25% faster than hmac.new
-        mac.update(canonical.encode("ascii"))
-        return mac.digest()[:8]
 
     digests = b"".join(first8(values[i]) for i in np.flatnonzero(present))
     out = np.zeros(len(values), dtype=np.int64)
@@ -101,8 +123,11 @@ def near_miss_tokens(key: bytes | TokenKey, near: pd.Series) -> pd.Series:
     decimal tokens separated by spaces (<NA> where there is none): the keyed tokens of the
     numbers a mistyped ID may have meant, comparable with the roster's ``person_token`` and
     revealing no more than a token does."""
-    lengths = near.map(len).to_numpy(dtype=np.int64)
-    flat = pd.Series([number for numbers in near for number in numbers], dtype=object)
+    values = near.to_numpy(dtype=object)
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    # most rows have none (a valid ID): only the others are looked at
+    flat = pd.Series([number for at in np.flatnonzero(lengths) for number in values[at]],
+                     dtype=object)
     tokens = person_tokens(key, flat).to_numpy(dtype=np.int64) if len(flat) else np.array([],
                                                                                       np.int64)
     owner = np.repeat(np.arange(len(near)), lengths)

@@ -74,6 +74,14 @@ _DISTINCT_SHARE = 0.7
 # A plain ASCII decimal: NFKC, strip and the separator removal leave it as it is, so it parses
 # directly (in Arrow) to the float the general path would give.
 _PLAIN_DECIMAL = r"^[0-9]{1,15}(\.[0-9]{1,15})?$"
+# What a number may carry anywhere in it and is removed (spaces, 元, ¥), and the thousands
+# grouping a comma must follow; one definition for the Python path and the Arrow one.
+_NUMBER_NOISE = r"[\s元¥]"
+_GROUPED = r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?"
+# _NUMBER_NOISE for Arrow's RE2 on text that is ASCII but for 元 and ¥ (the ASCII characters
+# found by asking the Python class of each): on such text NFKC changes nothing and \d is [0-9]
+_NUMBER_NOISE_RE2 = "[" + "".join(f"\\x{{{code:02x}}}" for code in range(128)
+                                  if re.fullmatch(_NUMBER_NOISE, chr(code))) + "元¥]"
 
 
 def _per_distinct(raw: pd.Series, parse: Callable[[pd.Series], Any]) -> Any:
@@ -121,17 +129,37 @@ def parse_number(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     values[plain] = pc.cast(data.filter(pyarrow.array(plain)), pyarrow.float64()).to_numpy()
     bad = np.zeros(len(raw), dtype=bool)
     if not plain.all():
-        rest, rest_bad = _per_distinct(raw[~plain], _parse_number_text)
-        values[~plain], bad[~plain] = rest.to_numpy(), rest_bad.to_numpy()
+        rest_at = np.flatnonzero(~plain)
+        separated, parsed = _separated_decimals(data.take(pyarrow.array(rest_at)))
+        values[rest_at[separated]] = parsed
+        left = np.zeros(len(raw), dtype=bool)
+        left[rest_at[~separated]] = True
+        if left.any():
+            rest, rest_bad = _per_distinct(raw[left], _parse_number_text)
+            values[left], bad[left] = rest.to_numpy(), rest_bad.to_numpy()
     return pd.Series(values, index=raw.index), pd.Series(bad, index=raw.index)
+
+
+def _separated_decimals(data: pyarrow.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Which values ``_parse_number_text`` reads as a plain decimal once noise and thousands
+    separators are gone ('5,949.98', '4019.21元', ' 88 '), and their floats — in Arrow, for
+    text that is ASCII but for 元 and ¥ (anything else is left to the Python path)."""
+    cleaned = pc.replace_substring_regex(data, _NUMBER_NOISE_RE2, "")
+    grouped = pc.match_substring_regex(cleaned, f"^(?:{_GROUPED})$")
+    misplaced = pc.and_(pc.match_substring(cleaned, ","), pc.invert(grouped))
+    digits = pc.replace_substring(cleaned, ",", "")
+    separated = pc.fill_null(pc.and_(pc.and_(pc.string_is_ascii(cleaned), pc.invert(misplaced)),
+                                     pc.match_substring_regex(digits, _PLAIN_DECIMAL)), False)
+    parsed = pc.cast(digits.filter(separated), pyarrow.float64()).to_numpy()
+    return separated.to_numpy(zero_copy_only=False), parsed
 
 
 def _parse_number_text(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     text = _nfkc(raw.astype("string")).str.strip()
-    text = text.str.replace(r"[\s元¥]", "", regex=True)
+    text = text.str.replace(_NUMBER_NOISE, "", regex=True)
     # Commas only as thousands separators: "12,34.5" may be a decimal comma, so it is refused
     # rather than silently read as 1234.5.
-    grouped = text.str.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", na=False)
+    grouped = text.str.fullmatch(_GROUPED, na=False)
     misplaced = text.str.contains(",", regex=False, na=False) & ~grouped
     text = text.str.replace(",", "", regex=False)
     blank = text.isna() | (text == "")
@@ -162,7 +190,7 @@ def constraint_failures(values: pd.Series, constraints: dict[str, Any]
     failed: list[tuple[str, pd.Series]] = []
     if constraints.get("required"):
         failed.append(("not_nullable", ~present))
-    given = values[present]
+    given = values if present.all() else values[present]  # no copy of a full column
     if not len(given):
         return failed
     if "minimum" in constraints:
@@ -263,20 +291,27 @@ def stripped_text(raw: pd.Series) -> pd.Series:
     return values.where(values != "", pd.NA)
 
 
-def _canonical_ids(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+def _canonical_ids(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series]:
+    """Canonical IDs (as text), reasons, messages and whether there is a reason — computed on
+    the distinct values, so the spread columns need no check of every row's string."""
     result = identifiers.canonicalise_ids(values)
-    return result.values, result.reasons, result.messages
+    return (result.values.astype("string"), result.reasons, result.messages,
+            result.reasons != "")
 
 
 def _resident_ids(values, lines, title, problems, name) -> pd.Series:  # noqa: ANN001
-    canonical, reasons, messages = _per_distinct(values, _canonical_ids)
-    result = identifiers.CanonicalIds(values=canonical, reasons=reasons, messages=messages)
-    bad = (result.reasons != "") & values.notna()
-    for reason in result.reasons[bad].unique():
-        mask = result.reasons == reason
-        sample = result.messages[mask].iloc[0]
+    canonical, reasons, messages, failed = _per_distinct(values, _canonical_ids)
+    failed = failed.to_numpy(bool)
+    # reasons are compared on the failing rows only (a missing value counts among them when
+    # its reason is one a present value also has)
+    reasons, messages = reasons[failed], messages[failed]
+    for reason in reasons[values.notna().to_numpy()[failed]].unique():
+        on = (reasons == reason).to_numpy()
+        mask = pd.Series(False, index=values.index)
+        mask.iloc[np.flatnonzero(failed)[on]] = True
+        sample = messages[on].iloc[0]
         problems.append(_problems(mask, lines, name, reason, f"{title}: {sample}"))
-    return result.values.astype("string")
+    return canonical.astype("string")
 
 
 def _uscc_warnings(typed: pd.DataFrame, contract: Contract, lines: pd.Series) -> pd.DataFrame:
@@ -354,7 +389,7 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
         id_problems, quarantine = quarantine[moved], quarantine[~moved]
     bad_lines = set(quarantine["line"].tolist())
     keep = ~lines.isin(bad_lines)
-    accepted = typed[keep].copy()
+    accepted = typed if keep.all() else typed[keep].copy()  # typed is this call's own frame
     accepted["_line"] = lines[keep].to_numpy()
     warnings = _uscc_warnings(accepted, contract, accepted["_line"])
     warnings = pd.concat([w for w in (warnings, identity_warnings) if len(w)] or [warnings],
@@ -407,7 +442,9 @@ def _add_identity_hints(accepted: pd.DataFrame, frame: pd.DataFrame,
     accepted["gender_from_id"] = gender_from_id.to_numpy(bool) & accepted["gender"].notna()
     # the valid numbers an unusable one may have meant (one digit, an adjacent swap or the check
     # character away), for the rows left unresolved only; in memory: staging keeps their tokens
-    near = pd.Series([()] * len(accepted), index=accepted.index, dtype=object)
+    empty = np.empty(len(accepted), dtype=object)
+    empty.fill(())  # one empty tuple for every row, without a list of a million of them
+    near = pd.Series(empty, index=accepted.index, dtype=object)
     unresolved = accepted[id_field].isna().to_numpy() if id_field in accepted else []
     if id_field in frame and np.any(unresolved):
         raw = frame.loc[accepted.index[unresolved], id_field]
@@ -435,9 +472,11 @@ def _identity_only(quarantine: pd.DataFrame, typed: pd.DataFrame, lines: pd.Seri
     identity = (quarantine["field"] == id_field) & (
         reason.str.startswith("ID_") | reason.isin(_IDENTITY_REASONS))
     only = identity.groupby(quarantine["line"].to_numpy()).all()
-    named = set(lines[typed["name"].notna().to_numpy()].tolist())
-    return pd.Index([line for line in only.index[only.to_numpy()] if line in named],
-                    dtype="int64")
+    candidates = only.index[only.to_numpy()]
+    # each line is one row: the name is looked up for the candidate lines only
+    rows = pd.Index(lines.to_numpy()).get_indexer(candidates)
+    named = typed["name"].notna().to_numpy()[rows] & (rows >= 0)
+    return pd.Index(candidates[named], dtype="int64")
 
 
 def _identity_hints_per_distinct(raw: pd.Series,
@@ -448,7 +487,10 @@ def _identity_hints_per_distinct(raw: pd.Series,
     if len(raw) < _DISTINCT_MIN_ROWS:
         return identity_hints(raw, canonical)
     codes, _ = pd.factorize(raw, use_na_sentinel=False)
-    first = np.unique(codes, return_index=True)[1]
+    # codes are numbered in order of first appearance, so a value's first row is where the
+    # running maximum of the codes rises (what np.unique(return_index=True) gives, without a sort)
+    seen = np.maximum.accumulate(codes)
+    first = np.flatnonzero(np.r_[True, seen[1:] > seen[:-1]]) if len(codes) else codes
     born, gender = identity_hints(raw.iloc[first], canonical.iloc[first])
     return (born.iloc[codes].set_axis(raw.index), gender.iloc[codes].set_axis(raw.index))
 

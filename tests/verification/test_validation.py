@@ -80,6 +80,20 @@ def test_parsers_mark_unparseable_values():
     assert str(dates.iloc[0].date()) == "2026-10-01" and bad.tolist() == [False, True, False]
 
 
+def test_only_decimal_text_is_read_as_a_number():
+    # an exponent of a dozen digits crashed the intake process inside pandas (SIGSEGV); such
+    # values, infinities and other text a float parser takes are quarantined as not a number
+    values, bad = parse_number(pd.Series(["6e7138125436", "1e5", "-1.5E-3", "inf", "NaN",
+                                          "1e999", "1_000", "0x10", ".5", "3."]))
+    assert bad.tolist() == [True, False, False, True, True, True, True, True, False, False]
+    assert values[~bad].tolist() == [100000.0, -0.0015, 0.5, 3.0]
+    frame = _wages([{"record_id": "a", "wage_amount": "6e7138125436"},
+                    {"record_id": "b", "wage_amount": "inf"}, {"record_id": "c"}])
+    checked = validate_frame(frame, contract_for("wages"))  # quarantined, with its line
+    assert checked.counts["quarantined"] == 2 and checked.counts["accepted"] == 1
+    assert set(checked.quarantine["field"]) == {"wage_amount"}
+
+
 def test_a_comma_that_is_not_a_thousands_separator_is_refused_not_guessed():
     values, bad = parse_number(pd.Series(["12,34.5", "1,2345", "1,234,567.8"]))
     assert bad.tolist() == [True, True, False]

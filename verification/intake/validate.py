@@ -78,6 +78,7 @@ _PLAIN_DECIMAL = r"^[0-9]{1,15}(\.[0-9]{1,15})?$"
 # grouping a comma must follow; one definition for the Python path and the Arrow one.
 _NUMBER_NOISE = r"[\s元¥]"
 _GROUPED = r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?"
+_NUMBER_TEXT = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?"  # what may be parsed
 # _NUMBER_NOISE for Arrow's RE2 on text that is ASCII but for 元 and ¥ (the ASCII characters
 # found by asking the Python class of each): on such text NFKC changes nothing and \d is [0-9]
 _NUMBER_NOISE_RE2 = "[" + "".join(f"\\x{{{code:02x}}}" for code in range(128)
@@ -163,8 +164,12 @@ def _parse_number_text(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     misplaced = text.str.contains(",", regex=False, na=False) & ~grouped
     text = text.str.replace(",", "", regex=False)
     blank = text.isna() | (text == "")
-    values = pd.to_numeric(text.where(~blank & ~misplaced), errors="coerce")
-    return values.astype("float64"), values.isna() & ~blank
+    # Only decimal text reaches the parser: pandas' to_numeric crashes the process (SIGSEGV)
+    # on an exponent of a dozen digits ('6e7138125436'), and reads 'inf' as infinity.
+    decimal = text.str.fullmatch(_NUMBER_TEXT, na=False)
+    values = pd.to_numeric(text.where(~blank & ~misplaced & decimal), errors="coerce")
+    values = values.astype("float64").where(lambda v: np.isfinite(v))  # '1e999' overflows
+    return values, values.isna() & ~blank
 
 
 def parse_date(raw: pd.Series, yearmonth: bool = False) -> tuple[pd.Series, pd.Series]:

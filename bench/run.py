@@ -53,6 +53,7 @@ sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "bench")) if p not in sys.path
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
 
 AS_OF = dt.date(2026, 11, 1)
 REGION = "210112"
@@ -293,7 +294,7 @@ TIMED_WRITES = {"_insert_assessments": "assessments", "_insert_flags": "flags",
 def _timed(function, table: str, timings: dict):  # noqa: ANN001, ANN202
     """Wrap a write of finish_review: seconds and rows per table (or file) written."""
     def wrapper(first, *args):  # noqa: ANN001, ANN202 (the session, or the evidence writer)
-        frame = next(a for a in args if isinstance(a, pd.DataFrame))
+        frame = next(a for a in args if isinstance(a, pd.DataFrame | pa.Table))
         started = time.perf_counter()
         out = function(first, *args)
         done = timings.setdefault(table, {"rows": 0, "seconds": 0.0})  # once per shard

@@ -44,7 +44,7 @@ def test_harness_writes_figures_and_the_duckdb_reference_agrees(tmp_path):
     assert sum(f["received"] for f in intake.values()) == figures["data"]["records"]
     assert all(f["received"] == f["accepted"] + f["quarantined"] for f in intake.values())
     writes = stages["database_write"]["detail"]["writes"]
-    assert writes["flags"]["rows"] == 2000
+    assert writes["flags"]["rows"] == 2000 and writes["flag_evidence_file"]["rows"] > 0
     check = figures["components"]["check"]
     assert check["agree"], check
     assert "DuckDB" in done.stdout and "end_to_end" in done.stdout

@@ -304,6 +304,7 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
     key = TokenKey.from_settings(settings)
     feeds = [(kind, v["feed_id"], Path(v["staged_path"])) for kind, v in versions.items()
              if v.get("feed_id")]
+    release_freed_memory()  # what the process freed before (a warm worker's earlier tasks)
     people = people_for_matching(settings, key)
     release_freed_memory()  # the roster's fetched rows and decrypted text, before the feeds'
     linked = match_staged([path for _, _, path in feeds], people, key)

@@ -146,11 +146,6 @@ class RunMatch:
                 self.matched["match_grade"].cat.codes.to_numpy()[taken], dtype=GRADE_DTYPE),
         })[LINK_COLUMNS]
 
-    def link_count(self) -> int:
-        """How many links the files have in all (without building them)."""
-        counts = self._by_identity[2]
-        return int(sum(counts[identity].sum() for identity in self.row_identity))
-
     @cached_property
     def _by_identity(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``matched``'s rows ordered by identity (stable), where each identity's start in

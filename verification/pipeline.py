@@ -59,6 +59,7 @@ from verification.matching.run import (
     people_for_matching,
     rows_of_tokens,
 )
+from verification.memory import release_freed_memory
 from verification.security import audit
 from verification.shards import Shard, plan_shards, shard_names, street_of
 from verification.storage import bulk, evidence_files, session_scope
@@ -304,26 +305,37 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
     key = TokenKey.from_settings(settings)
     feeds = [(kind, v["feed_id"], Path(v["staged_path"])) for kind, v in versions.items()
              if v.get("feed_id")]
-    linked = match_staged([path for _, _, path in feeds], people_for_matching(settings, key), key)
+    release_freed_memory()  # what the process freed before (a warm worker's earlier tasks)
+    people = people_for_matching(settings, key)
+    release_freed_memory()  # the roster's fetched rows and decrypted text, before the feeds'
+    linked = match_staged([path for _, _, path in feeds], people, key)
+    del people
     folder = run_dir(settings, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     _log_matching(run_id, linked, folder)
     linked.candidates([path for _, _, path in feeds], [feed_id for _, feed_id, _ in feeds]) \
         .to_parquet(folder / "candidates.parquet", index=False)
+    linked.result = None  # the matcher's frames (the run's identities): the evidence needs none
+    release_freed_memory()
     # Then one feed at a time, in blocks of staged rows, each block's evidence written out as
     # soon as it is built: a province's evidence is tens of millions of rows, and holding all of
     # it (or one whole wages feed as pandas frames) would need several times the memory.
+    # each household's shard (new arrays: nothing of the households frame is kept)
     shard_of = plan_shards(load_households(settings)["street_code"], settings.shard_households)
-    accessed = []
+    accessed, linked_rows = [], 0
     with _EvidenceWriter(folder / "evidence.parquet", shard_of) as writer:
-        for (kind, feed_id, path), links in zip(feeds, linked.links, strict=True):
+        for i, (kind, feed_id, path) in enumerate(feeds):
             contract = contract_for(kind)
+            links = linked.file_links(i)  # one feed's links at a time
+            linked_rows += len(links)
             for staged in _linked_blocks(path, contract, links, writer.codes):
                 matched = evidence_table(staged, contract, feed_id)
                 del staged
                 accessed.append(pd.DataFrame({"source_kind": kind, "person_token": pc.unique(
                     matched.column("person_token")).to_numpy()}))
                 writer.write(matched)
+            del links
+            release_freed_memory()  # a feed's links and blocks, before the next feed's
         evidence_rows = writer.rows
     with session_scope(settings.database_url) as session:  # whose data was used, by token
         audit.record_evidence_access(
@@ -331,8 +343,7 @@ def prepare_evidence(settings: Settings, run_id: int) -> RunPlan:
             pd.concat(accessed, ignore_index=True) if accessed else empty_evidence(),
             {k: v.get("partner", "") for k, v in versions.items()})
     shards = shard_names(shard_of)
-    tasklog.evidence_matched(run_id, evidence_rows, sum(len(links) for links in linked.links),
-                             linked.rows, len(shards))
+    tasklog.evidence_matched(run_id, evidence_rows, linked_rows, linked.rows, len(shards))
     return RunPlan(run_id, shards)
 
 
@@ -499,7 +510,8 @@ def _linked_blocks(path: Path, contract: Contract, links: pd.DataFrame,
     staged text never becomes Python strings). Within a block the rows come grouped by
     ``group_of`` their household (the shard), in file order within a group: the evidence
     writer then needs no second gather."""
-    links = links.sort_values("row", kind="stable")
+    if not links["row"].is_monotonic_increasing:  # a review's links come in file order
+        links = links.sort_values("row", kind="stable")
     rows = links["row"].to_numpy()
     source = pq.ParquetFile(path)
     wanted = [c for c in staged_columns(contract) if c in source.schema_arrow.names]

@@ -733,3 +733,34 @@ def test_agreeing_on_a_common_name_weighs_less_than_on_a_rare_one() -> None:
     assert rare - common > np.log2(30)  # sixty holders of the name against one
     flat_common, flat_rare = weights(replace(default_settings(), term_frequency=()))
     assert abs(flat_rare - flat_common) < 1.0  # without it both names weigh alike
+
+
+def test_run_links_are_the_inner_merge_of_rows_and_matches_file_by_file() -> None:
+    """RunMatch.file_links builds, per file, what merging each row's identity with the
+    identities' matches gives, in file order (as the evidence reads them): a person in two
+    households twice (in the matches' order), identities matched nowhere left out,
+    prefiltered rows at their file positions."""
+    from verification.matching import GRADE_DTYPE
+    from verification.matching.run import LINK_COLUMNS, RunMatch
+
+    matched = pd.DataFrame({
+        "identity": np.array([4, 0, 2, 4, 5], dtype=np.int64),
+        "household_id": np.array([40, 10, 20, 41, 50], dtype=np.int64),
+        "person_token": np.array([400, 100, 200, 400, 500], dtype=np.int64),
+        "match_grade": pd.Categorical(["certain", "probable", "certain", "possible",
+                                       "certain"], dtype=GRADE_DTYPE)})
+    identities = [np.array([0, 1, 4, 2, 4, 3], dtype=np.int32),
+                  np.array([6, 5, 1], dtype=np.int32), np.array([], dtype=np.int32)]
+    positions = [None, np.array([3, 7, 9], dtype=np.int64), np.array([], dtype=np.int64)]
+    run = RunMatch(None, matched, rows=9, identities=7, row_identity=identities,
+                   row_positions=positions)
+    for i, (identity, at) in enumerate(zip(identities, positions, strict=True)):
+        rows = pd.DataFrame({"row": np.arange(len(identity)) if at is None else at,
+                             "identity": identity.astype(np.int64)})
+        expected = rows.merge(matched, on="identity", how="inner")[LINK_COLUMNS].sort_values(
+            "row", kind="stable").reset_index(drop=True)
+        pd.testing.assert_frame_equal(run.file_links(i), expected)
+    first = run.file_links(0)
+    assert first["row"].tolist() == [0, 2, 2, 3, 4, 4]  # file order; row 1 matched nobody
+    assert sorted(first["household_id"]) == [10, 20, 40, 40, 41, 41]
+    assert [len(links) for links in run.links] == [6, 1, 0]

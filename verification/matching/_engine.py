@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from verification.intake.tokens import TokenKey
 from verification.matching._blocking import (
@@ -475,9 +477,10 @@ def person_keys(frame: pd.DataFrame, key: TokenKey | bytes) -> pd.DataFrame:
         born = pd.to_datetime(frame["birth_date"], errors="coerce")
         # integer arithmetic then one str() per row: several times faster than strftime
         number = (born.dt.year * 10000 + born.dt.month * 100 + born.dt.day).astype("Int64")
-        text = number.astype("string").astype(object).where(number.notna(), None)
-        out["birth_ymd"] = text
-        out["birth_ym"] = text.str.slice(0, 6)
+        # the digits as Arrow text (no Python string per person)
+        text = pc.cast(pa.array(number.array), pa.string())
+        out["birth_ymd"] = pd.array(text, dtype="string[pyarrow]")
+        out["birth_ym"] = pd.array(pc.utf8_slice_codeunits(text, 0, 6), dtype="string[pyarrow]")
     return out
 
 
@@ -515,7 +518,8 @@ class _Keyed:
                  needed: np.ndarray, settings: MatchSettings) -> None:
         self.records = records
         needed = np.unique(needed)
-        frame = records.iloc[needed]
+        # every row needed (a review's run): the records themselves, not a copy of them
+        frame = records if len(needed) == len(records) else records.iloc[needed]
         frame = with_derived(person_keys(frame, key) if _needs_keys(frame) else frame,
                              settings.blocking_rules)
         # each row's number, by which the comparison codes of the run's records are taken
@@ -575,6 +579,9 @@ def match_records(
     fallback = _fallback_grades(records, pairs, people[MEMBER_KEY].to_numpy(dtype=np.int64),
                                 settings)
     precision, measured_on = _calibrate(keyed, people, exact, linked.model, settings, values)
+    # the blocks refer back to ``values`` (a cycle): broken here, the roster's codes and blocks
+    # go as soon as the match returns instead of at some later garbage collection
+    values.blocks = None
     gated = _gated_grades(precision, settings)
     result = _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compared,
                        settings, gated)
@@ -806,8 +813,11 @@ def _own_fields(rows: pd.DataFrame, where: np.ndarray | None = None) -> pd.DataF
             from_id &= where
         for column in (c for c in columns if c in rows.columns):
             values = rows[column]
-            # a date stays a date (NaT where blanked): as objects it is a Timestamp per row
-            blank[column] = (values.where(~from_id) if pd.api.types.is_datetime64_any_dtype(values)
+            # a date stays a date (NaT where blanked), Arrow-backed text stays so (NA where
+            # blanked): as objects it is a Timestamp or a Python string per row
+            kept = (pd.api.types.is_datetime64_any_dtype(values)
+                    or isinstance(values.dtype, pd.StringDtype))
+            blank[column] = (values.where(~from_id) if kept
                              else values.astype(object).where(~from_id, None))
     return with_columns(rows, blank)
 

@@ -16,7 +16,7 @@ on every row, which keeps the matcher's work proportional to persons, not rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import duckdb
@@ -103,17 +103,59 @@ def _decrypted(cipher, blobs: tuple, aad: str) -> pd.Series:  # noqa: ANN001 (Fi
 
 @dataclass
 class RunMatch:
-    """``links[i]``: the matched rows of the i-th staged file — the row's position in the file,
-    the household and member token it was matched to, and the grade (one row per household
-    when a person sits in two)."""
+    """The matched rows of every staged file, per file: ``file_links(i)`` gives the i-th file's —
+    the row's position in the file, the household and member token it was matched to, and the
+    grade (one row per household when a person sits in two). Links are built one file at a time
+    from each row's run-wide identity and the identities' matches: a province's 40 M links held
+    at once for all files were a gigabyte of the matching process."""
 
     result: MatchResult | None
-    links: list[pd.DataFrame]
+    matched: pd.DataFrame  # identity, household_id, person_token, match_grade
     rows: int
     identities: int
     row_identity: list[np.ndarray]  # per file: each row's run-wide identity
     # per file: the file positions of the rows matched (None: every row, in order)
     row_positions: list[np.ndarray | None] | None = None
+
+    @property
+    def links(self) -> list[pd.DataFrame]:
+        """Every file's links (``file_links``), all at once: for a few households' feeds."""
+        return [self.file_links(i) for i in range(len(self.row_identity))]
+
+    def file_links(self, i: int) -> pd.DataFrame:
+        """The i-th file's rows with their matches, in file order: the inner merge of the rows
+        and ``matched`` on the identity, sorted by row (stable) as the evidence reads them. Where
+        no row has two matches, as index arithmetic on integer arrays (a wages feed is ten
+        million rows); a person matched in two households keeps the merge's order of the two."""
+        identity = self.row_identity[i]
+        at = self.row_positions[i] if self.row_positions else None
+        order, starts, counts = self._by_identity
+        per_row = counts[identity]
+        if per_row.max(initial=0) > 1:
+            rows = pd.DataFrame({"row": np.arange(len(identity)) if at is None else at,
+                                 "identity": identity.astype(np.int64)})
+            return rows.merge(self.matched, on="identity", how="inner")[LINK_COLUMNS] \
+                .sort_values("row", kind="stable", ignore_index=True)
+        row = np.flatnonzero(per_row)
+        taken = order[starts[identity[row]]]
+        return pd.DataFrame({
+            "row": row if at is None else at[row].astype(np.int64),
+            "household_id": self.matched["household_id"].to_numpy()[taken],
+            "person_token": self.matched["person_token"].to_numpy()[taken],
+            "match_grade": pd.Categorical.from_codes(
+                self.matched["match_grade"].cat.codes.to_numpy()[taken], dtype=GRADE_DTYPE),
+        })[LINK_COLUMNS]
+
+    @cached_property
+    def _by_identity(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``matched``'s rows ordered by identity (stable), where each identity's start in
+        that order and how many matches each identity has (zero for one matched nowhere)."""
+        identity = self.matched["identity"].to_numpy(dtype=np.int64)
+        size = max([int(identity.max(initial=-1)),
+                    *(int(rows.max(initial=-1)) for rows in self.row_identity)]) + 1
+        counts = np.bincount(identity, minlength=size).astype(np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        return np.argsort(identity, kind="stable"), starts, counts
 
     def candidates(self, paths: list[Path], feed_ids: list[int]) -> pd.DataFrame:
         """What the officer is shown for each row sent to REVIEW: the row (``feed_id``,
@@ -165,16 +207,20 @@ def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
         kept.append(at)
         rows += table.num_rows
         group, first = identity_groups(table)
-        per_file.append(group)
-        distinct.append(_identity_frame(table.take(pa.array(first))))  # pandas: distinct only
-    table = (pd.concat(distinct, ignore_index=True) if distinct
-             else _identity_frame(_identities(None)[0]))
+        per_file.append(_narrow(group))
+        # only the file's distinct identities are kept, and as Arrow: the file's own rows (ten
+        # million for wages) are let go before the next file is read
+        distinct.append(_canonical(table.take(pa.array(first))))
+        del table, group, first
+    table = pa.concat_tables(distinct) if distinct else _canonical(_identities(None)[0])
+    offsets = np.cumsum([0] + [d.num_rows for d in distinct])
+    del distinct
     overall, first = identity_groups(table)
-    records = table.iloc[first].reset_index(drop=True)
+    records = _identity_frame(table.take(pa.array(first)))
+    del table
     if only_roster_tokens or prefilter:  # the index stays the run-wide identity number
         token = records["person_token"]
         records = records[token.isna().to_numpy() | token.isin(people["person_token"]).to_numpy()]
-    offsets = np.cumsum([0] + [len(d) for d in distinct])
     result = None
     matched = pd.DataFrame({"identity": pd.Series(dtype="int64"),
                             "household_id": pd.Series(dtype="int64"),
@@ -189,14 +235,14 @@ def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
             "person_token": found["person_token_matched"].to_numpy(dtype=np.int64),
             "match_grade": pd.Categorical(found["match_grade"], dtype=GRADE_DTYPE),
         })
-    links, identities = [], []
-    for i, group in enumerate(per_file):
-        identity = overall[offsets[i] + group]  # file's own groups → run-wide identities
-        identities.append(identity)
-        position = np.arange(len(group)) if kept[i] is None else kept[i]
-        file_rows = pd.DataFrame({"row": position, "identity": identity})
-        links.append(file_rows.merge(matched, on="identity", how="inner")[LINK_COLUMNS])
-    return RunMatch(result, links, rows, len(records), identities, kept)
+    identities = [_narrow(overall[offsets[i] + group])  # file's own groups → run-wide ones
+                  for i, group in enumerate(per_file)]
+    return RunMatch(result, matched, rows, len(records), identities, kept)
+
+
+def _narrow(numbers: np.ndarray) -> np.ndarray:
+    """Group numbers (never negative) as int32 where they fit: one per staged row."""
+    return numbers.astype(np.int32) if numbers.max(initial=0) < 2**31 else numbers
 
 
 def identity_groups(frame: pd.DataFrame | pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -235,12 +281,11 @@ def _column_codes(values: pd.Series | pa.ChunkedArray) -> tuple[np.ndarray, int]
 
 
 def _comparable(records: pd.DataFrame, key: TokenKey) -> pd.DataFrame:
-    """Records as the matcher compares them: text columns as Python strings (None where
-    missing) and ``birth_ymd``/``birth_ym`` from the birth date."""
-    text = [c for c in IDENTITY_COLUMNS if c not in ("person_token", "birth_date", *_FLAGS)]
-    plain = {c: records[c].astype(object).where(records[c].notna(), None) for c in text}
-    plain |= {c: records[c].fillna(True).astype(bool) for c in _FLAGS}
-    return person_keys(records.assign(**plain), key)
+    """Records as the matcher compares them: text columns Arrow-backed as read (a province's
+    millions of distinct identities as Python strings were gigabytes), the flags boolean and
+    ``birth_ymd``/``birth_ym`` from the birth date."""
+    flags = {c: records[c].fillna(True).astype(bool) for c in _FLAGS}
+    return person_keys(records.assign(**flags), key)
 
 
 @cache
@@ -295,6 +340,14 @@ def _identities(path: Path | None, tokens: np.ndarray | None = None,
 # types of identity columns a staged file may lack (the rest are text)
 _IDENTITY_TYPES = {"person_token": pa.int64(), "birth_date": pa.timestamp("ns"),
                    **dict.fromkeys(_FLAGS, pa.bool_())}
+
+
+def _canonical(table: pa.Table) -> pa.Table:
+    """Identity rows in the types ``_identity_frame`` gives them, so the files' distinct rows
+    concatenate as one Arrow table (token int64, birth date timestamp, flags boolean, text)."""
+    types = {**_IDENTITY_TYPES, "person_token": pa.int64()}
+    return pa.table({c: pc.cast(table.column(c), types.get(c, pa.string()))
+                     for c in IDENTITY_COLUMNS})
 
 
 def _identity_frame(table: pa.Table) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -14,6 +15,7 @@ import pytest
 
 from schemas import contract_for
 from verification.config import load_settings
+from verification.intake import earlier_keys
 from verification.intake import feeds as intake
 from verification.intake.feeds import read_plain_feed as read_feed_table
 
@@ -21,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import synth  # noqa: E402
 
 RECEIVED = dt.datetime(2026, 12, 1, 9, 0)  # the feed's rows may not be dated after this day
+SPREAD = np.uint64(0x9E3779B97F4A7C15)  # a few hashes, over all 64 bits
 
 
 def _feed_file(tmp_path: Path) -> Path:
@@ -33,6 +36,8 @@ def _feed_file(tmp_path: Path) -> Path:
     frame.loc[n - 3, ["record_id", "wage_amount"]] = [frame.loc[2, "record_id"], "abc"]
     frame.loc[n - 4, "record_id"] = ""
     frame.loc[n - 5, "record_id"] = frame.loc[n - 6, "record_id"]  # same block
+    # one key in the first, a middle and a late block: the first row kept, both others not
+    frame.loc[[n // 2, n - 7], "record_id"] = frame.loc[3, "record_id"]
     path = tmp_path / "wages.csv"
     pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), path)
     return path
@@ -46,10 +51,15 @@ def _whole(settings, path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     return staged.reset_index(drop=True), checked.quarantine, counts
 
 
-def test_blocks_give_the_whole_frame_answer(tmp_path, monkeypatch):
+@pytest.mark.parametrize("collide", [False, True])
+def test_blocks_give_the_whole_frame_answer(tmp_path, monkeypatch, collide):
     settings = load_settings(tmp_path / "home")
     path = _feed_file(tmp_path)
     monkeypatch.setattr(intake, "_BLOCK_BYTES", 20_000)  # dozens of blocks
+    if collide:  # keys that share a hash are still told apart by their text
+        real = earlier_keys._hashes
+        monkeypatch.setattr(earlier_keys, "_hashes",
+                            lambda db, key: real(db, key) % np.uint64(5) * SPREAD)
     chunked = intake._stage_in_chunks(settings, SimpleNamespace(kind="wages", id=7,
                                                                   received_at=RECEIVED),
                                       contract_for("wages"), path)
@@ -61,8 +71,10 @@ def test_blocks_give_the_whole_frame_answer(tmp_path, monkeypatch):
     got = pd.read_parquet(chunked.path)
     expected = pd.read_parquet(_parquet(staged, tmp_path))
     pd.testing.assert_frame_equal(got, expected)
+    n = counts["received"]
     assert set(quarantine.loc[quarantine["reason"] == "DUPLICATE_KEY", "line"]) >= {
-        counts["received"] + 1, counts["received"]}
+        n + 1, n, n // 2 + 2, n - 5}
+    assert 3 + 2 not in set(quarantine["line"])
 
 
 def _parquet(frame: pd.DataFrame, tmp_path: Path) -> Path:

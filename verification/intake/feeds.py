@@ -41,6 +41,7 @@ from connectors.registry import load_partners
 from schemas import Contract, contract_for
 from verification.config import IntakeLimits, Settings
 from verification.intake.digests import digests_path, write_person_digests
+from verification.intake.earlier_keys import EarlierKeys
 from verification.intake.textcheck import (
     arrow_chunks,
     arrow_strings,
@@ -669,7 +670,7 @@ class _Blocks:
     out: Path
     keys: list[str]
     not_after: dt.date
-    seen: list[pa.Array] = field(default_factory=list)  # every earlier row's key
+    earlier: EarlierKeys = field(default_factory=EarlierKeys)  # the earlier blocks' keys
     cache: dict[str, int] = field(default_factory=dict)  # tokens by canonical ID
     first_messages: dict[tuple[str, str], str] = field(default_factory=dict)
     quarantines: list[pd.DataFrame] = field(default_factory=list)
@@ -689,6 +690,7 @@ def _write_chunks(settings: Settings, contract: Contract, plain: Path, keys: lis
             _stage_block(settings, contract, block, blocks)
             del block  # let go of this block's text before the next is read
     finally:
+        blocks.earlier.close()
         if blocks.writer is not None:
             blocks.writer.close()
     counts, quarantines = blocks.counts, blocks.quarantines
@@ -711,7 +713,7 @@ def _stage_block(settings: Settings, contract: Contract, block: pa.Table,
     frame.insert(0, "_line", range(counts["received"] + 2, counts["received"] + 2 + len(frame)))
     checked = _validate(frame, contract, blocks.not_after)
     if blocks.keys:
-        _earlier_duplicates(checked, frame, blocks.keys, blocks.seen)
+        _earlier_duplicates(checked, frame, blocks.keys, blocks.earlier)
     _same_id_messages(checked, contract.identifier_fields("resident_id"), blocks.first_messages)
     staged = _staged_rows(settings, checked.accepted, contract.person_id_field,
                           lambda ids: _cached_tokens(settings, ids, blocks.cache))
@@ -767,21 +769,15 @@ def _csv_options(path: Path, arrow_encoding: str, read_bytes: int) -> dict[str, 
 
 
 def _earlier_duplicates(checked: Validated, frame: pd.DataFrame, keys: list[str],
-                        seen: list[pa.Array]) -> None:
+                        earlier: EarlierKeys) -> None:
     """Quarantine rows whose key repeats a row of an earlier block (as the whole-frame check
     would: the first row with a key is kept; a line already quarantined on the key's first field
     keeps that reason); then remember this block's keys."""
     parts = [_key_text(frame[k]) if k in frame else pa.nulls(len(frame), pa.large_string())
              for k in keys]
     key = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
-    if seen:
-        # the earlier keys are looked up among this block's, not this block's among all earlier
-        # ones: the lookup table is built of one block's keys, never again of every key read so
-        # far for each block (at 10 million rows that was a gigabyte at the last block)
-        earlier = pa.chunked_array(seen, key.type)
-        again = earlier.filter(pc.is_in(earlier, value_set=key.drop_null()))
-        hit = pc.fill_null(pc.is_in(key, value_set=again.combine_chunks(), skip_nulls=True),
-                           False).to_numpy(zero_copy_only=False)
+    hit = earlier.repeats(key)
+    if hit.any():
         lines = frame["_line"].to_numpy()[hit]
         q = checked.quarantine
         taken = set(zip(q["line"], q["field"], strict=True))
@@ -789,10 +785,11 @@ def _earlier_duplicates(checked: Validated, frame: pd.DataFrame, keys: list[str]
         if new:
             extra = pd.DataFrame({"line": new, "field": keys[0], "reason": "DUPLICATE_KEY",
                                   "message": f"{'+'.join(keys)} repeats an earlier row"})
-            checked.quarantine = pd.concat([q, extra], ignore_index=True).sort_values(
-                ["line", "field"]).reset_index(drop=True)
+            # not joined to a block's empty quarantine (columns of no type): its lines would
+            # become objects, where the whole-frame path gives integers
+            joined = pd.concat([q, extra], ignore_index=True) if len(q) else extra
+            checked.quarantine = joined.sort_values(["line", "field"]).reset_index(drop=True)
             checked.accepted = checked.accepted[~checked.accepted["_line"].isin(new)]
-    seen.append(key.drop_null())
 
 
 def _key_text(raw: pd.Series) -> pa.Array:

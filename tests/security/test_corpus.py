@@ -214,7 +214,7 @@ def test_wages_amounts_file():
                                  (3, "wage_amount", "ABOVE_MAXIMUM"),
                                  (5, "wage_amount", "BAD_NUMBER"),  # 1.2万: not in the contract
                                  (6, "wage_amount", "BAD_NUMBER"),  # NaN
-                                 (7, "wage_amount", "ABOVE_MAXIMUM")]  # inf
+                                 (7, "wage_amount", "BAD_NUMBER")]  # inf: not an amount
     assert checked.accepted.set_index("_line")["wage_amount"].to_dict() == {4: 3200.5,
                                                                             8: 2800.0}
 

@@ -153,7 +153,7 @@ def _groups(frames: RunFrames,
 def _labels(values: pd.Series, label: Callable[[Any], str]) -> pd.Series:
     """``values.map(label)`` with ``label`` called once per distinct value, not per row."""
     positions, distinct = pd.factorize(values, use_na_sentinel=False)
-    labels = np.array([label(value) for value in distinct] + [""], dtype=object)
+    labels = np.array([label(value) for value in distinct], dtype=object)
     return pd.Series(labels[positions], index=values.index)
 
 

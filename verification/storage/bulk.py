@@ -121,11 +121,7 @@ def read_frame(connection: Connection, statement) -> pd.DataFrame:  # noqa: ANN0
             # PostgreSQL's CSV writes NULL as a bare empty field and '' quoted; nothing else
             # is NULL (Arrow's default also takes the text "NULL", "NA", "NaN", …)
             null_values=[""], quoted_strings_can_be_null=False))
-    frame = table.to_pandas()
-    for name, kind in zip(columns, kinds, strict=True):  # as the driver gives them
-        if kind == "str":
-            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
-    return frame
+    return table.to_pandas()  # text as Python strings, NULL as None: as the driver gives them
 
 
 def fetch_pairs(connection: Connection, statement) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001

@@ -38,6 +38,15 @@ def _feed_file(tmp_path: Path) -> Path:
     frame.loc[n - 5, "record_id"] = frame.loc[n - 6, "record_id"]  # same block
     # one key in the first, a middle and a late block: the first row kept, both others not
     frame.loc[[n // 2, n - 7], "record_id"] = frame.loc[3, "record_id"]
+    # a late row repeating an early key whose ID is also unusable: quarantined with both reasons,
+    # not taken as identity unresolved (its problems are not all on the ID)
+    number = frame.loc[n - 8, "id_number"]
+    wrong_check = "0" if number[-1] != "0" else "1"
+    frame.loc[n - 8, ["record_id", "id_number"]] = [frame.loc[4, "record_id"],
+                                                    number[:-1] + wrong_check]
+    # an early row quarantined as unreadable text owns no key: a late row with its key is taken
+    frame.loc[5, "name"] = "张\x07三"
+    frame.loc[n - 9, "record_id"] = frame.loc[5, "record_id"]
     path = tmp_path / "wages.csv"
     pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), path)
     return path
@@ -75,6 +84,9 @@ def test_blocks_give_the_whole_frame_answer(tmp_path, monkeypatch, collide):
     assert set(quarantine.loc[quarantine["reason"] == "DUPLICATE_KEY", "line"]) >= {
         n + 1, n, n // 2 + 2, n - 5}
     assert 3 + 2 not in set(quarantine["line"])
+    late = quarantine[quarantine["line"] == n - 6]
+    assert set(late["reason"]) == {"DUPLICATE_KEY", "ID_CHECK"}
+    assert n - 7 not in set(quarantine["line"]) and 5 + 2 in set(quarantine["line"])
 
 
 def _parquet(frame: pd.DataFrame, tmp_path: Path) -> Path:

@@ -44,7 +44,6 @@ from verification.intake.digests import digests_path, write_person_digests
 from verification.intake.earlier_keys import EarlierKeys
 from verification.intake.textcheck import (
     arrow_chunks,
-    arrow_strings,
     future_date_problems,
     invisible_character_problems,
     mixed_encoding_line,
@@ -54,7 +53,6 @@ from verification.intake.tokens import TokenKey, near_miss_tokens, person_tokens
 from verification.intake.validate import (
     NEAR_MISS_NUMBERS,
     Validated,
-    stripped_text,
     validate_frame,
 )
 from verification.matching.address import contact_keys
@@ -412,13 +410,15 @@ def _one_line_per_row(path: Path, rows: int) -> bool:
 MAX_FIELD_BYTES = 131_072
 
 
-def _validate(frame: pd.DataFrame, contract: Contract,
-              not_after: dt.date | None = None) -> Validated:
+def _validate(frame: pd.DataFrame, contract: Contract, not_after: dt.date | None = None,
+              earlier: EarlierKeys | None = None) -> Validated:
     """``validate_frame``, with rows quarantined before it that cannot be trusted as text (the
     decoder's ``_problem``: unreadable, another encoding; a control, bidirectional or zero-width
     character or NUL in any field; a field over ``MAX_FIELD_BYTES``) and rows after it with a
     date or month after ``not_after``: they count as received and quarantined, never silently
-    dropped, and each has its reason code."""
+    dropped, and each has its reason code. ``earlier``: the keys of a feed's earlier blocks
+    (``validate_frame(repeats_earlier=…)``); a row quarantined before validation owns no key,
+    as in the whole file."""
     before = _text_problems(frame, contract)
     bad = frame["_line"].isin(before["line"]).to_numpy() if len(before) else np.zeros(
         len(frame), bool)
@@ -426,7 +426,8 @@ def _validate(frame: pd.DataFrame, contract: Contract,
     # column otherwise)
     body = (frame.loc[~bad] if bad.any() else frame).drop(columns=[decoding.PROBLEM],
                                                           errors="ignore")
-    checked = validate_frame(body, contract, identity_unresolved=True)
+    checked = validate_frame(body, contract, identity_unresolved=True,
+                             repeats_earlier=None if earlier is None else earlier.repeats)
     if not_after is not None:
         checked = _quarantine_lines(checked, contract, future_date_problems(
             checked.accepted, contract, not_after))
@@ -643,15 +644,14 @@ def _stage_in_chunks(settings: Settings, feed: Feed, contract: Contract, plain: 
                      encoding: Callable[[], str] | None = None) -> _Staged | None:
     """Validate and stage ``plain`` block by block; None when Arrow cannot read it as it is
     (the caller then reads it whole, which gives every file read_table's answer)."""
-    keys = list(contract.primary_key)
     types = {f["name"]: f.get("type", "string") for f in contract.fields}
-    if any(types.get(k) != "string" for k in keys):
+    if any(types.get(k) != "string" for k in contract.primary_key):
         return None
     settings.staging_dir.mkdir(parents=True, exist_ok=True)
     path = settings.staging_dir / f"feed-{feed.id}.parquet"
     partial = path.with_name(path.name + ".partial")
     try:
-        staged = _write_chunks(settings, contract, plain, keys, partial, _not_after(feed),
+        staged = _write_chunks(settings, contract, plain, partial, _not_after(feed),
                                encoding or _EncodingOnce(plain))
     except pa.ArrowInvalid:
         partial.unlink(missing_ok=True)
@@ -668,7 +668,6 @@ class _Blocks:
     """What staging block by block carries from one block to the next."""
 
     out: Path
-    keys: list[str]
     not_after: dt.date
     earlier: EarlierKeys = field(default_factory=EarlierKeys)  # the earlier blocks' keys
     cache: dict[str, int] = field(default_factory=dict)  # tokens by canonical ID
@@ -679,12 +678,12 @@ class _Blocks:
     writer: pq.ParquetWriter | None = None
 
 
-def _write_chunks(settings: Settings, contract: Contract, plain: Path, keys: list[str],
-                  out: Path, not_after: dt.date, detected: Callable[[], str]) -> _Staged:
+def _write_chunks(settings: Settings, contract: Contract, plain: Path, out: Path,
+                  not_after: dt.date, detected: Callable[[], str]) -> _Staged:
     encoding = _arrow_encoding(detected())
     if encoding is None:
         raise pa.ArrowInvalid("not an encoding read by Arrow block by block")
-    blocks = _Blocks(out, keys, not_after)
+    blocks = _Blocks(out, not_after)
     try:
         for block in _csv_blocks(plain, encoding, _BLOCK_BYTES):
             _stage_block(settings, contract, block, blocks)
@@ -711,9 +710,7 @@ def _stage_block(settings: Settings, contract: Contract, block: pa.Table,
     counts = blocks.counts
     frame = _text_frame(block)
     frame.insert(0, "_line", range(counts["received"] + 2, counts["received"] + 2 + len(frame)))
-    checked = _validate(frame, contract, blocks.not_after)
-    if blocks.keys:
-        _earlier_duplicates(checked, frame, blocks.keys, blocks.earlier)
+    checked = _validate(frame, contract, blocks.not_after, blocks.earlier)
     _same_id_messages(checked, contract.identifier_fields("resident_id"), blocks.first_messages)
     staged = _staged_rows(settings, checked.accepted, contract.person_id_field,
                           lambda ids: _cached_tokens(settings, ids, blocks.cache))
@@ -768,52 +765,22 @@ def _csv_options(path: Path, arrow_encoding: str, read_bytes: int) -> dict[str, 
                 quoted_strings_can_be_null=False)}
 
 
-def _earlier_duplicates(checked: Validated, frame: pd.DataFrame, keys: list[str],
-                        earlier: EarlierKeys) -> None:
-    """Quarantine rows whose key repeats a row of an earlier block (as the whole-frame check
-    would: the first row with a key is kept; a line already quarantined on the key's first field
-    keeps that reason); then remember this block's keys."""
-    parts = [_key_text(frame[k]) if k in frame else pa.nulls(len(frame), pa.large_string())
-             for k in keys]
-    key = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
-    hit = earlier.repeats(key)
-    if hit.any():
-        lines = frame["_line"].to_numpy()[hit]
-        q = checked.quarantine
-        taken = set(zip(q["line"], q["field"], strict=True))
-        new = [line for line in lines if (line, keys[0]) not in taken]
-        if new:
-            extra = pd.DataFrame({"line": new, "field": keys[0], "reason": "DUPLICATE_KEY",
-                                  "message": f"{'+'.join(keys)} repeats an earlier row"})
-            # not joined to a block's empty quarantine (columns of no type): its lines would
-            # become objects, where the whole-frame path gives integers
-            joined = pd.concat([q, extra], ignore_index=True) if len(q) else extra
-            checked.quarantine = joined.sort_values(["line", "field"]).reset_index(drop=True)
-            checked.accepted = checked.accepted[~checked.accepted["_line"].isin(new)]
-
-
-def _key_text(raw: pd.Series) -> pa.Array:
-    """A key field as compared across blocks (stripped, empty → null), as Arrow text: taken
-    from the Arrow-backed column as it is, not through a Python string per row."""
-    values = stripped_text(raw)
-    data = arrow_strings(values)
-    if data is None:  # Python-backed text (a lone surrogate): Arrow cannot hold it as text
-        return pa.array(values.astype(object), pa.large_string(), from_pandas=True)
-    return data.cast(pa.large_string())
-
-
 def _same_id_messages(checked: Validated, id_fields: list[str],
                       first: dict[tuple[str, str], str]) -> None:
-    """An invalid ID's message names the file's first example of its reason, in every block."""
-    q = checked.quarantine
-    if not len(q) or not id_fields:
+    """An invalid ID's message names the file's first example of its reason, in every block.
+    Within a block every row of a reason has the block's first example's message — the rows
+    taken as identity unresolved (their reasons among the warnings) too, as in the whole file."""
+    if not id_fields:
         return
-    rows = q["field"].isin(id_fields).to_numpy()
-    for (name, reason), group in q[rows].groupby(["field", "reason"], sort=False):
-        first.setdefault((name, reason), group["message"].iloc[0])
-    if rows.any():
-        pairs = zip(q.loc[rows, "field"], q.loc[rows, "reason"], strict=True)
-        q.loc[rows, "message"] = [first[pair] for pair in pairs]
+    on_ids = [(part, part["field"].isin(id_fields).to_numpy())
+              for part in (checked.quarantine, checked.warnings) if len(part)]
+    for part, rows in on_ids:
+        for (name, reason), group in part[rows].groupby(["field", "reason"], sort=False):
+            first.setdefault((name, reason), group["message"].iloc[0])
+    for part, rows in on_ids:
+        if rows.any():
+            pairs = zip(part.loc[rows, "field"], part.loc[rows, "reason"], strict=True)
+            part.loc[rows, "message"] = [first[pair] for pair in pairs]
 
 
 def _cached_tokens(settings: Settings, canonical_ids: pd.Series,

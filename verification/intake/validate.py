@@ -363,7 +363,9 @@ def _constraint_problems(typed: pd.DataFrame, contract: Contract,
 
 
 def validate_frame(frame: pd.DataFrame, contract: Contract, *,
-                   identity_unresolved: bool = False) -> Validated:
+                   identity_unresolved: bool = False,
+                   repeats_earlier: Callable[[pyarrow.Array], np.ndarray] | None = None
+                   ) -> Validated:
     """Validate a frame of strings (with ``_line``) against ``contract``.
 
     With ``identity_unresolved`` (partner feeds at intake), a row whose only problems are on the
@@ -371,6 +373,11 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
     accepted with that field <NA> (*identity unresolved*: the matcher may still place it by name
     and birth date), its problems moved to ``warnings``; ``unresolved`` counts such rows, and
     every accepted row gains ``birth_date``/``gender`` (``identity_hints``).
+
+    ``repeats_earlier`` (a feed validated block by block) is given this frame's primary keys as
+    validated (``key_text``) and says which repeat a key of an earlier block: those rows are
+    DUPLICATE_KEY here, with the repeats inside the frame — before a row is taken as identity
+    unresolved, so that a block gives the answer the whole file would.
     """
     frame = frame.reset_index(drop=True)
     lines = frame["_line"]
@@ -379,6 +386,8 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
     keys = list(contract.primary_key)
     if keys:
         dup = typed.duplicated(subset=keys, keep="first") & typed[keys].notna().all(axis=1)
+        if repeats_earlier is not None:
+            dup |= repeats_earlier(key_text(typed, keys))
         problems.append(_problems(dup, lines, keys[0], "DUPLICATE_KEY",
                                   f"{'+'.join(keys)} repeats an earlier row"))
     quarantine = pd.concat([p for p in problems if len(p)], ignore_index=True) if any(
@@ -406,6 +415,21 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
     return Validated(accepted=accepted, quarantine=quarantine.sort_values(["line", "field"])
                      .reset_index(drop=True), received=len(frame), warnings=warnings,
                      unresolved=0 if rescued is None else len(rescued))
+
+
+def key_text(typed: pd.DataFrame, keys: list[str]) -> pyarrow.Array:
+    """The primary key of each row of ``typed`` (validated text fields) as one Arrow text
+    (fields joined by a unit separator; null where a field is missing), taken from the
+    Arrow-backed columns as they are, not through a Python string per row."""
+    parts = [_text_array(typed[k]) for k in keys]
+    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
+
+
+def _text_array(values: pd.Series) -> pyarrow.Array:
+    data = arrow_strings(values)
+    if data is None:  # Python-backed text (a lone surrogate): Arrow cannot hold it as text
+        return pyarrow.array(values.astype(object), pyarrow.large_string(), from_pandas=True)
+    return data.cast(pyarrow.large_string())
 
 
 def _identity_field_warnings(quarantine: pd.DataFrame, typed: pd.DataFrame, lines: pd.Series,

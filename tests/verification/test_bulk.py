@@ -9,6 +9,7 @@ import sqlite3
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from sqlalchemy import func, insert, select
 
@@ -270,3 +271,37 @@ def test_read_frame_gives_the_values_the_driver_gives(database_url):
     with session_scope(database_url) as session:
         none = bulk.read_frame(session.connection(), query.where(Flag.run_id == -1))
     assert none.empty and list(none.columns) == list(got.columns)
+
+
+def test_read_frame_reads_binary_as_the_driver_gives_it(database_url):
+    """Binary columns (the roster's ciphertexts) come through COPY as hex and are decoded on
+    arrays: the same bytes as the driver's, NULL as None, an empty value as b''; two selected
+    columns of one name (``id`` of both tables) stay apart."""
+    blobs = [bytes(range(256)), None, b"", b"\x00", b"\\x41,\"\n"]
+    with session_scope(database_url) as session:
+        households = [Household(household_code=f"B{i}", area_code="210112",
+                                street_code="210112001", community_code="210112001001",
+                                status="recipient", address_enc=blob)
+                      for i, blob in enumerate(blobs)]
+        session.add_all(households)
+        session.flush()
+        ids = [h.id for h in households]
+    other = Household.__table__.alias("other")
+    query = (select(Household.id, Household.address_enc, Household.household_code, other.c.id)
+             .join(other, other.c.id == Household.id)
+             .where(Household.id.in_(ids)).order_by(Household.id))
+    with session_scope(database_url) as session:
+        got = bulk.read_frame(session.connection(), query)
+        rows = session.execute(query).all()
+    assert got.iloc[:, 1].tolist() == blobs
+    assert [None if r[1] is None else bytes(r[1]) for r in rows] == blobs
+    assert got.iloc[:, 0].tolist() == got.iloc[:, 3].tolist() == ids
+    assert got.iloc[:, 2].tolist() == [f"B{i}" for i in range(len(blobs))]
+
+
+def test_unhex_refuses_what_is_not_hex():
+    assert bulk.unhex(pa.array(["00ff", None, "", "DEADbeef"])).to_pylist() == [
+        b"\x00\xff", None, b"", b"\xde\xad\xbe\xef"]
+    for bad in (["0g"], ["abc"]):
+        with pytest.raises(ValueError, match="not hex"):
+            bulk.unhex(pa.array(bad))

@@ -89,25 +89,32 @@ def fetch_rows(connection: Connection, statement) -> list[tuple]:  # noqa: ANN00
 
 # what PostgreSQL's CSV holds for each kind of column, as Arrow reads it back
 _CSV_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "date": pa.date32(),
-              "str": pa.string()}
+              "str": pa.string(), "bytes": pa.string()}  # bytes: as hex text, decoded here
 
 
 def read_frame(connection: Connection, statement) -> pd.DataFrame:  # noqa: ANN001
     """The rows of a select as a frame with the values SQLAlchemy gives (strings as Python
     strings, dates as ``datetime.date``, booleans as bools, NULL as None/NaN). On PostgreSQL
     through ``COPY (…) TO STDOUT`` read by Arrow's CSV reader, column by column — a street's
-    members, the whole roster — instead of a Python tuple and Row per row; elsewhere, and for
-    columns CSV does not carry plainly (binary, JSON, timestamps), through the driver."""
+    members, the whole roster — instead of a Python tuple and Row per row (binary as ``bytes``,
+    sent as hex and decoded on arrays); elsewhere, and for columns CSV does not carry plainly
+    (JSON, timestamps), through the driver."""
     columns = [c.name for c in statement.selected_columns]
     kinds = [_kind(c.type) for c in statement.selected_columns]
     if connection.dialect.name != "postgresql" or not set(kinds) <= set(_CSV_TYPES):
         return pd.DataFrame(connection.execute(statement).all(), columns=columns)
     compiled = statement.compile(dialect=connection.dialect,
                                  compile_kwargs={"literal_binds": True})
+    select_sql = f"{compiled}"
+    if "bytes" in kinds:  # positional names: two selected columns may share one
+        names = [f"c{i}" for i in range(len(kinds))]
+        outputs = [f"encode({n}, 'hex')" if k == "bytes" else n
+                   for n, k in zip(names, kinds, strict=True)]
+        select_sql = f"SELECT {', '.join(outputs)} FROM ({compiled}) AS q({', '.join(names)})"
     buffer = io.BytesIO()
     cursor = connection.connection.dbapi_connection.cursor()
     try:
-        cursor.copy_expert(f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv)", buffer)
+        cursor.copy_expert(f"COPY ({select_sql}) TO STDOUT WITH (FORMAT csv)", buffer)
     finally:
         cursor.close()
     if not buffer.getbuffer().nbytes:  # no rows: as the driver's empty result gives them
@@ -121,7 +128,32 @@ def read_frame(connection: Connection, statement) -> pd.DataFrame:  # noqa: ANN0
             # PostgreSQL's CSV writes NULL as a bare empty field and '' quoted; nothing else
             # is NULL (Arrow's default also takes the text "NULL", "NA", "NaN", …)
             null_values=[""], quoted_strings_can_be_null=False))
+    for at, kind in enumerate(kinds):
+        if kind == "bytes":
+            table = table.set_column(at, columns[at], unhex(table.column(at)))
     return table.to_pandas()  # text as Python strings, NULL as None: as the driver gives them
+
+
+_HEX_DIGITS = np.full(256, 255, dtype=np.uint8)
+_HEX_DIGITS[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+_HEX_DIGITS[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+
+
+def unhex(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Hex text (as ``encode(…, 'hex')`` writes it; null stays null) as Arrow binary, decoded
+    on the text's byte buffer: a roster's millions of ciphertexts without a Python call each."""
+    text = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    text = pa.concat_arrays([text.cast(pa.string())])  # offset 0, one buffer
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=len(text) + 1)
+    data = np.frombuffer(text.buffers()[2], dtype=np.uint8, count=int(offsets[-1])) if len(
+        text) and offsets[-1] else np.empty(0, np.uint8)
+    digits = _HEX_DIGITS[data]
+    if (digits == 255).any() or (np.diff(offsets) % 2).any():
+        raise ValueError("not hex text: a binary column was not read as encode(…, 'hex')")
+    decoded = (digits[0::2] << 4) | digits[1::2]
+    return pa.Array.from_buffers(pa.binary(), len(text), [
+        text.buffers()[0], pa.py_buffer((offsets // 2).astype(np.int32)),
+        pa.py_buffer(decoded)], null_count=text.null_count)
 
 
 def fetch_pairs(connection: Connection, statement) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001

@@ -375,7 +375,7 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
     every accepted row gains ``birth_date``/``gender`` (``identity_hints``).
 
     ``repeats_earlier`` (a feed validated block by block) is given this frame's primary keys as
-    validated (``key_text``) and says which repeat a key of an earlier block: those rows are
+    validated (``_key_text``) and says which repeat a key of an earlier block: those rows are
     DUPLICATE_KEY here, with the repeats inside the frame — before a row is taken as identity
     unresolved, so that a block gives the answer the whole file would.
     """
@@ -387,7 +387,7 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
     if keys:
         dup = typed.duplicated(subset=keys, keep="first") & typed[keys].notna().all(axis=1)
         if repeats_earlier is not None:
-            dup |= repeats_earlier(key_text(typed, keys))
+            dup |= repeats_earlier(_key_text(typed, keys))
         problems.append(_problems(dup, lines, keys[0], "DUPLICATE_KEY",
                                   f"{'+'.join(keys)} repeats an earlier row"))
     quarantine = pd.concat([p for p in problems if len(p)], ignore_index=True) if any(
@@ -417,7 +417,7 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
                      unresolved=0 if rescued is None else len(rescued))
 
 
-def key_text(typed: pd.DataFrame, keys: list[str]) -> pyarrow.Array:
+def _key_text(typed: pd.DataFrame, keys: list[str]) -> pyarrow.Array:
     """The primary key of each row of ``typed`` (validated text fields) as one Arrow text
     (fields joined by a unit separator; null where a field is missing), taken from the
     Arrow-backed columns as they are, not through a Python string per row."""

@@ -82,8 +82,8 @@ def people_for_matching(settings: Settings, key: TokenKey,
     people["birth_date"] = pd.to_datetime(people["birth_date"])  # a date, or its text on SQLite
     names = pd.Series(cipher.decrypt_many(fetched["name_enc"], "members.name"), dtype=object)
     keyed = name_keys(names, key).reset_index(drop=True)
-    # one per household
-    addresses = _decrypted(cipher, fetched["address_enc"], "households.address")
+    addresses = _decrypted(cipher, fetched["address_enc"],
+                           "households.address")  # one per household: members share it
     phones = _decrypted(cipher, fetched["phone_enc"], "members.phone")
     contacts = pd.concat([address_keys(addresses, key), phone_keys(phones, key)], axis=1)
     del names, fetched, addresses, phones
@@ -99,8 +99,7 @@ def people_for_matching(settings: Settings, key: TokenKey,
 def _decrypted(cipher, blobs: pd.Series, aad: str) -> pd.Series:  # noqa: ANN001 (FieldCipher)
     """Optional encrypted values (None where the roster holds none), each distinct ciphertext
     decrypted once (a household's members share its address)."""
-    codes, distinct = pd.factorize(pd.Series([None if b is None else bytes(b) for b in blobs],
-                                             dtype=object), use_na_sentinel=True)
+    codes, distinct = pd.factorize(blobs, use_na_sentinel=True)  # read_frame gives bytes
     plain = np.array([*cipher.decrypt_many(distinct, aad), None], dtype=object)
     return pd.Series(plain[np.where(codes < 0, len(distinct), codes)], dtype=object)
 

@@ -105,7 +105,7 @@ def read_frame(connection: Connection, statement) -> pd.DataFrame:  # noqa: ANN0
         return pd.DataFrame(connection.execute(statement).all(), columns=columns)
     compiled = statement.compile(dialect=connection.dialect,
                                  compile_kwargs={"literal_binds": True})
-    select_sql = f"{compiled}"
+    select_sql = str(compiled)
     if "bytes" in kinds:  # positional names: two selected columns may share one
         names = [f"c{i}" for i in range(len(kinds))]
         outputs = [f"encode({n}, 'hex')" if k == "bytes" else n

@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_reports.py --households 1000000 --database postgres
     .venv/bin/python bench/bench_reports.py --profile var/bench/reports.prof   # cProfile too
     .venv/bin/python bench/bench_reports.py --xlsx-rows 1000000   # xlsxwriter's cost per cell
+    .venv/bin/python bench/bench_reports.py --on-demand 40        # one 核对报告 at a time
 
 Not timed: bench/run.py's synthetic caseload and packed feeds (cached under ``var/bench/``), a
 fresh database with the caseload, and the review through the worker tasks bench/run.py times
@@ -22,7 +23,15 @@ households they hold.
 columns' conversion to Python values, of the ``write_row`` calls, and of closing the workbook
 (the rows' XML is written as they go; closing zips it), and per cell.
 
-Figures go to bench/results/<time>-reports-n<N>.json (``-xlsx-r<R>.json`` for ``--xlsx-rows``).
+``--on-demand K`` times instead K single 核对报告 as the portal's ``/flags/{id}/report`` and
+``hedui reports household`` render them (``household_report``: one flag's table, its street's
+row groups of the matched evidence, the page), in a freshly spawned process with the report
+modules imported, for K flags spread evenly over the run's flags in id order (every street and
+kind): CPU and wall milliseconds per report (median, 90th percentile, worst; the first call
+separately: it reads the run's policy into the process).
+
+Figures go to bench/results/<time>-reports-n<N>.json (``-xlsx-r<R>.json`` for ``--xlsx-rows``,
+``-ondemand-k<K>.json`` for ``--on-demand``).
 """
 
 from __future__ import annotations
@@ -130,6 +139,38 @@ def _reports_task(home: str, url: str, run_id: int, profile: str | None) -> dict
     return harness._end(clocks, dir=str(out), household_step=step)  # noqa: SLF001
 
 
+def _on_demand_task(home: str, url: str, run_id: int, count: int) -> dict:
+    """``household_report`` for ``count`` flags spread over the run, one at a time."""
+    import numpy as np
+    import sqlalchemy as sa
+
+    from verification.config import load_settings
+    from verification.reports.household_report import household_report
+    from verification.storage import session_scope
+    from verification.storage.models import Flag
+
+    settings = replace(load_settings(Path(home)), database_url=url)
+    with session_scope(url) as session:
+        ids = np.array(session.scalars(sa.select(Flag.id).where(Flag.run_id == run_id)
+                                       .order_by(Flag.id)).all())
+    chosen = ids[np.linspace(0, len(ids) - 1, count).round().astype(int)]
+    calls = []
+    for flag_id in chosen.tolist():
+        wall, cpu = time.perf_counter(), harness._cpu()  # noqa: SLF001
+        page = household_report(settings, run_id, flag_id)
+        calls.append({"flag_id": flag_id, "cpu_ms": round(1e3 * (harness._cpu() - cpu), 1),  # noqa: SLF001
+                      "wall_ms": round(1e3 * (time.perf_counter() - wall), 1),
+                      "page_bytes": len(page.encode())})
+    return {"flags_in_run": len(ids), "calls": calls}
+
+
+def _spread(values: list[float]) -> dict:
+    import numpy as np
+
+    return {"median": round(float(np.median(values)), 1),
+            "p90": round(float(np.percentile(values, 90)), 1), "max": round(max(values), 1)}
+
+
 def time_xlsx_cells(review: dict, rows: int, folder: Path) -> dict:
     """xlsxwriter's cost per cell on ``rows`` records of the review's evidence sheet."""
     import time
@@ -216,8 +257,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--xlsx-rows", type=int, default=None,
                         help="time one evidence sheet of this many rows instead (per cell)")
+    parser.add_argument("--on-demand", type=int, default=None, metavar="K",
+                        help="time K single 核对报告 (household_report) instead")
     args = parser.parse_args(argv)
     review = reviewed_home(args.households, args)
+    if args.on_demand:
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            pool.submit(_warm_reports).result()
+            timed = pool.submit(_on_demand_task, review["home"], review["database_url"],
+                                review["run_id"], args.on_demand).result()
+        later = timed["calls"][1:] or timed["calls"]
+        return _record(args, f"-ondemand-k{args.on_demand}", {
+            "households": args.households, "database": args.database,
+            "run_id": review["run_id"], "flags_in_run": timed["flags_in_run"],
+            "first_call": timed["calls"][0],
+            "cpu_ms": _spread([c["cpu_ms"] for c in later]),
+            "wall_ms": _spread([c["wall_ms"] for c in later]),
+            "calls": timed["calls"], "machine": harness.machine()})
     if args.xlsx_rows:
         cells = time_xlsx_cells(review, args.xlsx_rows, Path(review["home"]) / "xlsx-cells")
         return _record(args, f"-xlsx-r{args.xlsx_rows}", {

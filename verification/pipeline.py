@@ -454,7 +454,9 @@ def assess_and_flag(settings: Settings, households: pd.DataFrame, members: pd.Da
     frames.flags.to_parquet(out / "flags.parquet", index=False)
     frames.reasons.astype({"code": str, "parameter": str, "reference": str}).to_parquet(
         out / "flag_reasons.parquet", index=False)
-    frames.evidence.to_parquet(out / "flag_evidence.parquet", index=False)
+    frames.evidence.to_parquet(out / "flag_evidence.parquet", index=False,
+                               use_dictionary=evidence_files.dictionary_columns(
+                                   frames.evidence.columns))
     unresolved_records(result.reasons).to_parquet(out / "unresolved.parquet", index=False)
     return out
 
@@ -551,8 +553,7 @@ class _EvidenceWriter:
     def write(self, table: pa.Table) -> None:
         """Append evidence items (``evidence_table``'s columns and the match's)."""
         if self._writer is None:  # the schema (pandas types included) of the usual columns
-            self._writer = pq.ParquetWriter(self.path, pa.Table.from_pandas(
-                _no_evidence(), preserve_index=False).schema)
+            self._writer = self._open()
         table = table.select(self._writer.schema.names).cast(self._writer.schema)
         code = self.codes(table.column("household_id").to_numpy())
         order = np.argsort(code, kind="stable")
@@ -564,6 +565,11 @@ class _EvidenceWriter:
             self.ranges.setdefault(shard, []).append([self.rows + int(a), self.rows + int(a + n)])
         self.rows += table.num_rows
 
+    def _open(self) -> pq.ParquetWriter:
+        schema = pa.Table.from_pandas(_no_evidence(), preserve_index=False).schema
+        return pq.ParquetWriter(self.path, schema, use_dictionary=evidence_files.
+                                dictionary_columns(schema.names))
+
     def codes(self, household_ids: np.ndarray) -> np.ndarray:
         """Each household's shard as a number in name order; -1: no household row."""
         position = self.shard_of.index.get_indexer(household_ids)
@@ -571,8 +577,7 @@ class _EvidenceWriter:
 
     def __exit__(self, *exc: object) -> None:
         if self._writer is None:  # no evidence at all: an empty file with the usual columns
-            self._writer = pq.ParquetWriter(self.path, pa.Table.from_pandas(
-                _no_evidence(), preserve_index=False).schema)
+            self._writer = self._open()
         self._writer.add_key_value_metadata({_SHARD_RANGES: json.dumps(self.ranges).encode()})
         self._writer.close()
 
@@ -615,25 +620,42 @@ _ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow")}
 _CODED_EVIDENCE = ["source_kind", "item"]
 
 
-def evidence_row_groups(source: pq.ParquetFile, shard: str) -> list[int] | None:
+def evidence_row_groups(source: pq.ParquetFile, shard: str,
+                        household_id: int | None = None) -> list[int] | None:
     """The row groups of evidence.parquet that hold the evidence of ``shard`` — a shard's name,
-    or a street's code for every part of that street — from the shard map in its metadata;
-    None when the file has no map (then every row group may)."""
+    or a street's code for every part of that street (with ``household_id``: only the part
+    whose ids hold it, so one household's report reads a part of a large street, not all of
+    it) — from the shard map in its metadata; None when the file has no map (then every row
+    group may)."""
     metadata = {**(source.schema_arrow.metadata or {}), **(source.metadata.metadata or {})}
     ranges = json.loads(metadata.get(_SHARD_RANGES, b"null"))
     if ranges is None:
         return None
     wanted = []
     for key, spans in ranges.items():
-        if key == shard or street_of(key) == shard:
+        if key == shard or (street_of(key) == shard and _holds(key, household_id)):
             wanted += [spans] if spans and isinstance(spans[0], int) else spans  # older files
-    groups, first = [], 0
-    for i in range(source.num_row_groups):
-        rows = source.metadata.row_group(i).num_rows
-        if any(first < end and first + rows > start for start, end in wanted):
-            groups.append(i)
-        first += rows
-    return groups
+    if not wanted:
+        return []
+    # each span's groups by binary search on the groups' row offsets: a province's file has
+    # thousands of groups and spans, and a 核对报告 on demand asks for one household's
+    sizes = np.fromiter((source.metadata.row_group(i).num_rows
+                         for i in range(source.num_row_groups)), np.int64, source.num_row_groups)
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    spans = np.asarray(wanted, dtype=np.int64).reshape(-1, 2)
+    spans = spans[spans[:, 1] > spans[:, 0]]
+    low = np.searchsorted(ends, spans[:, 0], side="right")  # first group ending after the start
+    high = np.searchsorted(starts, spans[:, 1], side="left")  # groups starting before the end
+    counts = np.maximum(high - low, 0)
+    runs = np.repeat(low - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+    return np.unique(runs).tolist()
+
+
+def _holds(shard: str, household_id: int | None) -> bool:
+    """Whether a shard (a street, or a part of one) may hold ``household_id`` (None: any)."""
+    span = Shard.parse(shard).span
+    return household_id is None or span is None or span[0] <= household_id <= span[1]
 
 
 def sources_frame(versions: dict[str, dict]) -> pd.DataFrame:

@@ -49,9 +49,10 @@ def monthly(item: str, months: list[str], amount: float, token: int = 7) -> list
 
 def case(status: str, decision: str, reasons: list[tuple], evidence: list[dict] | None = None,
          benefit: float = float("nan"), current: float = 0.0, missing: str = "",
-         policy=POLICY) -> FlagFrames:  # noqa: ANN001
+         policy=POLICY, category: str = "dibao") -> FlagFrames:  # noqa: ANN001
     """``reasons``: (code, passed) or (code, passed, value, limit, refs)."""
-    households = pd.DataFrame({"status": [status], "street_code": ["210112001"],
+    households = pd.DataFrame({"status": [status], "category": [category],
+                               "street_code": ["210112001"],
                                "community_code": ["210112001001"], "current_benefit": [current]},
                               index=pd.Index([1], name="household_id"))
     results = pd.DataFrame({"decision": [decision], "benefit": [benefit],
@@ -148,13 +149,13 @@ NEW_JOB = ["2026-07", "2026-08", "2026-09", "2026-10"]
 OLD_JOB = [f"2025-{m:02d}" for m in range(11, 13)] + [f"2026-{m:02d}" for m in range(1, 11)]
 
 
-def _over_income(months: list[str], extra: list[tuple] = ()) -> FlagFrames:
+def _over_income(months: list[str], extra: list[tuple] = (), category: str = "dibao") -> FlagFrames:
     records = monthly("wage", months, 6000.0) + monthly("si_contribution", months, 600.0)
     refs = ";".join(f"wages:1:{r['record_ref']}" for r in records if r["item"] == "wage")
     return case("recipient", "not_eligible",
                 [("INCOME_OVER_STANDARD", False, 2000.0, STANDARD, refs),
                  ("INCOME_OVER_1_5X", False, 2000.0, 1.5 * STANDARD, refs), *extra],
-                evidence=records, current=800.0)
+                evidence=records, current=800.0, category=category)
 
 
 def test_new_work_lifting_income_gives_gradual_exit_for_the_configured_months():
@@ -165,6 +166,12 @@ def test_new_work_lifting_income_gives_gradual_exit_for_the_configured_months():
     assert period["value"] == POLICY.require("dynamic.gradual_exit_months") == 6
     assert "第三十三条" in period["reference"]
     assert set(frames.evidence["item"]) == {"wage", "si_contribution"}
+
+
+def test_new_work_lifting_a_tekun_or_edge_recipient_is_no_gradual_exit():
+    """渐退 is for 低保 families (审核确认办法 第三十三条); 特困 support ends by its own rules."""
+    for category in ("tekun", "edge"):
+        assert kind(_over_income(NEW_JOB, category=category)) == "REMOVE"
 
 
 def test_long_standing_work_over_the_standard_is_a_removal():

@@ -250,3 +250,15 @@ def test_policy_check_fails_with_file_and_key(copied: Path) -> None:
     result = CliRunner().invoke(app, ["check", "--parameters", str(copied)])
     assert result.exit_code == 1
     assert "210112/dibao.yaml" in result.output and "dibao.standard_typo" in result.output
+
+
+def test_a_parameter_error_crosses_a_process_boundary_whole():
+    """A worker pool (bench, a spawned task) pickles the error back: it keeps file, key and
+    problem, and its message (the default pickling passed only the message and broke the pool)."""
+    import pickle
+
+    error = ParameterError("tekun.yaml", "tekun.child_age.values", "expected a whole number")
+    again = pickle.loads(pickle.dumps(error))
+    assert (again.file, again.key_path, again.problem) == (error.file, error.key_path,
+                                                         error.problem)
+    assert str(again) == str(error)

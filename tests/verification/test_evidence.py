@@ -79,7 +79,11 @@ def test_excluded_payments_and_tax_categories_keep_their_own_items():
     assert sorted(evidence_from_staged(subsidies, contract_for("subsidies"), 6)["item"]) == [
         "assistance_payment", "scholarship"]
     taxed = evidence_from_staged(tax, contract_for("tax"), 7)
-    assert list(taxed["item"]) == ["labour_remuneration"]
+    assert list(taxed["item"]) == ["labour_remuneration"]  # no tax paid sent: no tax item
+    # the tax paid, where sent, is its own item (转移性支出, deducted from income)
+    paid = evidence_from_staged(tax.assign(tax_paid=[120.0]), contract_for("tax"), 7)
+    assert list(zip(paid["item"], paid["amount"], strict=True)) == [
+        ("labour_remuneration", 3000.0), ("income_tax", 120.0)]
 
 
 

@@ -78,6 +78,11 @@ def test_a_review_in_parts_flags_as_the_review_by_street(settings, district_dir)
     of_parts = {g for name in split if street_of(name) == street
                 for g in pipeline.evidence_row_groups(source, name)}
     assert of_street == of_parts and of_street
+    # one household's groups: only those of the part that holds it (its 核对报告 reads no more)
+    part = Shard.parse(split[0])
+    of_household = set(pipeline.evidence_row_groups(source, street, part.first))
+    assert of_household == set(pipeline.evidence_row_groups(source, split[0]))
+    assert of_household < of_street
 
     a, b = flags_by_household(settings, whole), flags_by_household(settings, parts)
     pd.testing.assert_frame_equal(a, b)
@@ -102,3 +107,15 @@ def test_a_review_in_parts_flags_as_the_review_by_street(settings, district_dir)
                 .replace(key, "key"))
 
     assert plain(report, parts, "in-parts") == plain(before, whole, "by-street")
+    # and so for every household of the street, whichever part holds it
+    with session_scope(settings.database_url) as session:
+        pairs = session.execute(select(Household.household_code, Flag.run_id, Flag.id).join(
+            Household, Household.id == Flag.household_id).where(
+            Flag.street_code == street, Flag.run_id.in_([whole, parts]))).all()
+    ids = {(c, r): i for c, r, i in pairs}
+    codes = sorted({c for c, _, _ in pairs})
+    assert len(codes) > 4
+    for code in codes:
+        assert plain(household_report(parts_settings, parts, ids[code, parts], generated=AS_OF),
+                     parts, "in-parts") == plain(household_report(
+                         settings, whole, ids[code, whole], generated=AS_OF), whole, "by-street")

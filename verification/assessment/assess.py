@@ -32,7 +32,7 @@ from verification.assessment.policy import ParameterTree, Policy
 from verification.assessment.registers import members_with_disability_register
 
 CATEGORIES = ("tekun", "dibao", "edge", "rigid")
-_RULE_SOURCES = ("income", "assets", "homes", "vehicles", "business", "payroll")
+_RULE_SOURCES = ("income", "assets", "homes", "vehicles", "business", "payroll", "rigid")
 
 RESULT_COLUMNS = [
     "category", "eligible", "decision", "benefit", "household_size", "income_monthly",
@@ -385,15 +385,18 @@ def _measures(group: _Group) -> dict[str, np.ndarray]:
     )[: group.n]
     # The rigid-spending category exists only from its rules' start (2025); before that, nothing.
     rigid_window = int(policy.value("rigid.window_months") or 0)
-    return {
+    measures = {
         "size": size,
         "income": group.sum_by_household(monthly, counted_income),
         "excluded": group.sum_by_household(
             monthly, group.item_mask(policy.require("income.excluded_items"))),
         "tekun_excluded": group.sum_by_household(
             monthly, counted_income & group.item_mask(policy.value("tekun.extra_excluded_items"))),
-        "deductions": group.sum_by_household(
+        "spending_deductions": group.sum_by_household(
             monthly, group.item_mask(policy.require("income.deductible_items"))),
+        # 转移性支出 (taxes paid, social-insurance contributions): income is net of them
+        "transfer_spending": group.sum_by_household(
+            monthly, group.item_mask(policy.value("income.transfer_spending_items"))),
         "rigid_12m": group.sum_by_household(
             amount * _window_share(group, rigid_window),
             group.item_mask(policy.value("rigid.spending_items"))),
@@ -406,6 +409,8 @@ def _measures(group: _Group) -> dict[str, np.ndarray]:
         "payroll": _count(group, registered & group.item_mask(("public_payroll",))),
         **_labour_capacity(group),
     }
+    measures["deductions"] = measures["spending_deductions"] + measures["transfer_spending"]
+    return measures
 
 
 def _count(group: _Group, mask: np.ndarray) -> np.ndarray:
@@ -441,14 +446,17 @@ def _counted_businesses(group: _Group) -> np.ndarray:
 
 
 def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
-    """特困 (特困人员认定办法 第七、八条): who lacks labour capacity, and who could support them.
+    """特困 (特困人员认定办法 第五、八条): who lacks labour capacity, and who could support them.
 
-    A member lacks labour capacity by age (60 and over, under 16) or by a listed disability
-    grade. Where some member lacks it, every other counted adult member who has it — a spouse,
-    an adult child, another member with a support duty living in the household (审核确认办法
-    第七条) — is a legal supporter able to support, unless the register says they cannot work.
-    Members with capacity who are not such supporters (a 16- or 17-year-old; everyone, where no
-    member lacks capacity) fail the labour-capacity test themselves.
+    A member lacks labour capacity by age (60 and over, under 16; a minor of a household already
+    supported as 特困 until 18, 第二十四条) or by a listed disability grade. Where some member
+    lacks it, every other counted adult member who has it — a spouse, an adult child, another
+    member with a support duty living in the household (审核确认办法 第七条) — is a legal
+    supporter able to support, unless the register says they cannot work; so is one living apart
+    (not counted: clergy) unless serving a sentence or declared missing (第八条（五）,
+    ``tekun.supporter_unable_exclusions``). Members with capacity who are not such supporters
+    (a 16- or 17-year-old; everyone, where no member lacks capacity) fail the labour-capacity
+    test themselves.
     """
     policy, people = group.policy, group.members
     listed = policy.value("tekun.disability_max_grade") or {}
@@ -460,6 +468,16 @@ def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
         (age >= policy.require("tekun.elderly_age")) | (age < policy.require("tekun.child_age"))
         | disabled
     )
+    # a minor already supported as 特困 stays so until this age (第二十四条), though from 16 a
+    # minor has labour capacity by 第五条
+    continues = policy.value("tekun.minor_continues_until_age")
+    if continues is not None:
+        households = group.households
+        supported = np.zeros(group.n, dtype=bool)
+        if "category" in households and "status" in households:
+            supported = ((households["category"].astype(str) == "tekun")
+                         & (households["status"].astype(str) == "recipient")).to_numpy()
+        unable = unable | (supported[people["pos"].to_numpy()] & (age < continues))
     counted = people["counted"].to_numpy()
     capacity = people["labour_capacity"].fillna(True).astype(bool).to_numpy()
     pos = people["pos"].to_numpy()
@@ -471,10 +489,17 @@ def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
     in_question = candidates[pos] > 0
     able = counted & ~unable
     supporter = able & in_question & (age >= 18) & capacity
-    # a legal supporter not counted in the household (living apart) but not excluded either
-    present = people["exclusion"].fillna("").eq("").to_numpy() & ~people["deceased"].to_numpy()
-    outside = ~counted & present & ~unable & capacity
+    # a legal supporter not counted in the household (living apart, as clergy do) is still one,
+    # unless their exclusion is one that 第八条（五） says leaves no ability to support (serving
+    # a sentence, declared missing)
+    unable_to_support = tuple(policy.value("tekun.supporter_unable_exclusions") or ())
+    exclusion = people["exclusion"].fillna("").astype(str)
+    present = ~exclusion.isin(unable_to_support).to_numpy() & ~people["deceased"].to_numpy()
+    outside = ~counted & present & ~unable & capacity & (age >= 18)
     return {
+        # per member (not per household): who has capacity without being a supporter, whose
+        # register records the capacity test cites
+        "able_member_rows": able & ~supporter,
         "able_members": per_household(able & ~supporter),
         # Members the register marks as unable to work put 特困 in question even where the
         # national tests (age, listed disability) then say otherwise.
@@ -501,10 +526,14 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     asset_limit = policy.require("assets.financial_limit_months") * standard
     disposable = _by_area(policy, "rigid.disposable_income_previous_year", urban, required=False)
     threshold = policy.value("rigid.spending_share_threshold")
-    annual_income = m["income"] * 12
+    # at the cent, as the per-capita figures: 12,000 of spending on a monthly 1999.9999999999998
+    # of income is a share of exactly 0.5, which does not exceed ("超出") a threshold of 0.5
+    annual_income = np.round(m["income"], 2) * 12
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(annual_income > 0, m["rigid_12m"] / annual_income,
+        share = np.where(annual_income > 0,
+                         np.round(m["rigid_12m"], 2) / annual_income,
                          np.where(m["rigid_12m"] > 0, np.inf, 0.0))
+        share = np.where(np.isfinite(share), np.round(share, 6), share)
     limits = {
         "standard": standard, "edge": standard * policy.require("dibao.edge_multiplier"),
         "asset_limit": asset_limit, "disposable": disposable,
@@ -744,7 +773,8 @@ def _income_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     income = group.item_mask(policy.require("income.counted_items"))
     excluded = group.item_mask(policy.require("income.excluded_items"))
     deductible = group.item_mask(policy.require("income.deductible_items"))
-    income_refs = _refs(group, income | deductible)
+    transfer = group.item_mask(policy.value("income.transfer_spending_items"))
+    income_refs = _refs(group, income | deductible | transfer)
     members = m["size"] > 0
     return [
         _rows(group, "INCOME_OVER_STANDARD", members, t["income"], t["limit_per_capita"],
@@ -753,8 +783,12 @@ def _income_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
               t["limit_per_capita"], t["limit_edge"], "dibao.edge_multiplier", income_refs),
         _rows(group, "INCOME_EXCLUDED", m["excluded"] > 0, True, m["excluded"], np.nan,
               "income.excluded_items", _refs(group, excluded)),
-        _rows(group, "DEDUCTION_APPLIED", m["deductions"] > 0, True, m["deductions"], m["income"],
-              "income.deductible_items", _refs(group, deductible)),
+        _rows(group, "DEDUCTION_APPLIED", m["spending_deductions"] > 0, True,
+              m["spending_deductions"], m["income"], "income.deductible_items",
+              _refs(group, deductible)),
+        _rows(group, "TRANSFER_SPENDING_DEDUCTED", m["transfer_spending"] > 0, True,
+              m["transfer_spending"], m["income"], "income.transfer_spending_items",
+              _refs(group, transfer)),
     ]
 
 
@@ -798,13 +832,30 @@ def _tekun_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     extra = group.item_mask(group.policy.value("tekun.extra_excluded_items"))
     return [
         _rows(group, "TEKUN_LABOUR_CAPACITY", candidate, t["tekun_capacity"], m["able_members"],
-              0, "tekun.elderly_age"),
+              0, "tekun.elderly_age", _able_certificates(group, m["able_member_rows"])),
         _rows(group, "TEKUN_SUPPORTER", candidate, t["tekun_supporter"], m["supporters"], 0,
               "tekun.elderly_age"),
         _rows(group, "TEKUN_INCOME_OVER_STANDARD", candidate, t["tekun_income"],
               t["limit_tekun_per_capita"], t["limit_standard"], "tekun.extra_excluded_items",
               _refs(group, extra)),
     ]
+
+
+def _able_certificates(group: _Group, able: np.ndarray) -> np.ndarray:
+    """Per household, the list of the disability-register records (certain) of its members
+    with labour capacity (``able``: per member): the partner's word that a member regained it
+    (a re-grade), which a stop of 特困 support may rest on; none where the caseload alone says
+    so (an age, a member moved in)."""
+    from verification import codes
+
+    ev, people = group.evidence, group.members
+    certificates = group.item_mask(tuple(codes.items("disability")))
+    if not certificates.any() or not able.any():
+        return np.full(group.n, NO_CITATION, dtype=np.int64)
+    holders = pd.MultiIndex.from_arrays([people["pos"].to_numpy()[able],
+                                         people["person_token"].to_numpy()[able]])
+    rows = pd.MultiIndex.from_arrays([ev["pos"], ev["person_token"]])
+    return _refs(group, certificates & rows.isin(holders))
 
 
 def _rigid_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
@@ -840,7 +891,7 @@ def _outcome_reasons(group: _Group, results: pd.DataFrame, t: dict) -> list[pd.D
 
 
 _OTHER_CATEGORY = {  # category → (reason code, the rule that defines it)
-    "tekun": ("ALSO_ELIGIBLE_TEKUN", "特困人员认定办法（民发〔2021〕43号）第六、七、八条："
+    "tekun": ("ALSO_ELIGIBLE_TEKUN", "特困人员认定办法（民发〔2021〕43号）第四、五、六、八条："
               "无劳动能力、无生活来源、无法定赡养抚养扶养义务人或其无履行能力 / "
               "no labour capacity, "
               "no means of living, no legal supporter able to support"),

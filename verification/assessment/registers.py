@@ -2,7 +2,7 @@
 
 The roster carries the disability grade and type a household declared; a certificate of the
 disability register matched with grade ``certain`` is the authority and replaces them. The
-grade and type then decide labour capacity for 特困 (特困人员认定办法 第七条,
+grade and type then decide labour capacity for 特困 (特困人员认定办法 第五条,
 ``tekun.disability_max_grade``) and the disability exception of the business test. A member
 without a certificate keeps what the roster says: a register that does not list someone is not
 evidence that they have no disability. A cancelled certificate yields no evidence (the

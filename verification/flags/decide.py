@@ -62,7 +62,7 @@ FLAG_COLUMNS = ["household_id", "kind", "street_code", "community_code", "due_da
 # ineligibility when the general tests decide it, so flags do not cite them.
 CATEGORY_TEST_PREFIXES = ("TEKUN_", "RIGID_", "INCOME_OVER_DISPOSABLE")
 REVIEW_REASONS = ("SOURCE_UNAVAILABLE", "NO_COUNTED_MEMBERS", "MATCH_UNCERTAIN",
-                  "SOURCES_CONFLICT", "NEAR_BOUNDARY")
+                  "SOURCES_CONFLICT", "NEAR_BOUNDARY", "STOP_WITHOUT_RECORDS")
 # 主动发现: another category the household meets; shown on its flag whatever the kind.
 OTHER_CATEGORY_PREFIX = "ALSO_ELIGIBLE_"
 INCOME_RULES = ("INCOME_OVER_STANDARD", "INCOME_OVER_1_5X")
@@ -119,6 +119,15 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
                           "community_code": hh["community_code"].to_numpy()})
     flag_reasons = _flag_reasons(flags, hh, reasons, general, review, signals, policy)
     flag_evidence = _flag_evidence(flag_reasons, evidence, citations)
+    unsupported = _unsupported_stops(flags, flag_evidence, results)
+    if len(unsupported):
+        # A stop no certain partner record supports (a 特困 test that the caseload alone
+        # decides: an age, a member moved in): an officer checks it, the review goes on.
+        review = pd.concat([review, _unevidenced_stops(reasons, unsupported)],
+                           ignore_index=True)
+        flags["kind"] = _kinds(hh, failing, signals, review, policy)
+        flag_reasons = _flag_reasons(flags, hh, reasons, general, review, signals, policy)
+        flag_evidence = _flag_evidence(flag_reasons, evidence, citations)
     flags["due_date"] = _due_dates(flags, raised_on or as_of,
                                    death_recheck_due(evidence, policy))
     flags["evidence_digest"] = _digests(flags, flag_reasons)
@@ -156,14 +165,20 @@ def _failing(reasons: pd.DataFrame, general: np.ndarray) -> pd.DataFrame:
 def _kinds(hh: pd.DataFrame, failing: pd.DataFrame, signals: pd.DataFrame,
            review: pd.DataFrame, policy: Policy) -> np.ndarray:
     eligible = hh["decision"].eq("eligible").to_numpy()
-    outcome = hh["status"].map(lambda s: _OUTCOME_BY_STATUS[s]).to_numpy()
-    kind = np.where(eligible, [o[0] for o in outcome], [o[1] for o in outcome])
+    status = hh["status"].astype(str)
+    if not status.isin(_OUTCOME_BY_STATUS).all():  # as the lookup per row raised before
+        raise KeyError(sorted(set(status) - set(_OUTCOME_BY_STATUS))[0])
+    kind = np.where(eligible, status.map({s: o[0] for s, o in _OUTCOME_BY_STATUS.items()}),
+                    status.map({s: o[1] for s, o in _OUTCOME_BY_STATUS.items()}))
     recipient = hh["status"].eq("recipient").to_numpy()
     threshold = float(policy.require("dynamic.adjust_threshold"))
     changed = (hh["benefit"] - hh["current_benefit"].astype(float)).abs().gt(threshold)
     kind = np.where(recipient & eligible & changed.to_numpy(), "ADJUST", kind)
-    kind = np.where(recipient & hh.index.isin(_lifted_by_work(failing, signals)), "GRADUAL_EXIT",
-                    kind)
+    # 渐退 is for 低保 families (审核确认办法 第三十三条); a 特困 or edge recipient's support ends
+    # by its own rules (特困人员认定办法 第二十四条)
+    dibao = hh["category"].eq("dibao").to_numpy()
+    kind = np.where(recipient & dibao & hh.index.isin(_lifted_by_work(failing, signals)),
+                    "GRADUAL_EXIT", kind)
     return np.where(hh.index.isin(review["household_id"]), "REVIEW", kind)
 
 
@@ -250,7 +265,7 @@ def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
 
 
 # Informative rows of the income test: excluded items and deductions (passed, never against).
-INCOME_SET_ASIDE = ("INCOME_EXCLUDED", "DEDUCTION_APPLIED")
+INCOME_SET_ASIDE = ("INCOME_EXCLUDED", "DEDUCTION_APPLIED", "TRANSFER_SPENDING_DEDUCTED")
 
 
 # The tests only one category has: shown where the household applied for (or receives) that
@@ -474,7 +489,9 @@ def _due_dates(flags: pd.DataFrame, raised_on: dt.date, death_due: pd.Series) ->
     """Due per kind (codes.yaml) from the day raised; a household with a death no later than
     its re-check date, unless that date had passed before the flag was raised (then the kind's
     own period, from the day raised); a KEEP or ADJUST after a death is due on that date."""
-    days = flags["kind"].map(lambda k: codes.flags()[k]["due_days"])
+    days = flags["kind"].map({k: v["due_days"] for k, v in codes.flags().items()})
+    if days.isna().any():  # a kind codes.yaml does not define: as the lookup per row raised
+        raise KeyError(str(flags["kind"][days.isna()].iloc[0]))
     due = (pd.Timestamp(raised_on) + pd.to_timedelta(days, unit="D")).where(days > 0)
     after_death = pd.to_datetime(flags["household_id"].map(death_due))
     recheck = after_death.where(after_death >= pd.Timestamp(raised_on))
@@ -565,7 +582,15 @@ _MUST_CITE = ("INCOME_OVER_STANDARD", "INCOME_OVER_1_5X", "FINANCIAL_ASSETS_OVER
 
 def _check_certain_and_fresh(frames: FlagFrames, results: pd.DataFrame) -> None:
     """REMOVE and GRADUAL_EXIT rest on certain matches from a source that was not stale."""
-    flags, ev = frames.flags, frames.evidence
+    unsupported = _unsupported_stops(frames.flags, frames.evidence, results)
+    if len(unsupported):
+        raise FlagInvariantError(f"{len(unsupported)} REMOVE/GRADUAL_EXIT flags lack "
+                                 "certain-match evidence from a fresh source")
+
+
+def _unsupported_stops(flags: pd.DataFrame, ev: pd.DataFrame,
+                       results: pd.DataFrame) -> np.ndarray:
+    """Households whose REMOVE or GRADUAL_EXIT cites no certain match from a fresh source."""
     stopping = flags.loc[flags["kind"].isin(_NEEDS_CERTAIN), "household_id"]
     # only these households' rows need the check, and only three of their columns
     rows = np.flatnonzero(ev["household_id"].isin(stopping).to_numpy())
@@ -576,10 +601,29 @@ def _check_certain_and_fresh(frames: FlagFrames, results: pd.DataFrame) -> None:
         missing = pd.Series(households[certain]).map(results["missing_sources"])
         certain[certain] = ~_listed(ev["source_kind"].iloc[kept].reset_index(drop=True),
                                     missing.fillna("").astype(str))
-    unsupported = set(stopping) - set(households[certain])
-    if unsupported:
-        raise FlagInvariantError(f"{len(unsupported)} REMOVE/GRADUAL_EXIT flags lack "
-                                 "certain-match evidence from a fresh source")
+    return np.setdiff1d(stopping.to_numpy(), households[certain])
+
+
+# the review reason of a stop that no partner record supports (codes.yaml)
+UNEVIDENCED_STOP = "STOP_WITHOUT_RECORDS"
+
+
+def _unevidenced_stops(reasons: pd.DataFrame, households: np.ndarray) -> pd.DataFrame:
+    """Review rows for stops that no certain partner record supports: STOP_WITHOUT_RECORDS,
+    with each failed test that proposed the stop beside it (as NEAR_BOUNDARY has its rule's)."""
+    mine = reasons[reasons["household_id"].isin(households).to_numpy()]
+    failed = mine[~mine["passed"].astype(bool).to_numpy() & ~code_mask(
+        mine["code"], lambda code: code.isin(REVIEW_REASONS)
+        | code.str.startswith(("ELIGIBLE", "NOT_ELIGIBLE")))]
+    stop = pd.DataFrame({"household_id": households, "code": UNEVIDENCED_STOP,
+                         "passed": False, "value": np.nan, "limit": np.nan, "parameter": "",
+                         "reference": _UNEVIDENCED_REFERENCE, "evidence_refs": "",
+                         "cites": NO_CITATION})
+    return pd.concat([stop, failed.astype({"code": str})], ignore_index=True)
+
+
+_UNEVIDENCED_REFERENCE = ("最低生活保障审核确认办法 第三十二条（停发须书面说明理由）；"
+                          "特困人员认定办法 第二十五、二十六条（终止前调查核实、公示）")
 
 
 def _listed(kinds: pd.Series, lists: pd.Series) -> np.ndarray:

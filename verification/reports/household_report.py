@@ -239,12 +239,14 @@ def _evidence_path(settings: Settings, run_id: int) -> Path:
     return settings.runs_dir / f"run-{run_id}" / "evidence.parquet"
 
 
-def _street_groups(source: pq.ParquetFile, street: str) -> list[int]:
-    """The row groups of the run's matched evidence that hold ``street``'s households (all of
-    them in a file written without the street map)."""
+def _street_groups(source: pq.ParquetFile, street: str,
+                   household_id: int | None = None) -> list[int]:
+    """The row groups of the run's matched evidence that hold ``street``'s households (with
+    ``household_id``: of the street's part that holds it; all of them in a file written
+    without the street map)."""
     from verification.pipeline import evidence_row_groups
 
-    groups = evidence_row_groups(source, street)
+    groups = evidence_row_groups(source, street, household_id)
     return list(range(source.num_row_groups)) if groups is None else groups
 
 
@@ -258,7 +260,7 @@ def _household_rows(path: Path, street: str, household_id: int) -> pa.Table:
     """One household's rows of the run's matched evidence: the household column of its
     street's row groups is read first, the other columns only of the groups that hold it."""
     source = pq.ParquetFile(path)
-    holding = [g for g in _street_groups(source, street) if pc.any(pc.equal(
+    holding = [g for g in _street_groups(source, street, household_id) if pc.any(pc.equal(
         source.read_row_group(g, columns=["household_id"])["household_id"], household_id)
     ).as_py()]
     table = source.read_row_groups(holding, columns=_EVIDENCE_COLUMNS) if holding else (

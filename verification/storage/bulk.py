@@ -172,12 +172,13 @@ def json_objects(frame: pd.DataFrame) -> pd.Series:
     """
     if frame.empty:
         return pd.Series([], dtype=_ARROW_TEXT)
-    parts: list[pa.Array] = []
+    parts: list[pa.Array | pa.Scalar] = []
     for i, name in enumerate(frame.columns):
         key = json.dumps(str(name)) + ": "
-        parts.append(pa.array(np.full(len(frame), ("{" if i == 0 else ", ") + key)))
-        parts.append(_json_values(frame[name]))
-    parts.append(pa.array(np.full(len(frame), "}")))
+        # the keys and braces as scalars, which the join repeats: not a column of each per row
+        parts.append(pa.scalar(("{" if i == 0 else ", ") + key))
+        parts.append(_json_values(frame[name]).cast(pa.string()))
+    parts.append(pa.scalar("}"))
     joined = pc.binary_join_element_wise(*parts, "")
     return pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([joined])), index=frame.index)
 
@@ -186,14 +187,15 @@ _ARROW_TEXT = pd.StringDtype("pyarrow")
 
 
 def _json_values(series: pd.Series) -> pa.Array:
-    values = series.to_numpy()
-    missing = pd.isna(series).to_numpy()
+    # numpy values only for the numeric columns: a text column's would be a Python string per
+    # row (a flag reason's evidence refs: 0.5 s of 0.7 at 100k households)
     if series.dtype == bool:
-        return pa.array(np.where(values, "true", "false"))
-    if pd.api.types.is_integer_dtype(series.dtype) and not missing.any():
-        return pc.cast(pa.array(values.astype(np.int64)), pa.string())
+        return pa.array(np.where(series.to_numpy(), "true", "false"))
+    if pd.api.types.is_integer_dtype(series.dtype) and not series.hasnans:
+        return pc.cast(pa.array(series.to_numpy().astype(np.int64)), pa.string())
     if pd.api.types.is_float_dtype(series.dtype):
-        floats = values.astype(np.float64)
+        missing = pd.isna(series).to_numpy()
+        floats = series.to_numpy().astype(np.float64)
         text = pc.cast(pa.array(np.where(missing, 0.0, floats)), pa.string())
         plain = pc.match_substring_regex(text, "[.eEn]")  # Arrow writes 3.0 as "3"
         text = pc.if_else(plain, text, pc.binary_join_element_wise(text, ".0", ""))

@@ -44,6 +44,15 @@ SCHEMA = pa.schema([
     ("period_start", pa.date32()), ("period_end", pa.date32()), ("match_grade", _CODED),
 ])
 COLUMNS = SCHEMA.names
+# Columns of evidence whose values are nearly all distinct (a record's reference, an amount):
+# written plain. Parquet's writer tries a dictionary for every column and gives up on these
+# after building it: at 100,000 households a third of writing the run's matched evidence.
+PLAIN_COLUMNS = ("record_ref", "amount")
+
+
+def dictionary_columns(names: Iterable[str]) -> list[str]:
+    """The columns of an evidence table to write dictionary-encoded (``use_dictionary``)."""
+    return [name for name in names if name not in PLAIN_COLUMNS]
 
 
 class EvidenceFileError(RuntimeError):
@@ -70,7 +79,8 @@ class RunEvidenceWriter:
         self.path = evidence_path(home, run_id)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._partial = self.path.with_suffix(".parquet.partial")
-        self._writer = pq.ParquetWriter(self._partial, SCHEMA, compression="zstd")
+        self._writer = pq.ParquetWriter(self._partial, SCHEMA, compression="zstd",
+                                        use_dictionary=dictionary_columns(COLUMNS))
         self._rows, self._last_flag = 0, -1
 
     def write(self, rows: pd.DataFrame | pa.Table) -> None:

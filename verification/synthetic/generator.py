@@ -103,6 +103,8 @@ VARIANTS = {
     "applicant_public_payroll": ("applicant_ineligible", 0.2, "REJECT",
                                  ["INCOME_OVER_STANDARD", "PUBLIC_PAYROLL"]),
 }
+# the personal social-insurance contribution, as a share of the gross wage
+SI_SHARE = 0.105
 FIRST_FEEDS = ["wages", "pensions", "real_estate", "vehicles", "business", "deposits", "deaths"]
 # every feed kind a registered partner delivers (connectors/partners.yaml)
 FEED_KINDS = [*FIRST_FEEDS, "tax", "provident_fund", "public_payroll", "subsidies", "marriages",
@@ -297,12 +299,15 @@ class _Builder:
         return number
 
     def wage(self, person: Person, amount: float, months: list[dt.date] | None = None) -> None:
+        """``amount`` a month as the income test counts it: the gross wage less the personal
+        social-insurance contribution (10.5 % of the gross; 转移性支出, 审核确认办法 第十三条)."""
+        gross = round(amount / (1 - SI_SHARE), 2)
         for month in self.months if months is None else months:
             self.record("wages", person, period=month.strftime("%Y-%m"),
                         employer_name="沈阳某某有限公司",
                         employer_credit_code=_credit_code(self.rng),
-                        wage_amount=_money(amount, self.rng),
-                        si_contribution=f"{amount * 0.105:.2f}")
+                        wage_amount=_money(gross, self.rng),
+                        si_contribution=f"{gross - amount:.2f}")
 
     def pension(self, person: Person, kind: str, amount: float, second: bool = False) -> None:
         for month in self.months:

@@ -5,6 +5,8 @@
     .venv/bin/python bench/bench_reports.py --profile var/bench/reports.prof   # cProfile too
     .venv/bin/python bench/bench_reports.py --xlsx-rows 1000000   # xlsxwriter's cost per cell
     .venv/bin/python bench/bench_reports.py --on-demand 40        # one 核对报告 at a time
+    .venv/bin/python bench/bench_reports.py --on-demand 40 \
+        --review var/bench/n1000000-s2026/home-postgres/review.json  # kept by run.py --keep
 
 Not timed: bench/run.py's synthetic caseload and packed feeds (cached under ``var/bench/``), a
 fresh database with the caseload, and the review through the worker tasks bench/run.py times
@@ -259,8 +261,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="time one evidence sheet of this many rows instead (per cell)")
     parser.add_argument("--on-demand", type=int, default=None, metavar="K",
                         help="time K single 核对报告 (household_report) instead")
+    parser.add_argument("--review", type=Path, default=None, metavar="REVIEW_JSON",
+                        help="a review kept by bench/run.py --keep, instead of making one")
     args = parser.parse_args(argv)
-    review = reviewed_home(args.households, args)
+    review = (json.loads(args.review.read_text()) if args.review
+              else reviewed_home(args.households, args))
+    args.households = review["households"]
     if args.on_demand:
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             pool.submit(_warm_reports).result()

@@ -224,7 +224,9 @@ def _flags(db, sums: pd.DataFrame, folder: Path, members: pd.DataFrame,  # noqa:
           SELECT h.household_id, h.status, coalesce(s.size, 1) AS size,
                  CASE h.urban_rural WHEN 'rural' THEN {standard['rural']}
                       ELSE {standard['urban']} END AS standard,
-                 coalesce(x.income_monthly, 0) AS income, coalesce(x.financial_assets, 0) AS fin,
+                 -- net of 转移性支出 (taxes, personal social-insurance contributions)
+                 greatest(coalesce(x.income_monthly, 0) - coalesce(x.transfer_monthly, 0), 0)
+                   AS income, coalesce(x.financial_assets, 0) AS fin,
                  coalesce(x.homes, 0) AS homes, coalesce(x.vehicles, 0) AS vehicles,
                  coalesce(x.businesses, 0) AS businesses
           FROM households h LEFT JOIN sizes s USING (household_id)

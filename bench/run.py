@@ -474,6 +474,7 @@ def duckdb_reference(staged: dict, members: pd.DataFrame, policy) -> tuple[pd.Da
     last = (AS_OF.year - 1970) * 12 + AS_OF.month - 2
     first = last - window + 1
     counted = _sql_list(policy.value("income.counted_items"))
+    transfer = _sql_list(policy.value("income.transfer_spending_items") or ["-"])
     financial = _sql_list(policy.value("assets.financial_items"))
     exempt = _sql_list(policy.value("vehicles.exempt_items"))
     # a registration held by a member with a valid 残联 certificate of grade 1..N is not counted
@@ -503,6 +504,8 @@ def duckdb_reference(staged: dict, members: pd.DataFrame, policy) -> tuple[pd.Da
             union all select person_token, 'death', 0, date_of_death, date_of_death from deaths
             union all select person_token, income_category, taxable_income, period, period
                    from tax
+            union all select person_token, 'income_tax', tax_paid, period, period
+                   from tax where tax_paid is not null
             union all select person_token, payment_type, amount, period, period from subsidies
             union all select person_token, 'special_care', amount, period, period
                    from special_care
@@ -511,6 +514,9 @@ def duckdb_reference(staged: dict, members: pd.DataFrame, policy) -> tuple[pd.Da
           coalesce(sum(ev.amount * greatest(0, least({month.format('ev.e')}, {last})
                    - greatest({month.format('ev.s')}, {first}) + 1))
                    filter (where ev.item in ({counted})), 0) / {window} as income_monthly,
+          coalesce(sum(ev.amount * greatest(0, least({month.format('ev.e')}, {last})
+                   - greatest({month.format('ev.s')}, {first}) + 1))
+                   filter (where ev.item in ({transfer})), 0) / {window} as transfer_monthly,
           coalesce(sum(ev.amount) filter (where ev.item in ({financial})
                    and ev.s <= DATE '{AS_OF}'), 0) as financial_assets,
           count(*) filter (where ev.item = 'home' and ev.s <= DATE '{AS_OF}') as homes,
@@ -634,9 +640,31 @@ def _bench_database(database: str, folder: Path, meta: dict, args: argparse.Name
                                 url if database == "postgres" else None).result()
             figures["databases"][database]["reference"] = whole
             _print_reference(whole, stages, database)
+        if getattr(args, "keep", False) and not args.until:
+            _keep_review(home, url, schema, meta, stages)
+            schema = None  # kept: not dropped
     finally:
         drop_database(schema)
     return components_done
+
+
+def _keep_review(home: Path, url: str, schema: str | None, meta: dict,
+                 stages: dict[str, Stage]) -> None:
+    """``--keep``: the reviewed home and database, recorded for bench/bench_reports.py
+    ``--review`` (the reports, or single 核对报告, of this very review)."""
+    import sqlalchemy as sa
+
+    from verification.storage import session_scope
+    from verification.storage.models import Run
+
+    with session_scope(url) as session:
+        run_id = int(session.execute(sa.select(sa.func.max(Run.id))).scalar_one())
+    record = home / "review.json"
+    record.write_text(json.dumps({
+        "home": str(home), "database_url": url, "schema": schema, "run_id": run_id,
+        "households": meta["households"], "seed": meta["seed"],
+        "flags": stages["database_write"].detail["counts"]}, indent=1))
+    print(f"review kept: {record} (drop it with DROP SCHEMA {schema} CASCADE)")
 
 
 def _reference_task(settings, meta: dict, postgres_url: str | None) -> dict:  # noqa: ANN001
@@ -813,6 +841,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time the per-street reports (CSV, XLSX, charts; slow: "
                              "about 12 ms of CPU per household on this machine)")
     parser.add_argument("--skip-reports", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the reviewed database and write <home>/review.json "
+                             "(bench/bench_reports.py --review reuses it)")
     parser.add_argument("--until", choices=["intake", "matching"], default="",
                         help="stop after this stage (a partial run: no end-to-end figure)")
     args = parser.parse_args(argv)

@@ -407,3 +407,26 @@ def test_an_unknown_match_grade_is_refused_not_treated_as_weak():
     with pytest.raises(ValueError, match="unknown match grade 'sure'"):
         case("recipient", "not_eligible", [("VEHICLE_OWNED", False)],
              evidence=[ev("wage", "WA1", amount=3000.0, grade="sure")])
+
+
+# ---- a stop without partner records ------------------------------------------------------------
+def test_a_stop_no_partner_record_supports_is_a_review_not_an_error():
+    """A 特困 recipient failing a test the caseload alone decides (an able member moved in: no
+    record cited) is not removed, and the shard is not stopped: REVIEW, with the failed test
+    beside STOP_WITHOUT_RECORDS for the officer."""
+    frames = case("recipient", "not_eligible", [("TEKUN_SUPPORTER", False, 1.0, 0.0, ""),
+                                                 ("NOT_ELIGIBLE", False, 0.0, 0.0, "")],
+                  evidence=[], category="tekun")
+    assert kind(frames) == "REVIEW"
+    assert {"STOP_WITHOUT_RECORDS", "TEKUN_SUPPORTER"} <= codes_of(frames)
+    stop = frames.reasons.set_index("code").loc["STOP_WITHOUT_RECORDS"]
+    assert "第二十五" in stop["reference"]
+
+
+def test_a_stop_with_a_certain_record_stays_a_removal():
+    refs = "wages:1:W1"
+    frames = case("recipient", "not_eligible",
+                  [("INCOME_OVER_STANDARD", False, 2000.0, STANDARD, refs)],
+                  evidence=[ev("wage", "W1", amount=6000.0)], current=800.0)
+    assert kind(frames) == "REMOVE"
+    assert "STOP_WITHOUT_RECORDS" not in codes_of(frames)

@@ -773,8 +773,10 @@ def _income_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     income = group.item_mask(policy.require("income.counted_items"))
     excluded = group.item_mask(policy.require("income.excluded_items"))
     deductible = group.item_mask(policy.require("income.deductible_items"))
+    # 转移性支出 are cited by their own row (TRANSFER_SPENDING_DEDUCTED, on every flag): a
+    # contribution shares its wage's record, so citing both here would list each record twice
     transfer = group.item_mask(policy.value("income.transfer_spending_items"))
-    income_refs = _refs(group, income | deductible | transfer)
+    income_refs = _refs(group, income | deductible)
     members = m["size"] > 0
     return [
         _rows(group, "INCOME_OVER_STANDARD", members, t["income"], t["limit_per_capita"],
@@ -854,8 +856,10 @@ def _able_certificates(group: _Group, able: np.ndarray) -> np.ndarray:
         return np.full(group.n, NO_CITATION, dtype=np.int64)
     holders = pd.MultiIndex.from_arrays([people["pos"].to_numpy()[able],
                                          people["person_token"].to_numpy()[able]])
-    rows = pd.MultiIndex.from_arrays([ev["pos"], ev["person_token"]])
-    return _refs(group, certificates & rows.isin(holders))
+    at = np.flatnonzero(certificates)  # only the certificates' rows: a few of the evidence
+    theirs = np.zeros(len(certificates), dtype=bool)
+    theirs[at] = pd.MultiIndex.from_arrays([ev["pos"][at], ev["person_token"][at]]).isin(holders)
+    return _refs(group, theirs)
 
 
 def _rigid_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:

@@ -123,11 +123,10 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
     if len(unsupported):
         # A stop no certain partner record supports (a 特困 test that the caseload alone
         # decides: an age, a member moved in): an officer checks it, the review goes on.
-        review = pd.concat([review, _unevidenced_stops(reasons, unsupported)],
-                           ignore_index=True)
-        flags["kind"] = _kinds(hh, failing, signals, review, policy)
-        flag_reasons = _flag_reasons(flags, hh, reasons, general, review, signals, policy)
-        flag_evidence = _flag_evidence(flag_reasons, evidence, citations)
+        flags, flag_reasons, flag_evidence = _as_review(
+            unsupported, flags, flag_reasons, flag_evidence,
+            (hh, reasons, general, _unevidenced_stops(reasons, unsupported), signals, policy),
+            evidence, citations)
     flags["due_date"] = _due_dates(flags, raised_on or as_of,
                                    death_recheck_due(evidence, policy))
     flags["evidence_digest"] = _digests(flags, flag_reasons)
@@ -596,12 +595,36 @@ def _unsupported_stops(flags: pd.DataFrame, ev: pd.DataFrame,
     rows = np.flatnonzero(ev["household_id"].isin(stopping).to_numpy())
     households = ev["household_id"].to_numpy()[rows]
     certain = supports_removal(ev["match_grade"].iloc[rows])
-    if "missing_sources" in results and certain.any():
+    # only where some household lacks a source (a review with every feed fresh has none)
+    if ("missing_sources" in results and certain.any()
+            and results["missing_sources"].fillna("").astype(bool).any()):
         kept = rows[certain]
         missing = pd.Series(households[certain]).map(results["missing_sources"])
         certain[certain] = ~_listed(ev["source_kind"].iloc[kept].reset_index(drop=True),
                                     missing.fillna("").astype(str))
     return np.setdiff1d(stopping.to_numpy(), households[certain])
+
+
+def _as_review(households: np.ndarray, flags: pd.DataFrame, flag_reasons: pd.DataFrame,
+               flag_evidence: pd.DataFrame, inputs: tuple, evidence: pd.DataFrame,
+               citations: Citations) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The flags of ``households`` turned into REVIEW for the reasons ``inputs`` give (hh,
+    reasons, general mask, their review rows, signals, policy), their reasons and evidence
+    chosen again — for those few households only, not the shard's every flag."""
+    hh, reasons, general, review, signals, policy = inputs
+    flags = flags.copy()
+    mine = flags["household_id"].isin(households).to_numpy()
+    flags.loc[mine, "kind"] = "REVIEW"
+    theirs = reasons["household_id"].isin(households).to_numpy()
+    chosen = _flag_reasons(flags[mine], hh[hh.index.isin(households)], reasons[theirs],
+                           general[theirs], review,
+                           signals[signals["household_id"].isin(households).to_numpy()], policy)
+    keep = ~flag_reasons["household_id"].isin(households).to_numpy()
+    flag_reasons = pd.concat([flag_reasons[keep], chosen], ignore_index=True)
+    kept = flag_evidence[~flag_evidence["household_id"].isin(households).to_numpy()]
+    flag_evidence = pd.concat([kept, _flag_evidence(chosen, evidence, citations)],
+                              ignore_index=True)
+    return flags, flag_reasons, flag_evidence
 
 
 # the review reason of a stop that no partner record supports (codes.yaml)

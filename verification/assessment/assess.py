@@ -477,7 +477,8 @@ def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
         if "category" in households and "status" in households:
             supported = ((households["category"].astype(str) == "tekun")
                          & (households["status"].astype(str) == "recipient")).to_numpy()
-        unable = unable | (supported[people["pos"].to_numpy()] & (age < continues))
+        at_school = _at_school(group)
+        unable = unable | (supported[people["pos"].to_numpy()] & ((age < continues) | at_school))
     counted = people["counted"].to_numpy()
     capacity = people["labour_capacity"].fillna(True).astype(bool).to_numpy()
     pos = people["pos"].to_numpy()
@@ -841,6 +842,22 @@ def _tekun_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
               t["limit_tekun_per_capita"], t["limit_standard"], "tekun.extra_excluded_items",
               _refs(group, extra)),
     ]
+
+
+def _at_school(group: _Group) -> np.ndarray:
+    """Per member: a certain record of the education bureau, within the last twelve months,
+    that they are at a school stage ``tekun.school_continues_items`` lists (第二十四条: at 18 and
+    over, still in compulsory education, 普通高中 or 中等职业学校)."""
+    ev, people = group.evidence, group.members
+    stages = group.item_mask(group.policy.value("tekun.school_continues_items"))
+    this_month = (group.as_of.year - 1970) * 12 + group.as_of.month - 1  # as _month_index
+    recent = ev["end_m"] >= this_month - 12
+    rows = np.flatnonzero(stages & recent)
+    if not len(rows):
+        return np.zeros(len(people), dtype=bool)
+    enrolled = pd.MultiIndex.from_arrays([ev["pos"][rows], ev["person_token"][rows]])
+    return pd.MultiIndex.from_arrays([people["pos"].to_numpy(),
+                                      people["person_token"].to_numpy()]).isin(enrolled)
 
 
 def _able_certificates(group: _Group, able: np.ndarray) -> np.ndarray:

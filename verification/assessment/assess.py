@@ -520,8 +520,7 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     standard = _by_area(policy, "dibao.standard", urban)
     size = np.maximum(m["size"], 1)
     net = np.clip(m["income"] - m["deductions"], 0, None)
-    # Per-capita figures are compared at the cent, so float noise (899.9999999) cannot cross a
-    # boundary that the officer's own arithmetic would not cross.
+    # per-capita figures as the reasons show them (at the cent)
     per_capita = np.round(net / size, 2)
     tekun_per_capita = np.round(np.clip(net - m["tekun_excluded"], 0, None) / size, 2)
     asset_limit = policy.require("assets.financial_limit_months") * standard
@@ -542,10 +541,15 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "per_capita": per_capita, "tekun_per_capita": tekun_per_capita, "share": share,
         "financial_per_capita": np.round(m["financial"] / size, 2), "net": net,
     }
+    # The tests compare the household's totals at the cent with the limit times its members:
+    # 2,999.99 for three is below 3 × 1,000 (999.997 per person, shown rounded as 1,000.00),
+    # and float noise (2,699.9999999 for 2,700) still cannot cross a limit.
+    net_total, counted = np.round(net, 2), size.astype(np.float64)
+    tekun_total = np.round(np.clip(net - m["tekun_excluded"], 0, None), 2)
     tests = {
-        "income": per_capita < standard,
-        "edge_income": per_capita < limits["edge"],
-        "financial": limits["financial_per_capita"] <= asset_limit,
+        "income": net_total < np.round(standard * counted, 2),
+        "edge_income": net_total < np.round(limits["edge"] * counted, 2),
+        "financial": np.round(m["financial"], 2) <= np.round(asset_limit * counted, 2),
         "homes": m["homes"] <= policy.require("assets.homes_allowed"),
         "commercial": m["commercial"] <= policy.require("assets.commercial_properties_allowed"),
         "vehicles": m["vehicles"] <= policy.require("vehicles.allowed"),
@@ -553,9 +557,9 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "payroll": m["payroll"] <= policy.require("payroll.allowed"),
         "tekun_capacity": m["able_members"] == 0,
         "tekun_supporter": m["supporters"] == 0,
-        "tekun_income": tekun_per_capita < standard * float(
-            policy.require("tekun.no_income_source_ratio")),
-        "disposable": per_capita * 12 < disposable,
+        "tekun_income": tekun_total < np.round(standard * float(
+            policy.require("tekun.no_income_source_ratio")) * counted, 2),
+        "disposable": net_total * 12 < np.round(disposable * counted, 2),
         "share": share > limits["share_threshold"],
         "has_members": m["size"] > 0,
         # every member has died (a certain death record): nobody is left to assess or to pay
@@ -880,8 +884,12 @@ def _able_certificates(group: _Group, able: np.ndarray) -> np.ndarray:
 
 
 def _rigid_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
-    """Only for households with rigid spending, and only where the local figures exist."""
-    candidate = (m["rigid_12m"] > 0) & ~np.isnan(t["limit_disposable"])
+    """Only for households with rigid spending or assessed for 刚性支出 (a refusal says which of
+    its tests failed: 刚性支出办法 第七条), and only where the local figures exist."""
+    candidate = m["rigid_12m"] > 0
+    if "category" in group.households:
+        candidate |= (group.households["category"].astype(str) == "rigid").to_numpy()
+    candidate &= ~np.isnan(t["limit_disposable"])
     candidate &= ~np.isnan(t["limit_share_threshold"])
     spending = group.item_mask(group.policy.value("rigid.spending_items"))
     return [

@@ -32,6 +32,8 @@ from verification.assessment.policy import ParameterTree, Policy
 from verification.assessment.registers import members_with_disability_register
 
 CATEGORIES = ("tekun", "dibao", "edge", "rigid")
+# a member recorded without a support duty (codes.yaml exclusion): never a legal supporter
+NO_SUPPORT_DUTY = "no_support_duty"
 _RULE_SOURCES = ("income", "assets", "homes", "vehicles", "business", "payroll", "rigid")
 
 RESULT_COLUMNS = [
@@ -495,7 +497,8 @@ def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
     # a sentence, declared missing)
     unable_to_support = tuple(policy.value("tekun.supporter_unable_exclusions") or ())
     exclusion = people["exclusion"].fillna("").astype(str)
-    present = ~exclusion.isin(unable_to_support).to_numpy() & ~people["deceased"].to_numpy()
+    present = (~exclusion.isin((*unable_to_support, NO_SUPPORT_DUTY)).to_numpy()
+               & ~people["deceased"].to_numpy())
     outside = ~counted & present & ~unable & capacity & (age >= 18)
     return {
         # per member (not per household): who has capacity without being a supporter, whose
@@ -523,7 +526,11 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     # per-capita figures as the reasons show them (at the cent)
     per_capita = np.round(net / size, 2)
     tekun_per_capita = np.round(np.clip(net - m["tekun_excluded"], 0, None) / size, 2)
-    asset_limit = policy.require("assets.financial_limit_months") * standard
+    # months of the household's own standard (urban or rural), or of the urban one for every
+    # household where a province says so (e.g. 广东: 城镇低保标准)
+    asset_standard = (_by_area(policy, "dibao.standard", np.ones(group.n, dtype=bool))
+                      if policy.value("assets.financial_limit_standard") == "urban" else standard)
+    asset_limit = policy.require("assets.financial_limit_months") * asset_standard
     disposable = _by_area(policy, "rigid.disposable_income_previous_year", urban, required=False)
     threshold = policy.value("rigid.spending_share_threshold")
     # at the cent, as the per-capita figures: 12,000 of spending on a monthly 1999.9999999999998

@@ -647,9 +647,8 @@ def evidence_row_groups(source: pq.ParquetFile, shard: str,
     spans = spans[spans[:, 1] > spans[:, 0]]
     low = np.searchsorted(ends, spans[:, 0], side="right")  # first group ending after the start
     high = np.searchsorted(starts, spans[:, 1], side="left")  # groups starting before the end
-    counts = np.maximum(high - low, 0)
-    runs = np.repeat(low - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
-    return np.unique(runs).tolist()
+    groups = [np.arange(a, b) for a, b in zip(low, high, strict=True) if b > a]
+    return np.unique(np.concatenate(groups)).tolist() if groups else []
 
 
 def _holds(shard: str, household_id: int | None) -> bool:

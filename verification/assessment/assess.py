@@ -331,8 +331,12 @@ def _month_index(stamps: np.ndarray, as_of: date) -> np.ndarray:
     """Months since 1970-01 (January 1970 = 0); a missing date counts as the as-of month."""
     values = stamps.astype("datetime64[M]")
     months = values.astype(np.int64)
-    fallback = (as_of.year - 1970) * 12 + as_of.month - 1
-    return np.where(np.isnat(values), fallback, months)
+    return np.where(np.isnat(values), _month_of(as_of), months)
+
+
+def _month_of(day: date) -> int:
+    """The month index (January 1970 = 0) of ``day``."""
+    return (day.year - 1970) * 12 + day.month - 1
 
 
 def _window_share(group: _Group, months: int) -> np.ndarray:
@@ -474,11 +478,7 @@ def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
     # minor has labour capacity by 第五条
     continues = policy.value("tekun.minor_continues_until_age")
     if continues is not None:
-        households = group.households
-        supported = np.zeros(group.n, dtype=bool)
-        if "category" in households and "status" in households:
-            supported = ((households["category"].astype(str) == "tekun")
-                         & (households["status"].astype(str) == "recipient")).to_numpy()
+        supported = _assessed_for(group, "tekun") & _with_status(group, "recipient")
         at_school = _at_school(group)
         unable = unable | (supported[people["pos"].to_numpy()] & ((age < continues) | at_school))
     counted = people["counted"].to_numpy()
@@ -525,7 +525,8 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     net = np.clip(m["income"] - m["deductions"], 0, None)
     # per-capita figures as the reasons show them (at the cent)
     per_capita = np.round(net / size, 2)
-    tekun_per_capita = np.round(np.clip(net - m["tekun_excluded"], 0, None) / size, 2)
+    tekun_net = np.clip(net - m["tekun_excluded"], 0, None)
+    tekun_per_capita = np.round(tekun_net / size, 2)
     # months of the household's own standard (urban or rural), or of the urban one for every
     # household where a province says so (e.g. 广东: 城镇低保标准)
     asset_standard = (_by_area(policy, "dibao.standard", np.ones(group.n, dtype=bool))
@@ -552,7 +553,7 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     # 2,999.99 for three is below 3 × 1,000 (999.997 per person, shown rounded as 1,000.00),
     # and float noise (2,699.9999999 for 2,700) still cannot cross a limit.
     net_total, counted = np.round(net, 2), size.astype(np.float64)
-    tekun_total = np.round(np.clip(net - m["tekun_excluded"], 0, None), 2)
+    tekun_total = np.round(tekun_net, 2)
     tests = {
         "income": net_total < np.round(standard * counted, 2),
         "edge_income": net_total < np.round(limits["edge"] * counted, 2),
@@ -840,9 +841,7 @@ def _asset_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
 def _tekun_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     """Only where extreme-poverty support is in question: a member unable to work, or the
     household applied for (or receives) it."""
-    candidate = m["unable_members"] > 0
-    if "category" in group.households:
-        candidate |= (group.households["category"].astype(str) == "tekun").to_numpy()
+    candidate = (m["unable_members"] > 0) | _assessed_for(group, "tekun")
     extra = group.item_mask(group.policy.value("tekun.extra_excluded_items"))
     return [
         _rows(group, "TEKUN_LABOUR_CAPACITY", candidate, t["tekun_capacity"], m["able_members"],
@@ -855,20 +854,31 @@ def _tekun_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     ]
 
 
+def _assessed_for(group: _Group, category: str) -> np.ndarray:
+    """Per household: whether it applied for (or receives) ``category``."""
+    return _column_is(group, "category", category)
+
+
+def _with_status(group: _Group, status: str) -> np.ndarray:
+    return _column_is(group, "status", status)
+
+
+def _column_is(group: _Group, column: str, value: str) -> np.ndarray:
+    households = group.households
+    if column not in households:  # frames built without it (hand-made cases)
+        return np.zeros(group.n, dtype=bool)
+    return (households[column].astype(str) == value).to_numpy()
+
+
 def _at_school(group: _Group) -> np.ndarray:
     """Per member: a certain record of the education bureau, within the last twelve months,
     that they are at a school stage ``tekun.school_continues_items`` lists (第二十四条: at 18 and
     over, still in compulsory education, 普通高中 or 中等职业学校)."""
     ev, people = group.evidence, group.members
     stages = group.item_mask(group.policy.value("tekun.school_continues_items"))
-    this_month = (group.as_of.year - 1970) * 12 + group.as_of.month - 1  # as _month_index
-    recent = ev["end_m"] >= this_month - 12
-    rows = np.flatnonzero(stages & recent)
-    if not len(rows):
-        return np.zeros(len(people), dtype=bool)
-    enrolled = pd.MultiIndex.from_arrays([ev["pos"][rows], ev["person_token"][rows]])
-    return pd.MultiIndex.from_arrays([people["pos"].to_numpy(),
-                                      people["person_token"].to_numpy()]).isin(enrolled)
+    rows = np.flatnonzero(stages & (ev["end_m"] >= _month_of(group.as_of) - 12))
+    return _same_member(people["pos"].to_numpy(), people["person_token"].to_numpy(),
+                        ev["pos"][rows], ev["person_token"][rows])
 
 
 def _able_certificates(group: _Group, able: np.ndarray) -> np.ndarray:
@@ -880,22 +890,27 @@ def _able_certificates(group: _Group, able: np.ndarray) -> np.ndarray:
 
     ev, people = group.evidence, group.members
     certificates = group.item_mask(tuple(codes.items("disability")))
-    if not certificates.any() or not able.any():
-        return np.full(group.n, NO_CITATION, dtype=np.int64)
-    holders = pd.MultiIndex.from_arrays([people["pos"].to_numpy()[able],
-                                         people["person_token"].to_numpy()[able]])
     at = np.flatnonzero(certificates)  # only the certificates' rows: a few of the evidence
     theirs = np.zeros(len(certificates), dtype=bool)
-    theirs[at] = pd.MultiIndex.from_arrays([ev["pos"][at], ev["person_token"][at]]).isin(holders)
+    theirs[at] = _same_member(ev["pos"][at], ev["person_token"][at],
+                              people["pos"].to_numpy()[able],
+                              people["person_token"].to_numpy()[able])
     return _refs(group, theirs)
+
+
+def _same_member(pos: np.ndarray, tokens: np.ndarray, other_pos: np.ndarray,
+                 other_tokens: np.ndarray) -> np.ndarray:
+    """Whether each (household position, person token) is among the other pairs."""
+    if not len(pos) or not len(other_pos):
+        return np.zeros(len(pos), dtype=bool)
+    return pd.MultiIndex.from_arrays([pos, tokens]).isin(
+        pd.MultiIndex.from_arrays([other_pos, other_tokens]))
 
 
 def _rigid_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     """Only for households with rigid spending or assessed for 刚性支出 (a refusal says which of
     its tests failed: 刚性支出办法 第七条), and only where the local figures exist."""
-    candidate = m["rigid_12m"] > 0
-    if "category" in group.households:
-        candidate |= (group.households["category"].astype(str) == "rigid").to_numpy()
+    candidate = (m["rigid_12m"] > 0) | _assessed_for(group, "rigid")
     candidate &= ~np.isnan(t["limit_disposable"])
     candidate &= ~np.isnan(t["limit_share_threshold"])
     spending = group.item_mask(group.policy.value("rigid.spending_items"))

@@ -71,7 +71,7 @@ def evidence_table(staged: pa.Table, contract: Contract, feed_id: int) -> pa.Tab
     parts = []
     for mapping in contract.evidence:
         rows = staged
-        if mapping.get("amount", "person_token") not in rows.column_names:
+        if "amount" in mapping and mapping["amount"] not in rows.column_names:
             continue  # an optional amount the partner does not send (tax paid): no such items
         for column, value in mapping.get("where", {}).items():
             rows = rows.filter(pc.equal(rows.column(column), value))  # null: not equal

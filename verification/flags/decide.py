@@ -123,10 +123,13 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
     if len(unsupported):
         # A stop no certain partner record supports (a 特困 test that the caseload alone
         # decides: an age, a member moved in): an officer checks it, the review goes on.
-        flags, flag_reasons, flag_evidence = _as_review(
-            unsupported, flags, flag_reasons, flag_evidence,
-            (hh, reasons, general, _unevidenced_stops(reasons, unsupported), signals, policy),
-            evidence, citations)
+        flags = flags.assign(kind=np.where(flags["household_id"].isin(unsupported), "REVIEW",
+                                           flags["kind"]))
+        chosen = _flag_reasons_of(unsupported, flags, hh, reasons, general,
+                                  _unevidenced_stops(reasons, unsupported), signals, policy)
+        flag_reasons = _replaced(flag_reasons, unsupported, chosen)
+        flag_evidence = _replaced(flag_evidence, unsupported,
+                                  _flag_evidence(chosen, evidence, citations))
     flags["due_date"] = _due_dates(flags, raised_on or as_of,
                                    death_recheck_due(evidence, policy))
     flags["evidence_digest"] = _digests(flags, flag_reasons)
@@ -605,26 +608,21 @@ def _unsupported_stops(flags: pd.DataFrame, ev: pd.DataFrame,
     return np.setdiff1d(stopping.to_numpy(), households[certain])
 
 
-def _as_review(households: np.ndarray, flags: pd.DataFrame, flag_reasons: pd.DataFrame,
-               flag_evidence: pd.DataFrame, inputs: tuple, evidence: pd.DataFrame,
-               citations: Citations) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The flags of ``households`` turned into REVIEW for the reasons ``inputs`` give (hh,
-    reasons, general mask, their review rows, signals, policy), their reasons and evidence
-    chosen again — for those few households only, not the shard's every flag."""
-    hh, reasons, general, review, signals, policy = inputs
-    flags = flags.copy()
-    mine = flags["household_id"].isin(households).to_numpy()
-    flags.loc[mine, "kind"] = "REVIEW"
+def _flag_reasons_of(households: np.ndarray, flags: pd.DataFrame, hh: pd.DataFrame,
+                     reasons: pd.DataFrame, general: np.ndarray, review: pd.DataFrame,
+                     signals: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    """``_flag_reasons`` of ``households`` only (a few flags chosen again, not the shard's)."""
     theirs = reasons["household_id"].isin(households).to_numpy()
-    chosen = _flag_reasons(flags[mine], hh[hh.index.isin(households)], reasons[theirs],
-                           general[theirs], review,
-                           signals[signals["household_id"].isin(households).to_numpy()], policy)
-    keep = ~flag_reasons["household_id"].isin(households).to_numpy()
-    flag_reasons = pd.concat([flag_reasons[keep], chosen], ignore_index=True)
-    kept = flag_evidence[~flag_evidence["household_id"].isin(households).to_numpy()]
-    flag_evidence = pd.concat([kept, _flag_evidence(chosen, evidence, citations)],
-                              ignore_index=True)
-    return flags, flag_reasons, flag_evidence
+    return _flag_reasons(flags[flags["household_id"].isin(households).to_numpy()],
+                         hh[hh.index.isin(households)], reasons[theirs], general[theirs],
+                         review, signals[signals["household_id"].isin(households).to_numpy()],
+                         policy)
+
+
+def _replaced(frame: pd.DataFrame, households: np.ndarray, rows: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the rows of ``households`` replaced by ``rows``."""
+    return pd.concat([frame[~frame["household_id"].isin(households).to_numpy()], rows],
+                     ignore_index=True)
 
 
 # the review reason of a stop that no partner record supports (codes.yaml)

@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     review = (json.loads(args.review.read_text()) if args.review
               else reviewed_home(args.households, args))
     args.households = review["households"]
+    if args.review:  # the kept review's database, whatever --database says
+        args.database = "postgres" if review["database_url"].startswith("postgresql") else "sqlite"
     if args.on_demand:
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             pool.submit(_warm_reports).result()

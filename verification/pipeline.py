@@ -503,6 +503,12 @@ _SHARD_RANGES = b"hedui.street_ranges"  # named when every shard was a street
 # Staged rows turned into evidence at a time: bounds prepare_evidence's memory whatever the size
 # of a feed (ten million wage rows at provincial scale).
 EVIDENCE_BLOCK_ROWS = 2_000_000
+# Rows per row group of evidence.parquet. A shard's rows of a block come sorted by household, so
+# a group covers a narrow span of household ids: one household's 核对报告 on demand decodes the
+# few groups whose statistics hold its id (a block's slice of a province's street part was one
+# group of tens of thousands of rows, all decoded for one household), while a shard's own read
+# still takes whole spans of groups.
+HOUSEHOLD_GROUP_ROWS = 8_192
 
 
 def _linked_blocks(path: Path, contract: Contract, links: pd.DataFrame,
@@ -511,7 +517,9 @@ def _linked_blocks(path: Path, contract: Contract, links: pd.DataFrame,
     grade it gave them, in blocks of at most EVIDENCE_BLOCK_ROWS staged rows (Arrow: the
     staged text never becomes Python strings). Within a block the rows come grouped by
     ``group_of`` their household (the shard), in file order within a group: the evidence
-    writer then needs no second gather."""
+    writer then needs no second gather — and by household within a group, in file order within
+    a household (a stable sort): one household's rows then sit in one or two of the writer's
+    small row groups per block, which a 核对报告 finds by their household-id statistics."""
     if not links["row"].is_monotonic_increasing:  # a review's links come in file order
         links = links.sort_values("row", kind="stable")
     rows = links["row"].to_numpy()
@@ -524,7 +532,8 @@ def _linked_blocks(path: Path, contract: Contract, links: pd.DataFrame,
         if lo == hi:
             continue
         block = links.iloc[lo:hi]
-        block = block.iloc[np.argsort(group_of(block["household_id"].to_numpy()), kind="stable")]
+        household = block["household_id"].to_numpy()
+        block = block.iloc[np.lexsort((household, group_of(household)))]
         staged = pa.Table.from_batches([batch]).take(
             pa.array(block["row"].to_numpy() - (first - batch.num_rows)))
         staged = staged.set_column(staged.column_names.index("person_token"), "person_token",
@@ -535,9 +544,9 @@ def _linked_blocks(path: Path, contract: Contract, links: pd.DataFrame,
 
 
 class _EvidenceWriter:
-    """Evidence frames appended to one Parquet file, each sorted by shard and written as one row
-    group per shard; the shard → row ranges map goes in the file's metadata on close
-    (``shard_of``: household id → shard name)."""
+    """Evidence frames appended to one Parquet file, each sorted by shard and written as row
+    groups of at most HOUSEHOLD_GROUP_ROWS per shard (never across two); the shard → row ranges
+    map goes in the file's metadata on close (``shard_of``: household id → shard name)."""
 
     def __init__(self, path: Path, shard_of: pd.Series) -> None:
         self.path, self.shard_of = path, shard_of
@@ -560,7 +569,7 @@ class _EvidenceWriter:
         table = _reordered(table, order)
         codes, starts, sizes = np.unique(code[order], return_index=True, return_counts=True)
         for c, a, n in zip(codes, starts, sizes, strict=True):  # row groups never cross shards
-            self._writer.write_table(table.slice(a, n))
+            self._writer.write_table(table.slice(a, n), row_group_size=HOUSEHOLD_GROUP_ROWS)
             shard = str(self.names[c]) if c >= 0 else ""
             self.ranges.setdefault(shard, []).append([self.rows + int(a), self.rows + int(a + n)])
         self.rows += table.num_rows

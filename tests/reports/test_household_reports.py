@@ -151,3 +151,39 @@ def test_cli_writes_one_household_s_report(report_run, tmp_path):
     refused = hedui(keep, tmp_path / "refused.html", "officer_wusan")
     assert refused.exit_code == 1 and "辖区" in refused.output
     assert not (tmp_path / "refused.html").exists() and not (tmp_path / "missing.html").exists()
+
+
+def test_one_household_s_evidence_is_read_from_its_own_small_row_groups(
+        tmp_path, district_dir, monkeypatch):
+    """The run's matched evidence is written in small row groups sorted by household within each
+    shard, so the on-demand 核对报告 decodes only the groups whose statistics hold its household
+    (a province's street has thousands of rows per feed block) and finds every row it has."""
+    import pyarrow.parquet as pq
+
+    from tests.conftest import pulled_district, review_in_process
+    from verification import pipeline
+
+    monkeypatch.setattr(pipeline, "HOUSEHOLD_GROUP_ROWS", 16)
+    settings = pulled_district(tmp_path / "home", district_dir)
+    run_id = review_in_process(settings, dt.date(2026, 11, 1), run_key="small-groups")
+    path = hr._evidence_path(settings, run_id)
+    everything = pq.read_table(path).to_pandas()
+    source = pq.ParquetFile(path)
+    assert source.num_row_groups > 20 and max(
+        source.metadata.row_group(g).num_rows for g in range(source.num_row_groups)) <= 16
+    with session_scope(settings.database_url) as session:
+        street, = session.execute(select(Flag.street_code).where(Flag.run_id == run_id)).first()
+        households = session.scalars(select(Flag.household_id).where(
+            Flag.run_id == run_id, Flag.street_code == street)).all()
+    of_street = hr._street_groups(source, street)
+    footer, found, decoded = hr._footer(path), 0, 0
+    for household_id in households:
+        rows = hr._household_rows(path, street, household_id).to_pandas()
+        expected = everything[everything["household_id"].eq(household_id)]
+        assert sorted(rows["record_ref"]) == sorted(expected["record_ref"]), household_id
+        found += len(rows)
+        decoded += sum(footer.low[g] <= household_id <= footer.high[g] for g in of_street)
+    assert found > 100
+    # most of the street's groups are not decoded for one household (a small feed's are few
+    # and span the street, a large feed's many and narrow)
+    assert decoded < len(households) * len(of_street) / 2

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -257,15 +258,58 @@ def _street_rows(source: pq.ParquetFile, street: str) -> pa.Table:
 
 
 def _household_rows(path: Path, street: str, household_id: int) -> pa.Table:
-    """One household's rows of the run's matched evidence: the household column of its
-    street's row groups is read first, the other columns only of the groups that hold it."""
-    source = pq.ParquetFile(path)
-    holding = [g for g in _street_groups(source, street, household_id) if pc.any(pc.equal(
-        source.read_row_group(g, columns=["household_id"])["household_id"], household_id)
-    ).as_py()]
-    table = source.read_row_groups(holding, columns=_EVIDENCE_COLUMNS) if holding else (
-        source.schema_arrow.empty_table().select(_EVIDENCE_COLUMNS))
+    """One household's rows of the run's matched evidence: of its street's row groups only those
+    whose household-id statistics hold it are decoded (one or two small groups per block: the
+    writer sorts a block's rows by household), the others not even read."""
+    footer = _footer(path)
+    source = pq.ParquetFile(path, metadata=footer.metadata)
+    groups = footer.street_groups(source, street)
+    holding = groups[(footer.low[groups] <= household_id) & (footer.high[groups] >= household_id)]
+    table = source.read_row_groups(holding.tolist(), columns=_EVIDENCE_COLUMNS) if len(
+        holding) else source.schema_arrow.empty_table().select(_EVIDENCE_COLUMNS)
     return table.filter(pc.equal(table["household_id"], household_id))
+
+
+@dataclass
+class _Footer:
+    """A run's evidence file as the on-demand 核对报告 reads it: its footer, each row group's
+    smallest and largest household id, and each street's groups, worked out once."""
+
+    metadata: pq.FileMetaData
+    low: np.ndarray
+    high: np.ndarray
+    streets: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def street_groups(self, source: pq.ParquetFile, street: str) -> np.ndarray:
+        if street not in self.streets:
+            self.streets[street] = np.asarray(_street_groups(source, street), dtype=np.int64)
+        return self.streets[street]
+
+
+# The footer of the last evidence file the process read: at a province's size it holds
+# thousands of row groups, and parsing it again for each flag page the portal serves cost as
+# much as the page. Keyed by the file's path, size and modification time (a rerun writes a
+# new file, read afresh); one file kept, the portal's flags being mostly the latest run's.
+_FOOTERS: dict[tuple[str, int, int], _Footer] = {}
+
+
+def _footer(path: Path) -> _Footer:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    footer = _FOOTERS.get(key)
+    if footer is None:  # (the portal's threads may race here: each then reads it once)
+        metadata = pq.read_metadata(path)
+        column = metadata.schema.to_arrow_schema().get_field_index("household_id")
+        low = np.full(metadata.num_row_groups, np.iinfo(np.int64).min, dtype=np.int64)
+        high = np.full(metadata.num_row_groups, np.iinfo(np.int64).max, dtype=np.int64)
+        for group in range(metadata.num_row_groups):
+            stats = metadata.row_group(group).column(column).statistics
+            if stats is not None and stats.has_min_max:  # else the group may hold any id
+                low[group], high[group] = stats.min, stats.max
+        footer = _Footer(metadata, low, high)
+        _FOOTERS.clear()
+        _FOOTERS[key] = footer
+    return footer
 
 
 def _evidence(table: pa.Table, household_ids: np.ndarray) -> pd.DataFrame:

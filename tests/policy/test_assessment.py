@@ -138,3 +138,90 @@ def test_the_callers_frames_are_not_changed(tree) -> None:
     assess(households, members, evidence, sources, tree, ON)
     for before, after in zip(copies, (households, members, evidence, sources), strict=True):
         pd.testing.assert_frame_equal(before, after)
+
+
+def _alone(tree, members: list, evidence: list, sources: dict, category: str = "none",
+           status: str = "applicant") -> tuple[pd.Series, set]:
+    households, people, found, feeds = case_frames({
+        "date": ON, "region": "210112", "members": members, "evidence": evidence,
+        "sources": sources})
+    households["category"], households["status"] = category, status
+    outcome = assess(households, people, found, feeds, tree, ON)
+    failed = set(outcome.reasons.loc[~outcome.reasons["passed"].astype(bool), "code"])
+    return outcome.results.iloc[0], failed
+
+
+@pytest.mark.parametrize(("case", "decision"), [
+    # the education feed decides only the rigid-spending test: a 低保 or 特困 household is
+    # decided without it (a province's education bureau late must not stop every family)
+    ({"category": "dibao", "sources": {"education": "missing"}}, "eligible"),
+    ({"category": "tekun", "members": [{"name": "户主", "age": 80}], "evidence": [],
+      "sources": {"education": "stale"}}, "eligible"),
+    ({"category": "rigid", "sources": {"education": "missing"}}, "undetermined"),
+    # a deduction could only lower the income: it matters to a household that does not pass,
+    # and to a 低保 benefit, which follows the income; not to 特困's fixed support
+    ({"category": "tekun", "members": [{"name": "户主", "age": 80}], "evidence": [],
+      "sources": {"medical": "missing"}}, "eligible"),
+    ({"category": "dibao", "sources": {"medical": "missing"}}, "undetermined"),
+    ({"category": "dibao", "wage": 5000, "sources": {"medical": "missing"}}, "undetermined"),
+    # an asset source can only count against: an applicant failing on a certain car is
+    # declined without the banks' feed; one who passes, or a recipient, waits for it
+    ({"category": "dibao", "car": True, "sources": {"deposits": "missing"}}, "not_eligible"),
+    ({"category": "dibao", "sources": {"deposits": "missing"}}, "undetermined"),
+    ({"category": "dibao", "car": True, "status": "recipient",
+      "sources": {"deposits": "missing"}}, "undetermined"),
+    # the income sources count for and against (income, tax paid): always awaited
+    ({"category": "dibao", "wage": 5000, "sources": {"wages": "stale"}}, "undetermined"),
+])
+def test_a_missing_source_leaves_undetermined_only_households_it_could_change(
+        tree, case: dict, decision: str) -> None:
+    members = case.get("members", [{"name": "户主", "age": 45}, {"name": "子女", "age": 9}])
+    evidence = case.get("evidence", [{"member": "户主", "item": "wage",
+                                      "amount": case.get("wage", 600)}])
+    if case.get("car"):
+        evidence = [*evidence, {"member": "户主", "item": "car"}]
+    result, failed = _alone(tree, members, evidence, case["sources"], case["category"],
+                            case.get("status", "applicant"))
+    assert result["decision"] == decision
+    assert ("SOURCE_UNAVAILABLE" in failed) == (decision == "undetermined")
+    if case.get("car") and decision == "not_eligible":
+        assert "VEHICLE_OWNED" in failed  # the record it is declined on is on the flag
+
+
+def test_the_rigid_share_is_of_the_same_twelve_months_income(tree) -> None:
+    """刚性支出办法 第四条（四）: spending of the twelve months before, as a share of the income
+    of those twelve months — not of the six-month average times twelve."""
+    on = date(2026, 11, 1)
+
+    def share(evidence: list) -> float:
+        households, people, found, feeds = case_frames({
+            "date": on, "region": "210112", "members": [{"name": "户主", "age": 45}],
+            "evidence": evidence})
+        households["category"] = "rigid"
+        reasons = assess(households, people, found, feeds, tree, on).reasons
+        return float(reasons.loc[reasons["code"] == "RIGID_SPENDING_SHARE_LOW", "value"].iloc[0])
+
+    tuition = {"member": "户主", "item": "education", "amount": 20_000, "months": 1}
+    earlier = {"member": "户主", "item": "wage", "amount": 6_000, "from": date(2025, 11, 1),
+               "to": date(2026, 4, 30)}
+    recent = {"member": "户主", "item": "wage", "amount": 1_000, "from": date(2026, 5, 1)}
+    # monthly amounts over months: 6 × 6,000 + 6 × 1,000 = 42,000 of income in the twelve months
+    assert share([tuition, earlier, recent]) == pytest.approx(20_000 / 42_000, abs=1e-4)
+    # where the partners report six months only, those months stand for the year
+    assert share([tuition, recent]) == pytest.approx(20_000 / 12_000, abs=1e-4)
+
+
+@pytest.mark.parametrize(("category", "members", "due"), [
+    ("dibao", [{"name": "户主", "age": 70}], "2027-11-01"),      # stable: nobody able to work
+    ("dibao", [{"name": "户主", "age": 40}], "2027-05-01"),      # a member able to work
+    ("tekun", [{"name": "户主", "age": 80}], "2027-11-01"),
+    ("edge", [{"name": "户主", "age": 70}], "2027-11-01"),
+])
+def test_the_next_periodic_recheck_follows_the_category(tree, category, members, due) -> None:
+    """审核确认办法 第三十一条; 2020意见 第7项 (dynamic.recheck.*), from the as-of date."""
+    on = date(2026, 11, 1)
+    households, people, found, feeds = case_frames({
+        "date": on, "region": "210112", "members": members, "evidence": []})
+    households["category"] = category
+    result = assess(households, people, found, feeds, tree, on).results.iloc[0]
+    assert result["category"] == category and result["recheck_due"] == due

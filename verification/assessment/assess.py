@@ -34,14 +34,22 @@ from verification.assessment.registers import members_with_disability_register
 CATEGORIES = ("tekun", "dibao", "edge", "rigid")
 # a member recorded without a support duty (codes.yaml exclusion): never a legal supporter
 NO_SUPPORT_DUTY = "no_support_duty"
-_RULE_SOURCES = ("income", "assets", "homes", "vehicles", "business", "payroll", "rigid")
+_RULE_SOURCES = ("income", "deductions", "assets", "homes", "vehicles", "business", "payroll",
+                 "rigid")
+# Rules whose sources can only count against a household (an asset, a registration, the
+# payroll): their absence matters to a household that passes, and to a recipient, whose support
+# never stops while a source is missing; an applicant already failing on certain records is
+# declined on them. Those whose sources can only make it look poorer (a deduction, a rigid
+# cost) matter only to a household that does not pass (``_waiting``); the income sources do
+# both (the tax feed reports income and tax paid) and always matter.
+_AGAINST_RULES = ("assets", "homes", "vehicles", "business", "payroll")
 
 RESULT_COLUMNS = [
     "category", "eligible", "decision", "benefit", "household_size", "income_monthly",
     "deductions_monthly", "per_capita_income", "financial_assets", "financial_assets_per_capita",
     "homes", "commercial_properties", "vehicles", "businesses", "public_payroll",
     "rigid_spending_12m", "missing_sources", "standard", "other_category", "other_benefit",
-    "deceased_members",
+    "deceased_members", "recheck_due",
 ]
 REASON_COLUMNS = [
     "household_id", "code", "passed", "value", "limit", "parameter", "reference", "evidence_refs",
@@ -406,6 +414,7 @@ def _measures(group: _Group) -> dict[str, np.ndarray]:
         "rigid_12m": group.sum_by_household(
             amount * _window_share(group, rigid_window),
             group.item_mask(policy.value("rigid.spending_items"))),
+        "rigid_income_12m": _income_over(group, amount, counted_income, rigid_window),
         "financial": group.sum_by_household(
             amount, registered & group.item_mask(policy.require("assets.financial_items"))),
         "homes": _count(group, registered & group.item_mask(("home",))),
@@ -417,6 +426,26 @@ def _measures(group: _Group) -> dict[str, np.ndarray]:
     }
     measures["deductions"] = measures["spending_deductions"] + measures["transfer_spending"]
     return measures
+
+
+def _income_over(group: _Group, amount: np.ndarray, counted: np.ndarray,
+                 months: int) -> np.ndarray:
+    """Per household, the counted income of the ``months`` full months before the as-of month:
+    the rigid-spending share's base, the same twelve months as the spending (刚性支出办法
+    第四条（四）). Where no income record of the region's households reaches back to the
+    window's first month (partners that report six months), the months reported are taken at
+    their rate over the whole window, never as months without income."""
+    if not months:
+        return np.zeros(group.n)
+    overlap = _window_share(group, months)
+    rows = np.flatnonzero(counted & (overlap > 0))
+    if not len(rows):
+        return np.zeros(group.n)
+    last = _month_of(group.as_of) - 1
+    earliest = max(int(group.evidence["start_m"][rows].min()), last - months + 1)
+    weights = np.zeros(len(amount))
+    weights[rows] = amount[rows] * overlap[rows] * months / (last - earliest + 1)
+    return group.sum_by_household(weights)
 
 
 def _count(group: _Group, mask: np.ndarray) -> np.ndarray:
@@ -510,6 +539,8 @@ def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
         "unable_members": per_household(counted & (unable | ~capacity)),
         "supporters": per_household(supporter | outside),
         "deceased": per_household(people["deceased"].to_numpy()),
+        # counted members able to work (the 低保 re-check interval: 审核确认办法 第三十一条)
+        "working_members": per_household(able & capacity),
     }
 
 
@@ -536,7 +567,7 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     threshold = policy.value("rigid.spending_share_threshold")
     # at the cent, as the per-capita figures: 12,000 of spending on a monthly 1999.9999999999998
     # of income is a share of exactly 0.5, which does not exceed ("超出") a threshold of 0.5
-    annual_income = np.round(m["income"], 2) * 12
+    annual_income = np.round(m["rigid_income_12m"], 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(annual_income > 0,
                          np.round(m["rigid_12m"], 2) / annual_income,
@@ -651,8 +682,10 @@ def _results(
 ) -> pd.DataFrame:
     category, best = _category(group, t)
     # A household whose members have all died is decided (nobody left to pay) whatever else is
-    # missing; otherwise missing data or no counted member leaves it undetermined.
-    undetermined = (bool(missing) | ~t["has_members"]) & ~t["all_deceased"]
+    # missing; otherwise a missing source that could change its outcome, or no counted member,
+    # leaves it undetermined.
+    undetermined = ((_waiting(group, category, t, missing) | ~t["has_members"])
+                    & ~t["all_deceased"])
     decision = np.where(undetermined, "undetermined",
                         np.where(category != "none", "eligible", "not_eligible"))
     benefit = np.where(undetermined, np.nan, _benefit(group, category, m, t))
@@ -682,9 +715,65 @@ def _results(
             "other_benefit": np.where(other == "none", np.nan,
                                       _benefit(group, other, m, t)),
             "deceased_members": m["deceased"],
+            "recheck_due": _recheck_due(group, category, m),
         },
         index=group.households.index,
     )[RESULT_COLUMNS]
+
+
+def _recheck_due(group: _Group, category: np.ndarray, m: dict[str, np.ndarray]) -> np.ndarray:
+    """The next periodic re-check of a household that meets its category, from the as-of date
+    (this review's data), as ISO dates (None: none due). 审核确认办法 第三十一条: a 低保 family
+    with no member able to work (stable income: the old, the severely ill or disabled) yearly,
+    one with a member able to work (income not fixed) every six months; 特困 yearly (2020意见
+    第7项); 低保边缘 and 刚性支出 as the region sets (刚性支出办法 第十条: a recognition lasts at
+    most twelve months). ``dynamic.recheck.*``."""
+    def months(name: str) -> int:
+        return int(group.policy.value(f"dynamic.recheck.{name}") or 0)
+
+    interval = np.select(
+        [category == "tekun", (category == "dibao") & (m["working_members"] > 0),
+         category == "dibao", category == "edge", category == "rigid"],
+        [months("tekun_months"), months("dibao_irregular_months"),
+         months("dibao_stable_months"), months("edge_months"), months("rigid_months")],
+        default=0)
+    due = np.full(group.n, None, dtype=object)
+    for n in np.unique(interval[interval > 0]):  # a handful of intervals: one date each
+        due[interval == n] = (pd.Timestamp(group.as_of) + pd.DateOffset(months=int(n))
+                              ).date().isoformat()
+    return due
+
+
+def _waiting(group: _Group, category: np.ndarray, t: dict[str, np.ndarray],
+             missing: dict[str, str]) -> np.ndarray:
+    """Per household: whether a missing or stale source could change its outcome (the rules
+    that need the source, ``requirements.*``, and which way the source's records count:
+    ``_AGAINST_RULES`` or not)."""
+    waiting = np.zeros(group.n, dtype=bool)
+    if not missing:
+        return waiting
+    passing = category != "none"
+    # failing a test on records no missing deduction or rigid cost could undo (an asset, a
+    # registration, the payroll)
+    ruled_out = ~(t["financial"] & t["homes"] & t["commercial"] & t["vehicles"]
+                  & t["businesses"] & t["payroll"])
+    could_pass = ~passing & ~ruled_out
+    if "category" in group.households:
+        applied = group.households["category"].astype(str).to_numpy()
+        unnamed = ~np.isin(applied, list(CATEGORIES))
+    else:
+        applied, unnamed = np.full(group.n, "none"), np.ones(group.n, dtype=bool)
+    matters = {
+        "deductions": could_pass | (category == "dibao"),
+        # the rigid-spending test decides only a household assessed for it, or one screened for
+        # any help that meets nothing else (a 刚性支出 family's spending can only add to it)
+        "rigid": could_pass & ((applied == "rigid") | unnamed),
+    }
+    against = passing | _with_status(group, "recipient")
+    for rule in _RULE_SOURCES:
+        if set(group.policy.value(f"requirements.{rule}") or {}) & set(missing):
+            waiting |= matters.get(rule, against if rule in _AGAINST_RULES else True)
+    return waiting
 
 
 def _empty_results() -> pd.DataFrame:
@@ -712,7 +801,7 @@ def _reasons(
             + _outcome_reasons(group, results, t)
             + _other_category_reasons(group, results)
             + _death_reasons(group, m, t)
-            + _data_reasons(group, m, t, missing, changing)
+            + _data_reasons(group, m, t, results, missing, changing)
         )
         if len(part["household_id"])
     ]
@@ -980,8 +1069,8 @@ def _death_reasons(group: _Group, m: dict, t: dict) -> list[dict]:
                   _refs(group, deaths))]
 
 
-def _data_reasons(group: _Group, m: dict, t: dict, missing: dict[str, str],
-                  changing: np.ndarray) -> list[dict]:
+def _data_reasons(group: _Group, m: dict, t: dict, results: pd.DataFrame,
+                  missing: dict[str, str], changing: np.ndarray) -> list[dict]:
     rows = [_rows(group, "NO_COUNTED_MEMBERS", (m["size"] == 0) & ~t["all_deceased"], False, 0,
                   1, "household",
                   reference="最低生活保障审核确认办法（民发〔2021〕57号）第七条 共同生活家庭成员")]
@@ -990,7 +1079,9 @@ def _data_reasons(group: _Group, m: dict, t: dict, missing: dict[str, str],
                    if set(group.policy.value(f"requirements.{rule}") or {}) & set(missing)]
         listed = ";".join(f"{kind}::{state}" for kind, state in sorted(missing.items()))
         refs = np.full(group.n, listed, dtype=object)
-        rows.append(_rows(group, "SOURCE_UNAVAILABLE", ~t["all_deceased"], False,
+        # only the households a missing source could change (the others are decided: _waiting)
+        waiting = results["decision"].eq("undetermined").to_numpy() & t["has_members"]
+        rows.append(_rows(group, "SOURCE_UNAVAILABLE", waiting, False,
                           len(missing), 0, f"requirements.{needing[0]}", refs=refs,
                           reference="；".join(group.policy.reference(f"requirements.{rule}")
                                              for rule in needing)))

@@ -131,7 +131,8 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
         flag_evidence = _replaced(flag_evidence, unsupported,
                                   _flag_evidence(chosen, evidence, citations))
     flags["due_date"] = _due_dates(flags, raised_on or as_of,
-                                   death_recheck_due(evidence, policy))
+                                   death_recheck_due(evidence, policy),
+                                   results.get("recheck_due"))
     flags["evidence_digest"] = _digests(flags, flag_reasons)
     frames = FlagFrames(flags[FLAG_COLUMNS], flag_reasons.drop(columns=["passed", "cites"]),
                         flag_evidence)
@@ -487,10 +488,13 @@ def _cited_refs(flag_reasons: pd.DataFrame) -> tuple[np.ndarray, pa.Array]:
 
 
 # ---- when, and whether it is the same flag as before -----------------------------------------
-def _due_dates(flags: pd.DataFrame, raised_on: dt.date, death_due: pd.Series) -> pd.Series:
+def _due_dates(flags: pd.DataFrame, raised_on: dt.date, death_due: pd.Series,
+               periodic: pd.Series | None = None) -> pd.Series:
     """Due per kind (codes.yaml) from the day raised; a household with a death no later than
     its re-check date, unless that date had passed before the flag was raised (then the kind's
-    own period, from the day raised); a KEEP or ADJUST after a death is due on that date."""
+    own period, from the day raised); a KEEP or ADJUST after a death is due on that date; any
+    other KEEP on its next periodic re-check (``periodic``: household id → ISO date, the
+    assessment's ``recheck_due``), which asks nothing of the officer before then."""
     days = flags["kind"].map({k: v["due_days"] for k, v in codes.flags().items()})
     if days.isna().any():  # a kind codes.yaml does not define: as the lookup per row raised
         raise KeyError(str(flags["kind"][days.isna()].iloc[0]))
@@ -503,6 +507,9 @@ def _due_dates(flags: pd.DataFrame, raised_on: dt.date, death_due: pd.Series) ->
     overdue = pd.Timestamp(raised_on) + pd.Timedelta(days=codes.flags()["REVIEW"]["due_days"])
     rechecked = flags["kind"].isin(["KEEP", "ADJUST"]) & after_death.notna()
     due = due.where(~rechecked, recheck.fillna(overdue))
+    if periodic is not None:
+        kept = flags["kind"].eq("KEEP") & after_death.isna()
+        due = due.where(~kept, pd.to_datetime(flags["household_id"].map(periodic)))
     return due.dt.date.astype(object).where(due.notna(), None)
 
 

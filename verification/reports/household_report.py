@@ -438,6 +438,8 @@ def _figures(assessed: dict[str, Any], policy: Policy) -> list[tuple[str, str]]:
          f"{assessed.get('vehicles', 0)} / {assessed.get('businesses', 0)}"),
         ("认定类别", codes.label("categories", assessed["category"])),
         ("测算保障金额(元/月)", money(assessed["benefit"])),
+        # 审核确认办法 第三十一条 (dynamic.recheck.*): when this household is to be checked again
+        ("下次定期核查(不晚于)", assessed.get("recheck_due") or "—"),
     ]
 
 

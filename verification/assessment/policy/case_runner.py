@@ -452,6 +452,8 @@ def problems(case: dict[str, Any], outcome: CaseOutcome) -> list[str]:
         found.append(f"benefit: expected {expected['benefit']}, got {outcome.benefit}")
     for key, want in (expected.get("results") or {}).items():
         got = outcome.details.get(key)
+        if isinstance(want, dt.date):  # a date in YAML: the assessment keeps ISO text
+            want = want.isoformat()
         if got is None or (got != want if isinstance(want, str)
                            else abs(float(got) - float(want)) > 0.005):
             found.append(f"{key}: expected {want}, got {got}")

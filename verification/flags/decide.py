@@ -131,7 +131,7 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
         flag_evidence = _replaced(flag_evidence, unsupported,
                                   _flag_evidence(chosen, evidence, citations))
     flags["due_date"] = _due_dates(flags, raised_on or as_of,
-                                   death_recheck_due(evidence, policy),
+                                   death_recheck_due(evidence, policy, as_of),
                                    results.get("recheck_due"))
     flags["evidence_digest"] = _digests(flags, flag_reasons)
     frames = FlagFrames(flags[FLAG_COLUMNS], flag_reasons.drop(columns=["passed", "cites"]),

@@ -89,7 +89,7 @@ def cited_signals(evidence: pd.DataFrame, policy: Policy,
     ``cites`` number."""
     certain = _certain(evidence)
     cited = CitationBuilder(evidence)
-    parts = [_deaths(certain, policy, cited), _conflicts(certain, policy, cited),
+    parts = [_deaths(certain, policy, as_of, cited), _conflicts(certain, policy, cited),
              _registered(certain, ("marriage", "divorce"), "MARRIAGE_CHANGED", policy, as_of,
                          cited),
              _registered(certain, _HOUSEHOLD_ITEMS, "HOUSEHOLD_CHANGED", policy, as_of, cited),
@@ -102,11 +102,12 @@ def cited_signals(evidence: pd.DataFrame, policy: Policy,
     return (pd.concat(found, ignore_index=True) if found else empty_reasons()), cited.build()
 
 
-def death_recheck_due(evidence: pd.DataFrame, policy: Policy) -> pd.Series:
-    """household_id → the date by which a household with a death must be re-checked."""
+def death_recheck_due(evidence: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd.Series:
+    """household_id → the date by which a household with a death (on or before ``as_of``) must
+    be re-checked."""
     item_codes, labels = _item_labels(evidence["item"])
     deaths = evidence[(labels == "death")[item_codes]]
-    deaths = deaths[supports_removal(deaths["match_grade"])]
+    deaths = _by_as_of(deaths[supports_removal(deaths["match_grade"])], as_of)
     months = int(policy.require(_DEATH_PARAMETER))
     first = pd.Series(datetime_values(deaths["period_start"]), index=deaths.index).groupby(
         deaths["household_id"]).min()
@@ -195,8 +196,17 @@ def _per_household(rows: pd.DataFrame, code: str, limit: float, parameter: str,
     })
 
 
-def _deaths(certain: pd.DataFrame, policy: Policy, cited: CitationBuilder) -> pd.DataFrame:
-    deaths = certain[certain["item"] == "death"]
+def _by_as_of(deaths: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    """The death records dated on or before ``as_of`` (or undated): a death after it is not
+    yet one for this review — the assessment counts the member (``assess._deceased``), so the
+    flag does not say they died; the review of a later date will."""
+    died = datetime_values(deaths["period_start"])
+    return deaths[np.isnat(died) | (died <= np.datetime64(as_of, "ns"))]
+
+
+def _deaths(certain: pd.DataFrame, policy: Policy, as_of: dt.date,
+            cited: CitationBuilder) -> pd.DataFrame:
+    deaths = _by_as_of(certain[certain["item"] == "death"], as_of)
     return _per_household(deaths, "MEMBER_DECEASED", policy.require(_DEATH_PARAMETER),
                           _DEATH_PARAMETER, policy, cited)
 

@@ -39,6 +39,12 @@ RAW = "11010519491231002X"
     ("token 1234567890123456789 stays", "token 1234567890123456789 stays"),
     ("sixteen 1234567890123456 stays", "sixteen 1234567890123456 stays"),
     ("no digits here", "no digits here"),
+    # a SHA-256 whose hex holds fifteen digits in a row (one in twenty-five does) is a digest
+    ("head 9ecf5771d3e71efa801223456782982f1c198e01a88034c84df53a17e15cf9d1",
+     "head 9ecf5771d3e71efa801223456782982f1c198e01a88034c84df53a17e15cf9d1"),
+    # not a digest alone (65 characters): its run is masked
+    ("x9ecf5771d3e71efa801223456782982f1c198e01a88034c84df53a17e15cf9d10",
+     "x9ecf5771d3e71efa801223*****2982f1c198e01a88034c84df53a17e15cf9d10"),
 ])
 def test_mask_text(text, masked):
     assert mask_text(text) == masked

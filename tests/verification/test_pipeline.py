@@ -15,6 +15,7 @@ from verification.storage.models import (
     Feed,
     Flag,
     FlagReason,
+    Household,
     Run,
 )
 
@@ -55,7 +56,11 @@ def test_flags_equal_ground_truth_and_rerun_changes_nothing(settings, district_d
     assert flags_by_household(settings, run_id).equals(got)
 
 
-def test_missing_partner_feed_means_review_for_everyone(settings, district_dir):
+def test_missing_partner_feed_means_review_for_everyone_it_could_change(settings,
+                                                                        district_dir):
+    """Without the banks' feed no support starts, stops or changes: every recipient and every
+    household that would pass waits (REVIEW); only an applicant or monitored household failing
+    on a certain record (income, a car, a home — no deposit could undo it) is decided."""
     pull_everything(settings, district_dir)
     load_roster(settings, district_dir / "roster.csv")
     with session_scope(settings.database_url) as session:  # the banks never delivered
@@ -63,9 +68,18 @@ def test_missing_partner_feed_means_review_for_everyone(settings, district_dir):
                         .values(status="rejected", reason="test: never delivered"))
     run_id = review_in_process(settings, AS_OF, run_key="without-banks")
     got = flags_by_household(settings, run_id)
-    assert set(got["kind"]) == {"REVIEW"}
+    with session_scope(settings.database_url) as session:
+        status = dict(session.execute(select(Household.household_code, Household.status)).all())
+    got["status"] = got["household_code"].map(status)
+    assert set(got["kind"]) <= {"REVIEW", "REJECT", "KEEP"}  # nothing starts, stops, changes
+    waiting = got[got["kind"].eq("REVIEW")]
+    assert len(waiting) > len(got) / 2
     assert all("SOURCE_UNAVAILABLE" in codes or "MEMBER_DECEASED" in codes
-               for codes in got["code"])
+               for codes in waiting["code"])
+    assert got.loc[got["status"].eq("recipient"), "kind"].eq("REVIEW").all()
+    decided = got[~got["kind"].eq("REVIEW")]
+    assert len(decided) and decided["status"].ne("recipient").all()
+    assert not any("SOURCE_UNAVAILABLE" in codes for codes in decided["code"])
     with session_scope(settings.database_url) as session:
         run = session.scalar(select(Run).where(Run.id == run_id))
         assert run.feed_versions["deposits"]["feed_id"] is None

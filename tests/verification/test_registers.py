@@ -75,3 +75,21 @@ def test_provident_fund_contributions_that_began_recently_show_new_employment():
     signals = _signals([(1, 10, "provident_fund_contribution", 400.0, m, "certain")
                         for m in months])
     assert list(signals["code"]) == ["NEW_EMPLOYMENT"]
+
+
+def test_a_certificate_issued_after_the_as_of_date_says_nothing_of_it():
+    """A review of 2026-11-01 (or a batch run later for that date) takes the register as it
+    stood on that date, as it takes a car or a home registered later: not at all."""
+    import datetime as dt
+
+    evidence = _evidence([
+        (1, 11, "disability_limb", 1.0, "2010-01-01", "certain"),
+        (1, 11, "disability_limb", 4.0, "2026-11-20", "certain"),  # re-graded after the date
+        (1, 10, "disability_intellectual", 2.0, "2026-11-20", "certain"),  # first issued after
+    ])
+    out = members_with_disability_register(_members(), evidence, dt.date(2026, 11, 1))
+    assert out[["disability_grade", "disability_type"]].values.tolist()[:2] == [
+        [0, ""], [1, "limb"]]
+    latest = members_with_disability_register(_members(), evidence, dt.date(2026, 12, 1))
+    assert latest[["disability_grade", "disability_type"]].values.tolist()[:2] == [
+        [2, "intellectual"], [4, "limb"]]

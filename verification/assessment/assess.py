@@ -96,7 +96,7 @@ def assess(
     and the reasons are most of the time).
     """
     households = _indexed(households)
-    members = members_with_disability_register(members, evidence)  # 残联 over the roster
+    members = members_with_disability_register(members, evidence, as_of)  # 残联 over roster
     groups = _policy_groups(households, policy, as_of)
     parts = [
         _assess_group(households.loc[ids] if len(groups) > 1 else households,
@@ -978,7 +978,8 @@ def _able_certificates(group: _Group, able: np.ndarray) -> np.ndarray:
     from verification import codes
 
     ev, people = group.evidence, group.members
-    certificates = group.item_mask(tuple(codes.items("disability")))
+    # issued on or before the as-of date (registers.members_with_disability_register)
+    certificates = group.item_mask(tuple(codes.items("disability"))) & ev["registered"]
     at = np.flatnonzero(certificates)  # only the certificates' rows: a few of the evidence
     theirs = np.zeros(len(certificates), dtype=bool)
     theirs[at] = _same_member(ev["pos"][at], ev["person_token"][at],

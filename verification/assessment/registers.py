@@ -11,6 +11,7 @@ contract's ``where``), so it changes nothing either.
 
 from __future__ import annotations
 
+from datetime import date
 from functools import cache
 
 import numpy as np
@@ -26,11 +27,16 @@ def disability_types() -> dict[str, str]:
     return {item: table[item]["disability_type"] for item in codes.items("disability")}
 
 
-def members_with_disability_register(members: pd.DataFrame,
-                                     evidence: pd.DataFrame) -> pd.DataFrame:
+def members_with_disability_register(members: pd.DataFrame, evidence: pd.DataFrame,
+                                     as_of: date | None = None) -> pd.DataFrame:
     """``members`` with ``disability_grade`` and ``disability_type`` taken from each member's
-    latest certain certificate (by issue date); the caller's frame is never changed."""
+    latest certain certificate (by issue date) issued on or before ``as_of`` (a certificate
+    issued later says nothing of the as-of date, as a car or a home registered later does
+    not); the caller's frame is never changed."""
     certificates = _certain_certificates(evidence)
+    if not certificates.empty and as_of is not None:
+        issued = certificates["period_start"]
+        certificates = certificates[issued.isna() | (issued <= pd.Timestamp(as_of))]
     if certificates.empty:
         return members
     latest = (certificates.sort_values("period_start", kind="stable")

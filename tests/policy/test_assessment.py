@@ -170,6 +170,10 @@ def _alone(tree, members: list, evidence: list, sources: dict, category: str = "
     ({"category": "dibao", "sources": {"deposits": "missing"}}, "undetermined"),
     ({"category": "dibao", "car": True, "status": "recipient",
       "sources": {"deposits": "missing"}}, "undetermined"),
+    # nor is a recipient's support stopped on a car while a deduction is missing
+    ({"category": "dibao", "car": True, "status": "recipient",
+      "sources": {"medical": "missing"}}, "undetermined"),
+    ({"category": "dibao", "car": True, "sources": {"medical": "missing"}}, "not_eligible"),
     # the income sources count for and against (income, tax paid): always awaited
     ({"category": "dibao", "wage": 5000, "sources": {"wages": "stale"}}, "undetermined"),
 ])

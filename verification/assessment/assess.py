@@ -753,11 +753,12 @@ def _waiting(group: _Group, category: np.ndarray, t: dict[str, np.ndarray],
     if not missing:
         return waiting
     passing = category != "none"
+    recipient = _with_status(group, "recipient")
     # failing a test on records no missing deduction or rigid cost could undo (an asset, a
-    # registration, the payroll)
+    # registration, the payroll); a recipient's support still never stops while one is missing
     ruled_out = ~(t["financial"] & t["homes"] & t["commercial"] & t["vehicles"]
                   & t["businesses"] & t["payroll"])
-    could_pass = ~passing & ~ruled_out
+    could_pass = ~passing & (~ruled_out | recipient)
     if "category" in group.households:
         applied = group.households["category"].astype(str).to_numpy()
         unnamed = ~np.isin(applied, list(CATEGORIES))
@@ -769,7 +770,7 @@ def _waiting(group: _Group, category: np.ndarray, t: dict[str, np.ndarray],
         # any help that meets nothing else (a 刚性支出 family's spending can only add to it)
         "rigid": could_pass & ((applied == "rigid") | unnamed),
     }
-    against = passing | _with_status(group, "recipient")
+    against = passing | recipient
     for rule in _RULE_SOURCES:
         if set(group.policy.value(f"requirements.{rule}") or {}) & set(missing):
             waiting |= matters.get(rule, against if rule in _AGAINST_RULES else True)

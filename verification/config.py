@@ -26,9 +26,9 @@ def _env_number(name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} must be a number") from None
+        raise ValueError(f"{name}={raw!r} 须为数字 / must be a number") from None
     if value < 0:
-        raise ValueError(f"{name}={raw!r} must not be negative")
+        raise ValueError(f"{name}={raw!r} 不能为负数 / must not be negative")
     return value
 
 
@@ -44,6 +44,11 @@ class IntakeLimits:
     max_months_ahead: int = 1  # a listed period this many months after the current one
     quarantine_limit: float = 0.2  # share of a feed's rows quarantined before it is rejected
     quarantine_min_rows: int = 10  # ... once at least this many rows are (a tiny feed's one typo)
+    # a feed whose accepted rows fall below this share of the last accepted feed of its kind
+    # (which had at least drop_min_previous rows) is rejected: a partner that sends a header
+    # alone has not told us that nobody earns anything (0 turns the check off)
+    min_row_share: float = 0.1
+    drop_min_previous: int = 100
 
     @classmethod
     def from_environment(cls) -> IntakeLimits:
@@ -62,7 +67,11 @@ class IntakeLimits:
             quarantine_limit=min(1.0, _env_number("HEDUI_INTAKE_QUARANTINE_LIMIT",
                                                   base.quarantine_limit)),
             quarantine_min_rows=int(_env_number("HEDUI_INTAKE_QUARANTINE_MIN_ROWS",
-                                                base.quarantine_min_rows)))
+                                                base.quarantine_min_rows)),
+            min_row_share=min(1.0, _env_number("HEDUI_INTAKE_MIN_ROW_SHARE",
+                                               base.min_row_share)),
+            drop_min_previous=int(_env_number("HEDUI_INTAKE_DROP_MIN_PREVIOUS",
+                                              base.drop_min_previous)))
 
 
 @dataclass(frozen=True)
@@ -118,9 +127,14 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     base = Path(home or os.environ.get("HEDUI_HOME") or PROJECT_ROOT / "var").resolve()
     url = os.environ.get("HEDUI_DATABASE_URL") or f"sqlite:///{base / 'hedui.db'}"
     key_hex = os.environ.get("HEDUI_TOKEN_KEY", TEST_TOKEN_KEY_HEX)
+    try:
+        token_key = bytes.fromhex(key_hex)
+    except ValueError:
+        raise ValueError("HEDUI_TOKEN_KEY 须为十六进制密钥 / HEDUI_TOKEN_KEY must be a key in "
+                         "hexadecimal") from None
     return Settings(
         home=base,
         database_url=url,
-        token_key=bytes.fromhex(key_hex),
+        token_key=token_key,
         token_key_id=os.environ.get("HEDUI_TOKEN_KEY_ID", "test-1"),
     )

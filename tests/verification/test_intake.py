@@ -348,3 +348,38 @@ def test_a_correctly_signed_feed_dated_2099_is_rejected(settings, district_dir):
         result = _process(settings, _register(settings, district_dir, "deaths", "civil",
                                               raw=out.getvalue()))
         assert result.status == "rejected" and result.reason.startswith(error), result.reason
+
+
+def test_a_feed_with_far_fewer_rows_than_the_last_is_rejected_not_taken_as_nobody_earning(
+        settings, district_dir):
+    """A partner that sends a header alone (a broken extract) has not told us that nobody
+    earns anything: rejected (RowCountDrop), the last accepted feed stays the one in use."""
+    import dataclasses
+
+    first = _process(settings, _register(settings, district_dir))
+    assert first.status == "accepted" and first.accepted >= 100
+    with session_scope(settings.database_url) as session:
+        last = session.get(Feed, first.feed_id)
+        period, sequence = last.period, last.sequence
+    head = (district_dir / "feeds" / "wages.csv").read_text("utf-8").splitlines()[0]
+    centre = keys.CentreKeyring.load(settings.keys_dir).current.public()
+
+    def header_only(at: int) -> int:
+        manifest = envelope.Manifest(partner="hrss", feed_kind="wages", period=period,
+                                     sequence=at, row_count=0, schema_version="1.0",
+                                     content_type="text/csv")
+        out = io.BytesIO()
+        envelope.pack(io.BytesIO((head + "\n").encode()), out, manifest=manifest,
+                      sender=keys.insecure_test_signing_key("hrss"), recipient=centre)
+        return _register(settings, district_dir, sequence=at, raw=out.getvalue())
+
+    empty = _process(settings, header_only(sequence + 1))
+    assert empty.status == "rejected" and empty.reason.startswith("RowCountDrop: ")
+    assert "行数骤降" in empty.reason and f"{first.accepted}" in empty.reason
+    with session_scope(settings.database_url) as session:
+        assert session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "feed.rejected")).one().detail["partner"] == "hrss"
+    # a centre that expects such a drop turns the check off (HEDUI_INTAKE_MIN_ROW_SHARE=0)
+    allowing = dataclasses.replace(settings, intake=dataclasses.replace(settings.intake,
+                                                                       min_row_share=0))
+    assert _process(allowing, header_only(sequence + 2)).status == "accepted"

@@ -77,7 +77,9 @@ def _checked(file: Path):  # noqa: ANN202 (roster.Validated)
         return validate_roster(file)
     except (DecodeError, ValueError, KeyError) as err:
         message = str(err).splitlines()[0][:300]
-        typer.echo(f"{file.name}：{explain_file_problem(message, 'zh')} / {message}", err=True)
+        explained = explain_file_problem(message, "zh")
+        typer.echo(f"{file.name}：{explained}" + ("" if explained == message else f" / {message}"),
+                   err=True)
         raise typer.Exit(1) from None
 
 

@@ -102,7 +102,14 @@ def main() -> None:
     from verification.config import load_settings
     from verification.security.logmask import install_log_masking
 
-    configure(load_settings())
+    try:  # a bad HEDUI_* setting is the user's to fix: say which, never a traceback
+        configure(load_settings())
+    except Exception as err:  # noqa: BLE001
+        if os.environ.get("HEDUI_DEBUG"):
+            raise
+        typer.echo(f"配置错误，请检查 HEDUI_* 环境变量 / configuration error, check the HEDUI_* "
+                   f"settings: {user_message(err)}", err=True)
+        sys.exit(2)
     install_log_masking()
     if os.environ.get("HEDUI_DEBUG"):
         app()
@@ -133,7 +140,8 @@ def user_message(err: Exception) -> str:
         if any(s in text for s in ("no such table", "UndefinedTable", "does not exist")):
             return ("数据库尚未初始化或版本过旧，请先运行 `hedui db upgrade` / the database is not "
                     "set up (or is behind): run `hedui db upgrade` first")
-        if "unable to open database" in text or "could not connect" in text:
+        if any(s in text for s in ("unable to open database", "could not connect",
+                                   "Connection refused", "connection to server")):
             return ("无法打开数据库，请检查 HEDUI_HOME 或 HEDUI_DATABASE_URL / cannot open the "
                     "database: check HEDUI_HOME or HEDUI_DATABASE_URL")
         return (f"数据库错误（{type(err).__name__}），设置 HEDUI_DEBUG=1 可查看详情 / database "

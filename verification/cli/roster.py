@@ -15,10 +15,16 @@ app = typer.Typer(help="在册名单 / the caseload (households and members).", 
 @app.command("load")
 def roster_load(path: Path) -> None:
     """Validate a caseload/batch file and load it (nothing is loaded if any row fails)."""
-    from verification.intake.roster import load_roster
+    from verification.intake.roster import RosterInvalid, load_roster
 
-    loaded = load_roster(load_settings(), path, actor=os.environ.get("USER", "cli"))
-    typer.echo(f"loaded {loaded.households} households, {loaded.members} members")
+    try:
+        loaded = load_roster(load_settings(), path, actor=os.environ.get("USER", "cli"))
+    except RosterInvalid as invalid:  # every failing row, as `roster check` lists them
+        _print_problems(path, invalid.errors)
+        typer.echo(str(invalid), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"已载入 {loaded.households} 户、{loaded.members} 人 / loaded {loaded.households} "
+               f"households, {loaded.members} members")
 
 
 @app.command("check")
@@ -28,9 +34,13 @@ def roster_check(path: Path) -> None:
 
     checked = validate_roster(path)
     if len(checked.quarantine):
-        for row in checked.quarantine.sort_values("line").itertuples():
-            typer.echo(f"{path.name}:{row.line}: {row.field}: {row.message} [{row.reason}]")
+        _print_problems(path, checked.quarantine)
         raise typer.Exit(1)
-    typer.echo(f"{path.name}: {checked.received} rows, all valid")
+    typer.echo(f"{path.name}: {checked.received} 行，全部有效 / {checked.received} rows, all valid")
+
+
+def _print_problems(path: Path, problems) -> None:  # noqa: ANN001 (a quarantine frame)
+    for row in problems.sort_values("line").itertuples():
+        typer.echo(f"{path.name}:{row.line}: {row.field}: {row.message} [{row.reason}]")
 
 

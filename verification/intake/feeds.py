@@ -250,7 +250,8 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
             return _reject(session, feed, f"RowCountMismatch: manifest says {manifest.row_count} "
                                           f"rows, the file holds {received}")
         staged = chunked or _stage(settings, feed, contract, frame)
-        if problem := _over_quarantine_limit(settings, staged.counts, staged.quarantine):
+        if problem := (_over_quarantine_limit(settings, staged.counts, staged.quarantine)
+                       or _sharp_drop(settings, session, feed, staged.counts)):
             staged.path.unlink(missing_ok=True)
             return _reject(session, feed, problem, staged.quarantine)
         write_person_digests(staged.path, contract)  # what a later re-check's diff compares
@@ -525,6 +526,32 @@ def _stage(settings: Settings, feed: Feed, contract: Contract, frame: pd.DataFra
 def _not_after(feed: Feed) -> dt.date:
     """The last date a feed's rows may carry: the day it was received."""
     return feed.received_at.date()
+
+
+def _sharp_drop(settings: Settings, session: Session, feed: Feed,
+                counts: dict[str, int]) -> str:
+    """Why the feed is rejected for holding far fewer rows than the last accepted feed of its
+    kind from the same partner ("" otherwise; ``IntakeLimits.min_row_share``): a header alone,
+    or a tenth of last month's wages, is a broken extract, not a district where nobody earns.
+    Rejected, the kind's last accepted feed stays in use until it is stale, then its households
+    wait (REVIEW); the partner sends the full feed again under the same sequence."""
+    share, least = settings.intake.min_row_share, settings.intake.drop_min_previous
+    if share <= 0:
+        return ""
+    before = session.scalars(
+        select(Feed).where(Feed.partner_id == feed.partner_id, Feed.kind == feed.kind,
+                           Feed.status == "accepted", Feed.id != feed.id)
+        .order_by(Feed.sequence.desc()).limit(1)).first()
+    if before is None or (before.rows_accepted or 0) < least:
+        return ""
+    accepted = counts["accepted"]
+    if accepted >= share * before.rows_accepted:
+        return ""
+    return (f"RowCountDrop: 行数骤降：本批接收 {accepted} 行，上一批（第 {before.sequence} 批）"
+            f"{before.rows_accepted} 行，低于 {share:.0%}；请核对导出后以同一批次号重新发送 / "
+            f"{accepted} rows accepted against {before.rows_accepted} in the last accepted "
+            f"feed (#{before.sequence}), under {share:.0%} of it; check the extract and send "
+            "the feed again under the same sequence")
 
 
 def _over_quarantine_limit(settings: Settings, counts: dict[str, int],

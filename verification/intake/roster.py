@@ -43,7 +43,8 @@ class RosterInvalid(ValueError):
     def __init__(self, errors: pd.DataFrame, received: int) -> None:
         self.errors = errors
         lines = errors["line"].nunique()
-        super().__init__(f"{lines} of {received} rows fail the batch-file contract; nothing loaded")
+        super().__init__(f"{received} 行中有 {lines} 行不符合批次文件规范，未载入任何数据 / "
+                         f"{lines} of {received} rows fail the batch-file contract; nothing loaded")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def validate_roster(path: Path, *, today: dt.date | None = None) -> Validated:
     frame = canonical_batch_frame(decode_bytes(data, filename=path))
     contract = contract_for("batch")
     _require_columns(frame, contract)
+    if not len(frame):  # a header alone: nothing to check, and nothing must be loaded
+        raise DecodeError("文件只有表头，没有数据行 / the file has a header but no rows")
     checked = validate_frame(frame.drop(columns=[PROBLEM]), contract)
     titles = contract.titles
     _quarantine(checked, _unreadable_rows(frame))

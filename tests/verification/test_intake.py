@@ -383,3 +383,35 @@ def test_a_feed_with_far_fewer_rows_than_the_last_is_rejected_not_taken_as_nobod
     allowing = dataclasses.replace(settings, intake=dataclasses.replace(settings.intake,
                                                                        min_row_share=0))
     assert _process(allowing, header_only(sequence + 2)).status == "accepted"
+
+
+@pytest.mark.parametrize("change", ["sequence", "period"])
+def test_the_listing_limits_hold_for_what_the_partner_signed_on_every_transport(
+        settings, district_dir, change):
+    """A file dropped in a folder has no listing to refuse: a signed sequence far past the last
+    accepted one (which would refuse every real feed after it) or a period years ahead is
+    refused at intake, as a listing would be over HTTP."""
+    first = _process(settings, _register(settings, district_dir))
+    assert first.status == "accepted"
+    with session_scope(settings.database_url) as session:
+        last = session.get(Feed, first.feed_id)
+        period, sequence = last.period, last.sequence
+    text = (district_dir / "feeds" / "wages.csv").read_bytes()
+    rows = len(text.decode().splitlines()) - 1
+    centre = keys.CentreKeyring.load(settings.keys_dir).current.public()
+
+    def signed(at: int, when: str) -> int:
+        manifest = envelope.Manifest(partner="hrss", feed_kind="wages", period=when,
+                                     sequence=at, row_count=rows, schema_version="1.0",
+                                     content_type="text/csv")
+        out = io.BytesIO()
+        envelope.pack(io.BytesIO(text), out, manifest=manifest,
+                      sender=keys.insecure_test_signing_key("hrss"), recipient=centre)
+        return _register(settings, district_dir, sequence=at, raw=out.getvalue())
+
+    at, when = (sequence + 50_000, period) if change == "sequence" else (sequence + 1, "2099-01")
+    result = _process(settings, signed(at, when))
+    assert result.status == "rejected" and "ListingRefused" in result.reason
+    # the next real feed is still taken in (the replay bound did not move)
+    nxt = _process(settings, signed(sequence + 2, period))
+    assert nxt.status == "accepted", nxt.reason

@@ -23,6 +23,7 @@ def pull(partner: str = typer.Argument(None, help="协查部门代码 / partner 
 
     settings = load_settings()
     partners = load_partners()
+    rejected = 0
     for code in [partner] if partner else list(partners):
         if code not in partners:
             raise typer.BadParameter(f"unknown partner {code}; known: {', '.join(partners)}")
@@ -30,6 +31,11 @@ def pull(partner: str = typer.Argument(None, help="协查部门代码 / partner 
         for r in pipeline.pull_partner(settings, code, client):
             typer.echo(f"{code} {r.kind} #{r.sequence}: {r.status} received={r.received} "
                        f"accepted={r.accepted} quarantined={r.quarantined} {r.reason}")
+            rejected += r.status == "rejected"
+    if rejected:  # a script or an operator must see it in the exit code, not only in the log
+        typer.echo(f"{rejected} 批数据被拒收（原因见上，已告警）/ {rejected} feed(s) rejected "
+                   "(reasons above, alerts raised)", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -234,6 +234,12 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
                     now=_aware(feed.received_at), max_age=settings.intake.max_age,
                     max_skew=settings.intake.clock_skew)
                 _check_manifest(feed, contract, partner_code, manifest)
+                # the limits a listing is held to, on what the partner signed, whatever the
+                # transport (a file drop has no listing; a listing is not signed)
+                if problem := listing_problem(
+                        settings.intake, manifest.sequence, manifest.period,
+                        _last_accepted_sequence(session, feed), _aware(feed.received_at).date()):
+                    raise IntakeRejected(problem)
                 encoding = _EncodingOnce(plain)
                 frame = _read_mixed_encodings(plain, manifest.content_type, encoding)
                 chunked = _stage_in_chunks(settings, feed, contract, plain, encoding) if (
@@ -261,6 +267,13 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
 
 class IntakeRejected(ValueError):
     pass
+
+
+def _last_accepted_sequence(session: Session, feed: Feed) -> int:
+    """The partner's highest accepted sequence of ``feed``'s kind, other than ``feed`` (0: none)."""
+    return session.scalar(select(func.max(Feed.sequence)).where(
+        Feed.partner_id == feed.partner_id, Feed.kind == feed.kind, Feed.status == "accepted",
+        Feed.id != feed.id)) or 0
 
 
 def _check_manifest(feed: Feed, contract: Contract, partner: str,

@@ -102,3 +102,35 @@ def test_every_optional_field_empty_loads_as_its_documented_default(settings, tm
         assert household.current_benefit == 0.0 and household.category == "dibao"
         assert (member.exclusion, member.disability_grade, member.disability_type) == ("", 0, "")
         assert (authorisation.scope, authorisation.expires_on) == ("all", None)
+
+
+def test_a_person_already_in_another_household_is_refused_with_both_households(
+        settings, district_dir, tmp_path):
+    """One person in two households would have their income counted in both: the load is
+    refused, naming the household they are in; both households' new rows load together."""
+    import pandas as pd
+
+    from verification.intake.roster import RosterConflict
+
+    load_roster(settings, district_dir / "roster.csv")
+    rows = pd.read_csv(district_dir / "roster.csv", dtype=str, keep_default_na=False)
+    codes = rows["household_code"].unique()
+    first, second = rows[rows["household_code"].eq(codes[0])], rows[rows["household_code"].eq(
+        codes[1])]
+    from verification.intake.roster import HOUSEHOLD_FIELDS
+
+    mover = first[first["relation"].ne("户主")].head(1).assign(
+        household_code=codes[1], relation="其他",
+        **{f: second[f].iloc[0] for f in HOUSEHOLD_FIELDS if f in second})
+    assert len(mover)
+    moved = tmp_path / "moved.csv"
+    pd.concat([second, mover]).to_csv(moved, index=False)
+    with pytest.raises(RosterConflict, match=codes[0]) as refused:
+        load_roster(settings, moved)
+    assert mover["id_number"].iloc[0] not in str(refused.value)  # masked
+    with session_scope(settings.database_url) as session:  # nothing loaded
+        assert session.scalar(select(func.count(Member.id)).join(Household).where(
+            Household.household_code == codes[1])) == len(second)
+    both = tmp_path / "both.csv"
+    pd.concat([first.drop(mover.index), second, mover]).to_csv(both, index=False)
+    assert load_roster(settings, both).households == 2

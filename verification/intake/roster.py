@@ -222,6 +222,8 @@ def load_roster(settings: Settings, path: Path, actor: str = "system",
     frame = frame.assign(person_token=person_tokens(settings.token_key, frame["id_number"]))
     assert_no_collisions(frame["id_number"], frame["person_token"])
     with session_scope(settings.database_url) as session:
+        if batch_id is None:
+            _refuse_members_of_other_households(session, frame)
         ids = _upsert_households(session, frame)
         session.execute(delete(Member).where(Member.household_id.in_(list(ids.values()))))
         member_ids = _insert_members(session, settings, frame, ids)
@@ -231,6 +233,39 @@ def load_roster(settings: Settings, path: Path, actor: str = "system",
         audit.record(session, actor, "roster.loaded", f"file:{path.name}",
                      {"households": len(ids), "members": len(frame)})
     return RosterLoaded(len(ids), len(frame), sorted(ids.values()))
+
+
+class RosterConflict(ValueError):
+    """A person in the file is already a member of a caseload household the file does not
+    hold: loading it would put one person in two households (their income counted twice)."""
+
+
+def _refuse_members_of_other_households(session, frame: pd.DataFrame) -> None:  # noqa: ANN001
+    from sqlalchemy import select
+
+    from verification.storage.models import Household, Member
+
+    tokens = [int(t) for t in frame["person_token"]]
+    codes = set(frame["household_code"])
+    found = []
+    for at in range(0, len(tokens), 10_000):  # a city's caseload: bound each statement's list
+        found += session.execute(
+            select(Member.person_token, Household.household_code)
+            .join(Household, Household.id == Member.household_id)
+            .where(Member.person_token.in_(tokens[at:at + 10_000]))).all()
+    elsewhere = [(token, code) for token, code in found if code not in codes]
+    if not elsewhere:
+        return
+    by_token = frame.set_index("person_token")
+    token, code = elsewhere[0]
+    row = by_token.loc[token]
+    row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
+    raise RosterConflict(
+        f"{len(elsewhere)} 人已是其他家庭的成员（如 {identifiers.mask_id(row['id_number'])} 在 "
+        f"{code}，本文件列入 {row['household_code']}）；请把两户的新名单一并载入，未载入任何数据 / "
+        f"{len(elsewhere)} person(s) already belong to another household of the caseload (e.g. "
+        f"{identifiers.mask_id(row['id_number'])} in {code}, listed here in "
+        f"{row['household_code']}); load both households' new rows together; nothing loaded")
 
 
 def household_addresses(frame: pd.DataFrame) -> pd.Series:

@@ -43,6 +43,33 @@ def test_unknown_run_is_a_message(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+def test_unknown_runs_and_batches_and_bad_settings_are_one_line(tmp_path):
+    import os
+
+    assert _run("db", "upgrade", env_home=tmp_path).returncode == 0
+    out = _run("report", "99", "--user", "admin", env_home=tmp_path)
+    assert out.returncode == 1 and "没有运行 99 / no run 99" in out.stderr
+    out = _run("batch", "status", "NOPE", env_home=tmp_path)
+    assert out.returncode == 1 and "no batch 'NOPE'" in out.stderr  # the closing quote kept
+    bad = {**os.environ, "HEDUI_HOME": str(tmp_path), "HEDUI_TOKEN_KEY": "zz"}
+    out = subprocess.run([*HEDUI, "--help"], capture_output=True, text=True, env=bad,
+                         cwd=PROJECT_ROOT, timeout=300, check=False)
+    assert out.returncode == 2 and "HEDUI_TOKEN_KEY" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_header_only_caseload_is_refused_in_one_line(tmp_path):
+    import json
+
+    fields = json.loads((PROJECT_ROOT / "schemas" / "batch.json").read_text("utf-8"))["fields"]
+    header = tmp_path / "header.csv"
+    header.write_text(",".join(f["name"] for f in fields) + "\n", "utf-8")
+    assert _run("db", "upgrade", env_home=tmp_path).returncode == 0
+    out = _run("roster", "load", str(header), env_home=tmp_path)
+    assert out.returncode == 1 and "没有数据行" in out.stderr and "no rows" in out.stderr
+    assert "SQL" not in out.stderr and "Traceback" not in out.stderr
+
+
 def test_a_fresh_home_says_in_one_line_which_command_to_run(tmp_path):
     out = _run("batch", "status", "B0123", env_home=tmp_path / "fresh")
     assert out.returncode == 1

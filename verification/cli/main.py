@@ -147,7 +147,9 @@ def user_message(err: Exception) -> str:
         return (f"数据库错误（{type(err).__name__}），设置 HEDUI_DEBUG=1 可查看详情 / database "
                 f"error ({type(err).__name__}); HEDUI_DEBUG=1 shows the details")
     if isinstance(err, LookupError):
-        return f"未找到 / not found: {text.strip(chr(39))}"
+        if isinstance(err, KeyError) and err.args:  # str() of a KeyError quotes its message
+            text = str(err.args[0])
+        return f"未找到 / not found: {text}"
     return f"出错 / error: {text.splitlines()[0][:300] if text else type(err).__name__}"
 
 

@@ -72,7 +72,20 @@ def report(run_id: int = typer.Argument(..., help="运行编号 / run id"),
     who = acting_user(user)
     who.require("reports.read")
     who.require_district_wide("写出全部街道的报告")
-    typer.echo(str(write_run_reports(load_settings(), run_id)))
+    settings = load_settings()
+    _require_finished_run(settings, run_id)
+    typer.echo(str(write_run_reports(settings, run_id)))
+
+
+def _require_finished_run(settings, run_id: int) -> None:  # noqa: ANN001
+    """A run that does not exist has no reports to write: said plainly (it was an attribute
+    error of None)."""
+    from verification.storage import session_scope
+    from verification.storage.models import Run
+
+    with session_scope(settings.database_url) as session:
+        if session.get(Run, run_id) is None:
+            raise LookupError(f"没有运行 {run_id} / no run {run_id} (hedui status lists them)")
 
 
 @app.command()

@@ -14,7 +14,7 @@ from connectors.file_drop import complete_files, drop_file, drop_folders
 from verification.cli.drop import app
 from verification.intake.file_drop import scan_drop_folder
 from verification.storage import session_scope
-from verification.storage.models import Feed
+from verification.storage.models import AuditEvent, Feed
 from verification.synthetic.exchange import ensure_test_keys, publish_district
 
 
@@ -99,6 +99,11 @@ def test_file_in_another_partners_folder_is_rejected(sqlite_settings, packed, tm
     assert result.feed_id is None
     with session_scope(sqlite_settings.database_url) as session:
         assert session.scalar(select(func.count(Feed.id))) == 0
+        # no feed row, but a record the centre can review: who dropped what, and why refused
+        event = session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "drop.rejected")).one()
+    assert event.detail["partner"] == "police" and len(event.detail["sha256"]) == 64
+    assert event.detail["reason"].startswith("WrongPartner:")
     assert (root / "police" / "rejected" / packed.path.name).exists()
 
 

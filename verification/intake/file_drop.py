@@ -38,15 +38,15 @@ def _take_in(settings: Any, partner: str, path: Path, folders: dict[str, Path],
         with path.open("rb") as handle:  # routing only; intake authenticates everything
             manifest = envelope.read_manifest(handle)
     except (envelope.EnvelopeError, ValueError) as err:
-        return finish(path, folders, DropResult(path.name, "rejected",
-                                                 f"{type(err).__name__}: {err}"), partner)
+        return _refused(settings, path, folders, DropResult(
+            path.name, "rejected", f"{type(err).__name__}: {err}"), partner)
     if manifest.partner != partner:
-        return finish(path, folders, DropResult(
+        return _refused(settings, path, folders, DropResult(
             path.name, "rejected", f"WrongPartner: the file names partner {manifest.partner!r} "
             f"but was dropped in the folder of {partner!r}", kind=manifest.feed_kind,
             sequence=manifest.sequence), partner)
     if manifest.feed_kind not in load_partners().get(partner, _NoSpec).feeds:
-        return finish(path, folders, DropResult(
+        return _refused(settings, path, folders, DropResult(
             path.name, "rejected", f"UnknownFeed: partner {partner!r} is not registered to "
             f"deliver {manifest.feed_kind!r}", kind=manifest.feed_kind,
             sequence=manifest.sequence), partner)
@@ -59,7 +59,7 @@ def _take_in(settings: Any, partner: str, path: Path, folders: dict[str, Path],
         status = "rejected"
         reason = (f"Replayed: {manifest.feed_kind} sequence {manifest.sequence} was already "
                   "accepted from another file; send new data with a higher sequence number")
-        log.error("ALERT dropped file %s from %s: %s", path.name, partner, reason)
+        _alert(settings, path, partner, reason)
     if status != "accepted":
         final_folder = folders["rejected"]
     drop = DropResult(path.name, status, reason, feed_id, manifest.feed_kind, manifest.sequence,
@@ -70,6 +70,23 @@ def _take_in(settings: Any, partner: str, path: Path, folders: dict[str, Path],
     if final.status == result.status:  # the feed row follows the file to where it now lives
         _move_raw_path(settings, feed_id, path, final_folder / path.name)
     return final
+
+
+def _refused(settings: Any, path: Path, folders: dict[str, Path], result: DropResult,
+             partner: str) -> DropResult:
+    """A dropped file refused before it became a feed (unreadable, another partner's, a kind
+    the partner does not deliver): moved to rejected/ with its receipt, and alerted and audited
+    as a rejected feed is, so an attempt at the drop leaves a record the centre can review."""
+    _alert(settings, path, partner, result.reason)
+    return finish(path, folders, result, partner)
+
+
+def _alert(settings: Any, path: Path, partner: str, reason: str) -> None:
+    from verification.alerts import raise_alert
+
+    raise_alert(settings, "drop.rejected", f"drop:{partner}/{path.name}",
+                {"partner": partner, "file": path.name, "sha256": sha256_file(path),
+                 "reason": reason[:500]})
 
 
 class _NoSpec:

@@ -277,3 +277,27 @@ def test_formula_text_in_every_column_is_neutralised_in_the_files_as_opened(tmp_
                 if isinstance(cell.value, str) and sheet.title != "汇总":
                     assert not cell.value.startswith(starts), (sheet.title, cell.value)
     assert book["汇总"]["A1"].value == "'=title"
+
+
+def test_reports_killed_midway_leave_the_earlier_folder_whole_and_none_half_written(
+        report_run, monkeypatch):
+    """Written under a temporary name, moved into place only when complete: a failure (a
+    killed worker) after the streets' files leaves the run's earlier folder as it was."""
+    from verification.reports import run_reports
+
+    before = sorted(p.relative_to(report_run.out) for p in report_run.out.rglob("*"))
+    partial = report_run.out.with_name(report_run.out.name + ".partial")
+
+    def killed(*args, **kwargs):
+        assert any(partial.rglob("*.xlsx"))  # the streets' workbooks were being written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_reports, "_write_district", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_reports.write_run_reports(report_run.settings, report_run.run_id)
+    assert sorted(p.relative_to(report_run.out) for p in report_run.out.rglob("*")) == before
+    monkeypatch.undo()
+    assert run_reports.write_run_reports(report_run.settings, report_run.run_id) == \
+        report_run.out
+    assert not partial.exists()
+    assert sorted(p.relative_to(report_run.out) for p in report_run.out.rglob("*")) == before

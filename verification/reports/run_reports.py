@@ -18,6 +18,7 @@ workbook lists the street's flags and says where their evidence is (docs/flags-a
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,11 @@ def write_run_reports(settings: Settings, run_id: int,
     ``tables``: the run's report tables when the caller has read them already (a batch)."""
     tables = tables or report_tables(settings, run_id)
     table, facts = tables.flags, run_facts(settings, run_id)
-    out = settings.reports_dir / f"run-{run_id}"
+    done = settings.reports_dir / f"run-{run_id}"
+    # Written under a temporary name and moved into place when complete: a review killed while
+    # writing its reports leaves no half folder under the run's name (the run then shows no
+    # reports; `hedui report` writes them), and a rewrite keeps the earlier ones until then.
+    out = done.with_name(done.name + ".partial")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     # The evidence is written once, in the community workbooks: split it once, not per folder.
@@ -86,10 +91,12 @@ def write_run_reports(settings: Settings, run_id: int,
                                 jurisdictions.community_name(community_code))
     write_household_reports(settings, run_id, table, facts, community_dirs)
     _write_district(out, table, facts, _fairness(settings, run_id))
+    shutil.rmtree(done, ignore_errors=True)
+    os.replace(out, done)
     with session_scope(settings.database_url) as session:
-        session.get(Run, run_id).reports_dir = str(out)
-    tasklog.reports_written(run_id, sum(1 for p in out.rglob("*") if p.is_file()), str(out))
-    return out
+        session.get(Run, run_id).reports_dir = str(done)
+    tasklog.reports_written(run_id, sum(1 for p in done.rglob("*") if p.is_file()), str(done))
+    return done
 
 
 def _write_jurisdiction(folder: Path, rows: pd.DataFrame, evidence: pd.DataFrame | None,

@@ -28,6 +28,7 @@ import pandas as pd
 
 from verification.assessment import citations as cited
 from verification.assessment.citations import NO_CITATION, CitationBuilder, Citations
+from verification.assessment.evidence import dated_by
 from verification.assessment.policy import ParameterTree, Policy
 from verification.assessment.registers import members_with_disability_register
 
@@ -271,8 +272,7 @@ def _prepare(
     decided["item_code"] = codes[decided.pop("row")]
     decided["start_m"] = _month_index(decided["period_start"], as_of)
     decided["end_m"] = _month_index(decided["period_end"], as_of)
-    starts = decided["period_start"]
-    decided["registered"] = np.isnat(starts) | (starts <= np.datetime64(as_of, "ns"))
+    decided["registered"] = dated_by(decided["period_start"], as_of)
     uncertain = _by_position(evidence, keep & ~certain, pos)
     return _Group(policy, as_of, households, people, decided, uncertain, items,
                   CitationBuilder(evidence))
@@ -287,7 +287,7 @@ def _deceased(people: pd.DataFrame, evidence: pd.DataFrame, placed: np.ndarray,
     if not rows.any():
         return np.zeros(len(people), dtype=bool)
     died = datetime_values(evidence["period_start"])[rows]
-    dated = np.isnat(died) | (died <= np.datetime64(as_of, "ns"))
+    dated = dated_by(died, as_of)
     tokens = evidence["person_token"].to_numpy()[rows][dated]
     households = evidence["household_id"].to_numpy()[rows][dated]
     dead = pd.MultiIndex.from_arrays([households, tokens])
@@ -759,22 +759,23 @@ def _waiting(group: _Group, category: np.ndarray, t: dict[str, np.ndarray],
     ruled_out = ~(t["financial"] & t["homes"] & t["commercial"] & t["vehicles"]
                   & t["businesses"] & t["payroll"])
     could_pass = ~passing & (~ruled_out | recipient)
-    if "category" in group.households:
-        applied = group.households["category"].astype(str).to_numpy()
-        unnamed = ~np.isin(applied, list(CATEGORIES))
-    else:
-        applied, unnamed = np.full(group.n, "none"), np.ones(group.n, dtype=bool)
+    unnamed = ~np.logical_or.reduce([_assessed_for(group, name) for name in CATEGORIES])
     matters = {
         "deductions": could_pass | (category == "dibao"),
         # the rigid-spending test decides only a household assessed for it, or one screened for
         # any help that meets nothing else (a 刚性支出 family's spending can only add to it)
-        "rigid": could_pass & ((applied == "rigid") | unnamed),
+        "rigid": could_pass & (_assessed_for(group, "rigid") | unnamed),
     }
     against = passing | recipient
-    for rule in _RULE_SOURCES:
-        if set(group.policy.value(f"requirements.{rule}") or {}) & set(missing):
-            waiting |= matters.get(rule, against if rule in _AGAINST_RULES else True)
+    for rule in _rules_missing(group.policy, missing):
+        waiting |= matters.get(rule, against if rule in _AGAINST_RULES else True)
     return waiting
+
+
+def _rules_missing(policy: Policy, missing: dict[str, str]) -> list[str]:
+    """The rules (``requirements.*``, _RULE_SOURCES order) that need a missing or stale source."""
+    return [rule for rule in _RULE_SOURCES
+            if set(policy.value(f"requirements.{rule}") or {}) & set(missing)]
 
 
 def _empty_results() -> pd.DataFrame:
@@ -1077,8 +1078,7 @@ def _data_reasons(group: _Group, m: dict, t: dict, results: pd.DataFrame,
                   1, "household",
                   reference="最低生活保障审核确认办法（民发〔2021〕57号）第七条 共同生活家庭成员")]
     if missing:
-        needing = [rule for rule in _RULE_SOURCES
-                   if set(group.policy.value(f"requirements.{rule}") or {}) & set(missing)]
+        needing = _rules_missing(group.policy, missing)
         listed = ";".join(f"{kind}::{state}" for kind, state in sorted(missing.items()))
         refs = np.full(group.n, listed, dtype=object)
         # only the households a missing source could change (the others are decided: _waiting)

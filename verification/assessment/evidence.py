@@ -8,6 +8,8 @@ row gives the wage and the social-insurance contribution).
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -116,3 +118,10 @@ def _timestamps(column: pa.ChunkedArray) -> np.ndarray:
 def _repeated(value: str, n: int) -> pa.Array:
     """``value`` ``n`` times as Arrow text, without n Python strings."""
     return pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int32)))
+
+
+def dated_by(stamps: np.ndarray, as_of: date) -> np.ndarray:
+    """Whether each record's date (datetime64[ns]) is on or before ``as_of``; an undated record
+    counts as known by then. A record dated later says nothing of the as-of date, whatever it
+    records (a car, a home, a 残联 certificate, a death)."""
+    return np.isnat(stamps) | (stamps <= np.datetime64(as_of, "ns"))

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from verification import codes
+from verification.assessment.evidence import dated_by
 
 
 @cache
@@ -35,8 +36,7 @@ def members_with_disability_register(members: pd.DataFrame, evidence: pd.DataFra
     not); the caller's frame is never changed."""
     certificates = _certain_certificates(evidence)
     if not certificates.empty and as_of is not None:
-        issued = certificates["period_start"]
-        certificates = certificates[issued.isna() | (issued <= pd.Timestamp(as_of))]
+        certificates = certificates[dated_by(certificates["period_start"].to_numpy(), as_of)]
     if certificates.empty:
         return members
     latest = (certificates.sort_values("period_start", kind="stable")

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from verification import codes
 from verification.assessment.assess import datetime_values
 from verification.assessment.citations import CitationBuilder, Citations
+from verification.assessment.evidence import dated_by
 from verification.assessment.policy import Policy
 from verification.matching import grade_supports_removal
 
@@ -200,8 +201,7 @@ def _by_as_of(deaths: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     """The death records dated on or before ``as_of`` (or undated): a death after it is not
     yet one for this review — the assessment counts the member (``assess._deceased``), so the
     flag does not say they died; the review of a later date will."""
-    died = datetime_values(deaths["period_start"])
-    return deaths[np.isnat(died) | (died <= np.datetime64(as_of, "ns"))]
+    return deaths[dated_by(datetime_values(deaths["period_start"]), as_of)]
 
 
 def _deaths(certain: pd.DataFrame, policy: Policy, as_of: dt.date,

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from connectors import decoding, envelope
@@ -92,11 +92,8 @@ class DbFreshness:
         self.exclude_feed = exclude_feed
 
     def check(self, partner: str, feed_kind: str, sequence: int) -> None:
-        last = self.session.scalar(
-            select(func.max(Feed.sequence)).join(Partner)
-            .where(Partner.code == partner, Feed.kind == feed_kind, Feed.status == "accepted",
-                   Feed.id != (self.exclude_feed or -1)))
-        envelope.MemoryFreshness({(partner, feed_kind): last} if last is not None else {}).check(
+        last = last_accepted(self.session, partner, feed_kind, self.exclude_feed)
+        envelope.MemoryFreshness({(partner, feed_kind): last.sequence} if last else {}).check(
             partner, feed_kind, sequence)
 
     def record(self, partner: str, feed_kind: str, sequence: int) -> None:
@@ -115,15 +112,24 @@ def ensure_partners(session: Session) -> dict[str, int]:
     return existing
 
 
+def last_accepted(session: Session, partner: str, kind: str,
+                  exclude_feed: int | None = None) -> Feed | None:
+    """The partner's accepted feed of ``kind`` with the highest sequence (other than
+    ``exclude_feed``): the replay bound, the listing limits' base, the row-count drop's."""
+    return session.scalars(
+        select(Feed).join(Partner)
+        .where(Partner.code == partner, Feed.kind == kind, Feed.status == "accepted",
+               Feed.id != (exclude_feed or -1))
+        .order_by(Feed.sequence.desc()).limit(1)).first()
+
+
 def last_accepted_sequence(settings: Settings, partner: str, kind: str) -> int:
     """The highest sequence accepted. A pull asks for the feeds after it, so a feed registered
     but not yet taken in (a crash) or rejected (the partner may send it again) is offered again;
     an accepted one never is (docs/partners.md, "Sequence numbers")."""
     with session_scope(settings.database_url) as session:
-        value = session.scalar(select(func.max(Feed.sequence)).join(Partner)
-                               .where(Partner.code == partner, Feed.kind == kind,
-                                      Feed.status == "accepted"))
-    return int(value or 0)
+        last = last_accepted(session, partner, kind)
+        return last.sequence if last else 0
 
 
 @dataclass(frozen=True)
@@ -236,9 +242,10 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
                 _check_manifest(feed, contract, partner_code, manifest)
                 # the limits a listing is held to, on what the partner signed, whatever the
                 # transport (a file drop has no listing; a listing is not signed)
+                before = last_accepted(session, partner_code, feed.kind, feed_id)
                 if problem := listing_problem(
                         settings.intake, manifest.sequence, manifest.period,
-                        _last_accepted_sequence(session, feed), _aware(feed.received_at).date()):
+                        before.sequence if before else 0, _aware(feed.received_at).date()):
                     raise IntakeRejected(problem)
                 encoding = _EncodingOnce(plain)
                 frame = _read_mixed_encodings(plain, manifest.content_type, encoding)
@@ -257,7 +264,7 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
                                           f"rows, the file holds {received}")
         staged = chunked or _stage(settings, feed, contract, frame)
         if problem := (_over_quarantine_limit(settings, staged.counts, staged.quarantine)
-                       or _sharp_drop(settings, session, feed, staged.counts)):
+                       or _sharp_drop(settings, before, staged.counts)):
             staged.path.unlink(missing_ok=True)
             return _reject(session, feed, problem, staged.quarantine)
         write_person_digests(staged.path, contract)  # what a later re-check's diff compares
@@ -267,13 +274,6 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
 
 class IntakeRejected(ValueError):
     pass
-
-
-def _last_accepted_sequence(session: Session, feed: Feed) -> int:
-    """The partner's highest accepted sequence of ``feed``'s kind, other than ``feed`` (0: none)."""
-    return session.scalar(select(func.max(Feed.sequence)).where(
-        Feed.partner_id == feed.partner_id, Feed.kind == feed.kind, Feed.status == "accepted",
-        Feed.id != feed.id)) or 0
 
 
 def _check_manifest(feed: Feed, contract: Contract, partner: str,
@@ -541,20 +541,16 @@ def _not_after(feed: Feed) -> dt.date:
     return feed.received_at.date()
 
 
-def _sharp_drop(settings: Settings, session: Session, feed: Feed,
-                counts: dict[str, int]) -> str:
-    """Why the feed is rejected for holding far fewer rows than the last accepted feed of its
-    kind from the same partner ("" otherwise; ``IntakeLimits.min_row_share``): a header alone,
-    or a tenth of last month's wages, is a broken extract, not a district where nobody earns.
+def _sharp_drop(settings: Settings, before: Feed | None, counts: dict[str, int]) -> str:
+    """Why the feed is rejected for holding far fewer rows than ``before``, the last accepted
+    feed of its kind from the same partner ("" otherwise; ``IntakeLimits.min_row_share``): a
+    header alone, or a tenth of last month's wages, is a broken extract, not a district where
+    nobody earns.
     Rejected, the kind's last accepted feed stays in use until it is stale, then its households
     wait (REVIEW); the partner sends the full feed again under the same sequence."""
     share, least = settings.intake.min_row_share, settings.intake.drop_min_previous
     if share <= 0:
         return ""
-    before = session.scalars(
-        select(Feed).where(Feed.partner_id == feed.partner_id, Feed.kind == feed.kind,
-                           Feed.status == "accepted", Feed.id != feed.id)
-        .order_by(Feed.sequence.desc()).limit(1)).first()
     if before is None or (before.rows_accepted or 0) < least:
         return ""
     accepted = counts["accepted"]

@@ -55,11 +55,12 @@ def _take_in(settings: Any, partner: str, path: Path, folders: dict[str, Path],
                                    manifest.sequence, path)
     result = intake.process_feed(settings, feed_id, keyring, trusted)
     reason, status = result.reason, result.status
-    if status == "accepted" and _feed_sha(settings, feed_id) != sha256_file(path):
+    digest = sha256_file(path) if status == "accepted" else ""
+    if digest and _feed_sha(settings, feed_id) != digest:
         status = "rejected"
         reason = (f"Replayed: {manifest.feed_kind} sequence {manifest.sequence} was already "
                   "accepted from another file; send new data with a higher sequence number")
-        _alert(settings, path, partner, reason)
+        _alert(settings, path, partner, reason, digest)
     if status != "accepted":
         final_folder = folders["rejected"]
     drop = DropResult(path.name, status, reason, feed_id, manifest.feed_kind, manifest.sequence,
@@ -81,11 +82,11 @@ def _refused(settings: Any, path: Path, folders: dict[str, Path], result: DropRe
     return finish(path, folders, result, partner)
 
 
-def _alert(settings: Any, path: Path, partner: str, reason: str) -> None:
+def _alert(settings: Any, path: Path, partner: str, reason: str, digest: str = "") -> None:
     from verification.alerts import raise_alert
 
     raise_alert(settings, "drop.rejected", f"drop:{partner}/{path.name}",
-                {"partner": partner, "file": path.name, "sha256": sha256_file(path),
+                {"partner": partner, "file": path.name, "sha256": digest or sha256_file(path),
                  "reason": reason[:500]})
 
 

@@ -74,7 +74,9 @@ def _evidence(rng: np.random.Generator, members: pd.DataFrame) -> pd.DataFrame:
     for feed_id, (item, kind, share, typical, months) in enumerate(EVIDENCE_MIX, start=1):
         chosen = np.flatnonzero(rng.random(len(members)) < share)
         end = np.datetime64("2025-06-30")
-        start = (end.astype("datetime64[M]") - (months - 1)).astype("datetime64[D]")
+        # a flow over its months; a balance or a registration a record of one day (evidence.py)
+        start = (end.astype("datetime64[M]") - (months - 1)).astype("datetime64[D]") if (
+            months > 1) else end
         parts.append(pd.DataFrame({
             "household_id": members["household_id"].to_numpy()[chosen],
             "person_token": members["person_token"].to_numpy()[chosen],

@@ -8,7 +8,7 @@ built from (verification/intake/validate.py). Field titles are Chinese (``title`
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -66,6 +66,13 @@ class Contract:
             if spec["name"] == name:
                 return spec
         raise KeyError(f"contract {self.kind} has no field {name!r}")
+
+    def missing_columns(self, columns: Iterable[str]) -> list[str]:
+        """The required fields a file's header lacks. An optional field may be left out (send
+        it when you have it: a contract's minor version adds only such fields)."""
+        present = set(columns)
+        return [f["name"] for f in self.fields
+                if f.get("constraints", {}).get("required") and f["name"] not in present]
 
     def identifier_fields(self, identifier: str) -> list[str]:
         """Fields holding an identifier of that scheme (``resident_id``, ``uscc``)."""

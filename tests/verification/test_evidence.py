@@ -1,9 +1,11 @@
 """Staged rows become evidence items exactly as each contract's x-hedui mapping declares."""
 
+from datetime import date
+
 import pandas as pd
 
 from schemas import contract_for
-from verification.assessment.evidence import EVIDENCE_COLUMNS, evidence_from_staged
+from verification.assessment.evidence import EVIDENCE_COLUMNS, evidence_from_staged, standing_on
 
 
 def test_wage_rows_give_wage_and_contribution_items_over_their_month():
@@ -103,3 +105,30 @@ def test_evidence_rows_reordered_by_slices_equal_a_gather():
              (table.slice(0, 0), np.arange(0))]
     for rows, order in cases:
         assert _reordered(rows, order).equals(rows.take(pa.array(order, pa.int64())))
+
+
+def test_a_balance_stands_until_the_next_balance_of_the_same_account():
+    staged = pd.DataFrame({
+        "person_token": pd.array([1, 1, 1, 1, 2, 1], dtype="Int64"),
+        "record_id": ["D1", "D2", "D3", "D4", "D5", "D6"],
+        "institution": ["盛京银行", "盛京银行", "盛京银行", "盛京银行", "盛京银行", "招商银行"],
+        "account_type": ["deposit", "deposit", "deposit", "security", "deposit", "deposit"],
+        "account_id": ["A", "A", "B", "A", "A", "A"],
+        "balance": [100.0, 200.0, 50.0, 9.0, 7.0, 1.0],
+        "as_of": pd.to_datetime(["2026-08-31", "2026-09-30", "2026-08-31", "2026-08-31",
+                                 "2026-08-31", "2026-08-31"]),
+    })
+    ev = evidence_from_staged(staged, contract_for("deposits"), feed_id=4)
+    ends = {r: str(e.date()) for r, e in zip(ev["record_ref"], ev["period_end"], strict=True)}
+    # D1 is replaced by D2 (same person, bank, type and account); every other balance is the
+    # latest of its account and ends where it starts
+    assert ends == {"D1": "2026-09-30", "D2": "2026-09-30", "D3": "2026-08-31",
+                    "D4": "2026-08-31", "D5": "2026-08-31", "D6": "2026-08-31"}
+    starts, stops = ev["period_start"].to_numpy(), ev["period_end"].to_numpy()
+    standing = dict(zip(ev["record_ref"], standing_on(starts, stops, date(2026, 10, 1)),
+                        strict=True))
+    assert [r for r, s in standing.items() if not s] == ["D1"]
+    # on a day between the two, the first still stands and the second is not yet known
+    between = dict(zip(ev["record_ref"], standing_on(starts, stops, date(2026, 9, 15)),
+                       strict=True))
+    assert (between["D1"], between["D2"]) == (True, False)

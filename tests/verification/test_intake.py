@@ -415,3 +415,42 @@ def test_the_listing_limits_hold_for_what_the_partner_signed_on_every_transport(
     # the next real feed is still taken in (the replay bound did not move)
     nxt = _process(settings, signed(sequence + 2, period))
     assert nxt.status == "accepted", nxt.reason
+
+
+@pytest.mark.parametrize("path", ["whole", "blocks"])
+def test_a_feed_without_a_required_column_is_refused_naming_it(settings, district_dir,
+                                                                monkeypatch, path):
+    """Not a quarantine limit over every row: the one thing the partner must fix, in Chinese and
+    English; an optional column left out (the identity fields) is no reason to refuse."""
+    if path == "blocks":
+        monkeypatch.setattr(intake, "CHUNK_ROWS", 1)  # any feed is staged block by block
+    frame = pd.read_csv(district_dir / "feeds" / "wages.csv", dtype=str, keep_default_na=False)
+    plain = frame.drop(columns=["wage_amount"]).to_csv(index=False).encode()
+    result = _staged_from_plain(settings, district_dir, plain, "text/csv", len(frame),
+                                kind="wages", partner="hrss")
+    assert result.status == "rejected"
+    assert "MissingColumns" in result.reason and "wage_amount（应发工资）" in result.reason
+    assert "the header lacks the required column(s) wage_amount" in result.reason
+    assert not list(settings.staging_dir.glob("*.parquet"))
+    optional = [f["name"] for f in intake.contract_for("wages").fields if "x-identity" in f]
+    plain = frame.drop(columns=[c for c in optional if c in frame]).to_csv(index=False).encode()
+    # the refused feed does not hold its sequence: the same one is taken in when corrected
+    result = _staged_from_plain(settings, district_dir, plain, "text/csv", len(frame),
+                                kind="wages", partner="hrss")
+    assert result.status == "accepted", result.reason
+
+
+def test_a_birth_date_in_the_future_is_dropped_with_a_warning_not_the_row(settings,
+                                                                           district_dir):
+    """A mistyped optional identity field must not cost the row its income: the value is left
+    out and the row stays evidence (its birth date read off the ID number for the matcher)."""
+    frame = pd.read_csv(district_dir / "feeds" / "wages.csv", dtype=str, keep_default_na=False)
+    frame.loc[0, "birth_date"] = "2099-01-01"
+    plain = frame.to_csv(index=False).encode()
+    result = _staged_from_plain(settings, district_dir, plain, "text/csv", len(frame),
+                                kind="wages", partner="hrss")
+    assert result.status == "accepted", result.reason
+    assert (result.received, result.quarantined) == (len(frame), 0)
+    staged = _staged_rows(settings, result)
+    row = staged[staged["record_id"] == frame.loc[0, "record_id"]].iloc[0]
+    assert str(pd.Timestamp(row["birth_date"]).date()) != "2099-01-01"

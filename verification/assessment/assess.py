@@ -28,7 +28,7 @@ import pandas as pd
 
 from verification.assessment import citations as cited
 from verification.assessment.citations import NO_CITATION, CitationBuilder, Citations
-from verification.assessment.evidence import dated_by
+from verification.assessment.evidence import dated_by, standing_on
 from verification.assessment.policy import ParameterTree, Policy
 from verification.assessment.registers import members_with_disability_register
 
@@ -272,7 +272,9 @@ def _prepare(
     decided["item_code"] = codes[decided.pop("row")]
     decided["start_m"] = _month_index(decided["period_start"], as_of)
     decided["end_m"] = _month_index(decided["period_end"], as_of)
-    decided["registered"] = dated_by(decided["period_start"], as_of)
+    # a record as it stood on the as-of date: a car registered later, or a balance replaced by
+    # a later one of the same account before it, says nothing of that day
+    decided["registered"] = standing_on(decided["period_start"], decided["period_end"], as_of)
     uncertain = _by_position(evidence, keep & ~certain, pos)
     return _Group(policy, as_of, households, people, decided, uncertain, items,
                   CitationBuilder(evidence))
@@ -902,7 +904,9 @@ def _asset_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     from verification import codes
 
     policy = group.policy
-    financial = group.item_mask(policy.require("assets.financial_items"))
+    # the balances counted: not one dated later, nor one a later balance replaced
+    financial = group.item_mask(policy.require("assets.financial_items")) & group.evidence[
+        "registered"]
     vehicles = group.item_mask(tuple(codes.items("vehicle")))
     vehicle_refs = _refs(group, vehicles)
     business = group.item_mask(("business",))

@@ -4,6 +4,12 @@ A mapping names the item (fixed ``item`` or a column ``item_field``), the ``amou
 per month for income, yuan value for assets), the ``period`` (a month) or ``date`` column, and an
 optional ``where`` filter (e.g. only active vehicles). One row may yield several items (a wage
 row gives the wage and the social-insurance contribution).
+
+A dated item is a record of a day (a car registered, a balance queried): its ``period_end`` is
+its ``period_start``. A mapping with ``snapshot_of`` (the columns that name one account of the
+person: a deposit) yields stocks, read as they stood: a balance stands from its date until the
+next balance of the same account, and its ``period_end`` is that next date (``standing_on``), so
+twelve month-end balances of one account count once, not twelve times.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ def staged_columns(contract: Contract) -> list[str]:
     for mapping in contract.evidence:
         wanted += [*mapping.get("where", {}), *(mapping[k] for k in ("item_field", "amount",
                                                                      "period", "date")
-                                                if k in mapping)]
+                                                if k in mapping), *mapping.get("snapshot_of", ())]
     return list(dict.fromkeys(wanted))
 
 
@@ -89,6 +95,8 @@ def evidence_table(staged: pa.Table, contract: Contract, feed_id: int) -> pa.Tab
                            from_pandas=True)  # the month's last day
         else:
             start = end = pc.cast(rows.column(mapping["date"]), pa.timestamp("ns"))
+            if "snapshot_of" in mapping:
+                end = _next_snapshot(rows, mapping["snapshot_of"], start)
         item = (pc.cast(rows.column(mapping["item_field"]), pa.string())
                 if "item_field" in mapping else _repeated(mapping["item"], n))
         amount = (pc.cast(rows.column(mapping["amount"]), pa.float64()) if "amount" in mapping
@@ -110,6 +118,33 @@ def evidence_table(staged: pa.Table, contract: Contract, feed_id: int) -> pa.Tab
     return pa.concat_tables(parts)
 
 
+def _next_snapshot(rows: pa.Table, account: list[str], dated: pa.ChunkedArray) -> pa.Array:
+    """Per row, the date of the next later row of the same person and account (its own date
+    where there is none): where a balance stops standing. Rows of one account on one day are
+    several holdings the partner did not tell apart, and all of them stand."""
+    day = pc.cast(dated, pa.timestamp("ns")).to_numpy(zero_copy_only=False)
+    ends = day.copy()
+    known = np.flatnonzero(~np.isnat(day))
+    if not len(known):
+        return pa.array(ends, pa.timestamp("ns"), from_pandas=True)
+    account_code = np.zeros(rows.num_rows, dtype=np.int64)
+    for column in ["person_token", *(c for c in account if c in rows.column_names)]:
+        encoded = pc.dictionary_encode(rows.column(column)).combine_chunks()  # null: -1 below
+        code = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        account_code = pd.factorize(account_code * (len(encoded.dictionary) + 1) + code + 1)[0]
+    days = day[known].astype("datetime64[D]").astype(np.int64)
+    span = int(days.max() - days.min()) + 1
+    key = account_code[known] * span + (days - days.min())  # account, then day: one integer
+    order = np.argsort(key, kind="stable")
+    ranked = key[order]
+    following = np.searchsorted(ranked, ranked, side="right")  # first row of a later day
+    later = following < len(ranked)
+    later[later] = ranked[following[later]] // span == ranked[later] // span
+    rows_with_next = known[order[later]]
+    ends[rows_with_next] = day[known[order[following[later]]]]
+    return pa.array(ends, pa.timestamp("ns"), from_pandas=True)
+
+
 def _timestamps(column: pa.ChunkedArray) -> np.ndarray:
     """A date or timestamp column as numpy datetime64[ns] (null: NaT)."""
     return pc.cast(column, pa.timestamp("ns")).to_numpy(zero_copy_only=False)
@@ -125,3 +160,11 @@ def dated_by(stamps: np.ndarray, as_of: date) -> np.ndarray:
     counts as known by then. A record dated later says nothing of the as-of date, whatever it
     records (a car, a home, a 残联 certificate, a death)."""
     return np.isnat(stamps) | (stamps <= np.datetime64(as_of, "ns"))
+
+
+def standing_on(starts: np.ndarray, ends: np.ndarray, as_of: date) -> np.ndarray:
+    """Whether each dated record stands on ``as_of``: dated by then (``dated_by``) and not
+    replaced by then by a later snapshot of the same account (a balance's ``period_end`` is the
+    next balance's date; any other dated record ends where it starts)."""
+    replaced = (ends > starts) & (ends <= np.datetime64(as_of, "ns"))  # NaT: never replaced
+    return dated_by(starts, as_of) & ~replaced

@@ -122,9 +122,9 @@ def feed_problems(path: Path, contract: Contract) -> tuple[pd.DataFrame, pd.Data
         frame = decode_file(path)
     except DecodeError as exc:
         raise _fail(f"{path}: {exc}") from None
-    # the optional identity fields (x-identity) may be left out: "send them when you have them"
-    names = [field["name"] for field in contract.fields if "x-identity" not in field]
-    if missing := [name for name in names if name not in frame.columns]:
+    # an optional field (the identity fields, an account id) may be left out: "send them when
+    # you have them"; intake refuses a file without a required one the same way
+    if missing := contract.missing_columns(frame.columns):
         raise _fail(f"{path}: the header lacks {', '.join(missing)}; "
                     f"`hedui partner template {contract.kind}` prints the header the contract "
                     "expects")

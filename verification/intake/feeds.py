@@ -21,7 +21,7 @@ import datetime as dt
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,6 +254,8 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
                     and manifest.content_type == "text/csv") else None
                 if chunked is None and frame is None:
                     frame = read_plain_feed(plain, manifest.content_type, encoding)
+                if frame is not None:
+                    _require_columns(frame.columns, contract)
         except (envelope.EnvelopeError, IntakeRejected, UnicodeDecodeError, ValueError) as err:
             return _reject(session, feed, f"{type(err).__name__}: {err}")
         received = chunked.counts["received"] if chunked else len(frame)
@@ -270,6 +272,18 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
         write_person_digests(staged.path, contract)  # what a later re-check's diff compares
         _record_staged(settings, session, feed, staged, manifest)
         return _result(feed)
+
+
+def _require_columns(columns: Iterable[str], contract: Contract) -> None:
+    """Refuse a file whose header lacks a required field: every row would be quarantined for
+    it, and the partner would read a quarantine limit instead of the one thing to fix."""
+    if missing := contract.missing_columns(columns):
+        named = "、".join(f"{name}（{contract.titles[name]}）" for name in missing)
+        raise IntakeRejected(
+            f"MissingColumns: 文件表头缺少必填列 {named}；`hedui partner template {contract.kind}` "
+            f"可打印合同要求的表头 / the header lacks the required column(s) "
+            f"{', '.join(missing)}; `hedui partner template {contract.kind}` prints the header "
+            "the contract expects")
 
 
 class IntakeRejected(ValueError):
@@ -441,7 +455,8 @@ def _validate(frame: pd.DataFrame, contract: Contract, not_after: dt.date | None
     body = (frame.loc[~bad] if bad.any() else frame).drop(columns=[decoding.PROBLEM],
                                                           errors="ignore")
     checked = validate_frame(body, contract, identity_unresolved=True,
-                             repeats_earlier=None if earlier is None else earlier.repeats)
+                             repeats_earlier=None if earlier is None else earlier.repeats,
+                             not_after=not_after)
     if not_after is not None:
         checked = _quarantine_lines(checked, contract, future_date_problems(
             checked.accepted, contract, not_after))
@@ -754,6 +769,8 @@ def _stage_block(settings: Settings, contract: Contract, block: pa.Table,
     """Validate one block and append its accepted rows to the staged file. Its frames are this
     call's own: none of them is still held while the next block is read and validated."""
     counts = blocks.counts
+    if not counts["received"]:
+        _require_columns(block.column_names, contract)
     frame = _text_frame(block)
     frame.insert(0, "_line", range(counts["received"] + 2, counts["received"] + 2 + len(frame)))
     checked = _validate(frame, contract, blocks.not_after, blocks.earlier)

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from schemas import Contract
 from verification.intake import identifiers
-from verification.intake.textcheck import arrow_strings
+from verification.intake.textcheck import arrow_strings, future_date_problems
 
 QUARANTINE_COLUMNS = ["line", "field", "reason", "message"]
 # Text as validated: Arrow-backed, so strip, compare, length and take run in Arrow's kernels on
@@ -364,8 +364,8 @@ def _constraint_problems(typed: pd.DataFrame, contract: Contract,
 
 def validate_frame(frame: pd.DataFrame, contract: Contract, *,
                    identity_unresolved: bool = False,
-                   repeats_earlier: Callable[[pyarrow.Array], np.ndarray] | None = None
-                   ) -> Validated:
+                   repeats_earlier: Callable[[pyarrow.Array], np.ndarray] | None = None,
+                   not_after: dt.date | None = None) -> Validated:
     """Validate a frame of strings (with ``_line``) against ``contract``.
 
     With ``identity_unresolved`` (partner feeds at intake), a row whose only problems are on the
@@ -378,11 +378,18 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
     validated (``_key_text``) and says which repeat a key of an earlier block: those rows are
     DUPLICATE_KEY here, with the repeats inside the frame — before a row is taken as identity
     unresolved, so that a block gives the answer the whole file would.
+
+    ``not_after`` (a feed: the end of its period or the day it came): an identity date after it
+    (a birth date in the future) is a warning and the value is dropped, as any bad value of an
+    identity field is; a later date in any other field is the caller's to quarantine.
     """
     frame = frame.reset_index(drop=True)
     lines = frame["_line"]
     typed, problems = _parse_fields(frame, contract)
     problems.append(_constraint_problems(typed, contract, lines))
+    if not_after is not None and (dated := [n for n in identity_fields(contract) if n in typed]):
+        problems.append(future_date_problems(typed[dated].assign(_line=lines), contract,
+                                             not_after))
     keys = list(contract.primary_key)
     if keys:
         dup = typed.duplicated(subset=keys, keep="first") & typed[keys].notna().all(axis=1)

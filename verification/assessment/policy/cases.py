@@ -73,11 +73,14 @@ def _evidence(index: int, item: dict[str, Any], tokens: dict[str, int], on: date
     flow = codes.vocabulary()["items"][item["item"]]["class"] in ("income", "spending")
     month_end = on.replace(day=1) - timedelta(days=1)
     start = item.get("from") or _months_before(on, item.get("months", 12 if flow else 1))
+    # a balance or a registration is a record of one day, as a feed's is (evidence.py): a later
+    # ``to`` would read as the day a later balance replaced it
+    end = item.get("to", month_end if flow else start)
     return {
         "household_id": 1, "person_token": tokens[item["member"]], "source_kind": kind,
         "feed_id": FEED_IDS[kind], "record_ref": item.get("ref", f"R{index + 1}"),
         "item": item["item"], "amount": float(item.get("amount", 0)),
-        "period_start": start, "period_end": item.get("to", month_end),
+        "period_start": start, "period_end": end,
         "match_grade": item.get("match", "certain"),
     }
 

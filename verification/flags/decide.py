@@ -47,6 +47,7 @@ from verification.assessment.citations import NO_CITATION, CitationBuilder, Cita
 from verification.assessment.policy import Policy
 from verification.flags.signals import (
     CITED_REASON_COLUMNS,
+    RECIPIENT_REVIEW_SIGNALS,
     REVIEW_SIGNALS,
     SIGNAL_CODES,
     cited_signals,
@@ -196,11 +197,15 @@ def _lifted_by_work(failing: pd.DataFrame, signals: pd.DataFrame) -> pd.Index:
 def _review_reasons(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFrame,
                     signals: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     """Reasons that force REVIEW: data gaps, uncertain matches, a death, sources in conflict,
-    a deciding figure close to its limit."""
+    a recipient's changed roster or unknown new income (signals.RECIPIENT_REVIEW_SIGNALS), a
+    deciding figure close to its limit."""
     found = reasons[reasons["code"].isin(REVIEW_REASONS)]
     found = found[(found["code"] != "MATCH_UNCERTAIN") | found["passed"]]
     found = found[found["household_id"].isin(hh.index)]
+    recipients = hh.index[hh["status"].eq("recipient")]
     parts = [found, signals[signals["code"].isin(REVIEW_SIGNALS)],
+             signals[signals["code"].isin(RECIPIENT_REVIEW_SIGNALS)
+                     & signals["household_id"].isin(recipients)],
              _near_boundary(hh, reasons, failing, policy)]
     out = pd.concat([p.astype({"code": str}) for p in parts if len(p)] or [found],
                     ignore_index=True)

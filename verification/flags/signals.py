@@ -13,6 +13,15 @@ matched with grade ``certain`` only (uncertain matches become MATCH_UNCERTAIN in
     NEW_PROPERTY      a home or non-residential property registered within the change window
     NEW_EMPLOYMENT    social-insurance or provident-fund contributions that began within
                       dynamic.new_employment_months
+    EMPLOYMENT_WITHOUT_WAGE  such a new contributor of whom no feed reports a wage, labour
+                      remuneration or business income (a provident-fund account opened by an
+                      employer the wage feed does not cover): the job's income is unknown
+
+A recipient's MARRIAGE_CHANGED, HOUSEHOLD_CHANGED or EMPLOYMENT_WITHOUT_WAGE sends the household
+to REVIEW (入户复核): the roster, or the income, the caseload was assessed on is no longer known to
+be the household's — a stop on a son's wage when the 户籍 says he moved out, or a full benefit to
+a recipient whose new job pays an unknown wage, would both be decided on the wrong facts. For an
+applicant they explain the flag (the roster was declared with the application).
 
 The other signals an officer sees — business registration, public payroll, assets over the limit,
 income over the standard or 1.5 × the standard — are the assessment's own failing rules
@@ -36,10 +45,14 @@ from verification.assessment.policy import Policy
 from verification.matching import grade_supports_removal
 
 SIGNAL_CODES = ("MEMBER_DECEASED", "SOURCES_CONFLICT", "MARRIAGE_CHANGED", "HOUSEHOLD_CHANGED",
-                "NEW_VEHICLE", "NEW_PROPERTY", "NEW_EMPLOYMENT")
-# Only disagreeing sources send the household to REVIEW; a certain death is applied by the
+                "NEW_VEHICLE", "NEW_PROPERTY", "NEW_EMPLOYMENT", "EMPLOYMENT_WITHOUT_WAGE")
+# Disagreeing sources send any household to REVIEW; a certain death is applied by the
 # assessment (the member leaves the household) and MEMBER_DECEASED explains the flag.
 REVIEW_SIGNALS = ("SOURCES_CONFLICT",)
+# ... and a recipient's changed roster or unknown new income (above)
+RECIPIENT_REVIEW_SIGNALS = ("MARRIAGE_CHANGED", "HOUSEHOLD_CHANGED", "EMPLOYMENT_WITHOUT_WAGE")
+# what a job's income is reported as (wages feed; the tax feed's 劳务报酬 and 经营所得)
+_EARNED_ITEMS = ("wage", "labour_remuneration", "business_income")
 REASON_COLUMNS = ["household_id", "code", "passed", "value", "limit", "parameter", "reference",
                   "evidence_refs"]
 # and ``cites``: the list of evidence rows a signal cites (verification/assessment/citations.py)
@@ -267,5 +280,16 @@ def _new_employment(certain: pd.DataFrame, policy: Policy, as_of: dt.date,
     recent = paid[(started >= cutoff).to_numpy()]
     worked = recent["period_start"].dt.to_period("M")
     months_worked = worked.groupby(recent["household_id"]).transform("nunique")
-    return _per_household(recent, "NEW_EMPLOYMENT", months, _EMPLOYMENT_PARAMETER, policy,
-                          cited, value=months_worked)
+    new_work = _per_household(recent, "NEW_EMPLOYMENT", months, _EMPLOYMENT_PARAMETER, policy,
+                              cited, value=months_worked)
+    earning = certain.loc[certain["item"].isin(_EARNED_ITEMS) & (certain["amount"] > 0),
+                          ["household_id", "person_token"]]
+    earners = pd.MultiIndex.from_frame(earning)
+    unpaid = recent[~pd.MultiIndex.from_frame(recent[["household_id", "person_token"]]).isin(
+        earners)]
+    if unpaid.empty:
+        return new_work
+    members = unpaid["person_token"].groupby(unpaid["household_id"]).transform("nunique")
+    return pd.concat([new_work, _per_household(unpaid, "EMPLOYMENT_WITHOUT_WAGE", months,
+                                               _EMPLOYMENT_PARAMETER, policy, cited,
+                                               value=members)], ignore_index=True)

@@ -61,6 +61,24 @@ def reason_sentence(code: str, detail: dict[str, Any] | None, lang: str = "zh") 
     return f"{text}（{figures}）" if lang == "zh" else f"{text} ({figures})"
 
 
+def rejection_reason(reason: str) -> str:
+    """A whole-file refusal as the partner reads it: the code it starts with, the Chinese
+    summary of what went wrong and what to do, then the English detail — ``BadSignature: 签名校验
+    失败…… / the header signature does not verify …``. The code is the more specific of
+    ``IntakeRejected: ListingRefused: …``; a reason without a known code is returned as it is."""
+    table = vocabulary()["rejections"]
+    parts = reason.split(": ", 2)
+    code = parts[0]
+    if code == "IntakeRejected" and len(parts) > 2 and parts[1] in table:
+        code, parts = parts[1], parts[1:]
+    if code not in table or len(parts) < 2:
+        return reason
+    detail = ": ".join(parts[1:])
+    if detail.startswith(table[code]["zh"]):  # already bilingual (MissingColumns names them)
+        return f"{code}: {detail}"
+    return f"{code}: {table[code]['zh']} / {detail}"
+
+
 def feed_kinds() -> list[str]:
     return list(vocabulary()["feed_kinds"])
 

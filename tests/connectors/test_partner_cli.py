@@ -127,6 +127,7 @@ def test_verify_rejects_a_truncated_file_naming_the_reason(kit) -> None:
     result = runner.invoke(app, ["verify", str(cut), "--trusted", str(kit["pub"])])
     assert result.exit_code == 1
     assert "REJECTED (truncated)" in result.output
+    assert "文件不完整" in result.output  # the partner reads what to do in Chinese first
     other = keys.save_signing_key(keys.generate_signing_key("tax"), kit["dir"] / "other")[1]
     result = runner.invoke(app, ["verify", str(packed), "--trusted", str(other)])
     assert "REJECTED (unknown_key)" in result.output

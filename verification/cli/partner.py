@@ -27,6 +27,7 @@ import typer
 from connectors import envelope, keys
 from connectors.decoding import LINE, PROBLEM, DecodeError, decode_file
 from schemas import Contract
+from verification import codes
 
 app = typer.Typer(help="Partner kit: keys, contracts, validate, pack, verify / 合作部门工具包",
                   no_args_is_help=True)
@@ -236,7 +237,8 @@ def verify(
             else:
                 manifest = envelope.check_framing(src, trusted=directory if trusted else None)
     except envelope.EnvelopeError as exc:
-        raise _fail(f"REJECTED ({exc.reason}): {exc}") from None
+        raise _fail(f"REJECTED ({exc.reason}) 拒收: "
+                    f"{codes.rejection_reason(f'{type(exc).__name__}: {exc}')}") from None
     typer.echo(f"OK: {packed}")
     typer.echo(f"  signature  {'verified' if trusted else 'NOT checked (pass --trusted)'}")
     content = ("decrypted, every chunk authentic, digest matches" if len(keyring)

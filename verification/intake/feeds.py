@@ -39,6 +39,7 @@ from connectors.digests import sha256_file
 from connectors.keys import CentreKeyring, PartnerDirectory
 from connectors.registry import load_partners
 from schemas import Contract, contract_for
+from verification import codes
 from verification.config import IntakeLimits, Settings
 from verification.intake.digests import digests_path, write_person_digests
 from verification.intake.earlier_keys import EarlierKeys
@@ -1002,7 +1003,9 @@ def _reject(session: Session, feed: Feed, reason: str,
             quarantine: pd.DataFrame | None = None) -> IntakeResult:
     """Mark the feed rejected whole, kept as received (its file and digest are in the audit
     event, so a later re-send under the same sequence loses nothing), and alert naming the
-    partner; ``quarantine``: the rows that made it fail, counted by reason."""
+    partner; ``quarantine``: the rows that made it fail, counted by reason. The reason is told
+    in Chinese first, then the English detail (codes.rejection_reason)."""
+    reason = codes.rejection_reason(reason)
     feed.status, feed.reason = "rejected", reason
     feed.processed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     feed.receipt_sent_at = None

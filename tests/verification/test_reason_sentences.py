@@ -29,11 +29,11 @@ def test_every_figure_template_formats_in_both_languages(code):
 
 def test_a_refused_file_is_told_in_chinese_first_then_the_english_detail():
     assert codes.rejection_reason("BadSignature: the header signature does not verify") == (
-        "BadSignature: 签名校验失败：文件在签名后被改动，或不是用贵单位登记的密钥签名，请从源文件重新"
-        "打包 / the header signature does not verify")
+        "BadSignature: 签名校验失败：文件在签名后被改动，或不是用贵单位登记的密钥签名，"
+        "请从源文件重新打包 / the header signature does not verify")
     # the more specific code of an intake refusal leads
-    assert codes.rejection_reason("IntakeRejected: ListingRefused: sequence 9 is 5 past").startswith(
-        "ListingRefused: 批次序号或所属期超出中心允许的范围 / sequence 9")
+    listing = codes.rejection_reason("IntakeRejected: ListingRefused: sequence 9 is 5 past")
+    assert listing.startswith("ListingRefused: 批次序号或所属期超出中心允许的范围 / sequence 9")
     # a reason without a known code is left as it is; every code has both labels
     assert codes.rejection_reason("something else") == "something else"
     assert all({"zh", "en"} <= set(v) for v in codes.vocabulary()["rejections"].values())

@@ -51,6 +51,9 @@ class Contract:
     person_id_field: str | None  # the field naming the person a row is about (feeds)
     evidence: tuple[Mapping[str, Any], ...]  # which evidence items a row yields
     descriptor: Mapping[str, Any]  # the contract as published, for the partner kit
+    # a payment's fields: a row equal to an earlier one in all of them, under another record
+    # id, is the same payment sent twice (counted twice it would double the income)
+    duplicate_row_fields: tuple[str, ...] = ()
 
     @property
     def field_names(self) -> list[str]:
@@ -87,7 +90,8 @@ def contract_for(kind: str) -> Contract:
     return Contract(kind=kind, version=str(raw.get("version", "")),
                     fields=tuple(raw["fields"]), primary_key=tuple(raw.get("primaryKey", [])),
                     person_id_field=hedui.get("person_id_field"),
-                    evidence=tuple(hedui.get("evidence", [])), descriptor=raw)
+                    evidence=tuple(hedui.get("evidence", [])), descriptor=raw,
+                    duplicate_row_fields=tuple(hedui.get("duplicate_row_fields", ())))
 
 
 def feed_kinds() -> list[str]:

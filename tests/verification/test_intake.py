@@ -454,3 +454,27 @@ def test_a_birth_date_in_the_future_is_dropped_with_a_warning_not_the_row(settin
     staged = _staged_rows(settings, result)
     row = staged[staged["record_id"] == frame.loc[0, "record_id"]].iloc[0]
     assert str(pd.Timestamp(row["birth_date"]).date()) != "2099-01-01"
+
+
+@pytest.mark.parametrize("path", ["whole", "blocks"])
+def test_a_payment_sent_twice_under_a_new_record_id_is_quarantined_once(settings, district_dir,
+                                                                        monkeypatch, path):
+    """Counted twice, a wage exported twice would double the family's income: the later copy
+    is quarantined (DUPLICATE_ROW) with its line; a row differing in any payment field stays."""
+    if path == "blocks":
+        monkeypatch.setattr(intake, "CHUNK_ROWS", 1)
+        monkeypatch.setattr(intake, "_BLOCK_BYTES", 4096)  # the copy lands in a later block
+    frame = pd.read_csv(district_dir / "feeds" / "wages.csv", dtype=str, keep_default_na=False)
+    copy = frame.iloc[[0]].assign(record_id="WA-COPY-1", name=frame.loc[0, "name"] + " ")
+    other_month = frame.iloc[[0]].assign(record_id="WA-OTHER-1", period="2020-01")
+    plain = pd.concat([frame, copy, other_month], ignore_index=True).to_csv(
+        index=False).encode()
+    result = _staged_from_plain(settings, district_dir, plain, "text/csv", len(frame) + 2,
+                                kind="wages", partner="hrss")
+    assert result.status == "accepted", result.reason
+    assert result.received == len(frame) + 2 == result.accepted + result.quarantined
+    quarantined = _quarantine(settings, result)
+    assert quarantined[len(frame) + 2] == ("record_id", "DUPLICATE_ROW")
+    assert len(frame) + 3 not in quarantined  # another month's wage is another payment
+    staged = set(_staged_rows(settings, result)["record_id"])
+    assert frame.loc[0, "record_id"] in staged and "WA-COPY-1" not in staged

@@ -74,7 +74,13 @@ def test_provident_fund_contributions_that_began_recently_show_new_employment():
     months = pd.date_range("2026-08-01", "2026-10-01", freq="MS").strftime("%Y-%m-%d")
     signals = _signals([(1, 10, "provident_fund_contribution", 400.0, m, "certain")
                         for m in months])
-    assert list(signals["code"]) == ["NEW_EMPLOYMENT"]
+    # no feed reports the job's wage: its income is unknown (a recipient goes to REVIEW)
+    assert list(signals["code"]) == ["NEW_EMPLOYMENT", "EMPLOYMENT_WITHOUT_WAGE"]
+    assert signals.set_index("code").loc["EMPLOYMENT_WITHOUT_WAGE", "value"] == 1
+    paid = _signals([(1, 10, item, amount, m, "certain") for m in months
+                     for item, amount in (("provident_fund_contribution", 400.0),
+                                          ("wage", 3000.0))])
+    assert list(paid["code"]) == ["NEW_EMPLOYMENT"]
 
 
 def test_a_certificate_issued_after_the_as_of_date_says_nothing_of_it():

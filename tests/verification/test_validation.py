@@ -16,7 +16,9 @@ def _wages(rows: list[dict]) -> pd.DataFrame:
     base = {"record_id": "r", "id_number": "11010519491231002X", "name": "张三",
             "period": "2026-10", "employer_name": "某公司", "employer_credit_code": "",
             "wage_amount": "1000", "si_contribution": ""}
-    frame = pd.DataFrame([{**base, **row} for row in rows])
+    # each row its own payment (a row equal to another but for its record id is DUPLICATE_ROW)
+    frame = pd.DataFrame([{**base, "wage_amount": str(1000 + i), **row}
+                          for i, row in enumerate(rows)])
     frame.insert(0, "_line", range(2, len(frame) + 2))
     return frame
 

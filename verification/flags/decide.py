@@ -56,6 +56,7 @@ from verification.flags.signals import (
     supports_removal,
 )
 from verification.intake.textcheck import arrow_strings
+from verification.sorting import distinct
 
 FLAG_COLUMNS = ["household_id", "kind", "street_code", "community_code", "due_date",
                 "evidence_digest"]
@@ -352,7 +353,7 @@ def _flag_evidence(flag_reasons: pd.DataFrame, evidence: pd.DataFrame,
     ev_households = evidence["household_id"].to_numpy()
     if (ev_households[rows] != cited_households).any():
         raise FlagInvariantError("a reason cites evidence of another household")
-    keyed = np.flatnonzero(np.isin(ev_households, np.unique(cited_households)))
+    keyed = np.flatnonzero(np.isin(ev_households, distinct(cited_households)))
     records, unambiguous = _record_codes(evidence, keyed)
     # by household too: a record matched to two households is cited by each for itself
     household_codes, households = pd.factorize(ev_households[keyed])
@@ -459,7 +460,7 @@ def cite_refs(reasons: pd.DataFrame, evidence: pd.DataFrame) -> tuple[pd.DataFra
     with no such row cites nothing, as an inner join on the text would have it."""
     owner, refs = _cited_refs(reasons)
     cited_households = reasons["household_id"].to_numpy()[owner]
-    households = np.unique(cited_households)
+    households = distinct(cited_households)
     ev_households = evidence["household_id"].to_numpy()
     keyed = np.flatnonzero(np.isin(ev_households, households))
     ev_refs = evidence_ref_array(evidence[["source_kind", "feed_id", "record_ref"]].iloc[keyed])

@@ -42,7 +42,7 @@ from schemas import Contract, contract_for
 from verification import codes
 from verification.config import IntakeLimits, Settings
 from verification.intake.digests import digests_path, write_person_digests
-from verification.intake.earlier_keys import EarlierKeys
+from verification.intake.earlier_keys import EarlierHashes, EarlierKeys
 from verification.intake.textcheck import (
     arrow_chunks,
     future_date_problems,
@@ -440,14 +440,16 @@ MAX_FIELD_BYTES = 131_072
 
 
 def _validate(frame: pd.DataFrame, contract: Contract, not_after: dt.date | None = None,
-              earlier: EarlierKeys | None = None) -> Validated:
+              earlier: EarlierKeys | None = None,
+              earlier_payments: EarlierHashes | None = None) -> Validated:
     """``validate_frame``, with rows quarantined before it that cannot be trusted as text (the
     decoder's ``_problem``: unreadable, another encoding; a control, bidirectional or zero-width
     character or NUL in any field; a field over ``MAX_FIELD_BYTES``) and rows after it with a
     date or month after ``not_after``: they count as received and quarantined, never silently
     dropped, and each has its reason code. ``earlier``: the keys of a feed's earlier blocks
-    (``validate_frame(repeats_earlier=…)``); a row quarantined before validation owns no key,
-    as in the whole file."""
+    (``validate_frame(repeats_earlier=…)``), ``earlier_payments`` their payments
+    (``row_repeats_earlier``); a row quarantined before validation owns no key, as in the whole
+    file."""
     before = _text_problems(frame, contract)
     bad = frame["_line"].isin(before["line"]).to_numpy() if len(before) else np.zeros(
         len(frame), bool)
@@ -457,7 +459,9 @@ def _validate(frame: pd.DataFrame, contract: Contract, not_after: dt.date | None
                                                           errors="ignore")
     checked = validate_frame(body, contract, identity_unresolved=True,
                              repeats_earlier=None if earlier is None else earlier.repeats,
-                             not_after=not_after)
+                             not_after=not_after,
+                             row_repeats_earlier=None if earlier_payments is None
+                             else earlier_payments.repeats)
     if not_after is not None:
         checked = _quarantine_lines(checked, contract, future_date_problems(
             checked.accepted, contract, not_after))
@@ -732,6 +736,7 @@ class _Blocks:
     out: Path
     not_after: dt.date
     earlier: EarlierKeys = field(default_factory=EarlierKeys)  # the earlier blocks' keys
+    earlier_payments: EarlierHashes = field(default_factory=EarlierHashes)  # their payments
     cache: dict[str, int] = field(default_factory=dict)  # tokens by canonical ID
     first_messages: dict[tuple[str, str], str] = field(default_factory=dict)
     quarantines: list[pd.DataFrame] = field(default_factory=list)
@@ -774,7 +779,8 @@ def _stage_block(settings: Settings, contract: Contract, block: pa.Table,
         _require_columns(block.column_names, contract)
     frame = _text_frame(block)
     frame.insert(0, "_line", range(counts["received"] + 2, counts["received"] + 2 + len(frame)))
-    checked = _validate(frame, contract, blocks.not_after, blocks.earlier)
+    checked = _validate(frame, contract, blocks.not_after, blocks.earlier,
+                        blocks.earlier_payments)
     _same_id_messages(checked, contract.identifier_fields("resident_id"), blocks.first_messages)
     staged = _staged_rows(settings, checked.accepted, contract.person_id_field,
                           lambda ids: _cached_tokens(settings, ids, blocks.cache))

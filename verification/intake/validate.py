@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from schemas import Contract
 from verification.intake import identifiers
+from verification.intake.earlier_keys import row_hashes
 from verification.intake.textcheck import arrow_strings, future_date_problems
 
 QUARANTINE_COLUMNS = ["line", "field", "reason", "message"]
@@ -365,7 +366,9 @@ def _constraint_problems(typed: pd.DataFrame, contract: Contract,
 def validate_frame(frame: pd.DataFrame, contract: Contract, *,
                    identity_unresolved: bool = False,
                    repeats_earlier: Callable[[pyarrow.Array], np.ndarray] | None = None,
-                   not_after: dt.date | None = None) -> Validated:
+                   not_after: dt.date | None = None,
+                   row_repeats_earlier: Callable[[np.ndarray], np.ndarray] | None = None
+                   ) -> Validated:
     """Validate a frame of strings (with ``_line``) against ``contract``.
 
     With ``identity_unresolved`` (partner feeds at intake), a row whose only problems are on the
@@ -397,6 +400,8 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
             dup |= repeats_earlier(_key_text(typed, keys))
         problems.append(_problems(dup, lines, keys[0], "DUPLICATE_KEY",
                                   f"{'+'.join(keys)} repeats an earlier row"))
+    if same := [name for name in contract.duplicate_row_fields if name in typed]:
+        problems.append(_repeated_payments(typed, same, lines, contract, row_repeats_earlier))
     quarantine = pd.concat([p for p in problems if len(p)], ignore_index=True) if any(
         len(p) for p in problems) else pd.DataFrame(columns=QUARANTINE_COLUMNS)
     # A value that failed to parse is also "empty" to the required check: report only the first
@@ -424,12 +429,42 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
                      unresolved=0 if rescued is None else len(rescued))
 
 
+def _repeated_payments(typed: pd.DataFrame, fields: list[str], lines: pd.Series,
+                       contract: Contract,
+                       repeats_earlier: Callable[[np.ndarray], np.ndarray] | None
+                       ) -> pd.DataFrame:
+    """DUPLICATE_ROW: a row equal to an earlier one (of this frame, or of a feed's earlier
+    blocks) in every field of ``contract.duplicate_row_fields`` — the same person, month,
+    payer and amount under another record id: one payment exported twice. A row missing a
+    required one of them (an unusable ID, an amount that is not a number) has no such key: it is
+    quarantined for that, or placed by the matcher. Rows are compared by their hash over those
+    fields (earlier_keys.row_hashes)."""
+    required = [name for name in fields
+                if contract.field(name).get("constraints", {}).get("required")]
+    keyed = typed[required].notna().all(axis=1).to_numpy()
+    rows = typed[fields] if keyed.all() else typed.loc[keyed, fields]
+    hashes = row_hashes(pyarrow.Table.from_pandas(rows, preserve_index=False))
+    # each payment's first row stands (a hash table: no sort of the block)
+    later = pd.Series(hashes).duplicated(keep="first").to_numpy()
+    if repeats_earlier is not None:
+        later |= repeats_earlier(hashes)
+    repeat = np.zeros(len(typed), dtype=bool)
+    repeat[np.flatnonzero(keyed)[later]] = True
+    titles = "、".join(contract.titles[name] for name in fields
+                      if name != contract.person_id_field)
+    return _problems(pd.Series(repeat, index=typed.index), lines,
+                     "record_id" if "record_id" in typed else fields[0], "DUPLICATE_ROW",
+                     f"与前面一行的{titles}完全相同，仅记录编号不同（同一笔重复报送）/ the same "
+                     f"payment as an earlier row ({', '.join(fields)}) under another record id")
+
+
 def _key_text(typed: pd.DataFrame, keys: list[str]) -> pyarrow.Array:
     """The primary key of each row of ``typed`` (validated text fields) as one Arrow text
     (fields joined by a unit separator; null where a field is missing), taken from the
     Arrow-backed columns as they are, not through a Python string per row."""
     parts = [_text_array(typed[k]) for k in keys]
-    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
+    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(
+        *parts, pyarrow.scalar("\x1f", pyarrow.large_string()))
 
 
 def _text_array(values: pd.Series) -> pyarrow.Array:

@@ -35,6 +35,7 @@ from verification.matching._exact import MEMBER_KEY, exact_pairs
 from verification.matching._grades import GRADE_DTYPE, GRADES, NONE, POSSIBLE, PROBABLE
 from verification.matching.names import NAME_KEY_COLUMNS, NAME_KEY_VERSION, name_keys
 from verification.matching.settings import LISTED_AGAINST, MatchSettings, default_settings
+from verification.sorting import distinct
 
 log = logging.getLogger(__name__)
 
@@ -517,7 +518,7 @@ class _Keyed:
     def __init__(self, records: pd.DataFrame, key: TokenKey | bytes | None,
                  needed: np.ndarray, settings: MatchSettings) -> None:
         self.records = records
-        needed = np.unique(needed)
+        needed = distinct(needed)
         # every row needed (a review's run): the records themselves, not a copy of them
         frame = records if len(needed) == len(records) else records.iloc[needed]
         frame = with_derived(person_keys(frame, key) if _needs_keys(frame) else frame,
@@ -865,7 +866,7 @@ def _comparable(records: pd.DataFrame, people: pd.DataFrame, settings: MatchSett
 
 def _training_sample(exact_rows: np.ndarray, settings: MatchSettings) -> np.ndarray:
     rng = np.random.default_rng(settings.seed)
-    labelled = np.unique(exact_rows)
+    labelled = distinct(exact_rows)
     return rng.choice(labelled, size=min(settings.training_records, len(labelled)), replace=False)
 
 
@@ -879,7 +880,7 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
     records lack a valid ID. Returns the fitted link result, the kept pairs and the number of
     candidate pairs compared.
     """
-    labelled = np.unique(exact_rows)
+    labelled = distinct(exact_rows)
     rng = np.random.default_rng(settings.seed + 1)
     rest_sample = rng.choice(rest_rows, size=min(settings.training_records, len(rest_rows)),
                              replace=False)

@@ -31,6 +31,7 @@ import pandas as pd
 from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.orm import Session
 
+from verification.sorting import distinct
 from verification.storage.models import AuditEvent, AuditSubject, utcnow
 
 APPEND_ONLY_TABLES = ("audit_events", "audit_subjects")
@@ -175,7 +176,7 @@ def record(session: Session, actor: str, action: str, subject: str = "",
 def _distinct_tokens(tokens: Iterable[int]) -> np.ndarray:
     """Sorted distinct tokens as int64 (a review's accesses are millions of tokens: numpy)."""
     values = tokens if isinstance(tokens, np.ndarray | pd.Series | pd.Index) else list(tokens)
-    return np.unique(np.asarray(values, dtype=np.int64))
+    return distinct(np.asarray(values, dtype=np.int64))
 
 
 def subjects_digest(tokens: Iterable[int]) -> str:

@@ -12,3 +12,13 @@ def test_distinct_is_numpy_unique_of_integers():
                    rng.integers(0, 2**63, 100).astype(np.uint64)):
         assert np.array_equal(distinct(values), np.unique(values))
         assert distinct(values).dtype == np.unique(values).dtype
+
+
+def test_difference_and_union_are_numpys_set_operations_of_integers():
+    from verification.sorting import difference, union
+
+    rng = np.random.default_rng(3)
+    a, b, c = (rng.integers(0, 400, n) for n in (300, 200, 50))
+    assert np.array_equal(difference(a, b), np.setdiff1d(a, b))
+    assert np.array_equal(difference(a, a[:0]), np.setdiff1d(a, a[:0]))
+    assert np.array_equal(union(a, b, c), np.union1d(np.union1d(a, b), c))

@@ -56,7 +56,7 @@ from verification.flags.signals import (
     supports_removal,
 )
 from verification.intake.textcheck import arrow_strings
-from verification.sorting import distinct
+from verification.sorting import difference, distinct
 
 FLAG_COLUMNS = ["household_id", "kind", "street_code", "community_code", "due_date",
                 "evidence_digest"]
@@ -618,7 +618,7 @@ def _unsupported_stops(flags: pd.DataFrame, ev: pd.DataFrame,
         missing = pd.Series(households[certain]).map(results["missing_sources"])
         certain[certain] = ~_listed(ev["source_kind"].iloc[kept].reset_index(drop=True),
                                     missing.fillna("").astype(str))
-    return np.setdiff1d(stopping.to_numpy(), households[certain])
+    return difference(stopping.to_numpy(), households[certain])
 
 
 def _flag_reasons_of(households: np.ndarray, flags: pd.DataFrame, hh: pd.DataFrame,

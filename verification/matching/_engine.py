@@ -35,7 +35,7 @@ from verification.matching._exact import MEMBER_KEY, exact_pairs
 from verification.matching._grades import GRADE_DTYPE, GRADES, NONE, POSSIBLE, PROBABLE
 from verification.matching.names import NAME_KEY_COLUMNS, NAME_KEY_VERSION, name_keys
 from verification.matching.settings import LISTED_AGAINST, MatchSettings, default_settings
-from verification.sorting import distinct
+from verification.sorting import difference, distinct, union
 
 log = logging.getLogger(__name__)
 
@@ -551,7 +551,7 @@ def match_records(
     """
     settings = settings or default_settings()
     exact_rows, exact_members = exact_pairs(records, members)
-    rest_rows = np.setdiff1d(np.arange(len(records)), exact_rows)
+    rest_rows = difference(np.arange(len(records)), exact_rows)
     key = _run_key(records, members, key)
     people = with_derived(person_keys(members, key) if _needs_keys(members) else members,
                           settings.blocking_rules)
@@ -683,7 +683,7 @@ def _one_to_one(records: pd.DataFrame, exact: pd.DataFrame, pairs: pd.DataFrame,
         done[record[winners]] = True
         # a record whose every free candidate is taken stops proposing
         still = free & ~done[record] & (owner.reindex(slot).to_numpy() < 0)
-        done[np.setdiff1d(record[open_], record[still])] = True
+        done[difference(record[open_], record[still])] = True
     assigned_to = owner.reindex(slot).to_numpy()
     keep = free & ((assigned_to < 0) | (assigned_to == record))
     return pairs[keep].sort_values(["record_row", "match_weight"], ascending=[True, False])
@@ -715,10 +715,10 @@ def _assemble(records, members, exact, fallback, pairs, rest_rows, linked, compa
     matched = pd.concat([_matched_frame(records, members, kept_exact),
                          _matched_frame(records, members, kept_fallback)])
     refuted = exact.loc[exact["grade_code"] == GRADES.index(NONE), "record_row"].to_numpy()
-    held = np.union1d(np.setdiff1d(linked_exact["record_row"], kept_exact["record_row"]),
-                      np.setdiff1d(fallback["record_row"], kept_fallback["record_row"]))
-    unmatched_rows = np.union1d(np.setdiff1d(np.union1d(rest_rows, refuted),
-                                             fallback["record_row"].to_numpy()), held)
+    held = union(difference(linked_exact["record_row"], kept_exact["record_row"]),
+                 difference(fallback["record_row"], kept_fallback["record_row"]))
+    unmatched_rows = union(difference(union(rest_rows, refuted),
+                                      fallback["record_row"].to_numpy()), held)
     doubted = exact[exact["grade_code"] > 0]
     reviewed = pd.concat([doubted, fallback], ignore_index=True)
     shown = pd.concat([doubted, pairs], ignore_index=True)
@@ -884,7 +884,7 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
     rng = np.random.default_rng(settings.seed + 1)
     rest_sample = rng.choice(rest_rows, size=min(settings.training_records, len(rest_rows)),
                              replace=False)
-    pool = np.union1d(rest_sample, sample)
+    pool = union(rest_sample, sample)
     first_member = pd.Series(exact_members).groupby(exact_rows).first()
     known = first_member.reindex(pool).fillna(-1).to_numpy(dtype=np.int64)
     known[~np.isin(pool, sample)] = -1
@@ -903,7 +903,7 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
     first["record_row"] = pool[first["left_row"].to_numpy()]
     kept = [_top_candidates(first, settings)]
     compared = len(first)
-    remaining = np.setdiff1d(rest_rows, rest_sample)
+    remaining = difference(rest_rows, rest_sample)
     chunks = max(1, -(-len(remaining) // settings.score_chunk_records))
     for chunk in (c for c in np.array_split(remaining, chunks) if len(c)):
         scored, _ = score(keyed.rows(chunk).reset_index(drop=True), people, linked.model,

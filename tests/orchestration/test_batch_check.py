@@ -187,6 +187,18 @@ def test_batch_check_runs_the_files_named_by_inbox_events(dag_bag, fed_home, dis
     status = batches.batch_status(fed_home, batch_id)
     assert status["file"] == claimed.name and status["category"] == "edge"
     assert status["dag_run_id"] == "asset_triggered__test" and status["stage"] == "received"
+    # no plain copy of a file full of ID numbers stays under HEDUI_HOME: the claimed drop is
+    # removed once its sealed copy (mode 600) is stored
+    assert not claimed.exists()
+    stored = Path(status["stored_path"])
+    assert stored.suffix == ".sealed" and stored.stat().st_mode & 0o077 == 0
+    roster = pd.read_csv(district_dir / "roster.csv", dtype=str, keep_default_na=False)
+    ids = roster.loc[roster["status"] == "monitored", "id_number"].head(20)
+    for stored_file in (p for p in fed_home.home.rglob("*") if p.is_file()):
+        if "district" in stored_file.parts or stored_file.suffix in (".db", ".hedui"):
+            continue
+        body = stored_file.read_bytes()
+        assert not any(i.encode() in body for i in ids), stored_file
 
 
 @pytest.mark.parametrize(("conf", "said"), [

@@ -12,6 +12,7 @@ import responses
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from verification.batches import check as batches
 from verification.batches.airflow_api import AirflowApi, AirflowApiConfig, AirflowApiError
 from verification.cli.batch import app
 from verification.storage import session_scope
@@ -95,7 +96,9 @@ def test_submit_to_airflow_stores_the_file_and_triggers_batch_check(hedui_home, 
     assert body["logical_date"] is None
     assert trigger.calls[0].request.headers["Authorization"] == "Bearer tok-1"
     stored = Path(body["conf"]["batch_file"])
-    assert stored.read_bytes() == path.read_bytes() and stored.is_relative_to(hedui_home.home)
+    assert stored.is_relative_to(hedui_home.home) and stored.suffix == ".sealed"
+    with batches.opened(hedui_home, stored) as plain:  # sealed: the same bytes once opened
+        assert plain.read_bytes() == path.read_bytes()
     assert body["conf"]["requester"] == "王主任" and body["conf"]["notes"] == "复核"
     with session_scope(hedui_home.database_url) as session:
         assert session.scalars(select(Batch.dag_run_id)).one() == "manual__1"

@@ -230,7 +230,13 @@ def test_valid_batch_is_stored_registered_and_audited(client_for, portal_setting
     with session_scope(portal_settings.database_url) as session:
         batch = session.get(Batch, batch_id)
         assert batch.requester == "hedui_staff" and batch.notes == "第一批"
-        assert Path(batch.stored_path).read_bytes() == path.read_bytes()
+        stored = Path(batch.stored_path)
+        # kept sealed (it holds full ID numbers), the same bytes once opened
+        assert stored.suffix == ".sealed" and stored.stat().st_mode & 0o077 == 0
+        assert path.read_bytes() not in stored.read_bytes()
+        from verification.batches.check import opened
+        with opened(portal_settings, stored) as plain:
+            assert plain.read_bytes() == path.read_bytes() and plain.name == path.name
         assert batch.file_name == path.name
         events = session.scalars(select(AuditEvent.action).where(
             AuditEvent.subject == f"batch:{batch_id}")).all()

@@ -130,6 +130,10 @@ def test_rotation_moves_every_value_to_the_new_key_and_is_audited(settings, dist
     monkeypatch.setenv("HEDUI_FIELD_KEYS", f"old-1:{AES_HEX}")
     load_roster(settings, district_dir / "roster.csv")
     before = _values(settings)
+    from verification.batches import check as batches
+    from verification.security.keyrotation import BATCH_FILES
+
+    batch = batches.register_batch(settings, district_dir / "roster.csv")  # sealed under old-1
     monkeypatch.setenv("HEDUI_FIELD_KEYS", f"old-1:{AES_HEX},new-1:sm4-gcm:{SM4_HEX}")
     assert set(key_usage(settings)["members.name_enc"]) == {"old-1"}
     result = rotate(settings, "admin", batch_size=37)
@@ -141,11 +145,13 @@ def test_rotation_moves_every_value_to_the_new_key_and_is_audited(settings, dist
             Household.address_enc.is_not(None)))
     assert 0 < phones < n and addresses > 0
     counts = {"members.id_number_enc": n, "members.name_enc": n, "members.phone_enc": phones,
-              "households.address_enc": addresses}
+              "households.address_enc": addresses, BATCH_FILES: 1}
     assert result.rewritten == counts
     assert key_usage(settings) == {column: {"new-1": count} for column, count in counts.items()}
     monkeypatch.setenv("HEDUI_FIELD_KEYS", f"new-1:sm4-gcm:{SM4_HEX}")  # old key retired
     assert _values(settings) == before
+    with batches.opened(settings, batch.stored_path) as plain:  # the batch file too
+        assert plain.read_bytes() == (district_dir / "roster.csv").read_bytes()
     assert rotate(settings, "admin").rewritten == dict.fromkeys(counts, 0)
     with session_scope(settings.database_url) as session:
         events = session.scalars(select(AuditEvent).where(
@@ -162,6 +168,10 @@ def test_readers_see_every_value_while_a_rotation_runs(sqlite_settings, district
     monkeypatch.setenv("HEDUI_FIELD_KEYS", f"old-1:{AES_HEX}")
     load_roster(settings, district_dir / "roster.csv")
     before = _values(settings)
+    from verification.batches import check as batches
+    from verification.security.keyrotation import BATCH_FILES
+
+    batch = batches.register_batch(settings, district_dir / "roster.csv")  # sealed under old-1
     monkeypatch.setenv("HEDUI_FIELD_KEYS", f"old-1:{AES_HEX},new-1:{'33' * 32}")
     failures: list[BaseException] = []
     reads = 0

@@ -9,7 +9,10 @@ status` can say where it is::
 Every stage is idempotent. The batch code is derived from the file's SHA-256 and the assistance
 category, so handing in the same file again names the same batch, and its run (run key
 ``batch-<code>``) is replaced, never duplicated. The file is stored under
-``<HEDUI_HOME>/inbox/batches/<code>/``; the inbox folder itself (``<HEDUI_HOME>/inbox/``) is
+``<HEDUI_HOME>/inbox/batches/<code>/`` sealed (``<name>.sealed``: encrypted under the field keys,
+HEDUI_FIELD_KEYS, mode 600 — it holds full ID numbers, names and addresses) and opened into a
+private temporary folder only while a stage reads it (``opened``); a file dropped into the inbox
+is removed once its sealed copy is stored. The inbox folder itself (``<HEDUI_HOME>/inbox/``) is
 the drop folder watched by Airflow (verification/batches/inbox_trigger.py).
 
 Partner data: a batch is assessed against the latest accepted feed of every kind (the versions
@@ -22,7 +25,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import shutil
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -98,23 +102,29 @@ def batch_code_for(sha256: str, category: str) -> str:
     return f"B{sha256[:16]}-{category}"
 
 
+SEALED = ".sealed"  # a stored batch file, encrypted (fieldcrypt.FieldCipher.seal)
+_SEAL_PURPOSE = "batch file"
+
+
 def register_batch(settings: Settings, path: Path, *, category: str = "dibao",
                    requester: str = "", notes: str = "", dag_run_id: str = "") -> BatchRef:
-    """Store a copy of the file and create (or find) its ``batches`` row. Idempotent."""
+    """Store a sealed copy of the file and create (or find) its ``batches`` row. Idempotent:
+    the stored copy itself (a run started from the form or the CLI names it) finds its batch."""
     path = Path(path)
     if category not in CATEGORIES:
         raise ValueError(f"unknown assistance category {category!r}; "
                          f"one of {', '.join(CATEGORIES)}")
     if not path.is_file():
         raise FileNotFoundError(f"batch file not found: {path}")
+    if path.suffix == SEALED:
+        return _registered(settings, path, requester, notes, dag_run_id)
     sha = file_sha256(path)
     code = batch_code_for(sha, category)
-    stored = batch_dir(settings, code) / path.name
+    stored = batch_dir(settings, code) / (path.name + SEALED)
     if not stored.exists():
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        tmp = stored.with_name(stored.name + ".part")
-        shutil.copyfile(path, tmp)
-        tmp.replace(stored)
+        _seal(path, stored)
+    if path.parent == inbox_dir(settings) / "claimed":
+        path.unlink()  # the drop, claimed by the inbox watcher: its sealed copy is kept instead
     with session_scope(settings.database_url) as session:
         batch = session.scalar(select(Batch).where(Batch.batch_code == code))
         if batch is None:
@@ -128,6 +138,65 @@ def register_batch(settings: Settings, path: Path, *, category: str = "dibao",
         batch.requester, batch.notes = requester or batch.requester, notes or batch.notes
         batch.dag_run_id = dag_run_id or batch.dag_run_id
         return BatchRef(batch.id, code, stored)
+
+
+def _seal(path: Path, stored: Path) -> None:
+    from verification.security.fieldcrypt import load_field_cipher
+
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(stored.parent, 0o700)
+    tmp = stored.with_name(stored.name + ".part")
+    sealed = load_field_cipher().seal(path.read_bytes(), _SEAL_PURPOSE)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        out.write(sealed)
+    tmp.replace(stored)
+
+
+def _registered(settings: Settings, stored: Path, requester: str, notes: str,
+                dag_run_id: str) -> BatchRef:
+    """The batch a stored (sealed) copy belongs to."""
+    with session_scope(settings.database_url) as session:
+        batch = session.scalar(select(Batch).where(Batch.stored_path == str(stored)))
+        if batch is None:
+            raise FileNotFoundError(f"找不到该批次文件的登记 / no batch is registered for "
+                                    f"{stored.name}")
+        batch.requester, batch.notes = requester or batch.requester, notes or batch.notes
+        batch.dag_run_id = dag_run_id or batch.dag_run_id
+        return BatchRef(batch.id, batch.batch_code, stored)
+
+
+def sealed_batch_files(settings: Settings) -> list[Path]:
+    """Every stored batch file (for key rotation)."""
+    root = inbox_dir(settings) / "batches"
+    return sorted(root.glob(f"*/*{SEALED}")) if root.is_dir() else []
+
+
+def reseal(stored: Path, cipher: Any) -> bool:  # noqa: ANN401 (a FieldCipher)
+    """Seal ``stored`` again under the cipher's current key; False when it already is."""
+    blob = stored.read_bytes()
+    if cipher.key_id_of(blob) == cipher.current:
+        return False
+    tmp = stored.with_name(stored.name + ".part")
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        out.write(cipher.seal(cipher.unseal(blob, _SEAL_PURPOSE), _SEAL_PURPOSE))
+    tmp.replace(stored)
+    return True
+
+
+@contextmanager
+def opened(settings: Settings, stored: Path) -> Iterator[Path]:
+    """The stored batch file in plain, under its own name in a private temporary folder, for
+    as long as a stage reads it (then removed)."""
+    from verification.security.fieldcrypt import load_field_cipher
+
+    tmp_root = settings.home / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    os.chmod(tmp_root, 0o700)
+    with tempfile.TemporaryDirectory(dir=tmp_root) as folder:
+        plain = Path(folder) / stored.name.removesuffix(SEALED)
+        with os.fdopen(os.open(plain, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as out:
+            out.write(load_field_cipher().unseal(stored.read_bytes(), _SEAL_PURPOSE))
+        yield plain
 
 
 def _step(stage: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -160,22 +229,23 @@ def validate_batch(settings: Settings, batch_id: int) -> int:
     """Validate the stored file; on any row error write ``errors.csv`` and raise ``BatchInvalid``.
 
     Returns the number of rows. Nothing else (loading, partner queries) happens before this."""
-    from verification.intake.roster import validate_roster
+    from verification.intake.roster import read_batch_file, validate_roster
 
     batch = _batch(settings, batch_id)
     stored = Path(batch.stored_path)
-    checked = validate_roster(stored)
-    errors = checked.quarantine.sort_values(["line", "field"], kind="stable")
+    with opened(settings, stored) as plain:
+        checked = validate_roster(plain)
+        errors = checked.quarantine.sort_values(["line", "field"], kind="stable")
+        rows = read_batch_file(plain) if len(errors) else None
     with session_scope(settings.database_url) as session:
         session.execute(update(Batch).where(Batch.id == batch_id)
                         .values(rows=checked.received, errors=len(errors)))
     tasklog.rows_checked(batch.batch_code, checked.received, len(errors))
     if len(errors):
-        from verification.intake.roster import read_batch_file
         from verification.portal.row_errors import error_lines, write_errors_csv
 
         errors_file = stored.parent / "errors.csv"
-        explained = error_lines(read_batch_file(stored), errors)
+        explained = error_lines(rows, errors)
         write_errors_csv(explained, errors_file)
         # The file holds full ID numbers and will never be used: only errors.csv (masked) stays.
         stored.unlink(missing_ok=True)
@@ -191,8 +261,9 @@ def load_batch(settings: Settings, batch_id: int) -> list[int]:
     from verification.intake.roster import load_roster
 
     batch = _batch(settings, batch_id)
-    loaded = load_roster(settings, Path(batch.stored_path), actor=batch.requester or "batch",
-                         batch_id=batch_id, category=batch.category)
+    with opened(settings, Path(batch.stored_path)) as plain:
+        loaded = load_roster(settings, plain, actor=batch.requester or "batch",
+                             batch_id=batch_id, category=batch.category)
     with session_scope(settings.database_url) as session:
         session.execute(update(Batch).where(Batch.id == batch_id)
                         .values(households=loaded.households))
@@ -207,8 +278,8 @@ def batch_household_ids(settings: Settings, batch_id: int) -> list[int]:
     from verification.intake.roster import read_batch_file
 
     batch = _batch(settings, batch_id)
-    codes = read_batch_file(Path(batch.stored_path))["household_code"].str.strip().unique() \
-        .tolist()
+    with opened(settings, Path(batch.stored_path)) as plain:
+        codes = read_batch_file(plain)["household_code"].str.strip().unique().tolist()
     with session_scope(settings.database_url) as session:
         return sorted(session.scalars(select(Household.id)
                                       .where(Household.household_code.in_(codes))).all())

@@ -51,6 +51,10 @@ class RotationResult:
         return all(set(usage) <= {self.current} for usage in self.remaining.values())
 
 
+# the stored batch files (verification/batches/check.py), sealed under the field keys
+BATCH_FILES = "inbox/batches (sealed files)"
+
+
 def _table(name: str) -> Table:
     return Base.metadata.tables[name]
 
@@ -66,6 +70,11 @@ def key_usage(settings: Settings) -> dict[str, dict[str, int]]:
                 if blob is not None:
                     counts[FieldCipher.key_id_of(bytes(blob))] += 1
             usage[f"{col.table}.{col.column}"] = dict(counts)
+    from verification.batches.check import sealed_batch_files
+
+    files: Counter[str] = Counter(FieldCipher.key_id_of(path.read_bytes())
+                                  for path in sealed_batch_files(settings))
+    usage[BATCH_FILES] = dict(files)
     return usage
 
 
@@ -82,6 +91,10 @@ def rotate(settings: Settings, actor: str, *, batch_size: int = 500,
     for col in ENCRYPTED_COLUMNS:
         done = _rotate_column(settings, cipher, col, batch_size, result, progress)
         result.rewritten[f"{col.table}.{col.column}"] = done
+    from verification.batches.check import reseal, sealed_batch_files
+
+    result.rewritten[BATCH_FILES] = sum(reseal(path, cipher)
+                                        for path in sealed_batch_files(settings))
     result.remaining = key_usage(settings)
     with session_scope(settings.database_url) as session:
         audit.record(session, actor, "keys.rotation_finished", f"field-key:{cipher.current}",

@@ -241,7 +241,26 @@ def _uncertain_changes(group: _Group, results: pd.DataFrame, members: pd.DataFra
         (now["decision"] != would["decision"]) | (now["category"] != would["category"])
         | ((benefit_now - benefit_would).abs() > threshold)
     ).to_numpy()
+    # A death record that may be a counted member's always reaches an officer, whatever it
+    # would do to the benefit: support paid to someone who has died is the error the check
+    # exists to stop (an outside probe: a death under a birth date one digit off stayed KEEP)
+    changing[_uncertain_deaths(group, subset)] = True
     return changing
+
+
+def _uncertain_deaths(group: _Group, subset: pd.DataFrame) -> np.ndarray:
+    """Positions of households with a death record, not certainly matched and dated by the
+    as-of date, of one of their counted members."""
+    death = (subset["item"].astype(str) == "death").to_numpy() & (
+        subset["match_grade"].astype(str) != "certain").to_numpy()
+    if not death.any():
+        return np.empty(0, dtype=np.int64)
+    rows = subset[death]
+    rows = rows[dated_by(datetime_values(rows["period_start"]), group.as_of)]
+    counted = group.members.loc[group.members["counted"], ["household_id", "person_token"]]
+    keys = pd.MultiIndex.from_frame(rows[["household_id", "person_token"]])
+    dead = rows[keys.isin(pd.MultiIndex.from_frame(counted))]
+    return group.households.index.get_indexer(dead["household_id"].unique())
 
 
 def _prepare(

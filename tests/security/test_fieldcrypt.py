@@ -168,10 +168,6 @@ def test_readers_see_every_value_while_a_rotation_runs(sqlite_settings, district
     monkeypatch.setenv("HEDUI_FIELD_KEYS", f"old-1:{AES_HEX}")
     load_roster(settings, district_dir / "roster.csv")
     before = _values(settings)
-    from verification.batches import check as batches
-    from verification.security.keyrotation import BATCH_FILES
-
-    batch = batches.register_batch(settings, district_dir / "roster.csv")  # sealed under old-1
     monkeypatch.setenv("HEDUI_FIELD_KEYS", f"old-1:{AES_HEX},new-1:{'33' * 32}")
     failures: list[BaseException] = []
     reads = 0

@@ -86,3 +86,65 @@ def test_recheck_without_a_review_or_with_an_unknown_kind_is_a_message(tmp_path)
     out = _run("recheck", "--kind", "horoscopes", env_home=tmp_path)
     assert out.returncode == 2 and "unknown feed kind" in out.stderr
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_disk_full_a_refused_database_and_a_missing_folder_are_named(tmp_path):
+    """Outside probe: each of these read as a bare "database error (OperationalError)" or
+    pointed at `db upgrade`."""
+    import errno
+    import os
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    from verification.cli.main import user_message
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/srv/hedui/reports/run-2")
+    said = user_message(full)
+    assert said.startswith("磁盘空间不足（/srv/hedui/reports/run-2）") and "disk full" in said
+    sqlite_full = OperationalError("INSERT …", {}, Exception("database or disk is full"))
+    assert user_message(sqlite_full).startswith("磁盘空间不足")
+    refused = OperationalError("connect", {}, Exception(
+        'connection to server at "127.0.0.1", port 1 failed: Connection refused'))
+    assert user_message(refused).startswith("数据库拒绝连接")
+    missing = tmp_path / "no" / "such" / "folder" / "h.db"
+    try:
+        with create_engine(f"sqlite:///{missing}").connect() as connection:
+            connection.execute(text("select 1"))
+    except OperationalError as err:
+        assert "folder must exist" in user_message(err), user_message(err)
+    out = subprocess.run([*HEDUI, "audit", "verify", "--help"], capture_output=True, text=True,
+                         env={**os.environ, "HEDUI_HOME": str(tmp_path)}, cwd=PROJECT_ROOT,
+                         timeout=300, check=False)
+    assert out.returncode == 0 and "hedui audit verify" in out.stdout  # as the documents say
+
+
+def test_a_review_that_stops_on_an_error_is_failed_not_running_for_ever(tmp_path,
+                                                                          monkeypatch):
+    """Outside probe: after a disk full the run stayed "running/matching" until its key was run
+    again (and a running run holds its feeds from the purge)."""
+    import errno
+
+    from typer.testing import CliRunner
+
+    from verification import pipeline
+    from verification.cli.review import app
+    from verification.config import load_settings
+    from verification.storage import session_scope
+    from verification.storage.db import upgrade as upgrade_database
+    from verification.storage.models import AuditEvent, Run
+
+    monkeypatch.setenv("HEDUI_HOME", str(tmp_path))
+    settings = load_settings()
+    upgrade_database(settings.database_url)
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "prepare_evidence", full)
+    result = CliRunner().invoke(app, ["run", "--as-of", "2026-11-01", "--run-key", "full"])
+    assert result.exit_code != 0 and isinstance(result.exception, OSError)
+    with session_scope(settings.database_url) as session:
+        run = session.query(Run).one()
+        assert run.status == "failed" and run.finished_at is not None
+        assert session.query(AuditEvent).filter(AuditEvent.action == "run.failed").count() == 1

@@ -289,6 +289,22 @@ def latest_feeds(session) -> dict[str, dict]:  # noqa: ANN001
     return found
 
 
+def mark_run_failed(settings: Settings, run_id: int, error: BaseException) -> None:
+    """A run that stopped on an error is ``failed`` at the stage it reached (it stayed
+    "running" for ever: a disk full, a killed process), audited with the error's kind; running
+    the same run key again redoes it. Never raises: the original error is the one to show."""
+    try:
+        with session_scope(settings.database_url) as session:
+            run = session.get(Run, run_id)
+            if run is None or run.status == "done":
+                return
+            run.status, run.finished_at = "failed", utcnow()
+            audit.record(session, "pipeline", "run.failed", f"run:{run_id}",
+                         {"stage": run.stage, "error": type(error).__name__})
+    except Exception:  # noqa: BLE001 (the database may be what failed)
+        log.exception("could not mark run %s failed", run_id)
+
+
 def run_dir(settings: Settings, run_id: int) -> Path:
     return settings.runs_dir / f"run-{run_id}"
 

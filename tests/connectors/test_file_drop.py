@@ -96,6 +96,7 @@ def test_file_in_another_partners_folder_is_rejected(sqlite_settings, packed, tm
     drop_file(packed.path, root, "police")
     [result] = _scan(sqlite_settings, root, partner="police")
     assert result.status == "rejected" and result.reason.startswith("WrongPartner:")
+    assert "文件所署的报送单位与投放目录不符" in result.reason  # Chinese first, as intake's
     assert result.feed_id is None
     with session_scope(sqlite_settings.database_url) as session:
         assert session.scalar(select(func.count(Feed.id))) == 0

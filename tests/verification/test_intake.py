@@ -478,3 +478,27 @@ def test_a_payment_sent_twice_under_a_new_record_id_is_quarantined_once(settings
     assert len(frame) + 3 not in quarantined  # another month's wage is another payment
     staged = set(_staged_rows(settings, result)["record_id"])
     assert frame.loc[0, "record_id"] in staged and "WA-COPY-1" not in staged
+
+
+def test_a_feed_for_a_period_before_the_last_accepted_one_is_refused(settings, district_dir):
+    """Correctly signed, a newer sequence, but for 2001: as the newest feed it would replace
+    this month's wages and leave every household without its income (outside probe)."""
+    ensure_test_keys(settings)
+    centre = keys.CentreKeyring.load(settings.keys_dir).current.public()
+    plain = (district_dir / "feeds" / "deaths.csv").read_bytes()
+    rows = plain.count(b"\n") - 1
+
+    def packed(period: str, sequence: int) -> int:
+        manifest = envelope.Manifest(partner="civil", feed_kind="deaths", period=period,
+                                     sequence=sequence, row_count=rows, schema_version="1.0")
+        out = io.BytesIO()
+        envelope.pack(io.BytesIO(plain), out, manifest=manifest,
+                      sender=keys.insecure_test_signing_key("civil"), recipient=centre)
+        return _register(settings, district_dir, "deaths", "civil", sequence=sequence,
+                         raw=out.getvalue())
+
+    assert _process(settings, packed("2026-10", 202610)).status == "accepted"
+    old = _process(settings, packed("2001-01", 202611))
+    assert old.status == "rejected" and old.reason.startswith("PeriodBehind: 所属期早于")
+    assert "period 2001-01 is before 2026-10" in old.reason
+    assert _process(settings, packed("2026-10", 202612)).status == "accepted"  # same month: ok

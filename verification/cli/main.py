@@ -10,6 +10,7 @@ Errors are printed as messages a person can act on, with exit code 1 — never a
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -136,14 +137,27 @@ def user_message(err: Exception) -> str:
     from sqlalchemy.exc import SQLAlchemyError
 
     text = str(err)
+    if getattr(err, "errno", None) == errno.ENOSPC or any(
+            s in text for s in ("database or disk is full", "No space left on device",
+                                "could not extend file")):
+        where = getattr(err, "filename", None)
+        return (f"磁盘空间不足{f'（{where}）' if where else ''}，请清理 HEDUI_HOME 所在磁盘后重试；"
+                f"已写入的部分会在重试时重做 / disk full{f' at {where}' if where else ''}: free "
+                "space where HEDUI_HOME lives and run the command again (it redoes what was cut "
+                "short)")
     if isinstance(err, SQLAlchemyError):
+        if "Connection refused" in text:
+            return ("数据库拒绝连接，请检查 PostgreSQL 是否在运行及 HEDUI_DATABASE_URL 的主机和"
+                    "端口 / the database refused the connection: check that PostgreSQL is "
+                    "running and the host and port in HEDUI_DATABASE_URL")
+        if any(s in text for s in ("unable to open database", "could not connect",
+                                   "connection to server")):
+            return ("无法打开数据库，请检查 HEDUI_HOME 或 HEDUI_DATABASE_URL（文件夹须已存在） / "
+                    "cannot open the database: check HEDUI_HOME or HEDUI_DATABASE_URL (its folder "
+                    "must exist)")
         if any(s in text for s in ("no such table", "UndefinedTable", "does not exist")):
             return ("数据库尚未初始化或版本过旧，请先运行 `hedui db upgrade` / the database is not "
                     "set up (or is behind): run `hedui db upgrade` first")
-        if any(s in text for s in ("unable to open database", "could not connect",
-                                   "Connection refused", "connection to server")):
-            return ("无法打开数据库，请检查 HEDUI_HOME 或 HEDUI_DATABASE_URL / cannot open the "
-                    "database: check HEDUI_HOME or HEDUI_DATABASE_URL")
         return (f"数据库错误（{type(err).__name__}），设置 HEDUI_DEBUG=1 可查看详情 / database "
                 f"error ({type(err).__name__}); HEDUI_DEBUG=1 shows the details")
     if isinstance(err, LookupError):

@@ -53,10 +53,14 @@ def run(as_of: str = typer.Option(None, help="基准日 / as-of date (default to
     params = {"as_of": as_of or dt.date.today().isoformat(), "run_key": run_key or "",
               "roster_file": str(roster) if roster else ""}
     run_id = pipeline.start_review_from_request(settings, params, "cli", None)
-    plan = pipeline.prepare_evidence(settings, run_id)
-    with typer.progressbar(plan.shards, label="街道分片 / street shards") as shards:
-        dirs = [pipeline.review_shard(settings, run_id, shard) for shard in shards]
-    counts = pipeline.finish_review(settings, run_id, dirs)
+    try:
+        plan = pipeline.prepare_evidence(settings, run_id)
+        with typer.progressbar(plan.shards, label="街道分片 / street shards") as shards:
+            dirs = [pipeline.review_shard(settings, run_id, shard) for shard in shards]
+        counts = pipeline.finish_review(settings, run_id, dirs)
+    except BaseException as err:  # a disk full, ^C: the run says it failed, not "running"
+        pipeline.mark_run_failed(settings, run_id, err)
+        raise
     folder = write_run_reports(settings, run_id)
     typer.echo(f"run {run_id}: {counts}; reports → {folder}")
 

@@ -24,6 +24,12 @@ app = typer.Typer(help="安全 / keys, audit, retention and exports.", no_args_i
                   add_completion=False)
 keys_app = typer.Typer(help="字段加密密钥 / field-encryption keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="审计日志 / the audit trail.", no_args_is_help=True)
+
+
+@audit_app.callback()
+def _audit_group() -> None:
+    """审计日志 / the audit trail: `hedui audit verify` (a group, so that the command is named
+    as the documents name it, not folded into `hedui audit`)."""
 export_app = typer.Typer(help="导出 / exports (masked unless permitted).", no_args_is_help=True)
 partner_keys_app = typer.Typer(help="协查部门签名公钥 / the partners' signing keys the centre "
                                "trusts.", no_args_is_help=True)

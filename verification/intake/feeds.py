@@ -169,6 +169,29 @@ def listing_problem(limits: IntakeLimits, sequence: int, period: str, last_accep
     return ""
 
 
+def period_problem(period: str, last_period: str) -> str:
+    """Why a feed is refused for its period ("" if it is not): a period before that of the
+    partner's last accepted feed of the kind. The newest sequence is the one a review uses, so a
+    correctly signed feed for 2001 would replace this month's and leave every household without
+    its income; a correction of a past month comes as a whole current feed."""
+    # a period without a month ("2026") covers its whole year: compared by its last month
+    first, last = _month_number(period, last_of_year=True), _month_number(last_period)
+    if first is None or last is None or first >= last:
+        return ""
+    return (f"PeriodBehind: period {period} is before {last_period}, the period of the last "
+            f"feed of this kind accepted from you; send the current period, with any "
+            "correction of a past month in it")
+
+
+def _month_number(period: str, last_of_year: bool = False) -> int | None:
+    """Months since year 1 of a period's first month — of its last, for a period of a whole
+    year when ``last_of_year`` — or None when no year can be read."""
+    ahead = _months_ahead(period, dt.date(1, 1, 1))
+    digits = "".join(c for c in period[:7] if c.isdigit())
+    whole_year = ahead is not None and not (len(digits) >= 6 and 1 <= int(digits[4:6]) <= 12)
+    return ahead + 11 if whole_year and last_of_year else ahead
+
+
 def _months_ahead(period: str, today: dt.date) -> int | None:
     """Months from ``today``'s month to the first month in ``period`` ("2026-10", "2026-10-31",
     "2026Q4", "2026"); None when no year can be read from it."""
@@ -246,7 +269,8 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
                 before = last_accepted(session, partner_code, feed.kind, feed_id)
                 if problem := listing_problem(
                         settings.intake, manifest.sequence, manifest.period,
-                        before.sequence if before else 0, _aware(feed.received_at).date()):
+                        before.sequence if before else 0, _aware(feed.received_at).date()
+                ) or period_problem(manifest.period, before.period if before else ""):
                     raise IntakeRejected(problem)
                 encoding = _EncodingOnce(plain)
                 frame = _read_mixed_encodings(plain, manifest.content_type, encoding)

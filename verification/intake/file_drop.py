@@ -4,6 +4,7 @@ beside each. A file whose sequence was already accepted from other bytes is a re
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from pathlib import Path
@@ -14,6 +15,7 @@ from connectors.digests import sha256_file
 from connectors.file_drop import DropResult, claim_complete_files, drop_folders, finish
 from connectors.keys import CentreKeyring, PartnerDirectory
 from connectors.registry import load_partners
+from verification import codes
 from verification.intake import feeds as intake
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,9 @@ def _take_in(settings: Any, partner: str, path: Path, folders: dict[str, Path],
     digest = sha256_file(path) if status == "accepted" else ""
     if digest and _feed_sha(settings, feed_id) != digest:
         status = "rejected"
-        reason = (f"Replayed: {manifest.feed_kind} sequence {manifest.sequence} was already "
-                  "accepted from another file; send new data with a higher sequence number")
+        reason = codes.rejection_reason(
+            f"Replayed: {manifest.feed_kind} sequence {manifest.sequence} was already accepted "
+            "from another file; send new data with a higher sequence number")
         _alert(settings, path, partner, reason, digest)
     if status != "accepted":
         final_folder = folders["rejected"]
@@ -77,7 +80,9 @@ def _refused(settings: Any, path: Path, folders: dict[str, Path], result: DropRe
              partner: str) -> DropResult:
     """A dropped file refused before it became a feed (unreadable, another partner's, a kind
     the partner does not deliver): moved to rejected/ with its receipt, and alerted and audited
-    as a rejected feed is, so an attempt at the drop leaves a record the centre can review."""
+    as a rejected feed is, so an attempt at the drop leaves a record the centre can review. The
+    reason is worded as intake's are: Chinese first (codes.rejection_reason)."""
+    result = dataclasses.replace(result, reason=codes.rejection_reason(result.reason))
     _alert(settings, path, partner, result.reason)
     return finish(path, folders, result, partner)
 

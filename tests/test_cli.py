@@ -148,3 +148,26 @@ def test_a_review_that_stops_on_an_error_is_failed_not_running_for_ever(tmp_path
         run = session.query(Run).one()
         assert run.status == "failed" and run.finished_at is not None
         assert session.query(AuditEvent).filter(AuditEvent.action == "run.failed").count() == 1
+
+
+def test_the_same_scan_or_review_twice_at_once_is_refused_in_one_line(tmp_path):
+    """Outside probe: two drop scans at once ended in a raw IntegrityError, two runs of one key
+    in a Parquet error; the second now says another one is in progress."""
+    import os
+
+    from verification.locks import Busy, exclusive
+
+    with exclusive(tmp_path, "drop-scan", "文件交换扫描 drop scan"):
+        try:
+            with exclusive(tmp_path, "drop-scan", "文件交换扫描 drop scan"):
+                raise AssertionError("taken twice")
+        except Busy as busy:
+            assert str(busy).startswith("另一个文件交换扫描 drop scan正在进行")
+        (tmp_path / "drop" / "hrss" / "inbox").mkdir(parents=True)
+        assert _run("db", "upgrade", env_home=tmp_path).returncode == 0
+        out = _run("drop", "scan", str(tmp_path / "drop"), env_home=tmp_path)
+        assert out.returncode == 1 and "another 文件交换扫描 drop scan is in progress" in out.stderr
+        assert "Traceback" not in out.stderr
+    with exclusive(tmp_path, "drop-scan", "drop scan"):  # released when its holder is done
+        pass
+    assert os.path.exists(tmp_path / "locks" / "drop-scan.lock")

@@ -28,12 +28,14 @@ def scan(
 ) -> None:
     """Take in every complete dropped file and write a receipt beside each."""
     from verification.config import load_settings
+    from verification.locks import exclusive
 
     settings = load_settings()
     codes = partner or sorted(p.name for p in root.iterdir() if (p / "inbox").is_dir())
     failed = False
-    for code in codes:
-        for result in scan_drop_folder(settings, root, code, require_marker=not no_marker):
-            typer.echo(f"{code} {result.file}: {result.status} {result.reason}".rstrip())
-            failed |= result.status != "accepted"
+    with exclusive(settings.home, "drop-scan", "文件交换扫描 drop scan"):
+        for code in codes:
+            for result in scan_drop_folder(settings, root, code, require_marker=not no_marker):
+                typer.echo(f"{code} {result.file}: {result.status} {result.reason}".rstrip())
+                failed |= result.status != "accepted"
     raise typer.Exit(1 if failed else 0)

@@ -46,22 +46,25 @@ def run(as_of: str = typer.Option(None, help="基准日 / as-of date (default to
         ) -> None:
     """Run a review in-process (no scheduler): match, assess, flag, report."""
     from verification import pipeline
+    from verification.locks import exclusive
     from verification.reports import write_run_reports
 
     apply_policy_dir(policy_dir)
     settings = load_settings()
     params = {"as_of": as_of or dt.date.today().isoformat(), "run_key": run_key or "",
               "roster_file": str(roster) if roster else ""}
-    run_id = pipeline.start_review_from_request(settings, params, "cli", None)
-    try:
-        plan = pipeline.prepare_evidence(settings, run_id)
-        with typer.progressbar(plan.shards, label="街道分片 / street shards") as shards:
-            dirs = [pipeline.review_shard(settings, run_id, shard) for shard in shards]
-        counts = pipeline.finish_review(settings, run_id, dirs)
-    except BaseException as err:  # a disk full, ^C: the run says it failed, not "running"
-        pipeline.mark_run_failed(settings, run_id, err)
-        raise
-    folder = write_run_reports(settings, run_id)
+    key = params["run_key"] or f"review-{params['as_of'][:7]}"
+    with exclusive(settings.home, f"run-{key}", f"同一运行标识的核对 review {key}"):
+        run_id = pipeline.start_review_from_request(settings, params, "cli", None)
+        try:
+            plan = pipeline.prepare_evidence(settings, run_id)
+            with typer.progressbar(plan.shards, label="街道分片 / street shards") as shards:
+                dirs = [pipeline.review_shard(settings, run_id, shard) for shard in shards]
+            counts = pipeline.finish_review(settings, run_id, dirs)
+        except BaseException as err:  # a disk full, ^C: the run says it failed, not "running"
+            pipeline.mark_run_failed(settings, run_id, err)
+            raise
+        folder = write_run_reports(settings, run_id)
     typer.echo(f"run {run_id}: {counts}; reports → {folder}")
 
 

@@ -312,6 +312,7 @@ def _feeds(rng: np.random.Generator, caseload: Caseload) -> dict[str, pa.Table]:
         "institution": "盛京银行",
         "account_type": rng.choice(np.array(["deposit", "security", "fund"]), len(holders),
                                    p=[0.85, 0.1, 0.05]),
+        "account_id": "",  # not sent (optional): one balance per holder, nothing to tell apart
         "balance": _money(rng, balance), "as_of": str(np.datetime64(AS_OF, "M") - 1) + "-01"})
 
     owners = adults[rng.random(len(adults)) < np.where(poor[adults], 0.2, 0.45)]

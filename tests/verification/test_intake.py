@@ -502,3 +502,29 @@ def test_a_feed_for_a_period_before_the_last_accepted_one_is_refused(settings, d
     assert old.status == "rejected" and old.reason.startswith("PeriodBehind: 所属期早于")
     assert "period 2001-01 is before 2026-10" in old.reason
     assert _process(settings, packed("2026-10", 202612)).status == "accepted"  # same month: ok
+
+
+def test_a_feed_naming_nobody_of_the_caseload_is_refused_as_another_districts(settings,
+                                                                                district_dir):
+    """Outside probe: a wages feed whose every ID was another district's was accepted whole and
+    replaced the district's wages. Once a caseload is loaded, a feed none of whose persons is
+    on it is refused (NoCaseloadPersons), Chinese first; the district's own is accepted."""
+    from verification.intake.identifiers import canonicalise_ids
+    from verification.intake.roster import load_roster
+
+    load_roster(settings, district_dir / "roster.csv")
+    frame = pd.read_csv(district_dir / "feeds" / "wages.csv", dtype=str, keep_default_na=False)
+    other = frame[frame["id_number"].str.fullmatch(r"\d{17}[\dX]")].copy()
+    body = "110105" + other["id_number"].str[6:17]  # another area: 北京市朝阳区
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    other["id_number"] = [b + "10X98765432"[sum(int(c) * w for c, w in zip(b, weights,
+                                                                             strict=True)) % 11]
+                          for b in body]
+    assert canonicalise_ids(other["id_number"]).reasons.eq("").all()  # valid numbers
+    result = _staged_from_plain(settings, district_dir, other.to_csv(index=False).encode(),
+                                "text/csv", len(other), kind="wages", partner="hrss")
+    assert result.status == "rejected", result.reason
+    assert result.reason.startswith("NoCaseloadPersons: 文件所涉人员均不在本辖区在册名单中")
+    own = _staged_from_plain(settings, district_dir, frame.to_csv(index=False).encode(),
+                             "text/csv", len(frame), kind="wages", partner="hrss")
+    assert own.status == "accepted", own.reason

@@ -59,8 +59,9 @@ from verification.intake.validate import (
 from verification.matching.address import contact_keys
 from verification.matching.names import name_key_text
 from verification.security import audit
+from verification.sorting import distinct
 from verification.storage import session_scope
-from verification.storage.models import Feed, Partner, QuarantinedRow
+from verification.storage.models import Feed, Member, Partner, QuarantinedRow
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +292,8 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
                                           f"rows, the file holds {received}")
         staged = chunked or _stage(settings, feed, contract, frame)
         if problem := (_over_quarantine_limit(settings, staged.counts, staged.quarantine)
-                       or _sharp_drop(settings, before, staged.counts)):
+                       or _sharp_drop(settings, before, staged.counts)
+                       or _nobody_on_the_caseload(session, settings, staged)):
             staged.path.unlink(missing_ok=True)
             return _reject(session, feed, problem, staged.quarantine)
         write_person_digests(staged.path, contract)  # what a later re-check's diff compares
@@ -605,6 +607,39 @@ def _sharp_drop(settings: Settings, before: Feed | None, counts: dict[str, int])
             f"{accepted} rows accepted against {before.rows_accepted} in the last accepted "
             f"feed (#{before.sequence}), under {share:.0%} of it; check the extract and send "
             "the feed again under the same sequence")
+
+
+# How many of a feed's distinct persons are looked up on the caseload to tell that it is about
+# the district at all: one found is enough, so a feed of the district stops at the first chunk.
+CASELOAD_SAMPLE = 20_000
+_LOOKUP_CHUNK = 2_000
+
+
+def _nobody_on_the_caseload(session: Session, settings: Settings, staged: _Staged) -> str:
+    """Why the feed is rejected for naming nobody of the caseload ("" otherwise): a wages feed
+    of another district (every ID another area's), correctly signed, would replace the
+    district's own as its newest and leave every household without its income. Asked only of
+    a feed of at least ``IntakeLimits.drop_min_previous`` rows once a caseload is loaded; up to
+    ``CASELOAD_SAMPLE`` of its distinct persons are looked up."""
+    if staged.counts["accepted"] < settings.intake.drop_min_previous or session.scalar(
+            select(Member.id).limit(1)) is None:
+        return ""
+    column = pq.read_table(staged.path, columns=["person_token"]).column(0)
+    tokens = distinct(pc.drop_null(column).to_numpy())
+    if not len(tokens):
+        return ""  # every ID unusable: the matcher places such rows, or not
+    if len(tokens) > CASELOAD_SAMPLE:
+        tokens = np.random.default_rng(len(tokens)).choice(tokens, CASELOAD_SAMPLE,
+                                                             replace=False)
+    for at in range(0, len(tokens), _LOOKUP_CHUNK):
+        chunk = [int(t) for t in tokens[at:at + _LOOKUP_CHUNK]]
+        if session.scalar(select(Member.id).where(Member.person_token.in_(chunk)).limit(1)):
+            return ""
+    return (f"NoCaseloadPersons: 文件所涉人员均不在本辖区在册名单中（本批 "
+            f"{staged.counts['accepted']} 行，抽查 {len(tokens)} 人），疑为其他辖区的文件；请核对后"
+            f"重新发送 / none of the "
+            f"{len(tokens)} persons looked up of the {staged.counts['accepted']} rows accepted is "
+            "on the caseload: a file for another district? check it and send the right one")
 
 
 def _over_quarantine_limit(settings: Settings, counts: dict[str, int],

@@ -32,7 +32,9 @@ def test_bad_batch_file_gives_line_level_errors_without_traceback(tmp_path):
     roster.write_text("\n".join(lines) + "\n", "utf-8")
     out = _run("roster", "check", str(roster), env_home=tmp_path)
     assert out.returncode == 1
-    assert "roster.csv:3: area_code" in out.stdout
+    # the line, the household code and the field, in Chinese with English beside (probe 2)
+    assert "roster.csv:3: 第 3 行 家庭 HN" in out.stdout and "「区县代码」" in out.stdout
+    assert "line 3: area_code:" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
 
 

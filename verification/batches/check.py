@@ -58,7 +58,9 @@ class BatchInvalid(ValueError):
     def __init__(self, batch_code: str, errors: pd.DataFrame, received: int,
                  errors_file: Path | None = None) -> None:
         self.batch_code, self.errors, self.errors_file = batch_code, errors, errors_file
-        lines = [_error_line(r) for r in errors.head(_ERRORS_SHOWN).itertuples()]
+        from verification.portal.row_errors import error_line
+
+        lines = [f"  {error_line(r)}" for r in errors.head(_ERRORS_SHOWN).itertuples()]
         more = len(errors) - _ERRORS_SHOWN
         tail = [f"  …另有 {more} 处 / and {more} more"] if more > 0 else []
         where = [f"全部错误 / every error: {errors_file}"] if errors_file else []
@@ -67,14 +69,6 @@ class BatchInvalid(ValueError):
             f"批次 {batch_code}：{received} 行中有 {bad} 行不符合批次文件格式，未查询协查部门，"
             f"未载入任何数据 / batch {batch_code}: {bad} of {received} rows fail the batch-file "
             "contract; no partner was queried and nothing was loaded", *lines, *tail, *where]))
-
-
-def _error_line(r: Any) -> str:  # noqa: ANN401 (a row of error_lines or of a quarantine)
-    """One problem: line, household, field and what is wrong (Chinese, English beside)."""
-    if hasattr(r, "message_en"):
-        return (f"  第 {r.line} 行 家庭 {r.household_code or '—'} 「{r.field_title}」："
-                f"{r.message} / line {r.line}: {r.field}: {r.message_en}")
-    return f"  line {r.line}: {r.field}: {r.message} [{r.reason}]"
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,16 @@ def roster_check(path: Path) -> None:
 
 
 def _print_problems(path: Path, problems) -> None:  # noqa: ANN001 (a quarantine frame)
-    for row in problems.sort_values("line").itertuples():
-        typer.echo(f"{path.name}:{row.line}: {row.field}: {row.message} [{row.reason}]")
+    """Each problem with its line, household code and field, in Chinese with English beside
+    (as a batch's errors.csv); as the validator words them if the file cannot be read again."""
+    from verification.intake.roster import read_batch_file
+    from verification.portal.row_errors import error_line, error_lines
+
+    try:
+        rows = error_lines(read_batch_file(path), problems)
+    except Exception:  # noqa: BLE001 (an unreadable file: its problems are still listed)
+        rows = problems.sort_values("line")
+    for row in rows.itertuples():
+        typer.echo(f"{path.name}:{row.line}: {error_line(row)} [{row.reason}]")
 
 

@@ -234,6 +234,14 @@ def error_lines(frame: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records, columns=list(ERRORS_CSV_HEADERS))
 
 
+def error_line(r: Any) -> str:  # noqa: ANN401 (a row of error_lines or of a quarantine)
+    """One problem: line, household, field and what is wrong (Chinese, English beside)."""
+    if hasattr(r, "message_en"):
+        return (f"第 {r.line} 行 家庭 {r.household_code or '—'} 「{r.field_title}」："
+                f"{r.message} / line {r.line}: {r.field}: {r.message_en}")
+    return f"line {r.line}: {r.field}: {r.message} [{r.reason}]"
+
+
 def write_errors_csv(errors: pd.DataFrame, path: Path) -> None:
     """``errors`` (from ``error_lines``) with Chinese headers and a BOM, so Excel reads it;
     text a spreadsheet would run as a formula is neutralised (the file echoes the batch)."""

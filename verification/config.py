@@ -104,6 +104,14 @@ class Settings:
     def runs_dir(self) -> Path:
         return self.home / "runs"
 
+    def private_tmp_dir(self) -> Path:
+        """``$HEDUI_HOME/tmp``, created readable by this user only: where decrypted feeds and
+        opened batch files live while they are read."""
+        path = self.home / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o700)
+        return path
+
     @property
     def audit_anchor_file(self) -> Path:
         """The audit chain's head as each run ended, kept beside the database (audit.py)."""

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy import select, update
@@ -42,6 +42,9 @@ from verification.config import Settings
 from verification.security import audit
 from verification.storage import session_scope
 from verification.storage.models import Batch, Household, Run, utcnow
+
+if TYPE_CHECKING:
+    from verification.security.fieldcrypt import FieldCipher
 
 log = logging.getLogger(__name__)
 CATEGORIES = ("dibao", "edge", "rigid", "tekun")
@@ -139,11 +142,15 @@ def _seal(path: Path, stored: Path) -> None:
 
     stored.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(stored.parent, 0o700)
-    tmp = stored.with_name(stored.name + ".part")
-    sealed = load_field_cipher().seal(path.read_bytes(), _SEAL_PURPOSE)
+    _write_private(stored, load_field_cipher().seal(path.read_bytes(), _SEAL_PURPOSE))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """``data`` as ``path``, mode 600, through ``.part`` (never half a file under the name)."""
+    tmp = path.with_name(path.name + ".part")
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-        out.write(sealed)
-    tmp.replace(stored)
+        out.write(data)
+    tmp.replace(path)
 
 
 def _registered(settings: Settings, stored: Path, requester: str, notes: str,
@@ -165,15 +172,12 @@ def sealed_batch_files(settings: Settings) -> list[Path]:
     return sorted(root.glob(f"*/*{SEALED}")) if root.is_dir() else []
 
 
-def reseal(stored: Path, cipher: Any) -> bool:  # noqa: ANN401 (a FieldCipher)
+def reseal(stored: Path, cipher: FieldCipher) -> bool:
     """Seal ``stored`` again under the cipher's current key; False when it already is."""
     blob = stored.read_bytes()
     if cipher.key_id_of(blob) == cipher.current:
         return False
-    tmp = stored.with_name(stored.name + ".part")
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-        out.write(cipher.seal(cipher.unseal(blob, _SEAL_PURPOSE), _SEAL_PURPOSE))
-    tmp.replace(stored)
+    _write_private(stored, cipher.seal(cipher.unseal(blob, _SEAL_PURPOSE), _SEAL_PURPOSE))
     return True
 
 
@@ -183,10 +187,7 @@ def opened(settings: Settings, stored: Path) -> Iterator[Path]:
     as long as a stage reads it (then removed)."""
     from verification.security.fieldcrypt import load_field_cipher
 
-    tmp_root = settings.home / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    os.chmod(tmp_root, 0o700)
-    with tempfile.TemporaryDirectory(dir=tmp_root) as folder:
+    with tempfile.TemporaryDirectory(dir=settings.private_tmp_dir()) as folder:
         plain = Path(folder) / stored.name.removesuffix(SEALED)
         with os.fdopen(os.open(plain, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as out:
             out.write(load_field_cipher().unseal(stored.read_bytes(), _SEAL_PURPOSE))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -185,23 +184,21 @@ def period_problem(period: str, last_period: str) -> str:
 
 
 def _month_number(period: str, last_of_year: bool = False) -> int | None:
-    """Months since year 1 of a period's first month — of its last, for a period of a whole
-    year when ``last_of_year`` — or None when no year can be read."""
-    ahead = _months_ahead(period, dt.date(1, 1, 1))
-    digits = "".join(c for c in period[:7] if c.isdigit())
-    whole_year = ahead is not None and not (len(digits) >= 6 and 1 <= int(digits[4:6]) <= 12)
-    return ahead + 11 if whole_year and last_of_year else ahead
-
-
-def _months_ahead(period: str, today: dt.date) -> int | None:
-    """Months from ``today``'s month to the first month in ``period`` ("2026-10", "2026-10-31",
-    "2026Q4", "2026"); None when no year can be read from it."""
+    """year × 12 + month of the first month in ``period`` ("2026-10", "2026-10-31", "2026Q4",
+    "2026") — of its last, for a period naming no month when ``last_of_year`` — or None when no
+    year can be read from it."""
     digits = "".join(c for c in period[:7] if c.isdigit())
     if len(digits) < 4:
         return None
-    year = int(digits[:4])
-    month = int(digits[4:6]) if len(digits) >= 6 and 1 <= int(digits[4:6]) <= 12 else 1
-    return (year - today.year) * 12 + month - today.month
+    named = len(digits) >= 6 and 1 <= int(digits[4:6]) <= 12
+    month = int(digits[4:6]) if named else (12 if last_of_year else 1)
+    return int(digits[:4]) * 12 + month
+
+
+def _months_ahead(period: str, today: dt.date) -> int | None:
+    """Months from ``today``'s month to the first month in ``period`` (``_month_number``)."""
+    first = _month_number(period)
+    return None if first is None else first - (today.year * 12 + today.month)
 
 
 def register_feed(settings: Settings, partner: str, kind: str, period: str, sequence: int,
@@ -255,7 +252,7 @@ def process_feed(settings: Settings, feed_id: int, keyring: CentreKeyring,
         partner_code, raw_path = feed.partner.code, Path(feed.raw_path)
         contract = contract_for(feed.kind)  # loaded once, handed to every step below
         try:
-            with tempfile.TemporaryDirectory(dir=_tmp_dir(settings)) as tmp:
+            with tempfile.TemporaryDirectory(dir=settings.private_tmp_dir()) as tmp:
                 plain = Path(tmp) / "plain"
                 # created_at is judged against when the feed was received, so a feed taken in
                 # again after a crash gets the answer it would have got then
@@ -1099,8 +1096,3 @@ def _result(feed: Feed) -> IntakeResult:
                         feed.rows_identity_unresolved or 0)
 
 
-def _tmp_dir(settings: Settings) -> Path:
-    path = settings.home / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path

@@ -178,7 +178,7 @@ def unasked_persons(settings: Any, raw: Path, kind: str, asked: set[int],
     from schemas import contract_for
     from verification.intake.tokens import person_tokens
 
-    with tempfile.TemporaryDirectory(dir=_private_tmp(settings)) as tmp:
+    with tempfile.TemporaryDirectory(dir=settings.private_tmp_dir()) as tmp:
         plain = Path(tmp) / "plain"
         try:
             manifest = envelope.unpack_to_path(raw, plain, keyring=keyring, trusted=trusted)
@@ -191,13 +191,6 @@ def unasked_persons(settings: Any, raw: Path, kind: str, asked: set[int],
     ids = canonical_ids(frame[id_field]).dropna()
     found = set(person_tokens(settings.token_key, ids.drop_duplicates()).dropna().astype(int))
     return len(found - asked)
-
-
-def _private_tmp(settings: Any) -> Path:
-    path = settings.home / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
-    return path
 
 
 def query_partners(settings: Any, household_ids: Iterable[int], *, as_of: dt.date | None = None,

@@ -120,14 +120,12 @@ class FieldCipher:
         return self._aeads[key_id]
 
     def encrypt(self, plaintext: str, column: str) -> bytes:
-        kid = self.current.encode()
-        nonce = os.urandom(_NONCE)
-        body = self._aead(self.current).encrypt(nonce, plaintext.encode(), column.encode())
-        return _MAGIC + bytes([len(kid)]) + kid + nonce + body
+        return self.seal(plaintext.encode(), column)
 
     def seal(self, data: bytes, purpose: str) -> bytes:
-        """``encrypt`` of bytes (a stored file: a batch as staff handed it in), bound to
-        ``purpose`` as the associated data."""
+        """``data`` under the current key in the format above, bound to ``purpose`` as the
+        associated data: a column's name (``encrypt``), or what a stored file is (a batch as
+        staff handed it in)."""
         kid = self.current.encode()
         nonce = os.urandom(_NONCE)
         body = self._aead(self.current).encrypt(nonce, data, purpose.encode())

@@ -413,12 +413,14 @@ def _log_matching(run_id: int, linked: RunMatch, folder: Path) -> None:
     written beside the run's evidence and summarised in the log. candidates.parquet beside it
     holds, for every row sent to REVIEW, its candidates and why (``RunMatch.candidates``)."""
     record = {"rows": linked.rows, "identities": linked.identities,
+              "id_owner_links": linked.id_owner_links,
               **(linked.result.run_log() if linked.result is not None else {})}
     (folder / "matching.json").write_text(json.dumps(record, indent=1, default=_plain), "utf-8")
     model = record.get("model") or {}
-    log.info("run %s matching: %d staged rows, %d distinct identities, method %s, counts %s",
-             run_id, linked.rows, linked.identities, model.get("method", "-"),
-             record.get("counts", {}))
+    log.info("run %s matching: %d staged rows, %d distinct identities, method %s, counts %s, "
+             "%d linked to their ID's owner only (another name)", run_id, linked.rows,
+             linked.identities, model.get("method", "-"), record.get("counts", {}),
+             linked.id_owner_links)
 
 
 def _plain(value: object) -> object:

@@ -119,6 +119,9 @@ class RunMatch:
     row_identity: list[np.ndarray]  # per file: each row's run-wide identity
     # per file: the file positions of the rows matched (None: every row, in order)
     row_positions: list[np.ndarray | None] | None = None
+    # identities linked to their valid ID's owner only because nobody else fits them
+    # (``id_owner_links``), included in ``matched`` as possible
+    id_owner_links: int = 0
 
     @property
     def links(self) -> list[pd.DataFrame]:
@@ -238,9 +241,31 @@ def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
             "person_token": found["person_token_matched"].to_numpy(dtype=np.int64),
             "match_grade": pd.Categorical(found["match_grade"], dtype=GRADE_DTYPE),
         })
+    owners = id_owner_links(result.unmatched, people) if result is not None else matched[:0]
+    matched = pd.concat([matched, owners], ignore_index=True) if len(owners) else matched
     identities = [_narrow(overall[offsets[i] + group])  # file's own groups → run-wide ones
                   for i, group in enumerate(per_file)]
-    return RunMatch(result, matched, rows, len(records), identities, kept)
+    return RunMatch(result, matched, rows, len(records), identities, kept,
+                    id_owner_links=len(owners))
+
+
+def id_owner_links(unmatched: pd.DataFrame, people: pd.DataFrame) -> pd.DataFrame:
+    """Links, graded ``possible``, of the records the matcher placed nowhere although their valid
+    ID number names a member: the name (and birth date or gender, when sent) on the record is
+    another person's, so the ID was refuted, and the fallback found nobody the record describes
+    (or only at a gated grade). Such a record may be a clerical mix-up or the member under a
+    name the roster does not know; left unmatched, a death or a wage under a recipient's own ID
+    number vanished (second outside probe). As possible evidence on the owner's household it
+    decides nothing: a death sends the household to REVIEW, a record that would change the
+    outcome does (MATCH_UNCERTAIN), any other is listed in the run's unresolved-records.csv."""
+    tokens = unmatched["person_token"]
+    placed = tokens.notna().to_numpy()
+    records = pd.DataFrame({"identity": unmatched.index.to_numpy(dtype=np.int64)[placed],
+                            "person_token": tokens[placed].to_numpy(dtype=np.int64)})
+    owners = people[["household_id", "person_token"]].astype("int64")
+    links = records.merge(owners, on="person_token")  # a person in two households: both
+    return links[["identity", "household_id", "person_token"]].assign(
+        match_grade=pd.Categorical(np.full(len(links), "possible"), dtype=GRADE_DTYPE))
 
 
 def _narrow(numbers: np.ndarray) -> np.ndarray:

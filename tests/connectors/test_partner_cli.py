@@ -69,8 +69,11 @@ def test_validate_reports_lines_and_fields(kit) -> None:
     bad.write_text(GOOD + BAD_ROW, encoding="utf-8-sig")
     result = runner.invoke(app, ["validate", str(bad), "--kind", "wages"])
     assert result.exit_code == 1
-    assert "line 4 · period · BAD_DATE" in result.output
-    assert "3 rows, 2 valid, 1 with problems" in result.output
+    # Chinese first, the field by its title, English beside (second outside probe: English
+    # sentences only)
+    assert ("第 4 行 / line 4 · 「所属期」(period) · 「所属期」不是有效日期，请写成 2026-10 的形式"
+            " / Month is not a valid date; write it as 2026-10 [BAD_DATE]") in result.output
+    assert "共 3 行，合格 2 行，有问题 1 行 / 3 rows, 2 valid, 1 with problems" in result.output
 
 
 def test_missing_column_is_named(kit) -> None:

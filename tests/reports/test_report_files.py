@@ -301,3 +301,36 @@ def test_reports_killed_midway_leave_the_earlier_folder_whole_and_none_half_writ
         report_run.out
     assert not partial.exists()
     assert sorted(p.relative_to(report_run.out) for p in report_run.out.rglob("*")) == before
+
+
+def test_a_runs_reports_are_read_and_written_a_street_at_a_time(report_run, monkeypatch):
+    """A province's flag and evidence tables held for every street at once ran a 1M review's
+    reports out of memory (23.6 GB): each street's are read, written and let go. The files are
+    the same as from the run's tables read whole (a batch's way)."""
+    from verification.reports import run_reports
+
+    whole = run_reports.report_tables(report_run.settings, report_run.run_id)
+    streets = sorted(whole.flags["street_code"].unique())
+    assert len(streets) >= 2
+    read = []
+    real = run_reports.report_tables
+
+    def one_street(settings, run_id, street_code=None):
+        assert street_code is not None  # never the whole run's
+        read.append(street_code)
+        part = real(settings, run_id, street_code)
+        assert set(part.flags["street_code"]) == {street_code}
+        assert set(part.evidence["street_code"]) <= {street_code}
+        return part
+
+    monkeypatch.setattr(run_reports, "report_tables", one_street)
+    out = run_reports.write_run_reports(report_run.settings, report_run.run_id)
+    assert read == streets
+    streamed = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.csv")}
+    monkeypatch.undo()
+    run_reports.write_run_reports(report_run.settings, report_run.run_id, whole)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*.csv")} == streamed
+    summary = pd.read_csv(out / "summary.csv", encoding="utf-8-sig", index_col=0)
+    assert int(summary.to_numpy().sum()) == len(whole.flags)
+    assert sum(len(r) for r in (pd.read_csv(p, encoding="utf-8-sig") for p in
+               out.glob("*/flags.csv"))) == len(whole.flags)

@@ -39,7 +39,11 @@ def test_counts_reconcile_and_each_bad_row_has_a_reason():
     assert reasons == {3: "ID_CHECK", 4: "BELOW_MINIMUM", 5: "BAD_DATE", 6: "BAD_NUMBER",
                        7: "DUPLICATE_KEY", 8: "REQUIRED"}
     message = checked.quarantine.set_index("line").loc[3, "message"]
-    assert "expected 4" in message and "公民身份号码" in message
+    # Chinese first, English beside, with the check's own specifics for this very row
+    assert message.startswith("身份证号校验位不符") and "expected 4" in message
+    said = checked.quarantine.set_index("line")["message"].to_dict()
+    assert said[6] == "「应发工资」应为数字 / Gross monthly wage must be a number"
+    assert said[8].startswith("「姓名」不能为空 / ")
 
 
 def test_dirty_but_valid_values_are_canonicalised_not_rejected():

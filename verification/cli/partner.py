@@ -28,6 +28,7 @@ from connectors import envelope, keys
 from connectors.decoding import LINE, PROBLEM, DecodeError, decode_file
 from schemas import Contract
 from verification import codes
+from verification.intake import problems as row_problems
 
 app = typer.Typer(help="Partner kit: keys, contracts, validate, pack, verify / 合作部门工具包",
                   no_args_is_help=True)
@@ -130,10 +131,12 @@ def feed_problems(path: Path, contract: Contract) -> tuple[pd.DataFrame, pd.Data
                     f"`hedui partner template {contract.kind}` prints the header the contract "
                     "expects")
     broken = frame[frame[PROBLEM] != ""]
-    structural = pd.DataFrame({
-        "line": broken[LINE].to_numpy(), "field": "",
-        "reason": broken[PROBLEM].str.split(":").str[0].to_numpy(),
-        "message": broken[PROBLEM].str.split(":", n=1).str[1].str.strip().to_numpy(),
+    reasons = broken[PROBLEM].str.split(":").str[0].to_numpy()
+    details = broken[PROBLEM].str.split(":", n=1).str[1].str.strip().to_numpy()
+    structural = pd.DataFrame({  # the decoder's own words beside the row problem's
+        "line": broken[LINE].to_numpy(), "field": "", "reason": reasons,
+        "message": [row_problems.message(r, {}, detail=d) for r, d in
+                    zip(reasons, details, strict=True)],
     })
     validated = validate_frame(frame[frame[PROBLEM] == ""].drop(columns=[PROBLEM]), contract)
     problems = pd.concat([p for p in (structural, validated.quarantine) if len(p)] or [structural],
@@ -141,15 +144,19 @@ def feed_problems(path: Path, contract: Contract) -> tuple[pd.DataFrame, pd.Data
     return frame, problems.sort_values(["line", "field"]).reset_index(drop=True)
 
 
-def _report(path: Path, frame: pd.DataFrame, problems: pd.DataFrame) -> None:
+def _report(path: Path, frame: pd.DataFrame, problems: pd.DataFrame,
+            contract: Contract) -> None:
     bad_rows = problems["line"].nunique() if len(problems) else 0
-    typer.echo(f"{path}: {len(frame)} rows, {len(frame) - bad_rows} valid, {bad_rows} with "
-               f"problems ({frame.attrs.get('encoding')}, {frame.attrs.get('content_type')})")
+    typer.echo(f"{path}: 共 {len(frame)} 行，合格 {len(frame) - bad_rows} 行，有问题 {bad_rows} 行"
+               f" / {len(frame)} rows, {len(frame) - bad_rows} valid, {bad_rows} with problems "
+               f"({frame.attrs.get('encoding')}, {frame.attrs.get('content_type')})")
+    titles = contract.titles
     for row in problems.head(SHOWN_PROBLEMS).itertuples(index=False):
-        field = f" · {row.field}" if row.field else ""
-        typer.echo(f"  line {row.line}{field} · {row.reason} · {row.message}")
+        field = f" · 「{titles.get(row.field, row.field)}」({row.field})" if row.field else ""
+        typer.echo(f"  第 {row.line} 行 / line {row.line}{field} · {row.message} [{row.reason}]")
     if len(problems) > SHOWN_PROBLEMS:
-        typer.echo(f"  … and {len(problems) - SHOWN_PROBLEMS} more")
+        typer.echo(f"  …… 另有 {len(problems) - SHOWN_PROBLEMS} 处 / and "
+                   f"{len(problems) - SHOWN_PROBLEMS} more")
 
 
 @app.command()
@@ -158,8 +165,9 @@ def validate(
     kind: Annotated[str, typer.Option(help="Feed kind (see `hedui partner contract`).")],
 ) -> None:
     """Check a plain feed against its contract; exit 1 if any row has a problem."""
-    frame, problems = feed_problems(feed, _contract(kind))
-    _report(feed, frame, problems)
+    contract = _contract(kind)
+    frame, problems = feed_problems(feed, contract)
+    _report(feed, frame, problems, contract)
     if len(problems):
         raise typer.Exit(1)
 
@@ -185,7 +193,7 @@ def pack(
     """Validate a plain feed against its contract, then encrypt it to the centre and sign it."""
     spec = _contract(kind)
     frame, problems = feed_problems(feed, spec)
-    _report(feed, frame, problems)
+    _report(feed, frame, problems, spec)
     if len(problems) and not allow_row_errors:
         raise _fail("not packed: fix the rows above (or pass --allow-row-errors)")
     try:

@@ -40,6 +40,7 @@ from connectors.registry import load_partners
 from schemas import Contract, contract_for
 from verification import codes
 from verification.config import IntakeLimits, Settings
+from verification.intake import problems as row_problems
 from verification.intake.digests import digests_path, write_person_digests
 from verification.intake.earlier_keys import EarlierHashes, EarlierKeys
 from verification.intake.textcheck import (
@@ -531,9 +532,9 @@ def _oversize_problems(frame: pd.DataFrame, fields: list[str],
         for at in np.flatnonzero(sizes > MAX_FIELD_BYTES):
             rows.append({"line": int(frame["_line"].iat[at]), "field": name,
                          "reason": "FIELD_TOO_LONG",
-                         "message": f"{titles.get(name, name)} ({name}) is {int(sizes[at]):,} "
-                                    f"bytes long, more than {MAX_FIELD_BYTES:,}; correct it and "
-                                    "submit again"})
+                         "message": row_problems.message(
+                             "FIELD_TOO_LONG", {"name": name, "title": titles.get(name, name)},
+                             detail=f"{int(sizes[at]):,} > {MAX_FIELD_BYTES:,} bytes")})
     return pd.DataFrame(rows, columns=["line", "field", "reason", "message"])
 
 
@@ -794,7 +795,6 @@ class _Blocks:
     earlier: EarlierKeys = field(default_factory=EarlierKeys)  # the earlier blocks' keys
     earlier_payments: EarlierHashes = field(default_factory=EarlierHashes)  # their payments
     cache: dict[str, int] = field(default_factory=dict)  # tokens by canonical ID
-    first_messages: dict[tuple[str, str], str] = field(default_factory=dict)
     quarantines: list[pd.DataFrame] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: {
         "received": 0, "accepted": 0, "quarantined": 0, "identity_unresolved": 0})
@@ -837,7 +837,6 @@ def _stage_block(settings: Settings, contract: Contract, block: pa.Table,
     frame.insert(0, "_line", range(counts["received"] + 2, counts["received"] + 2 + len(frame)))
     checked = _validate(frame, contract, blocks.not_after, blocks.earlier,
                         blocks.earlier_payments)
-    _same_id_messages(checked, contract.identifier_fields("resident_id"), blocks.first_messages)
     staged = _staged_rows(settings, checked.accepted, contract.person_id_field,
                           lambda ids: _cached_tokens(settings, ids, blocks.cache))
     table = _staged_table(staged, blocks.writer.schema if blocks.writer else None)
@@ -890,24 +889,6 @@ def _csv_options(path: Path, arrow_encoding: str, read_bytes: int) -> dict[str, 
             "convert_options": pacsv.ConvertOptions(
                 column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False,
                 quoted_strings_can_be_null=False)}
-
-
-def _same_id_messages(checked: Validated, id_fields: list[str],
-                      first: dict[tuple[str, str], str]) -> None:
-    """An invalid ID's message names the file's first example of its reason, in every block.
-    Within a block every row of a reason has the block's first example's message — the rows
-    taken as identity unresolved (their reasons among the warnings) too, as in the whole file."""
-    if not id_fields:
-        return
-    on_ids = [(part, part["field"].isin(id_fields).to_numpy())
-              for part in (checked.quarantine, checked.warnings) if len(part)]
-    for part, rows in on_ids:
-        for (name, reason), group in part[rows].groupby(["field", "reason"], sort=False):
-            first.setdefault((name, reason), group["message"].iloc[0])
-    for part, rows in on_ids:
-        if rows.any():
-            pairs = zip(part.loc[rows, "field"], part.loc[rows, "reason"], strict=True)
-            part.loc[rows, "message"] = [first[pair] for pair in pairs]
 
 
 def _cached_tokens(settings: Settings, canonical_ids: pd.Series,

@@ -21,6 +21,7 @@ from schemas import Contract, contract_for
 from verification import codes
 from verification.config import Settings
 from verification.intake import identifiers
+from verification.intake.problems import CODED_FIELDS
 from verification.intake.textcheck import (
     describe_mixed,
     invisible_character_problems,
@@ -28,11 +29,6 @@ from verification.intake.textcheck import (
 )
 from verification.intake.validate import Validated, validate_frame
 
-# Batch-file fields whose coded values have labels in verification/codes.yaml (section): a file
-# may give either the code (recipient) or its Chinese label (在保).
-CODED_FIELDS = {"status": "household_status", "category": "categories",
-                "urban_rural": "urban_rural", "exclusion": "exclusion",
-                "disability_type": "disability_type"}
 HOUSEHOLD_FIELDS = ["area_code", "street_code", "community_code", "status", "category",
                     "urban_rural", "current_benefit"]
 

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas import Contract
+from verification.intake import problems as row_problems
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
@@ -186,9 +187,8 @@ def invisible_character_problems(frame: pd.DataFrame, fields: list[str],
             point = _UNSAFE.search(value).group()
             title = (titles or {}).get(name, name)
             rows.append({"line": int(line), "field": name, "reason": INVISIBLE_REASON,
-                         "message": f"{title} ({name}) holds the control, invisible or "
-                                    f"replacement character U+{ord(point):04X}; remove it and "
-                                    "submit again"})
+                         "message": row_problems.message(INVISIBLE_REASON, {
+                             "name": name, "title": title}, detail=f"U+{ord(point):04X}")})
     return pd.DataFrame(rows, columns=["line", "field", "reason", "message"])
 
 
@@ -210,6 +210,5 @@ def future_date_problems(typed: pd.DataFrame, contract: Contract,
             parts.append(pd.DataFrame({
                 "line": typed.loc[hits, "_line"].astype(int), "field": name,
                 "reason": "FUTURE_DATE",
-                "message": f"{spec['title']} ({name}) is after {not_after}: a date that has not "
-                           "happened yet"}))
+                "message": row_problems.message("FUTURE_DATE", spec, limit=not_after)}))
     return pd.concat(parts, ignore_index=True)

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from schemas import Contract
 from verification.intake import identifiers
+from verification.intake import problems as row_problems
 from verification.intake.earlier_keys import row_hashes
 from verification.intake.textcheck import arrow_strings, future_date_problems
 
@@ -34,13 +35,11 @@ QUARANTINE_COLUMNS = ["line", "field", "reason", "message"]
 # the buffers the CSV reader filled (no Python string per cell).
 TEXT = pd.StringDtype("pyarrow")
 
+# a failed check → the reason code (its words: codes.yaml row_problems)
 _CHECK_REASONS = {
-    "not_nullable": ("REQUIRED", "is required but empty"),
-    "isin": ("NOT_ALLOWED", "is not one of the allowed values"),
-    "greater_than_or_equal_to": ("BELOW_MINIMUM", "is below the minimum"),
-    "less_than_or_equal_to": ("ABOVE_MAXIMUM", "is above the maximum"),
-    "str_length": ("TOO_LONG", "is too long"),
-    "str_matches": ("BAD_FORMAT", "does not have the required format"),
+    "not_nullable": "REQUIRED", "isin": "NOT_ALLOWED", "greater_than_or_equal_to": "BELOW_MINIMUM",
+    "less_than_or_equal_to": "ABOVE_MAXIMUM", "str_length": "TOO_LONG",
+    "str_matches": "BAD_FORMAT",
 }
 
 
@@ -235,25 +234,26 @@ def _parse_fields(frame: pd.DataFrame,
     for spec in contract.fields:
         name, ftype = spec["name"], spec.get("type", "string")
         raw = frame[name] if name in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
-        title = f"{spec['title']} ({name})"
         arrow = raw.dtype == TEXT  # strip and plain-number parsing run in Arrow on every row
         if ftype in ("number", "integer"):
             values, bad = parse_number(raw) if arrow else _per_distinct(raw, parse_number)
             if ftype == "integer":
                 bad |= values.notna() & (values % 1 != 0)
-            problems.append(_problems(bad, lines, name, "BAD_NUMBER", f"{title} is not a number"))
+            problems.append(_problems(bad, lines, name, "BAD_NUMBER",
+                                      row_problems.message("BAD_NUMBER", spec)))
         elif ftype in ("date", "yearmonth"):
             values, bad = _per_distinct(
                 raw, functools.partial(parse_date, yearmonth=ftype == "yearmonth"))
-            problems.append(_problems(bad, lines, name, "BAD_DATE", f"{title} is not a valid date"))
+            problems.append(_problems(bad, lines, name, "BAD_DATE",
+                                      row_problems.message("BAD_DATE", spec)))
         else:
             values = stripped_text(raw) if arrow else _per_distinct(raw, stripped_text)
             if spec.get("x-identifier") == "resident_id":
-                values = _resident_ids(values, lines, title, problems, name)
+                values = _resident_ids(values, lines, spec, problems)
             if spec.get("x-identity") == "gender":
                 values, bad = _per_distinct(values, parse_gender)
                 problems.append(_problems(bad, lines, name, "BAD_GENDER",
-                                          f"{title} 应为 男/女 (is not male/female)"))
+                                          row_problems.message("BAD_GENDER", spec)))
         typed[name] = values
     return typed, problems
 
@@ -305,7 +305,9 @@ def _canonical_ids(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, 
             result.reasons != "")
 
 
-def _resident_ids(values, lines, title, problems, name) -> pd.Series:  # noqa: ANN001
+def _resident_ids(values, lines, spec, problems) -> pd.Series:  # noqa: ANN001
+    """Canonical ID numbers; a problem per failing row, in the words of its reason with the
+    check's own specifics (the check character expected) beside."""
     canonical, reasons, messages, failed = _per_distinct(values, _canonical_ids)
     failed = failed.to_numpy(bool)
     # reasons are compared on the failing rows only (a missing value counts among them when
@@ -315,16 +317,19 @@ def _resident_ids(values, lines, title, problems, name) -> pd.Series:  # noqa: A
         on = (reasons == reason).to_numpy()
         mask = pd.Series(False, index=values.index)
         mask.iloc[np.flatnonzero(failed)[on]] = True
-        sample = messages[on].iloc[0]
-        problems.append(_problems(mask, lines, name, reason, f"{title}: {sample}"))
+        said = row_problems.message(reason, spec)
+        detail = messages[on].astype(str).to_numpy()  # this row's own, in failing-row order
+        problems.append(_problems(mask, lines, spec["name"], reason,
+                                  np.char.add(f"{said} (", np.char.add(
+                                      detail.astype(str), ")")).astype(object)))
     return canonical.astype("string")
 
 
 def _uscc_warnings(typed: pd.DataFrame, contract: Contract, lines: pd.Series) -> pd.DataFrame:
     """A failing credit-code check is a warning: some early codes fail legitimately."""
     found = [pd.DataFrame(columns=QUARANTINE_COLUMNS)]
-    msg = "credit-code check character fails (accepted: some early codes fail legitimately)"
     for spec in contract.fields:
+        msg = row_problems.message("USCC_CHECK", spec)
         if spec.get("x-identifier") == "uscc" and spec["name"] in typed:
             codes = typed[spec["name"]]
             wrong = [code for code in codes.dropna().unique() if not _uscc_ok(code)]  # once each
@@ -344,7 +349,6 @@ def _constraint_problems(typed: pd.DataFrame, contract: Contract,
                          lines: pd.Series) -> pd.DataFrame:
     """Every row whose typed value breaks a constraint of its field (schemas/: enum, minimum,
     maximum, maxLength, pattern, required), with the line, field, reason and message."""
-    titles = contract.titles
     rows = []
     for spec in sorted(contract.fields, key=lambda field: field["name"]):
         column = spec["name"]
@@ -353,10 +357,10 @@ def _constraint_problems(typed: pd.DataFrame, contract: Contract,
         for check, mask in constraint_failures(typed[column], spec.get("constraints", {})):
             if not mask.any():
                 continue
-            reason, text = _CHECK_REASONS[check]
+            reason = _CHECK_REASONS[check]
             rows.append(pd.DataFrame({
                 "line": lines.loc[mask[mask].index].to_numpy(), "field": column,
-                "reason": reason, "message": f"{titles.get(column, column)} ({column}) {text}",
+                "reason": reason, "message": row_problems.message(reason, spec),
             }))
     if rows:
         return pd.concat(rows, ignore_index=True)
@@ -398,8 +402,8 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
         dup = typed.duplicated(subset=keys, keep="first") & typed[keys].notna().all(axis=1)
         if repeats_earlier is not None:
             dup |= repeats_earlier(_key_text(typed, keys))
-        problems.append(_problems(dup, lines, keys[0], "DUPLICATE_KEY",
-                                  f"{'+'.join(keys)} repeats an earlier row"))
+        problems.append(_problems(dup, lines, keys[0], "DUPLICATE_KEY", row_problems.message(
+            "DUPLICATE_KEY", contract.field(keys[0]), detail="+".join(keys))))
     if same := [name for name in contract.duplicate_row_fields if name in typed]:
         problems.append(_repeated_payments(typed, same, lines, contract, row_repeats_earlier))
     quarantine = pd.concat([p for p in problems if len(p)], ignore_index=True) if any(

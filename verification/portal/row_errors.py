@@ -19,62 +19,9 @@ from typing import Any
 import pandas as pd
 
 from schemas import contract_for
-from verification import codes
-from verification.intake import identifiers
-from verification.intake.roster import CODED_FIELDS
+from verification.intake import identifiers, problems
 
 _PRIVATE_FIELDS = {"id_number", "name"}
-
-_ZH: dict[str, str] = {
-    "REQUIRED": "「{title}」不能为空",
-    "BELOW_MINIMUM": "「{title}」不能小于 {minimum}",
-    "ABOVE_MAXIMUM": "「{title}」不能大于 {maximum}",
-    "TOO_LONG": "「{title}」不能超过 {maxLength} 个字",
-    "BAD_NUMBER": "「{title}」应为数字",
-    "BAD_DATE": "「{title}」不是有效日期，请写成 2026-10-01 的形式",
-    "DUPLICATE_KEY": "与前面某一行重复",
-    "ID_MISSING": "身份证号为空",
-    "ID_LENGTH": "身份证号位数不对：应为 18 位（或 15 位旧号码）",
-    "ID_CHARACTERS": "身份证号只能由数字和末位 X 组成",
-    "ID_AREA": "身份证号前 6 位地区码不存在",
-    "ID_BIRTH_DATE": "身份证号中的出生日期无效",
-    "ID_CHECK": "身份证号校验位不符，可能有数字录错，请与原件核对",
-    "HOUSEHOLD_INCONSISTENT": "同一家庭的各行在街道、社区、家庭状态或救助类别上填写不一致",
-    "HEAD_COUNT": "每户必须有且只有一名与户主关系为“户主”的成员",
-    "FIELD_COUNT": "该行的列数与表头不一致（可能多了或少了逗号）",
-    "NUMERIC_ID": "长数字被 Excel 存成了数值而丢失位数，请把该列设为“文本”后重新录入",
-    "FUTURE_DATE": "「{title}」晚于今天，授权书不能在将来签署",
-    "EXPIRES_BEFORE_SIGNED": "「{title}」早于授权日期",
-    "DUPLICATE_PERSON": "同一人在本文件中出现了两次{other}，请核对后只保留正确的一行",
-    "INVISIBLE_CHARACTER": "「{title}」中含有看不见的控制字符或乱码字符，请删除后重新提交",
-}
-_EN: dict[str, str] = {
-    "REQUIRED": "{title} is required",
-    "BELOW_MINIMUM": "{title} must be at least {minimum}",
-    "ABOVE_MAXIMUM": "{title} must be at most {maximum}",
-    "TOO_LONG": "{title} must be at most {maxLength} characters",
-    "BAD_NUMBER": "{title} must be a number",
-    "BAD_DATE": "{title} is not a valid date; write it as 2026-10-01",
-    "DUPLICATE_KEY": "repeats an earlier row",
-    "ID_MISSING": "the ID number is empty",
-    "ID_LENGTH": "the ID number must have 18 characters (or 15 for an old number)",
-    "ID_CHARACTERS": "the ID number may hold only digits and a final X",
-    "ID_AREA": "the ID number's first six digits name no area",
-    "ID_BIRTH_DATE": "the birth date inside the ID number is not valid",
-    "ID_CHECK": "the ID number's check character does not match: a digit may be mistyped",
-    "HOUSEHOLD_INCONSISTENT": "rows of this household disagree on street, community, status or "
-                              "category",
-    "HEAD_COUNT": "a household needs exactly one member whose relation is 户主",
-    "FIELD_COUNT": "this row has a different number of columns from the header",
-    "NUMERIC_ID": "Excel stored a long number as a number and lost digits: format the column as "
-                  "text and enter it again",
-    "FUTURE_DATE": "{title} is after today: an authorisation cannot be signed in the future",
-    "EXPIRES_BEFORE_SIGNED": "{title} is before the authorisation was signed",
-    "DUPLICATE_PERSON": "the same person appears twice in this file{other}: keep only the right "
-                        "row",
-    "INVISIBLE_CHARACTER": "{title} holds an invisible control or replacement character: remove "
-                           "it and submit again",
-}
 
 
 @dataclass
@@ -97,19 +44,7 @@ def explain(reason: str, field_name: str, value: str, lang: str, fallback: str =
             kind: str = "batch") -> str:
     """One problem with field ``field_name`` of contract ``kind`` as a sentence in ``lang``."""
     spec = _fields(kind).get(field_name, {"name": field_name, "title": field_name})
-    title = spec["title"] if lang == "zh" else spec.get("x-title-en", spec["title"])
-    limits = {k: _number(v) for k, v in spec.get("constraints", {}).items()}
-    if reason == "NOT_ALLOWED":
-        return _not_allowed(spec, title, value, lang)
-    if reason == "BAD_FORMAT":
-        return _bad_format(spec, title, lang)
-    template = (_ZH if lang == "zh" else _EN).get(reason)
-    if template is None:  # a code this page does not know: keep the validator's own words
-        return fallback or reason
-    other = re.search(r"line (\d+)", fallback)
-    other_text = "" if not other else (f"（另见第 {other.group(1)} 行）" if lang == "zh"
-                                       else f" (see also line {other.group(1)})")
-    return template.format(title=title, other=other_text, **limits)
+    return problems.sentence(reason, spec, lang, value, fallback)
 
 
 _FILE_PROBLEMS = (  # whole-file problems (connectors/decoding.py, roster.py) in plain Chinese
@@ -135,30 +70,6 @@ def explain_file_problem(message: str, lang: str) -> str:
             if found:
                 return text.format(*found.groups())
     return message
-
-
-def _number(value: object) -> object:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _not_allowed(spec: dict[str, Any], title: str, value: str, lang: str) -> str:
-    allowed = [v for v in spec.get("constraints", {}).get("enum", []) if v != ""]
-    section = CODED_FIELDS.get(spec["name"])
-    shown = [f"{v}（{codes.label(section, v, lang)}）" if section else v for v in allowed]
-    if lang == "zh":
-        given = f"填写为“{value}”，" if value else ""
-        return f"「{title}」{given}不在允许范围内；应为：{'、'.join(shown)}"
-    given = f" is {value!r}, which" if value else ""
-    return f"{title}{given} is not allowed; use one of: {', '.join(shown)}"
-
-
-def _bad_format(spec: dict[str, Any], title: str, lang: str) -> str:
-    pattern = spec.get("constraints", {}).get("pattern", "")
-    digits = re.fullmatch(r"\\d\{(\d+)\}", pattern)
-    if digits:
-        n = digits.group(1)
-        return f"「{title}」应为 {n} 位数字" if lang == "zh" else f"{title} must be {n} digits"
-    return f"「{title}」格式不正确" if lang == "zh" else f"{title} has the wrong format"
 
 
 def group_by_row(frame: pd.DataFrame, problems: pd.DataFrame, lang: str,

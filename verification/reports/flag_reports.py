@@ -71,11 +71,13 @@ class SheetContext:
 
 
 def flag_table(settings: Settings, run_id: int,
-               flag_ids: Sequence[int] | None = None) -> pd.DataFrame:
+               flag_ids: Sequence[int] | None = None,
+               street_code: str | None = None) -> pd.DataFrame:
     """One row per flag of the run (of ``flag_ids`` only, when given: the 核对报告 of one
-    household on demand), ready for a report (masked, labelled in Chinese), with the flag's
-    status, how many days it has been open (since a flag on the same evidence was first raised)
-    and whether it is overdue."""
+    household on demand; of one street's, with ``street_code``: a province's reports are
+    written a street at a time), ready for a report (masked, labelled in Chinese), with the
+    flag's status, how many days it has been open (since a flag on the same evidence was first
+    raised) and whether it is overdue."""
     chosen = None if flag_ids is None else [int(i) for i in flag_ids]
     with session_scope(settings.database_url) as session:
         as_of = session.get(Run, run_id).as_of
@@ -94,27 +96,34 @@ def flag_table(settings: Settings, run_id: int,
         # database's plan reads: the 核对报告 listed a flag's reasons differently run to run)
         reasons = (select(FlagReason.flag_id, FlagReason.code, FlagReason.detail).join(Flag)
                    .where(Flag.run_id == run_id).order_by(FlagReason.flag_id, FlagReason.id))
-        if chosen is not None:
-            query = query.where(Flag.id.in_(chosen))
+        if chosen is not None or street_code is not None:  # the heads of these flags only
             heads = heads.join(Flag, Flag.household_id == Household.id).where(
-                Flag.id.in_(chosen))
-            reasons = reasons.where(Flag.id.in_(chosen))
+                Flag.run_id == run_id)
+        if chosen is not None:
+            query, heads, reasons = (q.where(Flag.id.in_(chosen)) for q in (query, heads, reasons))
+        if street_code is not None:
+            query, heads, reasons = (q.where(Flag.street_code == street_code)
+                                     for q in (query, heads, reasons))
         flags = pd.DataFrame(session.execute(query).mappings().all())
         heads = pd.DataFrame(session.execute(heads).mappings().all(),
                              columns=["household_code", "name_masked", "id_masked"])
         reasons = pd.DataFrame(session.execute(reasons).mappings().all(),
                                columns=["flag_id", "code", "detail"])
+        # a street's flags only: their ids lie in the few row groups of its shards
+        cited = chosen if street_code is None else (
+            flags["flag_id"].tolist() if len(flags) else [])
         evidence = evidence_files.run_evidence(
-            session, settings.home, run_id, chosen,
+            session, settings.home, run_id, cited,
             columns=["flag_id", "source_kind", "record_ref", "item", "period_end"])
-        first_seen = _first_seen(session, run_id, chosen)
+        first_seen = _first_seen(session, run_id, chosen, street_code)
     if flags.empty:
         return pd.DataFrame(columns=list(HEADERS) + EXTRA_COLUMNS)
     flags["first_seen"] = flags["flag_id"].map(first_seen)
     return _compose(flags, heads, reasons, evidence, as_of)
 
 
-def _first_seen(session, run_id: int, flag_ids: list[int] | None) -> pd.Series:  # noqa: ANN001
+def _first_seen(session, run_id: int, flag_ids: list[int] | None,  # noqa: ANN001
+                street_code: str | None = None) -> pd.Series:
     """flag id → as-of date of the first run that raised a flag on the same evidence."""
     now, earlier = aliased(Flag), aliased(Flag)
     query = (select(now.id, func.min(Run.as_of))
@@ -124,6 +133,8 @@ def _first_seen(session, run_id: int, flag_ids: list[int] | None) -> pd.Series: 
              .where(now.run_id == run_id).group_by(now.id))
     if flag_ids is not None:
         query = query.where(now.id.in_(flag_ids))
+    if street_code is not None:
+        query = query.where(now.street_code == street_code)
     return pd.Series(dict(session.execute(query).all()), dtype=object)
 
 
@@ -182,16 +193,22 @@ def _add_state(table: pd.DataFrame, as_of: dt.date) -> None:
     table["overdue"] = waiting & due.notna() & (due < pd.Timestamp(as_of))
 
 
-def evidence_table(settings: Settings, run_id: int) -> pd.DataFrame:
-    """One row per evidence record a flag of the run cites (labels in Chinese, no identities)."""
+def evidence_table(settings: Settings, run_id: int,
+                   street_code: str | None = None) -> pd.DataFrame:
+    """One row per evidence record a flag of the run cites (of one street's flags, with
+    ``street_code``), labels in Chinese, no identities."""
     with session_scope(settings.database_url) as session:
-        flags = pd.DataFrame(session.execute(
-            select(Flag.id.label("flag_id"), Household.household_code, Flag.kind,
-                   Flag.street_code, Flag.community_code)
-            .join(Household, Household.id == Flag.household_id)
-            .where(Flag.run_id == run_id)).all(),
-            columns=["flag_id", "household_code", "kind", "street_code", "community_code"])
-        cited = evidence_files.run_evidence(session, settings.home, run_id)
+        query = (select(Flag.id.label("flag_id"), Household.household_code, Flag.kind,
+                        Flag.street_code, Flag.community_code)
+                 .join(Household, Household.id == Flag.household_id)
+                 .where(Flag.run_id == run_id))
+        if street_code is not None:
+            query = query.where(Flag.street_code == street_code)
+        flags = pd.DataFrame(session.execute(query).all(), columns=[
+            "flag_id", "household_code", "kind", "street_code", "community_code"])
+        cited = evidence_files.run_evidence(
+            session, settings.home, run_id,
+            None if street_code is None else flags["flag_id"].tolist())
     rows = (flags.merge(cited, on="flag_id")
             .sort_values(["household_code", "source_kind", "record_ref"], kind="stable")
             .drop(columns="flag_id").reset_index(drop=True))

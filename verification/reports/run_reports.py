@@ -18,12 +18,15 @@ workbook lists the street's flags and says where their evidence is (docs/flags-a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy import select
 
 from verification import jurisdictions, tasklog
 from verification.config import Settings
@@ -39,7 +42,9 @@ from verification.reports.household_report import write_household_reports
 from verification.reports.html import RunFacts, render_summary, run_facts
 from verification.security.access import Principal
 from verification.storage import session_scope
-from verification.storage.models import Run
+from verification.storage.models import Flag, Run
+
+log = logging.getLogger(__name__)
 
 
 def street_folder(street_code: str) -> str:
@@ -52,23 +57,32 @@ def community_folder(community_code: str) -> str:
 
 @dataclass(frozen=True)
 class ReportTables:
-    """What every report of a run is drawn from, read once: ``flag_table`` and
-    ``evidence_table``."""
+    """What the reports of a run (or of one street of it) are drawn from, read once:
+    ``flag_table`` and ``evidence_table``."""
 
     flags: pd.DataFrame
     evidence: pd.DataFrame
 
 
-def report_tables(settings: Settings, run_id: int) -> ReportTables:
-    return ReportTables(flag_table(settings, run_id), evidence_table(settings, run_id))
+def report_tables(settings: Settings, run_id: int, street_code: str | None = None
+                  ) -> ReportTables:
+    return ReportTables(flag_table(settings, run_id, street_code=street_code),
+                        evidence_table(settings, run_id, street_code))
+
+
+# what the district's page and summary.csv need of every flag: a province's flag tables with
+# reasons and evidence text, held for every street at once, were most of 23 GB
+DISTRICT_COLUMNS = ["household_code", "street_code", "community_code", "street", "flag", "kind",
+                    "days_open", "overdue"]
 
 
 def write_run_reports(settings: Settings, run_id: int,
                       tables: ReportTables | None = None) -> Path:
     """Write every report of the run (layout above); returns the run's report folder.
-    ``tables``: the run's report tables when the caller has read them already (a batch)."""
-    tables = tables or report_tables(settings, run_id)
-    table, facts = tables.flags, run_facts(settings, run_id)
+    ``tables``: the run's report tables when the caller has read them already (a batch);
+    otherwise each street's are read, written and let go before the next street's (a
+    province's reports never hold more than one street's flags and evidence)."""
+    facts = run_facts(settings, run_id)
     done = settings.reports_dir / f"run-{run_id}"
     # Written under a temporary name and moved into place when complete: a review killed while
     # writing its reports leaves no half folder under the run's name (the run then shows no
@@ -76,20 +90,19 @@ def write_run_reports(settings: Settings, run_id: int,
     out = done.with_name(done.name + ".partial")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    # The evidence is written once, in the community workbooks: split it once, not per folder.
-    cited = dict(iter(tables.evidence.groupby("community_code", sort=False)))
-    none_cited = tables.evidence.iloc[:0]
-    community_dirs: dict[str, Path] = {}
-    for street_code, rows in table.groupby("street_code"):
-        folder = out / street_folder(street_code)
-        _write_jurisdiction(folder, rows, None, facts, "street",
-                            jurisdictions.street_name(street_code))
-        for community_code, part in rows.groupby("community_code"):
-            community_dirs[community_code] = folder / community_folder(community_code)
-            _write_jurisdiction(community_dirs[community_code], part,
-                                cited.get(community_code, none_cited), facts, "community",
-                                jurisdictions.community_name(community_code))
-    write_household_reports(settings, run_id, table, facts, community_dirs)
+    streets = (_streets_of(tables) if tables is not None
+               else ((code, lambda code=code: report_tables(settings, run_id, code))
+                     for code in _street_codes(settings, run_id)))
+    district = []
+    for street_code, read in streets:
+        street = read()
+        _write_street(settings, run_id, out, street_code, street, facts)
+        district.append(street.flags[DISTRICT_COLUMNS])
+        log.info("run %s reports: street %s, %d flags, %d evidence records", run_id,
+                 street_code, len(street.flags), len(street.evidence))
+        del street
+    table = (pd.concat(district, ignore_index=True) if district
+             else pd.DataFrame(columns=DISTRICT_COLUMNS))
     _write_district(out, table, facts, _fairness(settings, run_id))
     shutil.rmtree(done, ignore_errors=True)
     os.replace(out, done)
@@ -97,6 +110,40 @@ def write_run_reports(settings: Settings, run_id: int,
         session.get(Run, run_id).reports_dir = str(done)
     tasklog.reports_written(run_id, sum(1 for p in done.rglob("*") if p.is_file()), str(done))
     return done
+
+
+def _street_codes(settings: Settings, run_id: int) -> list[str]:
+    with session_scope(settings.database_url) as session:
+        return sorted(session.scalars(select(Flag.street_code).where(Flag.run_id == run_id)
+                                      .distinct()))
+
+
+def _streets_of(tables: ReportTables) -> list[tuple[str, Callable[[], ReportTables]]]:
+    """A run's tables read whole (a batch's few households), split by street."""
+    cited = dict(iter(tables.evidence.groupby("street_code", sort=False)))
+    none_cited = tables.evidence.iloc[:0]
+    return [(str(code), lambda rows=rows, code=code: ReportTables(
+                rows, cited.get(code, none_cited)))
+            for code, rows in tables.flags.groupby("street_code")]
+
+
+def _write_street(settings: Settings, run_id: int, out: Path, street_code: str,
+                  tables: ReportTables, facts: RunFacts) -> None:
+    """A street's workbook and page, its communities' (each cited record once, in its
+    community's workbook) and the 核对报告 of its households that need one."""
+    rows = tables.flags
+    folder = out / street_folder(street_code)
+    _write_jurisdiction(folder, rows, None, facts, "street",
+                        jurisdictions.street_name(street_code))
+    cited = dict(iter(tables.evidence.groupby("community_code", sort=False)))
+    none_cited = tables.evidence.iloc[:0]
+    community_dirs: dict[str, Path] = {}
+    for community_code, part in rows.groupby("community_code"):
+        community_dirs[community_code] = folder / community_folder(community_code)
+        _write_jurisdiction(community_dirs[community_code], part,
+                            cited.get(community_code, none_cited), facts, "community",
+                            jurisdictions.community_name(community_code))
+    write_household_reports(settings, run_id, rows, facts, community_dirs)
 
 
 def _write_jurisdiction(folder: Path, rows: pd.DataFrame, evidence: pd.DataFrame | None,

@@ -100,6 +100,20 @@ class Settings:
     def reports_dir(self) -> Path:
         return self.home / "reports"
 
+    def home_relative(self, path: Path) -> str:
+        """``path`` as the database keeps it: relative to the home when under it, so a restored
+        or moved copy of the home finds its own files (an absolute path pointed at the old
+        home); a path elsewhere stays absolute."""
+        try:
+            return str(Path(path).resolve().relative_to(self.home.resolve()))
+        except ValueError:
+            return str(path)
+
+    def at_home(self, stored: str) -> Path:
+        """A path the database keeps (``home_relative``), on this home; one stored absolute
+        (rows written before paths were kept relative) stays as it is."""
+        return self.home / stored
+
     @property
     def runs_dir(self) -> Path:
         return self.home / "runs"

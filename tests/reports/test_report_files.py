@@ -334,3 +334,19 @@ def test_a_runs_reports_are_read_and_written_a_street_at_a_time(report_run, monk
     assert int(summary.to_numpy().sum()) == len(whole.flags)
     assert sum(len(r) for r in (pd.read_csv(p, encoding="utf-8-sig") for p in
                out.glob("*/flags.csv"))) == len(whole.flags)
+
+
+def test_the_report_folder_is_kept_relative_to_the_home(report_run, tmp_path):
+    """A restored or moved copy of the home finds its own reports (the folder was stored as an
+    absolute path: the copy pointed at the old home; second outside probe)."""
+    from dataclasses import replace
+
+    from verification.storage.models import Run
+
+    with session_scope(report_run.settings.database_url) as session:
+        stored = session.get(Run, report_run.run_id).reports_dir
+    assert stored == f"reports/run-{report_run.run_id}"
+    assert report_run.settings.at_home(stored) == report_run.out
+    moved = replace(report_run.settings, home=tmp_path / "restored")
+    assert moved.at_home(stored) == tmp_path / "restored" / stored
+    assert moved.at_home(str(report_run.out)) == report_run.out  # a row from before

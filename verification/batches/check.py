@@ -418,7 +418,7 @@ def write_batch_reports(settings: Settings, batch_id: int, run_id: int) -> Path:
                 "flags": run.counts, "run_reports": str(run_reports),
                 "household_reports": sorted(str(p) for p in run_reports.rglob("核对报告/*.html"))}
         session.execute(update(Batch).where(Batch.id == batch_id)
-                        .values(reports_dir=str(out)))
+                        .values(reports_dir=settings.home_relative(out)))
     context = SheetContext(title=f"批量核对 {batch.batch_code}", facts=[
         ("批次 / batch", f"{batch.batch_code}（{batch.file_name}）"),
         ("提交人 / submitted by", batch.requester), ("备注 / notes", batch.notes),
@@ -552,7 +552,8 @@ def batch_status(settings: Settings, ref: str | int) -> dict[str, Any]:
                 "requester": b.requester, "status": b.status, "stage": b.stage, "rows": b.rows,
                 "errors": b.errors, "households": b.households, "progress": list(b.progress),
                 "dag_run_id": b.dag_run_id, "stored_path": b.stored_path,
-                "reports_dir": b.reports_dir, "run_id": run.id if run else None,
+                "reports_dir": str(settings.at_home(b.reports_dir)) if b.reports_dir else "",
+                "run_id": run.id if run else None,
                 "flags": dict(run.counts) if run else {},
                 "policy_version": run.policy_version if run else ""}
 

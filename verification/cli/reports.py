@@ -19,13 +19,14 @@ RunId = Annotated[int, typer.Argument(help="运行编号 / run id")]
 
 
 def _run_dir(run_id: int) -> Path:
-    with session_scope(load_settings().database_url) as session:
+    settings = load_settings()
+    with session_scope(settings.database_url) as session:
         run = session.get(Run, run_id)
         if run is None or not run.reports_dir:
             typer.echo(f"错误 / error: run {run_id} has no reports; run `hedui report "
                        f"{run_id}` first", err=True)
             raise typer.Exit(1)
-        return Path(run.reports_dir)
+        return settings.at_home(run.reports_dir)
 
 
 @app.command("folders")

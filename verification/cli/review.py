@@ -132,6 +132,6 @@ def status(run_id: int = typer.Argument(None, help="运行编号 / run id (defau
             if r.kind == "recheck":
                 typer.echo(f"    动态复核 / re-check: 变化人员 persons changed {changed}")
             if r.reports_dir:
-                typer.echo(f"    reports: {r.reports_dir}")
+                typer.echo(f"    报告 / reports: {settings.at_home(r.reports_dir)}")
 
 

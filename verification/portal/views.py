@@ -527,7 +527,7 @@ def _report_roots(settings: Settings, status: dict[str, Any]) -> list[Path]:
         with session_scope(settings.database_url) as session:
             run = session.get(Run, status["run_id"])
             if run is not None and run.reports_dir:
-                roots.append(Path(run.reports_dir))
+                roots.append(settings.at_home(run.reports_dir))
     home = settings.home.resolve()
     return [r for r in roots if r.is_dir() and r.resolve().is_relative_to(home)]
 

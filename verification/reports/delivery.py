@@ -64,7 +64,7 @@ def send_run_reports(settings: Settings, run_id: int, config: DeliveryConfig | N
         run = session.get(Run, run_id)
         if run is None or not run.reports_dir:
             raise LookupError(f"run {run_id} has no reports yet; write them first")
-        run_dir, as_of = Path(run.reports_dir), run.as_of.isoformat()
+        run_dir, as_of = settings.at_home(run.reports_dir), run.as_of.isoformat()
     sent = []
     with hook(config.smtp_conn_id) as smtp:
         for street, recipients in sorted(config.streets.items()):

@@ -107,7 +107,7 @@ def write_run_reports(settings: Settings, run_id: int,
     shutil.rmtree(done, ignore_errors=True)
     os.replace(out, done)
     with session_scope(settings.database_url) as session:
-        session.get(Run, run_id).reports_dir = str(done)
+        session.get(Run, run_id).reports_dir = settings.home_relative(done)
     tasklog.reports_written(run_id, sum(1 for p in done.rglob("*") if p.is_file()), str(done))
     return done
 

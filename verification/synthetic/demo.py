@@ -121,7 +121,7 @@ def _summarise(settings: Settings) -> DemoResult:
         feeds = [{"kind": f.kind, "status": f.status, "received": f.rows_received,
                   "accepted": f.rows_accepted, "quarantined": f.rows_quarantined}
                  for f in session.scalars(select(Feed).order_by(Feed.id))]
-        reports_dir = Path(run.reports_dir)
+        reports_dir = settings.at_home(run.reports_dir)
     truth = pd.read_csv(settings.district_dir / "truth.csv")
     both = truth.merge(flags, on="household_code", how="left")
     wrong = both[both["expected_flag"] != both["kind"]]

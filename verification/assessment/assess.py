@@ -712,6 +712,11 @@ def _results(
     benefit = np.where(undetermined, np.nan, _benefit(group, category, m, t))
     category = np.where(undetermined, "none", category)
     other = np.where(undetermined | (best == category), "none", best)
+    # a 特困 household's income as its own test counts it (tekun.extra_excluded_items left out),
+    # not the 低保 rules' figure: the 核对报告 shows what decided it
+    tekun = category == "tekun"
+    income = np.where(tekun, m["income"] - m["tekun_excluded"], m["income"])
+    per_capita = np.where(tekun, t["limit_tekun_per_capita"], t["limit_per_capita"])
     return pd.DataFrame(
         {
             "category": category,
@@ -719,9 +724,9 @@ def _results(
             "decision": decision,
             "benefit": benefit,
             "household_size": m["size"],
-            "income_monthly": np.round(m["income"], 2),
+            "income_monthly": np.round(income, 2),
             "deductions_monthly": np.round(m["deductions"], 2),
-            "per_capita_income": np.round(t["limit_per_capita"], 2),
+            "per_capita_income": np.round(per_capita, 2),
             "financial_assets": np.round(m["financial"], 2),
             "financial_assets_per_capita": np.round(t["limit_financial_per_capita"], 2),
             "homes": m["homes"],

@@ -402,12 +402,19 @@ def _outcomes(settings: Any, run_id: int) -> dict[str, CaseOutcome]:
     with session_scope(settings.database_url) as session:
         rows = session.execute(
             select(Household.household_code, Flag.kind, Flag.due_date, Assessment.decision,
-                   Assessment.category, Assessment.benefit, Flag.id, Assessment.details)
+                   Assessment.category, Assessment.benefit, Flag.id, Assessment.details,
+                   Assessment.household_size, Assessment.per_capita_income,
+                   Assessment.financial_assets_per_capita)
             .join(Flag, Flag.household_id == Household.id)
             .join(Assessment, (Assessment.household_id == Household.id)
                   & (Assessment.run_id == run_id))
             .where(Flag.run_id == run_id)).all()
-        for code, kind, due, decision, category, benefit, flag_id, details in rows:
+        for (code, kind, due, decision, category, benefit, flag_id, details, size,
+             per_capita, assets_per_capita) in rows:
+            # the measures kept in their own columns, beside the rest
+            details = {**(details or {}), "household_size": size,
+                       "per_capita_income": per_capita,
+                       "financial_assets_per_capita": assets_per_capita}
             reasons = [{"code": r.code, **(r.detail or {})}
                        for r in session.scalars(select(FlagReason)
                                                 .where(FlagReason.flag_id == flag_id))]

@@ -36,7 +36,7 @@ CATEGORIES = ("tekun", "dibao", "edge", "rigid")
 # a member recorded without a support duty (codes.yaml exclusion): never a legal supporter
 NO_SUPPORT_DUTY = "no_support_duty"
 _RULE_SOURCES = ("income", "deductions", "assets", "homes", "vehicles", "business", "payroll",
-                 "rigid")
+                 "rigid", "tekun_school")
 # Rules whose sources can only count against a household (an asset, a registration, the
 # payroll): their absence matters to a household that passes, and to a recipient, whose support
 # never stops while a source is missing; an applicant already failing on certain records is
@@ -158,6 +158,9 @@ class _Rows(dict):
         picked.evidence = evidence
         for column in ("person_token", "amount"):
             picked[column] = evidence[column].to_numpy()[rows]
+        # a property's key (evidence.py ``holding_of``), -1 for none: most items have none
+        picked["holding"] = (evidence["holding"].to_numpy(dtype=np.int64, na_value=-1)[rows]
+                             if "holding" in evidence else np.full(len(rows), -1, np.int64))
         for column in ("period_start", "period_end"):
             picked[column] = datetime_values(evidence[column])[rows]
         picked["amount"] = picked["amount"].astype(np.float64)
@@ -438,7 +441,7 @@ def _measures(group: _Group) -> dict[str, np.ndarray]:
         "rigid_income_12m": _income_over(group, amount, counted_income, rigid_window),
         "financial": group.sum_by_household(
             amount, registered & group.item_mask(policy.require("assets.financial_items"))),
-        "homes": _count(group, registered & group.item_mask(("home",))),
+        "homes": _count_holdings(group, registered & group.item_mask(("home",))),
         "commercial": _count(group, registered & group.item_mask(("commercial_property",))),
         "vehicles": _count(group, registered & _counted_vehicles(group)),
         "businesses": _count(group, registered & _counted_businesses(group)),
@@ -452,10 +455,13 @@ def _measures(group: _Group) -> dict[str, np.ndarray]:
 def _income_over(group: _Group, amount: np.ndarray, counted: np.ndarray,
                  months: int) -> np.ndarray:
     """Per household, the counted income of the ``months`` full months before the as-of month:
-    the rigid-spending share's base, the same twelve months as the spending (刚性支出办法
-    第四条（四）). Where no income record of the region's households reaches back to the
-    window's first month (partners that report six months), the months reported are taken at
-    their rate over the whole window, never as months without income."""
+    the rigid-spending share's base and the disposable-income test's annual income, the same
+    twelve months as the spending (刚性支出办法 第四条（二）（四）). Where the partners report
+    fewer months (``rigid.income_months_reported``), the months reported are taken at their
+    rate over the whole window, never as months without income. Stated, not read off the
+    records: the earliest record of the households assessed together made one family's outcome
+    depend on the others (a job that began in August, alone in its district, was scaled to a
+    year; audit 6)."""
     if not months:
         return np.zeros(group.n)
     overlap = _window_share(group, months)
@@ -463,10 +469,28 @@ def _income_over(group: _Group, amount: np.ndarray, counted: np.ndarray,
     if not len(rows):
         return np.zeros(group.n)
     last = _month_of(group.as_of) - 1
-    earliest = max(int(group.evidence["start_m"][rows].min()), last - months + 1)
+    reported = int(group.policy.value("rigid.income_months_reported") or months)
+    earliest = last - min(reported, months) + 1
     weights = np.zeros(len(amount))
     weights[rows] = amount[rows] * overlap[rows] * months / (last - earliest + 1)
     return group.sum_by_household(weights)
+
+
+def _count_holdings(group: _Group, mask: np.ndarray) -> np.ndarray:
+    """Per household, the distinct properties among the rows of ``mask``: rows with one
+    ``holding`` key (co-owners of one flat, each registered) count once; a row without a key
+    counts by itself (第十四条: the household's homes, not its owners' registrations)."""
+    ev = group.evidence
+    rows = np.flatnonzero(mask)
+    holding, pos = ev["holding"][rows], ev["pos"][rows]
+    keyed = holding != -1
+    repeat = np.zeros(len(rows), dtype=bool)
+    if keyed.any():
+        frame = pd.DataFrame({"pos": pos[keyed], "holding": holding[keyed]})
+        repeat[np.flatnonzero(keyed)] = frame.duplicated().to_numpy()
+    counted = np.zeros(len(ev), dtype=bool)
+    counted[rows[~repeat]] = True
+    return _count(group, counted)
 
 
 def _count(group: _Group, mask: np.ndarray) -> np.ndarray:
@@ -600,6 +624,7 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "share_threshold": np.full(group.n, np.nan if threshold is None else threshold),
         "per_capita": per_capita, "tekun_per_capita": tekun_per_capita, "share": share,
         "financial_per_capita": np.round(m["financial"] / size, 2), "net": net,
+        "annual_per_capita": np.round(annual_income / size, 2),
     }
     # The tests compare the household's totals at the cent with the limit times its members:
     # 2,999.99 for three is below 3 × 1,000 (999.997 per person, shown rounded as 1,000.00),
@@ -619,7 +644,10 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "tekun_supporter": m["supporters"] == 0,
         "tekun_income": tekun_total < np.round(standard * float(
             policy.require("tekun.no_income_source_ratio")) * counted, 2),
-        "disposable": net_total * 12 < np.round(disposable * counted, 2),
+        # the year's income (the twelve months before the as-of month), as the rule reads it:
+        # the 低保 window's monthly average times twelve put a family whose pay fell or rose
+        # within the year on the wrong side of the line (audit 6)
+        "disposable": annual_income < np.round(disposable * counted, 2),
         "share": share > limits["share_threshold"],
         "has_members": m["size"] > 0,
         # every member has died (a certain death record): nobody is left to assess or to pay
@@ -672,7 +700,8 @@ def _benefit(group: _Group, category: np.ndarray, m: dict, t: dict) -> np.ndarra
     minimum = float(policy.require("benefit.minimum_per_person")) * size
     if policy.require("benefit.method") == "tiers":
         tiers = policy.require("benefit.tiers")
-        dibao = _tier_benefit(tiers, t["limit_per_capita"], standard) * size
+        dibao = _tier_benefit(tiers, np.round(t["limit_net"], 2), standard,
+                              size.astype(np.float64)) * size
     else:
         # (standard − per-capita income) × members, computed as standard × members − net income
         # so that a per-capita income rounded to the cent does not shift the benefit.
@@ -684,9 +713,13 @@ def _benefit(group: _Group, category: np.ndarray, m: dict, t: dict) -> np.ndarra
                     policy.require("benefit.rounding_mode"))
 
 
-def _tier_benefit(tiers: list[dict], per_capita: np.ndarray, standard: np.ndarray) -> np.ndarray:
-    """First tier whose income bound the household is under; none → nothing."""
-    conditions = [per_capita < standard * tier["income_below"] for tier in tiers]
+def _tier_benefit(tiers: list[dict], net_total: np.ndarray, standard: np.ndarray,
+                  members: np.ndarray) -> np.ndarray:
+    """First tier whose income bound the household is under; none → nothing. The household's
+    total at the cent against the bound times its members, as the eligibility tests compare:
+    2,999.99 for three (999.997 each, shown as 1,000.00) is under a 1,000 standard."""
+    conditions = [net_total < np.round(standard * tier["income_below"] * members, 2)
+                  for tier in tiers]
     amounts = [standard * tier["benefit"] for tier in tiers]
     return np.select(conditions, amounts, default=0.0)
 
@@ -791,11 +824,28 @@ def _waiting(group: _Group, category: np.ndarray, t: dict[str, np.ndarray],
         # the rigid-spending test decides only a household assessed for it, or one screened for
         # any help that meets nothing else (a 刚性支出 family's spending can only add to it)
         "rigid": could_pass & (_assessed_for(group, "rigid") | unnamed),
+        # a school record only continues a 特困 person's support past 18 (第二十四条): it
+        # matters to a supported household that does not pass and has a member it could cover
+        "tekun_school": ~passing & _school_could_continue(group),
     }
     against = passing | recipient
     for rule in _rules_missing(group.policy, missing):
         waiting |= matters.get(rule, against if rule in _AGAINST_RULES else True)
     return waiting
+
+
+def _school_could_continue(group: _Group) -> np.ndarray:
+    """Per household: a 特困 recipient with a counted member of 18 or over and under the
+    elderly age — one a school record would keep supported (``_labour``)."""
+    policy, people = group.policy, group.members
+    continues = policy.value("tekun.minor_continues_until_age")
+    if continues is None:
+        return np.zeros(group.n, dtype=bool)
+    age = people["age"].to_numpy()
+    covered = (people["counted"].to_numpy() & (age >= continues)
+               & (age < policy.require("tekun.elderly_age")))
+    member_of = np.bincount(people["pos"].to_numpy()[covered], minlength=group.n)[: group.n] > 0
+    return member_of & _assessed_for(group, "tekun") & _with_status(group, "recipient")
 
 
 def _rules_missing(policy: Policy, missing: dict[str, str]) -> list[str]:
@@ -1036,7 +1086,7 @@ def _rigid_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     spending = group.item_mask(group.policy.value("rigid.spending_items"))
     return [
         _rows(group, "INCOME_OVER_DISPOSABLE", candidate, t["disposable"],
-              t["limit_per_capita"] * 12, t["limit_disposable"],
+              t["limit_annual_per_capita"], t["limit_disposable"],
               "rigid.disposable_income_previous_year"),
         _rows(group, "RIGID_SPENDING_SHARE_LOW", candidate, t["share"],
               np.minimum(t["limit_share"], 1e9), t["limit_share_threshold"],

@@ -9,7 +9,10 @@ A dated item is a record of a day (a car registered, a balance queried): its ``p
 its ``period_start``. A mapping with ``snapshot_of`` (the columns that name one account of the
 person: a deposit) yields stocks, read as they stood: a balance stands from its date until the
 next balance of the same account, and its ``period_end`` is that next date (``standing_on``), so
-twelve month-end balances of one account count once, not twelve times.
+twelve month-end balances of one account count once, not twelve times. A mapping with
+``holding_of`` (the column that names one property: a home's 不动产权证号) gives every item its
+``holding`` key, so a flat a couple owns together, registered once per co-owner, is one home of
+the household, not two (``assess._count_holdings``); items of other mappings have none.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import pyarrow.compute as pc
 from schemas import Contract
 
 EVIDENCE_COLUMNS = ["person_token", "source_kind", "feed_id", "record_ref", "item", "amount",
-                    "period_start", "period_end"]
+                    "period_start", "period_end", "holding"]
 
 
 def empty_evidence() -> pd.DataFrame:
@@ -34,6 +37,7 @@ def empty_evidence() -> pd.DataFrame:
         "item": pd.Series(dtype="string"), "amount": pd.Series(dtype="float64"),
         "period_start": pd.Series(dtype="datetime64[ns]"),
         "period_end": pd.Series(dtype="datetime64[ns]"),
+        "holding": pd.Series(dtype="Int64"),
     })
 
 
@@ -49,7 +53,8 @@ def staged_columns(contract: Contract) -> list[str]:
     for mapping in contract.evidence:
         wanted += [*mapping.get("where", {}), *(mapping[k] for k in ("item_field", "amount",
                                                                      "period", "date")
-                                                if k in mapping), *mapping.get("snapshot_of", ())]
+                                                if k in mapping), *mapping.get("snapshot_of", ()),
+                   *([mapping["holding_of"]] if "holding_of" in mapping else [])]
     return list(dict.fromkeys(wanted))
 
 
@@ -62,7 +67,7 @@ def evidence_from_staged(staged: pd.DataFrame, contract: Contract, feed_id: int)
     table = evidence_table(pa.Table.from_pandas(staged, preserve_index=False), contract, feed_id)
     out = table.to_pandas()
     types = {"person_token": "int64", "source_kind": "string", "item": "string",
-             "record_ref": "string", **{c: staged[c].dtype for c in carried}}
+             "record_ref": "string", "holding": "Int64", **{c: staged[c].dtype for c in carried}}
     return out.astype(types) if len(out) else empty_evidence().assign(
         **{c: staged[c].iloc[:0].reset_index(drop=True) for c in carried})
 
@@ -107,6 +112,7 @@ def evidence_table(staged: pa.Table, contract: Contract, feed_id: int) -> pa.Tab
             "feed_id": pa.array(np.full(n, feed_id, dtype=np.int64)),
             "record_ref": pc.cast(rows.column("record_id"), pa.string()),
             "item": item, "amount": amount, "period_start": start, "period_end": end,
+            "holding": _holding(rows, mapping.get("holding_of")),
             **{column: rows.column(column) for column in carried},
         }))
     if not parts:
@@ -116,6 +122,18 @@ def evidence_table(staged: pa.Table, contract: Contract, feed_id: int) -> pa.Tab
             **{c: empty.column(c) for c in empty.column_names},
             **{c: staged.column(c).slice(0, 0) for c in carried}})
     return pa.concat_tables(parts)
+
+
+def _holding(rows: pa.Table, column: str | None) -> pa.Array:
+    """Each row's property key (a stable 64-bit hash of the ``column`` text: the certificate
+    number itself is not carried), null where the mapping names none or the row has none."""
+    if column is None or column not in rows.column_names:
+        return pa.nulls(rows.num_rows, pa.int64())
+    text = pc.utf8_trim_whitespace(pc.cast(rows.column(column), pa.string())).combine_chunks()
+    given = pc.fill_null(pc.greater(pc.utf8_length(text), 0), False).to_numpy(
+        zero_copy_only=False)
+    codes = pd.util.hash_array(np.asarray(text.to_pylist(), dtype=object)).view(np.int64)
+    return pa.array(codes, pa.int64(), mask=~given)
 
 
 def _next_snapshot(rows: pa.Table, account: list[str], dated: pa.ChunkedArray) -> pa.Array:

@@ -70,7 +70,13 @@ OTHER_CATEGORY_PREFIX = "ALSO_ELIGIBLE_"
 INCOME_RULES = ("INCOME_OVER_STANDARD", "INCOME_OVER_1_5X")
 # Rules whose measured value can sit close to its limit: code → the rules that must all pass
 # for this one to decide the outcome.
-BOUNDARY_RULES = ("INCOME_OVER_STANDARD", "FINANCIAL_ASSETS_OVER_LIMIT")
+BOUNDARY_RULES = ("INCOME_OVER_STANDARD", "INCOME_OVER_1_5X", "TEKUN_INCOME_OVER_STANDARD",
+                  "FINANCIAL_ASSETS_OVER_LIMIT")
+# the income line that decides a household of each category (its outcome when eligible, the
+# category it was assessed for when not): 1,010 for an 边缘 family is near the 低保 standard
+# but far from its own line; a 特困 person's income is the 特困 test's (audit 6)
+_DECIDING_INCOME = {"edge": "INCOME_OVER_1_5X", "tekun": "TEKUN_INCOME_OVER_STANDARD"}
+_INCOME_LINES = ("INCOME_OVER_STANDARD", "INCOME_OVER_1_5X", "TEKUN_INCOME_OVER_STANDARD")
 _ACTING = ("ADD", "REMOVE", "REJECT", "ADJUST", "GRADUAL_EXIT")
 _NEEDS_CERTAIN = ("REMOVE", "GRADUAL_EXIT")
 _OUTCOME_BY_STATUS = {  # status → (flag when eligible, flag when not eligible)
@@ -106,6 +112,8 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
         results[["decision", "benefit"]])
     hh["category"] = (households["category"].astype(str) if "category" in households
                       else "none")
+    hh["outcome_category"] = (results["category"].astype(str) if "category" in results
+                              else "none")
     if citations is None or "cites" not in reasons:
         reasons, citations = cite_refs(reasons, evidence)
     citations.check_frame(evidence)
@@ -228,12 +236,18 @@ def _near_boundary(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFram
         return reasons.iloc[:0]
     decided = hh.index[hh["decision"].isin(["eligible", "not_eligible"])]
     rows = reasons[reasons["code"].isin(BOUNDARY_RULES) & reasons["household_id"].isin(decided)]
+    category = np.where(hh["decision"].eq("eligible"), hh["outcome_category"], hh["category"])
+    deciding = pd.Series(category, index=hh.index).map(_DECIDING_INCOME).fillna(
+        "INCOME_OVER_STANDARD")
+    code = rows["code"].astype(str)
+    income = code.isin(_INCOME_LINES).to_numpy()
+    rows = rows[~income | (code == rows["household_id"].map(deciding)).to_numpy()]
     limit = rows["limit"].astype(float)
     close = rows[(limit > 0) & ((rows["value"].astype(float) - limit).abs() <= margin * limit)]
-    for code in BOUNDARY_RULES:  # the figure decides only if every other rule passes
+    for rule in BOUNDARY_RULES:  # the figure decides only if every other rule passes
         others = failing[~failing["code"].isin(
-            INCOME_RULES if code == "INCOME_OVER_STANDARD" else (code,))]
-        close = close[(close["code"].astype(str) != code)
+            (*INCOME_RULES, rule) if rule in _INCOME_LINES else (rule,))]
+        close = close[(close["code"].astype(str) != rule)
                       | ~close["household_id"].isin(others["household_id"])]
     near = close.assign(code="NEAR_BOUNDARY", passed=False,
                         parameter="dynamic.near_boundary_margin",

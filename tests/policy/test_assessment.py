@@ -125,8 +125,8 @@ def test_no_sources_at_all_leaves_every_household_undetermined(tree) -> None:
     result = outcome.results.loc[4]
     assert result["decision"] == "undetermined" and np.isnan(result["benefit"])
     assert result["missing_sources"] == (
-        "business,deposits,education,medical,pensions,public_payroll,real_estate,tax,vehicles,"
-        "wages")
+        "business,deposits,disability,education,medical,pensions,public_payroll,real_estate,"
+        "tax,vehicles,wages")
     row = outcome.reasons[outcome.reasons["code"] == "SOURCE_UNAVAILABLE"].iloc[0]
     assert "wages::missing" in row["evidence_refs"] and not row["passed"]
 

@@ -36,7 +36,7 @@ CATEGORIES = ("tekun", "dibao", "edge", "rigid")
 # a member recorded without a support duty (codes.yaml exclusion): never a legal supporter
 NO_SUPPORT_DUTY = "no_support_duty"
 _RULE_SOURCES = ("income", "deductions", "assets", "homes", "vehicles", "business", "payroll",
-                 "rigid", "tekun_school")
+                 "rigid", "tekun_school", "tekun_capacity")
 # Rules whose sources can only count against a household (an asset, a registration, the
 # payroll): their absence matters to a household that passes, and to a recipient, whose support
 # never stops while a source is missing; an applicant already failing on certain records is
@@ -443,7 +443,7 @@ def _measures(group: _Group) -> dict[str, np.ndarray]:
             amount, registered & group.item_mask(policy.require("assets.financial_items"))),
         "homes": _count_holdings(group, registered & group.item_mask(("home",))),
         "commercial": _count(group, registered & group.item_mask(("commercial_property",))),
-        "vehicles": _count(group, registered & _counted_vehicles(group)),
+        "vehicles": _count_holdings(group, registered & _counted_vehicles(group)),
         "businesses": _count(group, registered & _counted_businesses(group)),
         "payroll": _count(group, registered & group.item_mask(("public_payroll",))),
         **_labour_capacity(group),
@@ -478,8 +478,9 @@ def _income_over(group: _Group, amount: np.ndarray, counted: np.ndarray,
 
 def _count_holdings(group: _Group, mask: np.ndarray) -> np.ndarray:
     """Per household, the distinct properties among the rows of ``mask``: rows with one
-    ``holding`` key (co-owners of one flat, each registered) count once; a row without a key
-    counts by itself (第十四条: the household's homes, not its owners' registrations)."""
+    ``holding`` key (co-owners of one flat, each registered; one plate reported twice, or
+    moved from husband to wife) count once; a row without a key counts by itself (第十四条:
+    the household's homes and cars, not its owners' registrations)."""
     ev = group.evidence
     rows = np.flatnonzero(mask)
     holding, pos = ev["holding"][rows], ev["pos"][rows]
@@ -629,12 +630,15 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     # The tests compare the household's totals at the cent with the limit times its members:
     # 2,999.99 for three is below 3 × 1,000 (999.997 per person, shown rounded as 1,000.00),
     # and float noise (2,699.9999999 for 2,700) still cannot cross a limit.
-    net_total, counted = np.round(net, 2), size.astype(np.float64)
-    tekun_total = np.round(tekun_net, 2)
+    # Over the whole window, not per month: the monthly figure rounded to the cent made
+    # 8,999.99 in six months 1,500.00 against a 1,500 line (audit 7).
+    window = float(policy.require("income.look_back_months"))
+    net_total, counted = np.round(net * window, 2), size.astype(np.float64) * window
+    tekun_total = np.round(tekun_net * window, 2)
     tests = {
         "income": net_total < np.round(standard * counted, 2),
         "edge_income": net_total < np.round(limits["edge"] * counted, 2),
-        "financial": np.round(m["financial"], 2) <= np.round(asset_limit * counted, 2),
+        "financial": np.round(m["financial"], 2) <= np.round(asset_limit * size, 2),
         "homes": m["homes"] <= policy.require("assets.homes_allowed"),
         "commercial": m["commercial"] <= policy.require("assets.commercial_properties_allowed"),
         "vehicles": m["vehicles"] <= policy.require("vehicles.allowed"),
@@ -647,8 +651,11 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # the year's income (the twelve months before the as-of month), as the rule reads it:
         # the 低保 window's monthly average times twelve put a family whose pay fell or rose
         # within the year on the wrong side of the line (audit 6)
-        "disposable": annual_income < np.round(disposable * counted, 2),
-        "share": share > limits["share_threshold"],
+        "disposable": annual_income < np.round(disposable * size, 2),
+        # spending over the threshold's part of the year's income, at the cent: the share
+        # rounded to six places made 12,000.02 of 24,000.02 exactly one half (audit 7)
+        "share": np.where(annual_income > 0, np.round(m["rigid_12m"], 2) > np.round(
+            limits["share_threshold"] * annual_income, 4), share > limits["share_threshold"]),
         "has_members": m["size"] > 0,
         # every member has died (a certain death record): nobody is left to assess or to pay
         "all_deceased": (m["size"] == 0) & (m["deceased"] > 0),
@@ -827,6 +834,8 @@ def _waiting(group: _Group, category: np.ndarray, t: dict[str, np.ndarray],
         # a school record only continues a 特困 person's support past 18 (第二十四条): it
         # matters to a supported household that does not pass and has a member it could cover
         "tekun_school": ~passing & _school_could_continue(group),
+        # the register decides a working-age member's capacity either way (第五条)
+        "tekun_capacity": _assessed_for(group, "tekun") & _working_age_member(group),
     }
     against = passing | recipient
     for rule in _rules_missing(group.policy, missing):
@@ -846,6 +855,16 @@ def _school_could_continue(group: _Group) -> np.ndarray:
                & (age < policy.require("tekun.elderly_age")))
     member_of = np.bincount(people["pos"].to_numpy()[covered], minlength=group.n)[: group.n] > 0
     return member_of & _assessed_for(group, "tekun") & _with_status(group, "recipient")
+
+
+def _working_age_member(group: _Group) -> np.ndarray:
+    """Per household: a counted member between the 特困 child and elderly ages, whose labour
+    capacity only the disability register can settle."""
+    policy, people = group.policy, group.members
+    age = people["age"].to_numpy()
+    working = (people["counted"].to_numpy() & (age >= policy.require("tekun.child_age"))
+               & (age < policy.require("tekun.elderly_age")))
+    return np.bincount(people["pos"].to_numpy()[working], minlength=group.n)[: group.n] > 0
 
 
 def _rules_missing(policy: Policy, missing: dict[str, str]) -> list[str]:

@@ -218,6 +218,27 @@ def constraint_failures(values: pd.Series, constraints: dict[str, Any]
     return sorted(failed, key=lambda item: item[0])
 
 
+def _repeated_keys(typed: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """Rows whose ``keys`` equal an earlier row's — ``DataFrame.duplicated(keep="first")`` on
+    integer codes: pandas' duplicated of an Arrow text column cost 0.8 CPU-s per million record
+    ids, its codes (Arrow's dictionary encoding) and a duplicated of integers 0.2."""
+    combined = np.zeros(len(typed), dtype=np.int64)
+    for name in keys:
+        values = typed[name]
+        if values.dtype == TEXT:
+            encoded = pc.dictionary_encode(arrow_strings(values))
+            if isinstance(encoded, pyarrow.ChunkedArray):
+                encoded = encoded.combine_chunks()
+            codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+            size = len(encoded.dictionary)
+        else:
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+            size = len(uniques)
+        # renumbered per column: the combined code stays below the rows' count squared
+        combined = pd.factorize(combined * (size + 1) + codes.astype(np.int64) + 1)[0]
+    return pd.Series(combined).duplicated(keep="first").to_numpy()
+
+
 def _problems(mask: pd.Series, lines: pd.Series, name: str, reason: str,
               message: str) -> pd.DataFrame:
     hit = mask[mask].index
@@ -399,7 +420,8 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *,
                                              not_after))
     keys = list(contract.primary_key)
     if keys:
-        dup = typed.duplicated(subset=keys, keep="first") & typed[keys].notna().all(axis=1)
+        dup = pd.Series(_repeated_keys(typed, keys), index=typed.index) & typed[keys].notna(
+        ).all(axis=1)
         if repeats_earlier is not None:
             dup |= repeats_earlier(_key_text(typed, keys))
         problems.append(_problems(dup, lines, keys[0], "DUPLICATE_KEY", row_problems.message(

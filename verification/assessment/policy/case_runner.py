@@ -76,6 +76,7 @@ _FILLER = {
 _CASE_ITEM_KEYS = {"member", "item", "source", "amount", "months", "months_ago", "match", "name",
                    "date", "contribution", "area"}
 RELATIONS = ("户主", "配偶", "子女", "父母", "孙子女", "兄弟姐妹", "其他")
+_AREAS = ("210112", "210102", "210103", "210104", "210105", "210106", "210111", "210113")
 _SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 _GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂华玉萍红玲"
 
@@ -229,7 +230,10 @@ class _District:
         sequence = self.sequence * 2 + (1 if gender == "M" else 0)
         name = (_SURNAMES[self.sequence % len(_SURNAMES)]
                 + _GIVEN[(self.sequence * 7) % len(_GIVEN)] + _GIVEN[self.sequence % len(_GIVEN)])
-        return _Person(make_id("210112", born, sequence % 1000), name, born)
+        # another Shenyang district's area code after every 500 persons: more than 500 cases'
+        # members of one age (one birth date) otherwise shared an ID number
+        area = _AREAS[(sequence // 1000) % len(_AREAS)]
+        return _Person(make_id(area, born, sequence % 1000), name, born)
 
     def _row(self, case: dict[str, Any], code: str, region: str, member: dict[str, Any],
              person: _Person, index: int) -> dict[str, str]:

@@ -17,8 +17,8 @@ it. Timed: ``write_run_reports`` in a freshly spawned process with the report mo
 (as a warm Airflow worker has them): wall and CPU seconds (that process, DuckDB's and Arrow's
 threads included) and its peak resident set, and within it the 核对报告 step
 (``write_household_reports``: CPU, wall, reports written, CPU per report). Then the output is
-counted: workbooks and the rows of their sheets, CSV files, charts, 核对报告 files and the
-households they hold.
+counted: workbooks and the rows of their sheets, CSV files and the communities' evidence.csv
+rows, charts, 核对报告 files and the households they hold.
 
 ``--xlsx-rows R`` times instead one evidence sheet of the review's first R cited records, as
 ``write_tables`` writes it (xlsxwriter, constant memory), in this process: CPU seconds of the
@@ -228,6 +228,13 @@ def sheet_rows(workbook: Path) -> dict[str, int]:
     return rows
 
 
+def _lines(path: Path) -> int:
+    """Records of a CSV written by Arrow (a quoted field may hold a line break)."""
+    import pyarrow.csv as pa_csv
+
+    return pa_csv.read_csv(path).num_rows + 1
+
+
 def count_output(folder: Path) -> dict:
     """What the reports wrote: files, workbooks and their rows, charts, 核对报告."""
     books = sorted(folder.rglob("*.xlsx"))
@@ -244,6 +251,7 @@ def count_output(folder: Path) -> dict:
     return {"files": len(files), "bytes": sum(p.stat().st_size for p in files),
             "workbooks": len(books), "workbook_rows": by_sheet,
             "csv_files": sum(1 for p in files if p.suffix == ".csv"),
+            "evidence_csv_rows": sum(_lines(p) - 1 for p in files if p.name == "evidence.csv"),
             "summary_pages": sum(1 for p in pages if p.name == "summary.html"),
             "charts": charts, "household_report_files": len(household_pages),
             "household_reports": held if household_pages else 0}

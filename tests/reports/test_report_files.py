@@ -17,6 +17,7 @@ from verification.reports.flag_reports import (
     SheetContext,
     evidence_table,
     flag_table,
+    write_evidence_csv,
     write_tables,
 )
 from verification.security.access import AccessDenied, principal
@@ -50,6 +51,8 @@ def test_layout_one_folder_per_street_and_community(report_run):
             assert {"flags.xlsx", "flags.csv", "summary.html"} <= {p.name for p in street.iterdir()}
             communities = [p for p in street.iterdir() if p.is_dir()]
             assert communities and all((c / "flags.xlsx").exists() for c in communities)
+            assert all((c / "evidence.csv").exists() for c in communities)
+            assert not (street / "evidence.csv").exists()
 
 
 def test_every_folder_holds_only_its_own_jurisdiction(report_run):
@@ -64,12 +67,9 @@ def test_every_folder_holds_only_its_own_jurisdiction(report_run):
         assert set(households.loc[codes, level]) == {own}, folder
         expected = households.index[households[level] == own]
         assert set(codes) == set(expected)  # and nothing of its own is missing
-        book = load_workbook(folder / "flags.xlsx")
+        assert "证据" not in load_workbook(folder / "flags.xlsx").sheetnames
         if level == "community_code":
-            evidence = pd.DataFrame(book["证据"].values)
-            assert set(evidence.iloc[1:, 0]) <= set(codes)
-        else:  # a street's workbook names where the evidence is instead of repeating it
-            assert "证据" not in book.sheetnames
+            assert set(_csv(folder / "evidence.csv")["家庭编号"]) <= set(codes)
         html = (folder / "summary.html").read_text("utf-8")
         others = set(households.index) - set(codes)
         assert not [c for c in others if c in html]
@@ -94,7 +94,7 @@ def test_workbooks_open_with_summary_flags_and_evidence(report_run):
     for path in report_run.out.rglob("flags.xlsx"):
         book = load_workbook(path)
         community = path.parent.parent != report_run.out
-        assert book.sheetnames == ["汇总", "核对结论"] + (["证据"] if community else [])
+        assert book.sheetnames == ["汇总", "核对结论"]
         flags = pd.DataFrame(book["核对结论"].values)
         assert flags.iloc[0].tolist() == list(HEADERS.values())
         rows = flags.iloc[1:].set_axis(list(HEADERS), axis=1)
@@ -103,27 +103,49 @@ def test_workbooks_open_with_summary_flags_and_evidence(report_run):
         acting = rows[rows["flag"].isin(["应退出", "需人工复核", "应纳入", "不符合条件"])]
         assert acting["due_date"].str.match(r"^\d{4}-\d{2}-\d{2}$").all()
         summary = [r for r in book["汇总"].values]
+        where = next(r[1] for r in summary if r[0] == "证据明细 / evidence")
+        assert "evidence.csv" in where and ("同一文件夹" if community else "社区") in where
         if community:
-            evidence = pd.DataFrame(book["证据"].values)
-            assert evidence.iloc[0].tolist() == list(EVIDENCE_HEADERS.values())
-        else:
-            assert any(r[0] == "证据明细 / evidence" and "社区" in r[1] for r in summary)
+            assert _csv(path.parent / "evidence.csv").columns.tolist() == list(
+                EVIDENCE_HEADERS.values())
         total = next(r for r in summary if r[0] == "合计")
         assert total[2] == len(rows)
     assert len(table) == sum(
         len(_csv(p)) for p in report_run.out.glob("*/flags.csv"))
 
 
-def test_each_cited_record_is_written_once_in_its_community_s_workbook(report_run):
-    """The evidence is not repeated per level: the community workbooks hold every record the
-    run's flags cite, each once, and the street workbooks none."""
+def test_each_cited_record_is_written_once_in_its_community_s_evidence_file(report_run):
+    """The evidence is not repeated per level: the communities' evidence.csv hold every record
+    the run's flags cite, each once, with its amount and period; no workbook repeats them."""
     cited = evidence_table(report_run.settings, report_run.run_id)
-    written = pd.concat([pd.DataFrame(load_workbook(p)["证据"].values).iloc[1:]
-                         for p in report_run.out.glob("*/*/flags.xlsx")])
+    written = pd.concat([_csv(p) for p in report_run.out.glob("*/*/evidence.csv")])
     assert len(written) == len(cited) > 0
-    assert sorted(written.iloc[:, 4].astype(str)) == sorted(cited["record_ref"].astype(str))
-    assert not [p for p in report_run.out.glob("*/flags.xlsx")
+    assert sorted(written["记录编号"]) == sorted(cited["record_ref"].astype(str))
+    order = ["家庭编号", "数据来源", "记录编号", "起始日期", "截止日期", "项目"]
+    database = cited[list(EVIDENCE_HEADERS)].rename(columns=EVIDENCE_HEADERS).astype(
+        {"记录编号": str, "数据批次号": str})
+    files = written.fillna({"起始日期": "", "截止日期": ""})
+    database, files = (t.sort_values(order, kind="stable").reset_index(drop=True)
+                       for t in (database, files))
+    same = order + ["核对结论", "数据批次号"]
+    assert (files[same] == database[same]).all().all()
+    amounts = pd.to_numeric(files["金额(元)"]).fillna(0) - database["金额(元)"].fillna(0)
+    assert amounts.abs().max() < 0.005
+    assert not list(report_run.out.glob("*/evidence.csv"))
+    assert not [p for p in report_run.out.rglob("flags.xlsx")
                 if "证据" in load_workbook(p, read_only=True).sheetnames]
+
+
+def test_evidence_csv_keeps_text_as_written_and_neutralises_formulas(report_run, tmp_path):
+    evidence = evidence_table(report_run.settings, report_run.run_id).head(5).copy()
+    evidence["record_ref"] = ["<r>&</r>", "=cmd|'/C calc'!A0", "a,b\"c\"", "正常 文本", "+1"]
+    evidence["amount"] = [750.0, 1812.6, 0.1 + 0.2, float("nan"), 12345678.91]
+    assert write_evidence_csv(evidence, tmp_path / "e.csv") == 5
+    assert (tmp_path / "e.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    back = pd.read_csv(tmp_path / "e.csv", encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert back["记录编号"].tolist() == ["<r>&</r>", "'=cmd|'/C calc'!A0", "a,b\"c\"", "正常 文本",
+                                     "'+1"]
+    assert back["金额(元)"].tolist() == ["750", "1812.6", "0.3", "", "12345678.91"]
 
 
 def test_evidence_beyond_excel_s_row_limit_goes_on_to_further_sheets(report_run, tmp_path,
@@ -266,9 +288,11 @@ def test_formula_text_in_every_column_is_neutralised_in_the_files_as_opened(tmp_
     for i, column in enumerate(c for c in evidence.columns if evidence[c].dtype == object):
         evidence[column] = f"{starts[i % 4]}cmd|'/C calc'!A{i}"
     write_tables(rows, evidence, tmp_path / "t", SheetContext("=title", [("@fact", "-1+2")]))
-    with open(tmp_path / "t.csv", encoding="utf-8-sig", newline="") as handle:
-        cells = [cell for record in csvlib.reader(handle) for cell in record]
-    assert cells and not [c for c in cells if c.startswith(starts)]
+    write_evidence_csv(evidence, tmp_path / "evidence.csv")
+    for written in ("t.csv", "evidence.csv"):
+        with open(tmp_path / written, encoding="utf-8-sig", newline="") as handle:
+            cells = [cell for record in csvlib.reader(handle) for cell in record]
+        assert cells and not [c for c in cells if c.startswith(starts)], written
     book = load_workbook(tmp_path / "t.xlsx")
     for sheet in book.worksheets:
         for row in sheet.iter_rows():

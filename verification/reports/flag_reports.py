@@ -1,10 +1,12 @@
 """Flag tables for officers: a CSV that opens correctly in Excel (UTF-8 with BOM) and an XLSX
-workbook (summary sheet, flag list, evidence sheet), with Chinese headers, masked ID numbers and
-names, reasons in Chinese, evidence and due dates. Cells that a spreadsheet would run as a formula
-(= + - @) are neutralised."""
+workbook (summary sheet, flag list and, for the centre's batch report, an evidence sheet), with
+Chinese headers, masked ID numbers and names, reasons in Chinese, evidence and due dates; a
+community's cited records as ``evidence.csv`` (``write_evidence_csv``). Cells that a spreadsheet
+would run as a formula (= + - @) are neutralised."""
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import xlsxwriter
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
@@ -262,10 +265,15 @@ _FORMATS = {"header": {"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E
 EXCEL_MAX_ROWS = 1_048_576  # rows of a worksheet, header included; xlsxwriter refuses more
 EVIDENCE_WIDTHS = [14, 12, 22, 16, 14, 12, 12, 12, 10, 10]
 EVIDENCE_ROWS_PER_SHEET = EXCEL_MAX_ROWS - 1  # below the header row
-# what a workbook without an evidence sheet (a street's) says about where the evidence is
+# what a workbook without an evidence sheet says about where the evidence is: a street's
+# (in its communities' folders) and a community's (the CSV beside it)
 EVIDENCE_ELSEWHERE = ("证据明细 / evidence",
-                      "见本街道各社区文件夹 flags.xlsx 的“证据”表及各户核对报告；"
-                      "in each community's flags.xlsx and the households' 核对报告")
+                      "见本街道各社区文件夹的 evidence.csv 及各户核对报告；"
+                      "in each community's evidence.csv and the households' 核对报告")
+EVIDENCE_CSV = "evidence.csv"
+EVIDENCE_BESIDE = ("证据明细 / evidence",
+                   "见同一文件夹的 evidence.csv（每条被引用的记录一行）及各户核对报告；"
+                   "evidence.csv in this folder (one row per cited record) and the 核对报告")
 
 
 def write_tables(rows: pd.DataFrame, evidence: pd.DataFrame | None, stem: Path,
@@ -287,6 +295,20 @@ def write_tables(rows: pd.DataFrame, evidence: pd.DataFrame | None, stem: Path,
             _table_sheet(book.add_worksheet("证据" if part == 1 else f"证据({part})"),
                          formats["header"], cited.iloc[start:start + per_sheet],
                          EVIDENCE_WIDTHS)
+
+
+def write_evidence_csv(evidence: pd.DataFrame, path: Path) -> int:
+    """The cited records, one row each, as a CSV that opens in Excel (UTF-8 with BOM, Chinese
+    headers, formula-like text neutralised) written by Arrow: no row limit, and ≈ 0.2 µs a cell
+    against xlsxwriter's 4 µs (a 1M review cites 35 M records). Returns the rows written."""
+    cited = neutralised(evidence[list(EVIDENCE_HEADERS)].rename(columns=EVIDENCE_HEADERS))
+    amount = EVIDENCE_HEADERS["amount"]
+    cited[amount] = pd.to_numeric(cited[amount]).round(2)  # 0.30000000000000004 reads 0.3
+    table = pa.Table.from_pandas(cited, preserve_index=False)
+    with path.open("wb") as out:
+        out.write(codecs.BOM_UTF8)
+        pa_csv.write_csv(table, out)
+    return table.num_rows
 
 
 def _summary_sheet(sheet, formats: dict, lines: list[tuple[str, list]]) -> None:  # noqa: ANN001

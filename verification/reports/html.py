@@ -179,7 +179,7 @@ def _actions(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _shortened(evidence: str, keep: int = 3) -> str:
-    """The first few evidence records; the workbook's evidence sheet lists them all."""
+    """The first few evidence records; the community's evidence.csv lists them all."""
     items = [e for e in str(evidence).split("；") if e]
-    more = " 等（见 flags.xlsx 证据表 / more in the workbook）" if len(items) > keep else ""
+    more = " 等（见 evidence.csv / more in evidence.csv）" if len(items) > keep else ""
     return "；".join(items[:keep]) + more

@@ -6,13 +6,15 @@
       <street>-<name>/
         flags.xlsx  flags.csv  summary.html           the street's flags and charts
         <community>-<name>/
-          flags.xlsx  flags.csv  summary.html         the community's flags, evidence, charts
+          flags.xlsx  flags.csv  summary.html         the community's flags and charts
+          evidence.csv                                every record its flags cite
           核对报告/<household>.html                    a verification report per applicant and
                                                       per flag that needs action
 
 Writing replaces the run's folder, so a rerun leaves exactly one set. Each cited record is
-written once, in its community's workbook (the officers who act on the flags); a street's
-workbook lists the street's flags and says where their evidence is (docs/flags-and-reports.md).
+written once, in its community's evidence.csv (the officers who act on the flags); the street's
+and community's workbooks list the flags and say where their evidence is
+(docs/flags-and-reports.md).
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ from sqlalchemy import select
 from verification import jurisdictions, tasklog
 from verification.config import Settings
 from verification.reports.flag_reports import (
+    EVIDENCE_BESIDE,
+    EVIDENCE_CSV,
     EVIDENCE_ELSEWHERE,
     SheetContext,
     evidence_table,
     flag_table,
     safe_cell,
+    write_evidence_csv,
     write_tables,
 )
 from verification.reports.household_report import write_household_reports
@@ -148,8 +153,8 @@ def _write_street(settings: Settings, run_id: int, out: Path, street_code: str,
 
 def _write_jurisdiction(folder: Path, rows: pd.DataFrame, evidence: pd.DataFrame | None,
                         facts: RunFacts, level: str, name: str) -> None:
-    """A street's or community's workbook, CSV and summary; ``evidence`` None: the workbook
-    says where the evidence is instead of repeating it (a street's)."""
+    """A street's or community's workbook, CSV and summary; a community's cited records
+    (``evidence``, None for a street's) in evidence.csv beside them, which the workbook names."""
     folder.mkdir(parents=True, exist_ok=True)
     context = SheetContext(title=f"{name} 核对结论（{facts.run['as_of']}）", facts=[
         ("辖区 / jurisdiction", name), ("核对基准日 / as of", facts.run["as_of"]),
@@ -157,8 +162,10 @@ def _write_jurisdiction(folder: Path, rows: pd.DataFrame, evidence: pd.DataFrame
         ("政策版本 / policy version", facts.run["policy_version"]),
         ("数据来源 / sources", "；".join(
             f"{f['label']} {f['period']} #{f['feed_id']}" for f in facts.feeds))]
-        + ([EVIDENCE_ELSEWHERE] if evidence is None else []))
-    write_tables(rows, evidence, folder / "flags", context)
+        + [EVIDENCE_ELSEWHERE if evidence is None else EVIDENCE_BESIDE])
+    write_tables(rows, None, folder / "flags", context)
+    if evidence is not None:
+        write_evidence_csv(evidence, folder / EVIDENCE_CSV)
     render_summary(folder / "summary.html", f"{name} · 核对结论汇总", rows, facts, level)
 
 

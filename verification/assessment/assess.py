@@ -233,8 +233,11 @@ def _uncertain_changes(group: _Group, results: pd.DataFrame, members: pd.DataFra
     subset = evidence[evidence["household_id"].isin(ids).to_numpy()]
     promoted = subset.assign(match_grade=pd.Categorical(
         np.full(len(subset), "certain"), categories=["certain", "probable", "possible", "none"]))
-    again = _prepare(group.households.loc[ids], members[members["household_id"].isin(ids)],
-                     promoted, group.policy, group.as_of)
+    # a certificate not certainly matched would, as the household's, set the member's grade
+    # and type as a certain one does (a grade-1 limb certificate on a mistyped ID; audit 8)
+    theirs = members_with_disability_register(members[members["household_id"].isin(ids)],
+                                              promoted, group.as_of)
+    again = _prepare(group.households.loc[ids], theirs, promoted, group.policy, group.as_of)
     measures = _measures(again)
     would = _results(again, measures, _tests(again, measures), missing)
     now = results.loc[ids]
@@ -288,8 +291,13 @@ def _prepare(
     people["deceased"] = _deceased(people, evidence, pos >= 0, certain & is_death, as_of)
     people.loc[people["deceased"], "counted"] = False
     not_counted = pd.Index(people.loc[~people["counted"], "person_token"])
-    # A member not counted brings no evidence, except the death record that removed them.
-    keep = (pos >= 0) & (~evidence["person_token"].isin(not_counted).to_numpy() | is_death)
+    # A member not counted brings no evidence, except the death record that removed them and
+    # the rigid spending a member who has since died cost the family in its twelve months (a
+    # husband's hospital bills before his death: 刚性支出办法 第五条（二）; audit 8).
+    deceased = pd.Index(people.loc[people["deceased"], "person_token"])
+    spent = np.isin(items, list(policy.value("rigid.spending_items") or ()))[codes]
+    keep = (pos >= 0) & (~evidence["person_token"].isin(not_counted).to_numpy() | is_death
+                         | (spent & evidence["person_token"].isin(deceased).to_numpy()))
     decided = _by_position(evidence, keep & certain, pos)
     decided["item_code"] = codes[decided.pop("row")]
     decided["start_m"] = _month_index(decided["period_start"], as_of)
@@ -438,7 +446,12 @@ def _measures(group: _Group) -> dict[str, np.ndarray]:
         "rigid_12m": group.sum_by_household(
             amount * _window_share(group, rigid_window),
             group.item_mask(policy.value("rigid.spending_items"))),
-        "rigid_income_12m": _income_over(group, amount, counted_income, rigid_window),
+        # the year's income net of taxes and personal contributions (转移性支出), as the 低保
+        # test's: 可支配收入 is net by definition (刚性支出办法 第十三条（四）; audit 8)
+        "rigid_income_12m": np.clip(
+            _income_over(group, amount, counted_income, rigid_window)
+            - _income_over(group, amount, group.item_mask(
+                policy.value("income.transfer_spending_items")), rigid_window), 0, None),
         "financial": group.sum_by_household(
             amount, registered & group.item_mask(policy.require("assets.financial_items"))),
         "homes": _count_holdings(group, registered & group.item_mask(("home",))),
@@ -587,7 +600,18 @@ def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
         "deceased": per_household(people["deceased"].to_numpy()),
         # counted members able to work (the 低保 re-check interval: 审核确认办法 第三十一条)
         "working_members": per_household(able & capacity),
+        # 多重残疾 is graded by its most severe disability (GB/T 26341-2010): at a grade some
+        # listed type reaches, the certificate alone says neither way whether that type is in it
+        "unclear_disabilities": per_household(counted & _unclear_disability(people, listed)),
     }
+
+
+def _unclear_disability(people: pd.DataFrame, listed: dict) -> np.ndarray:
+    """Members with a 多重残疾 (``multiple``) of a grade one of the listed types reaches."""
+    worst = max(listed.values(), default=0)
+    grade = people["disability_grade"].fillna(0).to_numpy()
+    return ((people["disability_type"].astype(str) == "multiple").to_numpy()
+            & (grade >= 1) & (grade <= worst) & ("multiple" not in listed))
 
 
 # --------------------------------------------------------------------------- tests and outcome
@@ -660,6 +684,10 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # every member has died (a certain death record): nobody is left to assess or to pay
         "all_deceased": (m["size"] == 0) & (m["deceased"] > 0),
     }
+    tests["rigid_not_other"] = _rigid_not_other(policy, tests)
+    # a household assessed for 特困 whose member's 多重残疾 grade leaves capacity open: checked
+    # by a caseworker (the types it includes), never added or stopped on it (audit 8)
+    tests["disability_unclear"] = (m["unclear_disabilities"] > 0) & _assessed_for(group, "tekun")
     return {**tests, **{f"limit_{key}": value for key, value in limits.items()}}
 
 
@@ -674,12 +702,22 @@ def _category_tests(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Whether each household meets each category's own test (CATEGORIES order)."""
     assets = t["financial"] & t["homes"] & t["commercial"] & t["vehicles"] & t["businesses"]
     assets &= t["payroll"] & t["has_members"]
-    return {
+    met = {
         "tekun": assets & t["tekun_capacity"] & t["tekun_supporter"] & t["tekun_income"],
         "dibao": assets & t["income"],
         "edge": assets & t["edge_income"],
-        "rigid": assets & t["disposable"] & t["share"],
     }
+    # a family meeting 低保, 特困 or 边缘 is not a 刚性支出 family (刚性支出办法 第四条,
+    # rigid.other_categories_excluded): it is refused 刚性支出 and told of what it meets
+    return {**met, "rigid": assets & t["disposable"] & t["share"] & t["rigid_not_other"]}
+
+
+def _rigid_not_other(policy: Policy, t: dict[str, np.ndarray]) -> np.ndarray:
+    """RIGID_OTHER_CATEGORY passes: the household meets no other category (or the locality
+    does not exclude them)."""
+    met = _category_tests({**t, "rigid_not_other": np.ones_like(t["has_members"])})
+    other = met["tekun"] | met["dibao"] | met["edge"]
+    return ~other if policy.value("rigid.other_categories_excluded") else np.ones_like(other)
 
 
 def _category(group: _Group, t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -745,8 +783,8 @@ def _results(
     # A household whose members have all died is decided (nobody left to pay) whatever else is
     # missing; otherwise a missing source that could change its outcome, or no counted member,
     # leaves it undetermined.
-    undetermined = ((_waiting(group, category, t, missing) | ~t["has_members"])
-                    & ~t["all_deceased"])
+    undetermined = ((_waiting(group, category, t, missing) | ~t["has_members"]
+                     | t["disability_unclear"]) & ~t["all_deceased"])
     decision = np.where(undetermined, "undetermined",
                         np.where(category != "none", "eligible", "not_eligible"))
     benefit = np.where(undetermined, np.nan, _benefit(group, category, m, t))
@@ -834,8 +872,11 @@ def _waiting(group: _Group, category: np.ndarray, t: dict[str, np.ndarray],
         # a school record only continues a 特困 person's support past 18 (第二十四条): it
         # matters to a supported household that does not pass and has a member it could cover
         "tekun_school": ~passing & _school_could_continue(group),
-        # the register decides a working-age member's capacity either way (第五条)
-        "tekun_capacity": _assessed_for(group, "tekun") & _working_age_member(group),
+        # the register decides a working-age member's capacity either way (第五条): for a
+        # household assessed for 特困, and one screened for any help that would be proposed
+        # for 特困 on the roster's unverified grade (a monitored household; audit 8)
+        "tekun_capacity": (_assessed_for(group, "tekun") | (unnamed & (category == "tekun")))
+        & _working_age_member(group),
     }
     against = passing | recipient
     for rule in _rules_missing(group.policy, missing):
@@ -1110,6 +1151,9 @@ def _rigid_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
         _rows(group, "RIGID_SPENDING_SHARE_LOW", candidate, t["share"],
               np.minimum(t["limit_share"], 1e9), t["limit_share_threshold"],
               "rigid.spending_share_threshold", _refs(group, spending)),
+        _rows(group, "RIGID_OTHER_CATEGORY",
+              candidate & bool(group.policy.value("rigid.other_categories_excluded")),
+              t["rigid_not_other"], np.nan, np.nan, "rigid.other_categories_excluded"),
     ]
 
 
@@ -1179,11 +1223,15 @@ def _data_reasons(group: _Group, m: dict, t: dict, results: pd.DataFrame,
         listed = ";".join(f"{kind}::{state}" for kind, state in sorted(missing.items()))
         refs = np.full(group.n, listed, dtype=object)
         # only the households a missing source could change (the others are decided: _waiting)
-        waiting = results["decision"].eq("undetermined").to_numpy() & t["has_members"]
+        waiting = (results["decision"].eq("undetermined").to_numpy() & t["has_members"]
+                   & _waiting(group, _category(group, t)[0], t, missing))
         rows.append(_rows(group, "SOURCE_UNAVAILABLE", waiting, False,
                           len(missing), 0, f"requirements.{needing[0]}", refs=refs,
                           reference="；".join(group.policy.reference(f"requirements.{rule}")
                                              for rule in needing)))
+    rows.append(_rows(group, "TEKUN_DISABILITY_UNCLEAR",
+                      t["disability_unclear"] & ~t["all_deceased"], False,
+                      m["unclear_disabilities"], 0, "tekun.disability_max_grade"))
     uncertain = group.uncertain
     if len(uncertain):
         refs = _refs(group, np.ones(len(uncertain), dtype=bool), uncertain)

@@ -64,7 +64,8 @@ FLAG_COLUMNS = ["household_id", "kind", "street_code", "community_code", "due_da
 # ineligibility when the general tests decide it, so flags do not cite them.
 CATEGORY_TEST_PREFIXES = ("TEKUN_", "RIGID_", "INCOME_OVER_DISPOSABLE")
 REVIEW_REASONS = ("SOURCE_UNAVAILABLE", "NO_COUNTED_MEMBERS", "MATCH_UNCERTAIN",
-                  "SOURCES_CONFLICT", "NEAR_BOUNDARY", "STOP_WITHOUT_RECORDS")
+                  "SOURCES_CONFLICT", "NEAR_BOUNDARY", "STOP_WITHOUT_RECORDS",
+                  "TEKUN_DISABILITY_UNCLEAR")
 # 主动发现: another category the household meets; shown on its flag whatever the kind.
 OTHER_CATEGORY_PREFIX = "ALSO_ELIGIBLE_"
 INCOME_RULES = ("INCOME_OVER_STANDARD", "INCOME_OVER_1_5X")

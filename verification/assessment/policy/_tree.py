@@ -30,7 +30,7 @@ _TYPES = {"number", "integer", "boolean", "items", "choice", "source_ages", "gra
           "exclusions"}
 _UNITS = {
     "yuan", "yuan_per_month", "yuan_per_year", "ratio", "months", "days", "years", "count",
-    "items", "grade", "choice", "exclusions",
+    "items", "grade", "choice", "exclusions", "switch",
 }
 _DEFINITION_KEYS = {
     "description", "unit", "type", "urban_rural", "choices", "item_class", "values",

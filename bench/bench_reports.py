@@ -228,11 +228,11 @@ def sheet_rows(workbook: Path) -> dict[str, int]:
     return rows
 
 
-def _lines(path: Path) -> int:
-    """Records of a CSV written by Arrow (a quoted field may hold a line break)."""
+def _records(path: Path) -> int:
+    """Records of a CSV below its header, parsed (a quoted field may hold a line break)."""
     import pyarrow.csv as pa_csv
 
-    return pa_csv.read_csv(path).num_rows + 1
+    return pa_csv.read_csv(path).num_rows
 
 
 def count_output(folder: Path) -> dict:
@@ -251,7 +251,7 @@ def count_output(folder: Path) -> dict:
     return {"files": len(files), "bytes": sum(p.stat().st_size for p in files),
             "workbooks": len(books), "workbook_rows": by_sheet,
             "csv_files": sum(1 for p in files if p.suffix == ".csv"),
-            "evidence_csv_rows": sum(_lines(p) - 1 for p in files if p.name == "evidence.csv"),
+            "evidence_csv_rows": sum(_records(p) for p in files if p.name == "evidence.csv"),
             "summary_pages": sum(1 for p in pages if p.name == "summary.html"),
             "charts": charts, "household_report_files": len(household_pages),
             "household_reports": held if household_pages else 0}

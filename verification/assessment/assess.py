@@ -210,7 +210,7 @@ def _assess_group(
     group = _prepare(households, members, evidence, policy, as_of)
     missing = _missing_sources(sources, policy, as_of)
     measures = _measures(group)
-    tests = _tests(group, measures)
+    tests = _tests(group, measures, missing)
     results = _results(group, measures, tests, missing)
     if not with_reasons:
         return results, _no_reasons(), Citations.empty(len(evidence))
@@ -239,7 +239,7 @@ def _uncertain_changes(group: _Group, results: pd.DataFrame, members: pd.DataFra
                                               promoted, group.as_of)
     again = _prepare(group.households.loc[ids], theirs, promoted, group.policy, group.as_of)
     measures = _measures(again)
-    would = _results(again, measures, _tests(again, measures), missing)
+    would = _results(again, measures, _tests(again, measures, missing), missing)
     now = results.loc[ids]
     threshold = float(group.policy.require("dynamic.adjust_threshold"))
     benefit_now, benefit_would = now["benefit"].fillna(0), would["benefit"].fillna(0)
@@ -617,8 +617,10 @@ def _unclear_disability(people: pd.DataFrame, listed: dict) -> np.ndarray:
 # --------------------------------------------------------------------------- tests and outcome
 
 
-def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each rule as a boolean array (True = passes), plus the limits it was measured against."""
+def _tests(group: _Group, m: dict[str, np.ndarray],
+           missing: dict[str, str]) -> dict[str, np.ndarray]:
+    """Each rule as a boolean array (True = passes), plus the limits it was measured against
+    and ``waiting``: whether a missing or stale source could change the outcome."""
     policy = group.policy
     urban = (group.households["urban_rural"].astype(str) == "urban").to_numpy()
     standard = _by_area(policy, "dibao.standard", urban)
@@ -684,11 +686,16 @@ def _tests(group: _Group, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # every member has died (a certain death record): nobody is left to assess or to pay
         "all_deceased": (m["size"] == 0) & (m["deceased"] > 0),
     }
-    tests["rigid_not_other"] = _rigid_not_other(policy, tests)
+    tests["rigid_excludes_others"] = np.full(
+        group.n, bool(policy.value("rigid.other_categories_excluded")))
     # a household assessed for 特困 whose member's 多重残疾 grade leaves capacity open: checked
     # by a caseworker (the types it includes), never added or stopped on it (audit 8)
     tests["disability_unclear"] = (m["unclear_disabilities"] > 0) & _assessed_for(group, "tekun")
-    return {**tests, **{f"limit_{key}": value for key, value in limits.items()}}
+    tests = {**tests, **{f"limit_{key}": value for key, value in limits.items()}}
+    # the category assessed and the best one met, before any source is found missing
+    tests["assessed"], tests["best"] = _category(group, tests)
+    tests["waiting"] = _waiting(group, tests["assessed"], tests, missing)
+    return tests
 
 
 def _by_area(policy: Policy, path: str, urban: np.ndarray, required: bool = True) -> np.ndarray:
@@ -707,17 +714,16 @@ def _category_tests(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "dibao": assets & t["income"],
         "edge": assets & t["edge_income"],
     }
-    # a family meeting 低保, 特困 or 边缘 is not a 刚性支出 family (刚性支出办法 第四条,
-    # rigid.other_categories_excluded): it is refused 刚性支出 and told of what it meets
-    return {**met, "rigid": assets & t["disposable"] & t["share"] & t["rigid_not_other"]}
+    # where a locality reads 刚性支出办法 第四条（一） as a test (rigid.other_categories_excluded),
+    # a family meeting 低保, 特困 or 边缘 is refused 刚性支出 and told of what it meets
+    met["rigid"] = (assets & t["disposable"] & t["share"]
+                    & ~(t["rigid_excludes_others"] & _meets_another(met)))
+    return met
 
 
-def _rigid_not_other(policy: Policy, t: dict[str, np.ndarray]) -> np.ndarray:
-    """RIGID_OTHER_CATEGORY passes: the household meets no other category (or the locality
-    does not exclude them)."""
-    met = _category_tests({**t, "rigid_not_other": np.ones_like(t["has_members"])})
-    other = met["tekun"] | met["dibao"] | met["edge"]
-    return ~other if policy.value("rigid.other_categories_excluded") else np.ones_like(other)
+def _meets_another(met: dict[str, np.ndarray]) -> np.ndarray:
+    """Whether each household meets 特困, 低保 or 边缘 (RIGID_OTHER_CATEGORY fails)."""
+    return met["tekun"] | met["dibao"] | met["edge"]
 
 
 def _category(group: _Group, t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -779,12 +785,12 @@ def _rounded(values: np.ndarray, unit: float, mode: str) -> np.ndarray:
 def _results(
     group: _Group, m: dict[str, np.ndarray], t: dict[str, np.ndarray], missing: dict[str, str]
 ) -> pd.DataFrame:
-    category, best = _category(group, t)
+    category, best = t["assessed"], t["best"]
     # A household whose members have all died is decided (nobody left to pay) whatever else is
     # missing; otherwise a missing source that could change its outcome, or no counted member,
     # leaves it undetermined.
-    undetermined = ((_waiting(group, category, t, missing) | ~t["has_members"]
-                     | t["disability_unclear"]) & ~t["all_deceased"])
+    undetermined = ((t["waiting"] | ~t["has_members"] | t["disability_unclear"])
+                    & ~t["all_deceased"])
     decision = np.where(undetermined, "undetermined",
                         np.where(category != "none", "eligible", "not_eligible"))
     benefit = np.where(undetermined, np.nan, _benefit(group, category, m, t))
@@ -1151,9 +1157,9 @@ def _rigid_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
         _rows(group, "RIGID_SPENDING_SHARE_LOW", candidate, t["share"],
               np.minimum(t["limit_share"], 1e9), t["limit_share_threshold"],
               "rigid.spending_share_threshold", _refs(group, spending)),
-        _rows(group, "RIGID_OTHER_CATEGORY",
-              candidate & bool(group.policy.value("rigid.other_categories_excluded")),
-              t["rigid_not_other"], np.nan, np.nan, "rigid.other_categories_excluded"),
+        _rows(group, "RIGID_OTHER_CATEGORY", candidate & t["rigid_excludes_others"],
+              ~_meets_another(_category_tests(t)), np.nan, np.nan,
+              "rigid.other_categories_excluded"),
     ]
 
 
@@ -1224,7 +1230,7 @@ def _data_reasons(group: _Group, m: dict, t: dict, results: pd.DataFrame,
         refs = np.full(group.n, listed, dtype=object)
         # only the households a missing source could change (the others are decided: _waiting)
         waiting = (results["decision"].eq("undetermined").to_numpy() & t["has_members"]
-                   & _waiting(group, _category(group, t)[0], t, missing))
+                   & t["waiting"])
         rows.append(_rows(group, "SOURCE_UNAVAILABLE", waiting, False,
                           len(missing), 0, f"requirements.{needing[0]}", refs=refs,
                           reference="；".join(group.policy.reference(f"requirements.{rule}")

@@ -764,3 +764,29 @@ def test_run_links_are_the_inner_merge_of_rows_and_matches_file_by_file() -> Non
     assert first["row"].tolist() == [0, 2, 2, 3, 4, 4]  # file order; row 1 matched nobody
     assert sorted(first["household_id"]) == [10, 20, 40, 40, 41, 41]
     assert [len(links) for links in run.links] == [6, 1, 0]
+
+
+def test_a_one_family_batch_weighs_agreement_as_a_district_does(district: dict) -> None:
+    """A batch is matched against its own members only. Its random record × member pairs are
+    mostly the record and its own person, and each name is held by one member in three: u and
+    a name's share must come from the population (settings.population_u), not from those
+    pairs, or a car on a mistyped ID weighs nothing and an applicant is added over it."""
+    members, records = district["members"], district["records"]
+    household = members[members["household_id"] == members["household_id"].iat[30]]
+    person = household.iloc[0]
+    typo = pd.DataFrame({"record_ref": ["CAR1"], "person_token": pd.array([None], "Int64"),
+                         "name": [person["name"]],
+                         "birth_date": [person["birth_date"]], "gender": [person["gender"]]})
+    own = records[records["person_token"].isin(household["person_token"])]
+    for share in (None, 1 / len(members)):  # the batch's prior: one person of the city's
+        result = match_records(pd.concat([typo, own], ignore_index=True), household, key=KEY,
+                               match_share=share)
+        found = result.matched.loc[result.matched["record_ref"] == "CAR1"]
+        assert list(found["person_token_matched"]) == [person["person_token"]]
+        assert set(found["match_grade"].astype(str)) <= {PROBABLE, POSSIBLE}
+        weights = result.model["comparisons"]
+        district_weights = district["result"].model["comparisons"]
+        for name in ("name", "birth_date"):  # within a factor of 8 of the district's evidence
+            assert abs(weights[name]["exact"]["weight"]
+                       - district_weights[name]["exact"]["weight"]) < 3
+

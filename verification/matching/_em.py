@@ -24,7 +24,7 @@ import numpy as np
 
 from verification.matching._compare import NULL_LEVEL
 
-_FLOOR = 1e-6  # no level is impossible: a zero would veto a pair on one comparison
+U_FLOOR = 1e-6  # no level is impossible: a zero would veto a pair on one comparison
 
 
 @dataclass
@@ -88,7 +88,7 @@ def level_frequencies(gamma: np.ndarray, n_levels: list[int], weights: np.ndarra
         levels = gamma[:, k]
         present = levels != NULL_LEVEL
         counts = np.bincount(levels[present], weights=weights[present], minlength=size)
-        counts = np.maximum(counts / max(counts.sum(), 1e-300), _FLOOR)
+        counts = np.maximum(counts / max(counts.sum(), 1e-300), U_FLOOR)
         out.append(counts / counts.sum())
     return out
 

@@ -30,7 +30,7 @@ from verification.matching._blocking import (
 )
 from verification.matching._codes import KEYED_ROW
 from verification.matching._compare import NULL_LEVEL, RightValues, comparison_matrix
-from verification.matching._em import FellegiSunter, fit, initial_m, level_frequencies
+from verification.matching._em import U_FLOOR, FellegiSunter, fit, initial_m, level_frequencies
 from verification.matching._exact import MEMBER_KEY, exact_pairs
 from verification.matching._grades import GRADE_DTYPE, GRADES, NONE, POSSIBLE, PROBABLE
 from verification.matching.names import NAME_KEY_COLUMNS, NAME_KEY_VERSION, name_keys
@@ -80,22 +80,51 @@ def _fit_unlabelled(gamma, li, training_rows, n_levels, settings: MatchSettings)
 
 
 def _random_pair_u(left, right, n_levels, settings: MatchSettings,
-                   right_values: RightValues | None = None) -> list[np.ndarray]:
-    """u as level frequencies among random pairs: almost all of them are non-matches."""
-    rng = np.random.default_rng(settings.seed)
-    li = rng.integers(0, len(left), settings.random_pairs_for_u)
-    ri = rng.integers(0, len(right), settings.random_pairs_for_u)
+                   right_values: RightValues | None = None,
+                   known_match: np.ndarray | None = None) -> list[np.ndarray]:
+    """u as level frequencies among random pairs: almost all of them are non-matches. The pairs
+    the token says are the same person (``known_match``) are left out, every pair is taken when
+    there are fewer than ``settings.random_pairs_for_u``, and ``settings.population_u`` is
+    blended in (``_with_population``): a batch of one family has a handful of pairs, mostly of
+    the record and its own person."""
+    if len(left) * len(right) <= settings.random_pairs_for_u:
+        li = np.repeat(np.arange(len(left)), len(right))
+        ri = np.tile(np.arange(len(right)), len(left))
+    else:
+        rng = np.random.default_rng(settings.seed)
+        li = rng.integers(0, len(left), settings.random_pairs_for_u)
+        ri = rng.integers(0, len(right), settings.random_pairs_for_u)
+    if known_match is not None:
+        other = known_match[li] != ri
+        li, ri = li[other], ri[other]
     gamma = comparison_matrix(left, right, li, ri, settings.comparisons,
                               right_values=right_values)
-    u = level_frequencies(gamma, n_levels, np.ones(len(li)))
+    population = dict(settings.population_u)
+    u = []
     for k, comparison in enumerate(settings.comparisons):
+        levels = gamma[:, k]
+        counts = np.bincount(levels[levels != NULL_LEVEL], minlength=n_levels[k])
+        estimate = None
         if comparison.column in LISTED_AGAINST:
-            u[k] = _listed_u(left, right, comparison.column, n_levels[k])
+            estimate = _listed_u(left, right, comparison.column, n_levels[k])
         elif comparison.name in settings.fallback_only:
-            exact = _frequency_u(left, right, comparison, n_levels[k], right_values)
-            if exact is not None:
-                u[k] = exact
+            estimate = _frequency_u(left, right, comparison, n_levels[k], right_values)
+        if estimate is None:
+            share = np.maximum(counts / max(counts.sum(), 1), U_FLOOR)
+            estimate = (share / share.sum(), float(counts.sum()))
+        u.append(_with_population(*estimate, population.get(comparison.name), settings))
     return u
+
+
+def _with_population(u: np.ndarray, pairs: float, population: tuple[float, ...] | None,
+                     settings: MatchSettings) -> np.ndarray:
+    """The run's u over ``pairs`` pairs and the population's u counted as
+    ``settings.population_u_pairs`` pairs, pooled."""
+    if population is None:
+        return u
+    weight = settings.population_u_pairs
+    u = (u * pairs + np.asarray(population) * weight) / (pairs + weight)
+    return u / u.sum()
 
 
 def _value_counts(left: pd.DataFrame, right: pd.DataFrame, column: str, on_left: np.ndarray,
@@ -116,7 +145,8 @@ def _value_counts(left: pd.DataFrame, right: pd.DataFrame, column: str, on_left:
 
 
 def _frequency_u(left: pd.DataFrame, right: pd.DataFrame, comparison,  # noqa: ANN001
-                 size: int, values: RightValues | None = None) -> np.ndarray | None:
+                 size: int, values: RightValues | None = None
+                 ) -> tuple[np.ndarray, float] | None:
     """u of a comparison whose levels are nested equalities (kinds ``exact`` and ``overlap``:
     the same room is the same building is the same place; the same number has the same last 8
     digits), exactly from value frequencies: the chance that a random record and a random
@@ -124,13 +154,14 @@ def _frequency_u(left: pd.DataFrame, right: pd.DataFrame, comparison,  # noqa: A
     records and of members holding it. Random pairs would almost never meet two addresses of
     the same flat (about one pair in the roster's household count). A pair sharing two values
     of a list is counted twice, so a list level's u is at most overstated (its weight
-    understated), by at most the list length. None when a level is of another kind."""
+    understated), by at most the list length. Returns u and the number of pairs it is over;
+    None when a level is of another kind."""
     if any(level.kind not in ("exact", "overlap") for level in comparison.levels):
         return None
     on_left = left[comparison.column].notna().to_numpy() if comparison.column in left else None
     on_right = right[comparison.column].notna().to_numpy() if comparison.column in right else None
     if on_left is None or on_right is None or not on_left.any() or not on_right.any():
-        return np.full(size, 1.0 / size)
+        return np.full(size, 1.0 / size), 0.0
     values = values if values is not None else RightValues()
     cumulative = []
     for level in comparison.levels:
@@ -143,7 +174,7 @@ def _frequency_u(left: pd.DataFrame, right: pd.DataFrame, comparison,  # noqa: A
     # a level no pair reaches is floored at half a pair in all (not at zero: it would veto)
     floor = 0.5 / (float(on_left.sum()) * float(on_right.sum()))
     u = np.maximum(np.diff(np.concatenate([[0.0], cumulative, [1.0]])), floor)
-    return u / u.sum()
+    return u / u.sum(), float(on_left.sum()) * float(on_right.sum())
 
 
 def _fallback_only_m(model: FellegiSunter, gamma: np.ndarray, li: np.ndarray, ri: np.ndarray,
@@ -195,14 +226,16 @@ def _nested_weights(m: np.ndarray, u: np.ndarray) -> np.ndarray:
     return u / u.sum()
 
 
-def _listed_u(left: pd.DataFrame, right: pd.DataFrame, column: str, size: int) -> np.ndarray:
+def _listed_u(left: pd.DataFrame, right: pd.DataFrame, column: str,
+              size: int) -> tuple[np.ndarray, float]:
     """u of a list comparison, exactly: the chance that a random member is among a record's
     listed values is the records' listed values found on the roster over records × members
-    (random pairs would almost never meet one). Floored like every level."""
+    (random pairs would almost never meet one); with that number of pairs."""
     listed_rows = len(np.unique(exploded(left[column])[0]))
     hits = len(listed_pairs(left, right, column)[0])
-    near = max(hits / max(listed_rows * len(right), 1), 1e-9)
-    return np.array([near, 1.0 - near] + [1e-9] * (size - 2))
+    pairs = float(listed_rows * len(right))
+    near = min(max(hits / max(pairs, 1.0), 1e-9), 1.0 - 1e-9)
+    return np.array([near, 1.0 - near] + [1e-9] * (size - 2)), pairs
 
 
 def _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings) -> FellegiSunter:
@@ -279,7 +312,7 @@ def link(
     n_levels = [len(c.levels) + 1 for c in settings.comparisons]
     if labelled:
         prior = float(np.clip((match_share or 1.0) / max(len(right), 1), 1e-12, 0.5))
-        u = _random_pair_u(left, right, n_levels, settings, right_values)
+        u = _random_pair_u(left, right, n_levels, settings, right_values, known_match)
         model = _fit_labelled(gamma, li, ri, known_match, u, prior, n_levels, settings)
         if settings.fallback_only:
             adjust = term_frequency_adjustment(right, ri, gamma, model, settings, right_values)
@@ -344,6 +377,7 @@ def term_frequency_adjustment(right: pd.DataFrame, ri: np.ndarray, gamma: np.nda
         return adjust
     values = values if values is not None else RightValues()
     index = {c.name: k for k, c in enumerate(settings.comparisons)}
+    population = dict(settings.population_u)
     for name, label in settings.term_frequency:
         k = index[name]
         comparison = settings.comparisons[k]
@@ -357,6 +391,10 @@ def term_frequency_adjustment(right: pd.DataFrame, ri: np.ndarray, gamma: np.nda
         held = np.where(member >= 0, share[np.maximum(member, 0)], 0.0)
         # a value a member holds: at least one in the roster, so the share is never zero
         held = np.maximum(held, 1.0 / max(len(right), 1))
+        if name in population:  # pooled with the population's share (u), as u is: in a
+            # batch of one family every name is held by one member in three
+            prior = settings.population_share_members
+            held = (held * len(right) + model.u[k][level] * prior) / (len(right) + prior)
         adjust[at] = np.log2(model.u[k][level]) - np.log2(held)
     return adjust
 
@@ -541,8 +579,13 @@ def match_records(
     settings: MatchSettings | None = None,
     *,
     key: TokenKey | bytes | None = None,
+    match_share: float | None = None,
 ) -> MatchResult:
     """Exact token match first (certain), then the probabilistic fallback for the rest.
+
+    ``match_share``: the share of records expected to be of a member, when ``records`` are not
+    all the source's (a batch's: the rows of its members' tokens and those without one); by
+    default the share of the records with a token that found their member.
 
     Records and members may carry the keyed comparison columns already (``name_chars`` …,
     ``birth_ymd``, ``gender``, ``community_code``) or raw ``name``/``birth_date``, which are keyed
@@ -562,7 +605,7 @@ def match_records(
     values = RightValues(_prepared(keyed.frame, people, settings)[0])
     blocking = _announce_blocking(keyed, rest_rows, people, settings, values)
     linked, pairs, compared = _fallback_pairs(keyed, people, exact_rows, exact_members,
-                                              rest_rows, sample, settings, values)
+                                              rest_rows, sample, settings, values, match_share)
     if linked.model.method != "labelled":
         # Without token-verified pairs to learn from, a fallback match is at most possible.
         pairs["grade_code"] = np.maximum(pairs["grade_code"], GRADES.index(POSSIBLE))
@@ -871,7 +914,7 @@ def _training_sample(exact_rows: np.ndarray, settings: MatchSettings) -> np.ndar
 
 
 def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample, settings,
-                    values: RightValues | None = None):
+                    values: RightValues | None = None, match_share: float | None = None):
     """Candidate pairs of the records left over, scored with weights learnt from labelled pairs
     of exactly matched records (their token says which candidate is the person).
 
@@ -891,6 +934,7 @@ def _fallback_pairs(keyed, people, exact_rows, exact_members, rest_rows, sample,
     # Records without a valid ID are assumed to be on the roster as often as those with one.
     with_token = int(keyed.records[MEMBER_KEY].notna().sum())
     share = len(labelled) / with_token if with_token else 1.0
+    share = share if match_share is None else match_share
     # the labelled rows learn m from their own fields only: a birth date read off the ID agrees
     # with the ID's owner by construction and would teach that birth dates always agree
     training = _own_fields(keyed.rows(pool).reset_index(drop=True), where=known >= 0)

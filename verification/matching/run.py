@@ -233,7 +233,13 @@ def match_staged(paths: list[Path], people: pd.DataFrame, key: TokenKey,
                             "person_token": pd.Series(dtype="int64"),
                             "match_grade": pd.Categorical([], dtype=GRADE_DTYPE)})
     if len(records) and len(people):
-        result = match_records(_comparable(records, key), people, settings, key=key)
+        # A few households among a city's feeds: a record without a usable ID is as likely to
+        # be each of their members as any person the feeds name — not, as among the rows kept
+        # here (every one of them theirs), almost surely one of them.
+        persons = _persons_in(paths) if only_roster_tokens or prefilter else 0
+        share = min(1.0, len(people) / persons) if persons else None
+        result = match_records(_comparable(records, key), people, settings, key=key,
+                               match_share=share)
         found = result.matched
         matched = pd.DataFrame({
             "identity": found.index.to_numpy(dtype=np.int64),
@@ -339,6 +345,19 @@ def rows_of_tokens(path: Path, columns: list[str], tokens: np.ndarray
                        "ORDER BY row_in_file").to_arrow_table()
     positions = table.column("row_in_file").to_numpy().astype(np.int64)
     return table.drop_columns(["row_in_file"]), positions
+
+
+def _persons_in(paths: list[Path]) -> int:
+    """About how many distinct persons (tokens) the staged files name: one scan of their token
+    columns (HyperLogLog, a few per cent off: it sets a prior, not a count anyone reads)."""
+    present = [path for path in paths if "person_token" in pq.read_schema(path).names]
+    if not present:
+        return 0
+    sources = ", ".join("'" + str(path).replace("'", "''") + "'" for path in present)
+    with _duckdb().cursor() as db:
+        found = db.sql("SELECT approx_count_distinct(person_token) FROM "
+                       f"read_parquet([{sources}], union_by_name = true)").fetchall()
+    return int(found[0][0] or 0) if found else 0
 
 
 def _identities(path: Path | None, tokens: np.ndarray | None = None,

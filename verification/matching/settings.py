@@ -148,6 +148,16 @@ class MatchSettings:
     training_records: int = 50_000  # records sampled (with all their candidates) to fit weights
     score_chunk_records: int = 50_000  # records without a valid ID scored per chunk
     random_pairs_for_u: int = 200_000  # random record × member pairs that estimate u
+    # u of two different residents of a district, per comparison (its levels' u, ``else``
+    # last), counted as ``population_u_pairs`` pairs beside the run's own estimate, and as a
+    # term-frequency comparison's share of a value, counted as ``population_share_members``
+    # members beside the roster's. A batch is matched against its own few members: its random
+    # pairs are mostly the record and its own person (u ≈ m, no weight left) and a name's share
+    # of three members says nothing of how common it is. A review's roster of hundreds of
+    # thousands of pairs and members outweighs it.
+    population_u: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    population_u_pairs: float = 10_000.0
+    population_share_members: float = 1_000.0
     seed: int = 2026
     # Grade gating (docs/matching.md, "Grade gating"): a probable or possible link may put a
     # household on REVIEW only when its grade's precision is at least ``review_min_precision``;
@@ -203,6 +213,11 @@ class MatchSettings:
         if not {g for g, _ in self.measured_grade_precision} <= set(GRADES[1:3]):
             raise ValueError("measured_grade_precision: grades must be probable or possible")
         object.__setattr__(self, "fallback_only", tuple(str(n) for n in self.fallback_only))
+        object.__setattr__(self, "population_u", tuple(
+            (str(name), tuple(float(x) for x in u)) for name, u in self.population_u))
+        for name, u in self.population_u:
+            if len(u) != len(known_levels.get(name, ())) or not all(0 < x < 1 for x in u):
+                raise ValueError(f"population_u {name!r}: one u in (0, 1) per level and else")
         certain_names = {name for name, _, _ in self.certain_agreement}
         for name in self.fallback_only:
             if name not in known_levels:
@@ -244,6 +259,8 @@ class MatchSettings:
             (str(n), int(b)) for n, b in data.get("rule_max_block_members", ()))
         data["certain_agreement"] = tuple(
             (n, tuple(levels), r) for n, levels, r in data.get("certain_agreement", ()))
+        data["population_u"] = tuple(
+            (n, tuple(u)) for n, u in data.get("population_u", ()))
         return cls(**data)
 
     @classmethod
@@ -327,7 +344,21 @@ def default_settings() -> MatchSettings:
                          rule_max_block_members=(("name_sounds", NAME_ALONE_MAX_BLOCK),),
                          certain_agreement=CERTAIN_AGREEMENT,
                          term_frequency=(("name", "exact"), ("name", "homophone")),
-                         fallback_only=FALLBACK_ONLY)
+                         fallback_only=FALLBACK_ONLY, population_u=POPULATION_U)
+
+
+# u of two different residents (``MatchSettings.population_u``): the run's own u of the bench
+# review of 100,000 households and 254,832 members (`bench/run.py --households 100000 --until
+# matching`, matching.json, 2026-12-07; 200,000 random pairs), rounded. Names: 7.5 in 100,000
+# random pairs share a name; a birth date about 1 in 23,000. Region, address and phone are
+# left to each run: their u depends on how many communities and flats the records come from,
+# and on a tiny roster it comes out too high — they then weigh too little, never too much.
+POPULATION_U = (
+    ("name", (7.5e-5, 1.5e-5, 2e-5, 7.3e-3, 1e-6, 0.99263)),
+    ("birth_date", (4.4e-5, 9.1e-4, 1.5e-5, 6.6e-4, 1.06e-2, 0.98774)),
+    ("gender", (0.5, 0.5)),
+    ("id_near_miss", (4e-6, 0.999996)),
+)
 
 
 # A name sound alone pairs a record with at most this many members: a record that has nothing

@@ -57,7 +57,7 @@ def test_population_changes_map_to_household_items_and_a_death_to_the_death_item
     assert str(death["period_start"].date()) == "2026-08-01"
 
 
-def test_a_valid_disability_certificate_gives_its_type_as_item_and_its_grade_as_amount():
+def test_a_disability_certificate_gives_its_type_and_grade_a_cancelled_one_its_cancellation():
     staged = pd.DataFrame({
         "person_token": pd.array([1, 2], dtype="Int64"), "record_id": ["D1", "D2"],
         "disability_type": ["disability_limb", "disability_visual"],
@@ -66,7 +66,8 @@ def test_a_valid_disability_certificate_gives_its_type_as_item_and_its_grade_as_
         "status": ["valid", "cancelled"],
     })
     ev = evidence_from_staged(staged, contract_for("disability"), feed_id=5)
-    assert ev[["record_ref", "item", "amount"]].values.tolist() == [["D1", "disability_limb", 2.0]]
+    assert sorted(ev[["record_ref", "item", "amount"]].values.tolist()) == [
+        ["D1", "disability_limb", 2.0], ["D2", "disability_cancelled", 1.0]]
 
 
 def test_excluded_payments_and_tax_categories_keep_their_own_items():

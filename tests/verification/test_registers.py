@@ -41,6 +41,22 @@ def test_the_latest_certain_certificate_replaces_the_roster_and_others_keep_thei
     assert members["disability_grade"].tolist() == [0, 2, 0]  # the caller's frame is unchanged
 
 
+def test_a_cancelled_latest_certificate_keeps_the_roster_grade_marked_cancelled():
+    """The register's latest record of member 11 is a cancellation: the roster's grade 2
+    stays but is marked (what rests on it goes to a caseworker); member 10's cancellation was
+    followed by a valid certificate, which replaces the roster as before."""
+    evidence = _evidence([
+        (1, 10, "disability_cancelled", 1.0, "2012-01-01", "certain"),
+        (1, 10, "disability_limb", 4.0, "2021-01-01", "certain"),
+        (1, 11, "disability_limb", 2.0, "2015-01-01", "certain"),
+        (1, 11, "disability_cancelled", 2.0, "2015-01-01", "certain"),  # the same day: cancelled
+        (2, 20, "disability_cancelled", 1.0, "2015-01-01", "possible"),  # not certain: nothing
+    ])
+    out = members_with_disability_register(_members(), evidence)
+    assert out[["disability_grade", "disability_type", "certificate_cancelled"]].values.tolist(
+    ) == [[4, "limb", False], [2, "limb", True], [0, "", False]]
+
+
 def test_without_certificates_the_roster_stands_as_it_is():
     members = _members()
     evidence = _evidence([(1, 10, "wage", 900.0, "2026-10-01", "certain")])

@@ -30,13 +30,14 @@ from verification.assessment import citations as cited
 from verification.assessment.citations import NO_CITATION, CitationBuilder, Citations
 from verification.assessment.evidence import dated_by, standing_on
 from verification.assessment.policy import ParameterTree, Policy
+from verification.assessment.registers import CANCELLED as CANCELLED_CERTIFICATE
 from verification.assessment.registers import members_with_disability_register
 
 CATEGORIES = ("tekun", "dibao", "edge", "rigid")
 # a member recorded without a support duty (codes.yaml exclusion): never a legal supporter
 NO_SUPPORT_DUTY = "no_support_duty"
 _RULE_SOURCES = ("income", "deductions", "assets", "homes", "vehicles", "business", "payroll",
-                 "rigid", "tekun_school", "tekun_capacity")
+                 "rigid", "tekun_school", "tekun_capacity", "business_exemption")
 # Rules whose sources can only count against a household (an asset, a registration, the
 # payroll): their absence matters to a household that passes, and to a recipient, whose support
 # never stops while a source is missing; an applicant already failing on certain records is
@@ -182,6 +183,9 @@ class _Group:
     uncertain: _Rows
     items: pd.Index  # the item codes ``evidence["item_code"]`` points into
     cited: CitationBuilder  # the lists of evidence rows the reasons cite
+    # per member row: absent as 第八条（五） says (in prison, declared missing) but with property
+    # beyond the low-income family rules of his own — still able to support
+    absent_with_means: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -214,17 +218,19 @@ def _assess_group(
     results = _results(group, measures, tests, missing)
     if not with_reasons:
         return results, _no_reasons(), Citations.empty(len(evidence))
-    changing = _uncertain_changes(group, results, members, evidence, missing)
+    changing = _uncertain_changes(group, results, tests, members, evidence, missing)
     reasons = _reasons(group, measures, tests, results, missing, changing)
     return results, reasons, group.cited.build()
 
 
-def _uncertain_changes(group: _Group, results: pd.DataFrame, members: pd.DataFrame,
-                       evidence: pd.DataFrame, missing: dict[str, str]) -> np.ndarray:
+def _uncertain_changes(group: _Group, results: pd.DataFrame, tests: dict[str, np.ndarray],
+                       members: pd.DataFrame, evidence: pd.DataFrame,
+                       missing: dict[str, str]) -> np.ndarray:
     """Per household position: whether its evidence that is not certainly matched would change
-    its outcome (decision, category, or the benefit by more than dynamic.adjust_threshold) were
-    it the household's. Only those households go to REVIEW for it (MATCH_UNCERTAIN); records
-    that change nothing are listed as unresolved and decide nothing."""
+    its outcome (decision, category, the benefit by more than dynamic.adjust_threshold, or for a
+    低保 recipient over the income line whether income is the only rule it fails — 渐退 or a
+    stop) were it the household's. Only those households go to REVIEW for it (MATCH_UNCERTAIN);
+    records that change nothing are listed as unresolved and decide nothing."""
     changing = np.zeros(group.n, dtype=bool)
     if not len(group.uncertain):
         return changing
@@ -239,19 +245,38 @@ def _uncertain_changes(group: _Group, results: pd.DataFrame, members: pd.DataFra
                                               promoted, group.as_of)
     again = _prepare(group.households.loc[ids], theirs, promoted, group.policy, group.as_of)
     measures = _measures(again)
-    would = _results(again, measures, _tests(again, measures, missing), missing)
+    tests_would = _tests(again, measures, missing)
+    would = _results(again, measures, tests_would, missing)
     now = results.loc[ids]
     threshold = float(group.policy.require("dynamic.adjust_threshold"))
     benefit_now, benefit_would = now["benefit"].fillna(0), would["benefit"].fillna(0)
+    # 渐退 (审核确认办法 第三十三条) is for a 低保 family whose income alone now fails: a car or
+    # deposits on a mistyped ID would turn it into a stop, a job's 渐退 into none (audit 9)
+    exit_now, exit_would = _income_only_failing(tests, positions), _income_only_failing(
+        tests_would, np.arange(len(ids)))
+    gradual = (_assessed_for(group, "dibao") & _with_status(group, "recipient"))[positions]
     changing[positions] = (
         (now["decision"] != would["decision"]) | (now["category"] != would["category"])
         | ((benefit_now - benefit_would).abs() > threshold)
-    ).to_numpy()
+    ).to_numpy() | (gradual & (exit_now != exit_would))
     # A death record that may be a counted member's always reaches an officer, whatever it
     # would do to the benefit: support paid to someone who has died is the error the check
     # exists to stop (an outside probe: a death under a birth date one digit off stayed KEEP)
     changing[_uncertain_deaths(group, subset)] = True
     return changing
+
+
+def _income_only_failing(t: dict[str, np.ndarray], positions: np.ndarray) -> np.ndarray:
+    """At ``positions``: the household is over the 低保 income line and passes every other
+    shared rule — what a 渐退 needs."""
+    return (~t["income"] & ~_ruled_out(t))[positions]
+
+
+def _ruled_out(t: dict[str, np.ndarray]) -> np.ndarray:
+    """Failing a shared rule on records no income, deduction or rigid cost could undo: an
+    asset, a property, a vehicle, a business registration, the public payroll."""
+    return ~(t["financial"] & t["homes"] & t["commercial"] & t["vehicles"] & t["businesses"]
+             & t["payroll"])
 
 
 def _uncertain_deaths(group: _Group, subset: pd.DataFrame) -> np.ndarray:
@@ -279,10 +304,13 @@ def _prepare(
     index = households.index
     columns = ["household_id", "person_token", "birth_date", "counted", "exclusion",
                "disability_grade", "disability_type", "labour_capacity"]
-    people = members[columns].assign(pos=index.get_indexer(members["household_id"]))
+    people = members[columns].assign(pos=index.get_indexer(members["household_id"]),
+                                      certificate_cancelled=members.get(
+                                          "certificate_cancelled", False))
     people["disability_grade"] = pd.to_numeric(people["disability_grade"], errors="coerce")
     people = people[people["pos"].to_numpy() >= 0].reset_index(drop=True)
     people["counted"] = people["counted"].fillna(False).astype(bool)
+    people["certificate_cancelled"] = people["certificate_cancelled"].fillna(False).astype(bool)
     people["age"] = _age(people["birth_date"], as_of)
     pos = index.get_indexer(evidence["household_id"])
     certain = (evidence["match_grade"] == "certain").to_numpy()
@@ -307,7 +335,46 @@ def _prepare(
     decided["registered"] = standing_on(decided["period_start"], decided["period_end"], as_of)
     uncertain = _by_position(evidence, keep & ~certain, pos)
     return _Group(policy, as_of, households, people, decided, uncertain, items,
-                  CitationBuilder(evidence))
+                  CitationBuilder(evidence),
+                  _absent_with_means(households, people, evidence, certain & (pos >= 0),
+                                     policy, as_of))
+
+
+def _absent_with_means(households: pd.DataFrame, people: pd.DataFrame, evidence: pd.DataFrame,
+                       placed: np.ndarray, policy: Policy, as_of: date) -> np.ndarray:
+    """Per member row: serving a sentence or declared missing (``tekun.
+    supporter_unable_exclusions``) yet owning more than the low-income family property rules
+    allow one person — 特困人员认定办法 第八条（五） counts such a supporter unable to support
+    only "且其财产符合当地低收入家庭财产状况规定的" (a son in prison with 200,000 in the bank
+    still supports his father; a missing person's property keeper pays his duties, 民法典 第四十三
+    条). Each such member is assessed as a household of one on his own certain records, with the
+    shared property rules (assets, homes, other property, vehicles, business, payroll)."""
+    means = np.zeros(len(people), dtype=bool)
+    exclusions = tuple(policy.value("tekun.supporter_unable_exclusions") or ())
+    absent = (people["exclusion"].fillna("").astype(str).isin(exclusions).to_numpy()
+              & ~people["deceased"].to_numpy())
+    if not absent.any():
+        return means
+    rows = np.flatnonzero(absent)
+    alone = people.iloc[rows]
+    own = placed & evidence["person_token"].isin(alone["person_token"]).to_numpy()
+    if not own.any():
+        return means
+    # household -(k + 1) is the k-th absent member on his own
+    number = pd.Series(-(np.arange(len(rows)) + 1), index=pd.MultiIndex.from_frame(
+        alone[["household_id", "person_token"]]))
+    theirs = evidence[own]
+    keys = pd.MultiIndex.from_frame(theirs[["household_id", "person_token"]])
+    theirs = theirs[keys.isin(number.index)].assign(
+        household_id=number.reindex(keys[keys.isin(number.index)]).to_numpy())
+    single = households.loc[alone["household_id"].to_numpy()].set_axis(
+        pd.Index(number.to_numpy(), name=households.index.name))
+    members = alone.drop(columns=["pos", "age", "deceased"]).assign(
+        household_id=number.to_numpy(), counted=True, exclusion="")
+    group = _prepare(single, members, theirs.reset_index(drop=True), policy, as_of)
+    measures = _measures(group)
+    means[rows] = _ruled_out(_tests(group, measures, {}))
+    return means
 
 
 def _deceased(people: pd.DataFrame, evidence: pd.DataFrame, placed: np.ndarray,
@@ -458,6 +525,11 @@ def _measures(group: _Group) -> dict[str, np.ndarray]:
         "commercial": _count(group, registered & group.item_mask(("commercial_property",))),
         "vehicles": _count_holdings(group, registered & _counted_vehicles(group)),
         "businesses": _count(group, registered & _counted_businesses(group)),
+        # businesses exempt only by the holder's disability grade: the register settles them
+        "grade_exempt_businesses": _count(group, registered & _grade_exempt_businesses(group)),
+        # ... and of those, the ones whose holder's certificate the register has cancelled
+        "voided_exemptions": _count(group, registered & _grade_exempt_businesses(
+            group, cancelled=True)),
         "payroll": _count(group, registered & group.item_mask(("public_payroll",))),
         **_labour_capacity(group),
     }
@@ -528,15 +600,29 @@ def _counted_businesses(group: _Group) -> np.ndarray:
     if capital_max:
         amount = ev["amount"]
         exempt |= (amount > 0) & (amount <= capital_max)
-    grade_max = policy.value("business.exempt_disability_grade_max") or 0
-    if grade_max and business.any():
-        # Look up only the holders of registrations: a few rows, not every member.
-        tokens = ev["person_token"][business]
-        people = group.members[group.members["person_token"].isin(tokens)]
-        grades = people.drop_duplicates("person_token").set_index("person_token")
-        holder = grades["disability_grade"].reindex(tokens).fillna(0).to_numpy()
-        exempt[np.flatnonzero(business)] |= (holder >= 1) & (holder <= grade_max)
-    return business & ~exempt
+    return business & ~exempt & ~_grade_exempt_businesses(group)
+
+
+def _grade_exempt_businesses(group: _Group, cancelled: bool = False) -> np.ndarray:
+    """Business registrations whose holder's disability grade exempts them (``business.
+    exempt_disability_grade_max``; with ``cancelled``, only those whose holder's certificate the
+    register has cancelled: the exemption then rests on a grade nobody now certifies)."""
+    business = group.item_mask(("business",))
+    grade_max = group.policy.value("business.exempt_disability_grade_max") or 0
+    exempt = np.zeros(len(business), dtype=bool)
+    if not grade_max or not business.any():
+        return exempt
+    # Look up only the holders of registrations: a few rows, not every member.
+    tokens = group.evidence["person_token"][business]
+    people = group.members[group.members["person_token"].isin(tokens)]
+    holders = people.drop_duplicates("person_token").set_index("person_token")
+    grade = holders["disability_grade"].reindex(tokens).fillna(0).to_numpy()
+    by_grade = (grade >= 1) & (grade <= grade_max)
+    if cancelled:
+        by_grade &= holders["certificate_cancelled"].reindex(tokens).fillna(False).to_numpy(
+            dtype=bool)
+    exempt[np.flatnonzero(business)] = by_grade
+    return exempt
 
 
 def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
@@ -585,8 +671,10 @@ def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
     # a sentence, declared missing)
     unable_to_support = tuple(policy.value("tekun.supporter_unable_exclusions") or ())
     exclusion = people["exclusion"].fillna("").astype(str)
-    present = (~exclusion.isin((*unable_to_support, NO_SUPPORT_DUTY)).to_numpy()
-               & ~people["deceased"].to_numpy())
+    means = (group.absent_with_means if group.absent_with_means is not None
+             else np.zeros(len(people), dtype=bool))
+    present = ((~exclusion.isin(unable_to_support).to_numpy() | means)
+               & (exclusion != NO_SUPPORT_DUTY).to_numpy() & ~people["deceased"].to_numpy())
     outside = ~counted & present & ~unable & capacity & (age >= 18)
     return {
         # per member (not per household): who has capacity without being a supporter, whose
@@ -603,6 +691,9 @@ def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
         # 多重残疾 is graded by its most severe disability (GB/T 26341-2010): at a grade some
         # listed type reaches, the certificate alone says neither way whether that type is in it
         "unclear_disabilities": per_household(counted & _unclear_disability(people, listed)),
+        # a listed grade the register's cancelled certificate no longer certifies (audit 9)
+        "cancelled_certificates": per_household(
+            counted & disabled & people["certificate_cancelled"].to_numpy(dtype=bool)),
     }
 
 
@@ -691,6 +782,13 @@ def _tests(group: _Group, m: dict[str, np.ndarray],
     # a household assessed for 特困 whose member's 多重残疾 grade leaves capacity open: checked
     # by a caseworker (the types it includes), never added or stopped on it (audit 8)
     tests["disability_unclear"] = (m["unclear_disabilities"] > 0) & _assessed_for(group, "tekun")
+    # a 特困 capacity or a business exemption resting on a grade whose certificate the register
+    # has cancelled (re-assessed, replaced or withdrawn: it does not say which) — checked by a
+    # caseworker, never added or stopped on it (特困人员认定办法 第十条; audit 9)
+    tests["certificate_cancelled"] = (((m["cancelled_certificates"] > 0)
+                                       & _assessed_for(group, "tekun"))
+                                      | (m["voided_exemptions"] > 0))
+    tests["grade_exempt_business"] = m["grade_exempt_businesses"] > 0
     tests = {**tests, **{f"limit_{key}": value for key, value in limits.items()}}
     # the category assessed and the best one met, before any source is found missing
     tests["assessed"], tests["best"] = _category(group, tests)
@@ -789,8 +887,8 @@ def _results(
     # A household whose members have all died is decided (nobody left to pay) whatever else is
     # missing; otherwise a missing source that could change its outcome, or no counted member,
     # leaves it undetermined.
-    undetermined = ((t["waiting"] | ~t["has_members"] | t["disability_unclear"])
-                    & ~t["all_deceased"])
+    undetermined = ((t["waiting"] | ~t["has_members"] | t["disability_unclear"]
+                     | t["certificate_cancelled"]) & ~t["all_deceased"])
     decision = np.where(undetermined, "undetermined",
                         np.where(category != "none", "eligible", "not_eligible"))
     benefit = np.where(undetermined, np.nan, _benefit(group, category, m, t))
@@ -866,9 +964,9 @@ def _waiting(group: _Group, category: np.ndarray, t: dict[str, np.ndarray],
     recipient = _with_status(group, "recipient")
     # failing a test on records no missing deduction or rigid cost could undo (an asset, a
     # registration, the payroll); a recipient's support still never stops while one is missing
-    ruled_out = ~(t["financial"] & t["homes"] & t["commercial"] & t["vehicles"]
-                  & t["businesses"] & t["payroll"])
+    ruled_out = _ruled_out(t)
     could_pass = ~passing & (~ruled_out | recipient)
+    against = passing | recipient
     unnamed = ~np.logical_or.reduce([_assessed_for(group, name) for name in CATEGORIES])
     matters = {
         "deductions": could_pass | (category == "dibao"),
@@ -883,8 +981,9 @@ def _waiting(group: _Group, category: np.ndarray, t: dict[str, np.ndarray],
         # for 特困 on the roster's unverified grade (a monitored household; audit 8)
         "tekun_capacity": (_assessed_for(group, "tekun") | (unnamed & (category == "tekun")))
         & _working_age_member(group),
+        # a business exempt on the roster's grade alone: the register would confirm or void it
+        "business_exemption": t["grade_exempt_business"] & against,
     }
-    against = passing | recipient
     for rule in _rules_missing(group.policy, missing):
         waiting |= matters.get(rule, against if rule in _AGAINST_RULES else True)
     return waiting
@@ -1238,6 +1337,11 @@ def _data_reasons(group: _Group, m: dict, t: dict, results: pd.DataFrame,
     rows.append(_rows(group, "TEKUN_DISABILITY_UNCLEAR",
                       t["disability_unclear"] & ~t["all_deceased"], False,
                       m["unclear_disabilities"], 0, "tekun.disability_max_grade"))
+    rows.append(_rows(group, "DISABILITY_CERTIFICATE_CANCELLED",
+                      t["certificate_cancelled"] & ~t["all_deceased"], False,
+                      np.maximum(m["cancelled_certificates"], m["voided_exemptions"]), 0,
+                      "tekun.disability_max_grade",
+                      _refs(group, group.item_mask((CANCELLED_CERTIFICATE,)))))
     uncertain = group.uncertain
     if len(uncertain):
         refs = _refs(group, np.ones(len(uncertain), dtype=bool), uncertain)

@@ -5,8 +5,11 @@ disability register matched with grade ``certain`` is the authority and replaces
 grade and type then decide labour capacity for 特困 (特困人员认定办法 第五条,
 ``tekun.disability_max_grade``) and the disability exception of the business test. A member
 without a certificate keeps what the roster says: a register that does not list someone is not
-evidence that they have no disability. A cancelled certificate yields no evidence (the
-contract's ``where``), so it changes nothing either.
+evidence that they have no disability. A member whose latest record in the register is a
+cancelled certificate (item ``disability_cancelled``) keeps the roster's grade and type but is
+marked ``certificate_cancelled``: 特困人员认定办法 第十条 wants a 残疾人证, and a cancelled one
+says neither that the disability is gone (it may have been re-assessed or replaced) nor that it
+stands — what rests on the grade is left to a caseworker (audit 9).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import pandas as pd
 
 from verification import codes
 from verification.assessment.evidence import dated_by
+
+# the register's cancelled certificate (codes.yaml)
+CANCELLED = "disability_cancelled"
 
 
 @cache
@@ -39,15 +45,24 @@ def members_with_disability_register(members: pd.DataFrame, evidence: pd.DataFra
         certificates = certificates[dated_by(certificates["period_start"].to_numpy(), as_of)]
     if certificates.empty:
         return members
-    latest = (certificates.sort_values("period_start", kind="stable")
+    # a cancellation sorts after a certificate of the same day: the register cancelled it
+    cancelled = certificates["item"].eq(CANCELLED).to_numpy()
+    latest = (certificates.assign(cancelled=cancelled)
+              .sort_values(["period_start", "cancelled"], kind="stable")
               .drop_duplicates(["household_id", "person_token"], keep="last"))
     key = pd.MultiIndex.from_frame(latest[["household_id", "person_token"]].astype("int64"))
     at = key.get_indexer(pd.MultiIndex.from_frame(
         members[["household_id", "person_token"]].astype("int64")))
-    listed = at >= 0
-    if not listed.any():
+    found = at >= 0
+    if not found.any():
         return members
     out = members.copy()
+    voided = np.zeros(len(members), dtype=bool)
+    voided[found] = latest["cancelled"].to_numpy()[at[found]]
+    out["certificate_cancelled"] = voided
+    listed = found & ~voided
+    if not listed.any():
+        return out
     grades = latest["amount"].to_numpy()[at[listed]].round().astype(np.int64)
     types = latest["item"].map(disability_types()).to_numpy()[at[listed]]
     out["disability_grade"] = out["disability_grade"].astype("float64")
@@ -61,7 +76,7 @@ def members_with_disability_register(members: pd.DataFrame, evidence: pd.DataFra
 def _certain_certificates(evidence: pd.DataFrame) -> pd.DataFrame:
     if evidence is None or not len(evidence) or "match_grade" not in evidence:
         return pd.DataFrame()
-    kept = evidence["item"].isin(list(disability_types())).to_numpy(dtype=bool)
+    kept = evidence["item"].isin([*disability_types(), CANCELLED]).to_numpy(dtype=bool)
     if not kept.any():  # the usual case: one pass over the item column, nothing copied
         return pd.DataFrame()
     kept &= (evidence["match_grade"] == "certain").to_numpy(dtype=bool)

@@ -53,6 +53,7 @@ from verification.flags.signals import (
     cited_signals,
     death_recheck_due,
     evidence_ref_array,
+    signals_if_certain,
     supports_removal,
 )
 from verification.intake.textcheck import arrow_strings
@@ -65,7 +66,7 @@ FLAG_COLUMNS = ["household_id", "kind", "street_code", "community_code", "due_da
 CATEGORY_TEST_PREFIXES = ("TEKUN_", "RIGID_", "INCOME_OVER_DISPOSABLE")
 REVIEW_REASONS = ("SOURCE_UNAVAILABLE", "NO_COUNTED_MEMBERS", "MATCH_UNCERTAIN",
                   "SOURCES_CONFLICT", "NEAR_BOUNDARY", "STOP_WITHOUT_RECORDS",
-                  "TEKUN_DISABILITY_UNCLEAR")
+                  "TEKUN_DISABILITY_UNCLEAR", "DISABILITY_CERTIFICATE_CANCELLED")
 # 主动发现: another category the household meets; shown on its flag whatever the kind.
 OTHER_CATEGORY_PREFIX = "ALSO_ELIGIBLE_"
 INCOME_RULES = ("INCOME_OVER_STANDARD", "INCOME_OVER_1_5X")
@@ -123,6 +124,8 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
     signals = signals.assign(cites=cited.shifted(signals["cites"], first))
     general = _general(reasons)
     failing = _failing(reasons, general)  # read by several steps: computed once
+    reasons = _uncertain_signals(hh, reasons, failing, signals,
+                                 signals_if_certain(evidence, policy, as_of))
     review = _review_reasons(hh, reasons, failing, signals, policy)
     kind = _kinds(hh, failing, signals, review, policy)
     flags = pd.DataFrame({"household_id": hh.index.to_numpy(), "kind": kind,
@@ -204,6 +207,41 @@ def _lifted_by_work(failing: pd.DataFrame, signals: pd.DataFrame) -> pd.Index:
     return pd.Index(sorted((over_income - other) & working))
 
 
+def _roster_not_declared(hh: pd.DataFrame) -> pd.Index:
+    """Households whose roster no application has just declared: recipients, and monitored
+    households (主动发现 proposes them from data: a 70-year-old who married in September is
+    not a lone elder to propose for 特困 unchecked; audit 9). An applicant declared it."""
+    return hh.index[hh["status"].isin(["recipient", "monitored"])]
+
+
+def _uncertain_signals(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFrame,
+                       signals: pd.DataFrame, would: pd.DataFrame) -> pd.DataFrame:
+    """``reasons`` with MATCH_UNCERTAIN passed (the household goes to REVIEW) where records
+    not certainly matched would, as the household's, raise a signal that changes its flag
+    (``would``: ``signals_if_certain``): a recipient's changed roster or unknown new income
+    (RECIPIENT_REVIEW_SIGNALS), or a 低保 recipient's new job that would turn a stop into 渐退.
+    The assessment marks the records that would change the outcome itself; this adds what
+    only the signals read."""
+    if not len(would):
+        return reasons
+    known = pd.MultiIndex.from_frame(signals[["household_id", "code"]].astype({"code": str}))
+    new = would[~pd.MultiIndex.from_frame(would[["household_id", "code"]].astype(
+        {"code": str})).isin(known)]
+    roster = new.loc[new["code"].isin(RECIPIENT_REVIEW_SIGNALS)
+                     & new["household_id"].isin(_roster_not_declared(hh)), "household_id"]
+    dibao = hh.index[hh["status"].eq("recipient") & hh["category"].eq("dibao")]
+    lifted = _lifted_by_work(failing, pd.concat([signals, new], ignore_index=True)).difference(
+        _lifted_by_work(failing, signals)).intersection(dibao)
+    changing = pd.Index(roster.unique()).union(lifted)
+    if not len(changing):
+        return reasons
+    mark = code_mask(reasons["code"], lambda code: code == "MATCH_UNCERTAIN") & reasons[
+        "household_id"].isin(changing).to_numpy()
+    reasons = reasons.copy(deep=False)
+    reasons["passed"] = reasons["passed"].to_numpy(dtype=bool) | mark
+    return reasons
+
+
 def _review_reasons(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFrame,
                     signals: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     """Reasons that force REVIEW: data gaps, uncertain matches, a death, sources in conflict,
@@ -212,10 +250,9 @@ def _review_reasons(hh: pd.DataFrame, reasons: pd.DataFrame, failing: pd.DataFra
     found = reasons[reasons["code"].isin(REVIEW_REASONS)]
     found = found[(found["code"] != "MATCH_UNCERTAIN") | found["passed"]]
     found = found[found["household_id"].isin(hh.index)]
-    recipients = hh.index[hh["status"].eq("recipient")]
     parts = [found, signals[signals["code"].isin(REVIEW_SIGNALS)],
              signals[signals["code"].isin(RECIPIENT_REVIEW_SIGNALS)
-                     & signals["household_id"].isin(recipients)],
+                     & signals["household_id"].isin(_roster_not_declared(hh))],
              _near_boundary(hh, reasons, failing, policy)]
     out = pd.concat([p.astype({"code": str}) for p in parts if len(p)] or [found],
                     ignore_index=True)

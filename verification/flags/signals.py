@@ -17,11 +17,12 @@ matched with grade ``certain`` only (uncertain matches become MATCH_UNCERTAIN in
                       remuneration or business income (a provident-fund account opened by an
                       employer the wage feed does not cover): the job's income is unknown
 
-A recipient's MARRIAGE_CHANGED, HOUSEHOLD_CHANGED or EMPLOYMENT_WITHOUT_WAGE sends the household
-to REVIEW (入户复核): the roster, or the income, the caseload was assessed on is no longer known to
-be the household's — a stop on a son's wage when the 户籍 says he moved out, or a full benefit to
-a recipient whose new job pays an unknown wage, would both be decided on the wrong facts. For an
-applicant they explain the flag (the roster was declared with the application).
+A recipient's or a monitored household's MARRIAGE_CHANGED, HOUSEHOLD_CHANGED or
+EMPLOYMENT_WITHOUT_WAGE sends the household to REVIEW (入户复核): the roster, or the income, the
+caseload was assessed on is no longer known to be the household's — a stop on a son's wage when
+the 户籍 says he moved out, a full benefit to a recipient whose new job pays an unknown wage, or
+a lone elder proposed for 特困 who married last month, would all be decided on the wrong facts.
+For an applicant they explain the flag (the roster was declared with the application).
 
 The other signals an officer sees — business registration, public payroll, assets over the limit,
 income over the standard or 1.5 × the standard — are the assessment's own failing rules
@@ -114,6 +115,27 @@ def cited_signals(evidence: pd.DataFrame, policy: Policy,
              _new_employment(certain, policy, as_of, cited)]
     found = [p for p in parts if len(p)]
     return (pd.concat(found, ignore_index=True) if found else empty_reasons()), cited.build()
+
+
+def signals_if_certain(evidence: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd.DataFrame:
+    """The signals of the households with records a signal reads that are not certainly
+    matched, were those records theirs (every grade taken as certain): a marriage on a
+    mistyped ID, the 公积金 that shows a new job. The flags compare them with the signals of
+    the certain records (``change_signals``): one that would change a flag is MATCH_UNCERTAIN
+    for an officer, never a verdict (audit 9)."""
+    item_codes, labels = _item_labels(evidence["item"])
+    doubtful = labels.isin(_SIGNAL_ITEMS)[item_codes] & ~supports_removal(
+        evidence["match_grade"])
+    if not doubtful.any():
+        return empty_reasons()
+    theirs = evidence["household_id"].isin(np.unique(
+        evidence["household_id"].to_numpy()[doubtful])).to_numpy()
+    rows = evidence[theirs]
+    promoted = rows.assign(match_grade=pd.Categorical(
+        np.full(len(rows), "certain"), categories=rows["match_grade"].cat.categories)
+        if isinstance(rows["match_grade"].dtype, pd.CategoricalDtype)
+        else np.full(len(rows), "certain"))
+    return change_signals(promoted.reset_index(drop=True), policy, as_of)
 
 
 def death_recheck_due(evidence: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd.Series:

@@ -48,6 +48,7 @@ from verification.assessment.policy import load_parameters
 from verification.config import Settings
 from verification.flags import actions as flag_actions
 from verification.flags.decide import decide_flags
+from verification.flags.signals import lodgers_of
 from verification.intake import feeds as intake
 from verification.intake.digests import digest_columns
 from verification.intake.tokens import TokenKey
@@ -461,7 +462,7 @@ def assess_and_flag(settings: Settings, households: pd.DataFrame, members: pd.Da
     result = linkage.with_pending(settings, result, as_of)
     frames = decide_flags(households, result.results, result.reasons, evidence, as_of,
                           parameters.at(region, as_of), raised_on=max(as_of, local_today()),
-                          citations=result.citations)
+                          citations=result.citations, lodgers=lodgers_of(members))
     out.mkdir(parents=True, exist_ok=True)
     # The frames assessed, kept beside the results: a policy simulation re-assesses exactly
     # these (docs/simulation.md) and the fairness audit groups flags by their members' traits

@@ -6,7 +6,7 @@ import pandas as pd
 
 from verification.assessment.policy import load_parameters
 from verification.assessment.registers import members_with_disability_register
-from verification.flags.signals import change_signals
+from verification.flags.signals import change_signals, lodgers_of
 
 AS_OF = dt.date(2026, 11, 1)
 
@@ -115,3 +115,18 @@ def test_a_certificate_issued_after_the_as_of_date_says_nothing_of_it():
     latest = members_with_disability_register(_members(), evidence, dt.date(2026, 12, 1))
     assert latest[["disability_grade", "disability_type"]].values.tolist()[:2] == [
         [2, "intellectual"], [4, "limb"]]
+
+
+def test_a_lodgers_death_is_no_members_death() -> None:
+    """A roster person without a support duty (a lodger) is no family member: their death
+    raises no MEMBER_DECEASED; the same record of a member does."""
+    policy = load_parameters().at("210112", AS_OF)
+    evidence = _evidence([(1, 10, "death", 0.0, "2026-10-05", "certain"),
+                          (2, 20, "death", 0.0, "2026-10-05", "certain")]).assign(
+        source_kind="deaths")
+    members = pd.DataFrame({"household_id": [1, 1, 2], "person_token": [10, 11, 20],
+                            "exclusion": ["no_support_duty", "", None]})
+    lodgers = lodgers_of(members)
+    assert list(lodgers) == [(1, 10)]
+    signals = change_signals(evidence, policy, AS_OF, lodgers)
+    assert signals[["household_id", "code"]].values.tolist() == [[2, "MEMBER_DECEASED"]]

@@ -102,11 +102,13 @@ class FlagFrames:
 def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.DataFrame,
                  evidence: pd.DataFrame, as_of: dt.date, policy: Policy,
                  raised_on: dt.date | None = None,
-                 citations: Citations | None = None) -> FlagFrames:
+                 citations: Citations | None = None,
+                 lodgers: pd.MultiIndex | None = None) -> FlagFrames:
     """households indexed by household_id (status, street_code, community_code,
     current_benefit); results/reasons from ``assess``; evidence matched (the frame assessed);
     ``policy`` in force; ``citations`` the assessment's, which the reasons' ``cites`` number
-    (without them, as for reasons built by hand, the rows are found from ``evidence_refs``).
+    (without them, as for reasons built by hand, the rows are found from ``evidence_refs``);
+    ``lodgers`` (``signals.lodgers_of`` the members) the people whose death is no member's.
 
     Due dates count from ``raised_on``, the day the flags are raised (default ``as_of``): a
     review of a past as-of date does not hand officers flags that are overdue on arrival."""
@@ -119,13 +121,14 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
     if citations is None or "cites" not in reasons:
         reasons, citations = cite_refs(reasons, evidence)
     citations.check_frame(evidence)
-    signals, signal_citations = cited_signals(evidence, policy, as_of)
+    signals, signal_citations = cited_signals(evidence, policy, as_of, lodgers)
     citations, (_, first) = cited.concat([citations, signal_citations])
     signals = signals.assign(cites=cited.shifted(signals["cites"], first))
     general = _general(reasons)
     failing = _failing(reasons, general)  # read by several steps: computed once
     reasons = _uncertain_signals(hh, reasons, failing, signals,
-                                 signals_if_certain(evidence, policy, as_of))
+                                 signals_if_certain(evidence, policy, as_of, lodgers,
+                                                    among=_roster_not_declared(hh)))
     review = _review_reasons(hh, reasons, failing, signals, policy)
     kind = _kinds(hh, failing, signals, review, policy)
     flags = pd.DataFrame({"household_id": hh.index.to_numpy(), "kind": kind,
@@ -145,7 +148,7 @@ def decide_flags(households: pd.DataFrame, results: pd.DataFrame, reasons: pd.Da
         flag_evidence = _replaced(flag_evidence, unsupported,
                                   _flag_evidence(chosen, evidence, citations))
     flags["due_date"] = _due_dates(flags, raised_on or as_of,
-                                   death_recheck_due(evidence, policy, as_of),
+                                   death_recheck_due(evidence, policy, as_of, lodgers),
                                    results.get("recheck_due"))
     flags["evidence_digest"] = _digests(flags, flag_reasons)
     frames = FlagFrames(flags[FLAG_COLUMNS], flag_reasons.drop(columns=["passed", "cites"]),

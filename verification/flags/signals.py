@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from verification import codes
-from verification.assessment.assess import datetime_values
+from verification.assessment.assess import NO_SUPPORT_DUTY, datetime_values
 from verification.assessment.citations import CitationBuilder, Citations
 from verification.assessment.evidence import dated_by
 from verification.assessment.policy import Policy
@@ -92,17 +92,27 @@ def empty_reasons() -> pd.DataFrame:
                          for c in CITED_REASON_COLUMNS})
 
 
-def change_signals(evidence: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd.DataFrame:
+def lodgers_of(members: pd.DataFrame) -> pd.MultiIndex:
+    """(household_id, person_token) of the roster's people recorded without a support duty
+    (a lodger, 审核确认办法 第七条): no family member, so their death is no member's death (no
+    MEMBER_DECEASED, no re-check within dynamic.recheck.after_death_months; audit 9)."""
+    lodging = members["exclusion"].fillna("").astype(str).eq(NO_SUPPORT_DUTY).to_numpy()
+    return pd.MultiIndex.from_frame(
+        members.loc[lodging, ["household_id", "person_token"]].astype("int64"))
+
+
+def change_signals(evidence: pd.DataFrame, policy: Policy, as_of: dt.date,
+                   lodgers: pd.MultiIndex | None = None) -> pd.DataFrame:
     """One reason row per household and signal (REASON_COLUMNS and ``cites``), citing its
     evidence."""
-    return cited_signals(evidence, policy, as_of)[0]
+    return cited_signals(evidence, policy, as_of, lodgers)[0]
 
 
-def cited_signals(evidence: pd.DataFrame, policy: Policy,
-                  as_of: dt.date) -> tuple[pd.DataFrame, Citations]:
+def cited_signals(evidence: pd.DataFrame, policy: Policy, as_of: dt.date,
+                  lodgers: pd.MultiIndex | None = None) -> tuple[pd.DataFrame, Citations]:
     """``change_signals`` and the lists of evidence rows (positions in ``evidence``) that its
-    ``cites`` number."""
-    certain = _certain(evidence)
+    ``cites`` number; ``lodgers`` (``lodgers_of``): people whose death is no member's."""
+    certain = _without_lodger_deaths(_certain(evidence), lodgers)
     cited = CitationBuilder(evidence)
     parts = [_deaths(certain, policy, as_of, cited), _conflicts(certain, policy, cited),
              _registered(certain, ("marriage", "divorce"), "MARRIAGE_CHANGED", policy, as_of,
@@ -117,15 +127,28 @@ def cited_signals(evidence: pd.DataFrame, policy: Policy,
     return (pd.concat(found, ignore_index=True) if found else empty_reasons()), cited.build()
 
 
-def signals_if_certain(evidence: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd.DataFrame:
+def _without_lodger_deaths(rows: pd.DataFrame, lodgers: pd.MultiIndex | None) -> pd.DataFrame:
+    if lodgers is None or not len(lodgers) or not len(rows):
+        return rows
+    death = (rows["item"].astype(str) == "death").to_numpy()
+    keys = pd.MultiIndex.from_frame(rows[["household_id", "person_token"]].astype("int64"))
+    return rows[~(death & keys.isin(lodgers))]
+
+
+def signals_if_certain(evidence: pd.DataFrame, policy: Policy, as_of: dt.date,
+                       lodgers: pd.MultiIndex | None = None,
+                       among: pd.Index | None = None) -> pd.DataFrame:
     """The signals of the households with records a signal reads that are not certainly
     matched, were those records theirs (every grade taken as certain): a marriage on a
     mistyped ID, the 公积金 that shows a new job. The flags compare them with the signals of
     the certain records (``change_signals``): one that would change a flag is MATCH_UNCERTAIN
-    for an officer, never a verdict (audit 9)."""
+    for an officer, never a verdict (audit 9). ``among``: only these households (those a
+    signal could change the flag of)."""
     item_codes, labels = _item_labels(evidence["item"])
     doubtful = labels.isin(_SIGNAL_ITEMS)[item_codes] & ~supports_removal(
         evidence["match_grade"])
+    if among is not None:
+        doubtful &= evidence["household_id"].isin(among).to_numpy()
     if not doubtful.any():
         return empty_reasons()
     theirs = evidence["household_id"].isin(np.unique(
@@ -135,14 +158,15 @@ def signals_if_certain(evidence: pd.DataFrame, policy: Policy, as_of: dt.date) -
         np.full(len(rows), "certain"), categories=rows["match_grade"].cat.categories)
         if isinstance(rows["match_grade"].dtype, pd.CategoricalDtype)
         else np.full(len(rows), "certain"))
-    return change_signals(promoted.reset_index(drop=True), policy, as_of)
+    return change_signals(promoted.reset_index(drop=True), policy, as_of, lodgers)
 
 
-def death_recheck_due(evidence: pd.DataFrame, policy: Policy, as_of: dt.date) -> pd.Series:
-    """household_id → the date by which a household with a death (on or before ``as_of``) must
-    be re-checked."""
+def death_recheck_due(evidence: pd.DataFrame, policy: Policy, as_of: dt.date,
+                      lodgers: pd.MultiIndex | None = None) -> pd.Series:
+    """household_id → the date by which a household with a member's death (on or before
+    ``as_of``) must be re-checked."""
     item_codes, labels = _item_labels(evidence["item"])
-    deaths = evidence[(labels == "death")[item_codes]]
+    deaths = _without_lodger_deaths(evidence[(labels == "death")[item_codes]], lodgers)
     deaths = _by_as_of(deaths[supports_removal(deaths["match_grade"])], as_of)
     months = int(policy.require(_DEATH_PARAMETER))
     first = pd.Series(datetime_values(deaths["period_start"]), index=deaths.index).groupby(

@@ -108,11 +108,13 @@ def test_missing_data_never_removes_or_adds():
 
 
 def test_uncertain_match_gives_review_with_the_candidate_evidence():
+    """REVIEW for the uncertain wage, and beside it the test the certain records fail (the
+    car): the officer visiting must see both (audit 10)."""
     frames = case("recipient", "not_eligible", [("VEHICLE_OWNED", False),
                                                 ("MATCH_UNCERTAIN", True)],
                   evidence=[ev("wage", "WA1", amount=3000.0, grade="probable")])
     assert kind(frames) == "REVIEW"
-    assert codes_of(frames) == {"MATCH_UNCERTAIN"}
+    assert codes_of(frames) == {"MATCH_UNCERTAIN", "VEHICLE_OWNED"}
     assert frames.evidence["match_grade"].tolist() == ["probable"]
 
 

@@ -789,6 +789,7 @@ def _tests(group: _Group, m: dict[str, np.ndarray],
                                        & _assessed_for(group, "tekun"))
                                       | (m["voided_exemptions"] > 0))
     tests["grade_exempt_business"] = m["grade_exempt_businesses"] > 0
+    tests["deducted"] = m["spending_deductions"] > 0
     tests = {**tests, **{f"limit_{key}": value for key, value in limits.items()}}
     # the category assessed and the best one met, before any source is found missing
     tests["assessed"], tests["best"] = _category(group, tests)
@@ -984,8 +985,15 @@ def _waiting(group: _Group, category: np.ndarray, t: dict[str, np.ndarray],
         # a business exempt on the roster's grade alone: the register would confirm or void it
         "business_exemption": t["grade_exempt_business"] & against,
     }
+    # A stale feed's costs (not a missing feed's: it has none) may be what a household passes
+    # on — a 刚性支出 family recognised on a stale medical feed's 15,000, a deduction that puts
+    # an 边缘 family under the line: an ADD must not rest on them (audit 11).
+    rests_on = {"deductions": passing & t["deducted"], "rigid": category == "rigid"}
+    stale = _rules_missing(group.policy, {k: v for k, v in missing.items() if v == "stale"})
     for rule in _rules_missing(group.policy, missing):
         waiting |= matters.get(rule, against if rule in _AGAINST_RULES else True)
+        if rule in stale and rule in rests_on:
+            waiting |= rests_on[rule]
     return waiting
 
 
@@ -1123,12 +1131,18 @@ def _income_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     transfer = group.item_mask(policy.value("income.transfer_spending_items"))
     income_refs = _refs(group, income | deductible)
     members = m["size"] > 0
+    # a 特困 household's income also sets aside tekun.extra_excluded_items (高龄津贴, 特困人员认定
+    # 办法 第六条): shown with the rest, as received and not counted (audit 10)
+    tekun = _assessed_for(group, "tekun") | (t["assessed"] == "tekun")
+    tekun_items = income & group.item_mask(policy.value("tekun.extra_excluded_items"))
+    excluded = excluded | (tekun_items & tekun[group.evidence["pos"]])
+    set_aside = m["excluded"] + np.where(tekun, m["tekun_excluded"], 0.0)
     return [
         _rows(group, "INCOME_OVER_STANDARD", members, t["income"], t["limit_per_capita"],
               t["limit_standard"], "dibao.standard", income_refs),
         _rows(group, "INCOME_OVER_1_5X", members & ~t["income"], t["edge_income"],
               t["limit_per_capita"], t["limit_edge"], "dibao.edge_multiplier", income_refs),
-        _rows(group, "INCOME_EXCLUDED", m["excluded"] > 0, True, m["excluded"], np.nan,
+        _rows(group, "INCOME_EXCLUDED", set_aside > 0, True, set_aside, np.nan,
               "income.excluded_items", _refs(group, excluded)),
         _rows(group, "DEDUCTION_APPLIED", m["spending_deductions"] > 0, True,
               m["spending_deductions"], m["income"], "income.deductible_items",
@@ -1176,7 +1190,12 @@ def _tekun_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     """Only where extreme-poverty support is in question: a member unable to work, or the
     household applied for (or receives) it."""
     candidate = (m["unable_members"] > 0) | _assessed_for(group, "tekun")
-    extra = group.item_mask(group.policy.value("tekun.extra_excluded_items"))
+    policy = group.policy
+    extra = group.item_mask(policy.value("tekun.extra_excluded_items"))
+    # the income the 特困 test counts (its exclusions are INCOME_EXCLUDED's): a stop or refusal
+    # on it cites the wage or pension, as the 低保 test's row does
+    counted = ((group.item_mask(policy.require("income.counted_items")) & ~extra)
+               | group.item_mask(policy.require("income.deductible_items")))
     return [
         _rows(group, "TEKUN_LABOUR_CAPACITY", candidate, t["tekun_capacity"], m["able_members"],
               0, "tekun.elderly_age", _able_certificates(group, m["able_member_rows"])),
@@ -1184,7 +1203,7 @@ def _tekun_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
               "tekun.elderly_age"),
         _rows(group, "TEKUN_INCOME_OVER_STANDARD", candidate, t["tekun_income"],
               t["limit_tekun_per_capita"], t["limit_standard"], "tekun.extra_excluded_items",
-              _refs(group, extra)),
+              _refs(group, counted)),
     ]
 
 
@@ -1248,14 +1267,19 @@ def _rigid_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     candidate = (m["rigid_12m"] > 0) | _assessed_for(group, "rigid")
     candidate &= ~np.isnan(t["limit_disposable"])
     candidate &= ~np.isnan(t["limit_share_threshold"])
-    spending = group.item_mask(group.policy.value("rigid.spending_items"))
+    policy = group.policy
+    spending = group.item_mask(policy.value("rigid.spending_items"))
+    # the year's income both tests count (net of taxes and contributions): a refusal or a stop
+    # on them cites the wage, as the 低保 line's row does (audit 10)
+    income = (group.item_mask(policy.require("income.counted_items"))
+              | group.item_mask(policy.value("income.transfer_spending_items")))
     return [
         _rows(group, "INCOME_OVER_DISPOSABLE", candidate, t["disposable"],
               t["limit_annual_per_capita"], t["limit_disposable"],
-              "rigid.disposable_income_previous_year"),
+              "rigid.disposable_income_previous_year", _refs(group, income)),
         _rows(group, "RIGID_SPENDING_SHARE_LOW", candidate, t["share"],
               np.minimum(t["limit_share"], 1e9), t["limit_share_threshold"],
-              "rigid.spending_share_threshold", _refs(group, spending)),
+              "rigid.spending_share_threshold", _refs(group, spending | income)),
         _rows(group, "RIGID_OTHER_CATEGORY", candidate & t["rigid_excludes_others"],
               ~_meets_another(_category_tests(t)), np.nan, np.nan,
               "rigid.other_categories_excluded"),

@@ -307,9 +307,14 @@ def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
     passed = ordinary["passed"].astype(bool)
     met = passed & code_mask(ordinary["code"], lambda code: code.str.startswith("ELIGIBLE"))
     # A household that is not eligible shows the tests it failed; an eligible one the test it
-    # met; a gradual exit both the income it now has and the category it may still meet.
-    show = np.where(not_eligible | kind.eq("GRADUAL_EXIT"), ~passed, met)
-    chosen = ordinary[kind.ne("REVIEW") & show]
+    # met; a gradual exit both the income it now has and the category it may still meet. One
+    # under REVIEW shows, beside why, the tests its certain records fail (the business, the
+    # deposits an officer visiting must see; audit 10) — never a category it meets.
+    decision = ordinary["household_id"].map(hh["decision"])
+    failed = ~passed & ~met
+    show = np.where(kind.eq("REVIEW"), failed & decision.ne("eligible"),
+                    np.where(not_eligible | kind.eq("GRADUAL_EXIT"), ~passed, met))
+    chosen = ordinary[show & _income_line_of_category(ordinary, hh)]
     under_review = review[review["household_id"].map(kinds).eq("REVIEW")]
     informative = signals[~signals["code"].isin(REVIEW_SIGNALS)]
     other_category = ordinary[code_mask(ordinary["code"],
@@ -328,6 +333,28 @@ def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
     return out[~_repeated(out)][CITED_REASON_COLUMNS].reset_index(drop=True)
 
 
+def _income_line_of_category(reasons: pd.DataFrame, hh: pd.DataFrame) -> np.ndarray:
+    """Per reason row: not a 低保 income line (INCOME_RULES) of a household assessed for a
+    category that line does not decide. An 边缘 family is refused over 1.5 × the standard, not
+    over the standard (审核确认办法 第八条: 边缘 means not meeting 低保); 特困 has its own income
+    test (第六条: 高龄津贴 not counted) and 刚性支出 the disposable-income test — a 低保 line on
+    their flags would give a reason that is not theirs (audit 10)."""
+    code = reasons["code"].astype(str)
+    line = code.isin(INCOME_RULES).to_numpy()
+    if not line.any():
+        return np.ones(len(reasons), dtype=bool)
+    category = reasons["household_id"].map(hh["category"]).fillna("none").to_numpy()
+    keep = ~line | ~np.isin(category, list(_OWN_INCOME_LINES))
+    for name, lines in _OWN_INCOME_LINES.items():
+        keep |= line & (category == name) & code.isin(lines).to_numpy()
+    return keep
+
+
+# the 低保 income lines a category's refusal may cite (none: its own test says it)
+_OWN_INCOME_LINES = {"dibao": INCOME_RULES, "edge": ("INCOME_OVER_1_5X",),
+                     "tekun": (), "rigid": ()}
+
+
 # Informative rows of the income test: excluded items and deductions (passed, never against).
 INCOME_SET_ASIDE = ("INCOME_EXCLUDED", "DEDUCTION_APPLIED", "TRANSFER_SPENDING_DEDUCTED")
 
@@ -341,8 +368,7 @@ def _own_category_tests(reasons: pd.DataFrame, hh: pd.DataFrame,
                         kinds: pd.Series) -> pd.DataFrame:
     applied = reasons["household_id"].map(hh["category"]).fillna("none").to_numpy()
     failing_here = (~reasons["passed"].astype(bool)
-                    & reasons["household_id"].map(hh["decision"]).eq("not_eligible")
-                    & reasons["household_id"].map(kinds).ne("REVIEW")).to_numpy()
+                    & reasons["household_id"].map(hh["decision"]).eq("not_eligible")).to_numpy()
     show = np.zeros(len(reasons), dtype=bool)
     for category, prefixes in _OWN_TESTS.items():
         own = code_mask(reasons["code"], lambda code, p=prefixes: code.str.startswith(p))

@@ -1042,13 +1042,18 @@ def _reasons(
     group: _Group, m: dict, t: dict, results: pd.DataFrame, missing: dict[str, str],
     changing: np.ndarray,
 ) -> pd.DataFrame:
+    policy = group.policy
+    # the income records every income test cites (one list per household, made once: the 特困
+    # and 刚性支出 tests cite the same records as the 低保 line)
+    income_refs = _refs(group, group.item_mask(policy.require("income.counted_items"))
+                        | group.item_mask(policy.require("income.deductible_items")))
     parts = [
         part
         for part in (
-            _income_reasons(group, m, t)
+            _income_reasons(group, m, t, income_refs)
             + _asset_reasons(group, m, t)
-            + _tekun_reasons(group, m, t)
-            + _rigid_reasons(group, m, t)
+            + _tekun_reasons(group, m, t, income_refs)
+            + _rigid_reasons(group, m, t, income_refs)
             + _outcome_reasons(group, results, t)
             + _other_category_reasons(group, results)
             + _death_reasons(group, m, t)
@@ -1121,7 +1126,8 @@ def _refs(group: _Group, mask: np.ndarray, rows: _Rows | None = None) -> np.ndar
     return cites
 
 
-def _income_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
+def _income_reasons(group: _Group, m: dict, t: dict,
+                    income_refs: np.ndarray) -> list[pd.DataFrame]:
     policy = group.policy
     income = group.item_mask(policy.require("income.counted_items"))
     excluded = group.item_mask(policy.require("income.excluded_items"))
@@ -1129,7 +1135,6 @@ def _income_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     # 转移性支出 are cited by their own row (TRANSFER_SPENDING_DEDUCTED, on every flag): a
     # contribution shares its wage's record, so citing both here would list each record twice
     transfer = group.item_mask(policy.value("income.transfer_spending_items"))
-    income_refs = _refs(group, income | deductible)
     members = m["size"] > 0
     # a 特困 household's income also sets aside tekun.extra_excluded_items (高龄津贴, 特困人员认定
     # 办法 第六条): shown with the rest, as received and not counted (audit 10)
@@ -1186,16 +1191,13 @@ def _asset_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
     ]
 
 
-def _tekun_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
+def _tekun_reasons(group: _Group, m: dict, t: dict,
+                   income_refs: np.ndarray) -> list[pd.DataFrame]:
     """Only where extreme-poverty support is in question: a member unable to work, or the
     household applied for (or receives) it."""
     candidate = (m["unable_members"] > 0) | _assessed_for(group, "tekun")
-    policy = group.policy
-    extra = group.item_mask(policy.value("tekun.extra_excluded_items"))
-    # the income the 特困 test counts (its exclusions are INCOME_EXCLUDED's): a stop or refusal
-    # on it cites the wage or pension, as the 低保 test's row does
-    counted = ((group.item_mask(policy.require("income.counted_items")) & ~extra)
-               | group.item_mask(policy.require("income.deductible_items")))
+    # A stop or refusal on the 特困 income test cites the income records, as the 低保 line's
+    # row does (its exclusions, the 高龄津贴, are shown set aside by INCOME_EXCLUDED)
     return [
         _rows(group, "TEKUN_LABOUR_CAPACITY", candidate, t["tekun_capacity"], m["able_members"],
               0, "tekun.elderly_age", _able_certificates(group, m["able_member_rows"])),
@@ -1203,7 +1205,7 @@ def _tekun_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
               "tekun.elderly_age"),
         _rows(group, "TEKUN_INCOME_OVER_STANDARD", candidate, t["tekun_income"],
               t["limit_tekun_per_capita"], t["limit_standard"], "tekun.extra_excluded_items",
-              _refs(group, counted)),
+              income_refs),
     ]
 
 
@@ -1261,25 +1263,25 @@ def _same_member(pos: np.ndarray, tokens: np.ndarray, other_pos: np.ndarray,
         pd.MultiIndex.from_arrays([other_pos, other_tokens]))
 
 
-def _rigid_reasons(group: _Group, m: dict, t: dict) -> list[pd.DataFrame]:
+def _rigid_reasons(group: _Group, m: dict, t: dict,
+                   income_refs: np.ndarray) -> list[pd.DataFrame]:
     """Only for households with rigid spending or assessed for 刚性支出 (a refusal says which of
     its tests failed: 刚性支出办法 第七条), and only where the local figures exist."""
     candidate = (m["rigid_12m"] > 0) | _assessed_for(group, "rigid")
     candidate &= ~np.isnan(t["limit_disposable"])
     candidate &= ~np.isnan(t["limit_share_threshold"])
-    policy = group.policy
-    spending = group.item_mask(policy.value("rigid.spending_items"))
-    # the year's income both tests count (net of taxes and contributions): a refusal or a stop
-    # on them cites the wage, as the 低保 line's row does (audit 10)
-    income = (group.item_mask(policy.require("income.counted_items"))
-              | group.item_mask(policy.value("income.transfer_spending_items")))
+    spending_refs = _refs(group, group.item_mask(group.policy.value("rigid.spending_items")))
+    # Both tests count the year's income: a refusal or a stop on them cites it, as the 低保
+    # line's row does; the share cites the spending, or where there is none, the income it is
+    # a share of (a recipient whose fresh feeds show no spending left; audit 10).
+    share_refs = np.where(spending_refs == NO_CITATION, income_refs, spending_refs)
     return [
         _rows(group, "INCOME_OVER_DISPOSABLE", candidate, t["disposable"],
               t["limit_annual_per_capita"], t["limit_disposable"],
-              "rigid.disposable_income_previous_year", _refs(group, income)),
+              "rigid.disposable_income_previous_year", income_refs),
         _rows(group, "RIGID_SPENDING_SHARE_LOW", candidate, t["share"],
               np.minimum(t["limit_share"], 1e9), t["limit_share_threshold"],
-              "rigid.spending_share_threshold", _refs(group, spending | income)),
+              "rigid.spending_share_threshold", share_refs),
         _rows(group, "RIGID_OTHER_CATEGORY", candidate & t["rigid_excludes_others"],
               ~_meets_another(_category_tests(t)), np.nan, np.nan,
               "rigid.other_categories_excluded"),

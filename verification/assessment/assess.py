@@ -185,7 +185,7 @@ class _Group:
     cited: CitationBuilder  # the lists of evidence rows the reasons cite
     # per member row: absent as 第八条（五） says (in prison, declared missing) but with property
     # beyond the low-income family rules of his own — still able to support
-    absent_with_means: np.ndarray | None = None
+    absent_with_means: np.ndarray
 
     @property
     def n(self) -> int:
@@ -498,6 +498,7 @@ def _measures(group: _Group) -> dict[str, np.ndarray]:
     )[: group.n]
     # The rigid-spending category exists only from its rules' start (2025); before that, nothing.
     rigid_window = int(policy.value("rigid.window_months") or 0)
+    by_grade, voided = _grade_exempt_businesses(group)
     measures = {
         "size": size,
         "income": group.sum_by_household(monthly, counted_income),
@@ -524,12 +525,11 @@ def _measures(group: _Group) -> dict[str, np.ndarray]:
         "homes": _count_holdings(group, registered & group.item_mask(("home",))),
         "commercial": _count(group, registered & group.item_mask(("commercial_property",))),
         "vehicles": _count_holdings(group, registered & _counted_vehicles(group)),
-        "businesses": _count(group, registered & _counted_businesses(group)),
+        "businesses": _count(group, registered & _counted_businesses(group, by_grade)),
         # businesses exempt only by the holder's disability grade: the register settles them
-        "grade_exempt_businesses": _count(group, registered & _grade_exempt_businesses(group)),
+        "grade_exempt_businesses": _count(group, registered & by_grade),
         # ... and of those, the ones whose holder's certificate the register has cancelled
-        "voided_exemptions": _count(group, registered & _grade_exempt_businesses(
-            group, cancelled=True)),
+        "voided_exemptions": _count(group, registered & voided),
         "payroll": _count(group, registered & group.item_mask(("public_payroll",))),
         **_labour_capacity(group),
     }
@@ -591,7 +591,7 @@ def _counted_vehicles(group: _Group) -> np.ndarray:
     return vehicles & ~exempt
 
 
-def _counted_businesses(group: _Group) -> np.ndarray:
+def _counted_businesses(group: _Group, by_grade: np.ndarray) -> np.ndarray:
     """Business registrations, less the local exceptions (small capital; disabled holder)."""
     policy, ev = group.policy, group.evidence
     business = group.item_mask(("business",))
@@ -600,29 +600,29 @@ def _counted_businesses(group: _Group) -> np.ndarray:
     if capital_max:
         amount = ev["amount"]
         exempt |= (amount > 0) & (amount <= capital_max)
-    return business & ~exempt & ~_grade_exempt_businesses(group)
+    return business & ~exempt & ~by_grade
 
 
-def _grade_exempt_businesses(group: _Group, cancelled: bool = False) -> np.ndarray:
-    """Business registrations whose holder's disability grade exempts them (``business.
-    exempt_disability_grade_max``; with ``cancelled``, only those whose holder's certificate the
-    register has cancelled: the exemption then rests on a grade nobody now certifies)."""
+def _grade_exempt_businesses(group: _Group) -> tuple[np.ndarray, np.ndarray]:
+    """Per evidence row: the business registrations whose holder's disability grade exempts
+    them (``business.exempt_disability_grade_max``), and of those the ones whose holder's
+    certificate the register has cancelled (the exemption then rests on a grade nobody now
+    certifies)."""
     business = group.item_mask(("business",))
     grade_max = group.policy.value("business.exempt_disability_grade_max") or 0
-    exempt = np.zeros(len(business), dtype=bool)
+    by_grade, voided = np.zeros(len(business), dtype=bool), np.zeros(len(business), dtype=bool)
     if not grade_max or not business.any():
-        return exempt
+        return by_grade, voided
     # Look up only the holders of registrations: a few rows, not every member.
     tokens = group.evidence["person_token"][business]
     people = group.members[group.members["person_token"].isin(tokens)]
     holders = people.drop_duplicates("person_token").set_index("person_token")
     grade = holders["disability_grade"].reindex(tokens).fillna(0).to_numpy()
-    by_grade = (grade >= 1) & (grade <= grade_max)
-    if cancelled:
-        by_grade &= holders["certificate_cancelled"].reindex(tokens).fillna(False).to_numpy(
-            dtype=bool)
-    exempt[np.flatnonzero(business)] = by_grade
-    return exempt
+    rows = np.flatnonzero(business)
+    by_grade[rows] = (grade >= 1) & (grade <= grade_max)
+    voided[rows] = by_grade[rows] & holders["certificate_cancelled"].reindex(tokens).fillna(
+        False).to_numpy(dtype=bool)
+    return by_grade, voided
 
 
 def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
@@ -671,9 +671,7 @@ def _labour_capacity(group: _Group) -> dict[str, np.ndarray]:
     # a sentence, declared missing)
     unable_to_support = tuple(policy.value("tekun.supporter_unable_exclusions") or ())
     exclusion = people["exclusion"].fillna("").astype(str)
-    means = (group.absent_with_means if group.absent_with_means is not None
-             else np.zeros(len(people), dtype=bool))
-    present = ((~exclusion.isin(unable_to_support).to_numpy() | means)
+    present = ((~exclusion.isin(unable_to_support).to_numpy() | group.absent_with_means)
                & (exclusion != NO_SUPPORT_DUTY).to_numpy() & ~people["deceased"].to_numpy())
     outside = ~counted & present & ~unable & capacity & (age >= 18)
     return {

@@ -311,8 +311,7 @@ def _flag_reasons(flags: pd.DataFrame, hh: pd.DataFrame, reasons: pd.DataFrame,
     # under REVIEW shows, beside why, the tests its certain records fail (the business, the
     # deposits an officer visiting must see; audit 10) — never a category it meets.
     decision = ordinary["household_id"].map(hh["decision"])
-    failed = ~passed & ~met
-    show = np.where(kind.eq("REVIEW"), failed & decision.ne("eligible"),
+    show = np.where(kind.eq("REVIEW"), ~passed & decision.ne("eligible"),
                     np.where(not_eligible | kind.eq("GRADUAL_EXIT"), ~passed, met))
     chosen = ordinary[show & _income_line_of_category(ordinary, hh)]
     under_review = review[review["household_id"].map(kinds).eq("REVIEW")]
@@ -339,14 +338,14 @@ def _income_line_of_category(reasons: pd.DataFrame, hh: pd.DataFrame) -> np.ndar
     over the standard (审核确认办法 第八条: 边缘 means not meeting 低保); 特困 has its own income
     test (第六条: 高龄津贴 not counted) and 刚性支出 the disposable-income test — a 低保 line on
     their flags would give a reason that is not theirs (audit 10)."""
-    code = reasons["code"].astype(str)
-    line = code.isin(INCOME_RULES).to_numpy()
+    line = code_mask(reasons["code"], lambda code: code.isin(INCOME_RULES))
     if not line.any():
         return np.ones(len(reasons), dtype=bool)
     category = reasons["household_id"].map(hh["category"]).fillna("none").to_numpy()
     keep = ~line | ~np.isin(category, list(_OWN_INCOME_LINES))
     for name, lines in _OWN_INCOME_LINES.items():
-        keep |= line & (category == name) & code.isin(lines).to_numpy()
+        keep |= line & (category == name) & code_mask(
+            reasons["code"], lambda code, lines=lines: code.isin(lines))
     return keep
 
 

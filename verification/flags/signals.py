@@ -128,11 +128,15 @@ def cited_signals(evidence: pd.DataFrame, policy: Policy, as_of: dt.date,
 
 
 def _without_lodger_deaths(rows: pd.DataFrame, lodgers: pd.MultiIndex | None) -> pd.DataFrame:
+    """``rows`` less the lodgers' death records (keys built for the death rows only)."""
     if lodgers is None or not len(lodgers) or not len(rows):
         return rows
-    death = (rows["item"].astype(str) == "death").to_numpy()
-    keys = pd.MultiIndex.from_frame(rows[["household_id", "person_token"]].astype("int64"))
-    return rows[~(death & keys.isin(lodgers))]
+    deaths = np.flatnonzero((rows["item"] == "death").to_numpy(dtype=bool))
+    keys = pd.MultiIndex.from_frame(
+        rows.iloc[deaths][["household_id", "person_token"]].astype("int64"))
+    keep = np.ones(len(rows), dtype=bool)
+    keep[deaths[keys.isin(lodgers)]] = False
+    return rows if keep.all() else rows[keep]
 
 
 def signals_if_certain(evidence: pd.DataFrame, policy: Policy, as_of: dt.date,

@@ -102,14 +102,14 @@ def _random_pair_u(left, right, n_levels, settings: MatchSettings,
     population = dict(settings.population_u)
     u = []
     for k, comparison in enumerate(settings.comparisons):
-        levels = gamma[:, k]
-        counts = np.bincount(levels[levels != NULL_LEVEL], minlength=n_levels[k])
         estimate = None
         if comparison.column in LISTED_AGAINST:
             estimate = _listed_u(left, right, comparison.column, n_levels[k])
         elif comparison.name in settings.fallback_only:
             estimate = _frequency_u(left, right, comparison, n_levels[k], right_values)
         if estimate is None:
+            levels = gamma[:, k]
+            counts = np.bincount(levels[levels != NULL_LEVEL], minlength=n_levels[k])
             share = np.maximum(counts / max(counts.sum(), 1), U_FLOOR)
             estimate = (share / share.sum(), float(counts.sum()))
         u.append(_with_population(*estimate, population.get(comparison.name), settings))
